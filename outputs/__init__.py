@@ -1,0 +1,1 @@
+"""Outputs: one module per destination plus the drain framework they share."""

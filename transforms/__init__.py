@@ -1,0 +1,1 @@
+"""Schema transforms (ECS, OCSF, CEF): pure functions of a canonical event."""
