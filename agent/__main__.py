@@ -1,0 +1,3 @@
+from agent.entry import main
+
+main()

@@ -1,0 +1,304 @@
+"""The `clawd-agent` command line: run, status, cursor, quarantine, check-config, demo.
+
+Every read command calls the same spool functions the running agent and its metrics use, and works
+whether the agent runs or not (SQLite WAL lets a second process read and move cursors safely).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import click
+import orjson
+
+from agent.config import DEFAULT_CONFIG_PATH, AgentConfig, load_config
+from agent.config_loader import ConfigError
+
+CONFIG_OPTION = click.option(
+    "-c", "--config", "config_path", envvar="CLAWD_AGENT_CONFIG", default=DEFAULT_CONFIG_PATH,
+    show_default=True, type=click.Path(dir_okay=False), help="agent.toml to use ($CLAWD_AGENT_CONFIG).")
+
+
+def _load(config_path: str) -> AgentConfig:
+    try:
+        return load_config(config_path)
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+def _open_spool(cfg: AgentConfig, readonly: bool = False) -> Any:
+    from spool.store import Spool
+
+    if not os.path.exists(cfg.spool_path):
+        raise click.ClickException(f"spool {cfg.spool_path} does not exist (has the agent run?)")
+    if readonly:
+        return Spool.open_readonly(cfg.spool_path)
+    return Spool(cfg.spool_path, durability=cfg.spool.durability, max_bytes=cfg.spool.max_bytes or None,
+                 on_full=cfg.spool.on_full)
+
+
+def _echo_json(obj: Any) -> None:
+    click.echo(orjson.dumps(obj, option=orjson.OPT_INDENT_2, default=str).decode())
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="clawd-agent")
+def cli() -> None:
+    """Ship Clawdstrike security telemetry from this host to the SOC."""
+
+
+@cli.command()
+@CONFIG_OPTION
+def run(config_path: str) -> None:
+    """Run the agent in the foreground until SIGTERM or SIGINT.
+
+    Example: clawd-agent run -c /etc/clawd-agent/agent.toml
+    """
+    from agent.logs import setup_logging
+    from agent.supervisor import Supervisor
+
+    cfg = _load(config_path)
+    setup_logging(cfg.agent.log_level, cfg.agent.log_format)
+    sup = Supervisor(cfg)
+    sys.exit(sup.run_forever())
+
+
+@cli.command()
+@CONFIG_OPTION
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def status(config_path: str, as_json: bool) -> None:
+    """Inputs, outputs (cursor, lag, last success and error, rate), spool size and health.
+
+    Works whether the agent runs or not. Exit code 0 when healthy, 1 when degraded, failing or stopped.
+
+    Example: clawd-agent status --json
+    """
+    from agent.status import collect_status, render_status
+
+    st = collect_status(_load(config_path))
+    if as_json:
+        _echo_json(st)
+    else:
+        click.echo(render_status(st), nl=False)
+    sys.exit(0 if st["health"] == "ok" else 1)
+
+
+@cli.command("check-config")
+@CONFIG_OPTION
+def check_config(config_path: str) -> None:
+    """Validate agent.toml: unknown keys, wrong types, unset ${ENV} and unreadable file: secrets.
+
+    Example: clawd-agent check-config -c ./agent.toml
+    """
+    cfg = _load(config_path)
+    click.echo(f"{config_path}: ok ({len(cfg.inputs)} inputs: {', '.join(cfg.inputs)}; "
+               f"{len(cfg.outputs)} outputs: {', '.join(cfg.outputs)}; spool {cfg.spool_path})")
+
+
+# -- cursors ---------------------------------------------------------------------------------------
+@cli.group()
+def cursor() -> None:
+    """Show or rewind output cursors (replay)."""
+
+
+@cursor.command("show")
+@CONFIG_OPTION
+@click.argument("output", required=False)
+@click.option("--json", "as_json", is_flag=True)
+def cursor_show(config_path: str, output: str | None, as_json: bool) -> None:
+    """Each output's cursor, generation and lag.
+
+    Example: clawd-agent cursor show archive
+    """
+    cfg = _load(config_path)
+    spool = _open_spool(cfg, readonly=True)
+    try:
+        cursors = spool.stats().get("cursors", {})
+    finally:
+        spool.close()
+    if output is not None:
+        if output not in cursors:
+            raise click.ClickException(f"no cursor for output {output!r} (known: {', '.join(cursors)})")
+        cursors = {output: cursors[output]}
+    if as_json:
+        _echo_json(cursors)
+        return
+    for name, c in cursors.items():
+        state = "" if c.get("enabled", True) else " (disabled)"
+        click.echo(f"{name}{state}: seq {c['seq']}  generation {c['generation']}  "
+                   f"lag {c.get('lag_events', 0)} events / {c.get('lag_seconds', 0):.1f} s")
+
+
+def _parse_since(value: str) -> int:
+    """An RFC 3339 time, or an age such as 30m, 2h, 1d; returns epoch ms."""
+    from agent.config_types import Duration
+
+    try:
+        return int((time.time() - Duration.parse(value)) * 1000)
+    except ValueError:
+        pass
+    try:
+        dt = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise click.BadParameter(f"expected an RFC 3339 time or an age like 2h, got {value!r}") from None
+    if dt.tzinfo is None:
+        raise click.BadParameter("the time needs a timezone, e.g. 2026-11-26T08:00:00Z")
+    return int(dt.timestamp() * 1000)
+
+
+@cursor.command("rewind")
+@CONFIG_OPTION
+@click.argument("output")
+@click.option("--since", help="Replay events whose time is at or after this (RFC 3339, or an age: 2h).")
+@click.option("--event-id", help="Replay from this event (inclusive).")
+@click.option("--count", type=click.IntRange(min=1), help="Replay the last N delivered events.")
+@click.option("--seq", type=click.IntRange(min=0), help="Set the cursor to this sequence number.")
+def cursor_rewind(config_path: str, output: str, since: str | None, event_id: str | None,
+                  count: int | None, seq: int | None) -> None:
+    """Move an output's cursor back so its events are delivered again.
+
+    Safe while the agent runs: the running output notices and re-sends from the new position.
+
+    Example: clawd-agent cursor rewind splunk --since 2026-11-26T08:00:00Z
+    """
+    chosen = [x for x in (since, event_id, count, seq) if x is not None]
+    if len(chosen) != 1:
+        raise click.UsageError("give exactly one of --since, --event-id, --count, --seq")
+    cfg = _load(config_path)
+    spool = _open_spool(cfg)
+    from spool.types import RewindError
+
+    try:
+        kwargs: dict[str, Any] = {}
+        if since is not None:
+            kwargs["since_ms"] = _parse_since(since)
+        elif event_id is not None:
+            kwargs["event_id"] = _event_id_bytes(event_id)
+        elif count is not None:
+            kwargs["count"] = count
+        else:
+            kwargs["seq"] = seq
+        before = spool.get_cursor(output)
+        after = spool.rewind(output, **kwargs)
+    except RewindError as exc:
+        raise click.ClickException(str(exc)) from None
+    finally:
+        spool.close()
+    click.echo(f"{output}: cursor {before.seq} -> {after.seq} (generation {after.generation}); "
+               f"{max(0, before.seq - after.seq)} events or fewer will be delivered again")
+
+
+def _event_id_bytes(value: str) -> bytes:
+    import uuid
+
+    try:
+        return uuid.UUID(value).bytes
+    except ValueError:
+        raise click.BadParameter(f"expected a canonical event id (UUID), got {value!r}") from None
+
+
+# -- quarantine ------------------------------------------------------------------------------------
+@cli.group()
+def quarantine() -> None:
+    """Inspect and purge input records that could not be read (with the reason)."""
+
+
+@quarantine.command("list")
+@CONFIG_OPTION
+@click.option("--input", "input_name", help="Only this input.")
+@click.option("--limit", type=click.IntRange(min=1), default=50, show_default=True)
+@click.option("--json", "as_json", is_flag=True)
+def quarantine_list(config_path: str, input_name: str | None, limit: int, as_json: bool) -> None:
+    """Newest quarantined records first.
+
+    Example: clawd-agent quarantine list --input hushd_audit
+    """
+    spool = _open_spool(_load(config_path), readonly=True)
+    try:
+        entries = spool.quarantine_list(limit=limit, input=input_name)
+    finally:
+        spool.close()
+    if as_json:
+        _echo_json([_q_dict(e) for e in entries])
+        return
+    if not entries:
+        click.echo("quarantine is empty")
+    for e in entries:
+        where = f"{e.source}@{e.offset}" if e.offset is not None else e.source
+        click.echo(f"#{e.id}  {_iso_ms(e.created_ms)}  {e.input}  {where}  {e.reason}")
+
+
+@quarantine.command("show")
+@CONFIG_OPTION
+@click.argument("entry_id", type=int)
+def quarantine_show(config_path: str, entry_id: int) -> None:
+    """One quarantined record, with its excerpt.
+
+    Example: clawd-agent quarantine show 12
+    """
+    spool = _open_spool(_load(config_path), readonly=True)
+    try:
+        e = spool.quarantine_get(entry_id)
+    finally:
+        spool.close()
+    if e is None:
+        raise click.ClickException(f"no quarantine entry #{entry_id}")
+    _echo_json(_q_dict(e))
+
+
+@quarantine.command("purge")
+@CONFIG_OPTION
+@click.option("--input", "input_name", help="Only this input.")
+@click.option("--older-than", help="Only entries older than this age (e.g. 7d).")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+def quarantine_purge(config_path: str, input_name: str | None, older_than: str | None, yes: bool) -> None:
+    """Delete quarantined records.
+
+    Example: clawd-agent quarantine purge --older-than 7d --yes
+    """
+    older_ms = _parse_since(older_than) if older_than else None
+    if not yes:
+        click.confirm("Delete the matching quarantine entries?", abort=True)
+    spool = _open_spool(_load(config_path))
+    try:
+        n = spool.quarantine_purge(older_than_ms=older_ms, input=input_name)
+    finally:
+        spool.close()
+    click.echo(f"purged {n} quarantine entries")
+
+
+def _q_dict(e: Any) -> dict[str, Any]:
+    return {"id": e.id, "input": e.input, "source": e.source, "offset": e.offset, "reason": e.reason,
+            "created": _iso_ms(e.created_ms),
+            "excerpt": e.excerpt.decode("utf-8", "backslashreplace")}
+
+
+def _iso_ms(ms: int) -> str:
+    from agent.status import _iso
+
+    return _iso(ms) or "-"
+
+
+# -- demo ------------------------------------------------------------------------------------------
+@cli.command()
+@click.option("--dir", "state_dir", default="demo-state", show_default=True, type=click.Path(file_okay=False),
+              help="Where the demo keeps its config, spool and output files (recreated each run).")
+def demo(state_dir: str) -> None:
+    """Ship the bundled sample of real hushd audit events through the spool to local outputs.
+
+    No external service is needed. Shows `clawd-agent status` at the end.
+
+    Example: clawd-agent demo
+    """
+    from agent.demo import run_demo
+
+    sys.exit(run_demo(Path(state_dir)))
+
+
+def main() -> None:
+    cli()

@@ -1,0 +1,135 @@
+"""agent.toml: the whole configuration, loaded and validated in one place.
+
+Unknown keys and wrong types are errors that name the file and the key; ``${ENV}`` is expanded in any
+string and credentials may be ``file:/path`` references (see ``agent.config_types.Secret``).
+"""
+
+from __future__ import annotations
+
+import socket
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from agent.config_loader import ConfigError, doc, load_section
+from agent.config_types import Duration, ListenAddress, Size
+from agent.inputs.config import INPUT_TYPES
+from outputs.base import OutputConfig
+from outputs.registry import OUTPUT_TYPES
+
+DEFAULT_CONFIG_PATH = "/etc/clawd-agent/agent.toml"
+
+
+@dataclass
+class AgentSection:
+    """Identity and logging of this agent."""
+
+    data_dir: str = doc("State directory; the spool lives here unless [spool] path says otherwise.",
+                        default="/var/lib/clawd-agent")
+    host_name: str = doc("Host name put on every event; empty means the system host name.", default="")
+    environment: str | None = doc("Environment name (production, staging, ...).", default=None)
+    tenant_id: str | None = doc("Tenant or organisation id put on every event.", default=None)
+    labels: dict[str, str] = doc("Labels put on every event.", default_factory=dict)
+    log_level: Literal["debug", "info", "warning", "error"] = doc("Log level.", default="info")
+    log_format: Literal["json", "text"] = doc("Structured JSON logs or plain text.", default="json")
+    heartbeat_interval: Duration = doc("How often the agent records its state for `status`.",
+                                       default=Duration(2))
+    shutdown_timeout: Duration = doc("How long shutdown waits for in-flight deliveries.",
+                                     default=Duration(10))
+
+    def resolved_host_name(self) -> str:
+        return self.host_name or socket.gethostname()
+
+
+@dataclass
+class SpoolSection:
+    """The durable SQLite spool between inputs and outputs."""
+
+    path: str = doc("Spool file; default <data_dir>/spool.db.", default="")
+    durability: Literal["off", "normal", "full", "extra"] = doc(
+        "SQLite synchronous level. 'full' survives a process crash and a power loss; 'normal' "
+        "survives a process crash but may lose the last commits on power loss.", default="full")
+    max_bytes: Size = doc("Largest spool size; 0 means unlimited.", default=Size(2 * 1024**3))
+    on_full: Literal["block", "drop_oldest"] = doc(
+        "'block' pauses inputs (they keep their offsets); 'drop_oldest' deletes the oldest events, "
+        "counted and logged.", default="block")
+    retention: Duration = doc("Delivered events are kept this long for replay (cursor rewind).",
+                              default=Duration(24 * 3600))
+    commit_max_events: int = doc("Group commit: most events per transaction.", default=10000)
+    commit_max_delay: Duration = doc("Group commit: longest wait to fill a transaction.",
+                                     default=Duration(0.02))
+    prune_interval: Duration = doc("How often retention runs.", default=Duration(60))
+
+
+@dataclass
+class MetricsSection:
+    """Prometheus metrics and the health endpoint."""
+
+    enabled: bool = doc("Serve /metrics and /health.", default=True)
+    listen: ListenAddress = doc("Address to bind; keep it on loopback.",
+                                default=ListenAddress("127.0.0.1", 9464))
+
+
+@dataclass
+class AgentConfig:
+    source: str
+    agent: AgentSection = field(default_factory=AgentSection)
+    spool: SpoolSection = field(default_factory=SpoolSection)
+    metrics: MetricsSection = field(default_factory=MetricsSection)
+    inputs: dict[str, Any] = field(default_factory=dict)
+    outputs: dict[str, OutputConfig] = field(default_factory=dict)
+
+    @property
+    def spool_path(self) -> str:
+        return self.spool.path or str(Path(self.agent.data_dir) / "spool.db")
+
+
+def load_config(path: str | Path, env: dict[str, str] | None = None) -> AgentConfig:
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read: {exc.strerror}") from None
+    return parse_config(text, str(path), env)
+
+
+def parse_config(text: str, source: str = "agent.toml", env: dict[str, str] | None = None) -> AgentConfig:
+    try:
+        doc_ = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{source}: invalid TOML: {exc}") from None
+    known = {"agent", "spool", "metrics", "inputs", "outputs"}
+    for key in doc_:
+        if key not in known:
+            raise ConfigError(f"{source}: unknown top-level key {key!r} (known: {', '.join(sorted(known))})")
+    cfg = AgentConfig(source=source)
+    cfg.agent = load_section(AgentSection, doc_.get("agent", {}), f"{source}: [agent]", env)
+    cfg.spool = load_section(SpoolSection, doc_.get("spool", {}), f"{source}: [spool]", env)
+    cfg.metrics = load_section(MetricsSection, doc_.get("metrics", {}), f"{source}: [metrics]", env)
+    cfg.inputs = _named_tables(doc_.get("inputs", {}), "inputs", source, INPUT_TYPES, env)
+    cfg.outputs = _named_tables(doc_.get("outputs", {}), "outputs", source,
+                                {k: v[0] for k, v in OUTPUT_TYPES.items()}, env)
+    if not cfg.inputs:
+        raise ConfigError(f"{source}: no [inputs.<name>] table: the agent would have nothing to read")
+    if not cfg.outputs:
+        raise ConfigError(f"{source}: no [outputs.<name>] table: the agent would deliver nowhere")
+    return cfg
+
+
+def _named_tables(tables: Any, kind: str, source: str, types: dict[str, type],
+                  env: dict[str, str] | None) -> dict[str, Any]:
+    if not isinstance(tables, dict):
+        raise ConfigError(f"{source}: [{kind}] must be a table of named {kind}")
+    result = {}
+    for name, table in tables.items():
+        where = f"{source}: [{kind}.{name}]"
+        if not name.replace("_", "").replace("-", "").isalnum():
+            raise ConfigError(f"{where}: names may use letters, digits, '_' and '-' only")
+        if not isinstance(table, dict) or "type" not in table:
+            raise ConfigError(f"{where}: missing key 'type' (one of: {', '.join(sorted(types))})")
+        kind_type = table["type"]
+        if kind_type not in types:
+            raise ConfigError(f"{where}: unknown type {kind_type!r} (one of: {', '.join(sorted(types))})")
+        result[name] = load_section(types[kind_type], table, where, env)
+    return result

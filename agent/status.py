@@ -1,0 +1,177 @@
+"""`clawd-agent status`: what the agent is doing, read from the spool, running or not.
+
+The running agent records a heartbeat, its inputs' counters and each output's last success/error in
+the spool every few seconds; everything else (cursors, lag, sizes) is read from the spool itself. So
+the same command answers while the agent runs, after it stopped, and after it crashed.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from typing import Any
+
+from agent.config import AgentConfig
+
+STALE_HEARTBEAT_FACTOR = 3
+
+
+def collect_status(config: AgentConfig) -> dict[str, Any]:
+    from spool.store import Spool
+
+    path = config.spool_path
+    if not os.path.exists(path):
+        return {"agent": {"running": False}, "health": "stopped", "spool": {"path": path, "exists": False},
+                "inputs": {}, "outputs": {}}
+    spool = Spool.open_readonly(path)
+    try:
+        stats = spool.stats()
+        agent_state = spool.get_agent_state() or {}
+        states = {s.output: s for s in spool.read_output_states()}
+    finally:
+        spool.close()
+    now_ms = int(time.time() * 1000)
+    pid = int(agent_state.get("pid") or 0)
+    heartbeat_ms = int(agent_state.get("heartbeat_ms") or 0)
+    running = bool(pid) and _alive(pid) and (
+        now_ms - heartbeat_ms <= STALE_HEARTBEAT_FACTOR * config.agent.heartbeat_interval * 1000 + 1000)
+    recorded_inputs = agent_state.get("inputs") or {}
+    offsets_by_input: dict[str, list[dict[str, Any]]] = {}
+    for off in stats.get("input_offsets", []):
+        offsets_by_input.setdefault(off["input"], []).append(off)
+
+    inputs = {}
+    for name, in_cfg in config.inputs.items():
+        rec = recorded_inputs.get(name, {})
+        entry: dict[str, Any] = {"type": in_cfg.type}
+        for key in ("ingested", "quarantined", "duplicates", "errors"):
+            if key in rec:
+                entry[key] = rec[key]
+        entry["quarantined_stored"] = stats.get("quarantine_by_input", {}).get(name, 0)
+        if in_cfg.type == "file":
+            entry["files"] = [_file_lag(o) for o in offsets_by_input.get(name, [])]
+        inputs[name] = entry
+
+    outputs = {}
+    cursors = stats.get("cursors", {})
+    dlq_counts = stats.get("dlq_by_output", {})
+    for name, out_cfg in config.outputs.items():
+        cur = cursors.get(name, {})
+        st = states.get(name)
+        extra = st.extra if st else {}
+        outputs[name] = {
+            "type": out_cfg.type,
+            "enabled": out_cfg.enabled,
+            "cursor": cur.get("seq"),
+            "lag_events": cur.get("lag_events", 0),
+            "lag_seconds": cur.get("lag_seconds", 0),
+            "delivered_total": st.delivered_total if st else 0,
+            "rate_eps": extra.get("rate_eps", 0.0) if running else 0.0,
+            "last_success": _iso(st.last_success_ms) if st else None,
+            "last_error": st.last_error if st else None,
+            "last_error_at": _iso(st.last_error_ms) if st else None,
+            "healthy": extra.get("healthy", True),
+            "dlq": dlq_counts.get(name, 0),
+        }
+    orphans = sorted(set(cursors) - set(config.outputs))
+
+    if not running:
+        health = "stopped"
+    elif outputs and all(not o["healthy"] for o in outputs.values() if o["enabled"]):
+        health = "failing"
+    elif any(not o["healthy"] for o in outputs.values() if o["enabled"]):
+        health = "degraded"
+    else:
+        health = "ok"
+    return {
+        "agent": {"running": running, "pid": pid if running else None,
+                  "started": _iso(agent_state.get("started_ms")),
+                  "last_heartbeat": _iso(heartbeat_ms or None)},
+        "health": health,
+        "spool": {
+            "path": path, "rows": stats.get("rows", 0), "bytes": stats.get("bytes", 0),
+            "max_bytes": stats.get("max_bytes"), "on_full": stats.get("on_full"),
+            "durability": stats.get("durability"), "first_seq": stats.get("first_seq"),
+            "last_seq": stats.get("last_seq"), "dropped_total": stats.get("dropped_total", 0),
+            "quarantined": stats.get("quarantine_count", 0), "schema_version": stats.get("schema_version"),
+        },
+        "inputs": inputs,
+        "outputs": outputs,
+        "orphan_cursors": orphans,
+    }
+
+
+def _file_lag(off: dict[str, Any]) -> dict[str, Any]:
+    try:
+        size: int | None = os.stat(off["path"]).st_size
+    except OSError:
+        size = None
+    return {"path": off["path"], "file_key": off.get("file_key"), "offset": off["offset"], "size": size,
+            "lag_bytes": max(0, size - off["offset"]) if size is not None else None}
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _iso(ms: int | None) -> str | None:
+    if not ms:
+        return None
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ms / 1000)) + f".{int(ms) % 1000:03d}Z"
+
+
+def _human_bytes(n: int | None) -> str:
+    if n is None:
+        return "-"
+    value = float(n)
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if value < 1024 or unit == "TiB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{n} B"  # pragma: no cover
+
+
+def render_status(st: dict[str, Any]) -> str:
+    """The human view: one screen, most important first."""
+    a, sp = st["agent"], st["spool"]
+    lines = []
+    state = f"running (pid {a['pid']})" if a["running"] else "not running"
+    lines.append(f"clawd-agent: {state}   health: {st['health']}")
+    if a.get("last_heartbeat"):
+        lines.append(f"  started {a.get('started') or '-'}   last heartbeat {a['last_heartbeat']}")
+    if not sp.get("exists", True):
+        lines.append(f"spool: {sp['path']} does not exist yet (the agent has not run)")
+        return "\n".join(lines) + "\n"
+    cap = _human_bytes(sp["max_bytes"]) if sp.get("max_bytes") else "unlimited"
+    lines.append(f"spool: {sp['path']}  {sp['rows']} events  {_human_bytes(sp['bytes'])} of {cap}  "
+                 f"durability={sp['durability']}  on_full={sp['on_full']}  "
+                 f"dropped={sp['dropped_total']}  quarantined={sp['quarantined']}")
+    lines.append("")
+    lines.append("inputs:")
+    for name, inp in st["inputs"].items():
+        counts = "  ".join(f"{k}={inp[k]}" for k in ("ingested", "quarantined", "duplicates") if k in inp)
+        lines.append(f"  {name} ({inp['type']})  {counts}".rstrip())
+        for f in inp.get("files", []):
+            lag = "-" if f["lag_bytes"] is None else _human_bytes(f["lag_bytes"])
+            lines.append(f"    {f['path']}  offset {f['offset']}  lag {lag}")
+    lines.append("")
+    lines.append("outputs:")
+    header = f"  {'name':<16} {'type':<8} {'cursor':>8} {'lag':>8} {'lag_s':>7} {'rate/s':>8} " \
+             f"{'dlq':>5}  last success / last error"
+    lines.append(header)
+    for name, o in st["outputs"].items():
+        flag = "" if o["enabled"] else " (disabled)"
+        err = f"  error at {o['last_error_at']}: {o['last_error']}" if o.get("last_error") else ""
+        cur = o["cursor"] if o["cursor"] is not None else "-"
+        lines.append(f"  {name + flag:<16} {o['type']:<8} {cur:>8} "
+                     f"{o['lag_events']:>8} {o['lag_seconds']:>7.1f} {o['rate_eps']:>8.1f} {o['dlq']:>5}  "
+                     f"{o['last_success'] or 'never'}{err}")
+    if st.get("orphan_cursors"):
+        lines.append(f"  cursors of outputs no longer configured: {', '.join(st['orphan_cursors'])}")
+    return "\n".join(lines) + "\n"

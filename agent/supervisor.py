@@ -1,0 +1,267 @@
+"""The running agent: owns every greenlet, starts them in order and stops them in reverse.
+
+Start: spool → group-commit writer → drains (one per output) → inputs → metrics/health server →
+heartbeat and retention loops. Stop (SIGTERM/SIGINT or ``shutdown()``): inputs stop reading and their
+current batch commits; the writer flushes; drains finish the request in flight (a drain sleeping in
+backoff stops at once; the spool keeps its batch); state is recorded; the spool closes.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import time
+from collections.abc import Callable
+from typing import Any
+
+import gevent
+import gevent.event
+import gevent.pool
+from gevent.pywsgi import WSGIServer
+
+from agent.config import AgentConfig
+from agent.metrics import AgentMetrics, health_document
+from outputs.drain import Drain
+from outputs.registry import build_output
+
+log = logging.getLogger("clawd_agent.supervisor")
+
+
+class DataSignal:
+    """Wakes every drain as soon as the writer committed new events (no polling latency)."""
+
+    def __init__(self) -> None:
+        self._events: list[gevent.event.Event] = []
+
+    def subscribe(self) -> gevent.event.Event:
+        ev = gevent.event.Event()
+        self._events.append(ev)
+        return ev
+
+    def notify(self) -> None:
+        for ev in self._events:
+            ev.set()
+
+
+class NotifyingWriter:
+    """The writer as inputs see it: commit, then wake the drains."""
+
+    def __init__(self, writer: Any, signal_: DataSignal):
+        self._writer = writer
+        self._signal = signal_
+
+    def write(self, batch: Any) -> Any:
+        result = self._writer.write(batch)
+        if batch.events:
+            self._signal.notify()
+        return result
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._writer, name)
+
+
+class Supervisor:
+    def __init__(self, config: AgentConfig):
+        self.config = config
+        self.started_ms = int(time.time() * 1000)
+        self.exit_code = 0
+        self.spool: Any = None
+        self.writer: Any = None
+        self.inputs: dict[str, Any] = {}
+        self.drains: dict[str, Drain] = {}
+        self.metrics: AgentMetrics | None = None
+        self.metrics_server: WSGIServer | None = None
+        self._drain_group = gevent.pool.Group()
+        self._loops = gevent.pool.Group()
+        self._stopped = gevent.event.Event()
+        self._stopping = False
+        self._signal = DataSignal()
+        self._stats_cache: tuple[float, dict[str, Any]] = (0.0, {})
+
+    # -- start ---------------------------------------------------------------------------------
+    def start(self) -> None:
+        from spool.store import Spool
+        from spool.writer import SpoolWriter
+
+        cfg = self.config
+        os.makedirs(os.path.dirname(os.path.abspath(cfg.spool_path)), exist_ok=True)
+        self.spool = Spool(cfg.spool_path, durability=cfg.spool.durability,
+                           max_bytes=cfg.spool.max_bytes or None, on_full=cfg.spool.on_full)
+        self.writer = SpoolWriter(self.spool, max_events=cfg.spool.commit_max_events,
+                                  max_delay_s=cfg.spool.commit_max_delay)
+        self.writer.start()
+        for name, out_cfg in cfg.outputs.items():
+            self.spool.ensure_cursor(name, start=out_cfg.start_at)
+            self.spool.set_enabled(name, out_cfg.enabled)
+        self.metrics = AgentMetrics(lambda: self.inputs, lambda: self.drains, self.spool_stats)
+        for name, out_cfg in cfg.outputs.items():
+            if out_cfg.enabled:
+                self._start_drain(name, out_cfg)
+        writer = NotifyingWriter(self.writer, self._signal)
+        from agent.inputs.factory import build_input
+        from agent.mapping import MappingContext
+
+        context = MappingContext(labels=dict(cfg.agent.labels), environment=cfg.agent.environment,
+                                 tenant_id=cfg.agent.tenant_id,
+                                 host_name=cfg.agent.resolved_host_name())
+        for name, in_cfg in cfg.inputs.items():
+            inp = build_input(name, in_cfg, writer=writer, spool=self.spool, context=context)
+            inp.start()
+            self.inputs[name] = inp
+        if cfg.metrics.enabled:
+            self._start_metrics_server()
+        self._spawn_loop(self._heartbeat_loop)
+        self._spawn_loop(self._prune_loop)
+        self._record_state()
+        log.info("agent started", extra={"inputs": sorted(self.inputs), "outputs": sorted(self.drains),
+                                         "spool": cfg.spool_path, "pid": os.getpid()})
+
+    def _start_drain(self, name: str, out_cfg: Any) -> None:
+        output = build_output(name, out_cfg)
+        drain = Drain(output, self.spool, self.spool.reader(), new_data=self._signal.subscribe(),
+                      on_batch=self.metrics.observe_batch if self.metrics else None)
+        self.drains[name] = drain
+        g = self._drain_group.spawn(drain.run)
+        g.link_exception(lambda g, n=name, c=out_cfg: self._drain_crashed(n, c, g))
+
+    def _drain_crashed(self, name: str, out_cfg: Any, g: gevent.Greenlet) -> None:
+        log.critical("output loop crashed; restarting it", extra={"output": name,
+                                                                  "error": repr(g.exception)})
+        self.exit_code = 2
+        if not self._stopping:
+            old = self.drains.get(name)
+            gevent.spawn_later(1.0, self._restart_drain, name, out_cfg, old.stats if old else None)
+
+    def _restart_drain(self, name: str, out_cfg: Any, stats: Any) -> None:
+        if self._stopping:
+            return
+        self._start_drain(name, out_cfg)
+        if stats is not None:
+            self.drains[name].stats = stats
+
+    def _spawn_loop(self, fn: Callable[[], None]) -> None:
+        g = self._loops.spawn(fn)
+        g.link_exception(lambda g: self._loop_crashed(fn.__name__, g))
+
+    def _loop_crashed(self, what: str, g: gevent.Greenlet) -> None:
+        log.critical("background loop crashed", extra={"loop": what, "error": repr(g.exception)})
+        self.exit_code = 2
+
+    # -- metrics / health ----------------------------------------------------------------------
+    def spool_stats(self) -> dict[str, Any]:
+        now = time.monotonic()
+        if now - self._stats_cache[0] > 1.0:
+            self._stats_cache = (now, self.spool.stats())
+        return self._stats_cache[1]
+
+    def _start_metrics_server(self) -> None:
+        from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
+
+        def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> list[bytes]:
+            path = environ.get("PATH_INFO", "")
+            if path == "/metrics":
+                assert self.metrics is not None
+                body = generate_latest(self.metrics.registry)
+                start_response("200 OK", [("Content-Type", CONTENT_TYPE_LATEST)])
+                return [body]
+            if path in ("/health", "/healthz"):
+                import orjson
+
+                code, doc = health_document(self.drains, self.inputs, self.spool_stats(),
+                                            self.started_ms)
+                start_response(f"{code} {'OK' if code == 200 else 'Service Unavailable'}",
+                               [("Content-Type", "application/json")])
+                return [orjson.dumps(doc)]
+            start_response("404 Not Found", [("Content-Type", "text/plain")])
+            return [b"not found\n"]
+
+        addr = self.config.metrics.listen
+        self.metrics_server = WSGIServer((addr.host, addr.port), app, log=None)
+        self.metrics_server.start()
+
+    @property
+    def metrics_address(self) -> tuple[str, int] | None:
+        return self.metrics_server.address if self.metrics_server else None
+
+    # -- periodic loops ------------------------------------------------------------------------
+    def _heartbeat_loop(self) -> None:
+        while not self._stopping:
+            gevent.sleep(self.config.agent.heartbeat_interval)
+            self._record_state()
+
+    def _record_state(self) -> None:
+        now = int(time.time() * 1000)
+        self.spool.set_agent_state(pid=os.getpid(), started_ms=self.started_ms, heartbeat_ms=now,
+                                   inputs={n: _input_status(i) for n, i in self.inputs.items()})
+        for name, drain in self.drains.items():
+            st = drain.stats
+            self.spool.record_output_state(
+                name, last_success_ms=st.last_success_ms, last_error_ms=st.last_error_ms,
+                last_error=st.last_error, delivered_total=st.delivered, failed_total=st.failed_attempts,
+                dlq_total=st.dlq, extra={"rate_eps": round(st.rate(), 2), "healthy": st.healthy,
+                                         "filtered_total": st.filtered, "retries_total": st.retries})
+
+    def _prune_loop(self) -> None:
+        while not self._stopping:
+            gevent.sleep(self.config.spool.prune_interval)
+            enabled = [n for n, c in self.config.outputs.items() if c.enabled]
+            removed = self.spool.prune(self.config.spool.retention, enabled)
+            if removed:
+                log.info("retention pruned delivered events", extra={"rows": removed})
+
+    # -- run / stop ----------------------------------------------------------------------------
+    def install_signal_handlers(self) -> None:
+        gevent.signal_handler(signal.SIGTERM, self.request_shutdown)
+        gevent.signal_handler(signal.SIGINT, self.request_shutdown)
+
+    def request_shutdown(self) -> None:
+        if not self._stopping:
+            gevent.spawn(self.shutdown)
+
+    def run_forever(self) -> int:
+        self.start()
+        self.install_signal_handlers()
+        self._stopped.wait()
+        return self.exit_code
+
+    def caught_up(self) -> bool:
+        """True when every enabled output has delivered everything spooled so far."""
+        last = self.spool.last_seq()
+        return all(self.spool.get_cursor(n).seq >= last for n in self.drains)
+
+    def shutdown(self) -> None:
+        if self._stopping:
+            return
+        self._stopping = True
+        log.info("agent stopping")
+        for inp in self.inputs.values():
+            try:
+                inp.stop()
+            except Exception:
+                log.exception("input stop failed")
+        self.writer.stop()
+        for drain in self.drains.values():
+            drain.stop()
+        self._drain_group.join(timeout=self.config.agent.shutdown_timeout)
+        self._drain_group.kill(block=True, timeout=2)
+        self._loops.kill(block=True, timeout=2)
+        self._record_state()
+        self.spool.set_agent_state(pid=0, started_ms=self.started_ms,
+                                   heartbeat_ms=int(time.time() * 1000),
+                                   inputs={n: _input_status(i) for n, i in self.inputs.items()})
+        if self.metrics_server is not None:
+            self.metrics_server.stop(timeout=1)
+        self.spool.close()
+        log.info("agent stopped", extra={"exit_code": self.exit_code})
+        self._stopped.set()
+
+
+def _input_status(inp: Any) -> dict[str, Any]:
+    status = inp.status() if hasattr(inp, "status") else {}
+    st = getattr(inp, "stats", None)
+    if st is not None:
+        for key in ("ingested", "quarantined", "duplicates", "errors", "last_event_ms"):
+            if hasattr(st, key):
+                status.setdefault(key, getattr(st, key))
+    return status

@@ -1,0 +1,97 @@
+"""Output ``file``: canonical events as JSON lines, with size-based rotation.
+
+Delivery contract: a batch counts as delivered only after its bytes were written and (by default)
+fsync'ed, because the drain framework advances the cursor right after; without the fsync a power loss
+could lose events the spool already forgot. Rotation renames ``events.jsonl`` to ``events.jsonl.1``
+(shifting older ones up to ``max_files``) before a write would exceed ``max_bytes``.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Literal
+
+from agent.config_loader import doc
+from agent.config_types import Size
+from outputs.base import DeliveryItem, Outcome, Output, OutputConfig
+
+
+@dataclass
+class FileOutputConfig(OutputConfig):
+    type: str = doc("Output type.", default="file")
+    path: str = doc("File to append JSON lines to.", default="")
+    format: Literal["canonical"] = doc("Event format (schema transforms add ecs, ocsf, cef).",
+                                       default="canonical")
+    max_bytes: Size = doc("Rotate before the file would grow past this; 0 never rotates.",
+                          default=Size(100 * 1024 * 1024))
+    max_files: int = doc("Rotated files kept (events.jsonl.1 ... .N).", default=5)
+    fsync: bool = doc("fsync each batch before the cursor advances (survives power loss).",
+                      default=True)
+    mode: str = doc("File mode for new files, octal.", default="0640")
+
+    def validate(self) -> None:
+        super().validate()
+        if not self.path:
+            raise ValueError("path: required")
+        if self.max_files < 0:
+            raise ValueError("max_files: expected 0 or more")
+
+
+class FileOutput(Output):
+    type_name = "file"
+    config: FileOutputConfig
+
+    def __init__(self, name: str, config: FileOutputConfig):
+        super().__init__(name, config)
+        self._fd: int | None = None
+        self._size = 0
+
+    def open(self) -> None:
+        os.makedirs(os.path.dirname(os.path.abspath(self.config.path)), exist_ok=True)
+        self._reopen()
+
+    def _reopen(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+        self._fd = os.open(self.config.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC,
+                           int(self.config.mode, 8))
+        self._size = os.fstat(self._fd).st_size
+
+    def _rotate(self) -> None:
+        path, keep = self.config.path, self.config.max_files
+        if keep == 0:
+            os.truncate(path, 0)
+        else:
+            for i in range(keep - 1, 0, -1):
+                if os.path.exists(f"{path}.{i}"):
+                    os.replace(f"{path}.{i}", f"{path}.{i + 1}")
+            os.replace(path, f"{path}.1")
+        self._reopen()
+
+    def send(self, batch: list[DeliveryItem]) -> Outcome:
+        data = b"".join(item.body + b"\n" for item in batch)
+        try:
+            if self._fd is None:
+                self.open()
+            limit = self.config.max_bytes
+            if limit and self._size and self._size + len(data) > limit:
+                self._rotate()
+            assert self._fd is not None
+            view = memoryview(data)
+            while view:
+                written = os.write(self._fd, view)
+                view = view[written:]
+            self._size += len(data)
+            if self.config.fsync:
+                os.fsync(self._fd)
+        except OSError as exc:
+            # Disk full, permissions, a vanished directory: all may heal; the spool keeps the batch.
+            self.close()
+            return Outcome.retry(f"write failed: {exc.strerror or exc}")
+        return Outcome.delivered()
+
+    def close(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None

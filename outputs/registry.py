@@ -1,0 +1,16 @@
+"""The one table that maps an output ``type`` in agent.toml to its config class and output class."""
+
+from __future__ import annotations
+
+from outputs.base import Output, OutputConfig
+from outputs.file import FileOutput, FileOutputConfig
+from outputs.stdout import StdoutOutput, StdoutOutputConfig
+
+OUTPUT_TYPES: dict[str, tuple[type[OutputConfig], type[Output]]] = {
+    "file": (FileOutputConfig, FileOutput),
+    "stdout": (StdoutOutputConfig, StdoutOutput),
+}
+
+
+def build_output(name: str, config: OutputConfig) -> Output:
+    return OUTPUT_TYPES[config.type][1](name, config)

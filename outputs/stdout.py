@@ -1,0 +1,34 @@
+"""Output ``stdout``: canonical events as JSON lines on the agent's standard output."""
+
+from __future__ import annotations
+
+import os
+import sys
+from dataclasses import dataclass
+from typing import Literal
+
+from agent.config_loader import doc
+from outputs.base import DeliveryItem, Outcome, Output, OutputConfig
+
+
+@dataclass
+class StdoutOutputConfig(OutputConfig):
+    type: str = doc("Output type.", default="stdout")
+    format: Literal["canonical"] = doc("Event format (schema transforms add ecs, ocsf, cef).",
+                                       default="canonical")
+
+
+class StdoutOutput(Output):
+    type_name = "stdout"
+
+    def send(self, batch: list[DeliveryItem]) -> Outcome:
+        data = b"".join(item.body + b"\n" for item in batch)
+        try:
+            fd = sys.stdout.fileno()
+            sys.stdout.flush()
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view):]
+        except (OSError, ValueError) as exc:
+            return Outcome.retry(f"stdout write failed: {exc}")
+        return Outcome.delivered()

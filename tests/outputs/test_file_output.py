@@ -1,0 +1,41 @@
+import os
+
+from outputs.base import DeliveryItem, Status
+from outputs.file import FileOutput, FileOutputConfig
+
+
+def items(start, n, size=10):
+    return [DeliveryItem(i, {}, (b'{"n":%d' % i).ljust(size, b" ") + b"}") for i in range(start, start + n)]
+
+
+def test_appends_json_lines(tmp_path):
+    out = FileOutput("f", FileOutputConfig(path=str(tmp_path / "o" / "e.jsonl")))
+    out.open()
+    assert out.send(items(1, 3)).status is Status.DELIVERED
+    assert out.send(items(4, 2)).status is Status.DELIVERED
+    out.close()
+    lines = (tmp_path / "o" / "e.jsonl").read_bytes().splitlines()
+    assert [int(x[5:].split(b" ")[0].rstrip(b"}")) for x in lines] == [1, 2, 3, 4, 5]
+
+
+def test_rotates_by_size_and_keeps_max_files(tmp_path):
+    path = tmp_path / "e.jsonl"
+    out = FileOutput("f", FileOutputConfig(path=str(path), max_bytes=100, max_files=2, fsync=False))
+    out.open()
+    for k in range(6):
+        assert out.send(items(k * 4, 4, size=20)).status is Status.DELIVERED  # 4 x 22 bytes per batch
+    out.close()
+    assert sorted(os.listdir(tmp_path)) == ["e.jsonl", "e.jsonl.1", "e.jsonl.2"]
+    for name in ("e.jsonl", "e.jsonl.1", "e.jsonl.2"):
+        assert len((tmp_path / name).read_bytes()) <= 100
+    newest = (tmp_path / "e.jsonl").read_bytes().splitlines()
+    assert newest[-1].startswith(b'{"n":23')
+
+
+def test_write_failure_is_retryable(tmp_path):
+    blocker = tmp_path / "not-a-dir"
+    blocker.write_text("x")
+    out = FileOutput("f", FileOutputConfig(path=str(blocker / "e.jsonl")))
+    outcome = out.send(items(1, 1))
+    assert outcome.status is Status.RETRY
+    assert "write failed" in outcome.reason
