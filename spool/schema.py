@@ -1,0 +1,151 @@
+"""Versioned schema of the spool, as ``sqlite_utils.Migrations``.
+
+Each migration is recorded in ``_sqlite_migrations`` (set ``clawd-spool``) in the same transaction as its
+changes, so re-opening a spool applies only what is missing. ``schema_version`` is the number of applied
+migrations of this set. Never edit or reorder a released migration: add a new one at the end.
+
+Page size and ``auto_vacuum`` are not migrations: they must be set before the first table exists, and are
+set by ``spool.store`` when it creates the file.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+
+from sqlite_utils import Database, Migrations
+
+from .types import SchemaError
+
+MIGRATION_SET = "clawd-spool"
+migrations = Migrations(MIGRATION_SET)
+
+
+@migrations(name="0001_initial")
+def _m0001_initial(db: Database) -> None:
+    # AUTOINCREMENT: a seq is never reused, even after every row was pruned (cursors compare seqs).
+    db.execute(
+        """CREATE TABLE events (
+            seq INTEGER PRIMARY KEY AUTOINCREMENT,
+            event_id BLOB NOT NULL UNIQUE,
+            ts_ms INTEGER NOT NULL,
+            ingested_ms INTEGER NOT NULL,
+            input TEXT NOT NULL,
+            body BLOB NOT NULL
+        )"""
+    )
+    db.execute(
+        """CREATE TABLE cursors (
+            output TEXT PRIMARY KEY,
+            seq INTEGER NOT NULL,
+            generation INTEGER NOT NULL DEFAULT 0,
+            updated_ms INTEGER NOT NULL,
+            enabled INTEGER NOT NULL DEFAULT 1
+        )"""
+    )
+    db.execute(
+        """CREATE TABLE input_offsets (
+            input TEXT NOT NULL,
+            file_key TEXT NOT NULL,
+            path TEXT NOT NULL,
+            "offset" INTEGER NOT NULL,
+            marker BLOB,
+            marker_len INTEGER NOT NULL DEFAULT 0,
+            updated_ms INTEGER NOT NULL,
+            PRIMARY KEY (input, file_key)
+        )"""
+    )
+    db.execute(
+        """CREATE TABLE quarantine (
+            id INTEGER PRIMARY KEY,
+            input TEXT NOT NULL,
+            source TEXT NOT NULL,
+            "offset" INTEGER,
+            reason TEXT NOT NULL,
+            excerpt BLOB NOT NULL,
+            created_ms INTEGER NOT NULL
+        )"""
+    )
+    db.execute("CREATE INDEX quarantine_input ON quarantine(input, id)")
+    db.execute(
+        """CREATE TABLE dlq (
+            id INTEGER PRIMARY KEY,
+            output TEXT NOT NULL,
+            seq INTEGER NOT NULL,
+            event_id BLOB NOT NULL,
+            body BLOB NOT NULL,
+            reason TEXT NOT NULL,
+            response_excerpt BLOB NOT NULL,
+            attempts INTEGER NOT NULL,
+            created_ms INTEGER NOT NULL
+        )"""
+    )
+    db.execute("CREATE INDEX dlq_output ON dlq(output, id)")
+    db.execute(
+        """CREATE TABLE output_state (
+            output TEXT PRIMARY KEY,
+            last_success_ms INTEGER,
+            last_error_ms INTEGER,
+            last_error TEXT,
+            delivered_total INTEGER NOT NULL DEFAULT 0,
+            failed_total INTEGER NOT NULL DEFAULT 0,
+            dlq_total INTEGER NOT NULL DEFAULT 0,
+            extra TEXT NOT NULL DEFAULT '{}',
+            updated_ms INTEGER NOT NULL
+        )"""
+    )
+    db.execute("CREATE TABLE agent_state (key TEXT PRIMARY KEY, value) WITHOUT ROWID")
+    db.execute("CREATE TABLE counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL) WITHOUT ROWID")
+    db.execute(
+        "INSERT INTO counters(name, value) VALUES "
+        "('dropped_oldest_total', 0), ('duplicates_total', 0), ('pruned_total', 0)"
+    )
+
+
+#: The schema version this code writes: the number of migrations in the set.
+LATEST_VERSION = len(migrations._migrations)
+_KNOWN = [m.name for m in migrations._migrations]
+
+
+def applied_names(conn: sqlite3.Connection) -> list[str]:
+    """Names of the migrations of our set applied to ``conn``'s database (read-only)."""
+    exists = conn.execute(
+        "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (Migrations.migrations_table,)
+    ).fetchone()
+    if not exists:
+        return []
+    rows = conn.execute(
+        f"SELECT name FROM {Migrations.migrations_table} WHERE migration_set = ? ORDER BY rowid",
+        (MIGRATION_SET,),
+    ).fetchall()
+    return [r[0] for r in rows]
+
+
+def schema_version(conn: sqlite3.Connection) -> int:
+    return len(applied_names(conn))
+
+
+def check_known(names: list[str], path: str) -> None:
+    unknown = [n for n in names if n not in _KNOWN]
+    if unknown:
+        raise SchemaError(
+            f"{path}: spool schema has migrations this version does not know ({', '.join(unknown)}); "
+            "it was written by a newer clawd-agent"
+        )
+
+
+def migrate(conn: sqlite3.Connection, path: str) -> int:
+    """Apply pending migrations inside one ``BEGIN IMMEDIATE`` (so two processes never race), return
+    the schema version. ``conn`` must be in autocommit mode (``isolation_level=None``)."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        names = applied_names(conn)
+        check_known(names, path)
+        if len(names) < LATEST_VERSION:
+            # Inside our transaction, Database.atomic() nests as savepoints: all or nothing.
+            migrations.apply(Database(conn))
+        conn.execute("COMMIT")
+    except BaseException:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise
+    return schema_version(conn)

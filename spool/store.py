@@ -1,0 +1,1021 @@
+"""``Spool``: the durable SQLite store (events, cursors, offsets, quarantine, DLQ, status).
+
+One write connection per ``Spool``, used by one thread at a time: every write runs under a gevent lock,
+either inline or (``offload=True``) in gevent's threadpool so the hub keeps running while SQLite fsyncs.
+Readers (``Spool.reader()``) have their own read-only connections and never block the writer (WAL).
+See docs/spool.md for durability, retention, size limits and the rationale of each PRAGMA.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import sqlite3
+import time
+import urllib.parse
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any, TypeVar
+
+import gevent
+import gevent.lock
+import orjson
+
+from . import schema
+from .types import (
+    EXCERPT_MAX,
+    REASON_MAX,
+    AppendResult,
+    Cursor,
+    CursorInfo,
+    DlqEntry,
+    IngestBatch,
+    InputOffset,
+    OutputState,
+    QuarantineEntry,
+    RewindError,
+    SchemaError,
+    SpoolError,
+    SpoolFull,
+    SpoolRow,
+)
+
+log = logging.getLogger("clawd.spool")
+
+T = TypeVar("T")
+
+DURABILITY = {"off": 0, "normal": 1, "full": 2, "extra": 3}
+ON_FULL = ("block", "drop_oldest")
+#: Default replay window kept after every enabled output delivered an event (see docs/spool.md).
+DEFAULT_RETENTION_S = 3600
+DEFAULT_BUSY_TIMEOUT_MS = 5000
+PAGE_SIZE = 8192
+WAL_AUTOCHECKPOINT_PAGES = 2000  # 16 MiB of WAL between automatic checkpoints
+JOURNAL_SIZE_LIMIT = 32 * 1024 * 1024  # the WAL file is truncated back to this after a checkpoint
+CACHE_KIB = 32 * 1024
+PRUNE_CHUNK_ROWS = 5000
+VACUUM_KEEP_BYTES = 16 * 1024 * 1024  # free pages kept for reuse after a prune; the rest is returned
+VACUUM_CHUNK_PAGES = 2048
+DROP_CHUNK_ROWS = 1000
+SQLITE_FULL = 13
+
+_INSERT_EVENT = (
+    "INSERT OR IGNORE INTO events(event_id, ts_ms, ingested_ms, input, body) VALUES (?, ?, ?, ?, ?)"
+)
+_UPSERT_OFFSET = (
+    'INSERT INTO input_offsets(input, file_key, path, "offset", marker, marker_len, updated_ms) '
+    "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT(input, file_key) DO UPDATE SET path = excluded.path, "
+    '"offset" = excluded."offset", marker = excluded.marker, marker_len = excluded.marker_len, '
+    "updated_ms = excluded.updated_ms"
+)
+_INSERT_QUARANTINE = (
+    'INSERT INTO quarantine(input, source, "offset", reason, excerpt, created_ms) VALUES (?, ?, ?, ?, ?, ?)'
+)
+_DLQ_COLS = "id, output, seq, event_id, body, reason, response_excerpt, attempts, created_ms"
+_Q_COLS = 'id, input, source, "offset", reason, excerpt, created_ms'
+
+
+def now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+def _is_disk_full(exc: BaseException) -> bool:
+    return (
+        isinstance(exc, sqlite3.OperationalError)
+        and (getattr(exc, "sqlite_errorcode", 0) & 0xFF) == SQLITE_FULL
+    )
+
+
+def _ro_uri(path: str) -> str:
+    return "file:" + urllib.parse.quote(os.path.abspath(path)) + "?mode=ro"
+
+
+def _cut(data: bytes | str | None, limit: int = EXCERPT_MAX) -> bytes:
+    if data is None:
+        return b""
+    if isinstance(data, str):
+        data = data.encode("utf-8", "replace")
+    return bytes(data[:limit])
+
+
+def _reason(text: str | None) -> str:
+    return (text or "")[:REASON_MAX]
+
+
+def _run_in_pool(fn: Callable[..., T], *args: Any) -> T:
+    """Run ``fn`` in gevent's threadpool; never return (even when killed) while the thread still runs,
+    because the caller's lock protects a connection that the thread is using."""
+    res = gevent.get_hub().threadpool.spawn(fn, *args)
+    try:
+        return res.get()
+    except BaseException:
+        while not res.ready():
+            # A second kill must not release the connection while the thread still uses it.
+            with contextlib.suppress(BaseException):
+                res.wait()
+        raise
+
+
+class SpoolReader:
+    """A read-only connection of its own, for one output's drain greenlet (or the CLI)."""
+
+    def __init__(self, path: str, *, busy_timeout_ms: int = DEFAULT_BUSY_TIMEOUT_MS):
+        if not os.path.exists(path):
+            raise SpoolError(f"no spool at {path}")
+        self.path = path
+        self._conn = sqlite3.connect(
+            _ro_uri(path),
+            uri=True,
+            isolation_level=None,
+            check_same_thread=False,
+            timeout=busy_timeout_ms / 1000,
+        )
+
+    def read_after(self, seq: int, limit: int) -> list[SpoolRow]:
+        """Up to ``limit`` events with ``seq`` greater than the given one, in ``seq`` order."""
+        cur = self._conn.execute(
+            "SELECT seq, event_id, ts_ms, body FROM events WHERE seq > ? ORDER BY seq LIMIT ?", (seq, limit)
+        )
+        return list(map(SpoolRow._make, cur))
+
+    def last_seq(self) -> int:
+        return _last_seq(self._conn)
+
+    def first_seq(self) -> int | None:
+        return _first_seq(self._conn)
+
+    def close(self) -> None:
+        self._conn.close()
+
+    def __enter__(self) -> SpoolReader:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _last_seq(conn: sqlite3.Connection) -> int:
+    """Highest seq ever allocated (stays put when rows are pruned); 0 for an empty spool."""
+    row = conn.execute("SELECT seq FROM sqlite_sequence WHERE name = 'events'").fetchone()
+    return int(row[0]) if row else 0
+
+
+def _first_seq(conn: sqlite3.Connection) -> int | None:
+    row = conn.execute("SELECT min(seq) FROM events").fetchone()
+    return row[0]
+
+
+class Spool:
+    """The spool file. All methods are synchronous; writes are short transactions.
+
+    :param durability: ``off|normal|full|extra`` = ``PRAGMA synchronous`` (docs/spool.md says exactly
+      what each survives). Default ``full``: a commit returned means it survives power loss.
+    :param max_bytes: size limit (used pages + WAL file); ``None`` = no limit (disk full still handled).
+    :param on_full: ``block`` (append raises ``SpoolFull``, nothing dropped) or ``drop_oldest``.
+    :param offload: run writes in gevent's threadpool so the hub is not blocked during fsync.
+    :param readonly: open an existing spool read-only (never creates, migrates or writes); see
+      ``open_readonly``.
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        durability: str = "full",
+        max_bytes: int | None = None,
+        on_full: str = "block",
+        offload: bool = True,
+        readonly: bool = False,
+        busy_timeout_ms: int = DEFAULT_BUSY_TIMEOUT_MS,
+    ):
+        if durability not in DURABILITY:
+            raise ValueError(f"durability must be one of {', '.join(DURABILITY)}, not {durability!r}")
+        if on_full not in ON_FULL:
+            raise ValueError(f"on_full must be one of {', '.join(ON_FULL)}, not {on_full!r}")
+        if max_bytes is not None and max_bytes <= 0:
+            raise ValueError("max_bytes must be positive (or None for no limit)")
+        self.path = os.fspath(path)
+        self.durability = durability
+        self.max_bytes = max_bytes
+        self.on_full = on_full
+        self.readonly = readonly
+        self.busy_timeout_ms = busy_timeout_ms
+        self._offload = offload and not readonly
+        self._lock = gevent.lock.RLock()
+        #: Number of write transactions that committed events (observable group commit).
+        self.append_commits = 0
+        self._closed = False
+        if readonly:
+            self._conn = self._open_readonly()
+        else:
+            self._conn = self._open_writable()
+
+    @classmethod
+    def open_readonly(cls, path: str | os.PathLike[str]) -> Spool:
+        """Open for ``status``: works whether the agent runs or not; never creates or migrates a file."""
+        return cls(path, readonly=True)
+
+    # -- opening -------------------------------------------------------------------------------
+
+    def _open_readonly(self) -> sqlite3.Connection:
+        if not os.path.exists(self.path):
+            raise SpoolError(f"no spool at {self.path}")
+        conn = sqlite3.connect(
+            _ro_uri(self.path),
+            uri=True,
+            isolation_level=None,
+            check_same_thread=False,
+            timeout=self.busy_timeout_ms / 1000,
+        )
+        try:
+            names = schema.applied_names(conn)
+        except sqlite3.DatabaseError as exc:
+            conn.close()
+            raise SchemaError(f"{self.path} is not a spool: {exc}") from exc
+        if not names:
+            conn.close()
+            raise SchemaError(f"{self.path} is not a spool (no schema)")
+        schema.check_known(names, self.path)
+        self.schema_version = len(names)
+        return conn
+
+    def _open_writable(self) -> sqlite3.Connection:
+        conn = sqlite3.connect(
+            self.path, isolation_level=None, check_same_thread=False, timeout=self.busy_timeout_ms / 1000
+        )
+        try:
+            conn.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout_ms)}")
+            if conn.execute("PRAGMA page_count").fetchone()[0] == 0:
+                # Only possible before the first table exists, and before WAL mode.
+                conn.execute(f"PRAGMA page_size = {PAGE_SIZE}")
+                conn.execute("PRAGMA auto_vacuum = INCREMENTAL")
+            mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+            if mode.lower() != "wal":
+                raise SpoolError(f"{self.path}: cannot enable WAL mode (journal_mode={mode})")
+            conn.execute(f"PRAGMA synchronous = {DURABILITY[self.durability]}")
+            conn.execute(f"PRAGMA wal_autocheckpoint = {WAL_AUTOCHECKPOINT_PAGES}")
+            conn.execute(f"PRAGMA journal_size_limit = {JOURNAL_SIZE_LIMIT}")
+            conn.execute(f"PRAGMA cache_size = -{CACHE_KIB}")
+            conn.execute("PRAGMA temp_store = MEMORY")
+            self.schema_version = schema.migrate(conn, self.path)
+            self._conn = conn
+            self._tx(
+                lambda c: c.execute(
+                    "INSERT OR REPLACE INTO agent_state(key, value) VALUES ('spool_config', ?)",
+                    (
+                        orjson.dumps(
+                            {
+                                "durability": self.durability,
+                                "max_bytes": self.max_bytes,
+                                "on_full": self.on_full,
+                            }
+                        ).decode(),
+                    ),
+                )
+            )
+        except BaseException:
+            conn.close()
+            raise
+        return conn
+
+    def reader(self) -> SpoolReader:
+        """A new read-only connection for one drain greenlet (close it when done)."""
+        return SpoolReader(self.path, busy_timeout_ms=self.busy_timeout_ms)
+
+    def close(self) -> None:
+        with self._lock:
+            if not self._closed:
+                self._closed = True
+                self._conn.close()
+
+    def __enter__(self) -> Spool:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- plumbing ------------------------------------------------------------------------------
+
+    def _call(self, fn: Callable[..., T], *args: Any, write: bool = True) -> T:
+        if self._closed:
+            raise SpoolError("spool is closed")
+        if write and self.readonly:
+            raise SpoolError(f"{self.path} is open read-only")
+        with self._lock:
+            if self._offload and write:
+                return _run_in_pool(fn, *args)
+            return fn(*args)
+
+    def _tx(self, body: Callable[[sqlite3.Connection], T]) -> T:
+        """Run ``body`` in one ``BEGIN IMMEDIATE`` transaction; roll back on any error. A full disk
+        (SQLITE_FULL) becomes ``SpoolFull``."""
+        conn = self._conn
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                result = body(conn)
+                conn.execute("COMMIT")
+            except BaseException:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise
+        except sqlite3.OperationalError as exc:
+            if _is_disk_full(exc):
+                raise SpoolFull(
+                    f"{self.path}: disk full ({exc}); nothing of this transaction was written"
+                ) from exc
+            raise
+        return result
+
+    def _write(self, body: Callable[[sqlite3.Connection], T]) -> T:
+        return self._call(self._tx, body)
+
+    def _read(self, body: Callable[[sqlite3.Connection], T]) -> T:
+        return self._call(body, self._conn, write=False)
+
+    # -- append --------------------------------------------------------------------------------
+
+    def append(self, batch: IngestBatch) -> AppendResult:
+        """Insert the batch's events (duplicates by ``event_id`` ignored), upsert its offsets and insert
+        its quarantine records, all in one transaction. Raises ``SpoolFull``."""
+        return self.append_many([batch])[0]
+
+    def append_many(self, batches: Sequence[IngestBatch]) -> list[AppendResult]:
+        """``append`` for several batches in ONE transaction (group commit): all commit, or none."""
+        results, dropped = self._call(self._tx, lambda conn: self._append_tx(conn, batches))
+        self.append_commits += 1
+        if dropped:
+            log.warning(
+                "spool %s over max_bytes=%d: dropped the %d oldest events (delivered or not)",
+                self.path,
+                self.max_bytes,
+                dropped,
+            )
+        return results
+
+    def _append_tx(
+        self, conn: sqlite3.Connection, batches: Sequence[IngestBatch]
+    ) -> tuple[list[AppendResult], int]:
+        now = now_ms()
+        boundary = _last_seq(conn) if self.max_bytes is not None else 0
+        results = []
+        duplicates = 0
+        for b in batches:
+            events = b.events
+            inserted = 0
+            if events:
+                inp = b.input
+                inserted = conn.executemany(
+                    _INSERT_EVENT, [(e[0], e[1], now, inp, e[2]) for e in events]
+                ).rowcount
+                duplicates += len(events) - inserted
+            if b.offsets:
+                conn.executemany(
+                    _UPSERT_OFFSET,
+                    [(b.input, o.file_key, o.path, o.offset, o.marker, o.marker_len, now) for o in b.offsets],
+                )
+            if b.quarantine:
+                conn.executemany(
+                    _INSERT_QUARANTINE,
+                    [
+                        (b.input, q.source, q.offset, _reason(q.reason), _cut(q.excerpt), now)
+                        for q in b.quarantine
+                    ],
+                )
+            results.append(AppendResult(inserted, len(events) - inserted))
+        if duplicates:
+            conn.execute(
+                "UPDATE counters SET value = value + ? WHERE name = 'duplicates_total'", (duplicates,)
+            )
+        dropped = self._enforce_size(conn, boundary) if self.max_bytes is not None else 0
+        return results, dropped
+
+    def _sizes(self, conn: sqlite3.Connection) -> tuple[int, int]:
+        """(bytes of used database pages, bytes of the WAL file)."""
+        page_size = conn.execute("PRAGMA page_size").fetchone()[0]
+        pages = conn.execute("PRAGMA page_count").fetchone()[0]
+        free = conn.execute("PRAGMA freelist_count").fetchone()[0]
+        try:
+            wal = os.path.getsize(self.path + "-wal")
+        except OSError:
+            wal = 0
+        return (pages - free) * page_size, wal
+
+    def _enforce_size(self, conn: sqlite3.Connection, boundary: int) -> int:
+        """Called inside the append transaction. ``boundary``: last seq before this transaction."""
+        assert self.max_bytes is not None
+        used, wal = self._sizes(conn)
+        if used + wal <= self.max_bytes:
+            return 0
+        if self.on_full == "block":
+            raise SpoolFull(
+                f"spool {self.path} is full: {used + wal} bytes (db {used} + wal {wal}) > max_bytes "
+                f"{self.max_bytes}; batch refused, nothing dropped"
+            )
+        dropped = 0
+        while used + wal > self.max_bytes:
+            # Only rows committed before this transaction; never the batch being appended.
+            n = conn.execute(
+                "DELETE FROM events WHERE seq IN "
+                "(SELECT seq FROM events WHERE seq <= ? ORDER BY seq LIMIT ?)",
+                (boundary, DROP_CHUNK_ROWS),
+            ).rowcount
+            if n == 0:
+                raise SpoolFull(
+                    f"spool {self.path} is full: {used + wal} bytes > max_bytes {self.max_bytes} even after "
+                    f"dropping every older event; batch refused"
+                )
+            dropped += n
+            used, wal = self._sizes(conn)
+        conn.execute("UPDATE counters SET value = value + ? WHERE name = 'dropped_oldest_total'", (dropped,))
+        return dropped
+
+    # -- reading -------------------------------------------------------------------------------
+
+    def read_after(self, seq: int, limit: int) -> list[SpoolRow]:
+        """Up to ``limit`` events after ``seq`` on the spool's own connection (drains use ``reader()``)."""
+        return self._read(
+            lambda c: list(
+                map(
+                    SpoolRow._make,
+                    c.execute(
+                        "SELECT seq, event_id, ts_ms, body FROM events WHERE seq > ? ORDER BY seq LIMIT ?",
+                        (seq, limit),
+                    ),
+                )
+            )
+        )
+
+    def last_seq(self) -> int:
+        """Highest seq ever allocated; 0 when nothing was ever appended."""
+        return self._read(_last_seq)
+
+    def first_seq(self) -> int | None:
+        """Oldest retained seq, or ``None`` when no event is retained."""
+        return self._read(_first_seq)
+
+    def get_offsets(self, input: str) -> dict[str, InputOffset]:
+        """Stored offsets of one input, by ``file_key``."""
+        rows = self._read(
+            lambda c: c.execute(
+                'SELECT file_key, path, "offset", marker, marker_len FROM input_offsets WHERE input = ?',
+                (input,),
+            ).fetchall()
+        )
+        return {r[0]: InputOffset(*r) for r in rows}
+
+    def delete_offsets(self, input: str, file_keys: Iterable[str]) -> int:
+        keys = [(input, k) for k in file_keys]
+        return self._write(
+            lambda c: (
+                c.executemany("DELETE FROM input_offsets WHERE input = ? AND file_key = ?", keys).rowcount
+            )
+        )
+
+    # -- cursors -------------------------------------------------------------------------------
+
+    def get_cursor(self, output: str) -> Cursor | None:
+        return self._read(lambda c: _get_cursor(c, output))
+
+    def ensure_cursor(self, output: str, start: str = "beginning") -> Cursor:
+        """Create the output's cursor if missing: ``beginning`` = before the oldest retained event,
+        ``end`` = after the last one. An existing cursor is returned unchanged."""
+        if start not in ("beginning", "end"):
+            raise ValueError(f"start must be 'beginning' or 'end', not {start!r}")
+
+        def body(c: sqlite3.Connection) -> Cursor:
+            cur = _get_cursor(c, output)
+            if cur is not None:
+                return cur
+            last = _last_seq(c)
+            first = _first_seq(c)
+            seq = last if start == "end" or first is None else first - 1
+            c.execute(
+                "INSERT INTO cursors(output, seq, generation, updated_ms, enabled) VALUES (?, ?, 0, ?, 1)",
+                (output, seq, now_ms()),
+            )
+            return Cursor(seq, 0)
+
+        return self._write(body)
+
+    def commit_cursor(self, output: str, seq: int, generation: int) -> bool:
+        """Advance the cursor to ``seq`` if its generation is still ``generation`` (compare-and-set).
+        ``False`` means it was rewound meanwhile: re-read it with ``get_cursor``."""
+        return self._write(
+            lambda c: (
+                c.execute(
+                    "UPDATE cursors SET seq = ?, updated_ms = ? WHERE output = ? AND generation = ?",
+                    (seq, now_ms(), output, generation),
+                ).rowcount
+                == 1
+            )
+        )
+
+    def rewind(
+        self,
+        output: str,
+        *,
+        seq: int | None = None,
+        since_ms: int | None = None,
+        event_id: bytes | None = None,
+        count: int | None = None,
+    ) -> Cursor:
+        """Move an output's cursor so events are sent again; bumps its generation.
+
+        Exactly one of: ``seq`` (cursor = seq: events after it are re-sent), ``since_ms`` (from the first
+        event whose event time is >= since_ms), ``event_id`` (from that event), ``count`` (the last
+        ``count`` delivered events). Raises ``RewindError`` if the target lies below the oldest retained
+        event (the message names it), or the output or event is unknown.
+        """
+        given = [x for x in (seq, since_ms, event_id, count) if x is not None]
+        if len(given) != 1:
+            raise ValueError("rewind takes exactly one of seq, since_ms, event_id, count")
+        return self._write(lambda c: self._rewind_tx(c, output, seq, since_ms, event_id, count))
+
+    def _rewind_tx(
+        self,
+        c: sqlite3.Connection,
+        output: str,
+        seq: int | None,
+        since_ms: int | None,
+        event_id: bytes | None,
+        count: int | None,
+    ) -> Cursor:
+        cur = _get_cursor(c, output)
+        if cur is None:
+            known = [r[0] for r in c.execute("SELECT output FROM cursors ORDER BY output")]
+            raise RewindError(f"no cursor for output {output!r} (known: {', '.join(known) or 'none'})")
+        last = _last_seq(c)
+        first = _first_seq(c)
+        deleted = c.execute(
+            "SELECT sum(value) FROM counters WHERE name IN ('pruned_total', 'dropped_oldest_total')"
+        ).fetchone()[0]
+        pruned = bool(deleted)
+        floor = (last if first is None else first - 1) if pruned else 0
+
+        def oldest() -> str:
+            if first is None:
+                return f"no event is retained (everything up to seq {last} was pruned)"
+            ts, ing = c.execute("SELECT ts_ms, ingested_ms FROM events WHERE seq = ?", (first,)).fetchone()
+            return f"oldest retained event is seq {first} (event time {ts} ms, ingested {ing} ms)"
+
+        if seq is not None:
+            target = int(seq)
+            if target < 0 or target > last:
+                raise RewindError(f"seq {target} is outside 0..{last}")
+        elif since_ms is not None:
+            row = c.execute("SELECT min(seq) FROM events WHERE ts_ms >= ?", (since_ms,)).fetchone()
+            if row[0] is None:
+                target = last
+            else:
+                target = row[0] - 1
+                if pruned and target == floor:
+                    oldest_ts = c.execute("SELECT min(ts_ms) FROM events").fetchone()[0]
+                    if since_ms < oldest_ts:
+                        raise RewindError(
+                            f"cannot rewind {output!r} to event time {since_ms} ms: "
+                            "older events were pruned; "
+                            f"{oldest()}"
+                        )
+        elif event_id is not None:
+            row = c.execute("SELECT seq FROM events WHERE event_id = ?", (bytes(event_id),)).fetchone()
+            if row is None:
+                raise RewindError(
+                    f"event {bytes(event_id).hex()} is not in the spool (never ingested, or pruned); "
+                    f"{oldest()}"
+                )
+            target = row[0] - 1
+        else:
+            assert count is not None
+            if count <= 0:
+                raise RewindError("count must be positive")
+            row = c.execute(
+                "SELECT seq FROM events WHERE seq <= ? ORDER BY seq DESC LIMIT 1 OFFSET ?",
+                (cur.seq, count - 1),
+            ).fetchone()
+            if row is not None:
+                target = row[0] - 1
+            elif pruned:
+                have = c.execute("SELECT count(*) FROM events WHERE seq <= ?", (cur.seq,)).fetchone()[0]
+                raise RewindError(
+                    f"cannot rewind {output!r} by {count} events: only {have} delivered events are retained; "
+                    f"{oldest()}"
+                )
+            else:
+                target = 0
+        if target < floor:
+            raise RewindError(f"cannot rewind {output!r} to seq {target}: {oldest()} (lowest cursor {floor})")
+        gen = cur.generation + 1
+        c.execute(
+            "UPDATE cursors SET seq = ?, generation = ?, updated_ms = ? WHERE output = ?",
+            (target, gen, now_ms(), output),
+        )
+        return Cursor(target, gen)
+
+    def set_enabled(self, output: str, enabled: bool) -> bool:
+        """Enable or disable a cursor; a disabled one does not hold back retention. ``False`` if unknown."""
+        return self._write(
+            lambda c: (
+                c.execute(
+                    "UPDATE cursors SET enabled = ?, updated_ms = ? WHERE output = ?",
+                    (int(enabled), now_ms(), output),
+                ).rowcount
+                == 1
+            )
+        )
+
+    def delete_cursor(self, output: str) -> bool:
+        return self._write(
+            lambda c: c.execute("DELETE FROM cursors WHERE output = ?", (output,)).rowcount == 1
+        )
+
+    def list_cursors(self) -> list[CursorInfo]:
+        rows = self._read(
+            lambda c: c.execute(
+                "SELECT output, seq, generation, enabled, updated_ms FROM cursors ORDER BY output"
+            ).fetchall()
+        )
+        return [CursorInfo(o, s, g, bool(e), u) for o, s, g, e, u in rows]
+
+    # -- retention -----------------------------------------------------------------------------
+
+    def prune(
+        self,
+        retention_s: float = DEFAULT_RETENTION_S,
+        enabled_outputs: Iterable[str] | None = None,
+        *,
+        chunk_rows: int = PRUNE_CHUNK_ROWS,
+        now: int | None = None,
+    ) -> int:
+        """Delete the oldest events that every enabled output has delivered and that were ingested more
+        than ``retention_s`` ago. ``enabled_outputs``: the configured outputs (a configured output without
+        a cursor holds back everything; cursors of unconfigured or disabled outputs hold back nothing);
+        ``None`` = every enabled cursor row. Deletes ``chunk_rows`` per transaction, yielding between
+        chunks, then returns free pages beyond ``VACUUM_KEEP_BYTES`` to the file system."""
+        configured = None if enabled_outputs is None else sorted(set(enabled_outputs))
+        cutoff = (now_ms() if now is None else now) - int(retention_s * 1000)
+        total = 0
+        while True:
+            n = self._write(lambda c: self._prune_chunk(c, configured, cutoff, chunk_rows))
+            total += n
+            if n < chunk_rows:
+                break
+            gevent.sleep(0)
+        self.vacuum()
+        return total
+
+    def _delivered_limit(self, c: sqlite3.Connection, configured: list[str] | None) -> int:
+        rows = {o: (s, bool(e)) for o, s, e in c.execute("SELECT output, seq, enabled FROM cursors")}
+        names = rows if configured is None else configured
+        limit = _last_seq(c)
+        for name in names:
+            if name not in rows:
+                return 0
+            seq, enabled = rows[name]
+            if enabled:
+                limit = min(limit, seq)
+        return limit
+
+    def _prune_chunk(
+        self, c: sqlite3.Connection, configured: list[str] | None, cutoff: int, chunk: int
+    ) -> int:
+        limit = self._delivered_limit(c, configured)
+        rows = c.execute(
+            "SELECT seq, ingested_ms FROM events WHERE seq <= ? ORDER BY seq LIMIT ?", (limit, chunk)
+        ).fetchall()
+        upto = None
+        for seq, ingested in rows:  # a prefix only: retained events are always a contiguous tail
+            if ingested >= cutoff:
+                break
+            upto = seq
+        if upto is None:
+            return 0
+        n = c.execute("DELETE FROM events WHERE seq <= ?", (upto,)).rowcount
+        c.execute("UPDATE counters SET value = value + ? WHERE name = 'pruned_total'", (n,))
+        return n
+
+    def vacuum(self, keep_bytes: int = VACUUM_KEEP_BYTES) -> int:
+        """Return free pages beyond ``keep_bytes`` to the file system (incremental vacuum, in chunks).
+        Returns the number of pages released."""
+        released = 0
+        while True:
+
+            def step(c: sqlite3.Connection) -> int:
+                page_size = c.execute("PRAGMA page_size").fetchone()[0]
+                free = c.execute("PRAGMA freelist_count").fetchone()[0]
+                excess = free - keep_bytes // page_size
+                if excess <= 0:
+                    return 0
+                n = min(excess, VACUUM_CHUNK_PAGES)
+                c.execute(f"PRAGMA incremental_vacuum({n})").fetchall()
+                return n
+
+            n = self._write(step)
+            released += n
+            if n < VACUUM_CHUNK_PAGES:
+                return released
+            gevent.sleep(0)
+
+    # -- quarantine ----------------------------------------------------------------------------
+
+    def quarantine_list(self, limit: int = 100, input: str | None = None) -> list[QuarantineEntry]:
+        """Newest first."""
+        sql = f"SELECT {_Q_COLS} FROM quarantine"
+        args: tuple[Any, ...] = ()
+        if input is not None:
+            sql += " WHERE input = ?"
+            args = (input,)
+        rows = self._read(lambda c: c.execute(sql + " ORDER BY id DESC LIMIT ?", (*args, limit)).fetchall())
+        return [QuarantineEntry(*r) for r in rows]
+
+    def quarantine_get(self, id: int) -> QuarantineEntry | None:
+        row = self._read(
+            lambda c: c.execute(f"SELECT {_Q_COLS} FROM quarantine WHERE id = ?", (id,)).fetchone()
+        )
+        return QuarantineEntry(*row) if row else None
+
+    def quarantine_purge(self, older_than_ms: int | None = None, input: str | None = None) -> int:
+        """Delete quarantine records created before ``older_than_ms`` (epoch ms; ``None`` = all), of one
+        input or all. Returns the number deleted."""
+        where, args = _where(("created_ms < ?", older_than_ms), ("input = ?", input))
+        return self._write(lambda c: c.execute("DELETE FROM quarantine" + where, args).rowcount)
+
+    def quarantine_counts(self) -> dict[str, int]:
+        return dict(
+            self._read(
+                lambda c: c.execute(
+                    "SELECT input, count(*) FROM quarantine GROUP BY input ORDER BY input"
+                ).fetchall()
+            )
+        )
+
+    # -- DLQ -----------------------------------------------------------------------------------
+
+    def dlq_add(
+        self,
+        output: str,
+        rows: Sequence[SpoolRow],
+        reason: str,
+        response_excerpt: bytes | str | None = None,
+        attempts: int = 1,
+    ) -> int:
+        """Store permanently failed events of ``output`` (a copy of their bodies), counted in its
+        ``output_state.dlq_total``. Returns the number stored."""
+        now = now_ms()
+        params = [
+            (output, r.seq, r.event_id, r.body, _reason(reason), _cut(response_excerpt), attempts, now)
+            for r in rows
+        ]
+
+        def body(c: sqlite3.Connection) -> int:
+            c.executemany(
+                "INSERT INTO dlq(output, seq, event_id, body, reason, response_excerpt, attempts, "
+                "created_ms) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                params,
+            )
+            _upsert_output_state(c, output, now, dlq=len(params), error_ms=now, error=reason)
+            return len(params)
+
+        return self._write(body) if params else 0
+
+    def dlq_list(self, output: str | None = None, limit: int = 100) -> list[DlqEntry]:
+        """Oldest first."""
+        where, args = _where(("output = ?", output))
+        rows = self._read(
+            lambda c: c.execute(
+                f"SELECT {_DLQ_COLS} FROM dlq{where} ORDER BY id LIMIT ?", (*args, limit)
+            ).fetchall()
+        )
+        return [DlqEntry(*r) for r in rows]
+
+    def dlq_get(self, id: int) -> DlqEntry | None:
+        row = self._read(lambda c: c.execute(f"SELECT {_DLQ_COLS} FROM dlq WHERE id = ?", (id,)).fetchone())
+        return DlqEntry(*row) if row else None
+
+    def dlq_take(self, output: str, ids: Sequence[int] | None = None, limit: int = 1000) -> list[DlqEntry]:
+        """Entries of ``output`` to replay (``ids``, or the oldest ``limit`` when ``None``). They stay in
+        the DLQ until ``dlq_done(ids)`` after the replay succeeded, so a crash mid-replay loses nothing."""
+        if ids is None:
+            return self.dlq_list(output, limit)
+        id_list = [int(i) for i in ids]
+        if not id_list:
+            return []
+        marks = ",".join("?" * len(id_list))
+        rows = self._read(
+            lambda c: c.execute(
+                f"SELECT {_DLQ_COLS} FROM dlq WHERE output = ? AND id IN ({marks}) ORDER BY id",
+                (output, *id_list),
+            ).fetchall()
+        )
+        return [DlqEntry(*r) for r in rows]
+
+    def dlq_done(self, ids: Iterable[int]) -> int:
+        """Delete replayed DLQ entries. Returns the number deleted."""
+        params = [(int(i),) for i in ids]
+        return self._write(lambda c: c.executemany("DELETE FROM dlq WHERE id = ?", params).rowcount)
+
+    def dlq_purge(self, output: str | None = None, older_than_ms: int | None = None) -> int:
+        """Delete DLQ entries created before ``older_than_ms`` (epoch ms; ``None`` = all), of one output
+        or all. Returns the number deleted."""
+        where, args = _where(("output = ?", output), ("created_ms < ?", older_than_ms))
+        return self._write(lambda c: c.execute("DELETE FROM dlq" + where, args).rowcount)
+
+    def dlq_counts(self) -> dict[str, dict[str, Any]]:
+        """Per output: ``count``, ``last_reason``, ``last_created_ms``."""
+        rows = self._read(
+            lambda c: c.execute(
+                "SELECT d.output, n, reason, created_ms FROM (SELECT output, count(*) AS n, max(id) AS last "
+                "FROM dlq GROUP BY output) AS g JOIN dlq AS d ON d.id = g.last ORDER BY d.output"
+            ).fetchall()
+        )
+        return {o: {"count": n, "last_reason": r, "last_created_ms": t} for o, n, r, t in rows}
+
+    # -- output and agent state ----------------------------------------------------------------
+
+    def record_output_state(
+        self,
+        output: str,
+        *,
+        success_ms: int | None = None,
+        error_ms: int | None = None,
+        error: str | None = None,
+        delivered: int = 0,
+        failed: int = 0,
+        dlq: int = 0,
+        extra: dict[str, Any] | None = None,
+    ) -> None:
+        """Add to an output's persisted totals and set its last success / error (``None`` = unchanged).
+        ``extra`` replaces the stored extra JSON when given."""
+        self._write(
+            lambda c: _upsert_output_state(
+                c,
+                output,
+                now_ms(),
+                success_ms=success_ms,
+                error_ms=error_ms,
+                error=error,
+                delivered=delivered,
+                failed=failed,
+                dlq=dlq,
+                extra=extra,
+            )
+        )
+
+    def read_output_states(self) -> dict[str, OutputState]:
+        rows = self._read(
+            lambda c: c.execute(
+                "SELECT output, last_success_ms, last_error_ms, last_error, delivered_total, failed_total, "
+                "dlq_total, extra, updated_ms FROM output_state ORDER BY output"
+            ).fetchall()
+        )
+        return {r[0]: OutputState(*r[:7], orjson.loads(r[7]), r[8]) for r in rows}
+
+    def set_agent_state(self, pid: int, started_ms: int, heartbeat_ms: int) -> None:
+        self._write(
+            lambda c: c.executemany(
+                "INSERT OR REPLACE INTO agent_state(key, value) VALUES (?, ?)",
+                [("pid", pid), ("started_ms", started_ms), ("heartbeat_ms", heartbeat_ms)],
+            )
+        )
+
+    def clear_agent_state(self) -> None:
+        """On clean shutdown: no running agent."""
+        self._write(
+            lambda c: c.execute("DELETE FROM agent_state WHERE key IN ('pid', 'started_ms', 'heartbeat_ms')")
+        )
+
+    def get_agent_state(self) -> dict[str, int] | None:
+        """``{"pid", "started_ms", "heartbeat_ms"}`` of the last agent that ran, or ``None``."""
+        rows = dict(
+            self._read(
+                lambda c: c.execute(
+                    "SELECT key, value FROM agent_state WHERE key IN ('pid', 'started_ms', 'heartbeat_ms')"
+                ).fetchall()
+            )
+        )
+        return rows or None
+
+    def counters(self) -> dict[str, int]:
+        return dict(self._read(lambda c: c.execute("SELECT name, value FROM counters").fetchall()))
+
+    # -- status --------------------------------------------------------------------------------
+
+    def stats(
+        self, configured_outputs: Iterable[str] | None = None, *, now: int | None = None
+    ) -> dict[str, Any]:
+        """Everything ``status`` shows. ``configured_outputs``: when given, cursors not in it are
+        flagged ``configured: False`` (they do not hold back retention)."""
+        configured = None if configured_outputs is None else set(configured_outputs)
+        t = now_ms() if now is None else now
+        return self._read(lambda c: self._stats(c, configured, t))
+
+    def _stats(self, c: sqlite3.Connection, configured: set[str] | None, t: int) -> dict[str, Any]:
+        c.execute("BEGIN")  # one consistent snapshot
+        try:
+            used, wal = self._sizes(c)
+            rows, first = c.execute("SELECT count(*), min(seq) FROM events").fetchone()
+            last = _last_seq(c)
+            counters = dict(c.execute("SELECT name, value FROM counters").fetchall())
+            cfg_row = c.execute("SELECT value FROM agent_state WHERE key = 'spool_config'").fetchone()
+            cfg = orjson.loads(cfg_row[0]) if cfg_row else {}
+            cursors = {}
+            for output, seq, gen, enabled, updated in c.execute(
+                "SELECT output, seq, generation, enabled, updated_ms FROM cursors ORDER BY output"
+            ).fetchall():
+                lag_events, oldest_ing = c.execute(
+                    "SELECT count(*), min(ingested_ms) FROM events WHERE seq > ?", (seq,)
+                ).fetchone()
+                cursors[output] = {
+                    "seq": seq,
+                    "generation": gen,
+                    "enabled": bool(enabled),
+                    "updated_ms": updated,
+                    "lag_events": lag_events,
+                    "lag_seconds": max(0.0, (t - oldest_ing) / 1000) if oldest_ing is not None else 0.0,
+                    "configured": True if configured is None else output in configured,
+                }
+            quarantine = dict(c.execute("SELECT input, count(*) FROM quarantine GROUP BY input").fetchall())
+            dlq = dict(c.execute("SELECT output, count(*) FROM dlq GROUP BY output").fetchall())
+            offsets = [
+                {"input": i, "file_key": k, "path": p, "offset": o, "updated_ms": u}
+                for i, k, p, o, u in c.execute(
+                    'SELECT input, file_key, path, "offset", updated_ms FROM input_offsets '
+                    "ORDER BY input, file_key"
+                )
+            ]
+        finally:
+            c.execute("COMMIT")
+        return {
+            "path": self.path,
+            "schema_version": schema.schema_version(c),
+            "rows": rows,
+            "first_seq": first,
+            "last_seq": last,
+            "bytes": used + wal,
+            "db_bytes": used,
+            "wal_bytes": wal,
+            "max_bytes": self.max_bytes if not self.readonly else cfg.get("max_bytes"),
+            "on_full": self.on_full if not self.readonly else cfg.get("on_full"),
+            "durability": self.durability if not self.readonly else cfg.get("durability"),
+            "dropped_oldest_total": counters.get("dropped_oldest_total", 0),
+            "duplicates_total": counters.get("duplicates_total", 0),
+            "pruned_total": counters.get("pruned_total", 0),
+            "cursors": cursors,
+            "quarantine_total": sum(quarantine.values()),
+            "quarantine": quarantine,
+            "dlq": dlq,
+            "input_offsets": offsets,
+        }
+
+
+def _get_cursor(c: sqlite3.Connection, output: str) -> Cursor | None:
+    row = c.execute("SELECT seq, generation FROM cursors WHERE output = ?", (output,)).fetchone()
+    return Cursor(*row) if row else None
+
+
+def _where(*conds: tuple[str, Any]) -> tuple[str, tuple[Any, ...]]:
+    used = [(sql, v) for sql, v in conds if v is not None]
+    if not used:
+        return "", ()
+    return " WHERE " + " AND ".join(sql for sql, _ in used), tuple(v for _, v in used)
+
+
+def _upsert_output_state(
+    c: sqlite3.Connection,
+    output: str,
+    now: int,
+    *,
+    success_ms: int | None = None,
+    error_ms: int | None = None,
+    error: str | None = None,
+    delivered: int = 0,
+    failed: int = 0,
+    dlq: int = 0,
+    extra: dict[str, Any] | None = None,
+) -> None:
+    c.execute(
+        "INSERT INTO output_state(output, last_success_ms, last_error_ms, last_error, delivered_total, "
+        "failed_total, dlq_total, extra, updated_ms) VALUES (?, ?, ?, ?, ?, ?, ?, coalesce(?, '{}'), ?) "
+        "ON CONFLICT(output) DO UPDATE SET "
+        "last_success_ms = coalesce(excluded.last_success_ms, last_success_ms), "
+        "last_error_ms = coalesce(excluded.last_error_ms, last_error_ms), "
+        "last_error = coalesce(excluded.last_error, last_error), "
+        "delivered_total = delivered_total + excluded.delivered_total, "
+        "failed_total = failed_total + excluded.failed_total, "
+        "dlq_total = dlq_total + excluded.dlq_total, "
+        "extra = CASE WHEN ? IS NULL THEN extra ELSE excluded.extra END, "
+        "updated_ms = excluded.updated_ms",
+        (
+            output,
+            success_ms,
+            error_ms,
+            None if error is None else _reason(error),
+            delivered,
+            failed,
+            dlq,
+            None if extra is None else orjson.dumps(extra).decode(),
+            now,
+            None if extra is None else 1,
+        ),
+    )
