@@ -1,0 +1,58 @@
+"""Generates docs/configuration.md from the config dataclasses, so the reference never drifts.
+
+Run `python -m agent.config_docs` after changing a config field; a test fails when the page is stale.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from agent.config import AgentSection, MetricsSection, SpoolSection
+from agent.config_loader import describe
+from agent.inputs.config import INPUT_TYPES
+from outputs.base import FilterConfig
+from outputs.registry import OUTPUT_TYPES
+
+HEADER = """# agent.toml reference
+
+Generated from the code by `python -m agent.config_docs`; do not edit by hand.
+
+`clawd-agent check-config` validates a file: an unknown key or a wrong type is an error that names the
+file and the key. Any string may use `${ENV_VAR}`. Credential keys (marked *secret*) also accept
+`file:/path`, re-read when the file changes, so a rotated credential needs no restart; their values never
+appear in logs, errors, status or metrics. Sizes are integers or strings such as `"100MiB"`; durations
+are seconds or strings such as `"250ms"`, `"10m"`, `"24h"`.
+"""
+
+
+def _table(cls: type) -> list[str]:
+    rows = ["| key | type | default | meaning |", "|---|---|---|---|"]
+    for key, typ, default, text in describe(cls):
+        rows.append(f"| `{key}` | {typ} | `{default}` | {text} |")
+    return rows
+
+
+def render() -> str:
+    parts = [HEADER]
+    for title, cls in (("[agent]", AgentSection), ("[spool]", SpoolSection), ("[metrics]", MetricsSection)):
+        parts += [f"## {title}", "", (cls.__doc__ or "").strip(), "", *_table(cls), ""]
+    for name, cls in INPUT_TYPES.items():
+        parts += [f"## [inputs.<name>] type = \"{name}\"", "", (cls.__doc__ or "").strip(), "",
+                  *_table(cls), ""]
+    for name, (cls, out_cls) in OUTPUT_TYPES.items():
+        doc = (sys.modules[out_cls.__module__].__doc__ or "").strip().split("\n\n")[0]
+        parts += [f"## [outputs.<name>] type = \"{name}\"", "", doc, "", *_table(cls), ""]
+    parts += ["## [outputs.<name>.filter]", "", (FilterConfig.__doc__ or "").strip(), "",
+              *_table(FilterConfig), ""]
+    return "\n".join(parts)
+
+
+def main() -> None:
+    target = Path(__file__).resolve().parent.parent / "docs" / "configuration.md"
+    target.write_text(render())
+    print(f"wrote {target}")
+
+
+if __name__ == "__main__":
+    main()
