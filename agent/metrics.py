@@ -74,7 +74,7 @@ class AgentCollector(Collector):
                                 value=stats.get("bytes", 0))
         yield CounterMetricFamily("clawd_agent_spool_events_dropped",
                                   "Undelivered events dropped by on_full = drop_oldest",
-                                  value=stats.get("dropped_total", 0))
+                                  value=stats.get("dropped_oldest_total", 0))
         lag_events = GaugeMetricFamily("clawd_agent_output_lag_events",
                                        "Spooled events not yet delivered", labels=["output"])
         lag_seconds = GaugeMetricFamily("clawd_agent_output_lag_seconds",

@@ -27,7 +27,8 @@ def collect_status(config: AgentConfig) -> dict[str, Any]:
     try:
         stats = spool.stats()
         agent_state = spool.get_agent_state() or {}
-        states = {s.output: s for s in spool.read_output_states()}
+        spool_inputs = spool.get_input_stats()
+        states = spool.read_output_states()
     finally:
         spool.close()
     now_ms = int(time.time() * 1000)
@@ -35,7 +36,7 @@ def collect_status(config: AgentConfig) -> dict[str, Any]:
     heartbeat_ms = int(agent_state.get("heartbeat_ms") or 0)
     running = bool(pid) and _alive(pid) and (
         now_ms - heartbeat_ms <= STALE_HEARTBEAT_FACTOR * config.agent.heartbeat_interval * 1000 + 1000)
-    recorded_inputs = agent_state.get("inputs") or {}
+    recorded_inputs = spool_inputs
     offsets_by_input: dict[str, list[dict[str, Any]]] = {}
     for off in stats.get("input_offsets", []):
         offsets_by_input.setdefault(off["input"], []).append(off)
@@ -47,14 +48,14 @@ def collect_status(config: AgentConfig) -> dict[str, Any]:
         for key in ("ingested", "quarantined", "duplicates", "errors"):
             if key in rec:
                 entry[key] = rec[key]
-        entry["quarantined_stored"] = stats.get("quarantine_by_input", {}).get(name, 0)
+        entry["quarantined_stored"] = stats.get("quarantine", {}).get(name, 0)
         if in_cfg.type == "file":
             entry["files"] = [_file_lag(o) for o in offsets_by_input.get(name, [])]
         inputs[name] = entry
 
     outputs = {}
     cursors = stats.get("cursors", {})
-    dlq_counts = stats.get("dlq_by_output", {})
+    dlq_counts = stats.get("dlq", {})
     for name, out_cfg in config.outputs.items():
         cur = cursors.get(name, {})
         st = states.get(name)
@@ -92,8 +93,8 @@ def collect_status(config: AgentConfig) -> dict[str, Any]:
             "path": path, "rows": stats.get("rows", 0), "bytes": stats.get("bytes", 0),
             "max_bytes": stats.get("max_bytes"), "on_full": stats.get("on_full"),
             "durability": stats.get("durability"), "first_seq": stats.get("first_seq"),
-            "last_seq": stats.get("last_seq"), "dropped_total": stats.get("dropped_total", 0),
-            "quarantined": stats.get("quarantine_count", 0), "schema_version": stats.get("schema_version"),
+            "last_seq": stats.get("last_seq"), "dropped_total": stats.get("dropped_oldest_total", 0),
+            "quarantined": stats.get("quarantine_total", 0), "schema_version": stats.get("schema_version"),
         },
         "inputs": inputs,
         "outputs": outputs,

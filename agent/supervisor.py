@@ -78,6 +78,7 @@ class Supervisor:
         self._stopping = False
         self._signal = DataSignal()
         self._stats_cache: tuple[float, dict[str, Any]] = (0.0, {})
+        self._recorded: dict[str, tuple[int, int, int]] = {}
 
     # -- start ---------------------------------------------------------------------------------
     def start(self) -> None:
@@ -191,16 +192,19 @@ class Supervisor:
             self._record_state()
 
     def _record_state(self) -> None:
+        """Persist what `status` shows when it cannot ask this process: heartbeat, counters, errors."""
         now = int(time.time() * 1000)
-        self.spool.set_agent_state(pid=os.getpid(), started_ms=self.started_ms, heartbeat_ms=now,
-                                   inputs={n: _input_status(i) for n, i in self.inputs.items()})
+        self.spool.set_agent_state(pid=os.getpid(), started_ms=self.started_ms, heartbeat_ms=now)
+        self.spool.set_input_stats({n: _input_status(i) for n, i in self.inputs.items()})
         for name, drain in self.drains.items():
             st = drain.stats
+            last = self._recorded.get(name, (0, 0, 0))
             self.spool.record_output_state(
-                name, last_success_ms=st.last_success_ms, last_error_ms=st.last_error_ms,
-                last_error=st.last_error, delivered_total=st.delivered, failed_total=st.failed_attempts,
-                dlq_total=st.dlq, extra={"rate_eps": round(st.rate(), 2), "healthy": st.healthy,
-                                         "filtered_total": st.filtered, "retries_total": st.retries})
+                name, success_ms=st.last_success_ms, error_ms=st.last_error_ms, error=st.last_error,
+                delivered=st.delivered - last[0], failed=st.failed_attempts - last[1], dlq=st.dlq - last[2],
+                extra={"rate_eps": round(st.rate(), 2), "healthy": st.healthy,
+                       "filtered_total": st.filtered, "retries_total": st.retries})
+            self._recorded[name] = (st.delivered, st.failed_attempts, st.dlq)
 
     def _prune_loop(self) -> None:
         while not self._stopping:
@@ -228,7 +232,7 @@ class Supervisor:
     def caught_up(self) -> bool:
         """True when every enabled output has delivered everything spooled so far."""
         last = self.spool.last_seq()
-        return all(self.spool.get_cursor(n).seq >= last for n in self.drains)
+        return all((self.spool.get_cursor(n) or (0, 0))[0] >= last for n in self.drains)
 
     def shutdown(self) -> None:
         if self._stopping:
@@ -247,9 +251,7 @@ class Supervisor:
         self._drain_group.kill(block=True, timeout=2)
         self._loops.kill(block=True, timeout=2)
         self._record_state()
-        self.spool.set_agent_state(pid=0, started_ms=self.started_ms,
-                                   heartbeat_ms=int(time.time() * 1000),
-                                   inputs={n: _input_status(i) for n, i in self.inputs.items()})
+        self.spool.clear_agent_state()
         if self.metrics_server is not None:
             self.metrics_server.stop(timeout=1)
         self.spool.close()

@@ -59,6 +59,7 @@ class DeliveryItem:
     seq: int
     event: dict[str, Any]
     body: bytes
+    event_id: bytes = b""
 
 
 class Status(enum.Enum):

@@ -22,6 +22,7 @@ import orjson
 
 from outputs.base import DeliveryItem, Outcome, Output, Status
 from outputs.filters import compile_filter
+from spool.types import Cursor, SpoolRow
 
 log = logging.getLogger("clawd_agent.drain")
 
@@ -98,11 +99,12 @@ class Drain:
 
     # -- the loop --------------------------------------------------------------------------------
     def _loop(self) -> None:
-        cursor = self.spool.get_cursor(self.name)
+        cursor = self._cursor()
         while not self._stopping:
             rows = self.reader.read_after(cursor.seq, self.config.batch_max_events)
             if not rows:
                 self._wait_for_data()
+                cursor = self._cursor()  # caught up: pick up a rewind done by the CLI meanwhile
                 continue
             if len(rows) < self.config.batch_max_events and self.config.batch_max_wait > 0:
                 rows = self._fill(cursor.seq, rows)
@@ -114,10 +116,13 @@ class Drain:
             if not done:
                 continue  # stopping during a retry wait: the cursor stays, the spool keeps the batch
             if self.spool.commit_cursor(self.name, rows[-1].seq, cursor.generation):
-                cursor = type(cursor)(rows[-1].seq, cursor.generation)
+                cursor = Cursor(rows[-1].seq, cursor.generation)
             else:
-                cursor = self.spool.get_cursor(self.name)
+                cursor = self._cursor()
                 log.info("cursor moved externally", extra={"output": self.name, "seq": cursor.seq})
+
+    def _cursor(self) -> Cursor:
+        return self.spool.get_cursor(self.name) or self.spool.ensure_cursor(self.name, self.config.start_at)
 
     def _wait_for_data(self) -> None:
         if self._new_data is not None:
@@ -140,10 +145,10 @@ class Drain:
             try:
                 event = orjson.loads(row.body)
             except orjson.JSONDecodeError:
-                corrupt.append(DeliveryItem(row.seq, {}, row.body))
+                corrupt.append(DeliveryItem(row.seq, {}, row.body, row.event_id))
                 continue
             if self._accept(event):
-                items.append(DeliveryItem(row.seq, event, row.body))
+                items.append(DeliveryItem(row.seq, event, row.body, row.event_id))
             else:
                 self.stats.filtered += 1
         return items, corrupt
@@ -209,7 +214,8 @@ class Drain:
         return self._stopping
 
     def _to_dlq(self, items: list[DeliveryItem], reason: str, attempts: int) -> None:
-        self.spool.dlq_add(self.name, [(i.seq, i.body) for i in items], reason, None, attempts)
+        rows = [SpoolRow(i.seq, i.event_id, 0, i.body) for i in items]
+        self.spool.dlq_add(self.name, rows, reason, None, attempts)
         self.stats.dlq += len(items)
         log.error("events sent to the DLQ", extra={"output": self.name, "count": len(items),
                                                     "reason": reason})
