@@ -49,7 +49,33 @@ class FileOutput(Output):
 
     def open(self) -> None:
         os.makedirs(os.path.dirname(os.path.abspath(self.config.path)), exist_ok=True)
+        self._drop_torn_tail()
         self._reopen()
+
+    def _drop_torn_tail(self) -> None:
+        """A crash mid-write can leave a partial last line; its batch was never acknowledged and will
+        be sent again, so cut the file back to its last complete line."""
+        try:
+            with open(self.config.path, "rb+") as f:
+                size = f.seek(0, os.SEEK_END)
+                if size == 0:
+                    return
+                f.seek(max(0, size - 1))
+                if f.read(1) == b"\n":
+                    return
+                pos = size
+                while pos > 0:
+                    step = min(65536, pos)
+                    f.seek(pos - step)
+                    chunk = f.read(step)
+                    nl = chunk.rfind(b"\n")
+                    if nl >= 0:
+                        f.truncate(pos - step + nl + 1)
+                        return
+                    pos -= step
+                f.truncate(0)
+        except FileNotFoundError:
+            return
 
     def _reopen(self) -> None:
         if self._fd is not None:

@@ -39,3 +39,15 @@ def test_write_failure_is_retryable(tmp_path):
     outcome = out.send(items(1, 1))
     assert outcome.status is Status.RETRY
     assert "write failed" in outcome.reason
+
+
+def test_a_torn_last_line_from_a_crash_is_cut_on_open(tmp_path):
+    path = tmp_path / "e.jsonl"
+    path.write_bytes(b'{"n":1}\n{"n":2}\n{"n":3, "trunc')
+    out = FileOutput("f", FileOutputConfig(path=str(path)))
+    out.open()
+    out.send(items(3, 1))
+    out.close()
+    lines = path.read_bytes().splitlines()
+    assert lines[:2] == [b'{"n":1}', b'{"n":2}']
+    assert lines[2].startswith(b'{"n":3') and len(lines) == 3
