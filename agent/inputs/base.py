@@ -1,0 +1,399 @@
+"""Pieces shared by every input: config dataclasses, counters, line splitting and batch building.
+
+Every input turns raw bytes into one ``spool.types.IngestBatch`` per read: the mapped events, the
+quarantined records (with the reason, the byte offset and a bounded excerpt) and, for files, the new
+offset. The spool commits all of it in one transaction (docs/internals.md §2), which is what makes a
+crash at any instant neither lose nor duplicate an event.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+import gevent
+from gevent.event import Event
+
+from agent.event import event_time_ms
+from agent.mapping import MappingContext, MappingError, map_record, parse_line
+from spool.types import EXCERPT_MAX, AppendResult, EncodedEvent, IngestBatch, QuarantineRecord, SpoolFull
+
+log = logging.getLogger(__name__)
+
+#: Record shapes the ``format`` key accepts ("auto" detects the shape per record).
+FORMATS = (
+    "auto", "hushd_audit", "hushd_security_event", "hushd_certification_webhook", "adapter_audit",
+    "openclaw_audit",
+)
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+# --------------------------------------------------------------------------------------------------
+# Config
+# --------------------------------------------------------------------------------------------------
+
+class _ConfigMixin:
+    #: other spellings accepted for a field (e.g. the loader's ``rotate_wait`` for ``rotate_wait_s``)
+    _ALIASES: dict[str, str] = {}
+
+    @classmethod
+    def coerce(cls, obj: Any = None, **overrides: Any):
+        """Build from one of: an instance, a dict, any object with matching attributes (the config
+        loader's dataclasses), plus keyword overrides. Unknown dict keys are an error."""
+        if isinstance(obj, cls) and not overrides:
+            return obj
+        names = {f.name for f in fields(cls)}  # type: ignore[arg-type]
+        values: dict[str, Any] = {}
+        if obj is not None:
+            items = obj.items() if isinstance(obj, dict) else (
+                (n, getattr(obj, n)) for n in list(names) + list(cls._ALIASES) if hasattr(obj, n))
+            for key, value in items:
+                key = cls._ALIASES.get(key, key)
+                if key in ("type",):
+                    continue
+                if key not in names:
+                    raise ValueError(f"{cls.__name__}: unknown key {key!r}")
+                values[key] = value
+        for key, value in overrides.items():
+            key = cls._ALIASES.get(key, key)
+            if key not in names:
+                raise ValueError(f"{cls.__name__}: unknown key {key!r}")
+            values[key] = value
+        inst = cls(**values)
+        inst.validate()  # type: ignore[attr-defined]
+        return inst
+
+
+def _check_format(fmt: str) -> None:
+    if fmt not in FORMATS:
+        raise ValueError(f"format: expected one of {', '.join(FORMATS)}, got {fmt!r}")
+
+
+@dataclass
+class TailConfig(_ConfigMixin):
+    """``type = "file"``: tail JSON-lines files."""
+
+    paths: list[str] = field(default_factory=list)
+    start_at: str = "beginning"          # or "end"; only for files found at start with no stored offset
+    max_line_bytes: int = 1024 * 1024
+    read_chunk_bytes: int = 256 * 1024
+    rotate_wait_s: float = 5.0
+    scan_interval_s: float = 1.0
+    watch: bool = True                   # watchdog wake-ups (the stat scan stays the truth)
+    format: str = "auto"
+
+    _ALIASES = {"rotate_wait": "rotate_wait_s", "scan_interval": "scan_interval_s"}
+
+    def validate(self) -> None:
+        if isinstance(self.paths, str):
+            self.paths = [self.paths]
+        if not self.paths:
+            raise ValueError("paths: at least one file or glob is required")
+        if self.start_at not in ("beginning", "end"):
+            raise ValueError(f"start_at: expected 'beginning' or 'end', got {self.start_at!r}")
+        if self.max_line_bytes < 1 or self.read_chunk_bytes < 1:
+            raise ValueError("max_line_bytes and read_chunk_bytes must be positive")
+        if self.scan_interval_s <= 0 or self.rotate_wait_s < 0:
+            raise ValueError("scan_interval_s must be > 0 and rotate_wait_s >= 0")
+        _check_format(self.format)
+
+
+@dataclass
+class UnixSocketConfig(_ConfigMixin):
+    """``type = "unix"``: newline-delimited JSON on a Unix stream socket."""
+
+    path: str = "/run/clawd-agent/events.sock"
+    mode: int | str = 0o660
+    group: str | int | None = None
+    max_line_bytes: int = 1024 * 1024
+    max_connections: int = 256
+    read_chunk_bytes: int = 64 * 1024
+    format: str = "auto"
+
+    def validate(self) -> None:
+        if isinstance(self.mode, str):
+            try:
+                self.mode = int(self.mode, 8)
+            except ValueError:
+                raise ValueError(f"mode: expected an octal string like '0660', got {self.mode!r}") from None
+        if not 0 <= self.mode <= 0o777:
+            raise ValueError(f"mode: out of range: {oct(self.mode)}")
+        if self.max_line_bytes < 1 or self.max_connections < 1:
+            raise ValueError("max_line_bytes and max_connections must be positive")
+        _check_format(self.format)
+
+
+@dataclass
+class HttpConfig(_ConfigMixin):
+    """``type = "http"``: loopback webhook receiver (hushd audit_forward webhook, certification webhooks)."""
+
+    host: str = "127.0.0.1"
+    port: int = 8471
+    paths: list[str] | None = None       # accepted POST paths; None = any path
+    bearer_token: Any = None             # str or config Secret (``.reveal()``); None = no auth
+    certification_secret: Any = None     # str/bytes or Secret; enables x-clawdstrike-signature checks
+    require_signature: bool = False      # with a secret: require a valid signature on every POST
+    max_body_bytes: int = 1024 * 1024
+    retry_after_s: int = 5               # Retry-After on 503 (spool full)
+    format: str = "auto"
+
+    def validate(self) -> None:
+        if self.max_body_bytes < 1:
+            raise ValueError("max_body_bytes must be positive")
+        if self.require_signature and self.certification_secret is None:
+            raise ValueError("require_signature needs certification_secret")
+        _check_format(self.format)
+
+    @classmethod
+    def coerce(cls, obj: Any = None, **overrides: Any):
+        listen = getattr(obj, "listen", None) if not isinstance(obj, dict) else obj.get("listen")
+        if listen is not None:
+            if isinstance(obj, dict):
+                obj = {k: v for k, v in obj.items() if k != "listen"}
+            else:
+                obj = {k: getattr(obj, k) for k in ("bearer_token", "certification_secret", "max_body_bytes",
+                                                   "format") if hasattr(obj, k)}
+            host, port = (listen.host, listen.port) if hasattr(listen, "host") else _split_listen(str(listen))
+            overrides = {"host": host, "port": port, **overrides}
+        return super().coerce(obj, **overrides)
+
+
+def _split_listen(value: str) -> tuple[str, int]:
+    host, _, port = value.rpartition(":")
+    return host.strip("[]") or "127.0.0.1", int(port)
+
+
+def reveal(secret: Any) -> bytes | None:
+    """The bytes of a str/bytes/``Secret`` value (never log the result)."""
+    if secret is None:
+        return None
+    if hasattr(secret, "reveal"):
+        secret = secret.reveal()
+    return secret.encode() if isinstance(secret, str) else bytes(secret)
+
+
+# --------------------------------------------------------------------------------------------------
+# Counters
+# --------------------------------------------------------------------------------------------------
+
+@dataclass
+class InputStats:
+    """Counters of one input, read by the metrics module and ``clawd-agent status``."""
+
+    ingested: int = 0          # events newly inserted into the spool
+    duplicates: int = 0        # events the spool already had (re-read / rewritten files, replays)
+    quarantined: int = 0       # records that could not be mapped
+    bytes: int = 0             # bytes consumed (committed)
+    errors: int = 0            # reader crashes, I/O errors, write errors
+    spool_full: int = 0        # writes refused by a full spool (retried; nothing dropped)
+    last_event_ms: int | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+    def account(self, result: Any, n_events: int, n_quarantined: int, n_bytes: int) -> None:
+        if isinstance(result, AppendResult):
+            self.ingested += result.inserted
+            self.duplicates += result.duplicates
+        else:  # a writer that returns nothing: count what we handed over
+            self.ingested += n_events
+        self.quarantined += n_quarantined
+        self.bytes += n_bytes
+        if n_events:
+            self.last_event_ms = now_ms()
+
+
+# --------------------------------------------------------------------------------------------------
+# Lines -> batch
+# --------------------------------------------------------------------------------------------------
+
+def excerpt(data: bytes) -> bytes:
+    return bytes(data[:EXCERPT_MAX])
+
+
+def encode(ev: dict) -> EncodedEvent:
+    """A mapped event as the spool stores it (16-byte id, event time in ms, canonical bytes)."""
+    from agent.event import encode_event
+
+    return EncodedEvent(uuid.UUID(ev["event_id"]).bytes, event_time_ms(ev), encode_event(ev))
+
+
+def kind_of(fmt: str) -> str | None:
+    return None if fmt == "auto" else fmt
+
+
+@dataclass(slots=True)
+class Line:
+    """One complete line (without its newline) at ``start``; ``end`` is just past its newline.
+
+    ``overlong`` lines carry only the first bytes (for the excerpt) and their full ``length``.
+    """
+
+    start: int
+    end: int
+    data: bytes
+    overlong: bool = False
+    length: int = 0
+
+
+class LineSplitter:
+    """Cuts a byte stream into complete lines; a line longer than ``max_line_bytes`` is reported as
+    overlong (excerpt only) and skipped up to its newline without being held in memory."""
+
+    def __init__(self, max_line_bytes: int, start: int = 0) -> None:
+        self.max = max_line_bytes
+        self.reset(start)
+
+    def reset(self, start: int) -> None:
+        self.buf = bytearray()
+        self.buf_start = start      # stream offset of buf[0]
+        self.consumed = start       # just past the last complete line handed out
+        self._skip: tuple[int, bytes] | None = None  # (line start, excerpt) while skipping an overlong line
+
+    @property
+    def read_pos(self) -> int:
+        """Stream offset of the next byte to feed."""
+        return self.buf_start + len(self.buf)
+
+    def feed(self, data: bytes) -> list[Line]:
+        out: list[Line] = []
+        pos = 0
+        if self._skip is not None:
+            nl = data.find(b"\n")
+            if nl < 0:
+                self.buf_start += len(data)
+                return out
+            start, head = self._skip
+            self._skip = None
+            end = self.buf_start + nl + 1
+            out.append(Line(start, end, head, overlong=True, length=end - 1 - start))
+            self.buf_start = self.consumed = end
+            pos = nl + 1
+        self.buf += memoryview(data)[pos:]
+        cut = 0
+        buf = self.buf
+        while True:
+            nl = buf.find(b"\n", cut)
+            if nl < 0:
+                break
+            start = self.buf_start + cut
+            if nl - cut > self.max:
+                out.append(Line(start, self.buf_start + nl + 1, bytes(buf[cut:cut + EXCERPT_MAX]),
+                                overlong=True, length=nl - cut))
+            else:
+                out.append(Line(start, self.buf_start + nl + 1, bytes(buf[cut:nl])))
+            cut = nl + 1
+        if cut:
+            del buf[:cut]
+            self.buf_start += cut
+            self.consumed = self.buf_start
+        if len(buf) > self.max:  # no newline within max_line_bytes: skip the rest of this line
+            self._skip = (self.buf_start, bytes(buf[:EXCERPT_MAX]))
+            self.buf_start += len(buf)
+            buf.clear()
+        return out
+
+    def flush(self) -> list[Line]:
+        """At a final EOF (connection closed, rotated file drained): the unterminated tail as a line."""
+        if self._skip is not None:
+            start, head = self._skip
+            self._skip = None
+            end = self.buf_start
+            self.consumed = end
+            return [Line(start, end, head, overlong=True, length=end - start)]
+        if not self.buf:
+            return []
+        line = Line(self.buf_start, self.read_pos, bytes(self.buf))
+        self.buf_start = self.consumed = self.read_pos
+        self.buf.clear()
+        return [line]
+
+
+def map_lines(lines: list[Line], *, source: str, context: MappingContext, kind: str | None,
+              max_line_bytes: int) -> tuple[list[EncodedEvent], list[QuarantineRecord]]:
+    """Map complete lines: events for good ones, quarantine records (with offset and reason) for bad
+    ones. Blank lines are skipped silently."""
+    events: list[EncodedEvent] = []
+    quarantine: list[QuarantineRecord] = []
+    for line in lines:
+        if line.overlong:
+            quarantine.append(QuarantineRecord(
+                source, line.start, f"line of {line.length} bytes exceeds max_line_bytes ({max_line_bytes})",
+                excerpt(line.data)))
+            continue
+        data = line.data
+        if not data.strip():
+            continue
+        try:
+            ev = parse_line(data, context=context, kind=kind)
+            events.append(encode(ev))
+        except MappingError as exc:
+            quarantine.append(QuarantineRecord(source, line.start, exc.reason, excerpt(data)))
+        except Exception as exc:  # a mapping bug must not stop the input: keep the line for a replay
+            log.exception("mapping failed on %s at offset %d", source, line.start)
+            quarantine.append(QuarantineRecord(
+                source, line.start, f"internal mapping error: {type(exc).__name__}: {exc}"[:300],
+                excerpt(data)))
+    return events, quarantine
+
+
+def map_body_record(record: Any, raw: bytes, *, context: MappingContext, kind: str | None) -> EncodedEvent:
+    """Map one already-decoded record (HTTP bodies); raises MappingError."""
+    return encode(map_record(record, raw=raw, kind=kind, context=context))
+
+
+class Stopped(Exception):
+    """The input is stopping while a write was being retried (nothing was committed)."""
+
+
+def write_with_retry(writer: Any, batch: IngestBatch, stats: InputStats, stop: Event, *,
+                     what: str, max_backoff_s: float = 5.0) -> Any:
+    """``writer.write(batch)``; on ``SpoolFull`` wait (backoff, interruptible by ``stop``) and retry the
+    same batch, so nothing is dropped and no offset moves. Raises ``Stopped`` if stopping meanwhile."""
+    backoff = 0.05
+    warned = False
+    while True:
+        try:
+            result = writer.write(batch)
+            if warned:
+                log.info("%s: spool accepts writes again; resuming", what)
+            return result
+        except SpoolFull as exc:
+            stats.spool_full += 1
+            if not warned:
+                log.warning("%s: spool full (%s); pausing and retrying", what, exc)
+                warned = True
+            if stop.wait(backoff):
+                raise Stopped() from None
+            backoff = min(backoff * 2, max_backoff_s)
+
+
+def spawn_supervised(group: Any, fn: Any, *, what: str, stats: InputStats, stop: Event,
+                     restart_delay_s: float = 1.0) -> gevent.Greenlet:
+    """Run ``fn()`` in ``group``; if it raises, log and count it and run it again (a crashed reader
+    restarts; the other readers go on)."""
+
+    def runner() -> None:
+        delay = restart_delay_s
+        while not stop.is_set():
+            try:
+                fn()
+                return
+            except Stopped:
+                return
+            except gevent.GreenletExit:
+                raise
+            except Exception:
+                stats.errors += 1
+                log.exception("%s crashed; restarting in %.1fs", what, delay)
+                if stop.wait(delay):
+                    return
+                delay = min(delay * 2, 30.0)
+
+    return group.spawn(runner)

@@ -1,0 +1,359 @@
+"""File tail input (``type = "file"``): JSON-lines files, rotation-safe, exactly-once into the spool.
+
+How it works (docs/inputs.md has the full story):
+
+* A **scan** greenlet globs ``paths`` every ``scan_interval_s`` (the truth) and whenever watchdog reports
+  a change in a watched directory (``agent.inputs.watch``; it only lowers latency). Each regular file
+  (symlinks followed) is identified by ``native::<dev>-<ino>``.
+* **One reader greenlet per file identity** holds the file open and reads it in chunks from its offset.
+  Only complete lines are consumed. Each chunk's events, quarantined lines and the new offset (just past
+  the last complete line, with the file's marker) go to the spool in ONE ``IngestBatch``, so the offset
+  never runs ahead of or behind the events.
+* A key no longer found under any path (renamed away = rotation, or deleted) keeps its open fd and is
+  drained until it has been idle for ``rotate_wait_s`` at EOF; the file now at the path is a new key,
+  read from 0.
+* Shrinking below the read position (copytruncate) or a changed first-bytes marker (the OpenClaw store
+  rewriting the file, inode reuse) restarts the file at 0; the spool's ``INSERT OR IGNORE`` on event_id
+  drops what was read before, counted as duplicates.
+* ``SpoolFull`` pauses only that file, retrying the same batch with backoff. Nothing is dropped.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import glob
+import logging
+import os
+import stat
+import time
+from typing import Any
+
+import gevent
+from gevent.event import Event
+from gevent.pool import Group
+
+from agent.inputs.base import (
+    InputStats,
+    LineSplitter,
+    Stopped,
+    TailConfig,
+    kind_of,
+    map_lines,
+    now_ms,
+    spawn_supervised,
+    write_with_retry,
+)
+from agent.inputs.file_identity import MARKER_BYTES, compute_marker, file_key, marker_matches, trusted_offset
+from agent.mapping import MappingContext
+from spool.types import IngestBatch, InputOffset
+
+log = logging.getLogger(__name__)
+
+
+class _FileReader:
+    """One open file identity and its read state."""
+
+    def __init__(self, tail: TailInput, key: str, path: str, fd: int, offset: int,
+                 marker: bytes | None, marker_len: int) -> None:
+        self.tail = tail
+        self.key = key
+        self.path = path
+        self.fd = fd
+        self.offset = offset                  # committed in the spool (with the marker below)
+        self.marker = marker
+        self.marker_len = marker_len
+        self.splitter = LineSplitter(tail.config.max_line_bytes, offset)
+        self.wake = Event()
+        self.gone_at: float | None = None     # monotonic time the key vanished from every path
+        self.last_growth = time.monotonic()
+        self.size = 0
+        self.last_stamp: tuple[int, int] | None = None
+        self.paused = False                   # waiting for the spool to accept writes
+        self.closed = False
+        self.resets = 0                       # restarts at 0 (truncation, rewrite)
+        self.greenlet: gevent.Greenlet | None = None
+
+    # -- loop ---------------------------------------------------------------------------------
+
+    def run(self) -> None:
+        # After a crash, resume from what the spool has (the in-memory state may be ahead).
+        self.splitter.reset(self.offset)
+        while not self.tail._stop.is_set():
+            self.poll()
+            if self.closed:
+                return
+            timeout = None
+            if self.gone_at is not None:
+                timeout = max(0.05, self.tail.config.rotate_wait_s / 4)
+            self.wake.wait(timeout)
+            self.wake.clear()
+
+    def poll(self) -> None:
+        tail = self.tail
+        cfg = tail.config
+        while not tail._stop.is_set():
+            st = os.fstat(self.fd)
+            size = st.st_size
+            stamp = (size, st.st_mtime_ns)
+            changed = stamp != self.last_stamp
+            self.last_stamp = stamp
+            if size > self.size:
+                self.last_growth = time.monotonic()
+            self.size = size
+            if size < self.splitter.read_pos or size < self.offset:
+                self._restart_at_zero(f"file shrank to {size} bytes (below offset {self.offset}): truncated")
+                continue
+            if changed and self.marker_len and not marker_matches(self.fd, self.marker, self.marker_len):
+                self._restart_at_zero("first bytes changed (rewritten in place or a new file)")
+                continue
+            if self.marker_len < MARKER_BYTES and size > self.marker_len:
+                self.marker, self.marker_len = compute_marker(self.fd, size)
+            if self.splitter.read_pos >= size:
+                break
+            data = os.pread(self.fd, cfg.read_chunk_bytes, self.splitter.read_pos)
+            if not data:
+                break
+            lines = self.splitter.feed(data)
+            if lines or self.splitter.consumed != self.offset:
+                self._commit(lines, self.splitter.consumed)
+            gevent.sleep(0)  # let other files and inputs run between chunks
+        self._maybe_close()
+
+    def _restart_at_zero(self, why: str) -> None:
+        log.info("%s: %s (%s); reading it again from 0", self.tail.name, self.path, why)
+        self.resets += 1
+        self.splitter.reset(0)
+        self.marker, self.marker_len = None, 0
+        self.last_stamp = None
+        # The offset in the spool moves back to 0 with the next batch (or stays ahead: then a restart sees
+        # offset > size or a marker mismatch and also reads from 0).
+        self.offset = 0
+
+    def _commit(self, lines: list, new_offset: int, *, final: bool = False) -> None:
+        tail = self.tail
+        events, quarantine = map_lines(lines, source=self.path, context=tail.context, kind=tail.kind,
+                                       max_line_bytes=tail.config.max_line_bytes)
+        batch = IngestBatch(tail.name, events, [InputOffset(self.key, self.path, new_offset, self.marker,
+                                                            self.marker_len)], quarantine)
+        self.paused = True
+        try:
+            result = write_with_retry(tail.writer, batch, tail.stats, tail._stop,
+                                      what=f"{tail.name}:{self.path}")
+        finally:
+            self.paused = False
+        tail.stats.account(result, len(events), len(quarantine), new_offset - self.offset)
+        self.offset = new_offset
+
+    def _maybe_close(self) -> None:
+        if self.gone_at is None or self.tail._stop.is_set():
+            return
+        idle_since = max(self.gone_at, self.last_growth)
+        if time.monotonic() - idle_since < self.tail.config.rotate_wait_s:
+            return
+        if self.splitter.read_pos < self.size:
+            return
+        # Drained and idle: the writer is done with this file. An unterminated last line is still a line.
+        rest = self.splitter.flush()
+        if rest:
+            self._commit(rest, self.splitter.consumed)
+        log.info("%s: closed %s (%s) after rotation/deletion, offset %d", self.tail.name, self.path,
+                 self.key, self.offset)
+        self.close()
+
+    def close(self) -> None:
+        if not self.closed:
+            self.closed = True
+            with contextlib.suppress(OSError):
+                os.close(self.fd)
+
+    def status(self) -> dict[str, Any]:
+        return {
+            "path": self.path,
+            "file_key": self.key,
+            "offset": self.offset,
+            "size": self.size,
+            "lag_bytes": max(0, self.size - self.offset),
+            "state": "paused" if self.paused else ("rotated" if self.gone_at is not None else "active"),
+            "resets": self.resets,
+        }
+
+
+class TailInput:
+    """Tail the files matching ``config.paths`` into the spool.
+
+    ``TailInput(name, config, writer, spool, context)``: ``config`` is a ``TailConfig``, a dict or the
+    config loader's ``FileInputConfig``; ``writer`` a started ``spool.writer.SpoolWriter``; ``spool`` the
+    ``spool.store.Spool`` (stored offsets are read from it at start); ``context`` the ``MappingContext``.
+    """
+
+    def __init__(self, name: str, config: Any, writer: Any, spool: Any, context: MappingContext | None = None,
+                 **overrides: Any) -> None:
+        self.name = name
+        self.config: TailConfig = TailConfig.coerce(config, **overrides)
+        self.writer = writer
+        self.spool = spool
+        self.context = context or MappingContext()
+        self.kind = kind_of(self.config.format)
+        self.stats = InputStats()
+        self.readers: dict[str, _FileReader] = {}
+        self._stored: dict[str, InputOffset] = {}
+        self._group = Group()
+        self._stop = Event()
+        self._scan_wake = Event()
+        self._watcher: Any = None
+        self._initial_scan_done = False
+        self.scans = 0
+
+    # -- lifecycle ------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        self._stored = dict(self.spool.get_offsets(self.name)) if self.spool is not None else {}
+        if self.config.watch:
+            try:
+                from agent.inputs.watch import DirectoryWatcher
+
+                self._watcher = DirectoryWatcher(lambda _d: self._scan_wake.set())
+            except Exception:
+                self.stats.errors += 1
+                log.exception("%s: watchdog unavailable; relying on the stat scan", self.name)
+        spawn_supervised(self._group, self._scan_loop, what=f"{self.name} scanner", stats=self.stats,
+                         stop=self._stop)
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Stop reading; a batch being committed finishes; then close files and watches."""
+        self._stop.set()
+        self._scan_wake.set()
+        for r in list(self.readers.values()):
+            r.wake.set()
+        self._group.join(timeout)
+        self._group.kill(block=True)
+        for r in list(self.readers.values()):
+            r.close()
+        if self._watcher is not None:
+            self._watcher.close()
+            self._watcher = None
+
+    # -- scanning -------------------------------------------------------------------------------
+
+    def _scan_loop(self) -> None:
+        while not self._stop.is_set():
+            self._scan_wake.clear()
+            self.scan()
+            self._scan_wake.wait(self.config.scan_interval_s)
+
+    def _watch_dirs(self) -> set[str]:
+        dirs: set[str] = set()
+        for pattern in self.config.paths:
+            dirs.add(os.path.dirname(os.path.abspath(pattern)) or "/")
+        for r in self.readers.values():
+            if r.gone_at is None:
+                with contextlib.suppress(OSError):
+                    dirs.add(os.path.dirname(os.path.realpath(r.path)))  # a symlink's target directory
+        return {d for d in dirs if not glob.has_magic(d)}
+
+    def scan(self) -> None:
+        """Diff the files under ``paths`` against the open readers and act on the difference."""
+        self.scans += 1
+        found: dict[str, str] = {}
+        for pattern in self.config.paths:
+            for path in sorted(glob.glob(pattern)):
+                try:
+                    st = os.stat(path)  # follows symlinks: the identity is the target's
+                except OSError:
+                    continue
+                if stat.S_ISREG(st.st_mode):
+                    found.setdefault(file_key(st), path)
+        for key, path in found.items():
+            reader = self.readers.get(key)
+            if reader is not None and reader.closed:
+                del self.readers[key]
+                self._stored[key] = InputOffset(key, reader.path, reader.offset, reader.marker,
+                                                reader.marker_len)
+                reader = None
+            if reader is None:
+                self._open(key, path)
+            else:
+                if reader.path != path:
+                    log.info("%s: %s renamed to %s", self.name, reader.path, path)
+                    reader.path = path
+                reader.gone_at = None
+        now = time.monotonic()
+        for key, reader in list(self.readers.items()):
+            if reader.closed:
+                # if the key shows up again, its last offset is checked like a stored one (inode reuse)
+                del self.readers[key]
+                self._stored[key] = InputOffset(key, reader.path, reader.offset, reader.marker,
+                                                reader.marker_len)
+                continue
+            if key not in found and reader.gone_at is None:
+                log.info("%s: %s (%s) is no longer at its path (rotated or deleted); draining", self.name,
+                         reader.path, key)
+                reader.gone_at = now
+            reader.wake.set()
+        self._initial_scan_done = True
+        if self._watcher is not None:
+            self._watcher.set_directories(self._watch_dirs())
+
+    def _open(self, key: str, path: str) -> None:
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        except OSError as exc:
+            log.warning("%s: cannot open %s: %s", self.name, path, exc)
+            self.stats.errors += 1
+            return
+        try:
+            st = os.fstat(fd)
+            if file_key(st) != key:  # replaced between stat and open: the next scan sees the new one
+                os.close(fd)
+                return
+            offset, marker, marker_len = self._start_position(key, path, fd, st.st_size)
+        except BaseException:
+            os.close(fd)
+            raise
+        reader = _FileReader(self, key, path, fd, offset, marker, marker_len)
+        reader.size = st.st_size
+        self.readers[key] = reader
+        log.info("%s: reading %s (%s) from offset %d", self.name, path, key, offset)
+        reader.greenlet = spawn_supervised(self._group, reader.run, what=f"{self.name} reader {path}",
+                                           stats=self.stats, stop=self._stop)
+
+    def _start_position(self, key: str, path: str, fd: int, size: int) -> tuple[int, bytes | None, int]:
+        stored = self._stored.pop(key, None)
+        if stored is not None:
+            if trusted_offset(fd, size, stored.offset, stored.marker, stored.marker_len):
+                return stored.offset, stored.marker, stored.marker_len
+            log.info("%s: stored offset %d of %s (%s) not trusted (size %d or first bytes differ); from 0",
+                     self.name, stored.offset, path, key, size)
+            return 0, None, 0
+        if not self._initial_scan_done and self.config.start_at == "end" and size > 0:
+            offset = self._last_line_end(fd, size)
+            marker, marker_len = compute_marker(fd, size)
+            # remember the skip point so a restart does not read the skipped history
+            self._commit_offset_only(key, path, offset, marker, marker_len)
+            return offset, marker, marker_len
+        return 0, None, 0
+
+    def _last_line_end(self, fd: int, size: int) -> int:
+        window = min(size, self.config.max_line_bytes + 1)
+        tail = os.pread(fd, window, size - window)
+        nl = tail.rfind(b"\n")
+        return size if nl < 0 else size - window + nl + 1
+
+    def _commit_offset_only(self, key: str, path: str, offset: int, marker: bytes, marker_len: int) -> None:
+        batch = IngestBatch(self.name, [], [InputOffset(key, path, offset, marker, marker_len)], [])
+        with contextlib.suppress(Stopped):
+            write_with_retry(self.writer, batch, self.stats, self._stop, what=f"{self.name}:{path}")
+
+    # -- status ---------------------------------------------------------------------------------
+
+    def status(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "type": "file",
+            "paths": list(self.config.paths),
+            "stats": self.stats.as_dict(),
+            "last_event_ms": self.stats.last_event_ms,
+            "files": [r.status() for r in sorted(self.readers.values(), key=lambda r: r.path)],
+            "watching": sorted(self._watcher.directories) if self._watcher is not None else [],
+            "time_ms": now_ms(),
+        }

@@ -1,0 +1,222 @@
+"""watchdog <-> gevent bridge: inotify change events wake tailer greenlets sooner.
+
+The agent calls ``gevent.monkey.patch_all()`` before anything else, so a plain ``import watchdog``
+would build watchdog on gevent's ``threading``/``queue``/``select``: its "threads" would be greenlets,
+its inotify read would run on the gevent loop, and its queue (a subclass of ``queue.Queue``, which gevent
+replaces) breaks outright. Instead this module loads a *private copy* of watchdog against the original,
+unpatched stdlib (``gevent.monkey.saved`` holds the originals; ``threading`` and ``queue`` are re-executed
+from source against them). Its observer, emitter and inotify threads are then real OS threads that block
+in ``poll``/``read`` on the inotify fd without touching the gevent loop.
+
+The only thing those threads do to the gevent side is ``async_watcher.send()`` (libev/libuv async
+watchers are the documented thread-safe way to wake a loop) after appending the changed directory to a
+``collections.deque`` (thread-safe append/popleft). The async callback runs in the hub and only sets
+gevent ``Event``s. Coalesced sends are fine: a woken tailer reads every file to EOF.
+
+watchdog only lowers latency; the periodic stat scan of the tailer stays the truth (a missed or
+overflowed inotify queue costs at most one scan interval).
+"""
+
+from __future__ import annotations
+
+import collections
+import importlib
+import importlib.util
+import logging
+import os
+import sys
+import threading
+import types
+from collections.abc import Callable
+from typing import Any
+
+import gevent
+
+log = logging.getLogger(__name__)
+
+_watchdog: tuple[Any, Any] | None = None
+_load_lock = threading.Lock()
+
+
+def _load_watchdog_unpatched() -> tuple[Any, Any]:
+    """(watchdog.observers.inotify-or-polling Observer class, watchdog.events module), built on the
+    original stdlib when gevent has monkey-patched it."""
+    from gevent import monkey
+
+    if not monkey.is_module_patched("threading"):
+        import watchdog.events as events
+        from watchdog.observers import Observer
+
+        return Observer, events
+
+    saved = monkey.saved
+
+    def shim(name: str) -> types.ModuleType:
+        real = importlib.import_module(name)
+        mod = types.ModuleType(name)
+        mod.__dict__.update(real.__dict__)
+        mod.__dict__.update(saved.get(name, {}))
+        return mod
+
+    def fresh(name: str) -> types.ModuleType:
+        spec = importlib.util.find_spec(name)
+        assert spec is not None and spec.loader is not None
+        mod = importlib.util.module_from_spec(spec)
+        sys.modules[name] = mod
+        spec.loader.exec_module(mod)
+        return mod
+
+    swapped = ("_thread", "threading", "queue", "select", "selectors", "time", "os")
+    old = {n: sys.modules.get(n) for n in swapped}
+    is_wd = lambda k: k == "watchdog" or k.startswith("watchdog.")  # noqa: E731
+    old_wd = {k: v for k, v in sys.modules.items() if is_wd(k)}
+    try:
+        for k in old_wd:
+            del sys.modules[k]
+        for n in ("_thread", "select", "time", "os"):
+            sys.modules[n] = shim(n)
+        fresh("threading")
+        fresh("queue")
+        sys.modules.pop("selectors", None)
+        fresh("selectors")
+        import watchdog.events as events
+        from watchdog.observers import Observer
+
+        return Observer, events
+    finally:
+        for k in [k for k in sys.modules if is_wd(k)]:
+            del sys.modules[k]
+        sys.modules.update(old_wd)
+        for n, m in old.items():
+            if m is None:
+                sys.modules.pop(n, None)
+            else:
+                sys.modules[n] = m
+
+
+def _watchdog_api() -> tuple[Any, Any]:
+    global _watchdog
+    with _load_lock:
+        if _watchdog is None:
+            _watchdog = _load_watchdog_unpatched()
+        return _watchdog
+
+
+class _Observer:
+    """The process-wide watchdog observer (real OS threads) with reference-counted directory watches."""
+
+    def __init__(self) -> None:
+        observer_cls, self.events = _watchdog_api()
+        self._observer_cls = observer_cls
+        self.observer: Any = None
+        self.watches: dict[tuple[str, int], Any] = {}  # (dir, id(handler)) -> ObservedWatch
+
+    def schedule(self, directory: str, handler: Any) -> Any:
+        if self.observer is None or not self.observer.is_alive():
+            self.observer = self._observer_cls()
+            self.observer.daemon = True
+            self.observer.start()
+        watch = self.observer.schedule(handler, directory, recursive=False)
+        self.watches[(directory, id(handler))] = watch
+        return watch
+
+    def unschedule(self, directory: str, handler: Any) -> None:
+        watch = self.watches.pop((directory, id(handler)), None)
+        if watch is None or self.observer is None:
+            return
+        try:
+            self.observer.remove_handler_for_watch(handler, watch)
+            if not any(w == watch for w in self.watches.values()):
+                self.observer.unschedule(watch)
+        except Exception:  # the directory may be gone already
+            log.debug("unschedule %s failed", directory, exc_info=True)
+        if not self.watches:
+            self.stop()
+
+    def stop(self) -> None:
+        obs, self.observer = self.observer, None
+        if obs is None:
+            return
+        obs.stop()
+        # join without blocking the gevent loop: the threads exit within the observer timeout
+        deadline = 50
+        while obs.is_alive() and deadline:
+            gevent.sleep(0.05)
+            deadline -= 1
+
+
+_shared: _Observer | None = None
+
+
+def _observer() -> _Observer:
+    global _shared
+    if _shared is None:
+        _shared = _Observer()
+    return _shared
+
+
+class DirectoryWatcher:
+    """Wakes ``on_change(directory)`` in the gevent hub whenever watchdog reports a change in one of the
+    watched directories. Create, use and close it from the gevent thread that owns the tailer."""
+
+    def __init__(self, on_change: Callable[[str], None]) -> None:
+        self._on_change = on_change
+        self._pending: collections.deque[str] = collections.deque()
+        self._async = gevent.get_hub().loop.async_()
+        self._async.ref = False
+        self._async.start(self._drain)
+        self._dirs: set[str] = set()
+        self.wakeups = 0          # async callbacks run (for tests and stats)
+        self.events_seen = 0      # watchdog events received (in the watchdog thread)
+        obs = _observer()
+        bridge = self
+
+        class _Handler(obs.events.FileSystemEventHandler):
+            # runs in watchdog's dispatcher OS thread: touch nothing gevent but async.send()
+            def on_any_event(self, event: Any) -> None:
+                bridge.events_seen += 1
+                for p in (getattr(event, "src_path", ""), getattr(event, "dest_path", "")):
+                    if p:
+                        bridge._pending.append(os.fsdecode(p))
+                bridge._async.send()
+
+        self._handler = _Handler()
+
+    def _drain(self) -> None:  # in the hub: must not block
+        self.wakeups += 1
+        seen: set[str] = set()
+        while self._pending:
+            path = self._pending.popleft()
+            d = path if path in self._dirs else os.path.dirname(path)
+            if d not in seen:
+                seen.add(d)
+        try:
+            for d in seen or {""}:
+                self._on_change(d)
+        except Exception:
+            log.exception("watch wake-up callback failed")
+
+    @property
+    def directories(self) -> frozenset[str]:
+        return frozenset(self._dirs)
+
+    def set_directories(self, wanted: set[str]) -> None:
+        """Watch exactly the existing directories of ``wanted`` (missing ones are retried by the caller's
+        next scan)."""
+        obs = _observer()
+        for d in self._dirs - wanted:
+            obs.unschedule(d, self._handler)
+            self._dirs.discard(d)
+        for d in wanted - self._dirs:
+            if not os.path.isdir(d):
+                continue
+            try:
+                obs.schedule(d, self._handler)
+                self._dirs.add(d)
+            except OSError as exc:
+                log.warning("cannot watch %s (%s); the stat scan still covers it", d, exc)
+
+    def close(self) -> None:
+        self.set_directories(set())
+        self._async.stop()
+        self._async.close()
