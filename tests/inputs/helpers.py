@@ -1,0 +1,61 @@
+"""Shared helpers of the input tests: a real spool + writer, polling waits, fixture lines."""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from pathlib import Path
+
+import gevent
+
+from spool.store import Spool
+from spool.writer import SpoolWriter
+
+FIXTURES = Path("/work/shared/fixtures/clawdstrike/hushd-0.1.0")
+AUDIT_LINES = (FIXTURES / "audit-forward.jsonl").read_bytes().splitlines(keepends=True)
+
+
+def open_spool(tmp_path: Path, **kw) -> tuple[Spool, SpoolWriter]:
+    spool = Spool(str(tmp_path / "spool.db"), durability="normal", **kw)
+    writer = SpoolWriter(spool).start()
+    return spool, writer
+
+
+def wait_until(cond, timeout: float = 20.0, what: str = "condition") -> None:
+    """Poll ``cond`` against a deadline (never a bare sleep)."""
+    deadline = time.monotonic() + timeout
+    while not cond():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        gevent.sleep(0.02)
+
+
+def event_ids(spool: Spool) -> list[str]:
+    return [str(uuid.UUID(bytes=r.event_id)) for r in spool.read_after(0, 1_000_000)]
+
+
+def source_ids(lines: list[bytes]) -> list[str]:
+    return [json.loads(x)["id"] for x in lines]
+
+
+def audit_line(i: int, **extra) -> bytes:
+    """A valid hushd AuditEvent line with a fresh, deterministic id."""
+    rec = {
+        "id": str(uuid.UUID(int=(0x01A2 << 112) | (0x7 << 76) | (0x8 << 60) | i)),
+        "timestamp": "2026-11-26T08:28:51.585857754Z",
+        "event_type": "check",
+        "action_type": "file_access",
+        "target": f"/home/agent/file-{i}",
+        "decision": "allowed",
+        "guard": "forbidden_path",
+        "severity": "Info",
+        "message": "Allowed",
+        "agent_id": "agent-007",
+        **extra,
+    }
+    return json.dumps(rec, separators=(",", ":")).encode() + b"\n"
+
+
+def line_id(line: bytes) -> str:
+    return json.loads(line)["id"]

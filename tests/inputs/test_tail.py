@@ -1,0 +1,341 @@
+"""File tail against real files and the real spool (no fakes)."""
+
+from __future__ import annotations
+
+import json
+import os
+import uuid
+
+import pytest
+
+from agent.inputs.base import LineSplitter
+from agent.inputs.tail import TailInput
+from spool.types import SpoolFull
+from tests.inputs.helpers import (
+    AUDIT_LINES,
+    audit_line,
+    event_ids,
+    line_id,
+    open_spool,
+    source_ids,
+    wait_until,
+)
+
+
+@pytest.fixture
+def env(tmp_path):
+    spool, writer = open_spool(tmp_path)
+    inputs = []
+
+    def make(paths, name="tail", **kw):
+        kw.setdefault("scan_interval_s", 0.05)
+        kw.setdefault("rotate_wait_s", 0.3)
+        kw.setdefault("watch", False)
+        t = TailInput(name, {"paths": paths}, writer, spool, **kw)
+        inputs.append(t)
+        t.start()
+        return t
+
+    yield tmp_path, spool, writer, make
+    for t in inputs:
+        t.stop()
+    writer.stop()
+    spool.close()
+
+
+def offsets(spool, name="tail"):
+    return spool.get_offsets(name)
+
+
+def test_append_partial_line_completed_later(env):
+    d, spool, _w, make = env
+    f = d / "a.jsonl"
+    f.write_bytes(AUDIT_LINES[0] + AUDIT_LINES[1][:30])
+    t = make([str(f)])
+    wait_until(lambda: len(event_ids(spool)) == 1)
+    (off,) = offsets(spool).values()
+    assert off.offset == len(AUDIT_LINES[0])  # just past the last complete line
+    with open(f, "ab") as fh:
+        fh.write(AUDIT_LINES[1][30:] + AUDIT_LINES[2])
+    wait_until(lambda: len(event_ids(spool)) == 3)
+    assert event_ids(spool) == source_ids(AUDIT_LINES[:3])
+    wait_until(lambda: next(iter(offsets(spool).values())).offset == f.stat().st_size)
+    st = t.status()["files"][0]
+    assert st["lag_bytes"] == 0 and st["file_key"].startswith("native::")
+
+
+def test_glob_picks_up_new_files(env):
+    d, spool, _w, make = env
+    (d / "one.jsonl").write_bytes(AUDIT_LINES[0])
+    make([str(d / "*.jsonl")])
+    wait_until(lambda: len(event_ids(spool)) == 1)
+    (d / "two.jsonl").write_bytes(AUDIT_LINES[1] + AUDIT_LINES[2])
+    (d / "ignored.txt").write_bytes(AUDIT_LINES[3])
+    wait_until(lambda: len(event_ids(spool)) == 3)
+    assert sorted(event_ids(spool)) == sorted(source_ids(AUDIT_LINES[:3]))
+    assert len(offsets(spool)) == 2
+
+
+def test_symlink_identity_is_the_target(env):
+    d, spool, _w, make = env
+    real = d / "real"
+    real.mkdir()
+    target = real / "audit.jsonl"
+    target.write_bytes(AUDIT_LINES[0])
+    link = d / "link.jsonl"
+    link.symlink_to(target)
+    t = make([str(link)])
+    wait_until(lambda: len(event_ids(spool)) == 1)
+    st = os.stat(target)
+    assert t.status()["files"][0]["file_key"] == f"native::{st.st_dev}-{st.st_ino}"
+    with open(target, "ab") as fh:
+        fh.write(AUDIT_LINES[1])
+    wait_until(lambda: len(event_ids(spool)) == 2)
+
+
+def test_rename_rotation_drains_old_and_reads_new(env):
+    d, spool, _w, make = env
+    f = d / "audit.jsonl"
+    f.write_bytes(AUDIT_LINES[0])
+    t = make([str(f)])
+    wait_until(lambda: len(event_ids(spool)) == 1)
+    old = open(f, "ab")  # noqa: SIM115 - the producer keeps its fd across the rename
+    os.rename(f, d / "audit.jsonl.1")
+    old.write(AUDIT_LINES[1])  # written to the old file after the rename
+    old.flush()
+    f.write_bytes(AUDIT_LINES[2] + AUDIT_LINES[3])  # the new file at the path
+    wait_until(lambda: len(event_ids(spool)) == 4)
+    old.write(AUDIT_LINES[4])  # still within rotate_wait: drained too
+    old.flush()
+    old.close()
+    wait_until(lambda: len(event_ids(spool)) == 5)
+    assert sorted(event_ids(spool)) == sorted(source_ids(AUDIT_LINES[:5]))
+    wait_until(lambda: len(t.readers) == 1, what="old file closed after rotate_wait")
+    assert t.stats.duplicates == 0
+
+
+def test_copytruncate_restarts_at_zero(env):
+    d, spool, _w, make = env
+    f = d / "audit.jsonl"
+    f.write_bytes(b"".join(AUDIT_LINES[:4]))
+    t = make([str(f)])
+    wait_until(lambda: len(event_ids(spool)) == 4)
+    with open(f, "r+b") as fh:  # copytruncate: same inode, truncated, then new lines
+        fh.truncate(0)
+    with open(f, "ab") as fh:
+        fh.write(AUDIT_LINES[4])
+    wait_until(lambda: len(event_ids(spool)) == 5)
+    assert event_ids(spool)[-1] == line_id(AUDIT_LINES[4])
+    wait_until(lambda: next(iter(offsets(spool).values())).offset == len(AUDIT_LINES[4]))
+    assert t.status()["files"][0]["resets"] >= 1
+
+
+def test_rewrite_in_place_openclaw_is_deduplicated(env):
+    d, spool, _w, make = env
+    f = d / "audit.jsonl"
+    recs = [json.dumps({"id": f"evt-17000000000{i}-abc{i}", "timestamp": 1700000000000 + i,
+                        "type": "tool_call", "resource": f"/tmp/r{i}", "decision": "denied",
+                        "guard": "forbidden_path", "reason": "nope"}).encode() + b"\n" for i in range(6)]
+    f.write_bytes(b"".join(recs[:3]))
+    t = make([str(f)], format="openclaw_audit")
+    wait_until(lambda: len(event_ids(spool)) == 3)
+    # the store rewrites the whole file on each append, here also pruning the oldest entry
+    f.write_bytes(b"".join(recs[1:5]))
+    wait_until(lambda: len(event_ids(spool)) == 5)
+    f.write_bytes(b"".join(recs[2:6]))
+    wait_until(lambda: len(event_ids(spool)) == 6)
+    assert len(set(event_ids(spool))) == 6
+    wait_until(lambda: t.stats.duplicates >= 4)  # recs 1,2,3 and 2,3,4 read again, ignored by the spool
+    assert t.stats.ingested == 6
+
+
+def test_delete_and_recreate(env):
+    d, spool, _w, make = env
+    f = d / "audit.jsonl"
+    f.write_bytes(AUDIT_LINES[0])
+    t = make([str(f)])
+    wait_until(lambda: len(event_ids(spool)) == 1)
+    os.unlink(f)
+    wait_until(lambda: not t.readers, what="deleted file closed")
+    f.write_bytes(AUDIT_LINES[1])
+    wait_until(lambda: len(event_ids(spool)) == 2)
+    assert event_ids(spool) == source_ids(AUDIT_LINES[:2])
+
+
+def test_file_appearing_later_is_read_from_start(env):
+    d, spool, _w, make = env
+    t = make([str(d / "later.jsonl")], start_at="end")
+    wait_until(lambda: t.scans >= 3)
+    (d / "later.jsonl").write_bytes(AUDIT_LINES[0] + AUDIT_LINES[1])
+    wait_until(lambda: len(event_ids(spool)) == 2)
+
+
+def test_start_at_end_skips_history_but_not_new_lines(env):
+    d, spool, _w, make = env
+    f = d / "a.jsonl"
+    f.write_bytes(AUDIT_LINES[0] + AUDIT_LINES[1])
+    make([str(f)], start_at="end")
+    wait_until(lambda: len(offsets(spool)) == 1)
+    with open(f, "ab") as fh:
+        fh.write(AUDIT_LINES[2])
+    wait_until(lambda: len(event_ids(spool)) == 1)
+    assert event_ids(spool) == [line_id(AUDIT_LINES[2])]
+
+
+def test_restart_resumes_at_stored_offset(env):
+    d, spool, _w, make = env
+    f = d / "a.jsonl"
+    f.write_bytes(b"".join(AUDIT_LINES[:5]))
+    t = make([str(f)])
+    wait_until(lambda: len(event_ids(spool)) == 5)
+    t.stop()
+    with open(f, "ab") as fh:
+        fh.write(b"".join(AUDIT_LINES[5:8]))
+    t2 = make([str(f)])
+    wait_until(lambda: len(event_ids(spool)) == 8)
+    assert event_ids(spool) == source_ids(AUDIT_LINES[:8])
+    wait_until(lambda: t2.stats.bytes == sum(map(len, AUDIT_LINES[5:8])))
+    assert t2.stats.duplicates == 0 and t2.stats.ingested == 3  # nothing read twice
+
+
+def test_marker_mismatch_restarts_at_zero(env):
+    """Same inode, different first bytes, size >= stored offset (inode reuse / rewrite while stopped)."""
+    d, spool, _w, make = env
+    f = d / "a.jsonl"
+    f.write_bytes(AUDIT_LINES[0] + AUDIT_LINES[1])
+    t = make([str(f)])
+    wait_until(lambda: len(event_ids(spool)) == 2)
+    t.stop()
+    with open(f, "r+b") as fh:  # same inode, longer, different content
+        fh.write(b"".join(AUDIT_LINES[5:10]))
+    t2 = make([str(f)])
+    wait_until(lambda: len(event_ids(spool)) == 7)
+    assert sorted(event_ids(spool)) == sorted(source_ids(AUDIT_LINES[:2] + AUDIT_LINES[5:10]))
+    assert t2.stats.duplicates == 0
+
+
+def test_stored_offset_beyond_size_restarts_at_zero(env):
+    d, spool, _w, make = env
+    f = d / "a.jsonl"
+    f.write_bytes(b"".join(AUDIT_LINES[:4]))
+    t = make([str(f)])
+    wait_until(lambda: len(event_ids(spool)) == 4)
+    t.stop()
+    with open(f, "r+b") as fh:
+        fh.truncate(0)
+        fh.write(AUDIT_LINES[6])
+    make([str(f)])
+    wait_until(lambda: len(event_ids(spool)) == 5)
+
+
+def test_bad_lines_quarantined_with_offset_and_reason(env):
+    d, spool, _w, make = env
+    f = d / "a.jsonl"
+    bad_json = b'{"id": broken\n'
+    bad_utf8 = b'{"id":"\xff\xfe"}\n'
+    unknown = b'{"hello":"world"}\n'
+    content = [AUDIT_LINES[0], bad_json, AUDIT_LINES[1], bad_utf8, unknown, AUDIT_LINES[2]]
+    f.write_bytes(b"".join(content))
+    t = make([str(f)])
+    wait_until(lambda: len(event_ids(spool)) == 3 and t.stats.quarantined == 3)
+    q = sorted(spool.quarantine_list(), key=lambda e: e.offset)
+    starts = [sum(map(len, content[:i])) for i in range(len(content))]
+    assert [e.offset for e in q] == [starts[1], starts[3], starts[4]]
+    assert q[0].reason.startswith("invalid JSON") and q[0].excerpt == bad_json.rstrip(b"\n")
+    assert q[1].reason.startswith("invalid UTF-8")
+    assert q[2].reason.startswith("unknown record shape")
+    assert all(e.source == str(f) for e in q)
+    wait_until(lambda: next(iter(offsets(spool).values())).offset == f.stat().st_size)
+    t.stop()
+    make([str(f)], name="tail")  # a restart does not quarantine them again
+    with open(f, "ab") as fh:
+        fh.write(AUDIT_LINES[3])
+    wait_until(lambda: len(event_ids(spool)) == 4)
+    assert len(spool.quarantine_list()) == 3
+
+
+def test_overlong_line_skipped_to_next_newline(env):
+    d, spool, _w, make = env
+    f = d / "a.jsonl"
+    huge = b'{"x":"' + b"a" * 5000 + b'"}\n'
+    f.write_bytes(AUDIT_LINES[0] + huge + AUDIT_LINES[1])
+    t = make([str(f)], max_line_bytes=1000, read_chunk_bytes=512)
+    wait_until(lambda: len(event_ids(spool)) == 2 and t.stats.quarantined == 1)
+    (q,) = spool.quarantine_list()
+    assert q.offset == len(AUDIT_LINES[0]) and "exceeds max_line_bytes (1000)" in q.reason
+    assert len(q.excerpt) <= 512 and q.excerpt.startswith(b'{"x":"aaa')
+
+
+def test_spool_full_pauses_and_resumes_without_loss(env):
+    d, spool, writer, make = env
+    real_write = writer.write
+    state = {"full": True, "refused": 0}
+
+    def write(batch):
+        if state["full"] and batch.events:
+            state["refused"] += 1
+            raise SpoolFull("test: spool full")
+        return real_write(batch)
+
+    writer.write = write
+    f = d / "a.jsonl"
+    f.write_bytes(b"".join(AUDIT_LINES[:3]))
+    t = make([str(f)])
+    wait_until(lambda: state["refused"] >= 3)
+    assert event_ids(spool) == [] and offsets(spool) == {}
+    assert t.status()["files"][0]["state"] == "paused"
+    state["full"] = False
+    wait_until(lambda: len(event_ids(spool)) == 3)
+    assert event_ids(spool) == source_ids(AUDIT_LINES[:3])
+    assert t.stats.spool_full >= 3
+
+
+def test_reader_crash_is_restarted_other_files_go_on(env, monkeypatch):
+    d, spool, _w, make = env
+    a, b = d / "a.jsonl", d / "b.jsonl"
+    a.write_bytes(AUDIT_LINES[0])
+    b.write_bytes(AUDIT_LINES[1])
+    import agent.inputs.tail as tail_mod
+
+    real = tail_mod.map_lines
+    crashes = {"n": 0}
+
+    def flaky(lines, *, source, **kw):
+        if source.endswith("a.jsonl") and crashes["n"] < 2:
+            crashes["n"] += 1
+            raise RuntimeError("boom")
+        return real(lines, source=source, **kw)
+
+    monkeypatch.setattr(tail_mod, "map_lines", flaky)
+    t = make([str(d / "*.jsonl")])
+    wait_until(lambda: line_id(AUDIT_LINES[1]) in event_ids(spool))
+    wait_until(lambda: len(event_ids(spool)) == 2, timeout=30)
+    assert t.stats.errors == 2
+
+
+def test_line_splitter_offsets():
+    s = LineSplitter(10, 100)
+    out = s.feed(b"ab\ncd")
+    assert [(x.start, x.end, x.data) for x in out] == [(100, 103, b"ab")] and s.consumed == 103
+    out = s.feed(b"\n" + b"x" * 20)
+    assert [(x.start, x.data) for x in out] == [(103, b"cd")]
+    out = s.feed(b"yy\nz\n")
+    assert [(x.start, x.overlong, x.length) for x in out] == [(106, True, 22), (129, False, 0)]
+    assert s.consumed == 131 and s.read_pos == 131
+
+
+def test_many_appends_no_loss_no_duplicates(env):
+    d, spool, _w, make = env
+    f = d / "a.jsonl"
+    t = make([str(f)], read_chunk_bytes=300)
+    f.touch()
+    lines = [audit_line(i) for i in range(300)]
+    for i in range(0, 300, 7):
+        with open(f, "ab") as fh:
+            chunk = b"".join(lines[i:i + 7])
+            fh.write(chunk[:50])
+            fh.flush()
+            fh.write(chunk[50:])
+    wait_until(lambda: len(event_ids(spool)) == 300)
+    assert event_ids(spool) == [str(uuid.UUID(line_id(x))) for x in lines]
+    assert t.stats.duplicates == 0
