@@ -1,0 +1,55 @@
+"""Agent-like harness: monkey-patch first (as agent/cli.py does), then tail into a real spool.
+
+Usage: python -m tests.inputs.harness_tail <spool> <glob> <scan_interval_s> <watch 0|1> <stop-file> <out.json>
+Stops when <stop-file> exists, then writes its status (and watchdog thread facts) to <out.json>.
+"""
+
+from gevent import monkey
+
+monkey.patch_all()
+
+import json  # noqa: E402
+import os  # noqa: E402
+import sys  # noqa: E402
+import threading  # noqa: E402
+
+import gevent  # noqa: E402
+
+from agent.inputs.tail import TailInput  # noqa: E402
+from spool.store import Spool  # noqa: E402
+from spool.writer import SpoolWriter  # noqa: E402
+
+
+def main() -> None:
+    spool_path, pattern, scan, watch, stop_file, out = sys.argv[1:7]
+    spool = Spool(spool_path, durability="normal")
+    writer = SpoolWriter(spool).start()
+    tail = TailInput("tail", {"paths": [pattern]}, writer, spool, scan_interval_s=float(scan),
+                     watch=watch == "1")
+    tail.start()
+    ticks = [0]
+
+    def ticker() -> None:  # proves the loop keeps running while watchdog threads block in inotify
+        while True:
+            ticks[0] += 1
+            gevent.sleep(0.01)
+
+    gevent.spawn(ticker)
+    while not os.path.exists(stop_file):
+        gevent.sleep(0.05)
+    facts = {"status": tail.status(), "scans": tail.scans, "ticks": ticks[0]}
+    if tail._watcher is not None:
+        from agent.inputs import watch as w
+
+        obs = w._observer().observer
+        facts.update(wakeups=tail._watcher.wakeups, events_seen=tail._watcher.events_seen,
+                     observer_native_id=obs.native_id, main_native_id=threading.get_native_id())
+    tail.stop()
+    writer.stop()
+    spool.close()
+    with open(out, "w") as fh:
+        json.dump(facts, fh)
+
+
+if __name__ == "__main__":
+    main()
