@@ -49,8 +49,9 @@ ON_FULL = ("block", "drop_oldest")
 #: Default replay window kept after every enabled output delivered an event (see docs/spool.md).
 DEFAULT_RETENTION_S = 3600
 DEFAULT_BUSY_TIMEOUT_MS = 5000
-PAGE_SIZE = 8192
-WAL_AUTOCHECKPOINT_PAGES = 2000  # 16 MiB of WAL between automatic checkpoints
+PAGE_SIZE = 16384
+AUTO_VACUUM = "INCREMENTAL"  # lets vacuum() return free pages; see docs/spool.md
+WAL_AUTOCHECKPOINT_PAGES = 1000  # 16 MiB of WAL between automatic checkpoints
 JOURNAL_SIZE_LIMIT = 32 * 1024 * 1024  # the WAL file is truncated back to this after a checkpoint
 CACHE_KIB = 32 * 1024
 PRUNE_CHUNK_ROWS = 5000
@@ -79,6 +80,15 @@ def now_ms() -> int:
     return time.time_ns() // 1_000_000
 
 
+def wal_limits(max_bytes: int | None, page_size: int) -> tuple[int, int]:
+    """(wal_autocheckpoint pages, journal_size_limit bytes). The WAL file counts towards ``max_bytes``,
+    so a small spool gets a proportionally small WAL (at most an eighth / a quarter of the limit)."""
+    if max_bytes is None:
+        return WAL_AUTOCHECKPOINT_PAGES, JOURNAL_SIZE_LIMIT
+    pages = max(16, min(WAL_AUTOCHECKPOINT_PAGES, max_bytes // 8 // page_size))
+    return pages, max(pages * page_size, min(JOURNAL_SIZE_LIMIT, max_bytes // 4))
+
+
 def _is_disk_full(exc: BaseException) -> bool:
     return (
         isinstance(exc, sqlite3.OperationalError)
@@ -102,18 +112,28 @@ def _reason(text: str | None) -> str:
     return (text or "")[:REASON_MAX]
 
 
+def _capture(fn: Callable[..., T], args: tuple[Any, ...]) -> tuple[bool, Any]:
+    try:
+        return True, fn(*args)
+    except Exception as exc:  # handed back to the calling greenlet (the hub would print it otherwise)
+        return False, exc
+
+
 def _run_in_pool(fn: Callable[..., T], *args: Any) -> T:
     """Run ``fn`` in gevent's threadpool; never return (even when killed) while the thread still runs,
     because the caller's lock protects a connection that the thread is using."""
-    res = gevent.get_hub().threadpool.spawn(fn, *args)
+    res = gevent.get_hub().threadpool.spawn(_capture, fn, args)
     try:
-        return res.get()
+        ok, value = res.get()
     except BaseException:
         while not res.ready():
             # A second kill must not release the connection while the thread still uses it.
             with contextlib.suppress(BaseException):
                 res.wait()
         raise
+    if not ok:
+        raise value
+    return value
 
 
 class SpoolReader:
@@ -248,13 +268,15 @@ class Spool:
             if conn.execute("PRAGMA page_count").fetchone()[0] == 0:
                 # Only possible before the first table exists, and before WAL mode.
                 conn.execute(f"PRAGMA page_size = {PAGE_SIZE}")
-                conn.execute("PRAGMA auto_vacuum = INCREMENTAL")
+                conn.execute(f"PRAGMA auto_vacuum = {AUTO_VACUUM}")
             mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
             if mode.lower() != "wal":
                 raise SpoolError(f"{self.path}: cannot enable WAL mode (journal_mode={mode})")
             conn.execute(f"PRAGMA synchronous = {DURABILITY[self.durability]}")
-            conn.execute(f"PRAGMA wal_autocheckpoint = {WAL_AUTOCHECKPOINT_PAGES}")
-            conn.execute(f"PRAGMA journal_size_limit = {JOURNAL_SIZE_LIMIT}")
+            page_size = conn.execute("PRAGMA page_size").fetchone()[0]
+            ckpt_pages, wal_limit = wal_limits(self.max_bytes, page_size)
+            conn.execute(f"PRAGMA wal_autocheckpoint = {ckpt_pages}")
+            conn.execute(f"PRAGMA journal_size_limit = {wal_limit}")
             conn.execute(f"PRAGMA cache_size = -{CACHE_KIB}")
             conn.execute("PRAGMA temp_store = MEMORY")
             self.schema_version = schema.migrate(conn, self.path)
@@ -695,26 +717,27 @@ class Spool:
         return n
 
     def vacuum(self, keep_bytes: int = VACUUM_KEEP_BYTES) -> int:
-        """Return free pages beyond ``keep_bytes`` to the file system (incremental vacuum, in chunks).
-        Returns the number of pages released."""
+        """Return free pages beyond ``keep_bytes`` to the file system (incremental vacuum, at most
+        ``VACUUM_CHUNK_PAGES`` per transaction). Returns the number of pages released."""
         released = 0
         while True:
-
-            def step(c: sqlite3.Connection) -> int:
-                page_size = c.execute("PRAGMA page_size").fetchone()[0]
-                free = c.execute("PRAGMA freelist_count").fetchone()[0]
-                excess = free - keep_bytes // page_size
-                if excess <= 0:
-                    return 0
-                n = min(excess, VACUUM_CHUNK_PAGES)
-                c.execute(f"PRAGMA incremental_vacuum({n})").fetchall()
-                return n
-
-            n = self._write(step)
+            n = self._call(self._vacuum_step, keep_bytes)
             released += n
             if n < VACUUM_CHUNK_PAGES:
                 return released
             gevent.sleep(0)
+
+    def _vacuum_step(self, keep_bytes: int) -> int:
+        c = self._conn
+        page_size = c.execute("PRAGMA page_size").fetchone()[0]
+        free = c.execute("PRAGMA freelist_count").fetchone()[0]
+        n = min(free - keep_bytes // page_size, VACUUM_CHUNK_PAGES)
+        if n <= 0:
+            return 0
+        # executescript steps the pragma to completion (execute() frees one page per step); it runs
+        # as its own autocommit transaction.
+        c.executescript(f"PRAGMA incremental_vacuum({int(n)})")
+        return free - c.execute("PRAGMA freelist_count").fetchone()[0]
 
     # -- quarantine ----------------------------------------------------------------------------
 

@@ -1,0 +1,101 @@
+import pytest
+
+from spool import Cursor, RewindError, Spool
+from tests.spool.conftest import batch, events
+
+
+def fill(s, n, ts0=1_000):
+    evs = events(n, ts_ms=ts0)
+    s.append(batch(evs))
+    return evs
+
+
+def test_ensure_cursor_beginning_and_end(spool):
+    fill(spool, 5)
+    assert spool.ensure_cursor("a") == Cursor(0, 0)
+    assert spool.ensure_cursor("b", start="end") == Cursor(5, 0)
+    assert spool.ensure_cursor("b", start="beginning") == Cursor(5, 0)  # existing one unchanged
+    assert spool.get_cursor("nope") is None
+
+
+def test_commit_cursor_cas_loses_to_a_rewind(spool):
+    fill(spool, 10)
+    spool.ensure_cursor("o")
+    assert spool.commit_cursor("o", 8, 0)
+    # the CLI rewinds (generation 0 -> 1) while the drain loop still holds generation 0
+    assert spool.rewind("o", seq=2) == Cursor(2, 1)
+    assert spool.commit_cursor("o", 10, 0) is False
+    assert spool.get_cursor("o") == Cursor(2, 1)
+    assert spool.commit_cursor("o", 10, 1) is True
+    assert spool.get_cursor("o") == Cursor(10, 1)
+
+
+def test_rewind_cli_in_other_connection_beats_running_loop(spool_path):
+    with Spool(spool_path) as agent, Spool(spool_path) as cli:
+        fill(agent, 4)
+        agent.ensure_cursor("o")
+        agent.commit_cursor("o", 4, 0)
+        cli.rewind("o", count=2)
+        assert agent.commit_cursor("o", 4, 0) is False
+        assert agent.get_cursor("o") == Cursor(2, 1)
+
+
+def test_rewind_by_event_time(spool):
+    fill(spool, 10, ts0=1_000)  # seq 1..10 have ts 1000..1009
+    spool.ensure_cursor("o")
+    spool.commit_cursor("o", 10, 0)
+    assert spool.rewind("o", since_ms=1_004) == Cursor(4, 1)  # seq 5 (ts 1004) is re-sent
+    assert spool.rewind("o", since_ms=5_000) == Cursor(10, 2)  # nothing that late: nothing re-sent
+    assert spool.rewind("o", since_ms=0) == Cursor(0, 3)
+
+
+def test_rewind_by_event_id_resends_that_event(spool):
+    evs = fill(spool, 6)
+    spool.ensure_cursor("o")
+    spool.commit_cursor("o", 6, 0)
+    cur = spool.rewind("o", event_id=evs[3].event_id)
+    assert cur == Cursor(3, 1)
+    assert spool.read_after(cur.seq, 1)[0].event_id == evs[3].event_id
+    with pytest.raises(RewindError, match="not in the spool"):
+        spool.rewind("o", event_id=b"\x00" * 16)
+
+
+def test_rewind_by_count_and_by_seq(spool):
+    fill(spool, 10)
+    spool.ensure_cursor("o")
+    spool.commit_cursor("o", 7, 0)
+    assert spool.rewind("o", count=3) == Cursor(4, 1)
+    assert spool.rewind("o", count=100) == Cursor(0, 2)  # nothing pruned: back to the start
+    assert spool.rewind("o", seq=9) == Cursor(9, 3)
+    with pytest.raises(RewindError, match="outside"):
+        spool.rewind("o", seq=11)
+    with pytest.raises(ValueError, match="exactly one"):
+        spool.rewind("o", seq=1, count=1)
+    with pytest.raises(RewindError, match="no cursor for output 'x'"):
+        spool.rewind("x", seq=1)
+
+
+def test_rewind_below_retention_is_refused_with_the_oldest_point(spool):
+    fill(spool, 10, ts0=1_000)
+    spool.ensure_cursor("o")
+    spool.commit_cursor("o", 6, 0)
+    assert spool.prune(retention_s=0, now=10**15) == 6
+    for kwargs in ({"seq": 3}, {"count": 10}, {"since_ms": 1_000}):
+        with pytest.raises(RewindError, match=r"oldest retained event is seq 7 \(event time 1006 ms"):
+            spool.rewind("o", **kwargs)
+    with pytest.raises(RewindError, match="oldest retained event is seq 7"):
+        spool.rewind("o", event_id=events(1, start=1)[0].event_id)
+    assert spool.get_cursor("o") == Cursor(6, 0)  # nothing changed
+    assert spool.rewind("o", seq=6) == Cursor(6, 1)  # the lowest allowed point
+    assert spool.rewind("o", since_ms=1_006) == Cursor(6, 2)
+
+
+def test_enable_disable_list_delete(spool):
+    spool.ensure_cursor("a")
+    spool.ensure_cursor("b")
+    assert spool.set_enabled("a", False) is True
+    assert spool.set_enabled("zz", False) is False
+    listed = {c.output: c.enabled for c in spool.list_cursors()}
+    assert listed == {"a": False, "b": True}
+    assert spool.delete_cursor("a") is True
+    assert [c.output for c in spool.list_cursors()] == ["b"]
