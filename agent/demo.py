@@ -43,14 +43,15 @@ def run_demo(state_dir: Path) -> int:
             break
         gevent.sleep(0.05)
     ok = sup.spool.last_seq() >= n_lines and sup.caught_up()
-    sup.shutdown()
     for name, out in cfg.outputs.items():
         path = Path(out.path)  # type: ignore[attr-defined]
         count = len(path.read_bytes().splitlines()) if path.exists() else 0
         click.echo(f"demo: output {name!r} wrote {count} events to {path}")
+    sup._record_state()  # what the heartbeat would record next
     click.echo("")
     click.echo(f"$ clawd-agent status -c {config_path}")
     click.echo(render_status(collect_status(cfg)), nl=False)
+    sup.shutdown()
     if not ok:
         click.echo("demo: FAILED: not every event was delivered in time", err=True)
         return 1
