@@ -335,12 +335,12 @@ def _gen_object(lines: list[str], var: str, checks: tuple[_Check, ...], consts: 
         if kind == STRING:
             if c.regex is not None:
                 consts[f"R{i}"] = c.regex.match
-                lines.append(f"{body}if type({v}) is not str or R{i}({v}) is None: F(P{i}, E{i}, {v})")
+                lines.append(f"{body}if not isinstance({v}, str) or R{i}({v}) is None: F(P{i}, E{i}, {v})")
             else:
                 lines.append(f"{body}if type({v}) is not str or not {v}: F(P{i}, E{i}, {v})")
         elif kind == ENUM:
             consts[f"V{i}"] = c.values
-            lines.append(f"{body}if type({v}) is not str or {v} not in V{i}: F(P{i}, E{i}, {v})")
+            lines.append(f"{body}if not isinstance({v}, str) or {v} not in V{i}: F(P{i}, E{i}, {v})")
         elif kind == BOOLEAN:
             lines.append(f"{body}if type({v}) is not bool: F(P{i}, E{i}, {v})")
         elif kind == INTEGER:
@@ -361,18 +361,69 @@ def _gen_object(lines: list[str], var: str, checks: tuple[_Check, ...], consts: 
             raise AssertionError(f"unknown field kind {kind!r}")
 
 
-def _compile_validator() -> tuple[Any, str]:
-    """Compile the field table into one straight-line function (fast: no per-field loop or dispatch)."""
-    consts: dict[str, Any] = {"M": _MISSING, "F": _fail}
+def _gen_fast(lines: list[str], var: str, checks: tuple[_Check, ...], consts: dict[str, Any],
+              depth: int) -> None:
+    """Emit the fast path: it only answers "valid or not" and leans on KeyError/TypeError, so valid
+    events pay one lookup and one test per field. Any failure re-runs the precise checker for the message.
+    """
+    ind = "    " * depth
+    for c in checks:
+        i = len(consts)
+        if c.required:
+            get, body = f"{var}[{c.name!r}]", ind
+        else:
+            lines.append(f"{ind}if {c.name!r} in {var}:")
+            get, body = f"{var}[{c.name!r}]", ind + "    "
+        kind = c.kind
+        if kind == STRING and c.regex is not None:
+            consts[f"R{i}"] = c.regex.match
+            lines.append(f"{body}if R{i}({get}) is None: raise X")  # TypeError on non-str
+        elif kind == STRING:
+            lines.append(f"{body}v = {get}")
+            lines.append(f"{body}if type(v) is not str or not v: raise X")
+        elif kind == ENUM:
+            consts[f"V{i}"] = c.values
+            lines.append(f"{body}if {get} not in V{i}: raise X")  # only str members: non-str never matches
+        elif kind == BOOLEAN:
+            lines.append(f"{body}if type({get}) is not bool: raise X")
+        elif kind == INTEGER:
+            lines.append(f"{body}v = {get}")
+            lines.append(f"{body}if type(v) is not int or not ({c.minimum} <= v <= {c.maximum}): raise X")
+        elif kind == OBJECT:
+            sub = f"o{i}"  # unique per object: a nested object never clobbers its parent's variable
+            lines.append(f"{body}{sub} = {get}")
+            lines.append(f"{body}if type({sub}) is not dict: raise X")
+            _gen_fast(lines, sub, c.children, consts, depth + (0 if c.required else 1))
+        elif kind == LABELS:
+            lines.append(f"{body}v = {get}")
+            lines.append(f"{body}if type(v) is not dict: raise X")
+            lines.append(f"{body}for lv in v.values():")
+            lines.append(f"{body}    if type(lv) is not str: raise X")
+        elif kind == ANY_OBJECT:
+            lines.append(f"{body}if type({get}) is not dict: raise X")
+        else:  # pragma: no cover
+            raise AssertionError(f"unknown field kind {kind!r}")
+
+
+class _Invalid(Exception):
+    pass
+
+
+def _compile_validator() -> tuple[Any, Any, str]:
+    """Compile the field table into two straight-line functions: the fast yes/no check and the precise
+    checker that names the failing field (run only when the fast one says no)."""
+    consts: dict[str, Any] = {"M": _MISSING, "F": _fail, "X": _Invalid}
     lines = ["def _check_fields(o0):"]
     _gen_object(lines, "o0", _CHECKS, consts, 1, 1)
+    lines.append("def _fast_check(e):")
+    _gen_fast(lines, "e", _CHECKS, consts, 1)
     src = "\n".join(lines) + "\n"
     namespace: dict[str, Any] = dict(consts)
     exec(compile(src, "<agent.event field table>", "exec"), namespace)  # generated from FIELDS only
-    return namespace["_check_fields"], src
+    return namespace["_check_fields"], namespace["_fast_check"], src
 
 
-_check_fields, _VALIDATOR_SOURCE = _compile_validator()
+_check_fields, _fast_check, _VALIDATOR_SOURCE = _compile_validator()
 _OUTCOME_FOR_ALLOWED = {True: "success", False: "failure"}
 
 
@@ -382,9 +433,13 @@ def validate_event(ev: Any) -> None:
     Raises ``EventValidationError("<path>: expected <what>, got <found>")``. Unknown fields are accepted
     (the compatibility policy: consumers ignore fields they do not know).
     """
-    if type(ev) is not dict:
-        _fail("(event)", "an object", ev)
-    _check_fields(ev)
+    try:
+        _fast_check(ev)
+    except (_Invalid, KeyError, TypeError, AttributeError):
+        if type(ev) is not dict:
+            _fail("(event)", "an object", ev)
+        _check_fields(ev)  # raises the precise error
+        raise EventValidationError("event: invalid (fast and precise checks disagree)") from None
     allowed = ev["decision"].get("allowed", _MISSING)
     if "threat" in ev and allowed is not False:
         _fail("decision.allowed", "false because threat.indicator is set", allowed)

@@ -14,7 +14,15 @@ from collections import Counter
 
 import pytest
 
-from tests.integration.harness import Agent, audit_line, line_id, output_ids, spool_ids, wait_for, write_config
+from tests.integration.harness import (
+    Agent,
+    audit_line,
+    line_id,
+    output_ids,
+    spool_ids,
+    wait_for,
+    write_config,
+)
 
 pytestmark = pytest.mark.integration
 
