@@ -905,12 +905,16 @@ class Spool:
     def set_input_stats(self, stats: dict[str, Any]) -> None:
         """The running agent's per-input counters, for `status` when it cannot ask the process."""
         blob = orjson.dumps(stats, default=str)
-        self._write(lambda c: c.execute(
-            "INSERT OR REPLACE INTO agent_state(key, value) VALUES ('input_stats', ?)", (blob,)))
+        self._write(
+            lambda c: c.execute(
+                "INSERT OR REPLACE INTO agent_state(key, value) VALUES ('input_stats', ?)", (blob,)
+            )
+        )
 
     def get_input_stats(self) -> dict[str, Any]:
-        row = self._read(lambda c: c.execute(
-            "SELECT value FROM agent_state WHERE key = 'input_stats'").fetchone())
+        row = self._read(
+            lambda c: c.execute("SELECT value FROM agent_state WHERE key = 'input_stats'").fetchone()
+        )
         return orjson.loads(row[0]) if row else {}
 
     def clear_agent_state(self) -> None:

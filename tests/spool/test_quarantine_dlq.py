@@ -54,11 +54,14 @@ def test_output_and_agent_state_persist(spool_path):
         s.record_output_state("o", success_ms=5, delivered=10, extra={"batches": 2})
         s.record_output_state("o", error_ms=7, error="HTTP 503", failed=1, delivered=5)
         s.set_agent_state(pid=123, started_ms=1, heartbeat_ms=2)
+        assert s.get_input_stats() == {}
+        s.set_input_stats({"tail": {"ingested": 7}})
     with Spool.open_readonly(spool_path) as ro:
         st = ro.read_output_states()["o"]
         assert (st.last_success_ms, st.last_error_ms, st.last_error) == (5, 7, "HTTP 503")
         assert (st.delivered_total, st.failed_total, st.extra) == (15, 1, {"batches": 2})
         assert ro.get_agent_state() == {"pid": 123, "started_ms": 1, "heartbeat_ms": 2}
+        assert ro.get_input_stats() == {"tail": {"ingested": 7}}
     with Spool(spool_path) as s:
         s.clear_agent_state()
         assert s.get_agent_state() is None
