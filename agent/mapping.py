@@ -61,6 +61,21 @@ class MappingContext:
     environment: str | None = None
     tenant_id: str | None = None
     host_name: str | None = None
+    # Derived once (hot path): the session fields and the hushd observer this context contributes.
+    _session_base: dict[str, str] = field(init=False, repr=False, compare=False)
+    _hushd_observer: dict[str, str] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        base: dict[str, str] = {}
+        if self.tenant_id:
+            base["tenant_id"] = self.tenant_id
+        if self.environment:
+            base["environment"] = self.environment
+        object.__setattr__(self, "_session_base", base)
+        obs = {"product": "hushd"}
+        if self.host_name:
+            obs["host_name"] = self.host_name
+        object.__setattr__(self, "_hushd_observer", obs)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -103,6 +118,7 @@ def normalize_severity(value: Any, *, field_name: str = "severity") -> str:
 
 
 _UUID_RE = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
+_UUID_MATCH = _UUID_RE.match
 
 
 def derive_event_id(kind: str, source_id: str) -> str:
@@ -398,14 +414,17 @@ _HUSHD_ADMIN: dict[str, tuple[str, str, str, bool]] = {
 
 
 def _map_hushd_audit(r: dict, ctx: MappingContext, kind: str = "hushd_audit") -> dict:
+    # The ingest hot path: helpers are inlined on purpose.
     rid = r.get("id")
-    if rid is None:
-        raise MappingError("missing field 'id'")
     if type(rid) is not str or not rid:
-        raise MappingError(f"id: expected a non-empty string, got {rid!r}")
+        _require_str(r, "id")
     ts = normalize_timestamp(r.get("timestamp"))
-    src_type = _require_str(r, "event_type")
-    action = _require_str(r, "action_type")
+    src_type = r.get("event_type")
+    if type(src_type) is not str or not src_type:
+        _require_str(r, "event_type")
+    action = r.get("action_type")
+    if type(action) is not str or not action:
+        _require_str(r, "action_type")
     dec = r.get("decision")
     allowed = _DECISIONS.get(dec) if type(dec) is str else None
     if allowed is None:
@@ -418,10 +437,19 @@ def _map_hushd_audit(r: dict, ctx: MappingContext, kind: str = "hushd_audit") ->
     elif type(metadata) is not dict:
         raise MappingError(f"metadata: expected an object, got {type(metadata).__name__}")
     sev_raw = r.get("severity")
-    severity = ("info" if allowed else "high") if sev_raw is None else normalize_severity(sev_raw)
-    guard = _str(r.get("guard"))
+    if sev_raw is None:
+        severity = "info" if allowed else "high"
+    else:
+        severity = _SEVERITY_EXACT.get(sev_raw) if type(sev_raw) is str else None
+        if severity is None:
+            severity = normalize_severity(sev_raw)
+    guard = r.get("guard")
+    if type(guard) is not str or not guard:
+        guard = None
     target = r.get("target")
-    sid = _str(r.get("session_id"))
+    sid = r.get("session_id")
+    if type(sid) is not str or not sid:
+        sid = None
     instance_id = None
     indicator = None
 
@@ -457,35 +485,44 @@ def _map_hushd_audit(r: dict, ctx: MappingContext, kind: str = "hushd_audit") ->
     decision: dict[str, Any] = {"allowed": allowed, "severity": severity}
     if guard is not None:
         decision["guard"] = guard
-    msg = _str(r.get("message"))
-    if msg is not None:
+    msg = r.get("message")
+    if type(msg) is str and msg:
         decision["reason"] = msg
-    ph = _policy_hash(metadata.get("policy_hash"))
+    ph = metadata.get("policy_hash")
     if ph is not None:
-        decision["policy_hash"] = ph
+        ph = _POLICY_HASHES.get(ph) or _policy_hash(ph)
+        if ph is not None:
+            decision["policy_hash"] = ph
 
     ev: dict[str, Any] = {
         "schema_version": SCHEMA_VERSION,
-        "event_id": derive_event_id(kind, rid),
+        "event_id": rid.lower() if len(rid) == 36 and _UUID_MATCH(rid) else derive_event_id(kind, rid),
         "event_type": event_type,
         "event_category": category,
         "timestamp": ts,
         "outcome": "success" if allowed else "failure",
         "action": action,
-        "observer": _observer("hushd", ctx, None, instance_id),
+        "observer": ctx._hushd_observer.copy(),
         "decision": decision,
         "resource": resource,
         "metadata": metadata,
-        "labels": dict(ctx.labels),
+        "labels": ctx.labels.copy(),
         "source": {"kind": kind, "id": rid, "type": src_type},
     }
-    agent_id = _str(r.get("agent_id"))
-    if agent_id is not None:
+    if instance_id is not None:
+        ev["observer"]["instance_id"] = instance_id
+    agent_id = r.get("agent_id")
+    if type(agent_id) is str and agent_id:
         ev["agent"] = {"id": agent_id}
-    session = _session(ctx, sid, _user_id(metadata))
-    if session is not None:
-        ev["session"] = session
-    return _finish(ev, allowed, indicator)
+    user_id = _user_id(metadata) if "principal" in metadata else None
+    if sid is None and user_id is None:
+        if ctx._session_base:
+            ev["session"] = ctx._session_base.copy()
+    else:
+        ev["session"] = _session(ctx, sid, user_id)
+    if allowed is False and indicator is not None:
+        ev["threat"] = {"indicator": indicator}
+    return ev
 
 
 # --------------------------------------------------------------------------------------------------
