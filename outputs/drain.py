@@ -91,11 +91,34 @@ class Drain:
         return self._busy
 
     def run(self) -> None:
-        self.output.open()
+        if not self._open():
+            return
         try:
             self._loop()
         finally:
             self.output.close()
+
+    def _open(self) -> bool:
+        """Open the output, retrying with backoff: a destination that is down at start is a failure
+        like any other (counted, visible in status), not a crash."""
+        attempt = 0
+        while not self._stopping:
+            attempt += 1
+            try:
+                self.output.open()
+                return True
+            except Exception as exc:
+                self._note_failure(f"open failed: {_describe(exc)}")
+                self.stats.retries += 1
+                if self._sleep_unless_stopping(self._backoff(attempt, None)):
+                    return False
+        return False
+
+    def _note_failure(self, reason: str) -> None:
+        self.stats.failed_attempts += 1
+        self.stats.last_error = reason
+        self.stats.last_error_ms = int(time.time() * 1000)
+        self.stats.healthy = False
 
     # -- the loop --------------------------------------------------------------------------------
     def _loop(self) -> None:
@@ -179,10 +202,7 @@ class Drain:
             if outcome.status is Status.DELIVERED:
                 self.stats.note_delivered(len(items))
                 return True
-            self.stats.failed_attempts += 1
-            self.stats.last_error = outcome.reason
-            self.stats.last_error_ms = int(time.time() * 1000)
-            self.stats.healthy = False
+            self._note_failure(outcome.reason)
             if outcome.status is Status.PERMANENT:
                 failed = outcome.failed or items
                 self._to_dlq(failed, outcome.reason, attempts=attempt)
@@ -219,3 +239,10 @@ class Drain:
         self.stats.dlq += len(items)
         log.error("events sent to the DLQ", extra={"output": self.name, "count": len(items),
                                                     "reason": reason})
+
+
+def _describe(exc: BaseException) -> str:
+    """An error for logs and status: the OS reason when there is one (never a URL or credential)."""
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror
+    return type(exc).__name__
