@@ -112,3 +112,15 @@ def test_packaged_default_config_is_valid(monkeypatch):
     text = (Path(__file__).parent.parent / "packaging" / "agent.toml").read_text()
     cfg = parse_config(text, "packaging/agent.toml")
     assert "hushd_audit" in cfg.inputs and "archive" in cfg.outputs
+
+
+def test_docs_example_config_is_valid(tmp_path):
+    from pathlib import Path
+
+    secret = tmp_path / "hmac"
+    secret.write_text("s3cret")
+    text = (Path(__file__).parent.parent / "docs" / "examples" / "agent.toml").read_text()
+    text = text.replace("/etc/clawd-agent/secrets/certification-hmac", str(secret))
+    cfg = parse_config(text, "docs/examples/agent.toml", env={"CLAWD_WEBHOOK_TOKEN": "t"})
+    assert set(cfg.inputs) == {"hushd_audit", "openclaw", "hushd_webhook", "local"}
+    assert cfg.outputs["denials"].filter.denied_only is True
