@@ -228,3 +228,24 @@ def test_event_time_ms():
     assert timestamp_to_ms("2026-02-07T09:30:00.001122334Z") == 1770456600001
     with pytest.raises(EventValidationError):
         timestamp_to_ms("2026-02-07 09:30:00")
+
+
+def _paths(fields, prefix=""):
+    for f in fields:
+        yield prefix + f.name, f
+        yield from _paths(f.children, prefix + f.name + ".")
+
+
+def test_event_model_doc_lists_every_field_and_enum_value():
+    from pathlib import Path
+
+    from agent.event import IndicatorType, ObserverProduct
+
+    doc = (Path(__file__).resolve().parent.parent / "docs" / "event-model.md").read_text()
+    for path, f in _paths(FIELDS):
+        if not f.children:
+            assert f"`{path}`" in doc, f"docs/event-model.md lacks field {path}"
+    for enum in (EventType, EventCategory, Severity, Outcome, ResourceType, SourceKind, ObserverProduct,
+                 IndicatorType):
+        for member in enum:
+            assert f"`{member.value}`" in doc, f"docs/event-model.md lacks {enum.__name__}.{member.value}"
