@@ -54,6 +54,9 @@ def test_metrics_and_health(tmp_path):
                 return None
 
         wait_for(lambda: delivered() == 50, 30, "50 delivered in metrics")
+        # spool gauges are read from the spool at most once a second: wait for the fresh reading
+        wait_for(lambda: sample(scrape(port, "/metrics")[1], "clawd_agent_output_lag_events",
+                                output="archive") == 0, 10, "spool gauges to catch up")
         _, body = scrape(port, "/metrics")
         assert sample(body, "clawd_agent_input_events_ingested_total", input="audit") == 50
         assert sample(body, "clawd_agent_input_events_quarantined_total", input="audit") == 1
