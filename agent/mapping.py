@@ -156,11 +156,9 @@ def normalize_timestamp(value: Any, *, field_name: str = "timestamp") -> str:
                 dt = dt - off if sign == "+" else dt + off
         except (ValueError, OverflowError) as exc:
             raise MappingError(f"{field_name}: invalid date/time {value!r}: {exc}") from None
-        if z is not None and int(s) < 60:
-            # Fast path: already UTC; keep the text (with uppercase T/Z) and at most 9 digits.
-            base = f"{y}-{mo}-{d}T{h}:{mi}:{s}"
-        else:
-            base = dt.strftime("%Y-%m-%dT%H:%M:%S")
+        # Already UTC: keep the text (uppercase T/Z, a leap second :60 as given, at most 9 digits), exactly
+        # as the canonical fast path above would, so the result never depends on the date cache.
+        base = f"{y}-{mo}-{d}T{h}:{mi}:{s}" if z is not None else dt.strftime("%Y-%m-%dT%H:%M:%S")
         if len(_VALID_DATES) > 4096:
             _VALID_DATES.clear()
         _VALID_DATES.add(f"{y}-{mo}-{d}")  # the datetime() above accepted this date

@@ -204,6 +204,16 @@ def test_bad_timestamps(raw):
         normalize_timestamp(raw)
 
 
+def test_timestamp_result_does_not_depend_on_the_date_cache():
+    from agent import mapping
+
+    for ts in ("2031-06-30T23:59:60.5Z", "2031-07-01T00:00:00Z", "2031-07-01t00:00:01z"):
+        mapping._VALID_DATES.clear()
+        first = normalize_timestamp(ts)
+        assert normalize_timestamp(ts) == first  # second call takes the cached fast path
+    assert normalize_timestamp("2031-06-30T23:59:60.5Z") == "2031-06-30T23:59:60.5Z"
+
+
 def test_missing_timestamp():
     rec = audit()
     del rec["timestamp"]
