@@ -45,6 +45,8 @@ def main() -> None:
         facts.update(wakeups=tail._watcher.wakeups, events_seen=tail._watcher.events_seen,
                      observer_native_id=obs.native_id, main_native_id=threading.get_native_id())
     tail.stop()
+    # counters move just after the commit the parent already saw: read them once readers have stopped
+    facts["status"]["stats"] = tail.status()["stats"]
     writer.stop()
     spool.close()
     with open(out, "w") as fh:
