@@ -966,4 +966,6 @@ def parse_line(line: bytes, *, context: MappingContext, kind: str | None = None)
         raise MappingError(f"invalid JSON: {exc}") from None
     if type(record) is not dict:
         raise MappingError("not a JSON object")
+    if kind is None and "action_type" in record and "event_type" in record:
+        return _map_hushd_audit(record, context)  # hot path: what detect_kind would pick, without two calls
     return map_record(record, raw=line, kind=kind, context=context)
