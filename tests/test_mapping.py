@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import uuid
-from pathlib import Path
 
 import orjson
 import pytest
@@ -17,8 +16,8 @@ from agent.mapping import (
     map_record,
     parse_line,
 )
+from tests.shared_paths import FIXTURES
 
-FIXTURES = Path("/work/shared/fixtures/clawdstrike/hushd-0.1.0")
 LINES = (FIXTURES / "audit-forward.jsonl").read_bytes().splitlines()
 WEBHOOK = json.loads((FIXTURES / "audit-forward-webhook.requests.json").read_text())
 API = json.loads((FIXTURES / "audit-api.response.json").read_text())["body"]["events"]

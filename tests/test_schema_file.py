@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import copy
 import json
-from pathlib import Path
 
 import jsonschema
 import orjson
@@ -13,10 +12,10 @@ import pytest
 from agent.event import FIELDS, EventValidationError, validate_event
 from agent.mapping import MappingContext, map_record, parse_line
 from agent.schema_export import SCHEMA_PATH, build_schema, main, render_schema
+from tests.shared_paths import FIXTURES
 from tests.test_event_model import good_event
 from tests.test_mapping_shapes import CERT, E1, E2, E4, E7, E8, adapter, oc
 
-FIXTURES = Path("/work/shared/fixtures/clawdstrike/hushd-0.1.0")
 CTX = MappingContext(labels={"team": "security"}, environment="production", tenant_id="acme-corp",
                      host_name="build-7")
 

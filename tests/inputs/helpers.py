@@ -11,8 +11,8 @@ import gevent
 
 from spool.store import Spool
 from spool.writer import SpoolWriter
+from tests.shared_paths import FIXTURES
 
-FIXTURES = Path("/work/shared/fixtures/clawdstrike/hushd-0.1.0")
 AUDIT_LINES = (FIXTURES / "audit-forward.jsonl").read_bytes().splitlines(keepends=True)
 
 
