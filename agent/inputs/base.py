@@ -1,4 +1,4 @@
-"""Pieces shared by every input: config dataclasses, counters, line splitting and batch building.
+"""Pieces shared by every input: counters, line splitting and batch building.
 
 Every input turns raw bytes into one ``spool.types.IngestBatch`` per read: the mapped events, the
 quarantined records (with the reason, the byte offset and a bounded excerpt) and, for files, the new
@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import time
 import uuid
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, fields
 from typing import Any
 
 import gevent
@@ -23,159 +23,8 @@ from spool.types import EXCERPT_MAX, AppendResult, EncodedEvent, IngestBatch, Qu
 
 log = logging.getLogger(__name__)
 
-#: Record shapes the ``format`` key accepts ("auto" detects the shape per record).
-FORMATS = (
-    "auto", "hushd_audit", "hushd_security_event", "hushd_certification_webhook", "adapter_audit",
-    "openclaw_audit",
-)
-
-
 def now_ms() -> int:
     return int(time.time() * 1000)
-
-
-# --------------------------------------------------------------------------------------------------
-# Config
-# --------------------------------------------------------------------------------------------------
-
-class _ConfigMixin:
-    #: other spellings accepted for a field (e.g. the loader's ``rotate_wait`` for ``rotate_wait_s``)
-    _ALIASES: dict[str, str] = {}
-
-    @classmethod
-    def coerce(cls, obj: Any = None, **overrides: Any):
-        """Build from one of: an instance, a dict, any object with matching attributes (the config
-        loader's dataclasses), plus keyword overrides. Unknown dict keys are an error."""
-        if isinstance(obj, cls) and not overrides:
-            return obj
-        names = {f.name for f in fields(cls)}  # type: ignore[arg-type]
-        values: dict[str, Any] = {}
-        if obj is not None:
-            items = obj.items() if isinstance(obj, dict) else (
-                (n, getattr(obj, n)) for n in list(names) + list(cls._ALIASES) if hasattr(obj, n))
-            for key, value in items:
-                key = cls._ALIASES.get(key, key)
-                if key in ("type",):
-                    continue
-                if key not in names:
-                    raise ValueError(f"{cls.__name__}: unknown key {key!r}")
-                values[key] = value
-        for key, value in overrides.items():
-            key = cls._ALIASES.get(key, key)
-            if key not in names:
-                raise ValueError(f"{cls.__name__}: unknown key {key!r}")
-            values[key] = value
-        inst = cls(**values)
-        inst.validate()  # type: ignore[attr-defined]
-        return inst
-
-
-def _check_format(fmt: str) -> None:
-    if fmt not in FORMATS:
-        raise ValueError(f"format: expected one of {', '.join(FORMATS)}, got {fmt!r}")
-
-
-@dataclass
-class TailConfig(_ConfigMixin):
-    """``type = "file"``: tail JSON-lines files."""
-
-    paths: list[str] = field(default_factory=list)
-    start_at: str = "beginning"          # or "end"; only for files found at start with no stored offset
-    max_line_bytes: int = 1024 * 1024
-    read_chunk_bytes: int = 256 * 1024
-    rotate_wait_s: float = 5.0
-    scan_interval_s: float = 1.0
-    watch: bool = True                   # watchdog wake-ups (the stat scan stays the truth)
-    format: str = "auto"
-
-    _ALIASES = {"rotate_wait": "rotate_wait_s", "scan_interval": "scan_interval_s"}
-
-    def validate(self) -> None:
-        if isinstance(self.paths, str):
-            self.paths = [self.paths]
-        if not self.paths:
-            raise ValueError("paths: at least one file or glob is required")
-        if self.start_at not in ("beginning", "end"):
-            raise ValueError(f"start_at: expected 'beginning' or 'end', got {self.start_at!r}")
-        if self.max_line_bytes < 1 or self.read_chunk_bytes < 1:
-            raise ValueError("max_line_bytes and read_chunk_bytes must be positive")
-        if self.scan_interval_s <= 0 or self.rotate_wait_s < 0:
-            raise ValueError("scan_interval_s must be > 0 and rotate_wait_s >= 0")
-        _check_format(self.format)
-
-
-@dataclass
-class UnixSocketConfig(_ConfigMixin):
-    """``type = "unix"``: newline-delimited JSON on a Unix stream socket."""
-
-    path: str = "/run/clawd-agent/events.sock"
-    mode: int | str = 0o660
-    group: str | int | None = None
-    max_line_bytes: int = 1024 * 1024
-    max_connections: int = 256
-    read_chunk_bytes: int = 64 * 1024
-    format: str = "auto"
-
-    def validate(self) -> None:
-        if isinstance(self.mode, str):
-            try:
-                self.mode = int(self.mode, 8)
-            except ValueError:
-                raise ValueError(f"mode: expected an octal string like '0660', got {self.mode!r}") from None
-        if not 0 <= self.mode <= 0o777:
-            raise ValueError(f"mode: out of range: {oct(self.mode)}")
-        if self.max_line_bytes < 1 or self.max_connections < 1:
-            raise ValueError("max_line_bytes and max_connections must be positive")
-        _check_format(self.format)
-
-
-@dataclass
-class HttpConfig(_ConfigMixin):
-    """``type = "http"``: loopback webhook receiver (hushd audit_forward webhook, certification webhooks)."""
-
-    host: str = "127.0.0.1"
-    port: int = 8471
-    paths: list[str] | None = None       # accepted POST paths; None = any path
-    bearer_token: Any = None             # str or config Secret (``.reveal()``); None = no auth
-    certification_secret: Any = None     # str/bytes or Secret; enables x-clawdstrike-signature checks
-    require_signature: bool = False      # with a secret: require a valid signature on every POST
-    max_body_bytes: int = 1024 * 1024
-    retry_after_s: int = 5               # Retry-After on 503 (spool full)
-    format: str = "auto"
-
-    def validate(self) -> None:
-        if self.max_body_bytes < 1:
-            raise ValueError("max_body_bytes must be positive")
-        if self.require_signature and self.certification_secret is None:
-            raise ValueError("require_signature needs certification_secret")
-        _check_format(self.format)
-
-    @classmethod
-    def coerce(cls, obj: Any = None, **overrides: Any):
-        listen = getattr(obj, "listen", None) if not isinstance(obj, dict) else obj.get("listen")
-        if listen is not None:
-            if isinstance(obj, dict):
-                obj = {k: v for k, v in obj.items() if k != "listen"}
-            else:
-                obj = {k: getattr(obj, k) for k in ("bearer_token", "certification_secret", "max_body_bytes",
-                                                   "format") if hasattr(obj, k)}
-            host, port = (listen.host, listen.port) if hasattr(listen, "host") else _split_listen(str(listen))
-            overrides = {"host": host, "port": port, **overrides}
-        return super().coerce(obj, **overrides)
-
-
-def _split_listen(value: str) -> tuple[str, int]:
-    host, _, port = value.rpartition(":")
-    return host.strip("[]") or "127.0.0.1", int(port)
-
-
-def reveal(secret: Any) -> bytes | None:
-    """The bytes of a str/bytes/``Secret`` value (never log the result)."""
-    if secret is None:
-        return None
-    if hasattr(secret, "reveal"):
-        secret = secret.reveal()
-    return secret.encode() if isinstance(secret, str) else bytes(secret)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -197,12 +46,9 @@ class InputStats:
     def as_dict(self) -> dict[str, Any]:
         return {f.name: getattr(self, f.name) for f in fields(self)}
 
-    def account(self, result: Any, n_events: int, n_quarantined: int, n_bytes: int) -> None:
-        if isinstance(result, AppendResult):
-            self.ingested += result.inserted
-            self.duplicates += result.duplicates
-        else:  # a writer that returns nothing: count what we handed over
-            self.ingested += n_events
+    def account(self, result: AppendResult, n_events: int, n_quarantined: int, n_bytes: int) -> None:
+        self.ingested += result.inserted
+        self.duplicates += result.duplicates
         self.quarantined += n_quarantined
         self.bytes += n_bytes
         if n_events:

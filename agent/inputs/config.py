@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal, TypeVar
 
-from agent.config_loader import doc, secret_field
+from agent.config_loader import doc, load_section, secret_field
 from agent.config_types import Duration, ListenAddress, Secret, Size
+
+C = TypeVar("C")
 
 RecordFormat = Literal[
     "auto", "hushd_audit", "hushd_security_event", "hushd_certification_webhook", "adapter_audit",
@@ -34,6 +36,10 @@ class FileInputConfig:
     def validate(self) -> None:
         if not self.paths:
             raise ValueError("paths: at least one file or glob is required")
+        if self.max_line_bytes < 1 or self.read_chunk_bytes < 1:
+            raise ValueError("max_line_bytes and read_chunk_bytes must be at least 1")
+        if self.scan_interval <= 0:
+            raise ValueError("scan_interval: must be more than 0")
 
 
 @dataclass
@@ -46,12 +52,22 @@ class UnixInputConfig:
     group: str | None = doc("Group owning the socket (name or gid).", default=None)
     format: RecordFormat = doc("Record shape; 'auto' detects it per line.", default="auto")
     max_line_bytes: Size = doc("Longer lines are quarantined.", default=Size(1024 * 1024))
+    max_connections: int = doc("Concurrent client connections accepted.", default=256)
+    read_chunk_bytes: Size = doc("Bytes read per system call.", default=Size(64 * 1024))
+
+    @property
+    def mode_bits(self) -> int:
+        return int(self.mode, 8)
 
     def validate(self) -> None:
         try:
-            int(self.mode, 8)
+            bits = int(self.mode, 8)
         except ValueError:
             raise ValueError(f"mode: expected an octal string such as '0660', got {self.mode!r}") from None
+        if not 0 <= bits <= 0o777:
+            raise ValueError(f"mode: out of range: {self.mode}")
+        if self.max_line_bytes < 1 or self.max_connections < 1 or self.read_chunk_bytes < 1:
+            raise ValueError("max_line_bytes, max_connections and read_chunk_bytes must be at least 1")
 
 
 @dataclass
@@ -64,8 +80,19 @@ class HttpInputConfig:
     bearer_token: Secret | None = secret_field("Require 'Authorization: Bearer <token>' when set.")
     certification_secret: Secret | None = secret_field(
         "HMAC secret of hushd certification webhooks; when set, x-clawdstrike-signature is required.")
+    require_signature: bool = doc(
+        "With certification_secret: require a valid signature on every POST, not only on bodies "
+        "shaped like certification webhooks (hushd never signs audit_forward posts).", default=False)
+    paths: list[str] = doc("Accepted POST paths; empty accepts any path.", default_factory=list)
     max_body_bytes: Size = doc("Larger bodies get 413.", default=Size(1024 * 1024))
+    retry_after: Duration = doc("Retry-After sent with 503 when the spool is full.", default=Duration(5))
     format: RecordFormat = doc("Record shape; 'auto' detects it per body.", default="auto")
+
+    def validate(self) -> None:
+        if self.max_body_bytes < 1:
+            raise ValueError("max_body_bytes: must be at least 1")
+        if self.require_signature and self.certification_secret is None:
+            raise ValueError("require_signature: needs certification_secret")
 
 
 INPUT_TYPES: dict[str, type] = {
@@ -73,3 +100,11 @@ INPUT_TYPES: dict[str, type] = {
     "unix": UnixInputConfig,
     "http": HttpInputConfig,
 }
+
+
+def input_config(cls: type[C], config: C | dict[str, Any], name: str) -> C:
+    """The input's config: the loaded dataclass as is, or a plain table (tests, embedding) validated by
+    the same loader as agent.toml, so there is one schema and one set of error messages."""
+    if isinstance(config, cls):
+        return config
+    return load_section(cls, dict(config), f"[inputs.{name}]")

@@ -26,16 +26,17 @@ from gevent import pywsgi
 from gevent.event import Event
 from gevent.pool import Pool
 
+from agent.config_types import Secret
 from agent.inputs.base import (
-    HttpConfig,
     InputStats,
     excerpt,
     kind_of,
     map_body_record,
     now_ms,
-    reveal,
 )
+from agent.inputs.config import HttpInputConfig, input_config
 from agent.mapping import MappingContext, MappingError
+from agent.signature import SignatureError, verify_certification_signature
 from spool.types import IngestBatch, QuarantineRecord, SpoolFull
 
 log = logging.getLogger(__name__)
@@ -43,27 +44,8 @@ log = logging.getLogger(__name__)
 SIGNATURE_HEADER = "HTTP_X_CLAWDSTRIKE_SIGNATURE"
 
 
-class SignatureError(ValueError):
-    pass
-
-
-def _verify_signature(body: bytes, header: str | None, secret: bytes) -> None:
-    try:
-        from agent.signature import verify_certification_signature
-    except ImportError:  # pragma: no cover - agent.signature not present: same rule, local copy
-        verify_certification_signature = _verify_local
-    verify_certification_signature(body, header, secret)
-
-
-def _verify_local(body: bytes, header: str | None, secret: bytes) -> None:
-    if not header:
-        raise SignatureError("missing x-clawdstrike-signature header")
-    scheme, _, value = header.strip().partition("=")
-    if scheme.lower() != "sha256" or not value:
-        raise SignatureError("x-clawdstrike-signature: expected 'sha256=<hex>'")
-    expected = hmac.new(secret, body, "sha256").hexdigest()
-    if not hmac.compare_digest(expected, value.strip().lower()):
-        raise SignatureError("x-clawdstrike-signature does not match the body (wrong secret or altered body)")
+def _secret_bytes(secret: Secret | None) -> bytes | None:
+    return None if secret is None else secret.reveal().encode()
 
 
 class _BodyTooLarge(Exception):
@@ -90,14 +72,14 @@ class _AccessLog:
 
 
 class HttpInput:
-    """``HttpInput(name, config, writer, spool=None, context=None)``; ``config`` is an ``HttpConfig``, a
-    dict or the config loader's ``HttpInputConfig`` (``listen`` = host:port). ``port = 0`` picks a free
-    port (see ``address`` after ``start()``)."""
+    """``HttpInput(name, config, writer, spool=None, context=None)``; ``config`` is an ``HttpInputConfig``
+    (or a plain table with its keys). ``listen = "127.0.0.1:0"`` picks a free port (see ``address``
+    after ``start()``)."""
 
     def __init__(self, name: str, config: Any, writer: Any, spool: Any = None,
-                 context: MappingContext | None = None, **overrides: Any) -> None:
+                 context: MappingContext | None = None) -> None:
         self.name = name
-        self.config: HttpConfig = HttpConfig.coerce(config, **overrides)
+        self.config: HttpInputConfig = input_config(HttpInputConfig, config, name)
         self.writer = writer
         self.context = context or MappingContext()
         self.kind = kind_of(self.config.format)
@@ -111,7 +93,7 @@ class HttpInput:
 
     def start(self) -> None:
         self._server = pywsgi.WSGIServer(
-            (self.config.host, self.config.port), self._app, spawn=Pool(256),
+            (self.config.listen.host, self.config.listen.port), self._app, spawn=Pool(256),
             log=_AccessLog(self.name), error_log=logging.getLogger(f"{__name__}.error"),
             environ={},
         )
@@ -152,7 +134,7 @@ class HttpInput:
         if method != "POST":
             raise _Reply("405 Method Not Allowed", {"error": "only POST (and GET /healthz)"},
                          [("Allow", "POST")])
-        if self.config.paths is not None and path not in self.config.paths:
+        if self.config.paths and path not in self.config.paths:
             raise _Reply("404 Not Found", {"error": f"no input at {path}"})
         self._check_token(environ)
         body = self._read_body(environ)
@@ -161,7 +143,7 @@ class HttpInput:
         return self._ingest(body, source)
 
     def _check_token(self, environ: dict) -> None:
-        token = reveal(self.config.bearer_token)
+        token = _secret_bytes(self.config.bearer_token)
         if token is None:
             return
         auth = environ.get("HTTP_AUTHORIZATION", "")
@@ -197,15 +179,15 @@ class HttpInput:
         return b"".join(chunks)
 
     def _check_signature(self, environ: dict, body: bytes, source: str) -> None:
-        secret = reveal(self.config.certification_secret)
+        secret = _secret_bytes(self.config.certification_secret)
         if secret is None:
             return
         header = environ.get(SIGNATURE_HEADER)
         if header is None and not self.config.require_signature and not _looks_certification(body):
             return  # an unsigned audit_forward POST: hushd never signs those
         try:
-            _verify_signature(body, header, secret)
-        except Exception as exc:
+            verify_certification_signature(body, header, secret)
+        except SignatureError as exc:
             reason = f"signature rejected: {exc}"
             self._quarantine([QuarantineRecord(source, 0, reason, excerpt(body))])
             raise _Reply("401 Unauthorized", {"error": reason}) from None
@@ -256,7 +238,7 @@ class HttpInput:
         except SpoolFull:
             self.stats.spool_full += 1
             raise _Reply("503 Service Unavailable", {"error": "spool full; retry later"},
-                         [("Retry-After", str(self.config.retry_after_s))]) from None
+                         [("Retry-After", str(max(1, round(self.config.retry_after))))]) from None
         self.stats.account(result, len(events), len(quarantine), len(body))
         if not events:
             raise _Reply("400 Bad Request", {"error": quarantine[0].reason, "quarantined": len(quarantine)})

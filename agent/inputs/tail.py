@@ -2,7 +2,7 @@
 
 How it works (docs/inputs.md has the full story):
 
-* A **scan** greenlet globs ``paths`` every ``scan_interval_s`` (the truth) and whenever watchdog reports
+* A **scan** greenlet globs ``paths`` every ``scan_interval`` (the truth) and whenever watchdog reports
   a change in a watched directory (``agent.inputs.watch``; it only lowers latency). Each regular file
   (symlinks followed) is identified by ``native::<dev>-<ino>``.
 * **One reader greenlet per file identity** holds the file open and reads it in chunks from its offset.
@@ -10,7 +10,7 @@ How it works (docs/inputs.md has the full story):
   the last complete line, with the file's marker) go to the spool in ONE ``IngestBatch``, so the offset
   never runs ahead of or behind the events.
 * A key no longer found under any path (renamed away = rotation, or deleted) keeps its open fd and is
-  drained until it has been idle for ``rotate_wait_s`` at EOF; the file now at the path is a new key,
+  drained until it has been idle for ``rotate_wait`` at EOF; the file now at the path is a new key,
   read from 0.
 * Shrinking below the read position (copytruncate) or a changed first-bytes marker (the OpenClaw store
   rewriting the file, inode reuse) restarts the file at 0; the spool's ``INSERT OR IGNORE`` on event_id
@@ -36,13 +36,13 @@ from agent.inputs.base import (
     InputStats,
     LineSplitter,
     Stopped,
-    TailConfig,
     kind_of,
     map_lines,
     now_ms,
     spawn_supervised,
     write_with_retry,
 )
+from agent.inputs.config import FileInputConfig, input_config
 from agent.inputs.file_identity import MARKER_BYTES, compute_marker, file_key, marker_matches, trusted_offset
 from agent.mapping import MappingContext
 from spool.types import IngestBatch, InputOffset
@@ -84,7 +84,7 @@ class _FileReader:
                 return
             timeout = None
             if self.gone_at is not None:
-                timeout = max(0.05, self.tail.config.rotate_wait_s / 4)
+                timeout = max(0.05, self.tail.config.rotate_wait / 4)
             self.wake.wait(timeout)
             self.wake.clear()
 
@@ -148,7 +148,7 @@ class _FileReader:
         if self.gone_at is None or self.tail._stop.is_set():
             return
         idle_since = max(self.gone_at, self.last_growth)
-        if time.monotonic() - idle_since < self.tail.config.rotate_wait_s:
+        if time.monotonic() - idle_since < self.tail.config.rotate_wait:
             return
         if self.splitter.read_pos < self.size:
             return
@@ -181,15 +181,15 @@ class _FileReader:
 class TailInput:
     """Tail the files matching ``config.paths`` into the spool.
 
-    ``TailInput(name, config, writer, spool, context)``: ``config`` is a ``TailConfig``, a dict or the
-    config loader's ``FileInputConfig``; ``writer`` a started ``spool.writer.SpoolWriter``; ``spool`` the
+    ``TailInput(name, config, writer, spool, context)``: ``config`` is a ``FileInputConfig`` (or a plain
+    table with its keys); ``writer`` a started ``spool.writer.SpoolWriter``; ``spool`` the
     ``spool.store.Spool`` (stored offsets are read from it at start); ``context`` the ``MappingContext``.
     """
 
     def __init__(self, name: str, config: Any, writer: Any, spool: Any, context: MappingContext | None = None,
-                 **overrides: Any) -> None:
+                 ) -> None:
         self.name = name
-        self.config: TailConfig = TailConfig.coerce(config, **overrides)
+        self.config: FileInputConfig = input_config(FileInputConfig, config, name)
         self.writer = writer
         self.spool = spool
         self.context = context or MappingContext()
@@ -239,7 +239,7 @@ class TailInput:
         while not self._stop.is_set():
             self._scan_wake.clear()
             self.scan()
-            self._scan_wake.wait(self.config.scan_interval_s)
+            self._scan_wake.wait(self.config.scan_interval)
 
     def _watch_dirs(self) -> set[str]:
         dirs: set[str] = set()

@@ -30,12 +30,12 @@ from agent.inputs.base import (
     InputStats,
     LineSplitter,
     Stopped,
-    UnixSocketConfig,
     kind_of,
     map_lines,
     now_ms,
     write_with_retry,
 )
+from agent.inputs.config import UnixInputConfig, input_config
 from agent.mapping import MappingContext
 from spool.types import IngestBatch
 
@@ -72,12 +72,12 @@ def _remove_stale(path: str) -> None:
 
 class UnixSocketInput:
     """``UnixSocketInput(name, config, writer, spool=None, context=None)``; ``config`` is a
-    ``UnixSocketConfig``, a dict or the config loader's ``UnixInputConfig``."""
+    ``UnixInputConfig`` (or a plain table with its keys)."""
 
     def __init__(self, name: str, config: Any, writer: Any, spool: Any = None,
-                 context: MappingContext | None = None, **overrides: Any) -> None:
+                 context: MappingContext | None = None) -> None:
         self.name = name
-        self.config: UnixSocketConfig = UnixSocketConfig.coerce(config, **overrides)
+        self.config: UnixInputConfig = input_config(UnixInputConfig, config, name)
         self.writer = writer
         self.context = context or MappingContext()
         self.kind = kind_of(self.config.format)
@@ -100,7 +100,7 @@ class UnixSocketInput:
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
             sock.bind(tmp)
-            os.chmod(tmp, self.config.mode)
+            os.chmod(tmp, self.config.mode_bits)
             if self.config.group is not None:
                 os.chown(tmp, -1, _gid(self.config.group))
             sock.listen(128)
@@ -113,7 +113,7 @@ class UnixSocketInput:
         self._listener = sock
         self._server = StreamServer(sock, self._handle, spawn=self._spawn)
         self._server.start()
-        log.info("%s: listening on %s (mode %o)", self.name, path, self.config.mode)
+        log.info("%s: listening on %s (mode %o)", self.name, path, self.config.mode_bits)
 
     def _spawn(self, fn: Any, *args: Any) -> Any:
         if len(self._group) >= self.config.max_connections:

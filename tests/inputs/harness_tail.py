@@ -24,8 +24,8 @@ def main() -> None:
     spool_path, pattern, scan, watch, stop_file, out = sys.argv[1:7]
     spool = Spool(spool_path, durability="normal")
     writer = SpoolWriter(spool).start()
-    tail = TailInput("tail", {"paths": [pattern]}, writer, spool, scan_interval_s=float(scan),
-                     watch=watch == "1")
+    tail = TailInput("tail", {"paths": [pattern], "scan_interval": float(scan), "watch": watch == "1"},
+                     writer, spool)
     tail.start()
     ticks = [0]
 

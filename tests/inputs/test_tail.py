@@ -28,10 +28,10 @@ def env(tmp_path):
     inputs = []
 
     def make(paths, name="tail", **kw):
-        kw.setdefault("scan_interval_s", 0.05)
-        kw.setdefault("rotate_wait_s", 0.3)
+        kw.setdefault("scan_interval", 0.05)
+        kw.setdefault("rotate_wait", 0.3)
         kw.setdefault("watch", False)
-        t = TailInput(name, {"paths": paths}, writer, spool, **kw)
+        t = TailInput(name, {"paths": paths, **kw}, writer, spool)
         inputs.append(t)
         t.start()
         return t

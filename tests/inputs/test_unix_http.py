@@ -63,7 +63,7 @@ def test_unix_mode_group_and_stale_socket(env):
     stale.bind(str(path))
     stale.close()  # a socket file nobody accepts on
     gid = os.getgid()
-    inp = add(UnixSocketInput("unix", {"path": str(path), "mode": "0640", "group": gid}, writer))
+    inp = add(UnixSocketInput("unix", {"path": str(path), "mode": "0640", "group": str(gid)}, writer))
     st = os.lstat(path)
     assert stat.S_ISSOCK(st.st_mode) and stat.S_IMODE(st.st_mode) == 0o640 and st.st_gid == gid
     _send(path, AUDIT_LINES[0] + AUDIT_LINES[1])
@@ -151,7 +151,7 @@ def _get(addr, path):
 
 
 def http(add, writer, **cfg):
-    return add(HttpInput("http", {"port": 0, **cfg}, writer))
+    return add(HttpInput("http", {"listen": "127.0.0.1:0", **cfg}, writer))
 
 
 def test_http_200_only_after_commit(env):
@@ -243,7 +243,7 @@ def test_http_certification_signature_ok_missing_bad(env):
 
 def test_http_503_when_spool_full(env):
     _d, _spool, writer, add = env
-    inp = http(add, writer, retry_after_s=7)
+    inp = http(add, writer, retry_after=7)
 
     def full(batch):
         raise SpoolFull("test")
