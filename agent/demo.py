@@ -47,7 +47,7 @@ def run_demo(state_dir: Path) -> int:
         path = Path(out.path)  # type: ignore[attr-defined]
         count = len(path.read_bytes().splitlines()) if path.exists() else 0
         click.echo(f"demo: output {name!r} wrote {count} events to {path}")
-    sup._record_state()  # what the heartbeat would record next
+    sup.record_state()  # what the heartbeat would record next
     click.echo("")
     click.echo(f"$ clawd-agent status -c {config_path}")
     click.echo(render_status(collect_status(cfg)), nl=False)

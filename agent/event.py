@@ -459,13 +459,30 @@ def encode_event(ev: dict) -> bytes:
 _TS_RE = re.compile(r"^(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2}):(\d{2})(?:\.(\d{1,9}))?Z$")
 
 
+_SECONDS: dict[str, int] = {}  # "YYYY-MM-DDTHH:MM:SS" -> epoch seconds; consecutive events share it
+
+
 def timestamp_to_ms(ts: str) -> int:
-    """Epoch milliseconds of a canonical (``...Z``) timestamp; sub-millisecond digits are truncated."""
+    """Epoch milliseconds of a canonical (``...Z``) timestamp; sub-millisecond digits are truncated.
+
+    On the ingest hot path: the whole-second part is looked up in a small cache (events arrive in time
+    order, so most share a second with their neighbour) and only the fraction is parsed.
+    """
+    secs = _SECONDS.get(ts[:19])
+    if secs is not None and ts[-1] == "Z":
+        if len(ts) == 20:
+            return secs * 1000
+        frac = ts[20:-1]
+        if ts[19] == "." and 0 < len(frac) <= 9 and frac.isdigit():
+            return secs * 1000 + int(frac[:3].ljust(3, "0"))
     m = _TS_RE.match(ts)
     if m is None:
         raise EventValidationError(f"timestamp: expected an RFC 3339 UTC timestamp ending in Z, got {ts!r}")
     y, mo, d, h, mi, s, frac = m.groups()
     secs = calendar.timegm((int(y), int(mo), int(d), int(h), int(mi), min(int(s), 59), 0, 0, 0))
+    if len(_SECONDS) > 4096:
+        _SECONDS.clear()
+    _SECONDS[ts[:19]] = secs
     ms = int((frac or "0")[:3].ljust(3, "0"))
     return secs * 1000 + ms
 

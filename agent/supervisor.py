@@ -44,23 +44,6 @@ class DataSignal:
             ev.set()
 
 
-class NotifyingWriter:
-    """The writer as inputs see it: commit, then wake the drains."""
-
-    def __init__(self, writer: Any, signal_: DataSignal):
-        self._writer = writer
-        self._signal = signal_
-
-    def write(self, batch: Any) -> Any:
-        result = self._writer.write(batch)
-        if batch.events:
-            self._signal.notify()
-        return result
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._writer, name)
-
-
 class Supervisor:
     def __init__(self, config: AgentConfig):
         self.config = config
@@ -90,7 +73,7 @@ class Supervisor:
         self.spool = Spool(cfg.spool_path, durability=cfg.spool.durability,
                            max_bytes=cfg.spool.max_bytes or None, on_full=cfg.spool.on_full)
         self.writer = SpoolWriter(self.spool, max_events=cfg.spool.commit_max_events,
-                                  max_delay_s=cfg.spool.commit_max_delay)
+                                  max_delay_s=cfg.spool.commit_max_delay, on_commit=self._signal.notify)
         self.writer.start()
         for name, out_cfg in cfg.outputs.items():
             self.spool.ensure_cursor(name, start=out_cfg.start_at)
@@ -99,7 +82,6 @@ class Supervisor:
         for name, out_cfg in cfg.outputs.items():
             if out_cfg.enabled:
                 self._start_drain(name, out_cfg)
-        writer = NotifyingWriter(self.writer, self._signal)
         from agent.inputs.factory import build_input
         from agent.mapping import MappingContext
 
@@ -107,14 +89,14 @@ class Supervisor:
                                  tenant_id=cfg.agent.tenant_id,
                                  host_name=cfg.agent.resolved_host_name())
         for name, in_cfg in cfg.inputs.items():
-            inp = build_input(name, in_cfg, writer=writer, spool=self.spool, context=context)
+            inp = build_input(name, in_cfg, writer=self.writer, spool=self.spool, context=context)
             inp.start()
             self.inputs[name] = inp
         if cfg.metrics.enabled:
             self._start_metrics_server()
         self._spawn_loop(self._heartbeat_loop)
         self._spawn_loop(self._prune_loop)
-        self._record_state()
+        self.record_state()
         log.info("agent started", extra={"inputs": sorted(self.inputs), "outputs": sorted(self.drains),
                                          "spool": cfg.spool_path, "pid": os.getpid()})
 
@@ -189,9 +171,9 @@ class Supervisor:
     def _heartbeat_loop(self) -> None:
         while not self._stopping:
             gevent.sleep(self.config.agent.heartbeat_interval)
-            self._record_state()
+            self.record_state()
 
-    def _record_state(self) -> None:
+    def record_state(self) -> None:
         """Persist what `status` shows when it cannot ask this process: heartbeat, counters, errors."""
         now = int(time.time() * 1000)
         self.spool.set_agent_state(pid=os.getpid(), started_ms=self.started_ms, heartbeat_ms=now)
@@ -250,7 +232,7 @@ class Supervisor:
         self._drain_group.join(timeout=self.config.agent.shutdown_timeout)
         self._drain_group.kill(block=True, timeout=2)
         self._loops.kill(block=True, timeout=2)
-        self._record_state()
+        self.record_state()
         self.spool.clear_agent_state()
         if self.metrics_server is not None:
             self.metrics_server.stop(timeout=1)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import collections
 import logging
 import time
+from collections.abc import Callable
 
 import gevent
 import gevent.event
@@ -34,7 +35,11 @@ class SpoolWriter:
     """
 
     def __init__(
-        self, spool: Spool, max_events: int = DEFAULT_MAX_EVENTS, max_delay_s: float = DEFAULT_MAX_DELAY_S
+        self,
+        spool: Spool,
+        max_events: int = DEFAULT_MAX_EVENTS,
+        max_delay_s: float = DEFAULT_MAX_DELAY_S,
+        on_commit: Callable[[], None] | None = None,
     ):
         if max_events <= 0:
             raise ValueError("max_events must be positive")
@@ -55,6 +60,8 @@ class SpoolWriter:
         self.commits = 0
         self.batches_committed = 0
         self.events_committed = 0
+        #: Called after every transaction that committed events (wakes the outputs' drain loops).
+        self._on_commit = on_commit
 
     # -- public ----------------------------------------------------------------------------
 
@@ -68,6 +75,11 @@ class SpoolWriter:
     def write(self, batch: IngestBatch) -> AppendResult:
         """Queue ``batch`` and wait until its transaction committed. Raises the spool's error."""
         return self._enqueue(batch).get()
+
+    def submit(self, batch: IngestBatch) -> gevent.event.AsyncResult:
+        """Queue ``batch`` without waiting; ``.get()`` on the result returns its ``AppendResult`` or raises
+        the spool's error once its transaction is done. Lets an input map its next chunk meanwhile."""
+        return self._enqueue(batch)
 
     def flush(self) -> None:
         """Return once every batch queued before this call is committed (or failed)."""
@@ -168,3 +180,5 @@ class SpoolWriter:
         self.commits += 1
         self.batches_committed += batches
         self.events_committed += events
+        if events and self._on_commit is not None:
+            self._on_commit()

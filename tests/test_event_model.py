@@ -249,3 +249,19 @@ def test_event_model_doc_lists_every_field_and_enum_value():
                  IndicatorType):
         for member in enum:
             assert f"`{member.value}`" in doc, f"docs/event-model.md lacks {enum.__name__}.{member.value}"
+
+
+def test_timestamp_to_ms_is_the_same_on_the_cached_fast_path():
+    import random
+    import time as _time
+
+    from agent.event import timestamp_to_ms
+
+    rng = random.Random(5)
+    for _ in range(5000):
+        t = rng.randint(0, 4_000_000_000)
+        digits = "".join(rng.choice("0123456789") for _ in range(rng.randint(0, 9)))
+        ts = _time.strftime("%Y-%m-%dT%H:%M:%S", _time.gmtime(t)) + (f".{digits}" if digits else "") + "Z"
+        expected = t * 1000 + (int(digits[:3].ljust(3, "0")) if digits else 0)
+        assert timestamp_to_ms(ts) == expected, ts  # first call: parses and caches the second
+        assert timestamp_to_ms(ts) == expected, ts  # second call: the cached second

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 import time
-import uuid
 from dataclasses import dataclass, fields
 from typing import Any
 
@@ -67,7 +66,8 @@ def encode(ev: dict) -> EncodedEvent:
     """A mapped event as the spool stores it (16-byte id, event time in ms, canonical bytes)."""
     from agent.event import encode_event
 
-    return EncodedEvent(uuid.UUID(ev["event_id"]).bytes, event_time_ms(ev), encode_event(ev))
+    # event_id is a validated canonical UUID string: its 32 hex digits are the 16 bytes
+    return EncodedEvent(bytes.fromhex(ev["event_id"].replace("-", "")), event_time_ms(ev), encode_event(ev))
 
 
 def kind_of(fmt: str) -> str | None:
@@ -199,18 +199,21 @@ class Stopped(Exception):
 
 
 def write_with_retry(writer: Any, batch: IngestBatch, stats: InputStats, stop: Event, *,
-                     what: str, max_backoff_s: float = 5.0) -> Any:
+                     what: str, max_backoff_s: float = 5.0, pending: Any = None) -> AppendResult:
     """``writer.write(batch)``; on ``SpoolFull`` wait (backoff, interruptible by ``stop``) and retry the
-    same batch, so nothing is dropped and no offset moves. Raises ``Stopped`` if stopping meanwhile."""
+    same batch, so nothing is dropped and no offset moves. Raises ``Stopped`` if stopping meanwhile.
+    ``pending``: the result of an earlier ``writer.submit(batch)``, awaited as the first attempt."""
     backoff = 0.05
     warned = False
     while True:
         try:
-            result = writer.write(batch)
+            result = pending.get() if pending is not None else writer.write(batch)
+            pending = None
             if warned:
                 log.info("%s: spool accepts writes again; resuming", what)
             return result
         except SpoolFull as exc:
+            pending = None
             stats.spool_full += 1
             if not warned:
                 log.warning("%s: spool full (%s); pausing and retrying", what, exc)

@@ -69,6 +69,8 @@ class _FileReader:
         self.size = 0
         self.last_stamp: tuple[int, int] | None = None
         self.paused = False                   # waiting for the spool to accept writes
+        # Batch committing while the next chunk is mapped: (result, batch, offset, events, quarantined)
+        self._inflight: tuple[Any, IngestBatch, int, int, int] | None = None
         self.closed = False
         self.resets = 0                       # restarts at 0 (truncation, rewrite)
         self.greenlet: gevent.Greenlet | None = None
@@ -117,9 +119,11 @@ class _FileReader:
             if lines or self.splitter.consumed != self.offset:
                 self._commit(lines, self.splitter.consumed)
             gevent.sleep(0)  # let other files and inputs run between chunks
+        self._settle()
         self._maybe_close()
 
     def _restart_at_zero(self, why: str) -> None:
+        self._settle()
         log.info("%s: %s (%s); reading it again from 0", self.tail.name, self.path, why)
         self.resets += 1
         self.splitter.reset(0)
@@ -129,19 +133,35 @@ class _FileReader:
         # offset > size or a marker mismatch and also reads from 0).
         self.offset = 0
 
-    def _commit(self, lines: list, new_offset: int, *, final: bool = False) -> None:
+    def _commit(self, lines: list, new_offset: int) -> None:
+        """Map ``lines`` and hand them to the spool with ``new_offset``, without waiting for the commit.
+
+        Mapping is CPU work on the gevent loop and the commit runs in SQLite's thread, so the two overlap:
+        chunk k+1 is mapped while chunk k commits. At most one batch is in flight per file, and the next
+        one is submitted only after it committed, so a stored offset never passes a batch that failed.
+        """
         tail = self.tail
         events, quarantine = map_lines(lines, source=self.path, context=tail.context, kind=tail.kind,
                                        max_line_bytes=tail.config.max_line_bytes)
         batch = IngestBatch(tail.name, events, [InputOffset(self.key, self.path, new_offset, self.marker,
                                                             self.marker_len)], quarantine)
+        self._settle()
+        self._inflight = (tail.writer.submit(batch), batch, new_offset, len(events), len(quarantine))
+
+    def _settle(self) -> None:
+        """Wait for the batch in flight; on SpoolFull retry that same batch until the spool takes it."""
+        if self._inflight is None:
+            return
+        pending, batch, new_offset, n_events, n_quarantined = self._inflight
+        self._inflight = None
+        tail = self.tail
         self.paused = True
         try:
             result = write_with_retry(tail.writer, batch, tail.stats, tail._stop,
-                                      what=f"{tail.name}:{self.path}")
+                                      what=f"{tail.name}:{self.path}", pending=pending)
         finally:
             self.paused = False
-        tail.stats.account(result, len(events), len(quarantine), new_offset - self.offset)
+        tail.stats.account(result, n_events, n_quarantined, new_offset - self.offset)
         self.offset = new_offset
 
     def _maybe_close(self) -> None:
@@ -156,6 +176,7 @@ class _FileReader:
         rest = self.splitter.flush()
         if rest:
             self._commit(rest, self.splitter.consumed)
+            self._settle()
         log.info("%s: closed %s (%s) after rotation/deletion, offset %d", self.tail.name, self.path,
                  self.key, self.offset)
         self.close()

@@ -267,17 +267,17 @@ def test_overlong_line_skipped_to_next_newline(env):
 
 
 def test_spool_full_pauses_and_resumes_without_loss(env):
-    d, spool, writer, make = env
-    real_write = writer.write
+    d, spool, _writer, make = env
+    real_append_many = spool.append_many
     state = {"full": True, "refused": 0}
 
-    def write(batch):
-        if state["full"] and batch.events:
+    def append_many(batches):  # the spool refuses, as with max_bytes reached or a full disk
+        if state["full"] and any(b.events for b in batches):
             state["refused"] += 1
             raise SpoolFull("test: spool full")
-        return real_write(batch)
+        return real_append_many(batches)
 
-    writer.write = write
+    spool.append_many = append_many
     f = d / "a.jsonl"
     f.write_bytes(b"".join(AUDIT_LINES[:3]))
     t = make([str(f)])
