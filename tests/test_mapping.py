@@ -273,3 +273,25 @@ def test_labels_are_copied_not_shared():
 
 def test_detect_kind_on_captures():
     assert {detect_kind(orjson.loads(line)) for line in LINES} == {"hushd_audit"}
+
+
+def test_a_mapper_bug_on_a_rare_shape_is_quarantined_not_spooled(monkeypatch):
+    """map_record checks the events of the non-hot shapes against the schema: an invalid one becomes a
+    MappingError naming the field (the input quarantines it) instead of reaching the spool."""
+    import agent.mapping as mapping
+    from agent.mapping import MappingError
+
+    real = mapping._MAPPERS["openclaw_audit"]
+
+    def broken(record, raw, ctx):
+        ev = real(record, raw, ctx)
+        ev["decision"]["severity"] = "Warning"  # a spelling the canonical model does not allow
+        return ev
+
+    monkeypatch.setitem(mapping._MAPPERS, "openclaw_audit", broken)
+    record = {"id": "evt-1700000000000-abc", "timestamp": 1700000000000, "type": "file_read",
+              "resource": "/etc/passwd", "decision": "denied", "guard": "forbidden_path"}
+    with pytest.raises(MappingError, match=r"mapped event is invalid: decision.severity: expected one of"):
+        map_record(record, context=MappingContext())
+    monkeypatch.setitem(mapping._MAPPERS, "openclaw_audit", real)
+    assert map_record(record, context=MappingContext())["decision"]["severity"] in ("high", "critical")
