@@ -99,6 +99,9 @@ class Output:
     """Base class of every output type. Subclasses set ``type_name`` and implement ``send``."""
 
     type_name: ClassVar[str] = ""
+    #: False for outputs that only forward the canonical bytes (``DeliveryItem.body``): with no filter,
+    #: the drain then skips decoding each event and ``DeliveryItem.event`` is an empty dict.
+    reads_events: ClassVar[bool] = True
 
     def __init__(self, name: str, config: OutputConfig):
         self.name = name

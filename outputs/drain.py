@@ -163,6 +163,9 @@ class Drain:
         return rows
 
     def _decode(self, rows: list[Any]) -> tuple[list[DeliveryItem], list[DeliveryItem]]:
+        accept = self._accept
+        if accept is None and not self.output.reads_events:
+            return [DeliveryItem(row.seq, {}, row.body, row.event_id) for row in rows], []
         items, corrupt = [], []
         for row in rows:
             try:
@@ -170,7 +173,7 @@ class Drain:
             except orjson.JSONDecodeError:
                 corrupt.append(DeliveryItem(row.seq, {}, row.body, row.event_id))
                 continue
-            if self._accept(event):
+            if accept is None or accept(event):
                 items.append(DeliveryItem(row.seq, event, row.body, row.event_id))
             else:
                 self.stats.filtered += 1

@@ -39,6 +39,7 @@ class FileOutputConfig(OutputConfig):
 
 
 class FileOutput(Output):
+    reads_events = False  # writes the canonical bytes as they are
     type_name = "file"
     config: FileOutputConfig
 

@@ -11,8 +11,9 @@ from outputs.base import FilterConfig
 SEVERITY_RANK = {"info": 0, "low": 1, "medium": 2, "high": 3, "critical": 4}
 
 
-def compile_filter(cfg: FilterConfig) -> Callable[[dict[str, Any]], bool]:
-    """Return a predicate over canonical events; True means the output receives the event."""
+def compile_filter(cfg: FilterConfig) -> Callable[[dict[str, Any]], bool] | None:
+    """Return a predicate over canonical events (True: the output receives the event), or None when the
+    filter accepts everything, so the drain need not even decode events for it."""
     min_rank = SEVERITY_RANK[cfg.min_severity]
     types = frozenset(cfg.event_types)
     excluded = frozenset(cfg.exclude_event_types)
@@ -21,7 +22,7 @@ def compile_filter(cfg: FilterConfig) -> Callable[[dict[str, Any]], bool]:
     agents = frozenset(cfg.agents)
     denied_only = cfg.denied_only
     if not (min_rank or types or excluded or guards or actions or agents or denied_only):
-        return lambda ev: True
+        return None
 
     def accept(ev: dict[str, Any]) -> bool:
         decision = ev.get("decision") or {}

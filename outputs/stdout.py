@@ -19,6 +19,7 @@ class StdoutOutputConfig(OutputConfig):
 
 
 class StdoutOutput(Output):
+    reads_events = False  # writes the canonical bytes as they are
     type_name = "stdout"
 
     def send(self, batch: list[DeliveryItem]) -> Outcome:

@@ -10,8 +10,8 @@ def ev(severity="info", allowed=True, event_type="policy_allow", guard=None, act
     return {"event_type": event_type, "decision": decision, "action": action, "agent": {"id": agent}}
 
 
-def test_empty_filter_accepts_everything():
-    assert compile_filter(FilterConfig())(ev())
+def test_empty_filter_is_none_so_the_drain_can_skip_decoding():
+    assert compile_filter(FilterConfig()) is None
 
 
 def test_min_severity_uses_the_canonical_order():
