@@ -100,6 +100,13 @@ class AgentMetrics:
         self.batch_latency.labels(output, outcome.status.value).observe(seconds)
 
 
+def aggregate_health(healthy: list[bool]) -> str:
+    """``ok`` when every output's last attempt succeeded, ``failing`` when none did, else ``degraded``."""
+    if all(healthy):
+        return "ok"
+    return "failing" if not any(healthy) else "degraded"
+
+
 def health_document(drains: dict[str, Any], inputs: dict[str, Any], spool_stats: dict[str, Any],
                     started_ms: int) -> tuple[int, dict[str, Any]]:
     """Aggregate health: ``ok``, ``degraded`` (an output failing) or ``failing`` (none delivering)."""
@@ -108,13 +115,7 @@ def health_document(drains: dict[str, Any], inputs: dict[str, Any], spool_stats:
         st = drain.stats
         outputs[name] = {"healthy": st.healthy, "last_error": st.last_error,
                          "last_success_ms": st.last_success_ms}
-    unhealthy = [n for n, o in outputs.items() if not o["healthy"]]
-    if not unhealthy:
-        status = "ok"
-    elif len(unhealthy) < len(outputs):
-        status = "degraded"
-    else:
-        status = "failing"
+    status = aggregate_health([o["healthy"] for o in outputs.values()])
     doc = {
         "status": status,
         "uptime_s": round(time.time() - started_ms / 1000, 1),

@@ -12,6 +12,7 @@ import time
 from typing import Any
 
 from agent.config import AgentConfig
+from agent.metrics import aggregate_health
 
 STALE_HEARTBEAT_FACTOR = 3
 
@@ -76,14 +77,8 @@ def collect_status(config: AgentConfig) -> dict[str, Any]:
         }
     orphans = sorted(set(cursors) - set(config.outputs))
 
-    if not running:
-        health = "stopped"
-    elif outputs and all(not o["healthy"] for o in outputs.values() if o["enabled"]):
-        health = "failing"
-    elif any(not o["healthy"] for o in outputs.values() if o["enabled"]):
-        health = "degraded"
-    else:
-        health = "ok"
+    health = aggregate_health([o["healthy"] for o in outputs.values() if o["enabled"]]) if running \
+        else "stopped"
     return {
         "agent": {"running": running, "pid": pid if running else None,
                   "started": _iso(agent_state.get("started_ms")),

@@ -167,10 +167,6 @@ class Supervisor:
         self.metrics_server = WSGIServer((addr.host, addr.port), app, log=None)
         self.metrics_server.start()
 
-    @property
-    def metrics_address(self) -> tuple[str, int] | None:
-        return self.metrics_server.address if self.metrics_server else None
-
     # -- periodic loops ------------------------------------------------------------------------
     def _heartbeat_loop(self) -> None:
         while not self._stopping:

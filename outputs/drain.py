@@ -44,7 +44,6 @@ class OutputStats:
     last_error_ms: int | None = None
     last_error: str | None = None
     healthy: bool = True
-    batch_seconds: list[float] = field(default_factory=list)
     _recent: deque[tuple[float, int]] = field(default_factory=lambda: deque(maxlen=120))
 
     def note_delivered(self, n: int) -> None:
@@ -79,16 +78,11 @@ class Drain:
         self._on_batch = on_batch
         self._rng = rng or random.Random()
         self._stopping = False
-        self._busy = False
 
     # -- lifecycle -------------------------------------------------------------------------------
     def stop(self) -> None:
         """Ask the loop to finish: an in-flight send completes and its outcome is committed."""
         self._stopping = True
-
-    @property
-    def busy(self) -> bool:
-        return self._busy
 
     def run(self) -> None:
         if not self._open():
@@ -131,11 +125,7 @@ class Drain:
                 continue
             if len(rows) < self.config.batch_max_events and self.config.batch_max_wait > 0:
                 rows = self._fill(cursor.seq, rows)
-            self._busy = True
-            try:
-                done = self._deliver(rows)
-            finally:
-                self._busy = False
+            done = self._deliver(rows)
             if not done:
                 continue  # stopping during a retry wait: the cursor stays, the spool keeps the batch
             if self.spool.commit_cursor(self.name, rows[-1].seq, cursor.generation):
