@@ -339,3 +339,33 @@ def test_many_appends_no_loss_no_duplicates(env):
     wait_until(lambda: len(event_ids(spool)) == 300)
     assert event_ids(spool) == [str(uuid.UUID(line_id(x))) for x in lines]
     assert t.stats.duplicates == 0
+
+
+def test_pipelined_chunks_never_commit_an_offset_past_a_refused_batch(env):
+    """The tailer maps chunk k+1 while chunk k commits. When the spool refuses chunk k (twice here), chunk
+    k+1 must not be committed before it (its offset would skip k's lines): every line lands once, in
+    file order, and while k is refused the stored events are a prefix of the file."""
+    d, spool, _writer, make = env
+    real_append_many = spool.append_many
+    state = {"calls": 0, "refused": 0, "seen_during_refusal": None}
+
+    def append_many(batches):
+        if any(b.events for b in batches):
+            state["calls"] += 1
+            if state["calls"] in (2, 3):  # the second chunk, and its first retry
+                state["refused"] += 1
+                state["seen_during_refusal"] = event_ids(spool)
+                raise SpoolFull("test: spool full")
+        return real_append_many(batches)
+
+    spool.append_many = append_many
+    f = d / "a.jsonl"
+    lines = [audit_line(i) for i in range(40)]
+    f.write_bytes(b"".join(lines))
+    t = make([str(f)], read_chunk_bytes=len(lines[0]) * 3)  # about 3 lines per chunk: many chunks
+    wait_until(lambda: len(event_ids(spool)) == 40)
+    assert state["refused"] == 2
+    during = state["seen_during_refusal"]
+    assert during == [line_id(x) for x in lines[: len(during)]]  # a prefix, nothing skipped
+    assert event_ids(spool) == [line_id(x) for x in lines]  # file order: k was not overtaken by k+1
+    assert t.stats.duplicates == 0 and t.stats.spool_full == 2
