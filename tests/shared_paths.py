@@ -5,3 +5,5 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 SHARED = ROOT.parent / "shared"
 FIXTURES = SHARED / "fixtures" / "clawdstrike" / "hushd-0.1.0"
+SCHEMAS = SHARED / "schemas"
+VENDOR_SPECS = SHARED / "vendor-specs"

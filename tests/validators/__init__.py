@@ -1,0 +1,1 @@
+"""Strict validators of exported documents against the official schema data in ../shared/schemas."""
