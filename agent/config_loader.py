@@ -71,7 +71,7 @@ def _convert(hint: Any, value: Any, where: str, env: dict[str, str], field: Any)
         if value is None:
             return None
         return _convert(args[0], value, where, env, field)
-    if field is not None and field.metadata.get("secret"):
+    if hint is Secret or (field is not None and field.metadata.get("secret")):
         if not isinstance(value, str):
             raise ConfigError(f"{where}: expected a string (literal, '${{ENV}}' or 'file:/path'), "
                               f"got {_tname(value)}")

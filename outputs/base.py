@@ -8,12 +8,13 @@ health live once in ``outputs.drain``; an output never sleeps, loops or touches 
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal
 
 from agent.config_loader import doc
-from agent.config_types import Duration
+from agent.config_types import Duration, Secret
 
 
 @dataclass
@@ -52,20 +53,29 @@ class OutputConfig:
             raise ValueError("batch_max_events: expected at least 1")
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class DeliveryItem:
-    """One spooled event handed to an output: its position, decoded event and canonical bytes."""
+    """One spooled event handed to an output.
+
+    ``body`` is the canonical bytes from the spool; ``data`` is what the output sends for this event
+    (``Output.encode``: the transformed document, a HEC envelope, an NDJSON action+source pair) and what
+    byte-based batching measures; ``route`` holds the values a routing rule set (e.g. ``index``).
+    """
 
     seq: int
     event: dict[str, Any]
     body: bytes
     event_id: bytes = b""
+    data: bytes = b""
+    route: dict[str, str] | None = None
 
 
 class Status(enum.Enum):
-    DELIVERED = "delivered"
-    RETRY = "retry"
-    PERMANENT = "permanent"
+    DELIVERED = "delivered"  # every item accepted
+    RETRY = "retry"  # nothing accepted (or unknown): send the whole batch again later
+    PERMANENT = "permanent"  # ``failed`` (or all) can never succeed: DLQ them, the rest were accepted
+    PARTIAL = "partial"  # per-item result: ``failed`` to the DLQ, ``retry_items`` again, the rest accepted
+    SPLIT = "split"  # too large, or one bad event poisons the request: bisect; a single item goes to the DLQ
 
 
 @dataclass
@@ -81,24 +91,52 @@ class Outcome:
     reason: str = ""
     retry_after: float | None = None
     failed: list[DeliveryItem] = field(default_factory=list)
+    retry_items: list[DeliveryItem] = field(default_factory=list)
+    #: 401/403: the framework re-reads ``file:`` credentials (``Output.refresh_credentials``) and opens
+    #: the circuit breaker at once.
+    auth_failure: bool = False
+    #: 429 (or the vendor's equivalent): the framework halves this output's rate limit.
+    throttled: bool = False
+    #: A redacted excerpt of the destination's answer, kept with DLQ entries.
+    excerpt: str = ""
 
     @classmethod
     def delivered(cls) -> Outcome:
         return cls(Status.DELIVERED)
 
     @classmethod
-    def retry(cls, reason: str, retry_after: float | None = None) -> Outcome:
-        return cls(Status.RETRY, reason, retry_after)
+    def retry(cls, reason: str, retry_after: float | None = None, *, auth_failure: bool = False,
+              throttled: bool = False, excerpt: str = "") -> Outcome:
+        return cls(Status.RETRY, reason, retry_after, auth_failure=auth_failure, throttled=throttled,
+                   excerpt=excerpt)
 
     @classmethod
-    def permanent(cls, reason: str, failed: list[DeliveryItem] | None = None) -> Outcome:
-        return cls(Status.PERMANENT, reason, failed=list(failed or []))
+    def permanent(cls, reason: str, failed: list[DeliveryItem] | None = None, *,
+                  excerpt: str = "") -> Outcome:
+        return cls(Status.PERMANENT, reason, failed=list(failed or []), excerpt=excerpt)
+
+    @classmethod
+    def partial(cls, reason: str, *, failed: list[DeliveryItem] | None = None,
+                retry_items: list[DeliveryItem] | None = None, retry_after: float | None = None,
+                throttled: bool = False, excerpt: str = "") -> Outcome:
+        """Some items were accepted; ``failed`` go to the DLQ and ``retry_items`` are sent again."""
+        return cls(Status.PARTIAL, reason, retry_after, failed=list(failed or []),
+                   retry_items=list(retry_items or []), throttled=throttled, excerpt=excerpt)
+
+    @classmethod
+    def split(cls, reason: str, *, excerpt: str = "") -> Outcome:
+        """The request was refused as a whole because of its size or one bad event (HTTP 413, HEC
+        'invalid data format'): the framework bisects the batch; a single item goes to the DLQ."""
+        return cls(Status.SPLIT, reason, excerpt=excerpt)
 
 
 class Output:
     """Base class of every output type. Subclasses set ``type_name`` and implement ``send``."""
 
     type_name: ClassVar[str] = ""
+    #: Default largest request body (sum of ``DeliveryItem.data``) when the config does not set one:
+    #: the vendor's documented limit with headroom.
+    default_batch_max_bytes: ClassVar[int] = 4 * 1024 * 1024
     #: False for outputs that only forward the canonical bytes (``DeliveryItem.body``): with no filter,
     #: the drain then skips decoding each event and ``DeliveryItem.event`` is an empty dict.
     reads_events: ClassVar[bool] = True
@@ -110,8 +148,22 @@ class Output:
     def open(self) -> None:
         """Acquire resources (files, sessions). Called once before the first send."""
 
+    def encode(self, item: DeliveryItem) -> bytes:
+        """The bytes this output sends for one event; batching by size measures them. The default is
+        the canonical event; outputs override it to apply their format and envelope."""
+        return item.body
+
     def send(self, batch: list[DeliveryItem]) -> Outcome:
+        """One delivery attempt of ``batch`` (each item's ``data`` already encoded). Called from
+        several greenlets at once when the output's concurrency is above 1."""
         raise NotImplementedError
+
+    def refresh_credentials(self) -> None:
+        """Re-read ``file:`` secrets now (after a 401/403), so a rotated credential is picked up."""
+        for f in dataclasses.fields(self.config):
+            value = getattr(self.config, f.name)
+            if isinstance(value, Secret):
+                value.refresh()
 
     def close(self) -> None:
         """Release resources; called once at shutdown after the last send returned."""
