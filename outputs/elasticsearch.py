@@ -1,0 +1,546 @@
+"""Output ``elasticsearch``: the ``_bulk`` API with ``create`` and a deterministic ``_id``.
+
+Why ``create`` + ``_id = event_id``: a retry after a lost response must never index an event twice.
+Elasticsearch answers a second ``create`` of the same ``_id`` with a per-item 409
+``version_conflict_engine_exception``, which this output counts as delivered ("already indexed").
+Data streams accept only ``create`` anyway (``op_type`` must be ``create``; docs-bulk.html, and the
+``_bulk`` operation description in ../shared/vendor-specs/elasticsearch). Caveat: ``_id`` uniqueness
+holds per backing index, so a retry that straddles a rollover can still duplicate one event.
+
+Per-item classification (a 200 response may carry failed items; ../shared/reference/delivery-peers.md
+§4.2 and §5, Logstash's documented policy): 2xx and 409 delivered; 429 and 5xx (and 403
+``cluster_block_exception``, which an operator fixes) retried item by item; 400, 404 and any other 4xx
+sent to the DLQ with Elasticsearch's ``error.type`` and ``error.reason``. The whole-request status goes
+through ``http.outcome_for_status``: 413 (``http.max_content_length``, 100 MB by default) splits the
+batch, 429 throttles with ``Retry-After``, 401/403 are authentication failures.
+
+Batch size: Elastic's guidance is to size bulk requests in bytes, "a good bulk size to start playing
+with is around 5-15MB in size" (Elasticsearch: The Definitive Guide, "Indexing Performance Tips",
+elastic.co/guide/en/elasticsearch/guide/current/indexing-performance.html) and to "avoid going beyond a
+couple tens of megabytes per request" (elastic.co/guide/en/elasticsearch/reference/current/
+tune-for-indexing-speed.html); hence a 5 MiB default.
+
+Auth headers (elastic.co/docs/api/doc/elasticsearch/authentication): ``ApiKey <base64(id:api_key)>``,
+``Basic <base64(user:password)>``, ``Bearer <token>``. Elastic Cloud ID (elastic.co/guide/en/beats/
+<beat>/current/configure-cloud-id.html; logstash-core/lib/logstash/util/cloud_setting_id.rb): an
+optional ``label:`` then base64 of ``host[:port]$es_uuid$kibana_uuid``; Elasticsearch is at
+``https://<es_uuid>.<host>:<port or 443>``.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import itertools
+import logging
+import re
+import threading
+import time
+import urllib.parse
+from dataclasses import dataclass
+from typing import Any, ClassVar, Literal
+
+import orjson
+
+from agent.config_loader import doc, secret_field
+from agent.config_types import Duration, Secret
+from outputs.base import DeliveryItem, Outcome, Output
+from outputs.http import (
+    HttpClient,
+    HttpOutputConfig,
+    HttpResponse,
+    TransportError,
+    excerpt,
+    outcome_for_status,
+)
+
+log = logging.getLogger("clawd_agent.outputs.elasticsearch")
+
+NDJSON = "application/x-ndjson"
+#: Above the built-in ``logs-*-*`` template (100) and Elastic's advice for overlapping patterns
+#: ("assign ... a priority higher than 500", elastic.co/docs/manage-data/data-store/templates).
+TEMPLATE_PRIORITY = 501
+_INDEX_NAME_FORBIDDEN = re.compile(r'[\\/*?"<>| ,#:A-Z]')
+
+
+@dataclass
+class ElasticsearchOutputConfig(HttpOutputConfig):
+    type: str = doc("Output type.", default="elasticsearch")
+    hosts: list[str] = doc("Base URLs of Elasticsearch nodes (https://es1:9200, ...); requests go round "
+                           "robin and fail over to the next node on a connection error.",
+                           default_factory=list)
+    cloud_id: str = doc("Elastic Cloud ID instead of hosts ('label:base64...').", default="")
+    api_key: Secret | None = secret_field("API key: the encoded value Kibana shows, or 'id:api_key'.")
+    username: str = doc("Basic auth user (with password).", default="")
+    password: Secret | None = secret_field("Basic auth password.")
+    bearer_token: Secret | None = secret_field("OAuth2 / token-service bearer token.")
+    format: Literal["ecs", "ocsf", "canonical"] = doc("Document format.", default="ecs")
+    data_stream_dataset: str = doc("Data stream dataset: documents go to "
+                                   "logs-<dataset>-<namespace>.", default="clawdstrike.security")
+    data_stream_namespace: str = doc("Data stream namespace.", default="default")
+    index: str = doc("Classic index or ILM rollover write alias instead of a data stream; %Y %m %d "
+                     "expand from the event's own timestamp (UTC), so a retry hits the same index.",
+                     default="")
+    ingest_pipeline: str = doc("Ingest pipeline to run (the 'pipeline' of each action).", default="")
+    bootstrap: bool = doc("At start, PUT the index template and ILM policy (idempotent; missing "
+                          "privileges only warn).", default=False)
+    template_name: str = doc("Name of the bootstrapped index template.", default="clawdstrike-security")
+    ilm_policy: str = doc("Name of the bootstrapped ILM policy ('' = no policy).",
+                          default="clawdstrike-security")
+    ilm_delete_after: Duration | None = doc("Delete phase of the ILM policy (unset keeps data).",
+                                            default=None)
+    host_down_for: Duration = doc("After a connection error, skip that node for this long (unless "
+                                  "every node is down).", default=Duration(30))
+    batch_max_events: int = doc("Events per bulk request (bytes usually bind first).", default=5000)
+
+    def validate(self) -> None:
+        super().validate()
+        if bool(self.hosts) == bool(self.cloud_id):
+            raise ValueError("set exactly one of hosts or cloud_id")
+        for h in self.hosts:
+            u = urllib.parse.urlsplit(h)
+            if u.scheme not in ("http", "https") or not u.hostname:
+                raise ValueError("hosts: expected http(s)://host[:port] URLs")
+            if u.username or u.password:
+                raise ValueError("hosts: put credentials in username/password or api_key, not the URL")
+        if self.cloud_id:
+            decode_cloud_id(self.cloud_id)
+        modes = [self.api_key is not None, self.password is not None or bool(self.username),
+                 self.bearer_token is not None]
+        if sum(modes) > 1:
+            raise ValueError("set only one of api_key, username/password, bearer_token")
+        if (self.password is None) != (not self.username):
+            raise ValueError("username and password go together")
+        target = self.index or data_stream_name(self.data_stream_dataset, self.data_stream_namespace)
+        probe = target.replace("%Y", "2026").replace("%m", "01").replace("%d", "01")
+        if _INDEX_NAME_FORBIDDEN.search(probe) or probe.startswith(("-", "_", "+")):
+            raise ValueError(f"invalid index name {target!r} (lowercase, no spaces or \\/*?\"<>|,#:)")
+
+
+def data_stream_name(dataset: str, namespace: str) -> str:
+    """Elastic's data stream naming scheme: ``<type>-<dataset>-<namespace>`` with type ``logs``."""
+    return f"logs-{dataset}-{namespace}"
+
+
+def decode_cloud_id(cloud_id: str) -> str:
+    """The Elasticsearch base URL of an Elastic Cloud ID (see the module docstring for the format)."""
+    _label, _, encoded = cloud_id.rpartition(":")
+    try:
+        decoded = base64.b64decode(encoded + "=" * (-len(encoded) % 4), altchars=b"-_", validate=False)
+        text = decoded.decode("utf-8")
+    except (binascii.Error, UnicodeDecodeError):
+        raise ValueError("cloud_id: not a valid Elastic Cloud ID (base64 did not decode)") from None
+    parts = text.split("$")
+    if len(parts) < 2 or not parts[0] or not parts[1]:
+        raise ValueError("cloud_id: not a valid Elastic Cloud ID (expected host$es_uuid$kibana_uuid)")
+    host, es_uuid = parts[0], parts[1]
+    port = "443"
+    if ":" in host:
+        host, _, port = host.partition(":")
+    if ":" in es_uuid:  # some IDs carry the port on the component instead
+        es_uuid, _, port = es_uuid.partition(":")
+    if not port.isdigit():
+        raise ValueError("cloud_id: not a valid Elastic Cloud ID (bad port)")
+    return f"https://{es_uuid}.{host}:{port}"
+
+
+def api_key_header(value: str) -> str:
+    """``ApiKey <encoded>``; 'id:api_key' is encoded here (the base64 alphabet has no ':')."""
+    value = value.strip()
+    if ":" in value:
+        value = base64.b64encode(value.encode()).decode()
+    return f"ApiKey {value}"
+
+
+class ElasticsearchOutput(Output):
+    type_name = "elasticsearch"
+    default_batch_max_bytes: ClassVar[int] = 5 * 1024 * 1024
+    config: ElasticsearchOutputConfig
+
+    def __init__(self, name: str, config: ElasticsearchOutputConfig):
+        super().__init__(name, config)
+        self.hosts = [h.rstrip("/") for h in config.hosts] or [decode_cloud_id(config.cloud_id)]
+        self._down_until = [0.0] * len(self.hosts)
+        self._rr = itertools.count()
+        self._lock = threading.Lock()
+        self._client: HttpClient | None = None
+        target = config.index or data_stream_name(config.data_stream_dataset,
+                                                  config.data_stream_namespace)
+        self._dated = "%" in target
+        self._prefix = self._action_prefix(target)
+        self.bootstrap_warnings: list[str] = []
+
+    # ---------------------------------------------------------------------------- encoding
+
+    def _action_prefix(self, index: str) -> bytes:
+        meta: dict[str, str] = {"_index": index}
+        if self.config.ingest_pipeline:
+            meta["pipeline"] = self.config.ingest_pipeline
+        raw = orjson.dumps({"create": meta})
+        return raw[:-2] + b',"_id":'  # '{"create":{..."_index":"x"' + ',"_id":' + id + '}}'
+
+    def encode(self, item: DeliveryItem) -> bytes:
+        """Two NDJSON lines: ``{"create":{"_index":..,"_id":<event_id>}}`` and the document."""
+        pipeline = getattr(self, "pipeline", None)
+        doc_bytes = pipeline.render(item.event, item.body) if pipeline is not None else item.body
+        if b'"@timestamp"' not in doc_bytes:
+            doc_bytes = self._with_timestamp(item, doc_bytes)
+        event_id = item.event_id.decode() if item.event_id else str(self._event(item).get("event_id", ""))
+        prefix = self._prefix
+        route = item.route
+        if route or self._dated:
+            prefix = self._action_prefix(self._route_index(item, route or {}))
+        return prefix + orjson.dumps(event_id) + b"}}\n" + doc_bytes + b"\n"
+
+    def _route_index(self, item: DeliveryItem, route: dict[str, str]) -> str:
+        if route.get("index"):
+            index = route["index"]
+        elif route.get("dataset") or route.get("namespace"):
+            index = data_stream_name(route.get("dataset") or self.config.data_stream_dataset,
+                                     route.get("namespace") or self.config.data_stream_namespace)
+        else:
+            index = self.config.index or data_stream_name(self.config.data_stream_dataset,
+                                                          self.config.data_stream_namespace)
+        if "%" in index:
+            ts = str(self._event(item).get("timestamp", "")) or time.strftime("%Y-%m-%dT",
+                                                                                time.gmtime())
+            index = index.replace("%Y", ts[0:4]).replace("%m", ts[5:7]).replace("%d", ts[8:10])
+        return index
+
+    @staticmethod
+    def _event(item: DeliveryItem) -> dict[str, Any]:
+        if item.event:
+            return item.event
+        try:
+            ev = orjson.loads(item.body)
+        except orjson.JSONDecodeError:
+            return {}
+        return ev if isinstance(ev, dict) else {}
+
+    def _with_timestamp(self, item: DeliveryItem, doc_bytes: bytes) -> bytes:
+        """Data streams refuse documents without ``@timestamp``; the canonical event has
+        ``timestamp``, so copy it (the ECS transform already sets ``@timestamp``)."""
+        ts = self._event(item).get("timestamp")
+        if not ts or not doc_bytes.startswith(b"{"):
+            return doc_bytes
+        sep = b"" if doc_bytes[1:].lstrip().startswith(b"}") else b","
+        return b'{"@timestamp":' + orjson.dumps(ts) + sep + doc_bytes[1:]
+
+    # ---------------------------------------------------------------------------- transport
+
+    def open(self) -> None:
+        pool = max(2, int(getattr(self.config, "concurrency", 4) or 4) + 1)
+        self._client = HttpClient(self.config, pool_size=pool,
+                                  on_response=getattr(self, "on_response", None))
+        if self.config.bootstrap:
+            self.bootstrap_warnings = self._bootstrap()
+
+    def close(self) -> None:
+        if self._client is not None:
+            self._client.close()
+            self._client = None
+
+    def _auth_header(self) -> dict[str, str]:
+        c = self.config
+        if c.api_key is not None:
+            return {"Authorization": api_key_header(c.api_key.reveal())}
+        if c.password is not None:
+            raw = f"{c.username}:{c.password.reveal()}".encode()
+            return {"Authorization": "Basic " + base64.b64encode(raw).decode()}
+        if c.bearer_token is not None:
+            return {"Authorization": "Bearer " + c.bearer_token.reveal()}
+        return {}
+
+    def secrets(self) -> list[str]:
+        """Every form a credential of this output can take on the wire, for redaction."""
+        out = list(self._client.secrets()) if self._client is not None else []
+        for s in (self.config.api_key, self.config.password, self.config.bearer_token):
+            if s is not None:
+                out.append(s.reveal())
+        out.extend(v.split(" ", 1)[1] for v in self._auth_header().values())
+        return [s for s in out if s]
+
+    def _order(self) -> list[int]:
+        """Host indexes to try: round robin from the next one, nodes marked down last."""
+        n = len(self.hosts)
+        with self._lock:
+            start = next(self._rr) % n
+        order = [(start + k) % n for k in range(n)]
+        now = time.monotonic()
+        return [i for i in order if self._down_until[i] <= now] + \
+               [i for i in order if self._down_until[i] > now]
+
+    def _request(self, method: str, path: str, body: bytes | None = None,
+                 headers: dict[str, str] | None = None, *, compress: bool | None = None,
+                 fail_over: bool = True) -> HttpResponse:
+        """One request to the first node that answers; ``TransportError`` if none does. A failed
+        node is marked down; re-sending to the next node is safe because every write is a
+        ``create`` with a fixed ``_id``."""
+        if self._client is None:
+            self.open()
+        assert self._client is not None
+        send_headers = dict(self._auth_header())
+        if headers:
+            send_headers.update(headers)
+        order = self._order() if fail_over else self._order()[:1]
+        errors: list[str] = []
+        for i in order:
+            try:
+                resp = self._client.request(method, self.hosts[i] + path, body, send_headers,
+                                            compress=compress)
+            except TransportError as exc:
+                self._down_until[i] = time.monotonic() + float(self.config.host_down_for)
+                errors.append(f"node {i + 1}/{len(self.hosts)}: {exc}")
+                continue
+            self._down_until[i] = 0.0
+            return resp
+        raise TransportError("; ".join(errors))
+
+    # ---------------------------------------------------------------------------- delivery
+
+    def send(self, batch: list[DeliveryItem]) -> Outcome:
+        body = b"".join(item.data or self.encode(item) for item in batch)
+        try:
+            resp = self._request("POST", "/_bulk", body, {"Content-Type": NDJSON})
+        except TransportError as exc:
+            return Outcome.retry(f"bulk: {exc}")
+        if resp.status != 200:
+            return self._request_failure(resp)
+        head = resp.body[:80].replace(b" ", b"")
+        if b'"errors":false' in head:
+            return Outcome.delivered()  # fast path: nothing failed, no need to walk the items
+        try:
+            parsed = orjson.loads(resp.body)
+            items = parsed["items"]
+            errors = parsed["errors"]
+        except (orjson.JSONDecodeError, KeyError, TypeError):
+            return Outcome.retry("bulk: HTTP 200 without a bulk response body",
+                                 excerpt=excerpt(resp.body, self.secrets()))
+        if errors is False:
+            return Outcome.delivered()
+        if not isinstance(items, list) or len(items) != len(batch):
+            return Outcome.retry(f"bulk: {len(items) if isinstance(items, list) else 'no'} results "
+                                 f"for {len(batch)} actions", excerpt=excerpt(resp.body, self.secrets()))
+        return classify_items(batch, items, self.secrets())
+
+    def _request_failure(self, resp: HttpResponse) -> Outcome:
+        outcome = outcome_for_status(resp, "bulk", self.secrets())
+        err = _error_cause(resp.body)
+        if err:
+            outcome.reason += f" ({err})"
+        return outcome
+
+    def healthcheck(self) -> tuple[bool, str]:
+        """``GET /_cluster/health``: green and yellow are healthy (yellow = replicas unassigned, still
+        writable), red is not. Without the ``monitor`` privilege (403) health is unknown but the
+        node answers, so it does not fail the output."""
+        try:
+            resp = self._request("GET", "/_cluster/health", fail_over=False)
+        except TransportError as exc:
+            return False, f"cluster health: {exc}"
+        if resp.status == 403:
+            return True, "reachable; cluster health needs the monitor privilege (HTTP 403)"
+        if resp.status != 200:
+            return False, f"cluster health: HTTP {resp.status}"
+        try:
+            status = resp.json().get("status")
+        except (orjson.JSONDecodeError, AttributeError):
+            return False, "cluster health: unreadable answer"
+        return (status in ("green", "yellow")), f"cluster status {status}"
+
+    # ---------------------------------------------------------------------------- bootstrap
+
+    def _bootstrap(self) -> list[str]:
+        """PUT the ILM policy and the index template (and, for a rollover alias, its first index).
+        Each step is idempotent. Failures, 403 for missing ``manage_ilm`` /
+        ``manage_index_templates`` privileges included, only warn: delivery goes on."""
+        warnings: list[str] = []
+        steps: list[tuple[str, str, dict[str, Any]]] = []
+        if self.config.ilm_policy:
+            steps.append(("ILM policy", f"/_ilm/policy/{self.config.ilm_policy}",
+                          ilm_policy_body(self.config)))
+        steps.append(("index template", f"/_index_template/{self.config.template_name}",
+                      index_template_body(self.config)))
+        for what, path, body in steps:
+            w = self._put(what, path, body)
+            if w:
+                warnings.append(w)
+        if self.config.index and self.config.ilm_policy and "%" not in self.config.index:
+            w = self._bootstrap_write_alias()
+            if w:
+                warnings.append(w)
+        for w in warnings:
+            log.warning("output %s: bootstrap: %s; delivery continues", self.name, w)
+        return warnings
+
+    def _put(self, what: str, path: str, body: dict[str, Any]) -> str:
+        try:
+            resp = self._request("PUT", path, orjson.dumps(body), {"Content-Type": "application/json"})
+        except TransportError as exc:
+            return f"{what}: {exc}"
+        if resp.status == 200:
+            return ""
+        hint = " (missing privilege: manage_ilm / manage_index_templates)" if resp.status == 403 else ""
+        err = _error_cause(resp.body)
+        return f"{what}: HTTP {resp.status}{hint}" + (f" ({err})" if err else "")
+
+    def _bootstrap_write_alias(self) -> str:
+        alias = self.config.index
+        try:
+            resp = self._request("GET", f"/_alias/{alias}")
+            if resp.status == 200:
+                return ""
+            if resp.status != 404:
+                return f"write alias check: HTTP {resp.status}"
+        except TransportError as exc:
+            return f"write alias check: {exc}"
+        return self._put("first rollover index", f"/{alias}-000001",
+                         {"aliases": {alias: {"is_write_index": True}}})
+
+
+def classify_items(batch: list[DeliveryItem], items: list[Any], secrets: list[str]) -> Outcome:
+    """Turn the per-item results of an ``errors: true`` bulk response into one Outcome, counting
+    exactly: delivered (2xx, 409 on create), ``retry_items`` (429, 5xx, 403 cluster blocks) and
+    ``failed`` (400, 404, other 4xx) with Elasticsearch's reason."""
+    failed: list[DeliveryItem] = []
+    retry: list[DeliveryItem] = []
+    ok = dup = failure_store = 0
+    throttled = False
+    reasons: dict[str, int] = {}
+    samples: list[dict[str, Any]] = []
+    for item, result in zip(batch, items, strict=True):
+        op = next(iter(result.values())) if isinstance(result, dict) and result else {}
+        status = op.get("status", 0) if isinstance(op, dict) else 0
+        if 200 <= status < 300:
+            ok += 1
+            if op.get("failure_store") == "used":
+                failure_store += 1
+            continue
+        if status == 409:
+            dup += 1
+            continue
+        err = op.get("error") if isinstance(op.get("error"), dict) else {}
+        label = f"{status} {err.get('type', 'error')}"
+        if status == 429 or status >= 500 or status == 403 or status == 408:
+            retry.append(item)
+            throttled = throttled or status == 429
+        else:
+            failed.append(item)
+            if len(samples) < 3:
+                samples.append({"_id": op.get("_id"), "status": status, "type": err.get("type"),
+                                "reason": err.get("reason")})
+        reasons[label] = reasons.get(label, 0) + 1
+    if not failed and not retry:
+        return Outcome.delivered()
+    summary = ", ".join(f"{n} x {label}" for label, n in sorted(reasons.items()))
+    reason = (f"bulk: {ok} indexed, {dup} already indexed, {len(failed)} rejected, "
+              f"{len(retry)} to retry ({summary})")
+    if failure_store:
+        reason += f"; {failure_store} sent to the failure store"
+    if samples:
+        first = samples[0]
+        reason += f"; first rejection: {first['type']}: {first['reason']}"
+    ex = excerpt(orjson.dumps(samples), secrets) if samples else ""
+    return Outcome.partial(reason, failed=failed, retry_items=retry, throttled=throttled, excerpt=ex)
+
+
+def _error_cause(body: bytes) -> str:
+    """``type: reason`` of an Elasticsearch error body (``_types.ErrorResponseBase``), or ''."""
+    try:
+        err = orjson.loads(body).get("error")
+    except (orjson.JSONDecodeError, AttributeError):
+        return ""
+    if isinstance(err, dict):
+        return excerpt(f"{err.get('type', '')}: {err.get('reason', '')}".encode(), limit=200)
+    return excerpt(str(err).encode(), limit=200) if err else ""
+
+
+# ------------------------------------------------------------------------------ bootstrap bodies
+
+#: Fields the ECS transform emits (../shared/reference/schemas.md §2.4) with their ECS 9.4 types
+#: (ecs_flat.yml); a test checks each against ../shared/schemas/ecs/9.4.0.
+ECS_FIELDS: dict[str, str] = {
+    "@timestamp": "date", "ecs.version": "keyword", "message": "match_only_text", "tags": "keyword",
+    **{f"event.{k}": "keyword" for k in ("id", "kind", "category", "type", "outcome", "action",
+                                         "code", "reason", "dataset", "module", "provider")},
+    "event.severity": "long", "event.risk_score": "float", "event.created": "date",
+    **{f"rule.{k}": "keyword" for k in ("id", "name", "ruleset", "version", "category",
+                                        "description")},
+    "threat.framework": "keyword",
+    **{f"threat.{p}.{k}": "keyword" for p in ("tactic", "technique", "technique.subtechnique")
+       for k in ("id", "name")},
+    **{f"file.{k}": "keyword" for k in ("path", "name", "directory", "extension")},
+    "destination.domain": "keyword", "destination.address": "keyword", "destination.ip": "ip",
+    "destination.port": "long", "url.full": "wildcard", "url.domain": "keyword", "url.scheme": "keyword",
+    "url.path": "wildcard", "url.port": "long", "network.direction": "keyword",
+    "network.transport": "keyword", "network.protocol": "keyword", "http.request.method": "keyword",
+    "process.command_line": "wildcard", "process.args": "keyword", "process.executable": "keyword",
+    "process.name": "keyword", "process.working_directory": "keyword",
+    "host.name": "keyword", "host.hostname": "keyword", "host.id": "keyword", "host.os.type": "keyword",
+    "user.id": "keyword", "user.name": "keyword", "organization.id": "keyword",
+    **{f"observer.{k}": "keyword" for k in ("vendor", "product", "version", "type", "hostname")},
+    **{f"agent.{k}": "keyword" for k in ("type", "name", "id", "version")},
+    "gen_ai.agent.id": "keyword", "gen_ai.agent.name": "keyword", "gen_ai.tool.name": "keyword",
+    "gen_ai.tool.call.id": "keyword", "gen_ai.operation.name": "keyword", "service.name": "keyword",
+    "error.message": "match_only_text", "error.type": "keyword", "error.code": "keyword",
+    "labels": "object",
+    **{f"data_stream.{k}": "constant_keyword" for k in ("type", "dataset", "namespace")},
+}
+#: Our own namespace: free-form metadata is ``flattened`` so it cannot explode the field count.
+CLAWDSTRIKE_FIELDS: dict[str, str] = {
+    "clawdstrike.session.id": "keyword", "clawdstrike.guard": "keyword",
+    "clawdstrike.decision": "keyword", "clawdstrike.policy.hash": "keyword",
+    "clawdstrike.schema_version": "keyword", "clawdstrike.metadata": "flattened",
+}
+
+
+def _nested_properties(flat: dict[str, str]) -> dict[str, Any]:
+    root: dict[str, Any] = {}
+    for name, kind in sorted(flat.items()):
+        node = root
+        *parents, leaf = name.split(".")
+        for p in parents:
+            node = node.setdefault(p, {"properties": {}})["properties"]
+        node.setdefault(leaf, {}).update({"type": kind})
+    return root
+
+
+def index_template_body(config: ElasticsearchOutputConfig) -> dict[str, Any]:
+    """A composable index template (ES 7.8+): strings default to keyword like ECS's own template,
+    dates are not guessed, and the fields we emit get their ECS types."""
+    settings: dict[str, Any] = {"index.mapping.total_fields.limit": 2000}
+    if config.ilm_policy:
+        settings["index.lifecycle.name"] = config.ilm_policy
+    body: dict[str, Any] = {
+        "priority": TEMPLATE_PRIORITY,
+        "_meta": {"managed_by": "clawd-agent", "description": "Clawdstrike security events (ECS)"},
+        "template": {
+            "settings": settings,
+            "mappings": {
+                "date_detection": False,
+                "dynamic_templates": [{"strings_as_keyword": {
+                    "match_mapping_type": "string",
+                    "mapping": {"type": "keyword", "ignore_above": 1024}}}],
+                "properties": _nested_properties({**ECS_FIELDS, **CLAWDSTRIKE_FIELDS}),
+            },
+        },
+    }
+    if config.index:
+        base = config.index.split("%", 1)[0].rstrip("-_.") or config.index
+        body["index_patterns"] = [f"{base}*"]
+        if config.ilm_policy and "%" not in config.index:
+            settings["index.lifecycle.rollover_alias"] = config.index
+    else:
+        body["index_patterns"] = [f"logs-{config.data_stream_dataset}-*"]
+        body["data_stream"] = {}
+    return body
+
+
+def ilm_policy_body(config: ElasticsearchOutputConfig) -> dict[str, Any]:
+    """Hot phase rolling over at Elastic's defaults for logs (50 GB primary shard or 30 days);
+    a delete phase only when ``ilm_delete_after`` is set."""
+    phases: dict[str, Any] = {"hot": {"actions": {"rollover": {"max_primary_shard_size": "50gb",
+                                                               "max_age": "30d"}}}}
+    if config.ilm_delete_after is not None:
+        phases["delete"] = {"min_age": f"{int(config.ilm_delete_after)}s", "actions": {"delete": {}}}
+    return {"policy": {"_meta": {"managed_by": "clawd-agent"}, "phases": phases}}
