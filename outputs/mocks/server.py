@@ -171,6 +171,9 @@ class MockApp:
 
     #: Largest accepted body (on the wire and decoded); larger gets ``too_large``.
     max_body: int = 100 * 1024 * 1024
+    #: Largest decoded (gunzipped) body; None = ``max_body``. A guard against compression bombs for
+    #: vendors whose limit applies to the bytes on the wire.
+    max_decoded_body: int | None = None
 
     def __init__(self) -> None:
         self.faults = FaultSchedule()  # replaced by the server's schedule when served
@@ -183,6 +186,10 @@ class MockApp:
 
     def reset(self) -> None:
         """Forget stored data and counters (``POST /_mock/reset``)."""
+
+    def control(self, req: MockRequest) -> MockResponse | None:
+        """Vendor-specific control endpoints under ``/_mock/`` (e.g. HEC's lost acks); None = 404."""
+        return None
 
     def fault_response(self, fault: Fault) -> MockResponse:
         """The answer for a scheduled ``status`` fault; vendors override it to use their body."""
@@ -266,10 +273,11 @@ class _Handler(BaseHTTPRequestHandler):
         body, error = raw, ""
         encoding = headers.get("Content-Encoding", "").strip().lower()
         if encoding == "gzip" and raw:
+            limit = app.max_body if app.max_decoded_body is None else app.max_decoded_body
             try:
-                body = _gunzip(raw, app.max_body)
+                body = _gunzip(raw, limit)
             except _TooLarge:
-                self._respond(app.too_large(app.max_body + 1), count=True)
+                self._respond(app.too_large(limit + 1), count=True)
                 return
             except (zlib.error, EOFError, ValueError) as exc:
                 body, error = raw, f"invalid gzip body: {exc}"
@@ -299,8 +307,12 @@ class _Handler(BaseHTTPRequestHandler):
             if path == "/_mock/reset" and self.command == "POST":
                 mock.reset()
                 return MockResponse.json(200, {"reset": True})
+            resp = mock.app.control(MockRequest(self.command, path, {}, Headers(self.headers.items()),
+                                                raw, len(raw)))
         except (ValueError, TypeError) as exc:
             return MockResponse.json(400, {"error": str(exc)})
+        if resp is not None:
+            return resp
         return MockResponse.json(404, {"error": "unknown control endpoint"})
 
     def _respond(self, resp: MockResponse, *, count: bool) -> None:
