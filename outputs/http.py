@@ -12,15 +12,23 @@ reason. Redirects are not followed: a redirect to another host would carry the c
 Status classification follows RFC 9110 and the vendors' documented behaviour (Splunk HEC: 503 server
 busy and 500 internal errors are retryable; Elasticsearch: 429 es_rejected_execution_exception and
 5xx are retryable; both use 413 for an oversized body): 2xx delivered; 408, 429 and 5xx retryable;
-401/403 an authentication failure (retried after re-reading credentials, breaker opened); 413 split
-the batch; any other 4xx permanent.
+401/403 (and a proxy's 407) an authentication failure (retried after re-reading credentials, breaker
+opened); 413 split the batch; any other 4xx (and an unfollowed 3xx) permanent. docs/outputs/http.md
+has the table with its citations.
 """
 
 from __future__ import annotations
 
+import datetime
 import email.utils
+import http.client
+import logging
+import os
 import re
+import ssl
 import time
+import urllib.parse
+import warnings
 import zlib
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
@@ -29,6 +37,8 @@ from typing import Any, Literal
 import orjson
 import requests
 import requests.adapters
+import urllib3.exceptions
+from requests.structures import CaseInsensitiveDict
 
 from agent import __version__
 from agent.config_loader import doc, secret_field
@@ -37,6 +47,15 @@ from outputs.base import Outcome, OutputConfig
 
 USER_AGENT = f"clawd-agent/{__version__}"
 EXCERPT_LIMIT = 300
+#: Largest response body read; a bigger one is abandoned as a transport error (a misbehaving or
+#: hostile endpoint must not exhaust memory; Elasticsearch bulk answers are a few MB at most).
+MAX_RESPONSE_BYTES = 64 * 1024 * 1024
+_READ_CHUNK = 64 * 1024
+
+# urllib3 logs the request line (URL path and query) at DEBUG and host names in its warnings; a
+# webhook URL is a secret, so its records stay off unless someone sets its level on purpose.
+if logging.getLogger("urllib3").level == logging.NOTSET:
+    logging.getLogger("urllib3").setLevel(logging.ERROR)
 
 StatusClass = Literal["ok", "retry", "throttled", "auth", "split", "permanent"]
 
@@ -91,7 +110,7 @@ def status_class(status: int) -> StatusClass:
         return "ok"
     if status == 429:
         return "throttled"
-    if status in (401, 403):
+    if status in (401, 403, 407):
         return "auth"
     if status == 413:
         return "split"
@@ -106,46 +125,81 @@ def parse_retry_after(value: str | None, now: float | None = None) -> float | No
     if not value:
         return None
     value = value.strip()
-    if value.isdigit():
+    if value.isascii() and value.isdigit():  # delta-seconds = 1*DIGIT (no sign, no fraction)
         return float(value)
     try:
         when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, IndexError, OverflowError):
         return None
     if when is None:
         return None
+    if when.tzinfo is None:  # asctime and "-0000" dates: an HTTP-date is always UTC (RFC 9110 §5.6.7)
+        when = when.replace(tzinfo=datetime.UTC)
     return max(0.0, when.timestamp() - (time.time() if now is None else now))
 
 
-_CREDENTIAL_PATTERNS = re.compile(
-    r"(?i)(authorization|api[-_]?key|token|password|secret|splunk|bearer|basic)(\"?\s*[:=]\s*\"?|\s+)"
-    r"[^\s\",}]+")
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]+")
+_KEYS = (r"proxy-authorization|authorization|x-api-key|api[-_]?key|access[-_]?key|access[-_]?token|"
+         r"refresh[-_]?token|id[-_]?token|token|password|passwd|pwd|client[-_]?secret|secret|"
+         r"private[-_]?key|credentials?|signature|sig")
+_SCHEMES = r"splunk|bearer|basic|apikey|api-key|token|digest|negotiate"
+_BARE_SCHEMES = r"splunk|bearer|basic|apikey|api-key|digest|negotiate"  # not "token": "Token disabled"
+# key = value / key: value / "key":"value" (the value may start with an auth scheme word).
+_ASSIGNMENT = re.compile(
+    rf"(?i)(?<![a-z0-9])({_KEYS})(\"?'?\s*[:=]\s*)(\"|')?((?:(?:{_SCHEMES})\s+)?)"
+    r"(?(3)[^\"']*|[^\s\"',;&}\]]+)")
+# An auth scheme followed by what looks like a credential (token68 of 8+ characters), anywhere.
+_SCHEME_VALUE = re.compile(rf"(?i)(?<![a-z0-9])({_BARE_SCHEMES})(\s+)[A-Za-z0-9._~+/=-]{{8,}}")
+# C0/C1 controls, line/paragraph separators and bidi overrides: a log line must stay one honest line.
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]+")
 
 
 def excerpt(body: bytes, secrets: Iterable[str] = (), limit: int = EXCERPT_LIMIT) -> str:
     """A short, single-line, redacted piece of a response body for DLQ entries and status.
 
     Known secret values are masked, and so is anything shaped like a credential assignment, because
-    some services echo the request (or its headers) back in their error messages."""
-    text = body[: limit * 4].decode("utf-8", "replace")
-    for s in secrets:
-        if s and len(s) >= 4:
-            text = text.replace(s, "***")
-    text = _CREDENTIAL_PATTERNS.sub(lambda m: m.group(1) + m.group(2) + "***", text)
+    some services echo the request (or its headers) back in their error messages. Only the first
+    ``limit * 4`` bytes are read; a secret cut by that boundary is masked as well."""
+    known = [s for s in secrets if s and len(s) >= 4]
+    window = limit * 4
+    text = body[:window].decode("utf-8", "replace")
+    for s in sorted(known, key=len, reverse=True):
+        text = text.replace(s, "***")
+    if len(body) > window:
+        text = _mask_cut_secret(text, known)
+    text = _ASSIGNMENT.sub(lambda m: m.group(1) + m.group(2) + (m.group(3) or "") + m.group(4) + "***",
+                           text)
+    text = _SCHEME_VALUE.sub(lambda m: m.group(1) + m.group(2) + "***", text)
     text = _CONTROL.sub(" ", text).strip()
     return text[:limit] + ("..." if len(text) > limit else "")
+
+
+def _mask_cut_secret(text: str, secrets: list[str]) -> str:
+    """Mask the start of a secret that the excerpt window cut off at its end."""
+    for s in secrets:
+        for k in range(min(len(s) - 1, len(text)), 0, -1):
+            if text.endswith(s[:k]):
+                return text[:-k] + "***"
+    return text
+
+
+def _header(headers: Mapping[str, str], name: str) -> str | None:
+    """Case-insensitive header lookup on any mapping (a plain dict in tests, requests' own in use)."""
+    value = headers.get(name)
+    if value is not None:
+        return value
+    lname = name.lower()
+    return next((v for k, v in headers.items() if k.lower() == lname), None)
 
 
 def outcome_for_status(resp: HttpResponse, what: str, secrets: Iterable[str] = ()) -> Outcome:
     """The generic Outcome of a non-2xx answer; outputs use it for everything they do not read
     more precisely (a vendor's per-item or per-code errors)."""
     cls = status_class(resp.status)
-    reason = f"{what}: HTTP {resp.status}"
-    ex = excerpt(resp.body, secrets)
     if cls == "ok":
         return Outcome.delivered()
-    retry_after = parse_retry_after(resp.headers.get("Retry-After"))
+    reason = f"{what}: HTTP {resp.status}"
+    ex = excerpt(resp.body, secrets)
+    retry_after = parse_retry_after(_header(resp.headers, "Retry-After"))
     if cls == "throttled":
         return Outcome.retry(reason, retry_after, throttled=True, excerpt=ex)
     if cls == "auth":
@@ -158,6 +212,17 @@ def outcome_for_status(resp: HttpResponse, what: str, secrets: Iterable[str] = (
     return Outcome.permanent(reason, excerpt=ex)
 
 
+class _BadBody(Exception):
+    """The answer's body could not be read within the limits (size or total time)."""
+
+
+# Everything a send can raise for a reason outside this process: requests wraps most of it, but a
+# missing CA file (OSError), an unencodable header (UnicodeEncodeError) or an unknown proxy scheme
+# (a ValueError from urllib3) come through bare, and their messages may carry a path or a value.
+_SEND_ERRORS = (requests.RequestException, urllib3.exceptions.HTTPError, http.client.HTTPException,
+                OSError, ValueError, _BadBody)
+
+
 class HttpClient:
     """A pooled session bound to one output's TLS, proxy, timeout and header settings.
 
@@ -167,37 +232,75 @@ class HttpClient:
 
     def __init__(self, config: HttpOutputConfig, *, pool_size: int = 4,
                  on_response: Callable[[str, float], None] | None = None):
+        for key in ("ca_file", "client_cert", "client_key"):
+            path = getattr(config, key)
+            if path and not os.path.isfile(path):
+                raise ValueError(f"{key}: no such file {path}")
+        if config.proxy is not None:
+            _check_proxy(config.proxy.reveal())
         self.config = config
         self._on_response = on_response
         self._session = requests.Session()
         self._session.trust_env = False  # no surprise proxies or netrc credentials from the env
-        adapter = requests.adapters.HTTPAdapter(pool_connections=1, pool_maxsize=max(1, pool_size),
+        # pool_connections: host pools kept (an output may reach a second host, e.g. a proxy);
+        # pool_maxsize: connections kept per host = the output's in-flight requests.
+        adapter = requests.adapters.HTTPAdapter(pool_connections=4, pool_maxsize=max(1, pool_size),
                                                 max_retries=0)
         self._session.mount("https://", adapter)
         self._session.mount("http://", adapter)
-        if config.ca_file:
-            self._session.verify = config.ca_file
-        else:
-            self._session.verify = bool(config.tls_verify)
         if not config.tls_verify:
             self._session.verify = False
+            # An explicit choice (documented as lab-only); urllib3 would warn on every request,
+            # naming the host each time.
+            warnings.filterwarnings("ignore", category=urllib3.exceptions.InsecureRequestWarning)
+        elif config.ca_file:
+            self._session.verify = config.ca_file
+        else:
+            self._session.verify = True
         if config.client_cert:
             self._session.cert = ((config.client_cert, config.client_key) if config.client_key
                                   else config.client_cert)
         self._timeout = (float(config.connect_timeout), float(config.request_timeout))
 
     def secrets(self) -> list[str]:
-        """Current values of this client's secrets, for excerpt redaction."""
-        out = [v.reveal() for v in self.config.headers.values()]
+        """Current values of this client's secrets, for excerpt redaction: each header value and
+        its credential part (after an auth scheme word), the proxy URL and its user:password."""
+        out: list[str] = []
+        for v in self.config.headers.values():
+            value = v.reveal()
+            out.append(value)
+            _, _, cred = value.partition(" ")
+            if cred.strip():
+                out.append(cred.strip())
         if self.config.proxy is not None:
-            out.append(self.config.proxy.reveal())
-        return out
+            proxy = self.config.proxy.reveal()
+            out.append(proxy)
+            parts = urllib.parse.urlsplit(proxy if "://" in proxy else f"http://{proxy}")
+            if parts.password:
+                out += [parts.password, urllib.parse.unquote(parts.password)]
+            if parts.username and parts.password:
+                userinfo = proxy.split("://", 1)[-1].split("@", 1)[0]
+                out += [userinfo, urllib.parse.unquote(userinfo)]
+        return [s for s in dict.fromkeys(out) if s]
+
+    def refresh_credentials(self) -> None:
+        """Re-read ``file:`` secrets of the headers and the proxy (after a 401/403 or 407)."""
+        for v in self.config.headers.values():
+            v.refresh()
+        if self.config.proxy is not None:
+            self.config.proxy.refresh()
 
     def request(self, method: str, url: str, body: bytes | None = None,
                 headers: Mapping[str, str] | None = None, *, compress: bool | None = None,
                 timeout: float | None = None) -> HttpResponse:
-        """Send one request; raise ``TransportError`` when no HTTP answer came back."""
-        send_headers = {"User-Agent": USER_AGENT}
+        """Send one request; raise ``TransportError`` when no HTTP answer came back.
+
+        The caller's ``headers`` win over the configured ones. ``timeout`` replaces both the
+        connect and the read timeout. The body of the answer must arrive within the read timeout
+        of its headers (total, not per read: a trickling endpoint cannot hold a request forever)
+        and be at most ``MAX_RESPONSE_BYTES``.
+        """
+        send_headers: CaseInsensitiveDict[str] = CaseInsensitiveDict({"User-Agent": USER_AGENT})
         for k, v in self.config.headers.items():
             send_headers[k] = v.reveal()
         if headers:
@@ -209,24 +312,52 @@ class HttpClient:
         if self.config.proxy is not None and self.config.proxy.reveal():
             p = self.config.proxy.reveal()
             proxies = {"http": p, "https": p}
+        timeouts = (timeout, timeout) if timeout is not None else self._timeout
         started = time.monotonic()
+        error = ""
         try:
             r = self._session.request(method, url, data=body, headers=send_headers,
-                                      timeout=timeout if timeout is not None else self._timeout,
-                                      proxies=proxies, allow_redirects=False)
-            content = r.content
-        except requests.RequestException as exc:
-            elapsed = time.monotonic() - started
+                                      timeout=timeouts, proxies=proxies, allow_redirects=False,
+                                      stream=True)
+            try:
+                content = _read_body(r, time.monotonic() + timeouts[1])
+            finally:
+                r.close()  # back to the pool when fully read; the socket is dropped otherwise
+        except _SEND_ERRORS as exc:
+            error = describe_transport_error(exc)
+        # Raised outside the handler so the TransportError carries no __context__: requests'
+        # exceptions hold the URL, and a webhook URL is a secret.
+        elapsed = time.monotonic() - started
+        if error:
             if self._on_response is not None:
                 self._on_response("error", elapsed)
-            raise TransportError(describe_transport_error(exc)) from None
-        elapsed = time.monotonic() - started
+            raise TransportError(error)
         if self._on_response is not None:
             self._on_response(status_class(r.status_code), elapsed)
         return HttpResponse(r.status_code, r.headers, content, elapsed)
 
     def close(self) -> None:
         self._session.close()
+
+
+def _read_body(r: requests.Response, deadline: float) -> bytes:
+    buf = bytearray()
+    for chunk in r.iter_content(_READ_CHUNK):
+        buf += chunk
+        if len(buf) > MAX_RESPONSE_BYTES:
+            raise _BadBody("response body too large")
+        if time.monotonic() > deadline:
+            raise _BadBody("response body timed out")
+    return bytes(buf)
+
+
+def _check_proxy(url: str) -> None:
+    """Refuse a proxy URL requests cannot use, naming the problem but never the URL."""
+    if not url:
+        return
+    scheme = url.split("://", 1)[0].lower() if "://" in url else "http"
+    if scheme not in ("http", "https"):
+        raise ValueError("proxy: expected an http:// or https:// URL")
 
 
 def gzip_bytes(data: bytes, level: int = 1) -> bytes:
@@ -236,25 +367,64 @@ def gzip_bytes(data: bytes, level: int = 1) -> bytes:
     return c.compress(data) + c.flush()
 
 
+# Quoted parts of OS/OpenSSL reasons name hosts ("certificate is not valid for '10.0.0.5'"); the
+# "(_ssl.c:1006)" suffix is noise.
+_QUOTED = re.compile(r"'[^']*'|\"[^\"]*\"|\(_ssl\.c:\d+\)")
+
+
 def describe_transport_error(exc: BaseException) -> str:
-    """Error class plus the innermost OS reason; never the URL that requests puts in its message."""
-    kind = type(exc).__name__
-    inner: BaseException | None = exc
+    """Error class plus the innermost OS or TLS reason; never the URL, host, port, path or header
+    that requests and urllib3 put in their messages (only OS ``strerror`` texts and OpenSSL
+    verification reasons are used, with quoted parts removed)."""
+    kind = "ResponseError" if isinstance(exc, _BadBody) else type(exc).__name__
     reason = ""
-    seen = 0
-    while inner is not None and seen < 8:
-        seen += 1
-        if isinstance(inner, OSError) and inner.strerror:
-            reason = inner.strerror
-        if "CERTIFICATE_VERIFY_FAILED" in repr(type(inner)) or "SSLCertVerificationError" in type(
-                inner).__name__:
-            reason = "certificate verify failed"
+    for inner in _chain(exc):
+        if isinstance(inner, ssl.SSLCertVerificationError):
+            # "IP address mismatch, certificate is not valid for '10.0.0.5'.": keep the part before the comma
+            why = _clean_reason(str(getattr(inner, "verify_message", "") or "").split(",")[0])
+            reason = "certificate verify failed" + (f": {why}" if why else "")
+        elif type(inner).__name__ == "CertificateError":  # urllib3's own host name check
+            reason = "certificate verify failed: hostname mismatch"
+        elif isinstance(inner, _BadBody):
+            reason = str(inner)
+        elif (isinstance(inner, OSError) and not isinstance(inner, requests.RequestException)
+              and isinstance(inner.errno, int) and inner.strerror):
+            reason = _clean_reason(inner.strerror)
+    if isinstance(exc, requests.exceptions.ProxyError):
+        # http.client: "Tunnel connection failed: 407 Proxy Authentication Required" (CONNECT)
+        texts = " | ".join(str(a) for e in _chain(exc) for a in e.args if isinstance(a, str))
+        m = _TUNNEL_STATUS.search(texts)
+        if m:
+            reason = f"proxy refused the tunnel (HTTP {m.group(1)})"
+        elif not reason:
+            reason = "proxy refused or unreachable"
+    if not reason and isinstance(exc, requests.exceptions.SSLError):
+        reason = "TLS handshake failed"
+    if not reason and isinstance(exc, requests.exceptions.Timeout):
+        reason = "timed out"
+    return f"{kind}: {reason}" if reason else kind
+
+
+_TUNNEL_STATUS = re.compile(r"Tunnel connection failed: (\d{3})")
+
+
+def _chain(exc: BaseException, depth: int = 8) -> list[BaseException]:
+    """An exception and what it wraps: __cause__/__context__, requests' first argument, urllib3's
+    ``reason`` (MaxRetryError)."""
+    out: list[BaseException] = []
+    inner: BaseException | None = exc
+    while inner is not None and len(out) < depth and inner not in out:
+        out.append(inner)
         nxt = inner.__cause__ or inner.__context__
         if nxt is None and inner.args and isinstance(inner.args[0], BaseException):
             nxt = inner.args[0]
+        if nxt is None and isinstance(getattr(inner, "reason", None), BaseException):
+            nxt = inner.reason
         inner = nxt
-    if isinstance(exc, requests.exceptions.SSLError) and not reason:
-        reason = "TLS handshake failed"
-    if isinstance(exc, requests.exceptions.Timeout) and not reason:
-        reason = "timed out"
-    return f"{kind}: {reason}" if reason else kind
+    return out
+
+
+def _clean_reason(text: str) -> str:
+    text = _QUOTED.sub("", text)
+    text = re.sub(r"\s+", " ", text).strip(" .,:")
+    return text[:120]
