@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from outputs.base import Output, OutputConfig
+from outputs.elasticsearch import ElasticsearchOutput, ElasticsearchOutputConfig
 from outputs.file import FileOutput, FileOutputConfig
 from outputs.stdout import StdoutOutput, StdoutOutputConfig
 
 OUTPUT_TYPES: dict[str, tuple[type[OutputConfig], type[Output]]] = {
+    "elasticsearch": (ElasticsearchOutputConfig, ElasticsearchOutput),
     "file": (FileOutputConfig, FileOutput),
     "stdout": (StdoutOutputConfig, StdoutOutput),
 }

@@ -21,6 +21,7 @@ from typing import Any
 from outputs.mocks.server import MockApp, MockServer
 
 KINDS: dict[str, str] = {
+    "elasticsearch": "outputs.mocks.elasticsearch:build_app",
     "splunk_hec": "outputs.mocks.splunk_hec:build_app",
 }
 

@@ -1,0 +1,695 @@
+"""An Elasticsearch mock that behaves like the real ``_bulk`` API, and checks every exchange against
+Elasticsearch's own spec.
+
+What it reproduces (docs-bulk.html; ../shared/reference/delivery-peers.md §4.2; the ``_bulk``
+operation description in ../shared/vendor-specs/elasticsearch):
+
+- NDJSON bodies (gzip too), ``index``/``create``/``update``/``delete``, one result per action in order,
+  HTTP 200 with ``errors: true`` when items fail, the final newline required.
+- ``create`` of an existing ``_id``: per-item 409 ``version_conflict_engine_exception``.
+- Data streams: a ``create`` into a name matching ``logs-*-*`` (or a template with ``data_stream``)
+  auto-creates one with a ``.ds-`` backing index; any other op on a data stream is a per-item 400, and
+  so is a document without ``@timestamp``.
+- Mappings: a template's explicit field types and dynamically inferred ones are enforced, so a wrong
+  type (an IP field holding a host name, an object where a value was seen) is a per-item 400
+  ``document_parsing_exception`` as in Elasticsearch. Injectable per-item errors: ``ItemFault``.
+- ``http.max_content_length`` (100mb by default; applies to the decompressed body) -> 413 with an
+  empty body (elastic/elasticsearch#2902, #76705).
+- Auth: API key, basic, bearer; 401 with ``WWW-Authenticate``; an ``ingest_only`` principal may write
+  documents but gets 403 on template, ILM and index-creation PUTs (a typical ingest API key).
+- ``_cluster/health``, ``_index_template``, ``_ilm/policy``, ``_alias``, index creation,
+  ``<index>/_count``, ``<index>/_doc/<id>``; ``docs(index)`` and ``/_mock/docs`` let tests read what
+  was stored.
+
+Every request to ``_bulk`` and every response the app produces are checked with
+``outputs.mocks.es_spec``; a violation answers 400 (request) or 500 (response) with
+"mock spec violation" and is recorded in ``stats()["spec_violations"]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import binascii
+import fnmatch
+import ipaddress
+import itertools
+import json
+import logging
+import re
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+import orjson
+
+from outputs.mocks import es_spec
+from outputs.mocks.server import Fault, MockApp, MockRequest, MockResponse
+
+log = logging.getLogger("clawd_agent.mocks.elasticsearch")
+
+DEFAULT_MAX_CONTENT_LENGTH = 100 * 1024 * 1024
+_BULK = re.compile(r"^/(?:(?P<index>[^/_][^/]*)/)?_bulk$")
+_WWW_AUTHENTICATE = 'Basic realm="security", charset="UTF-8", Bearer realm="security", ApiKey'
+_NUMERIC = frozenset({"long", "integer", "short", "byte", "double", "float", "half_float",
+                      "scaled_float", "unsigned_long"})
+_MISSING = object()
+
+
+@dataclass
+class ItemFault:
+    """A per-item error the mock returns instead of indexing an action.
+
+    With ``field`` (dotted), it hits documents having that field (equal to ``value`` when given):
+    a mapping rejection that persists (``count`` -1). Without, it hits the next ``count`` actions
+    after skipping ``after`` (e.g. 429 ``es_rejected_execution_exception`` for a write queue that is
+    full). ``index`` limits it to targets starting with that prefix."""
+
+    status: int = 400
+    type: str = "document_parsing_exception"
+    reason: str = ""
+    field: str = ""
+    value: Any = _MISSING
+    count: int = -1
+    after: int = 0
+    index: str = ""
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> ItemFault:
+        known = {f.name for f in fields(cls)}
+        unknown = set(d) - known
+        if unknown:
+            raise ValueError(f"item fault: unknown keys {sorted(unknown)}")
+        kw = dict(d)
+        if "count" not in kw and not kw.get("field"):
+            kw["count"] = 1
+        return cls(**kw)
+
+    def matches(self, index: str, source: Any) -> bool:
+        if self.index and not index.startswith(self.index):
+            return False
+        if self.field:
+            got = _get_dotted(source, self.field)
+            return got is not _MISSING and (self.value is _MISSING or got == self.value)
+        return True
+
+
+@dataclass
+class _Index:
+    name: str  # the concrete index (a data stream's backing index)
+    data_stream: str = ""
+    docs: dict[str, Any] = field(default_factory=dict)
+    versions: dict[str, int] = field(default_factory=dict)
+    mapping: dict[str, str] = field(default_factory=dict)  # dotted field -> type
+    seq_no: int = 0
+    uuid: str = field(default_factory=lambda: uuid.uuid4().hex[:22])
+
+
+class ElasticsearchMock(MockApp):
+    """The ``_bulk`` mock. Credentials: ``api_keys`` ('id:key' or the encoded form), ``users``
+    ({name: password}), ``bearer_tokens``; none configured = security off. ``ingest_only`` lists
+    credentials (any form) that may not manage templates, ILM policies or indices."""
+
+    def __init__(self, *, api_keys: Iterable[str] = (), users: Mapping[str, str] | None = None,
+                 bearer_tokens: Iterable[str] = (), ingest_only: Iterable[str] = (),
+                 max_content_length: int = DEFAULT_MAX_CONTENT_LENGTH, check_spec: bool = True,
+                 spec_path: str | None = None, keep_sources: bool = True,
+                 auto_create_index: bool = True, health: str = "green"):
+        super().__init__()
+        self.max_body = max_content_length
+        self._api_keys = {_decode_api_key(k) for k in api_keys}
+        self._users = dict(users or {})
+        self._bearer = set(bearer_tokens)
+        #: principals: 'id:key' for API keys, the user name, or the bearer token
+        self._ingest_only = ({*ingest_only} | {_decode_api_key(k) for k in ingest_only}) - {""}
+        self.keep_sources = keep_sources
+        self.auto_create_index = auto_create_index
+        self.health = health
+        self.spec = es_spec.load_cached(spec_path) if check_spec else None
+        #: Test hook: rewrites a bulk response body before it is checked (to prove the check works).
+        self.response_filter: Callable[[dict[str, Any]], dict[str, Any]] | None = None
+        self._lock = threading.RLock()
+        self._ids = itertools.count(1)
+        self.reset()
+
+    # ------------------------------------------------------------------ state and stats
+
+    def reset(self) -> None:
+        with self._lock:
+            self.indices: dict[str, _Index] = {}
+            self.data_streams: dict[str, list[str]] = {}
+            self.aliases: dict[str, str] = {}
+            self.templates: dict[str, dict[str, Any]] = {}
+            self.ilm_policies: dict[str, dict[str, Any]] = {}
+            self.item_faults: list[ItemFault] = []
+            self.spec_violations: list[str] = []
+            self.counters: dict[str, int] = {"bulk_requests": 0, "actions": 0, "created": 0,
+                                             "updated": 0, "deleted": 0, "conflicts": 0,
+                                             "bytes_decoded": 0, "auth_failures": 0}
+            self.item_errors: dict[str, int] = {}
+            self.last_auth = ""
+
+    def stats(self) -> dict[str, Any]:
+        with self._lock:
+            return {**self.counters, "docs": sum(len(i.docs) for i in self.indices.values()),
+                    "indices": {n: len(i.docs) for n, i in self.indices.items()},
+                    "data_streams": {n: list(b) for n, b in self.data_streams.items()},
+                    "templates": sorted(self.templates), "ilm_policies": sorted(self.ilm_policies),
+                    "item_errors": dict(self.item_errors),
+                    "spec_checked": self.spec is not None,
+                    "spec_violations": list(self.spec_violations)}
+
+    def add_item_fault(self, fault: ItemFault | Mapping[str, Any]) -> None:
+        with self._lock:
+            self.item_faults.append(fault if isinstance(fault, ItemFault) else
+                                    ItemFault.from_dict(fault))
+
+    def docs(self, target: str) -> dict[str, Any]:
+        """Stored sources by ``_id`` of an index, alias or data stream (all backing indices)."""
+        with self._lock:
+            out: dict[str, Any] = {}
+            for idx in self._concrete(target):
+                out.update(idx.docs)
+            return out
+
+    def count(self, target: str) -> int:
+        return len(self.docs(target))
+
+    def _concrete(self, target: str) -> list[_Index]:
+        names = self.data_streams.get(target) or (
+            [self.aliases[target]] if target in self.aliases else [target])
+        if "*" in target:
+            names = [n for n in self.indices if fnmatch.fnmatchcase(n, target)] + [
+                b for ds, bs in self.data_streams.items() if fnmatch.fnmatchcase(ds, target) for b in bs]
+        return [self.indices[n] for n in names if n in self.indices]
+
+    # ------------------------------------------------------------------ dispatch
+
+    def handle(self, req: MockRequest) -> MockResponse:
+        principal = self._authenticate(req)
+        if principal is None:
+            return self._error(401, "security_exception",
+                               f"missing authentication credentials for REST request [{req.path}]",
+                               headers={"WWW-Authenticate": _WWW_AUTHENTICATE})
+        if req.decode_error:
+            return self._error(400, "parse_exception", req.decode_error)
+        method, path = req.method, req.path
+        bulk = _BULK.match(path)
+        if bulk and method in ("POST", "PUT"):
+            return self._bulk(req, bulk.group("index"))
+        if path == "/" and method in ("GET", "HEAD"):
+            return MockResponse.json(200, {"name": "mock-node", "cluster_name": "mock",
+                                           "version": {"number": "9.4.0"},
+                                           "tagline": "You Know, for Search"})
+        if path == "/_cluster/health" and method == "GET":
+            return MockResponse.json(200, {"cluster_name": "mock", "status": self.health,
+                                           "number_of_nodes": 1, "active_shards_percent_as_number":
+                                           100.0 if self.health == "green" else 50.0})
+        parts = [p for p in path.split("/") if p]
+        if method == "PUT" and principal in self._ingest_only and (
+                parts[:1] in (["_index_template"], ["_ilm"]) or len(parts) == 1):
+            action = {"_index_template": "indices:admin/index_template/put",
+                      "_ilm": "cluster:admin/ilm/put"}.get(parts[0], "indices:admin/create")
+            return self._error(403, "security_exception",
+                               f"action [{action}] is unauthorized for the mock principal")
+        if len(parts) == 2 and parts[0] == "_index_template":
+            return self._store_named(self.templates, parts[1], req, "index_template")
+        if len(parts) == 3 and parts[:2] == ["_ilm", "policy"]:
+            return self._store_named(self.ilm_policies, parts[2], req, "policy")
+        if len(parts) == 2 and parts[0] == "_alias" and method in ("GET", "HEAD"):
+            return self._get_alias(parts[1])
+        if len(parts) == 1 and method == "PUT" and not parts[0].startswith("_"):
+            return self._create_index(parts[0], req)
+        if len(parts) == 2 and parts[1] == "_count" and method in ("GET", "POST"):
+            if not self._concrete(parts[0]) and parts[0] not in self.data_streams:
+                return self._index_not_found(parts[0])
+            return MockResponse.json(200, {"count": self.count(parts[0]), "_shards": {
+                "total": 1, "successful": 1, "skipped": 0, "failed": 0}})
+        if len(parts) == 3 and parts[1] == "_doc" and method == "GET":
+            docs = self.docs(parts[0])
+            if parts[2] in docs:
+                return MockResponse.json(200, {"_index": parts[0], "_id": parts[2], "found": True,
+                                               "_source": docs[parts[2]]})
+            return MockResponse.json(404, {"_index": parts[0], "_id": parts[2], "found": False})
+        return self._error(400 if method != "GET" else 404, "illegal_argument_exception",
+                           f"mock: no handler for [{method} {path}]")
+
+    def control(self, req: MockRequest) -> MockResponse | None:
+        if req.path == "/_mock/item_faults" and req.method == "POST":
+            data = json.loads(req.body or b"[]")
+            for d in data if isinstance(data, list) else [data]:
+                self.add_item_fault(d)
+            return MockResponse.json(200, {"item_faults": len(self.item_faults)})
+        if req.path == "/_mock/item_faults" and req.method == "DELETE":
+            with self._lock:
+                self.item_faults.clear()
+            return MockResponse.json(200, {"item_faults": 0})
+        if req.path == "/_mock/docs" and req.method == "POST":
+            target = json.loads(req.body or b"{}").get("index", "*")
+            return MockResponse.json(200, {"docs": self.docs(target)})
+        return None
+
+    def fault_response(self, fault: Fault) -> MockResponse:
+        kinds = {429: "es_rejected_execution_exception", 503: "unavailable_shards_exception",
+                 401: "security_exception", 403: "security_exception"}
+        return self._error(fault.status, kinds.get(fault.status, "exception"),
+                           f"injected fault {fault.status}")
+
+    def too_large(self, length: int) -> MockResponse:
+        with self._lock:
+            self.counters["too_large"] = self.counters.get("too_large", 0) + 1
+        return MockResponse(413, b"", {})  # as Elasticsearch: status only, empty body
+
+    # ------------------------------------------------------------------ auth
+
+    def _authenticate(self, req: MockRequest) -> str | None:
+        """The principal ('' when security is off), or None for 401."""
+        if not (self._api_keys or self._users or self._bearer):
+            return ""
+        scheme, _, value = (req.headers.get("Authorization") or "").partition(" ")
+        scheme, value = scheme.lower(), value.strip()
+        principal = None
+        if scheme == "apikey":
+            decoded = _decode_api_key(value)
+            principal = decoded if decoded in self._api_keys else None
+        elif scheme == "basic":
+            try:
+                user, _, pw = base64.b64decode(value, validate=True).decode().partition(":")
+            except (binascii.Error, UnicodeDecodeError):
+                user, pw = "", None
+            principal = user if user in self._users and self._users[user] == pw else None
+        elif scheme == "bearer":
+            principal = value if value in self._bearer else None
+        with self._lock:
+            self.last_auth = scheme
+            if principal is None:
+                self.counters["auth_failures"] += 1
+        return principal
+
+    # ------------------------------------------------------------------ bulk
+
+    def _bulk(self, req: MockRequest, path_index: str | None) -> MockResponse:
+        started = time.monotonic()
+        with self._lock:
+            self.counters["bulk_requests"] += 1
+            self.counters["bytes_decoded"] += len(req.body)
+        if self.spec is not None:
+            problems = self.spec.check_request(req.method, req.path, req.query, req.headers, req.body)
+            if problems:
+                return self._violation(400, "request", problems)
+        if not req.body.endswith(b"\n"):
+            return self._error(400, "illegal_argument_exception",
+                               "The bulk request must be terminated by a newline [\\n]")
+        try:
+            actions = _parse_actions(req.body)
+        except ValueError as exc:
+            return self._error(400, "x_content_parse_exception", str(exc))
+        items = []
+        with self._lock:
+            for kind, meta, source in actions:
+                items.append({kind: self._apply(kind, meta, source, path_index)})
+            self.counters["actions"] += len(actions)
+        body = {"errors": any("error" in next(iter(i.values())) for i in items),
+                "took": int((time.monotonic() - started) * 1000), "items": items}
+        if self.response_filter is not None:
+            body = self.response_filter(body)
+        if self.spec is not None:
+            problems = self.spec.check_response(200, body, len(actions))
+            if problems:
+                return self._violation(500, "response", problems)
+        return MockResponse(200, orjson.dumps(body), {"Content-Type": "application/json"})
+
+    def _apply(self, kind: str, meta: dict[str, Any], source: Any, path_index: str | None
+               ) -> dict[str, Any]:
+        target = meta.get("_index") or path_index
+        doc_id = meta.get("_id")
+        if not target:
+            return self._item_error(None, doc_id, 400, "action_request_validation_exception",
+                                    "Validation Failed: 1: index is missing;")
+        for fault in self.item_faults:
+            if fault.count != 0 and fault.matches(target, source):
+                if fault.after > 0:
+                    fault.after -= 1
+                    continue
+                if fault.count > 0:
+                    fault.count -= 1
+                return self._item_error(target, doc_id, fault.status, fault.type,
+                                        fault.reason or f"injected {fault.type}"
+                                        + (f" for field [{fault.field}]" if fault.field else ""))
+        is_stream = target in self.data_streams or (target not in self.indices and
+                                                    target not in self.aliases and
+                                                    self._stream_template(target))
+        if is_stream:
+            if kind != "create":
+                return self._item_error(target, doc_id, 400, "illegal_argument_exception",
+                                        "only write ops with an op_type of create are allowed in "
+                                        "data streams")
+            if not isinstance(source, dict) or "@timestamp" not in source:
+                return self._item_error(target, doc_id, 400, "document_parsing_exception",
+                                        "[1:1] failed to parse: data stream timestamp field "
+                                        "[@timestamp] is missing")
+            idx = self._stream_write_index(target)
+        else:
+            name = self.aliases.get(target, target)
+            idx = self.indices.get(name)
+            if idx is None:
+                if kind in ("delete", "update") or not self.auto_create_index:
+                    return self._item_error(target, doc_id, 404, "index_not_found_exception",
+                                            f"no such index [{target}]")
+                idx = self._new_index(name)
+        if doc_id is None and kind in ("index", "create"):
+            doc_id = base64.urlsafe_b64encode(uuid.uuid4().bytes[:15]).decode()
+        return self._write(idx, kind, str(doc_id), source)
+
+    def _write(self, idx: _Index, kind: str, doc_id: str, source: Any) -> dict[str, Any]:
+        exists = doc_id in idx.docs
+        if kind == "delete":
+            if not exists:
+                return self._ok(idx, doc_id, "not_found", 404)
+            del idx.docs[doc_id]
+            self.counters["deleted"] += 1
+            return self._ok(idx, doc_id, "deleted", 200)
+        if kind == "create" and exists:
+            self.counters["conflicts"] += 1
+            return self._item_error(idx.name, doc_id, 409, "version_conflict_engine_exception",
+                                    f"[{doc_id}]: version conflict, document already exists "
+                                    f"(current version [{idx.versions[doc_id]}])", idx)
+        if kind == "update":
+            if not isinstance(source, dict):
+                return self._item_error(idx.name, doc_id, 400, "x_content_parse_exception",
+                                        "[1:1] malformed update body", idx)
+            if not exists:
+                upsert = source.get("upsert") or (source.get("doc") if source.get("doc_as_upsert")
+                                                  else None)
+                if upsert is None:
+                    return self._item_error(idx.name, doc_id, 404, "document_missing_exception",
+                                            f"[{doc_id}]: document missing", idx)
+                source = upsert
+            else:
+                merged = dict(idx.docs[doc_id] or {})
+                merged.update(source.get("doc") or {})
+                source = merged
+        problem = self._map(idx, source)
+        if problem:
+            return self._item_error(idx.name, doc_id, 400, "document_parsing_exception", problem, idx)
+        idx.docs[doc_id] = source if self.keep_sources else None
+        idx.versions[doc_id] = idx.versions.get(doc_id, 0) + 1
+        if exists:
+            self.counters["updated"] += 1
+            return self._ok(idx, doc_id, "updated", 200)
+        self.counters["created"] += 1
+        return self._ok(idx, doc_id, "created", 201)
+
+    def _ok(self, idx: _Index, doc_id: str, result: str, status: int) -> dict[str, Any]:
+        idx.seq_no += 1
+        return {"_index": idx.name, "_id": doc_id, "_version": idx.versions.get(doc_id, 1),
+                "result": result, "_shards": {"total": 2, "successful": 1, "failed": 0},
+                "_seq_no": idx.seq_no - 1, "_primary_term": 1, "status": status}
+
+    def _item_error(self, index: str | None, doc_id: Any, status: int, etype: str, reason: str,
+                    idx: _Index | None = None) -> dict[str, Any]:
+        key = f"{status} {etype}"
+        self.item_errors[key] = self.item_errors.get(key, 0) + 1
+        error: dict[str, Any] = {"type": etype, "reason": reason}
+        if idx is not None:
+            error.update({"index_uuid": idx.uuid, "shard": "0", "index": idx.name})
+        return {"_index": index or "", "_id": doc_id, "status": status, "error": error}
+
+    # ------------------------------------------------------------------ indices, streams, mappings
+
+    def _stream_template(self, name: str) -> dict[str, Any] | None:
+        """The highest-priority template with ``data_stream`` matching ``name``; ``logs-*-*`` is
+        always one, as Elasticsearch's built-in logs template."""
+        best: tuple[int, dict[str, Any]] | None = None
+        for t in self.templates.values():
+            if any(fnmatch.fnmatchcase(name, p) for p in t.get("index_patterns", [])):
+                prio = int(t.get("priority", 0))
+                if best is None or prio > best[0]:
+                    best = (prio, t)
+        if best is not None:
+            return best[1] if "data_stream" in best[1] else None
+        if fnmatch.fnmatchcase(name, "logs-*-*"):
+            return {"index_patterns": ["logs-*-*"], "data_stream": {}, "priority": 100}
+        return None
+
+    def _stream_write_index(self, stream: str) -> _Index:
+        backing = self.data_streams.get(stream)
+        if not backing:
+            name = f".ds-{stream}-{time.strftime('%Y.%m.%d', time.gmtime())}-000001"
+            self.data_streams[stream] = [name]
+            self._new_index(name, stream)
+            return self.indices[name]
+        return self.indices[backing[-1]]
+
+    def _new_index(self, name: str, stream: str = "") -> _Index:
+        idx = _Index(name, stream)
+        template = None
+        best = -1
+        for t in self.templates.values():
+            patterns = t.get("index_patterns", [])
+            if any(fnmatch.fnmatchcase(stream or name, p) for p in patterns) and t.get(
+                    "priority", 0) > best:
+                template, best = t, t.get("priority", 0)
+        if template:
+            props = template.get("template", {}).get("mappings", {}).get("properties", {})
+            idx.mapping.update(_flatten_mapping(props))
+        self.indices[name] = idx
+        return idx
+
+    def _map(self, idx: _Index, source: Any) -> str:
+        """Apply the index mapping (explicit, else dynamic) to a document; the reason on conflict."""
+        if not isinstance(source, dict):
+            return "[1:1] failed to parse: the document must be an object"
+        new: dict[str, str] = {}
+        problem = _check_fields(source, "", idx.mapping, new)
+        if not problem:
+            idx.mapping.update(new)
+        return problem
+
+    def _create_index(self, name: str, req: MockRequest) -> MockResponse:
+        with self._lock:
+            if name in self.indices or name in self.aliases:
+                return self._error(400, "resource_already_exists_exception",
+                                   f"index [{name}] already exists")
+            body = orjson.loads(req.body) if req.body else {}
+            self._new_index(name)
+            for alias, opts in (body.get("aliases") or {}).items():
+                if (opts or {}).get("is_write_index", True):
+                    self.aliases[alias] = name
+        return MockResponse.json(200, {"acknowledged": True, "shards_acknowledged": True,
+                                       "index": name})
+
+    def _get_alias(self, alias: str) -> MockResponse:
+        with self._lock:
+            target = self.aliases.get(alias)
+        if target is None:
+            return MockResponse.json(404, {"error": f"alias [{alias}] missing", "status": 404})
+        return MockResponse.json(200, {target: {"aliases": {alias: {"is_write_index": True}}}})
+
+    def _store_named(self, store: dict[str, dict[str, Any]], name: str, req: MockRequest,
+                     key: str) -> MockResponse:
+        if req.method == "GET":
+            if name not in store:
+                return self._error(404, "resource_not_found_exception", f"{key} [{name}] missing")
+            return MockResponse.json(200, {name: store[name]})
+        if req.method == "DELETE":
+            store.pop(name, None)
+            return MockResponse.json(200, {"acknowledged": True})
+        try:
+            body = orjson.loads(req.body)
+        except orjson.JSONDecodeError:
+            return self._error(400, "parse_exception", "request body is required")
+        if key == "index_template" and not body.get("index_patterns"):
+            return self._error(400, "action_request_validation_exception",
+                               "Validation Failed: 1: index patterns are missing;")
+        if key == "policy" and not isinstance(body.get("policy"), dict):
+            return self._error(400, "x_content_parse_exception", "required [policy] missing")
+        with self._lock:
+            store[name] = body if key == "index_template" else body["policy"]
+        return MockResponse.json(200, {"acknowledged": True})
+
+    # ------------------------------------------------------------------ errors
+
+    def _error(self, status: int, etype: str, reason: str,
+               headers: dict[str, str] | None = None) -> MockResponse:
+        body = {"error": {"root_cause": [{"type": etype, "reason": reason}], "type": etype,
+                          "reason": reason}, "status": status}
+        if self.spec is not None:
+            problems = self.spec.check_response(status, body)
+            if problems:  # pragma: no cover - the mock's own bug
+                self._record_violation("response", problems)
+        return MockResponse.json(status, body, headers)
+
+    def _index_not_found(self, name: str) -> MockResponse:
+        return self._error(404, "index_not_found_exception", f"no such index [{name}]")
+
+    def _record_violation(self, what: str, problems: list[str]) -> None:
+        with self._lock:
+            for p in problems:
+                self.spec_violations.append(f"{what}: {p}")
+        log.error("elasticsearch mock: spec violation in %s: %s", what, "; ".join(problems[:5]))
+
+    def _violation(self, status: int, what: str, problems: list[str]) -> MockResponse:
+        self._record_violation(what, problems)
+        reason = f"mock spec violation ({what}): " + "; ".join(problems[:5])
+        body = {"error": {"type": "mock_spec_violation", "reason": reason}, "status": status}
+        return MockResponse.json(status, body)
+
+
+# ---------------------------------------------------------------------- helpers
+
+
+def _decode_api_key(value: str) -> str:
+    """'id:key' for an encoded API key or one already in that form ('' when undecodable)."""
+    if ":" in value:
+        return value
+    try:
+        return base64.b64decode(value, validate=True).decode()
+    except (binascii.Error, UnicodeDecodeError):
+        return ""
+
+
+def _parse_actions(body: bytes) -> list[tuple[str, dict[str, Any], Any]]:
+    lines = [ln.rstrip(b"\r") for ln in body.split(b"\n")]
+    if lines and lines[-1] == b"":
+        lines.pop()
+    out = []
+    i = 0
+    while i < len(lines):
+        if not lines[i].strip():
+            i += 1
+            continue
+        try:
+            action = orjson.loads(lines[i])
+        except orjson.JSONDecodeError:
+            raise ValueError(f"line [{i + 1}]: malformed action/metadata line") from None
+        if not isinstance(action, dict) or len(action) != 1:
+            raise ValueError(f"Malformed action/metadata line [{i + 1}], expected a single action")
+        kind, meta = next(iter(action.items()))
+        if kind not in ("index", "create", "update", "delete") or not isinstance(meta, dict):
+            raise ValueError(f"Action/metadata line [{i + 1}] contains an unknown parameter [{kind}]")
+        i += 1
+        source = None
+        if kind != "delete":
+            if i >= len(lines):
+                raise ValueError(f"line [{i}]: {kind} without a source line")
+            try:
+                source = orjson.loads(lines[i])
+            except orjson.JSONDecodeError:
+                source = _MISSING
+            i += 1
+        out.append((kind, meta, source))
+    return out
+
+
+def _get_dotted(source: Any, dotted: str) -> Any:
+    if isinstance(source, dict) and dotted in source:
+        return source[dotted]
+    node = source
+    for part in dotted.split("."):
+        if not isinstance(node, dict) or part not in node:
+            return _MISSING
+        node = node[part]
+    return node
+
+
+def _flatten_mapping(props: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
+    out: dict[str, str] = {}
+    for name, spec in props.items():
+        path = f"{prefix}{name}"
+        if isinstance(spec, dict) and "properties" in spec:
+            out[path] = "object"
+            out.update(_flatten_mapping(spec["properties"], path + "."))
+        elif isinstance(spec, dict):
+            out[path] = spec.get("type", "object")
+    return out
+
+
+def _check_fields(node: dict[str, Any], prefix: str, mapping: Mapping[str, str],
+                  new: dict[str, str]) -> str:
+    for key, value in node.items():
+        path = f"{prefix}{key}"
+        mapped = mapping.get(path) or new.get(path)
+        if mapped == "flattened":
+            continue
+        if isinstance(value, dict):
+            if mapped not in (None, "object", "nested"):
+                return (f"failed to parse field [{path}] of type [{mapped}]: tried to parse a "
+                        "value but found an object")
+            if mapped is None:
+                new[path] = "object"
+            problem = _check_fields(value, path + ".", mapping, new)
+            if problem:
+                return problem
+            continue
+        for v in value if isinstance(value, list) else [value]:
+            if isinstance(v, dict):
+                if mapped not in (None, "object", "nested"):
+                    return f"failed to parse field [{path}] of type [{mapped}]: found an object"
+                mapped = new[path] = mapped or "object"
+                problem = _check_fields(v, path + ".", mapping, new)
+                if problem:
+                    return problem
+                continue
+            if v is None:
+                continue
+            if mapped is None:
+                mapped = ("long" if isinstance(v, int) and not isinstance(v, bool) else
+                          "float" if isinstance(v, float) else
+                          "boolean" if isinstance(v, bool) else "keyword")
+                new[path] = mapped
+            elif mapped == "object":
+                return (f"failed to parse field [{path}]: tried to parse field [{key}] as object, "
+                        "but found a concrete value")
+            problem = _check_value(path, mapped, v)
+            if problem:
+                return problem
+    return ""
+
+
+def _check_value(path: str, mapped: str, v: Any) -> str:
+    bad = f"failed to parse field [{path}] of type [{mapped}] in document. Preview of field's value: '{v}'"
+    if mapped in _NUMERIC:
+        if isinstance(v, bool):
+            return bad
+        if isinstance(v, str):
+            try:
+                float(v)
+            except ValueError:
+                return bad
+    elif mapped == "ip":
+        try:
+            ipaddress.ip_address(str(v))
+        except ValueError:
+            return bad
+    elif mapped == "boolean":
+        if not (isinstance(v, bool) or v in ("true", "false", "")):
+            return bad
+    elif mapped == "date" and isinstance(v, str) and not re.match(r"^\d{4}-\d{2}-\d{2}", v) and \
+            not v.isdigit():
+        return bad
+    return ""
+
+
+def build_app(args: argparse.Namespace) -> ElasticsearchMock:
+    """``python -m outputs.mocks elasticsearch``: ``--token`` values are API keys (encoded or
+    'id:key'); ``--option`` keys: ``user=name:password``, ``bearer=token``, ``ingest_only=<key>``,
+    ``max_content_length=<bytes>``, ``check_spec=false``, ``keep_sources=false``,
+    ``auto_create_index=false``, ``health=green|yellow|red``."""
+    o = args.options
+    users = {}
+    if o.get("user"):
+        name, _, pw = o["user"].partition(":")
+        users[name] = pw
+    return ElasticsearchMock(
+        api_keys=args.tokens, users=users,
+        bearer_tokens=[o["bearer"]] if o.get("bearer") else [],
+        ingest_only=[o["ingest_only"]] if o.get("ingest_only") else [],
+        max_content_length=int(o.get("max_content_length", DEFAULT_MAX_CONTENT_LENGTH)),
+        check_spec=o.get("check_spec", "true").lower() != "false",
+        keep_sources=o.get("keep_sources", "true").lower() != "false",
+        auto_create_index=o.get("auto_create_index", "true").lower() != "false",
+        health=o.get("health", "green"))
