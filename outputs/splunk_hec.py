@@ -1,0 +1,552 @@
+"""Output ``splunk_hec``: Splunk HTTP Event Collector ``/services/collector/event``, with optional
+indexer acknowledgement.
+
+Contract (sources; docs/outputs/splunk_hec.md has the full table):
+
+- Envelope: ``time`` (epoch seconds, ms precision), ``host``, ``source``, ``sourcetype``, ``index``,
+  ``fields`` (indexed fields: a flat object of strings) and ``event``; a batch is the envelopes
+  concatenated, not a JSON array ("Format events for HTTP Event Collector", docs.splunk.com/
+  Documentation/Splunk/latest/Data/FormateventsforHTTPEventCollector; "Automate indexed field
+  extractions with HTTP Event Collector", .../Data/IFXandHEC). Auth: ``Authorization: Splunk <token>``.
+- Limits: Splunk Cloud accepts 1 MB per request by default (``max_content_length``; delivery-peers.md
+  §4.1 citing Tenzir and the Splunk Cloud service description); Splunk Enterprise's ceiling is ~800 MB.
+  ``default_batch_max_bytes`` stays under 1 MB measured before compression, so it holds either way.
+- Error codes (Splunk "Troubleshoot HTTP Event Collector", "Possible error codes"; the code -> HTTP
+  status table in gjanders/SplunkAdmins splunkadmins_hec_reply_code_lookup.csv): 8 internal error
+  (500) and 9 server busy (503) are retryable, as are 408, 429, other 5xx and transport errors; 1-4
+  (token disabled/required/invalid authorization/invalid token, 401/403) are authentication failures;
+  6, 7, 12, 13, 15 name one bad event (``invalid-event-number``, 0-based); 413 splits the batch.
+- A bad event stops HEC at that event: the ones before it are indexed, it and the ones after it are
+  not (moby/moby#35862; vectordotdev/vector#11434). So the outcome is PARTIAL, not SPLIT: the prefix
+  is accepted, the named event goes to the DLQ (for code 7 "Incorrect index", every event of the rest
+  bound for that same index goes too: HEC refuses the index per token, not per event), the rest is
+  re-sent. Bisecting would re-send the prefix and index it twice. Without a usable
+  ``invalid-event-number`` (a proxy's answer) the batch is bisected (SPLIT).
+- Indexer acknowledgement ("About HTTP Event Collector Indexer Acknowledgment", help.splunk.com;
+  protocol as observed in vectordotdev/vector rfcs/2021-10-29-9465): requests carry a channel GUID
+  in ``X-Splunk-Request-Channel``; each answer has an ``ackId`` allocated per channel; ``POST
+  /services/collector/ack {"acks":[...]}`` answers ``{"acks":{"N":true|false}}``; ``true`` is
+  reported once; ``false`` never distinguishes pending from lost, so only a timeout (Splunk's
+  guidance and Vector: about 5 minutes) declares loss. Caveats: HEC acks exist in Splunk Enterprise
+  only ("Splunk Cloud Platform supports the HTTP Event Collector Indexer Acknowledgment for AWS
+  Kinesis Firehose" only, same page); behind a load balancer the ack queries must reach the indexer
+  that took the request (sticky sessions; vectordotdev/vector#19417 shows false acks and duplicates
+  behind an ALB).
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import socket
+import urllib.parse
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, ClassVar, Literal
+
+import gevent
+import gevent.event
+import orjson
+
+from agent.config_loader import doc, secret_field
+from agent.config_types import Duration, Secret
+from agent.event import timestamp_to_ms
+from outputs.base import DeliveryItem, Outcome, Output
+from outputs.http import (
+    HttpClient,
+    HttpOutputConfig,
+    HttpResponse,
+    TransportError,
+    excerpt,
+    outcome_for_status,
+    parse_retry_after,
+)
+
+log = logging.getLogger("clawd_agent.outputs.splunk_hec")
+
+CHANNEL_HEADER = "X-Splunk-Request-Channel"
+COLLECTOR = "/services/collector"
+#: ackIds per ack query (NiFi's QuerySplunkIndexingStatus batches the same way, ``max-query-size``).
+MAX_ACKS_PER_QUERY = 1000
+
+#: HEC codes that name one bad event in the request (with ``invalid-event-number``).
+BAD_EVENT_CODES = frozenset({6, 7, 12, 13, 15})
+#: HEC codes that mean the token is refused: re-read ``file:`` credentials, open the breaker.
+AUTH_CODES = frozenset({1, 2, 3, 4})
+#: Configuration errors no re-send fixes until the config or the token changes: keep the data and
+#: pause the output (signalled as an auth failure, which opens the breaker) with a clear reason.
+CONFIG_CODES: dict[int, str] = {
+    10: "the token requires indexer acknowledgement: set ack = true",
+    16: "HEC refused query-string authorization",
+}
+HEC_TEXT: dict[int, str] = {
+    1: "Token disabled", 2: "Token is required", 3: "Invalid authorization", 4: "Invalid token",
+    5: "No data", 6: "Invalid data format", 7: "Incorrect index", 8: "Internal server error",
+    9: "Server is busy", 10: "Data channel is missing", 11: "Invalid data channel",
+    12: "Event field is required", 13: "Event field cannot be blank", 14: "ACK is disabled",
+    15: "Error in handling indexed fields", 16: "Query string authorization is not enabled",
+    18: "HEC is unhealthy, queues are full", 19: "HEC is unhealthy, ack service unavailable",
+    20: "HEC is unhealthy, queues are full, ack service unavailable", 21: "Invalid token",
+    22: "Token disabled",
+}
+
+
+def _decision(ev: dict[str, Any], key: str) -> Any:
+    d = ev.get("decision")
+    return d.get(key) if isinstance(d, dict) else None
+
+
+def _agent_id(ev: dict[str, Any]) -> Any:
+    a = ev.get("agent")
+    return a.get("id") if isinstance(a, dict) else None
+
+
+#: Indexed fields an event can contribute (config ``event_fields``). Kept to low-cardinality values:
+#: every indexed field costs index space on each event (the IFXandHEC page's caution).
+EVENT_FIELDS: dict[str, Callable[[dict[str, Any]], Any]] = {
+    "severity": lambda ev: _decision(ev, "severity"),
+    "guard": lambda ev: _decision(ev, "guard"),
+    "event_type": lambda ev: ev.get("event_type"),
+    "outcome": lambda ev: ev.get("outcome"),
+    "action": lambda ev: ev.get("action"),
+    "agent_id": _agent_id,
+}
+
+#: Default sourcetype per document format when the config leaves it empty.
+SOURCETYPES = {"canonical": "clawdstrike:security_event", "ecs": "clawdstrike:ecs",
+               "ocsf": "clawdstrike:ocsf", "cef": "cef"}
+
+
+@dataclass
+class SplunkHecOutputConfig(HttpOutputConfig):
+    type: str = doc("Output type.", default="splunk_hec")
+    endpoint: str = doc("HEC base URL: https://splunk.example.com:8088, or Splunk Cloud's "
+                        "https://http-inputs-<stack>.splunkcloud.com.", default="")
+    path: str = doc("Event endpoint path (a proxy may prefix it); the ack and health endpoints are "
+                    "its /services/collector siblings.", default="/services/collector/event")
+    token: Secret | None = secret_field("HEC token (sent as 'Authorization: Splunk <token>').")
+    format: Literal["canonical", "ecs", "ocsf", "cef"] = doc(
+        "Event format: JSON formats go as an object in `event`, cef as a string.", default="canonical")
+    index: str = doc("Index; empty uses the token's default index.", default="")
+    source: str = doc("Source field.", default="clawd-agent")
+    sourcetype: str = doc("Sourcetype; empty picks one per format (clawdstrike:security_event, "
+                          "clawdstrike:ecs, clawdstrike:ocsf, cef).", default="")
+    host: str = doc("Host field; empty uses this machine's host name.", default="")
+    fields: dict[str, str] = doc("Static indexed fields added to every event.", default_factory=dict)
+    event_fields: list[str] = doc(
+        "Indexed fields taken from each event (severity, guard, event_type, outcome, action, "
+        "agent_id); absent values are left out.",
+        default_factory=lambda: ["severity", "event_type", "outcome", "guard"])
+    ack: bool = doc("Indexer acknowledgement: a batch counts as delivered only once HEC confirms it "
+                    "was indexed (Splunk Enterprise only; see docs/outputs/splunk_hec.md).",
+                    default=False)
+    channels: int = doc("Ack channels (one GUID each) the requests are spread over.", default=4)
+    ack_poll_interval: Duration = doc("First wait between ack queries; doubled while no ack "
+                                      "arrives.", default=Duration(1))
+    ack_poll_max_interval: Duration = doc("Longest wait between ack queries (Splunk's guidance: "
+                                          "10 s).", default=Duration(10))
+    ack_timeout: Duration = doc("A batch not acknowledged within this is re-sent (at-least-once).",
+                                default=Duration(300))
+
+    def validate(self) -> None:
+        super().validate()
+        u = urllib.parse.urlsplit(self.endpoint)
+        if u.scheme not in ("http", "https") or not u.hostname:
+            raise ValueError("endpoint: expected an http(s)://host[:port] URL")
+        if u.username or u.password or u.query:
+            raise ValueError("endpoint: put the token in `token`, not in the URL")
+        if not self.path.startswith("/"):
+            raise ValueError("path: expected an absolute path like /services/collector/event")
+        if self.token is None:
+            raise ValueError("token: required")
+        unknown = [f for f in self.event_fields if f not in EVENT_FIELDS]
+        if unknown:
+            raise ValueError(f"event_fields: unknown {unknown[0]!r} (known: {', '.join(EVENT_FIELDS)})")
+        if self.channels < 1:
+            raise ValueError("channels: expected at least 1")
+        if self.ack_timeout <= 0 or self.ack_poll_interval <= 0:
+            raise ValueError("ack_timeout/ack_poll_interval: expected more than 0")
+        if self.ack_poll_max_interval < self.ack_poll_interval:
+            raise ValueError("ack_poll_max_interval: expected at least ack_poll_interval")
+
+
+def collector_paths(path: str) -> tuple[str, str]:
+    """The ack and health paths next to an event ``path`` (a proxy prefix is kept)."""
+    i = path.find(COLLECTOR)
+    base = path[: i + len(COLLECTOR)] if i >= 0 else COLLECTOR
+    return base + "/ack", base + "/health"
+
+
+def parse_hec_answer(body: bytes) -> dict[str, Any]:
+    """HEC's JSON answer, or {} when the body is not one (a proxy's HTML page)."""
+    try:
+        parsed = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return {}
+    return parsed if isinstance(parsed, dict) else {}
+
+
+class SplunkHecOutput(Output):
+    type_name = "splunk_hec"
+    #: Under Splunk Cloud's default 1 MB ``max_content_length``, measured before compression.
+    default_batch_max_bytes: ClassVar[int] = 900_000
+    default_concurrency: ClassVar[int] = 4
+    config: SplunkHecOutputConfig
+
+    def __init__(self, name: str, config: SplunkHecOutputConfig):
+        super().__init__(name, config)
+        base = config.endpoint.rstrip("/")
+        self.event_url = base + config.path
+        ack_path, health_path = collector_paths(config.path)
+        self.ack_url = base + ack_path
+        self.health_url = base + health_path
+        self._host = config.host or socket.gethostname()
+        self._sourcetype = config.sourcetype or SOURCETYPES[config.format]
+        self._static_fields = dict(config.fields)
+        self._getters = [(name, EVENT_FIELDS[name]) for name in config.event_fields]
+        self._meta_cache: dict[tuple[str, str, str, str], bytes] = {}
+        self._client: HttpClient | None = None
+        self.acks: AckTracker | None = None
+        self._rr = itertools.count()
+        self._warned_no_ack_id = False
+
+    # ---------------------------------------------------------------------------- encoding
+
+    def encode(self, item: DeliveryItem) -> bytes:
+        """One HEC envelope: ``{"time":..,"host":..,"source":..,"sourcetype":..,"index":..,
+        "event":<document>,"fields":{..}}``. The rendered document is spliced in as bytes when it
+        is a JSON object (no re-parse); anything else (CEF) becomes a JSON string."""
+        pipeline = getattr(self, "pipeline", None)
+        doc_bytes = (pipeline.render(item.event, item.body) if pipeline is not None
+                     else item.body).strip()
+        event_part = doc_bytes if doc_bytes[:1] == b"{" else orjson.dumps(
+            doc_bytes.decode("utf-8", "replace"))
+        ev = item.event or _decode(item.body)
+        t = _epoch(ev)
+        out = (b'{"time":' + t + b"," if t else b"{") + self._meta(item.route) + b',"event":' + \
+            event_part
+        fields = self._fields(ev)
+        if fields:
+            out += b',"fields":' + orjson.dumps(fields)
+        return out + b"}"
+
+    def _meta(self, route: dict[str, str] | None) -> bytes:
+        r = route or {}
+        key = (r.get("host") or self._host, r.get("source") or self.config.source,
+               r.get("sourcetype") or self._sourcetype, r.get("index") or self.config.index)
+        cached = self._meta_cache.get(key)
+        if cached is None:
+            meta = {"host": key[0], "source": key[1], "sourcetype": key[2]}
+            if key[3]:
+                meta["index"] = key[3]
+            cached = orjson.dumps(meta)[1:-1]
+            if len(self._meta_cache) < 1024:
+                self._meta_cache[key] = cached
+        return cached
+
+    def _fields(self, ev: dict[str, Any]) -> dict[str, str]:
+        fields = dict(self._static_fields)
+        for name, get in self._getters:
+            value = get(ev)
+            if value is not None and value != "":
+                fields[name] = str(value)
+        return fields
+
+    def index_of(self, item: DeliveryItem) -> str:
+        """The index this item's envelope names ('' = the token's default)."""
+        return (item.route or {}).get("index") or self.config.index
+
+    # ---------------------------------------------------------------------------- lifecycle
+
+    def open(self) -> None:
+        pool = max(2, int(getattr(self.config, "concurrency", 0) or self.default_concurrency) + 2)
+        self._client = HttpClient(self.config, pool_size=pool,
+                                  on_response=getattr(self, "on_response", None))
+        if self.config.ack and self.acks is None:
+            self.acks = AckTracker(self)
+
+    def close(self) -> None:
+        if self.acks is not None:
+            self.acks.close()
+            self.acks = None
+        if self._client is not None:
+            self._client.close()
+            self._client = None
+
+    def token(self) -> str:
+        assert self.config.token is not None
+        return self.config.token.reveal()
+
+    def secrets(self) -> list[str]:
+        out = [self.token()]
+        if self._client is not None:
+            out.extend(self._client.secrets())
+        return [s for s in out if s]
+
+    def request(self, method: str, url: str, body: bytes | None = None,
+                headers: dict[str, str] | None = None, *, compress: bool | None = None
+                ) -> HttpResponse:
+        if self._client is None:
+            self.open()
+        assert self._client is not None
+        h = {"Authorization": "Splunk " + self.token()}
+        if headers:
+            h.update(headers)
+        return self._client.request(method, url, body, h, compress=compress)
+
+    # ---------------------------------------------------------------------------- delivery
+
+    def send(self, batch: list[DeliveryItem]) -> Outcome:
+        if self._client is None:
+            self.open()
+        body = b"".join(item.data or self.encode(item) for item in batch)
+        headers = {"Content-Type": "application/json"}
+        channel = ""
+        if self.acks is not None:
+            if self.acks.disabled_reason:
+                return Outcome.permanent(self.acks.disabled_reason)
+            channel = self.acks.pick_channel()
+            headers[CHANNEL_HEADER] = channel
+        try:
+            resp = self.request("POST", self.event_url, body, headers)
+        except TransportError as exc:
+            return Outcome.retry(f"hec: {exc}")
+        answer = parse_hec_answer(resp.body)
+        if resp.status == 200:
+            return self._accepted(answer, channel)
+        return self._refused(resp, answer, batch, channel)
+
+    def _accepted(self, answer: dict[str, Any], channel: str) -> Outcome:
+        if self.acks is None:
+            return Outcome.delivered()
+        ack_id = answer.get("ackId")
+        if not isinstance(ack_id, int) or isinstance(ack_id, bool):
+            # The token does not use indexer acknowledgement: HEC accepted the data and will never
+            # confirm more (Vector does the same). Say so once; health reports it.
+            if not self._warned_no_ack_id:
+                self._warned_no_ack_id = True
+                log.warning("output %s: ack = true but HEC returned no ackId (indexer "
+                            "acknowledgement is off for this token); delivering without acks",
+                            self.name)
+            return Outcome.delivered()
+        return self.acks.wait(channel, ack_id)
+
+    def _refused(self, resp: HttpResponse, answer: dict[str, Any], batch: list[DeliveryItem],
+                 channel: str) -> Outcome:
+        code = answer.get("code")
+        if not isinstance(code, int) or isinstance(code, bool) or code not in HEC_TEXT:
+            return outcome_for_status(resp, "hec", self.secrets())
+        reason = f"hec: HTTP {resp.status} code {code} {HEC_TEXT[code]}"
+        ex = excerpt(resp.body, self.secrets())
+        if code in BAD_EVENT_CODES:
+            return self._bad_event(code, answer.get("invalid-event-number"), batch, reason, ex)
+        if code in AUTH_CODES:
+            return Outcome.retry(reason + " (credentials refused)", auth_failure=True, excerpt=ex)
+        if code in CONFIG_CODES:
+            return Outcome.retry(f"{reason}: {CONFIG_CODES[code]}", auth_failure=True, excerpt=ex)
+        if code == 11 and self.acks is not None:
+            self.acks.replace_channel(channel)
+            return Outcome.retry(reason + " (new channel)", excerpt=ex)
+        if code in (8, 9):
+            return Outcome.retry(reason, parse_retry_after(resp.headers.get("Retry-After")),
+                                 excerpt=ex)
+        outcome = outcome_for_status(resp, "hec", self.secrets())
+        outcome.reason = reason
+        return outcome
+
+    def _bad_event(self, code: int, number: Any, batch: list[DeliveryItem], reason: str,
+                   ex: str) -> Outcome:
+        """HEC indexed ``batch[:n]``, refused ``batch[n]`` and ignored the rest (module docstring)."""
+        if not isinstance(number, int) or isinstance(number, bool) or not 0 <= number < len(batch):
+            return Outcome.split(reason, excerpt=ex)
+        bad = batch[number]
+        rest = batch[number + 1:]
+        failed = [bad]
+        if code == 7:  # the token refuses that index: every event bound for it fails alike
+            index = self.index_of(bad)
+            failed += [it for it in rest if self.index_of(it) == index]
+            rest = [it for it in rest if self.index_of(it) != index]
+        # With acks on, the accepted prefix got no ackId: its indexing is unconfirmed, so it is
+        # re-sent too (at-least-once over a possible duplicate).
+        retry = (batch[:number] + rest) if self.acks is not None else rest
+        return Outcome.partial(reason + f" (event {number} of {len(batch)})", failed=failed,
+                               retry_items=retry, excerpt=ex)
+
+    # ---------------------------------------------------------------------------- health
+
+    def healthcheck(self) -> tuple[bool, str]:
+        """``GET /services/collector/health`` with the token: 200 code 17 healthy; 400 codes 21/22
+        a bad token; 503 codes 18-20 queues full / ack service unavailable."""
+        if self.acks is not None and self.acks.disabled_reason:
+            return False, self.acks.disabled_reason
+        try:
+            resp = self.request("GET", self.health_url, compress=False)
+        except TransportError as exc:
+            return False, f"hec health: {exc}"
+        code = parse_hec_answer(resp.body).get("code")
+        if resp.status == 200:
+            return True, "HEC is healthy"
+        text = HEC_TEXT.get(code, "") if isinstance(code, int) else ""
+        return False, f"hec health: HTTP {resp.status}" + (f" code {code} {text}" if text else "")
+
+
+class AckTracker:
+    """Indexer acknowledgement for one output: channels, pending ackIds, and ONE poller greenlet.
+
+    ``send`` registers its ackId and waits on a gevent ``AsyncResult`` for the Outcome; the poller
+    batches every pending id of a channel into one ``/ack`` query per round, so N in-flight requests
+    cost one query per channel per round, not N. The round's wait starts at ``ack_poll_interval``
+    and doubles (to ``ack_poll_max_interval``) while no ack arrives: slow indexers are polled less.
+    """
+
+    def __init__(self, output: SplunkHecOutput):
+        self.output = output
+        cfg = output.config
+        self.channels = [str(uuid.uuid4()) for _ in range(cfg.channels)]
+        self.pending: dict[str, dict[int, gevent.event.AsyncResult]] = {c: {} for c in self.channels}
+        self.interval = float(cfg.ack_poll_interval)
+        self.queries = 0
+        self.disabled_reason = ""
+        self._wake = gevent.event.Event()
+        self._poller: gevent.Greenlet | None = None
+        self._closed = False
+        self._rr = itertools.count()
+
+    def pick_channel(self) -> str:
+        """The channel with the fewest pending requests (round robin among equals)."""
+        start = next(self._rr) % len(self.channels)
+        order = self.channels[start:] + self.channels[:start]
+        return min(order, key=lambda c: len(self.pending.get(c, ())))
+
+    def replace_channel(self, channel: str) -> str:
+        """HEC refused ``channel``: use a new GUID in its place; its waiters re-send."""
+        if channel not in self.channels:
+            return channel
+        new = str(uuid.uuid4())
+        self.channels[self.channels.index(channel)] = new
+        waiters = self.pending.pop(channel, {})
+        self.pending[new] = {}
+        for result in waiters.values():
+            result.set(Outcome.retry("hec: ack channel refused by HEC; re-sending on a new channel"))
+        return new
+
+    def wait(self, channel: str, ack_id: int) -> Outcome:
+        result: gevent.event.AsyncResult = gevent.event.AsyncResult()
+        self.pending.setdefault(channel, {})[ack_id] = result
+        self._ensure_poller()
+        self._wake.set()
+        timeout = float(self.output.config.ack_timeout)
+        try:
+            return result.get(timeout=timeout)
+        except gevent.Timeout:
+            self.pending.get(channel, {}).pop(ack_id, None)
+            return Outcome.retry(f"hec: ack timeout: not acknowledged within {timeout:g}s; "
+                                 "re-sending (at-least-once)")
+
+    def _ensure_poller(self) -> None:
+        if self._poller is None or self._poller.dead:
+            self._poller = gevent.spawn(self._run)
+
+    def close(self) -> None:
+        self._closed = True
+        if self._poller is not None:
+            self._poller.kill(block=False)
+            self._poller = None
+        for waiters in self.pending.values():
+            for result in waiters.values():
+                result.set(Outcome.retry("hec: output closing before the ack arrived"))
+            waiters.clear()
+
+    def _run(self) -> None:
+        cfg = self.output.config
+        base, top = float(cfg.ack_poll_interval), float(cfg.ack_poll_max_interval)
+        self.interval = base
+        while not self._closed:
+            if not any(self.pending.values()):
+                self._wake.clear()
+                self._wake.wait()
+                self.interval = base
+                continue
+            gevent.sleep(self.interval)
+            progressed = self.poll_once()
+            self.interval = base if progressed else min(self.interval * 2, top)
+
+    def poll_once(self) -> bool:
+        """One round: query every channel's pending ids. True when any ack came back."""
+        progressed = False
+        for channel in list(self.channels):
+            ids = list(self.pending.get(channel, {}))
+            for i in range(0, len(ids), MAX_ACKS_PER_QUERY):
+                if channel not in self.channels:
+                    break  # replaced during this round
+                progressed |= self._query(channel, ids[i:i + MAX_ACKS_PER_QUERY])
+        return progressed
+
+    def _query(self, channel: str, ids: list[int]) -> bool:
+        out = self.output
+        self.queries += 1
+        try:
+            resp = out.request("POST", out.ack_url, orjson.dumps({"acks": ids}),
+                               {CHANNEL_HEADER: channel, "Content-Type": "application/json"},
+                               compress=False)
+        except TransportError as exc:
+            log.debug("output %s: ack query failed: %s", out.name, exc)
+            return False
+        answer = parse_hec_answer(resp.body)
+        waiters = self.pending.get(channel, {})
+        if resp.status == 200 and isinstance(answer.get("acks"), dict):
+            acked = [int(k) for k, v in answer["acks"].items() if v is True and k.isdigit()]
+            for ack_id in acked:
+                result = waiters.pop(ack_id, None)
+                if result is not None:
+                    result.set(Outcome.delivered())
+            return bool(acked)
+        code = answer.get("code")
+        if resp.status == 400 and code == 14:
+            self._ack_disabled()
+        elif resp.status == 400 and code in (10, 11):
+            self.replace_channel(channel)
+        elif resp.status in (401, 403):
+            for ack_id in ids:
+                result = waiters.pop(ack_id, None)
+                if result is not None:
+                    result.set(Outcome.retry(f"hec: ack query: HTTP {resp.status} (credentials "
+                                             "refused)", auth_failure=True))
+        else:  # busy, 5xx, a proxy: keep waiting; the ack timeout bounds it
+            log.debug("output %s: ack query: HTTP %s", out.name, resp.status)
+        return False
+
+    def _ack_disabled(self) -> None:
+        """HEC says the token has no indexer acknowledgement (code 14): a configuration error.
+        Requests waiting for an ack cannot be confirmed; they go to the DLQ with a clear reason
+        (they were accepted, so replaying them after fixing the config may duplicate)."""
+        self.disabled_reason = ("hec: ack query answered code 14 'ACK is disabled': indexer "
+                                "acknowledgement is off for this token; set ack = false (or enable "
+                                "it on the token)")
+        log.error("output %s: %s", self.output.name, self.disabled_reason)
+        for waiters in self.pending.values():
+            for result in waiters.values():
+                result.set(Outcome.permanent(self.disabled_reason))
+            waiters.clear()
+
+
+def _decode(body: bytes) -> dict[str, Any]:
+    try:
+        ev = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return {}
+    return ev if isinstance(ev, dict) else {}
+
+
+def _epoch(ev: dict[str, Any]) -> bytes:
+    """The event's time as HEC epoch seconds with millisecond precision; empty when the event has
+    no usable timestamp (the key is then left out and HEC uses the time it received the event)."""
+    ts = ev.get("timestamp")
+    if not isinstance(ts, str):
+        return b""
+    try:
+        ms = timestamp_to_ms(ts)
+    except ValueError:
+        return b""
+    return b"%d.%03d" % divmod(ms, 1000)
