@@ -1,0 +1,339 @@
+"""The Elasticsearch mock: _bulk semantics as documented (docs-bulk.html, delivery-peers.md §4.2), and
+its conformance checks against Elasticsearch's own _bulk spec catching a wrong client and a wrong
+mock response."""
+
+from __future__ import annotations
+
+import base64
+import gzip
+import json
+import subprocess
+import sys
+from collections.abc import Iterator
+
+import pytest
+import requests
+
+from outputs.mocks import es_spec
+from outputs.mocks.elasticsearch import ElasticsearchMock, ItemFault
+from outputs.mocks.server import Fault, MockServer
+from tests.shared_paths import VENDOR_SPECS
+
+ND = {"Content-Type": "application/x-ndjson"}
+DS = "logs-clawdstrike.security-default"
+
+
+@pytest.fixture
+def es() -> Iterator[tuple[ElasticsearchMock, MockServer]]:
+    app = ElasticsearchMock()
+    with MockServer(app) as server:
+        yield app, server
+
+
+def ndjson(*objs: object) -> bytes:
+    return b"".join(json.dumps(o).encode() + b"\n" for o in objs)
+
+
+def bulk(server: MockServer, body: bytes, headers: dict[str, str] | None = None,
+         path: str = "/_bulk", **kw: object) -> requests.Response:
+    return requests.post(server.url + path, data=body, headers={**ND, **(headers or {})}, **kw)
+
+
+def create(doc_id: str, index: str = DS) -> dict[str, object]:
+    return {"create": {"_index": index, "_id": doc_id}}
+
+
+def doc(**kw: object) -> dict[str, object]:
+    return {"@timestamp": "2026-11-26T08:00:00.123Z", "message": "m", **kw}
+
+
+def results(r: requests.Response) -> list[tuple[str, int, str | None]]:
+    out = []
+    for item in r.json()["items"]:
+        ((kind, res),) = item.items()
+        out.append((kind, res["status"], (res.get("error") or {}).get("type")))
+    return out
+
+
+def test_the_vendor_spec_is_present_and_checked(es: tuple[ElasticsearchMock, MockServer]) -> None:
+    app, _ = es
+    assert (VENDOR_SPECS / es_spec.SPEC_RELATIVE.relative_to("vendor-specs")).is_file()
+    assert es_spec.default_spec_path().resolve() == (
+        VENDOR_SPECS / "elasticsearch/derived/bulk.serverless-9.4.openapi3.json").resolve()
+    assert app.stats()["spec_checked"] is True
+
+
+def test_create_then_duplicate_create_is_409_and_stores_once(es: tuple[ElasticsearchMock, MockServer]
+                                                               ) -> None:
+    app, server = es
+    r = bulk(server, ndjson(create("a"), doc(n=1), create("b"), doc(n=2)))
+    assert r.status_code == 200 and r.json()["errors"] is False
+    assert results(r) == [("create", 201, None), ("create", 201, None)]
+    r = bulk(server, ndjson(create("a"), doc(n=9), create("c"), doc(n=3)))
+    assert r.json()["errors"] is True
+    assert results(r) == [("create", 409, "version_conflict_engine_exception"), ("create", 201, None)]
+    assert app.count(DS) == 3 and app.docs(DS)["a"]["n"] == 1
+    count = requests.get(f"{server.url}/{DS}/_count").json()["count"]
+    assert count == 3
+    assert app.stats()["spec_violations"] == []
+
+
+def test_data_stream_is_auto_created_and_accepts_only_create(es: tuple[ElasticsearchMock, MockServer]
+                                                              ) -> None:
+    app, server = es
+    r = bulk(server, ndjson(create("1"), doc(),
+                            {"index": {"_index": DS, "_id": "2"}}, doc(),
+                            create("3"), {"message": "no timestamp"}))
+    assert results(r) == [("create", 201, None), ("index", 400, "illegal_argument_exception"),
+                          ("create", 400, "document_parsing_exception")]
+    first = r.json()["items"][0]["create"]
+    assert first["_index"].startswith(f".ds-{DS}-")
+    assert app.stats()["data_streams"] == {DS: [first["_index"]]}
+    assert app.count(DS) == 1
+
+
+def test_index_update_delete_on_a_classic_index(es: tuple[ElasticsearchMock, MockServer]) -> None:
+    app, server = es
+    r = bulk(server, ndjson({"index": {"_index": "plain", "_id": "x"}}, {"a": 1},
+                            {"index": {"_index": "plain", "_id": "x"}}, {"a": 2},
+                            {"update": {"_index": "plain", "_id": "x"}}, {"doc": {"b": 3}},
+                            {"update": {"_index": "plain", "_id": "y"}}, {"doc": {"b": 3}},
+                            {"delete": {"_index": "plain", "_id": "x"}},
+                            {"delete": {"_index": "plain", "_id": "x"}}))
+    assert results(r) == [("index", 201, None), ("index", 200, None), ("update", 200, None),
+                          ("update", 404, "document_missing_exception"), ("delete", 200, None),
+                          ("delete", 404, None)]
+    assert app.count("plain") == 0
+    assert app.stats()["spec_violations"] == []
+
+
+def test_a_malformed_action_line_is_a_loud_spec_violation(es: tuple[ElasticsearchMock, MockServer]
+                                                           ) -> None:
+    app, server = es
+    r = bulk(server, b'{"create":{"_index":5,"_id":"a"}}\n{"x":1}\n')
+    assert r.status_code == 400
+    assert r.json()["error"]["type"] == "mock_spec_violation"
+    assert "mock spec violation" in r.json()["error"]["reason"]
+    assert any("_index" in v and "string" in v for v in app.stats()["spec_violations"])
+    assert app.count("*") == 0
+
+
+@pytest.mark.parametrize("body,needle", [
+    (b'{"create":{"_index":"a"},"index":{"_index":"a"}}\n{}\n', "too many properties"),
+    (b'{"upsert":{"_index":"a"}}\n{"x":1}\n', "unknown action"),
+    (b'{"create":{"_index":"a"}}\n{"x":1}', "newline"),
+    (b'{"create":{"_index":"a"}}\n[1,2]\n', "must be a JSON object"),
+])
+def test_other_framing_and_schema_errors_are_caught(es: tuple[ElasticsearchMock, MockServer],
+                                                    body: bytes, needle: str) -> None:
+    app, server = es
+    r = bulk(server, body)
+    assert r.status_code == 400 and "mock spec violation" in r.text
+    assert any(needle in v for v in app.stats()["spec_violations"]), app.stats()["spec_violations"]
+
+
+def test_wrong_content_type_and_unknown_query_parameter_are_violations(
+        es: tuple[ElasticsearchMock, MockServer]) -> None:
+    app, server = es
+    r = bulk(server, ndjson(create("a"), doc()), headers={"Content-Type": "text/plain"})
+    assert r.status_code == 400
+    r = bulk(server, ndjson(create("a"), doc()), params={"refresh": "sometimes"})
+    assert r.status_code == 400
+    r = bulk(server, ndjson(create("a"), doc()), params={"refresh": "wait_for",
+                                                         "require_data_stream": "true"})
+    assert r.status_code == 200
+    assert len(app.stats()["spec_violations"]) == 2
+
+
+def test_a_malformed_response_is_caught(es: tuple[ElasticsearchMock, MockServer]) -> None:
+    app, server = es
+
+    def corrupt(body: dict) -> dict:
+        body = dict(body)
+        body.pop("errors")
+        body["items"][0]["create"]["status"] = "201"
+        return body
+
+    app.response_filter = corrupt
+    r = bulk(server, ndjson(create("a"), doc()))
+    assert r.status_code == 500 and "mock spec violation (response)" in r.text
+    violations = app.stats()["spec_violations"]
+    assert any("errors" in v for v in violations)
+    assert any("status" in v and "number" in v for v in violations)
+
+
+def test_one_result_per_action_is_enforced_on_responses(es: tuple[ElasticsearchMock, MockServer]
+                                                        ) -> None:
+    app, server = es
+    app.response_filter = lambda body: {**body, "items": body["items"][:1]}
+    r = bulk(server, ndjson(create("a"), doc(), create("b"), doc()))
+    assert r.status_code == 500
+    assert any("1 items for 2 actions" in v for v in app.stats()["spec_violations"])
+
+
+def test_item_faults_field_rejection_and_counted_429(es: tuple[ElasticsearchMock, MockServer]) -> None:
+    app, server = es
+    app.add_item_fault(ItemFault(field="bad.field", status=400, type="mapper_parsing_exception"))
+    app.add_item_fault({"status": 429, "type": "es_rejected_execution_exception", "count": 2,
+                        "after": 1})
+    r = bulk(server, ndjson(create("1"), doc(), create("2"), doc(bad={"field": 1}),
+                            create("3"), doc(), create("4"), doc(), create("5"), doc()))
+    assert results(r) == [("create", 201, None), ("create", 400, "mapper_parsing_exception"),
+                          ("create", 429, "es_rejected_execution_exception"),
+                          ("create", 429, "es_rejected_execution_exception"), ("create", 201, None)]
+    assert app.stats()["item_errors"] == {"400 mapper_parsing_exception": 1,
+                                          "429 es_rejected_execution_exception": 2}
+    r = bulk(server, ndjson(create("3"), doc()))
+    assert results(r) == [("create", 201, None)]
+
+
+def test_item_faults_through_the_control_endpoint(es: tuple[ElasticsearchMock, MockServer]) -> None:
+    _app, server = es
+    requests.post(server.url + "/_mock/item_faults",
+                  json=[{"field": "event.code", "value": "boom", "status": 400}])
+    r = bulk(server, ndjson(create("1"), doc(event={"code": "boom"}), create("2"),
+                            doc(event={"code": "fine"})))
+    assert results(r) == [("create", 400, "document_parsing_exception"), ("create", 201, None)]
+    stored = requests.post(server.url + "/_mock/docs", json={"index": DS}).json()["docs"]
+    assert list(stored) == ["2"]
+
+
+def test_mapping_conflicts_are_rejected_like_elasticsearch(es: tuple[ElasticsearchMock, MockServer]
+                                                           ) -> None:
+    _app, server = es
+    requests.put(server.url + "/_index_template/t", json={
+        "index_patterns": ["logs-typed-*"], "data_stream": {}, "priority": 500,
+        "template": {"mappings": {"properties": {"destination": {"properties": {
+            "ip": {"type": "ip"}, "port": {"type": "long"}}}}}}})
+    r = bulk(server, ndjson(create("1", "logs-typed-x"), doc(destination={"ip": "10.0.0.1", "port": 443}),
+                            create("2", "logs-typed-x"), doc(destination={"ip": "example.com"}),
+                            create("3", "logs-typed-x"), doc(destination={"port": "https"}),
+                            create("4", "logs-typed-x"), doc(labels={"a": "x"}),
+                            create("5", "logs-typed-x"), doc(labels="flat")))
+    assert [s for _, s, _ in results(r)] == [201, 400, 400, 201, 400]
+    assert "[destination.ip] of type [ip]" in r.json()["items"][1]["create"]["error"]["reason"]
+
+
+def test_max_content_length_answers_413_with_an_empty_body() -> None:
+    app = ElasticsearchMock(max_content_length=2000)
+    with MockServer(app) as server:
+        small = ndjson(create("1"), doc())
+        assert bulk(server, small).status_code == 200
+        big = b"".join(ndjson(create(str(i)), doc(pad="x" * 100)) for i in range(20))
+        r = bulk(server, big)
+        assert r.status_code == 413 and r.content == b""
+        r = bulk(server, gzip.compress(big), headers={"Content-Encoding": "gzip"})
+        assert r.status_code == 413, "the limit applies to the decompressed body"
+        r = bulk(server, gzip.compress(small), headers={"Content-Encoding": "gzip"})
+        assert r.status_code == 200 and app.count(DS) == 1
+
+
+API_KEY_ID, API_KEY = "VuaCfGcBCdbkQm-e5aOx", "ui2lp2axTNmsyakw9tvNnw"
+
+
+@pytest.fixture
+def secured() -> Iterator[tuple[ElasticsearchMock, MockServer]]:
+    app = ElasticsearchMock(api_keys=[f"{API_KEY_ID}:{API_KEY}"], users={"elastic": "changeme"},
+                            bearer_tokens=["tok123"], ingest_only=["ingester"])
+    with MockServer(app) as server:
+        yield app, server
+
+
+def test_auth_modes(secured: tuple[ElasticsearchMock, MockServer]) -> None:
+    app, server = secured
+    body = ndjson(create("1"), doc())
+    r = bulk(server, body)
+    assert r.status_code == 401 and "ApiKey" in r.headers["WWW-Authenticate"]
+    assert r.json()["error"]["type"] == "security_exception"
+    encoded = base64.b64encode(f"{API_KEY_ID}:{API_KEY}".encode()).decode()
+    assert bulk(server, body, {"Authorization": f"ApiKey {encoded}"}).status_code == 200
+    assert bulk(server, body, {"Authorization": "ApiKey " + base64.b64encode(b"x:y").decode()
+                               }).status_code == 401
+    basic = base64.b64encode(b"elastic:changeme").decode()
+    assert bulk(server, body, {"Authorization": f"Basic {basic}"}).status_code == 200
+    assert bulk(server, body, {"Authorization": "Bearer tok123"}).status_code == 200
+    assert bulk(server, body, {"Authorization": "Bearer nope"}).status_code == 401
+    assert app.stats()["auth_failures"] == 3 and app.count(DS) == 1
+
+
+def test_ingest_only_principal_writes_but_cannot_manage() -> None:
+    app = ElasticsearchMock(users={"ingester": "pw", "admin": "pw2"}, ingest_only=["ingester"])
+    with MockServer(app) as server:
+        ing = {"Authorization": "Basic " + base64.b64encode(b"ingester:pw").decode()}
+        adm = {"Authorization": "Basic " + base64.b64encode(b"admin:pw2").decode()}
+        tpl = {"index_patterns": ["x-*"]}
+        r = requests.put(server.url + "/_index_template/t", json=tpl, headers=ing)
+        assert r.status_code == 403 and r.json()["error"]["type"] == "security_exception"
+        assert requests.put(server.url + "/_ilm/policy/p", json={"policy": {"phases": {}}},
+                            headers=ing).status_code == 403
+        assert bulk(server, ndjson(create("1"), doc()), ing).status_code == 200
+        assert requests.put(server.url + "/_index_template/t", json=tpl, headers=adm).status_code == 200
+        assert app.stats()["templates"] == ["t"]
+
+
+def test_health_templates_ilm_alias_and_index_creation(es: tuple[ElasticsearchMock, MockServer]) -> None:
+    app, server = es
+    assert requests.get(server.url + "/_cluster/health").json()["status"] == "green"
+    app.health = "red"
+    assert requests.get(server.url + "/_cluster/health").json()["status"] == "red"
+    assert requests.put(server.url + "/_ilm/policy/p", json={"policy": {"phases": {}}}).ok
+    assert requests.get(server.url + "/_ilm/policy/p").json() == {"p": {"phases": {}}}
+    assert requests.put(server.url + "/_index_template/t", json={}).status_code == 400
+    assert requests.get(server.url + "/_alias/events").status_code == 404
+    r = requests.put(server.url + "/events-000001", json={"aliases": {"events": {"is_write_index": True}}})
+    assert r.status_code == 200
+    assert requests.get(server.url + "/_alias/events").json() == {
+        "events-000001": {"aliases": {"events": {"is_write_index": True}}}}
+    assert requests.put(server.url + "/events-000001", json={}).status_code == 400
+    bulk(server, ndjson(create("1", "events"), {"a": 1}))
+    assert app.docs("events-000001") == {"1": {"a": 1}}
+    assert requests.get(server.url + "/nope/_count").status_code == 404
+
+
+def test_injected_faults_answer_with_elasticsearch_error_bodies(es: tuple[ElasticsearchMock, MockServer]
+                                                                ) -> None:
+    app, server = es
+    server.faults.add(Fault("status", status=429, retry_after=3))
+    r = bulk(server, ndjson(create("1"), doc()))
+    assert r.status_code == 429 and r.headers["Retry-After"] == "3"
+    assert r.json()["error"]["type"] == "es_rejected_execution_exception"
+    assert app.spec.check_response(429, r.json()) == []
+    assert bulk(server, ndjson(create("1"), doc())).status_code == 200
+
+
+def test_gzip_bodies_are_decoded(es: tuple[ElasticsearchMock, MockServer]) -> None:
+    app, server = es
+    r = bulk(server, gzip.compress(ndjson(create("1"), doc())), {"Content-Encoding": "gzip"})
+    assert r.status_code == 200 and app.count(DS) == 1
+    r = bulk(server, b"\x1f\x8bnot gzip", {"Content-Encoding": "gzip"})
+    assert r.status_code == 400
+
+
+def test_the_mock_runs_without_the_spec_with_one_warning(tmp_path, caplog) -> None:
+    es_spec.load_cached.cache_clear()
+    with caplog.at_level("WARNING"):
+        app = ElasticsearchMock(spec_path=str(tmp_path / "absent.json"))
+    assert app.spec is None and app.stats()["spec_checked"] is False
+    assert sum("NOT checked" in r.getMessage() for r in caplog.records) == 1
+    with MockServer(app) as server:
+        assert bulk(server, ndjson(create("1"), doc())).status_code == 200
+
+
+@pytest.mark.integration
+def test_python_dash_m_runner_serves_the_mock() -> None:
+    proc = subprocess.Popen([sys.executable, "-m", "outputs.mocks", "elasticsearch", "--token",
+                             "id:key", "--option", "max_content_length=5000"],
+                            stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline().strip()
+        assert line.startswith("listening http://127.0.0.1:")
+        url = line.split(" ", 1)[1]
+        auth = {"Authorization": "ApiKey " + base64.b64encode(b"id:key").decode(), **ND}
+        r = requests.post(url + "/_bulk", data=ndjson(create("1"), doc()), headers=auth, timeout=10)
+        assert r.status_code == 200
+        stats = requests.get(url + "/_mock/stats", timeout=10).json()
+        assert stats["spec_checked"] is True and stats["docs"] == 1
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
