@@ -458,19 +458,26 @@ class AckTracker:
                 result.set(Outcome.retry("hec: output closing before the ack arrived"))
             waiters.clear()
 
-    def _run(self) -> None:
+    def next_interval(self, progressed: bool) -> float:
+        """The wait before the next round: back to ``ack_poll_interval`` after a round that got an
+        ack, doubled (up to ``ack_poll_max_interval``) after one that got none."""
         cfg = self.output.config
-        base, top = float(cfg.ack_poll_interval), float(cfg.ack_poll_max_interval)
-        self.interval = base
+        if progressed:
+            self.interval = float(cfg.ack_poll_interval)
+        else:
+            self.interval = min(self.interval * 2, float(cfg.ack_poll_max_interval))
+        return self.interval
+
+    def _run(self) -> None:
+        self.interval = float(self.output.config.ack_poll_interval)
         while not self._closed:
             if not any(self.pending.values()):
                 self._wake.clear()
                 self._wake.wait()
-                self.interval = base
+                self.interval = float(self.output.config.ack_poll_interval)
                 continue
             gevent.sleep(self.interval)
-            progressed = self.poll_once()
-            self.interval = base if progressed else min(self.interval * 2, top)
+            self.next_interval(self.poll_once())
 
     def poll_once(self) -> bool:
         """One round: query every channel's pending ids. True when any ack came back."""

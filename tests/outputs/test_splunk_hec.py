@@ -1,0 +1,598 @@
+"""The splunk_hec output against the HEC mock, in process: envelope, gzip, routes, every HEC answer
+-> Outcome, the bad event isolated without duplicates, indexer acks (delayed, lost, disabled,
+several channels), health, token rotation, and a canary token that never leaks."""
+
+from __future__ import annotations
+
+import json
+import logging
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import gevent
+import orjson
+import pytest
+
+from agent.config_loader import load_section
+from outputs.base import DeliveryItem, Outcome, Status
+from outputs.mocks.server import Fault, MockRequest, MockResponse, MockServer
+from outputs.mocks.splunk_hec import HecToken, SplunkHecApp
+from outputs.registry import OUTPUT_TYPES
+from outputs.splunk_hec import SplunkHecOutput, SplunkHecOutputConfig, collector_paths
+
+TOKEN = "canary-7f3e9b2c-hec-token-do-not-leak"
+ACK_TOKEN = "canary-ack-5d1a0e44-hec-token"
+
+
+class RecordingHec(SplunkHecApp):
+    """The HEC mock, also keeping what arrived on the wire (headers and sizes)."""
+
+    def __init__(self, *args: Any, **kw: Any):
+        super().__init__(*args, **kw)
+        self.requests: list[MockRequest] = []
+
+    def handle(self, req: MockRequest) -> MockResponse:
+        self.requests.append(req)
+        return super().handle(req)
+
+
+@pytest.fixture
+def hec() -> Iterator[tuple[RecordingHec, MockServer]]:
+    app = RecordingHec([HecToken(TOKEN), HecToken(ACK_TOKEN, use_ack=True)],
+                       indexes={"main", "security", "alerts"})
+    with MockServer(app) as server:
+        yield app, server
+
+
+def make_output(server: MockServer, **over: Any) -> SplunkHecOutput:
+    table: dict[str, Any] = {"type": "splunk_hec", "endpoint": server.url, "token": TOKEN,
+                             "ack_poll_interval": "20ms", "ack_poll_max_interval": "100ms"}
+    table.update(over)
+    cfg = load_section(SplunkHecOutputConfig, table, "test [outputs.hec]")
+    out = SplunkHecOutput("hec", cfg)
+    out.open()
+    return out
+
+
+def event(i: int = 0, **over: Any) -> dict[str, Any]:
+    ev: dict[str, Any] = {
+        "event_id": str(uuid.UUID(int=i)), "timestamp": "2026-01-02T03:04:05.678912Z",
+        "event_type": "guard_block", "outcome": "failure", "action": "egress",
+        "decision": {"severity": "high", "guard": "egress_allowlist"}, "seq": i,
+    }
+    ev.update(over)
+    return ev
+
+
+def items(out: SplunkHecOutput, n: int, *, route: dict[str, str] | None = None,
+          start: int = 0) -> list[DeliveryItem]:
+    batch = []
+    for i in range(start, start + n):
+        ev = event(i)
+        it = DeliveryItem(i, ev, orjson.dumps(ev), route=route)
+        it.data = out.encode(it)
+        batch.append(it)
+    return batch
+
+
+def envelope(data: bytes) -> dict[str, Any]:
+    return json.loads(data)
+
+
+# ------------------------------------------------------------------------------------ config
+
+
+def test_registered() -> None:
+    assert OUTPUT_TYPES["splunk_hec"] == (SplunkHecOutputConfig, SplunkHecOutput)
+
+
+@pytest.mark.parametrize(("table", "message"), [
+    ({"endpoint": "", "token": "t"}, "endpoint"),
+    ({"endpoint": "https://u:p@splunk:8088", "token": "t"}, "endpoint"),
+    ({"endpoint": "https://splunk:8088?token=x", "token": "t"}, "endpoint"),
+    ({"endpoint": "https://splunk:8088"}, "token"),
+    ({"endpoint": "https://splunk:8088", "token": "t", "event_fields": ["nope"]}, "event_fields"),
+    ({"endpoint": "https://splunk:8088", "token": "t", "channels": 0}, "channels"),
+    ({"endpoint": "https://splunk:8088", "token": "t", "path": "services/collector"}, "path"),
+])
+def test_config_validation(table: dict[str, Any], message: str) -> None:
+    with pytest.raises(Exception, match=message):
+        load_section(SplunkHecOutputConfig, {"type": "splunk_hec", **table}, "t")
+
+
+def test_config_token_is_a_secret() -> None:
+    cfg = load_section(SplunkHecOutputConfig, {"type": "splunk_hec", "endpoint": "https://s:8088",
+                                               "token": TOKEN}, "t")
+    assert TOKEN not in repr(cfg)
+
+
+def test_collector_paths_keep_a_proxy_prefix() -> None:
+    assert collector_paths("/services/collector/event") == ("/services/collector/ack",
+                                                            "/services/collector/health")
+    assert collector_paths("/splunk/services/collector/event/1.0") == (
+        "/splunk/services/collector/ack", "/splunk/services/collector/health")
+
+
+# ------------------------------------------------------------------------------------ envelope
+
+
+def test_envelope_fields(hec: tuple[RecordingHec, MockServer]) -> None:
+    _, server = hec
+    out = make_output(server, host="agent-host-1", fields={"env": "prod"})
+    env = envelope(items(out, 1)[0].data)
+    assert env["time"] == 1767323045.678  # epoch seconds, ms precision (sub-ms digits dropped)
+    assert env["host"] == "agent-host-1"
+    assert env["source"] == "clawd-agent"
+    assert env["sourcetype"] == "clawdstrike:security_event"
+    assert "index" not in env  # empty index: the token's default
+    assert env["event"] == event(0)  # the canonical JSON goes as an object
+    assert env["fields"] == {"env": "prod", "severity": "high", "event_type": "guard_block",
+                             "outcome": "failure", "guard": "egress_allowlist"}
+
+
+def test_envelope_defaults_and_missing_values(hec: tuple[RecordingHec, MockServer]) -> None:
+    _, server = hec
+    out = make_output(server, index="security", event_fields=["guard", "agent_id"])
+    ev = event(0, decision={"severity": "low"})
+    del ev["timestamp"]
+    it = DeliveryItem(1, ev, orjson.dumps(ev))
+    env = envelope(out.encode(it))
+    assert env["index"] == "security"
+    assert env["host"]  # the machine's host name
+    assert "time" not in env  # no usable timestamp: HEC uses its receive time
+    assert "fields" not in env  # neither guard nor agent id present
+
+
+class FakePipeline:
+    def __init__(self, output: bytes):
+        self.output = output
+        self.calls = 0
+
+    def render(self, event: dict[str, Any], body: bytes) -> bytes:
+        self.calls += 1
+        return self.output
+
+
+def test_json_format_goes_as_object_and_cef_as_string(hec: tuple[RecordingHec, MockServer]) -> None:
+    _, server = hec
+    out = make_output(server, format="ecs")
+    out.pipeline = FakePipeline(b'{"@timestamp":"2026-01-02T03:04:05.678Z","event":{"kind":"alert"}}\n')
+    env = envelope(items(out, 1)[0].data)
+    assert env["event"] == {"@timestamp": "2026-01-02T03:04:05.678Z", "event": {"kind": "alert"}}
+    assert env["sourcetype"] == "clawdstrike:ecs"
+    out = make_output(server, format="cef")
+    cef = b'CEF:0|Clawdstrike|hushd|1.0|guard_block|Blocked "x"|7|act=blocked'
+    out.pipeline = FakePipeline(cef)
+    env = envelope(items(out, 1)[0].data)
+    assert env["event"] == cef.decode() and env["sourcetype"] == "cef"
+    assert out.pipeline.calls == 1
+
+
+def test_route_overrides_index_sourcetype_source(hec: tuple[RecordingHec, MockServer]) -> None:
+    app, server = hec
+    out = make_output(server, index="main")
+    batch = items(out, 2) + items(out, 1, route={"index": "alerts", "sourcetype": "st:alert",
+                                                 "source": "routed"}, start=2)
+    assert out.send(batch).status is Status.DELIVERED
+    assert [(e["index"], e["sourcetype"], e["source"]) for e in app.events] == [
+        ("main", "clawdstrike:security_event", "clawd-agent")] * 2 + [("alerts", "st:alert", "routed")]
+
+
+# ------------------------------------------------------------------------------------ delivery
+
+
+def test_batch_delivered_gzip_concatenated(hec: tuple[RecordingHec, MockServer]) -> None:
+    app, server = hec
+    out = make_output(server)
+    batch = items(out, 50)
+    assert out.send(batch) == Outcome.delivered()
+    req = app.requests[-1]
+    assert req.headers["Content-Encoding"] == "gzip"
+    assert req.headers["Authorization"] == f"Splunk {TOKEN}"
+    assert req.body == b"".join(it.data for it in batch)  # concatenated envelopes, no array
+    assert req.raw_length < len(req.body)
+    assert "X-Splunk-Request-Channel" not in req.headers  # no channel unless ack = true
+    assert [e["event"]["seq"] for e in app.events] == list(range(50))
+
+
+def test_no_compression_when_configured(hec: tuple[RecordingHec, MockServer]) -> None:
+    app, server = hec
+    out = make_output(server, compression="none")
+    assert out.send(items(out, 3)).status is Status.DELIVERED
+    assert "Content-Encoding" not in app.requests[-1].headers
+
+
+def test_default_batch_bytes_under_splunk_cloud_limit() -> None:
+    assert SplunkHecOutput.default_batch_max_bytes < 1_000_000
+
+
+# ------------------------------------------------------------------------------------ error codes
+
+
+@pytest.mark.parametrize(("fault", "check"), [
+    (Fault("status", status=503, retry_after=7),
+     lambda o: o.status is Status.RETRY and o.retry_after == 7 and "code 9 Server is busy" in o.reason),
+    (Fault("status", status=500),
+     lambda o: o.status is Status.RETRY and "code 8" in o.reason),
+    (Fault("status", status=429, retry_after=3),
+     lambda o: o.status is Status.RETRY and o.throttled and o.retry_after == 3),
+    (Fault("status", status=408),
+     lambda o: o.status is Status.RETRY and not o.throttled),
+    (Fault("status", status=502),
+     lambda o: o.status is Status.RETRY),
+    (Fault("status", status=413),
+     lambda o: o.status is Status.SPLIT),
+])
+def test_scheduled_faults(hec: tuple[RecordingHec, MockServer], fault: Fault, check: Any) -> None:
+    _, server = hec
+    out = make_output(server)
+    server.faults.add(fault)
+    outcome = out.send(items(out, 3))
+    assert check(outcome), outcome
+    assert out.send(items(out, 3)).status is Status.DELIVERED  # the fault was one request
+
+
+def test_connection_reset_and_refused_are_retries(hec: tuple[RecordingHec, MockServer]) -> None:
+    _, server = hec
+    out = make_output(server)
+    server.faults.add(Fault("reset"))
+    assert out.send(items(out, 2)).status is Status.RETRY
+    url = server.url
+    server.stop()
+    out2 = make_output(server, endpoint=url)
+    outcome = out2.send(items(out2, 2))
+    assert outcome.status is Status.RETRY and url not in outcome.reason
+
+
+def test_busy_server(hec: tuple[RecordingHec, MockServer]) -> None:
+    app, server = hec
+    app.busy = True
+    out = make_output(server)
+    outcome = out.send(items(out, 2))
+    assert outcome.status is Status.RETRY and "Server is busy" in outcome.reason
+    assert app.events == []
+
+
+@pytest.mark.parametrize(("setup", "code"), [
+    (lambda app: app.tokens[TOKEN].__setattr__("enabled", False), 1),
+    (lambda app: app.tokens.pop(TOKEN), 4),
+])
+def test_token_refused_is_auth_failure(hec: tuple[RecordingHec, MockServer], setup: Any,
+                                       code: int) -> None:
+    app, server = hec
+    out = make_output(server)
+    setup(app)
+    outcome = out.send(items(out, 2))
+    assert outcome.status is Status.RETRY and outcome.auth_failure
+    assert f"code {code}" in outcome.reason
+
+
+def test_ack_token_without_ack_config_is_a_clear_config_error(
+        hec: tuple[RecordingHec, MockServer]) -> None:
+    _, server = hec
+    out = make_output(server, token=ACK_TOKEN)
+    outcome = out.send(items(out, 1))
+    assert outcome.status is Status.RETRY and outcome.auth_failure  # pause, keep the data
+    assert "code 10" in outcome.reason and "set ack = true" in outcome.reason
+
+
+def test_payload_over_limit_splits(hec: tuple[RecordingHec, MockServer]) -> None:
+    app, server = hec
+    app.max_body = 2_000
+    out = make_output(server, compression="none")
+    outcome = out.send(items(out, 20))
+    assert outcome.status is Status.SPLIT and "413" in outcome.reason
+
+
+def poison(it: DeliveryItem, envelope_bytes: bytes) -> None:
+    """Replace an item's encoded envelope with one HEC refuses."""
+    it.data = envelope_bytes
+
+
+def test_bad_event_partial_exact(hec: tuple[RecordingHec, MockServer]) -> None:
+    app, server = hec
+    out = make_output(server)
+    batch = items(out, 6)
+    poison(batch[3], b'{"time":1,"host":"h","event":""}')  # blank event: code 13
+    outcome = out.send(batch)
+    assert outcome.status is Status.PARTIAL
+    assert "code 13" in outcome.reason and "event 3 of 6" in outcome.reason
+    assert outcome.failed == [batch[3]]
+    assert outcome.retry_items == batch[4:]  # HEC indexed 0..2 and ignored 4..5
+    assert [e["event"]["seq"] for e in app.events] == [0, 1, 2]
+
+
+def test_incorrect_index_fails_every_event_bound_for_it(hec: tuple[RecordingHec, MockServer]) -> None:
+    app, server = hec
+    out = make_output(server)
+    good = items(out, 2)
+    bad = items(out, 2, route={"index": "no_such_index"}, start=2)
+    more = items(out, 1, start=4)
+    batch = [good[0], bad[0], good[1], bad[1], more[0]]
+    outcome = out.send(batch)
+    assert outcome.status is Status.PARTIAL and "code 7 Incorrect index" in outcome.reason
+    assert outcome.failed == [bad[0], bad[1]]
+    assert outcome.retry_items == [good[1], more[0]]
+    assert [e["event"]["seq"] for e in app.events] == [0]  # the prefix before the bad event
+
+
+class NoNumberHec(SplunkHecApp):
+    """A proxy-like HEC that refuses with code 6 but does not say which event."""
+
+    def handle(self, req: MockRequest) -> MockResponse:
+        if b'"bad"' in req.body:
+            return MockResponse.json(400, {"text": "Invalid data format", "code": 6})
+        return super().handle(req)
+
+
+def deliver_like_the_framework(out: SplunkHecOutput, batch: list[DeliveryItem]
+                               ) -> tuple[list[DeliveryItem], int]:
+    """Apply Outcomes the way the drain does (PARTIAL re-sends retry_items, SPLIT bisects, a single
+    item on SPLIT goes to the DLQ); returns (dead-lettered items, requests)."""
+    dlq: list[DeliveryItem] = []
+    todo = [batch]
+    requests = 0
+    while todo:
+        part = todo.pop(0)
+        requests += 1
+        outcome = out.send(part)
+        if outcome.status is Status.DELIVERED:
+            continue
+        if outcome.status is Status.PARTIAL:
+            dlq += outcome.failed
+            if outcome.retry_items:
+                todo.append(outcome.retry_items)
+        elif outcome.status is Status.SPLIT:
+            if len(part) == 1:
+                dlq += part
+            else:
+                mid = len(part) // 2
+                todo[:0] = [part[:mid], part[mid:]]
+        else:
+            raise AssertionError(outcome)
+    return dlq, requests
+
+
+@pytest.mark.parametrize("app_cls", [SplunkHecApp, NoNumberHec])
+def test_only_the_bad_event_reaches_the_dlq_and_nothing_is_duplicated(app_cls: type) -> None:
+    app = app_cls([HecToken(TOKEN)])
+    with MockServer(app) as server:
+        out = make_output(server)
+        batch = items(out, 16)
+        poison(batch[11], b'{"time":1,"host":"h","event":"bad","fields":{"x":{"nested":1}}}')
+        dlq, requests = deliver_like_the_framework(out, batch)
+    assert dlq == [batch[11]]
+    stored = sorted(e["event"]["seq"] for e in app.events if isinstance(e["event"], dict))
+    assert stored == [i for i in range(16) if i != 11]  # every good event exactly once
+    if app_cls is SplunkHecApp:
+        assert requests == 2  # the precise PARTIAL: one failed request, one re-send of the rest
+
+
+def test_other_4xx_is_permanent_with_excerpt(hec: tuple[RecordingHec, MockServer]) -> None:
+    _, server = hec
+    out = make_output(server, path="/services/collector/nope")
+    outcome = out.send(items(out, 2))
+    assert outcome.status is Status.PERMANENT and "404" in outcome.reason
+    assert "not found" in outcome.excerpt
+
+
+# ------------------------------------------------------------------------------------ acks
+
+
+def ack_output(server: MockServer, **over: Any) -> SplunkHecOutput:
+    return make_output(server, token=ACK_TOKEN, ack=True, **over)
+
+
+def test_ack_delivered_only_when_acked(hec: tuple[RecordingHec, MockServer]) -> None:
+    app, server = hec
+    app.ack_delay = 0.15
+    out = ack_output(server)
+    try:
+        assert out.send(items(out, 3)) == Outcome.delivered()
+        assert out.acks is not None and out.acks.queries >= 2  # false first, then true
+        assert app.stats()["acks_pending"] == 0
+        sent = app.requests[0]
+        uuid.UUID(sent.headers["X-Splunk-Request-Channel"])
+        acks = [r for r in app.requests if r.path.endswith("/ack")]
+        assert acks and all(json.loads(r.body)["acks"] == [0] for r in acks)
+    finally:
+        out.close()
+
+
+def test_lost_acks_time_out_and_resend_exactly_once(hec: tuple[RecordingHec, MockServer]) -> None:
+    app, server = hec
+    app.ack_delay = 3600
+    out = ack_output(server, ack_timeout="300ms")
+    try:
+        batch = items(out, 4)
+        waiting = gevent.spawn(out.send, batch)
+        gevent.sleep(0.05)
+        assert app.lose_acks(drop_events=True) == 1  # indexer restart: the data never made it
+        outcome = waiting.get()
+        assert outcome.status is Status.RETRY and "ack timeout" in outcome.reason
+        app.ack_delay = 0
+        assert out.send(batch).status is Status.DELIVERED
+        assert sorted(e["event"]["seq"] for e in app.events) == [0, 1, 2, 3]
+    finally:
+        out.close()
+
+
+def test_ack_delay_fault_then_delivered(hec: tuple[RecordingHec, MockServer]) -> None:
+    _, server = hec
+    server.faults.add(Fault("ack_delay", delay=0.3))
+    out = ack_output(server)
+    try:
+        assert out.send(items(out, 1)).status is Status.DELIVERED
+        assert out.acks is not None and out.acks.queries >= 2  # answered false before true
+    finally:
+        out.close()
+
+
+def test_poll_interval_backs_off_while_no_ack_arrives(hec: tuple[RecordingHec, MockServer]) -> None:
+    _, server = hec
+    out = ack_output(server, ack_poll_interval="1s", ack_poll_max_interval="5s")
+    assert out.acks is not None
+    assert [out.acks.next_interval(False) for _ in range(4)] == [2.0, 4.0, 5.0, 5.0]
+    assert out.acks.next_interval(True) == 1.0
+    out.close()
+
+
+def test_several_channels_and_batched_polls(hec: tuple[RecordingHec, MockServer]) -> None:
+    app, server = hec
+    app.ack_delay = 0.1
+    out = ack_output(server, channels=4)
+    try:
+        sends = [gevent.spawn(out.send, items(out, 2, start=2 * i)) for i in range(8)]
+        outcomes = [g.get() for g in sends]
+        assert all(o.status is Status.DELIVERED for o in outcomes)
+        channels = {r.headers["X-Splunk-Request-Channel"] for r in app.requests
+                    if r.path.endswith("/event")}
+        assert len(channels) == 4
+        assert out.acks is not None and set(out.acks.channels) == channels
+        ack_bodies = [json.loads(r.body)["acks"] for r in app.requests if r.path.endswith("/ack")]
+        assert any(len(ids) > 1 for ids in ack_bodies)  # one query carries several ackIds
+        assert len(app.events) == 16
+    finally:
+        out.close()
+
+
+def test_token_without_acks_delivers_with_a_warning(hec: tuple[RecordingHec, MockServer],
+                                                    caplog: pytest.LogCaptureFixture) -> None:
+    _, server = hec
+    out = make_output(server, ack=True)  # TOKEN has acks off: no ackId in the answer
+    try:
+        with caplog.at_level(logging.WARNING, logger="clawd_agent.outputs.splunk_hec"):
+            assert out.send(items(out, 1)).status is Status.DELIVERED
+        assert "no ackId" in caplog.text
+    finally:
+        out.close()
+
+
+def test_ack_disabled_answer_is_a_permanent_config_error(hec: tuple[RecordingHec, MockServer]) -> None:
+    app, server = hec
+    app.ack_delay = 3600
+    out = ack_output(server)
+    try:
+        waiting = gevent.spawn(out.send, items(out, 2))
+        gevent.sleep(0.05)
+        app.tokens[ACK_TOKEN].use_ack = False  # the admin turned acks off on the token
+        outcome = waiting.get(timeout=5)
+        assert outcome.status is Status.PERMANENT
+        assert "ACK is disabled" in outcome.reason and "set ack = false" in outcome.reason
+        ok, reason = out.healthcheck()
+        assert not ok and "ACK is disabled" in reason
+    finally:
+        out.close()
+
+
+def test_refused_channel_is_replaced(hec: tuple[RecordingHec, MockServer]) -> None:
+    _, server = hec
+    out = ack_output(server, channels=1)
+    try:
+        assert out.acks is not None
+        out.acks.channels[0] = "not-a-guid"
+        out.acks.pending["not-a-guid"] = {}
+        outcome = out.send(items(out, 1))
+        assert outcome.status is Status.RETRY and "code 11" in outcome.reason
+        uuid.UUID(out.acks.channels[0])  # a fresh GUID took its place
+        assert out.send(items(out, 1)).status is Status.DELIVERED
+    finally:
+        out.close()
+
+
+def test_close_releases_waiters(hec: tuple[RecordingHec, MockServer]) -> None:
+    app, server = hec
+    app.ack_delay = 3600
+    out = ack_output(server)
+    waiting = gevent.spawn(out.send, items(out, 1))
+    gevent.sleep(0.05)
+    out.close()
+    outcome = waiting.get(timeout=5)
+    assert outcome.status is Status.RETRY and "closing" in outcome.reason
+
+
+# ------------------------------------------------------------------------------------ health
+
+
+def test_healthcheck(hec: tuple[RecordingHec, MockServer]) -> None:
+    app, server = hec
+    out = make_output(server)
+    assert out.healthcheck() == (True, "HEC is healthy")
+    assert app.requests[-1].path == "/services/collector/health"
+    assert app.requests[-1].headers["Authorization"] == f"Splunk {TOKEN}"
+    app.queues_full = True
+    ok, reason = out.healthcheck()
+    assert not ok and "code 18" in reason
+    app.queues_full = False
+    app.tokens[TOKEN].enabled = False
+    ok, reason = out.healthcheck()
+    assert not ok and "code 22 Token disabled" in reason
+    server.stop()
+    ok, reason = out.healthcheck()
+    assert not ok and server.url not in reason
+
+
+# ------------------------------------------------------------------------------------ secrets
+
+
+def test_token_rotation_via_file_after_403(hec: tuple[RecordingHec, MockServer],
+                                           tmp_path: Path) -> None:
+    app, server = hec
+    token_file = tmp_path / "hec.token"
+    token_file.write_text(TOKEN + "\n")
+    out = make_output(server, token=f"file:{token_file}")
+    assert out.send(items(out, 1)).status is Status.DELIVERED
+    rotated = "rotated-0c9d-hec-token"
+    app.set_token(HecToken(rotated))
+    app.tokens[TOKEN].enabled = False
+    outcome = out.send(items(out, 1))
+    assert outcome.auth_failure
+    token_file.write_text(rotated + "\n")
+    out.refresh_credentials()  # what the framework does after an auth failure
+    assert out.send(items(out, 1)).status is Status.DELIVERED
+    assert app.requests[-1].headers["Authorization"] == f"Splunk {rotated}"
+
+
+class EchoingHec(SplunkHecApp):
+    """A misbehaving HEC (or proxy) that echoes the request's credentials in its errors."""
+
+    def handle(self, req: MockRequest) -> MockResponse:
+        auth = req.headers.get("Authorization", "")
+        if req.path.endswith("/health"):
+            return MockResponse(503, f"unhealthy; you sent {auth}".encode())
+        if b'"echo-400"' in req.body:
+            return MockResponse.json(400, {"text": f"bad request from {auth}", "code": 6,
+                                           "invalid-event-number": 0})
+        if b'"echo-403"' in req.body:
+            return MockResponse.json(403, {"text": f"Invalid token {auth.split(' ')[-1]}", "code": 4})
+        if b'"echo-418"' in req.body:
+            return MockResponse(418, f"teapot; token={auth.split(' ')[-1]} header {auth}".encode())
+        return super().handle(req)
+
+
+def test_canary_token_never_in_reason_excerpt_or_log(caplog: pytest.LogCaptureFixture) -> None:
+    app = EchoingHec([HecToken(TOKEN, use_ack=True)])
+    outcomes: list[Outcome] = []
+    with caplog.at_level(logging.DEBUG), MockServer(app) as server:
+        out = make_output(server, ack=True, ack_timeout="200ms")
+        for marker in ("echo-400", "echo-403", "echo-418"):
+            it = DeliveryItem(1, event(1), b"{}")
+            it.data = b'{"event":"%s"}' % marker.encode()
+            outcomes.append(out.send([it]))
+        app.ack_delay = 3600
+        outcomes.append(out.send(items(out, 1)))  # ack timeout
+        server.faults.add(Fault("status", status=503))
+        outcomes.append(out.send(items(out, 1)))
+        health = out.healthcheck()
+        out.close()
+        server.stop()
+        outcomes.append(out.send(items(out, 1)))  # transport error
+    assert [o.status for o in outcomes] == [Status.PARTIAL, Status.RETRY, Status.PERMANENT,
+                                            Status.RETRY, Status.RETRY, Status.RETRY]
+    texts = [o.reason for o in outcomes] + [o.excerpt for o in outcomes] + [health[1], caplog.text]
+    assert any("bad request" in t for t in texts)  # the excerpts are there, redacted
+    for text in texts:
+        assert TOKEN not in text
+        assert TOKEN[:12] not in text
