@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import itertools
 import logging
 import re
@@ -240,6 +241,11 @@ class ElasticsearchOutput(Output):
             self._client.close()
             self._client = None
 
+    def refresh_credentials(self) -> None:
+        super().refresh_credentials()
+        if self._client is not None:
+            self._client.refresh_credentials()
+
     def _auth_header(self) -> dict[str, str]:
         c = self.config
         if c.api_key is not None:
@@ -257,7 +263,12 @@ class ElasticsearchOutput(Output):
         for s in (self.config.api_key, self.config.password, self.config.bearer_token):
             if s is not None:
                 out.append(s.reveal())
-        out.extend(v.split(" ", 1)[1] for v in self._auth_header().values())
+        for v in self._auth_header().values():
+            scheme, _, cred = v.partition(" ")
+            out.append(cred)
+            if scheme in ("ApiKey", "Basic"):  # and the secret half of 'id:key' / 'user:password'
+                with contextlib.suppress(binascii.Error, UnicodeDecodeError):
+                    out.append(base64.b64decode(cred).decode().partition(":")[2])
         return [s for s in out if s]
 
     def _order(self) -> list[int]:
@@ -325,7 +336,7 @@ class ElasticsearchOutput(Output):
 
     def _request_failure(self, resp: HttpResponse) -> Outcome:
         outcome = outcome_for_status(resp, "bulk", self.secrets())
-        err = _error_cause(resp.body)
+        err = _error_cause(resp.body, self.secrets())
         if err:
             outcome.reason += f" ({err})"
         return outcome
@@ -381,7 +392,7 @@ class ElasticsearchOutput(Output):
         if resp.status == 200:
             return ""
         hint = " (missing privilege: manage_ilm / manage_index_templates)" if resp.status == 403 else ""
-        err = _error_cause(resp.body)
+        err = _error_cause(resp.body, self.secrets())
         return f"{what}: HTTP {resp.status}{hint}" + (f" ({err})" if err else "")
 
     def _bootstrap_write_alias(self) -> str:
@@ -439,20 +450,22 @@ def classify_items(batch: list[DeliveryItem], items: list[Any], secrets: list[st
         reason += f"; {failure_store} sent to the failure store"
     if samples:
         first = samples[0]
-        reason += f"; first rejection: {first['type']}: {first['reason']}"
+        reason += "; first rejection: " + excerpt(f"{first['type']}: {first['reason']}".encode(),
+                                                  secrets, limit=200)
     ex = excerpt(orjson.dumps(samples), secrets) if samples else ""
     return Outcome.partial(reason, failed=failed, retry_items=retry, throttled=throttled, excerpt=ex)
 
 
-def _error_cause(body: bytes) -> str:
-    """``type: reason`` of an Elasticsearch error body (``_types.ErrorResponseBase``), or ''."""
+def _error_cause(body: bytes, secrets: list[str]) -> str:
+    """``type: reason`` of an Elasticsearch error body (``_types.ErrorResponseBase``), redacted,
+    or ''."""
     try:
         err = orjson.loads(body).get("error")
     except (orjson.JSONDecodeError, AttributeError):
         return ""
     if isinstance(err, dict):
-        return excerpt(f"{err.get('type', '')}: {err.get('reason', '')}".encode(), limit=200)
-    return excerpt(str(err).encode(), limit=200) if err else ""
+        return excerpt(f"{err.get('type', '')}: {err.get('reason', '')}".encode(), secrets, limit=200)
+    return excerpt(str(err).encode(), secrets, limit=200) if err else ""
 
 
 # ------------------------------------------------------------------------------ bootstrap bodies

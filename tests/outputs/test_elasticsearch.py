@@ -1,0 +1,441 @@
+"""The Elasticsearch output against the Elasticsearch mock, in-process: idempotent create with the
+event id, exact per-item classification, whole-request statuses, auth modes and Cloud ID, bootstrap,
+health, failover, and credentials that never leak."""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+import socket
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import orjson
+import pytest
+
+from agent.config_types import Secret
+from outputs.base import DeliveryItem, Status
+from outputs.elasticsearch import (
+    CLAWDSTRIKE_FIELDS,
+    ECS_FIELDS,
+    ElasticsearchOutput,
+    ElasticsearchOutputConfig,
+    api_key_header,
+    decode_cloud_id,
+    index_template_body,
+)
+from outputs.mocks.elasticsearch import ElasticsearchMock, ItemFault
+from outputs.mocks.server import Fault, MockServer
+from tests.shared_paths import SCHEMAS
+
+DS = "logs-clawdstrike.security-default"
+
+
+def make_event(i: int, **extra: Any) -> dict[str, Any]:
+    return {"schema_version": "2.0.0", "event_id": str(uuid.UUID(int=i + 1)),
+            "event_type": "guard_block", "event_category": "file",
+            "timestamp": f"2026-11-{(i % 28) + 1:02d}T08:00:00.123Z", "outcome": "failure",
+            "action": "file_access", "n": i, **extra}
+
+
+def make_items(n: int, start: int = 0, out: ElasticsearchOutput | None = None, **extra: Any
+               ) -> list[DeliveryItem]:
+    items = []
+    for i in range(start, start + n):
+        ev = make_event(i, **extra)
+        item = DeliveryItem(i, ev, orjson.dumps(ev), ev["event_id"].encode())
+        if out is not None:
+            item.data = out.encode(item)
+        items.append(item)
+    return items
+
+
+@pytest.fixture
+def mock() -> Iterator[tuple[ElasticsearchMock, MockServer]]:
+    app = ElasticsearchMock()
+    with MockServer(app) as server:
+        yield app, server
+
+
+def output(url: str | list[str], **kw: Any) -> ElasticsearchOutput:
+    cfg = ElasticsearchOutputConfig(hosts=[url] if isinstance(url, str) else url, **kw)
+    cfg.validate()
+    out = ElasticsearchOutput("es", cfg)
+    out.open()
+    return out
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+# ---------------------------------------------------------------------------- config and encoding
+
+
+def test_config_validation() -> None:
+    def check(**kw: Any) -> None:
+        ElasticsearchOutputConfig(**kw).validate()
+
+    check(hosts=["https://es:9200"])
+    for bad in ({}, {"hosts": ["https://es"], "cloud_id": "x:eA=="},
+                {"hosts": ["https://elastic:pw@es:9200"]}, {"hosts": ["es:9200"]},
+                {"hosts": ["https://es"], "api_key": Secret("a:b"), "bearer_token": Secret("t")},
+                {"hosts": ["https://es"], "username": "u"},
+                {"hosts": ["https://es"], "index": "Upper"},
+                {"hosts": ["https://es"], "data_stream_namespace": "a b"}):
+        with pytest.raises(ValueError):
+            check(**bad)
+
+
+def test_cloud_id_decoding() -> None:
+    # The example Cloud ID of Elastic's Beats docs ("Configure the output for Elastic Cloud").
+    cid = ("staging:dXMtZWFzdC0xLmF3cy5mb3VuZC5pbyRjZWM2ZjI2MWE3NGJmMjRjZTMzYmI4ODExYjg0Mjk0ZiRj"
+           "NmMyY2E2ZDA0MjI0OWFmMGNjN2Q3YTllOTYyNTc0Mw==")
+    assert decode_cloud_id(cid) == "https://cec6f261a74bf24ce33bb8811b84294f.us-east-1.aws.found.io:443"
+    with_port = base64.b64encode(b"eastus2.azure.elastic-cloud.com:9243$59ef636c$a8b109c0").decode()
+    assert decode_cloud_id(with_port) == "https://59ef636c.eastus2.azure.elastic-cloud.com:9243"
+    for bad in ("label:!!!", base64.b64encode(b"only-a-host").decode(),
+                "x:" + base64.b64encode(b"$a$b").decode()):
+        with pytest.raises(ValueError):
+            decode_cloud_id(bad)
+    out = ElasticsearchOutput("es", ElasticsearchOutputConfig(cloud_id=cid))
+    assert out.hosts == ["https://cec6f261a74bf24ce33bb8811b84294f.us-east-1.aws.found.io:443"]
+
+
+def test_api_key_header_accepts_encoded_and_id_colon_key() -> None:
+    encoded = base64.b64encode(b"VuaCfGcBCdbkQm-e5aOx:ui2lp2axTNmsyakw9tvNnw").decode()
+    assert api_key_header("VuaCfGcBCdbkQm-e5aOx:ui2lp2axTNmsyakw9tvNnw") == f"ApiKey {encoded}"
+    assert api_key_header(encoded) == f"ApiKey {encoded}"
+
+
+def test_encode_is_a_create_action_with_the_event_id_and_the_document() -> None:
+    out = ElasticsearchOutput("es", ElasticsearchOutputConfig(hosts=["http://x"]))
+    (item,) = make_items(1)
+    data = out.encode(item)
+    action, source, end = data.split(b"\n")
+    assert end == b""
+    assert orjson.loads(action) == {"create": {"_index": DS, "_id": item.event["event_id"]}}
+    doc = orjson.loads(source)
+    assert doc["@timestamp"] == item.event["timestamp"] and doc["n"] == 0, "canonical + @timestamp"
+
+
+def test_encode_uses_the_pipeline_document_as_is() -> None:
+    class Ecs:
+        def render(self, event: dict[str, Any], body: bytes) -> bytes:
+            return orjson.dumps({"@timestamp": event["timestamp"], "event": {"id": event["event_id"]}})
+
+    out = ElasticsearchOutput("es", ElasticsearchOutputConfig(hosts=["http://x"], ingest_pipeline="p"))
+    out.pipeline = Ecs()  # type: ignore[attr-defined]
+    (item,) = make_items(1)
+    action, source, _ = out.encode(item).split(b"\n")
+    assert orjson.loads(action)["create"]["pipeline"] == "p"
+    assert orjson.loads(source) == {"@timestamp": item.event["timestamp"],
+                                    "event": {"id": item.event["event_id"]}}
+
+
+def test_routes_and_dated_indices() -> None:
+    out = ElasticsearchOutput("es", ElasticsearchOutputConfig(hosts=["http://x"]))
+    a, b = make_items(2)
+    a.route = {"index": "high-sev"}
+    b.route = {"namespace": "prod"}
+    assert orjson.loads(out.encode(a).split(b"\n")[0])["create"]["_index"] == "high-sev"
+    assert orjson.loads(out.encode(b).split(b"\n")[0])["create"]["_index"] == \
+        "logs-clawdstrike.security-prod"
+    dated = ElasticsearchOutput("es", ElasticsearchOutputConfig(hosts=["http://x"],
+                                                                index="clawd-%Y.%m.%d"))
+    (c,) = make_items(1, start=4)
+    assert orjson.loads(dated.encode(c).split(b"\n")[0])["create"]["_index"] == "clawd-2026.11.05"
+
+
+# ---------------------------------------------------------------------------- delivery
+
+
+def test_delivers_with_deterministic_ids_and_a_retry_never_duplicates(
+        mock: tuple[ElasticsearchMock, MockServer]) -> None:
+    app, server = mock
+    out = output(server.url)
+    batch = make_items(50, out=out)
+    assert out.send(batch).status is Status.DELIVERED
+    assert set(app.docs(DS)) == {it.event["event_id"] for it in batch}
+    # The response was "lost": the framework sends the same batch again.
+    assert out.send(batch).status is Status.DELIVERED
+    assert app.count(DS) == 50
+    assert app.stats()["conflicts"] == 50
+    assert app.stats()["spec_violations"] == []
+
+
+def test_the_bulk_request_is_the_exact_concatenation_of_the_encoded_items(
+        mock: tuple[ElasticsearchMock, MockServer]) -> None:
+    app, server = mock
+    out = output(server.url, compression="none")
+    batch = make_items(7, out=out)
+    seen: list[int] = []
+    original = app.handle
+
+    def spy(req: Any) -> Any:
+        if req.path == "/_bulk":
+            seen.append(len(req.body))
+            assert req.headers["Content-Type"] == "application/x-ndjson"
+        return original(req)
+
+    app.handle = spy  # type: ignore[method-assign]
+    assert out.send(batch).status is Status.DELIVERED
+    assert seen == [sum(len(it.data) for it in batch)]
+
+
+def test_gzip_is_sent_by_default(mock: tuple[ElasticsearchMock, MockServer]) -> None:
+    app, server = mock
+    out = output(server.url)
+    batch = make_items(20, out=out)
+    assert out.send(batch).status is Status.DELIVERED
+    assert app.stats()["bytes_decoded"] == sum(len(it.data) for it in batch)
+    assert server.stats()["requests_by_status"] == {"200": 1}
+
+
+def test_partial_failure_counts_exactly(mock: tuple[ElasticsearchMock, MockServer]) -> None:
+    app, server = mock
+    out = output(server.url)
+    batch = make_items(20, out=out)
+    bad = {3, 11, 17}
+    for i in bad:
+        app.add_item_fault(ItemFault(field="n", value=i, status=400, type="mapper_parsing_exception",
+                                     reason=f"failed to parse field [n] of doc {i}"))
+    app.add_item_fault(ItemFault(status=429, type="es_rejected_execution_exception", count=2, after=5))
+    app.add_item_fault(ItemFault(status=503, type="unavailable_shards_exception", count=1, after=0))
+    outcome = out.send(batch)
+    assert outcome.status is Status.PARTIAL
+    assert sorted(it.seq for it in outcome.failed) == sorted(bad)
+    # The 429 fault is checked first: it lets 5 actions pass (0, 1, 2, 4, 5; 3 was rejected before)
+    # and hits 6 and 7; item 0, which it let pass, takes the 503.
+    assert sorted(it.seq for it in outcome.retry_items) == [0, 6, 7]
+    assert outcome.throttled is True
+    assert "mapper_parsing_exception" in outcome.reason and "failed to parse field [n]" in outcome.reason
+    assert "14 indexed" in outcome.reason and "3 rejected" in outcome.reason and "3 to retry" in \
+        outcome.reason
+    assert "mapper_parsing_exception" in outcome.excerpt
+    assert app.count(DS) == 14
+    again = out.send(outcome.retry_items)
+    assert again.status is Status.DELIVERED
+    assert app.count(DS) == 17
+
+
+def test_errors_false_fast_path_does_not_walk_items(mock: tuple[ElasticsearchMock, MockServer],
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    _, server = mock
+    out = output(server.url)
+    import outputs.elasticsearch as mod
+
+    def boom(*a: Any) -> Any:
+        raise AssertionError("items walked")
+
+    monkeypatch.setattr(mod, "classify_items", boom)
+    assert out.send(make_items(5, out=out)).status is Status.DELIVERED
+
+
+def test_413_splits(mock: tuple[ElasticsearchMock, MockServer]) -> None:
+    app = ElasticsearchMock(max_content_length=3000)
+    with MockServer(app) as server:
+        out = output(server.url)
+        batch = make_items(30, out=out)
+        outcome = out.send(batch)
+        assert outcome.status is Status.SPLIT
+        assert out.send(batch[:2]).status is Status.DELIVERED
+
+
+def test_whole_request_429_is_throttled_with_retry_after(mock: tuple[ElasticsearchMock, MockServer]
+                                                         ) -> None:
+    _, server = mock
+    out = output(server.url)
+    server.faults.add(Fault("status", status=429, retry_after=7))
+    outcome = out.send(make_items(3, out=out))
+    assert outcome.status is Status.RETRY and outcome.throttled and outcome.retry_after == 7
+    assert "es_rejected_execution_exception" in outcome.reason
+    server.faults.add(Fault("status", status=503))
+    outcome = out.send(make_items(3, out=out))
+    assert outcome.status is Status.RETRY and not outcome.throttled
+
+
+def test_a_200_without_a_bulk_body_is_retried(mock: tuple[ElasticsearchMock, MockServer]) -> None:
+    app, server = mock
+    from outputs.mocks.server import MockResponse
+
+    app.handle = lambda req: MockResponse(200, b"<html>proxy</html>", {})  # type: ignore[method-assign]
+    outcome = output(server.url).send(make_items(2))
+    assert outcome.status is Status.RETRY and "without a bulk response" in outcome.reason
+
+
+# ---------------------------------------------------------------------------- auth
+
+API_ID, API_SECRET = "CANARYid1", "CANARY-api-secret-8f1e"
+PASSWORD = "CANARY-password-77aa"
+TOKEN = "CANARY-bearer-token-91bc"
+
+
+@pytest.fixture
+def secured() -> Iterator[tuple[ElasticsearchMock, MockServer]]:
+    app = ElasticsearchMock(api_keys=[f"{API_ID}:{API_SECRET}"], users={"shipper": PASSWORD},
+                            bearer_tokens=[TOKEN])
+    with MockServer(app) as server:
+        yield app, server
+
+
+@pytest.mark.parametrize("auth", [
+    {"api_key": Secret(f"{API_ID}:{API_SECRET}")},
+    {"api_key": Secret(base64.b64encode(f"{API_ID}:{API_SECRET}".encode()).decode())},
+    {"username": "shipper", "password": Secret(PASSWORD)},
+    {"bearer_token": Secret(TOKEN)},
+])
+def test_auth_modes(secured: tuple[ElasticsearchMock, MockServer], auth: dict[str, Any]) -> None:
+    app, server = secured
+    out = output(server.url, **auth)
+    assert out.send(make_items(3, out=out)).status is Status.DELIVERED
+    assert app.count(DS) == 3
+
+
+def test_refused_credentials_are_an_auth_failure_and_a_rotated_file_is_picked_up(
+        secured: tuple[ElasticsearchMock, MockServer], tmp_path: Any) -> None:
+    app, server = secured
+    key_file = tmp_path / "key"
+    key_file.write_text(f"{API_ID}:wrong-secret")
+    out = output(server.url, api_key=Secret.parse(f"file:{key_file}"))
+    batch = make_items(2, out=out)
+    outcome = out.send(batch)
+    assert outcome.status is Status.RETRY and outcome.auth_failure
+    key_file.write_text(f"{API_ID}:{API_SECRET}")
+    out.refresh_credentials()
+    assert out.send(batch).status is Status.DELIVERED
+    assert app.count(DS) == 2 and app.stats()["auth_failures"] == 1
+
+
+def test_canary_credentials_never_appear_in_reasons_excerpts_or_logs(
+        secured: tuple[ElasticsearchMock, MockServer], caplog: pytest.LogCaptureFixture) -> None:
+    app, server = secured
+    caplog.set_level(logging.DEBUG)
+    out = output(server.url, api_key=Secret(f"{API_ID}:{API_SECRET}"), bootstrap=True)
+    encoded = base64.b64encode(f"{API_ID}:{API_SECRET}".encode()).decode()
+    # A service that echoes credentials in per-item and whole-request errors.
+    app.add_item_fault(ItemFault(status=400, type="mapper_parsing_exception", count=1,
+                                 reason=f"bad doc; request had Authorization: ApiKey {encoded} "
+                                        f"and secret {API_SECRET}"))
+    outcomes = [out.send(make_items(3, out=out))]
+    from outputs.mocks.server import MockResponse
+
+    app.handle = lambda req: MockResponse.json(  # type: ignore[method-assign]
+        400, {"error": {"type": "x", "reason": f"echo {API_SECRET} ApiKey {encoded}"}, "status": 400})
+    outcomes.append(out.send(make_items(1, out=out)))
+    warnings = out._bootstrap()
+    assert len(warnings) == 2 and all("echo" in w for w in warnings)
+    dead = output(f"http://127.0.0.1:{free_port()}", api_key=Secret(f"{API_ID}:{API_SECRET}"))
+    outcomes.append(dead.send(make_items(1, out=dead)))
+    assert dead.healthcheck()[0] is False
+    assert [o.status for o in outcomes] == [Status.PARTIAL, Status.PERMANENT, Status.RETRY]
+    text = " ".join(f"{o.reason} {o.excerpt}" for o in outcomes) + caplog.text
+    text += " ".join(warnings) + repr(out.config) + str(out.config.api_key)
+    assert "CANARY-api-secret" not in text and encoded not in text
+    assert "echo" in text  # the messages themselves did arrive
+
+
+# ---------------------------------------------------------------------------- bootstrap and health
+
+
+def test_bootstrap_installs_template_and_policy_idempotently(mock: tuple[ElasticsearchMock, MockServer]
+                                                             ) -> None:
+    app, server = mock
+    out = output(server.url, bootstrap=True)
+    assert out.bootstrap_warnings == []
+    assert app.stats()["templates"] == ["clawdstrike-security"]
+    assert app.stats()["ilm_policies"] == ["clawdstrike-security"]
+    template = app.templates["clawdstrike-security"]
+    assert template["index_patterns"] == ["logs-clawdstrike.security-*"] and "data_stream" in template
+    assert template["priority"] > 500
+    props = template["template"]["mappings"]["properties"]
+    assert props["clawdstrike"]["properties"]["metadata"] == {"type": "flattened"}
+    before = json.dumps([app.templates, app.ilm_policies], sort_keys=True)
+    output(server.url, bootstrap=True)
+    assert json.dumps([app.templates, app.ilm_policies], sort_keys=True) == before
+    # The template's mappings now apply: an ip field refuses a host name, per item.
+    batch = make_items(2, out=out)
+    batch[1] = make_items(1, start=1, out=out, destination={"ip": "example.com"})[0]
+    outcome = out.send(batch)
+    assert outcome.status is Status.PARTIAL and [it.seq for it in outcome.failed] == [1]
+    assert "destination.ip" in outcome.reason
+
+
+def test_bootstrap_of_a_rollover_alias_creates_the_first_index_once(
+        mock: tuple[ElasticsearchMock, MockServer]) -> None:
+    app, server = mock
+    out = output(server.url, bootstrap=True, index="clawd-events")
+    assert out.bootstrap_warnings == []
+    assert app.aliases == {"clawd-events": "clawd-events-000001"}
+    assert app.templates["clawdstrike-security"]["template"]["settings"][
+        "index.lifecycle.rollover_alias"] == "clawd-events"
+    assert output(server.url, bootstrap=True, index="clawd-events").bootstrap_warnings == []
+    assert out.send(make_items(4, out=out)).status is Status.DELIVERED
+    assert app.count("clawd-events-000001") == 4
+
+
+def test_bootstrap_without_privileges_warns_and_delivery_continues(
+        caplog: pytest.LogCaptureFixture) -> None:
+    app = ElasticsearchMock(users={"ingest": PASSWORD}, ingest_only=["ingest"])
+    with MockServer(app) as server:
+        with caplog.at_level(logging.WARNING):
+            out = output(server.url, bootstrap=True, username="ingest", password=Secret(PASSWORD))
+        assert len(out.bootstrap_warnings) == 2
+        assert all("HTTP 403" in w and "privilege" in w for w in out.bootstrap_warnings)
+        assert "delivery continues" in caplog.text
+        assert app.stats()["templates"] == []
+        assert out.send(make_items(2, out=out)).status is Status.DELIVERED
+
+
+def test_healthcheck(mock: tuple[ElasticsearchMock, MockServer]) -> None:
+    app, server = mock
+    out = output(server.url)
+    assert out.healthcheck() == (True, "cluster status green")
+    app.health = "yellow"
+    assert out.healthcheck()[0] is True
+    app.health = "red"
+    assert out.healthcheck() == (False, "cluster status red")
+    server.faults.add(Fault("status", status=403))
+    ok, reason = out.healthcheck()
+    assert ok and "monitor privilege" in reason
+    server.faults.add(Fault("status", status=500))
+    assert out.healthcheck()[0] is False
+
+
+def test_fails_over_to_the_next_host_on_a_transport_error(mock: tuple[ElasticsearchMock, MockServer]
+                                                          ) -> None:
+    app, server = mock
+    dead = f"http://127.0.0.1:{free_port()}"
+    out = output([dead, server.url])
+    for k in range(4):
+        assert out.send(make_items(5, start=5 * k, out=out)).status is Status.DELIVERED
+    assert app.count(DS) == 20
+    assert app.stats()["bulk_requests"] == 4
+    assert out._down_until[0] > 0 and out._down_until[1] == 0
+    everyone_dead = output([dead, f"http://127.0.0.1:{free_port()}"])
+    outcome = everyone_dead.send(make_items(1, out=everyone_dead))
+    assert outcome.status is Status.RETRY and "node 1/2" in outcome.reason and "node 2/2" in outcome.reason
+    assert "127.0.0.1" not in outcome.reason
+
+
+def test_round_robin_spreads_requests_over_hosts() -> None:
+    apps = [ElasticsearchMock(), ElasticsearchMock()]
+    with MockServer(apps[0]) as s0, MockServer(apps[1]) as s1:
+        out = output([s0.url, s1.url])
+        for k in range(6):
+            assert out.send(make_items(1, start=k, out=out)).status is Status.DELIVERED
+        assert [a.stats()["bulk_requests"] for a in apps] == [3, 3]
+
+
+def test_template_field_types_are_the_ecs_types() -> None:
+    flat = json.loads((SCHEMAS / "ecs/9.4.0/derived/ecs_flat.json").read_text())
+    for name, kind in ECS_FIELDS.items():
+        assert name in flat, name
+        assert flat[name]["type"] == kind, (name, flat[name]["type"], kind)
+    assert all(name.startswith("clawdstrike.") for name in CLAWDSTRIKE_FIELDS)
+    body = index_template_body(ElasticsearchOutputConfig(hosts=["http://x"]))
+    assert body["template"]["mappings"]["properties"]["event"]["properties"]["severity"] == {"type": "long"}
