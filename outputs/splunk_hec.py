@@ -304,8 +304,6 @@ class SplunkHecOutput(Output):
         headers = {"Content-Type": "application/json"}
         channel = ""
         if self.acks is not None:
-            if self.acks.disabled_reason:
-                return Outcome.permanent(self.acks.disabled_reason)
             channel = self.acks.pick_channel()
             headers[CHANNEL_HEADER] = channel
         try:
@@ -477,7 +475,13 @@ class AckTracker:
                 self.interval = float(self.output.config.ack_poll_interval)
                 continue
             gevent.sleep(self.interval)
-            self.next_interval(self.poll_once())
+            try:
+                progressed = self.poll_once()
+            except Exception as exc:  # e.g. an unreadable token file: keep polling, say what
+                log.warning("output %s: ack poll round failed: %s", self.output.name,
+                            type(exc).__name__)
+                progressed = False
+            self.next_interval(progressed)
 
     def poll_once(self) -> bool:
         """One round: query every channel's pending ids. True when any ack came back."""
