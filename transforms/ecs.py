@@ -1,0 +1,542 @@
+"""Canonical SecurityEvent -> Elastic Common Schema (ECS) 9.4.0 document.
+
+Why this shape: ../shared/reference/schemas.md §2 (mapping guidance and pitfalls, checked against the
+official ``ecs_flat.yml`` of ECS v9.4.0); the implemented table is docs/formats/ecs.md. Every field is an
+ECS 9.4.0 field except those under ``clawdstrike.*``; unknown values are omitted (never ``null``/``""``).
+
+Deterministic: no clock, no randomness, no dependence on dict order (the pipeline encodes with orjson
+OPT_SORT_KEYS). Cheap: the document is built with dict literals; categorisation, MITRE blocks and shell
+splits are memoised in small bounded caches keyed by the few strings that decide them.
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+from typing import Any
+
+import orjson
+
+from agent import __version__ as AGENT_VERSION
+
+__all__ = ["ECS_VERSION", "to_ecs"]
+
+ECS_VERSION = "9.4.0"
+
+# ECS keyword fields carry ignore_above 1024 (ecs_flat.json): longer strings are kept in _source but not
+# indexed, so a hostile 1 MB path would be invisible to searches. We cut at the limit instead.
+KEYWORD_LIMIT = 1024
+MAX_ARGS = 256  # process.args is cut to this many elements; process.args_count keeps the real count
+_SHLEX_LIMIT = 65536  # longer command lines are split on whitespace (shlex is ~1 µs/char)
+_CACHE_MAX = 4096
+
+_SEVERITY_NUMBER = {"info": 1, "low": 2, "medium": 3, "high": 4, "critical": 5}
+# Elastic detection-rule convention (schemas.md §2.4); info has no risk score.
+_RISK_SCORE = {"low": 21.0, "medium": 47.0, "high": 73.0, "critical": 99.0}
+
+_VENDOR = "Backbay Labs"
+_OBSERVER_TYPE = "agent-guard"
+_AGENT = {"type": "clawd-agent", "name": "clawd-agent", "version": AGENT_VERSION}
+
+_FRAMEWORK = {"attack": "MITRE ATT&CK", "atlas": "MITRE ATLAS"}
+_REFERENCE_BASE = {"attack": "https://attack.mitre.org/", "atlas": "https://atlas.mitre.org/"}
+
+# Guard id -> (rule.name, rule.category). Unknown guards keep their id as name and get no category.
+_RULES: dict[str, tuple[str, str]] = {
+    "forbidden_path": ("Forbidden path", "filesystem"),
+    "path_allowlist": ("Path allowlist", "filesystem"),
+    "egress_allowlist": ("Egress allowlist", "network"),
+    "secret_leak": ("Secret leak", "secrets"),
+    "patch_integrity": ("Patch integrity", "filesystem"),
+    "mcp_tool": ("MCP tool", "tool"),
+    "prompt_injection": ("Prompt injection", "ai"),
+    "jailbreak_detection": ("Jailbreak detection", "ai"),
+    "jailbreak": ("Jailbreak detection", "ai"),
+    "posture": ("Posture", "posture"),
+    "posture_budget": ("Posture budget", "posture"),
+    "threat_intel": ("Threat intelligence", "threat_intel"),
+}
+
+_TAGS = {
+    "deny": ("clawdstrike", "guard-deny"),
+    "warn": ("clawdstrike", "guard-warn"),
+    "allow": ("clawdstrike", "allow"),
+    "none": ("clawdstrike",),
+}
+
+# --------------------------------------------------------------------------------------------------
+# event.category / event.type
+# --------------------------------------------------------------------------------------------------
+
+# Resource type -> (ECS category, activity event.type or None). The activity type must be one the
+# category expects (schemas.md §2.2); None means "the decision alone is the type".
+_RESOURCE_BASE: dict[str, tuple[str, str | None]] = {
+    "file": ("file", "access"),
+    "network": ("network", "connection"),
+    "process": ("process", "start"),
+    "tool": ("api", None),
+    "configuration": ("configuration", "info"),
+    "session": ("session", "info"),
+    "identity": ("iam", "info"),
+    "prompt": ("intrusion_detection", None),
+    "output": ("intrusion_detection", None),
+}
+_FILE_ACTIVITY = {"file_access": "access", "file_write": "change", "patch": "change"}
+# event_type decides the base for non-request events.
+_EVENT_TYPE_BASE: dict[str, tuple[str, str | None]] = {
+    "session_start": ("session", "start"),
+    "session_end": ("session", "end"),
+    "user_session_start": ("authentication", "start"),
+    "user_session_end": ("authentication", "end"),
+    "idp_webhook": ("authentication", "info"),
+    "policy_change": ("configuration", "change"),
+    "posture_transition": ("session", "info"),
+}
+_ADMIN_ACTIVITY = {"created": "creation", "deleted": "deletion"}  # updated/assigned/unassigned -> change
+_TOOL_CALL_ACTIVITY = {"tool_call_start": "start", "tool_call_end": "end", "tool_call_error": "end"}
+_ALLOWED_CATEGORIES = frozenset(("api", "network", "intrusion_detection"))  # categories expecting "allowed"
+_SOURCE_TYPE_MATTERS = frozenset(("admin_change", "tool_call"))
+
+_CATEGORIZE_CACHE: dict[tuple, tuple[tuple[str, ...], tuple[str, ...]]] = {}
+
+
+def _categorize(rtype: str, action: str, etype: str, stype: str | None, ai: bool,
+                verdict: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """(event.category, event.type): every type is expected by at least one category (§2.2 table).
+
+    Alerts (deny, warn, detection) always carry ``intrusion_detection``, which expects allowed/denied/info.
+    """
+    base = _EVENT_TYPE_BASE.get(etype)
+    if base is None:
+        if etype == "admin_change":
+            suffix = (stype or "").rsplit("_", 1)[-1]
+            base = ("iam", _ADMIN_ACTIVITY.get(suffix, "change"))
+        elif etype == "tool_call":
+            base = ("api", _TOOL_CALL_ACTIVITY.get(stype or ""))
+        elif rtype == "file":
+            base = ("file", _FILE_ACTIVITY.get(action, "access"))
+        else:
+            base = _RESOURCE_BASE.get(rtype, ("configuration", "info"))
+    category, activity = base
+    cats = [category]
+    types = [activity] if activity else []
+    alert = verdict == "deny" or verdict == "warn" or etype == "detection"
+    if (alert or ai) and category != "intrusion_detection":
+        cats.append("intrusion_detection")
+    if verdict == "deny":
+        types.append("denied")
+    elif verdict == "warn" or (verdict == "allow" and (category in _ALLOWED_CATEGORIES or ai)):
+        types.append("allowed")
+    if not types:
+        types.append("info")
+    return tuple(cats), tuple(types)
+
+
+def _cut(s: str) -> str:
+    return s if len(s) <= KEYWORD_LIMIT else s[:KEYWORD_LIMIT]
+
+
+# --------------------------------------------------------------------------------------------------
+# Field groups (each only for the resource type that needs it)
+# --------------------------------------------------------------------------------------------------
+
+
+def _file(path: str) -> dict[str, str]:
+    """file.path/name/directory/extension; POSIX separators, backslash only for a path without '/'."""
+    f = {"path": _cut(path)}
+    i = path.rfind("/")
+    if i < 0:
+        i = path.rfind("\\")
+    name = path[i + 1:]
+    if i > 0:
+        f["directory"] = _cut(path[:i])
+    elif i == 0:
+        f["directory"] = path[0]
+    if name:
+        f["name"] = _cut(name)
+        j = name.rfind(".")
+        if 0 < j < len(name) - 1:  # ".env" is a dotfile, not an extension
+            f["extension"] = _cut(name[j + 1:])
+    return f
+
+
+_ARGS_CACHE: dict[str, tuple[tuple[str, ...], int]] = {}
+
+
+def _split_args(command: str) -> tuple[tuple[str, ...], int]:
+    """shlex (POSIX) split that never raises: unbalanced quotes or a huge line fall back to str.split.
+
+    Returns (args cut to MAX_ARGS elements of at most KEYWORD_LIMIT chars, real argument count).
+    """
+    hit = _ARGS_CACHE.get(command)
+    if hit is not None:
+        return hit
+    if len(command) <= _SHLEX_LIMIT:
+        try:
+            args = shlex.split(command)
+        except ValueError:
+            args = command.split()
+    else:
+        args = command.split()
+    out = (tuple(a if len(a) <= KEYWORD_LIMIT else a[:KEYWORD_LIMIT] for a in args[:MAX_ARGS] if a),
+           len(args))
+    if len(command) <= 4096:
+        if len(_ARGS_CACHE) >= _CACHE_MAX:
+            _ARGS_CACHE.clear()
+        _ARGS_CACHE[command] = out
+    return out
+
+
+def _process(command: str) -> dict[str, Any]:
+    p: dict[str, Any] = {"command_line": command}  # wildcard: no ignore_above
+    args, count = _split_args(command)
+    if args:
+        p["args"] = list(args)
+        p["args_count"] = count
+        exe = args[0]
+        name = exe[exe.rfind("/") + 1:]
+        if name:
+            p["name"] = name
+        if exe[0] == "/":
+            p["executable"] = exe
+    return p
+
+
+_MITRE_CACHE: dict[tuple, dict[str, Any] | None] = {}
+
+
+def _sub_technique_parent(tid: str) -> str | None:
+    """"T1552.001" -> "T1552"; "AML.T0051.000" -> "AML.T0051"; "AML.T0051" / "T1552" -> None."""
+    head, sep, tail = tid.rpartition(".")
+    if sep and tail.isdigit() and head.rpartition(".")[2][:1] == "T":
+        return head
+    return None
+
+
+def _reference(fw: str | None, kind: str, tid: str) -> str | None:
+    base = _REFERENCE_BASE.get(fw or "")
+    if base is None:
+        return None
+    if fw == "attack":
+        return f"{base}{kind}/{tid.replace('.', '/')}/"
+    return f"{base}{kind}/{tid}"
+
+
+def _threat_from_mitre(mitre: Any) -> dict[str, Any] | None:
+    """ECS threat.* from the canonical ``mitre`` field; malformed parts are skipped, never raised on."""
+    if type(mitre) is not dict:
+        return None
+    fw = mitre.get("framework")
+    tactic = mitre.get("tactic")
+    tech = mitre.get("technique")
+    t_id = tactic.get("id") if type(tactic) is dict else None
+    t_name = tactic.get("name") if type(tactic) is dict else None
+    q_id = tech.get("id") if type(tech) is dict else None
+    q_name = tech.get("name") if type(tech) is dict else None
+    key = (fw, t_id, t_name, q_id, q_name)
+    try:
+        return _MITRE_CACHE[key]
+    except KeyError:
+        pass
+    except TypeError:  # unhashable junk
+        return None
+    threat: dict[str, Any] = {}
+    framework = _FRAMEWORK.get(fw) if type(fw) is str else None
+    if framework:
+        threat["framework"] = framework
+    fwk = fw if framework else None
+    if type(t_id) is str and t_id:
+        tac: dict[str, list[str]] = {"id": [_cut(t_id)]}
+        ref = _reference(fwk, "tactics", t_id)
+        if ref:
+            tac["reference"] = [_cut(ref)]
+        if type(t_name) is str and t_name:
+            tac["name"] = [_cut(t_name)]
+        threat["tactic"] = tac
+    if type(q_id) is str and q_id:
+        name = q_name if type(q_name) is str and q_name else None
+        parent = _sub_technique_parent(q_id)
+        if parent is None:
+            technique: dict[str, Any] = {"id": [_cut(q_id)]}
+            if name:
+                technique["name"] = [_cut(name)]
+            ref = _reference(fwk, "techniques", q_id)
+        else:
+            # ATT&CK/ATLAS name sub-techniques "Parent: Sub".
+            parent_name, colon, sub_name = (name or "").partition(": ")
+            technique = {"id": [_cut(parent)]}
+            if colon and parent_name:
+                technique["name"] = [_cut(parent_name)]
+            sub: dict[str, list[str]] = {"id": [_cut(q_id)]}
+            sname = sub_name if colon else name
+            if sname:
+                sub["name"] = [_cut(sname)]
+            sref = _reference(fwk, "techniques", q_id)
+            if sref:
+                sub["reference"] = [_cut(sref)]
+            technique["subtechnique"] = sub
+            ref = _reference(fwk, "techniques", parent)
+        if ref:
+            technique["reference"] = [_cut(ref)]
+        threat["technique"] = technique
+    result = threat or None
+    if len(_MITRE_CACHE) >= _CACHE_MAX:
+        _MITRE_CACHE.clear()
+    _MITRE_CACHE[key] = result
+    return result
+
+
+def _copy_threat(t: dict[str, Any]) -> dict[str, Any]:
+    """Fresh containers per document (the pipeline may edit documents in place; the cache is shared)."""
+    out: dict[str, Any] = {}
+    for k, v in t.items():
+        if type(v) is dict:
+            out[k] = _copy_threat(v)
+        elif type(v) is list:
+            out[k] = list(v)
+        else:
+            out[k] = v
+    return out
+
+
+def _indicator(ind: Any) -> dict[str, str] | None:
+    """ECS threat.indicator.* from the canonical {type, value} (ECS has no ``value`` field)."""
+    if type(ind) is not dict:
+        return None
+    itype = ind.get("type")
+    value = ind.get("value")
+    if type(itype) is not str or type(value) is not str or not itype or not value:
+        return None
+    v = _cut(value)
+    out: dict[str, Any] = {"type": itype, "name": v}
+    if itype == "file":
+        out["file"] = {"path": v}
+    elif itype == "domain-name":
+        out["url"] = {"domain": v}
+    elif itype == "ipv4-addr" or itype == "ipv6-addr":
+        out["ip"] = value
+    return out
+
+
+def _labels(labels: Any) -> dict[str, str] | None:
+    """String map only; dots in keys would become nested objects in Elasticsearch, so they become '_'."""
+    if not labels or type(labels) is not dict:
+        return None
+    items = labels.items()
+    if any(type(k) is str and "." in k for k in labels):
+        items = sorted(items)  # "a.b" and "a_b" collide: the result must not depend on insertion order
+    out = {}
+    for k, v in items:
+        if type(k) is str and k and type(v) is str and v:
+            out[k.replace(".", "_") if "." in k else k] = _cut(v)
+    return out or None
+
+
+def _metadata_json(metadata: dict) -> str:
+    """``clawdstrike.metadata`` as one sorted-key JSON string: free-form objects cannot explode the
+    index's field count, and the same metadata always gives the same string."""
+    try:
+        return orjson.dumps(metadata, option=orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS).decode()
+    except TypeError:  # integers beyond 64 bits, exotic objects in a hand-built event
+        return json.dumps(metadata, sort_keys=True, ensure_ascii=False, default=str)
+
+
+def _timestamp_ms(ts: str) -> str:
+    """RFC 3339 with exactly 3 fraction digits (Elasticsearch ``date`` keeps ms); a leap second 60 is
+    clamped to 59.999 because Elasticsearch rejects it."""
+    n = len(ts)
+    if n == 24:
+        out = ts
+    elif n > 24:
+        out = ts[:23] + "Z"
+    elif n == 20:
+        out = ts[:19] + ".000Z"
+    else:
+        out = ts[:-1].ljust(23, "0") + "Z"
+    if out[17:19] == "60":
+        out = out[:17] + "59.999Z"
+    return out
+
+
+# --------------------------------------------------------------------------------------------------
+# The transform
+# --------------------------------------------------------------------------------------------------
+
+
+def to_ecs(event: dict) -> dict:
+    """One canonical SecurityEvent (a dict that passes ``agent.event.validate_event``) -> a nested ECS
+    9.4.0 document. Pure: same event, same document."""
+    decision = event["decision"]
+    resource = event["resource"]
+    allowed = decision.get("allowed")
+    guard = decision.get("guard")
+    etype = event["event_type"]
+    action = event["action"]
+    rtype = resource["type"]
+    source = event["source"]
+    if allowed is False:
+        verdict = "deny"
+    elif allowed is True:
+        verdict = "warn" if guard is not None or etype == "guard_warn" else "allow"
+    else:
+        verdict = "none"
+    ai = event["event_category"] == "ai"
+    stype = source.get("type") if etype in _SOURCE_TYPE_MATTERS else None
+    ckey = (rtype, action, etype, stype, ai, verdict)
+    cat = _CATEGORIZE_CACHE.get(ckey)
+    if cat is None:
+        cat = _categorize(rtype, action, etype, stype, ai, verdict)
+        if len(_CATEGORIZE_CACHE) >= _CACHE_MAX:
+            _CATEGORIZE_CACHE.clear()
+        _CATEGORIZE_CACHE[ckey] = cat
+    severity = decision["severity"]
+    observer = event["observer"]
+    product = observer["product"]
+
+    ev: dict[str, Any] = {
+        "id": event["event_id"],
+        "kind": "alert" if verdict == "deny" or verdict == "warn" or etype == "detection" else "event",
+        "category": list(cat[0]),
+        "type": list(cat[1]),
+        "outcome": event["outcome"],
+        "action": _cut(action),
+        "code": etype,
+        "severity": _SEVERITY_NUMBER[severity],
+        "module": "clawdstrike",
+        "dataset": "clawdstrike.security_event",
+        "provider": product,
+    }
+    risk = _RISK_SCORE.get(severity)
+    if risk is not None:
+        ev["risk_score"] = risk
+    reason = decision.get("reason")
+    if reason:
+        ev["reason"] = _cut(reason)
+        message = reason
+    else:
+        message = f"{etype}: {resource['name']}"
+
+    obs: dict[str, str] = {"vendor": _VENDOR, "product": product, "type": _OBSERVER_TYPE}
+    v = observer.get("version")
+    if v:
+        obs["version"] = _cut(v)
+    host_name = observer.get("host_name")
+
+    cs_resource: dict[str, Any] = {"type": rtype}
+    cs: dict[str, Any] = {
+        "schema_version": event["schema_version"],
+        "event_category": event["event_category"],
+        "severity": severity,
+        "resource": cs_resource,
+        "source": dict(source),
+    }
+    doc: dict[str, Any] = {
+        "@timestamp": _timestamp_ms(event["timestamp"]),
+        "ecs": {"version": ECS_VERSION},
+        "message": message,
+        "event": ev,
+        "observer": obs,
+        "agent": dict(_AGENT),
+        "tags": list(_TAGS[verdict]),
+        "clawdstrike": cs,
+    }
+    if host_name:
+        doc["host"] = {"name": _cut(host_name)}
+        obs["hostname"] = _cut(host_name)
+
+    # The resource: one ECS home per type, else clawdstrike.resource.
+    name = resource["name"]
+    if rtype == "file" and resource.get("path"):
+        doc["file"] = _file(resource["path"])
+    elif rtype == "network" and resource.get("host"):
+        host = resource["host"]
+        ip = resource.get("ip")
+        port = resource.get("port")
+        dest: dict[str, Any] = {"address": _cut(host)}
+        url: dict[str, Any] = {"domain": _cut(f"[{host}]" if ip and ":" in ip else host)}
+        if ip:
+            dest["ip"] = ip
+        else:
+            dest["domain"] = _cut(host)
+        if port is not None:
+            dest["port"] = port
+            url["port"] = port
+        doc["destination"] = dest
+        doc["url"] = url
+        doc["network"] = {"direction": "egress"}
+    elif rtype == "process":
+        doc["process"] = _process(name)
+    elif rtype == "tool":
+        doc["gen_ai"] = {"operation": {"name": "execute_tool"}, "tool": {"name": _cut(name)}}
+    else:
+        cs_resource["name"] = name
+        path = resource.get("path")
+        if path:
+            cs_resource["path"] = path
+
+    agent = event.get("agent")
+    if agent:
+        gen_ai = doc.get("gen_ai")
+        if gen_ai is None:
+            gen_ai = doc["gen_ai"] = {}
+        gen_ai["agent"] = {"id": _cut(agent["id"])}
+
+    if guard:
+        rule_name, rule_category = _RULES.get(guard, (guard, None))
+        rule: dict[str, str] = {"id": _cut(guard), "name": _cut(rule_name)}
+        if rule_category:
+            rule["category"] = rule_category
+        cs["guard"] = guard
+        doc["rule"] = rule
+    ruleset = decision.get("ruleset")
+    if ruleset:
+        doc.setdefault("rule", {})["ruleset"] = _cut(ruleset)
+
+    if verdict != "none":
+        cs["decision"] = {"allowed": allowed, "verdict": verdict}
+    policy_hash = decision.get("policy_hash")
+    if policy_hash:
+        cs["policy"] = {"hash": policy_hash}
+    instance_id = observer.get("instance_id")
+    if instance_id:
+        cs["observer"] = {"instance_id": instance_id}
+
+    session = event.get("session")
+    if session:
+        cs_session = {}
+        for k in ("id", "run_id", "environment"):
+            sv = session.get(k)
+            if sv:
+                cs_session[k] = sv
+        if cs_session:
+            cs["session"] = cs_session
+        user_id = session.get("user_id")
+        if user_id:
+            doc["user"] = {"id": _cut(user_id)}
+        tenant = session.get("tenant_id")
+        if tenant:
+            doc["organization"] = {"id": _cut(tenant)}
+
+    threat = None
+    mitre = event.get("mitre")
+    if mitre:
+        cached = _threat_from_mitre(mitre)
+        if cached is not None:
+            threat = _copy_threat(cached)
+    canon_threat = event.get("threat")
+    if canon_threat:
+        indicator = _indicator(canon_threat.get("indicator"))
+        if indicator is not None:
+            if threat is None:
+                threat = {}
+            threat["indicator"] = indicator
+    if threat:
+        doc["threat"] = threat
+
+    labels = _labels(event.get("labels"))
+    if labels:
+        doc["labels"] = labels
+    metadata = event.get("metadata")
+    if metadata:
+        cs["metadata"] = _metadata_json(metadata)
+    return doc
