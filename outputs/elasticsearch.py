@@ -156,6 +156,7 @@ def api_key_header(value: str) -> str:
 class ElasticsearchOutput(Output):
     type_name = "elasticsearch"
     default_batch_max_bytes: ClassVar[int] = 5 * 1024 * 1024
+    default_concurrency: ClassVar[int] = 4
     config: ElasticsearchOutputConfig
 
     def __init__(self, name: str, config: ElasticsearchOutputConfig):
@@ -230,7 +231,7 @@ class ElasticsearchOutput(Output):
     # ---------------------------------------------------------------------------- transport
 
     def open(self) -> None:
-        pool = max(2, int(getattr(self.config, "concurrency", 4) or 4) + 1)
+        pool = (getattr(self.config, "concurrency", 0) or self.default_concurrency) + 1
         self._client = HttpClient(self.config, pool_size=pool,
                                   on_response=getattr(self, "on_response", None))
         if self.config.bootstrap:
