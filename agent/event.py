@@ -1,4 +1,4 @@
-"""The canonical SecurityEvent 2.0.0: enumerations, the field table, validation and encoding.
+"""The canonical SecurityEvent 2.1.0: enumerations, the field table, validation and encoding.
 
 An event is a plain ``dict`` (no object per event: this is the ingest hot path). ``FIELDS`` below is the
 single source of truth for its shape: ``validate_event`` walks it, and ``agent.schema_export`` turns it
@@ -15,7 +15,7 @@ from typing import Any
 
 import orjson
 
-SCHEMA_VERSION = "2.0.0"
+SCHEMA_VERSION = "2.1.0"
 
 
 class EventType(StrEnum):
@@ -141,6 +141,8 @@ TIMESTAMP_PATTERN = (
 )
 POLICY_HASH_PATTERN = r"^sha256:[0-9a-f]{64}$"
 SCHEMA_VERSION_PATTERN = r"^2\.[0-9]+\.[0-9]+$"
+MITRE_TACTIC_PATTERN = r"^(TA[0-9]{4}|AML\.TA[0-9]{4})$"
+MITRE_TECHNIQUE_PATTERN = r"^(T[0-9]{4}(\.[0-9]{3})?|AML\.T[0-9]{4}(\.[0-9]{3})?)$"
 
 
 @dataclass(frozen=True, slots=True)
@@ -230,6 +232,23 @@ FIELDS: tuple[Field, ...] = (
         Field("id", STRING, False, "The original id string, if the record had one."),
         Field("type", STRING, False, "The original event_type / type / event string."),
     )),
+    # 2.1.0 addition: set at ingest by the enrichment table (transforms/enrich.py, docs/transforms.md).
+    Field("mitre", OBJECT, False, "MITRE ATT&CK or ATLAS technique and tactic of a flagged event, from the "
+          "enrichment table; omitted when no rule matches.", children=(
+        Field("framework", ENUM, True, "attack (MITRE ATT&CK) or atlas (MITRE ATLAS).",
+              values=("attack", "atlas")),
+        Field("tactic", OBJECT, True, "The tactic.", children=(
+            Field("id", STRING, True, "Tactic id: TAxxxx (ATT&CK) or AML.TAxxxx (ATLAS).",
+                  pattern=MITRE_TACTIC_PATTERN, expected="a MITRE tactic id such as TA0006 or AML.TA0005"),
+            Field("name", STRING, True, "Tactic name as MITRE publishes it."),
+        )),
+        Field("technique", OBJECT, True, "The technique or sub-technique.", children=(
+            Field("id", STRING, True, "Technique id: Txxxx, Txxxx.yyy (sub-technique), AML.Txxxx or "
+                  "AML.Txxxx.yyy.", pattern=MITRE_TECHNIQUE_PATTERN,
+                  expected="a MITRE technique id such as T1552.004 or AML.T0051"),
+            Field("name", STRING, True, "Technique name; a sub-technique is 'Parent: Sub-technique'."),
+        )),
+    )),
 )
 
 # Cross-field rules, enforced by validate_event and emitted into the schema as if/then clauses.
@@ -242,7 +261,7 @@ EVENT_FIELD_NAMES: frozenset[str] = frozenset(f.name for f in FIELDS)
 
 
 class EventValidationError(ValueError):
-    """An event does not match the SecurityEvent 2.0.0 field table; the message names the field path."""
+    """An event does not match the SecurityEvent 2.x field table; the message names the field path."""
 
 
 _MISSING = object()
@@ -428,7 +447,7 @@ _OUTCOME_FOR_ALLOWED = {True: "success", False: "failure"}
 
 
 def validate_event(ev: Any) -> None:
-    """Check ``ev`` against the SecurityEvent 2.0.0 field table and invariants.
+    """Check ``ev`` against the SecurityEvent 2.1.0 field table and invariants.
 
     Raises ``EventValidationError("<path>: expected <what>, got <found>")``. Unknown fields are accepted
     (the compatibility policy: consumers ignore fields they do not know).

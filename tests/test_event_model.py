@@ -57,7 +57,7 @@ def test_good_event_validates():
 
 
 def test_schema_version_constant():
-    assert SCHEMA_VERSION == "2.0.0"
+    assert SCHEMA_VERSION == "2.1.0"
 
 
 def test_enum_values():

@@ -8,7 +8,7 @@ import uuid
 import orjson
 import pytest
 
-from agent.event import encode_event, validate_event
+from agent.event import SCHEMA_VERSION, encode_event, validate_event
 from agent.mapping import (
     EVENT_ID_NAMESPACE,
     MappingContext,
@@ -421,7 +421,7 @@ E1 = {
 def test_v1_forbidden_path_renormalised():
     ev = m(E2)
     assert detect_kind(E2) == "hushd_security_event"
-    assert ev["schema_version"] == "2.0.0"
+    assert ev["schema_version"] == SCHEMA_VERSION
     assert ev["decision"]["policy_hash"] == "sha256:" + H  # resolved, never 0x default
     assert ev["threat"]["indicator"] == {"type": "file", "value": "/home/alice/.ssh/id_rsa"}
     assert ev["agent"] == {"id": "agent-0001"}
