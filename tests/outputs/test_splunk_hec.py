@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import json
 import logging
+import subprocess
+import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -483,6 +485,8 @@ def test_ack_disabled_answer_is_a_permanent_config_error(hec: tuple[RecordingHec
         assert "ACK is disabled" in outcome.reason and "set ack = false" in outcome.reason
         ok, reason = out.healthcheck()
         assert not ok and "ACK is disabled" in reason
+        # Later batches are accepted without an ackId: delivered, not dead-lettered.
+        assert out.send(items(out, 1, start=5)).status is Status.DELIVERED
     finally:
         out.close()
 
@@ -596,3 +600,45 @@ def test_canary_token_never_in_reason_excerpt_or_log(caplog: pytest.LogCaptureFi
     for text in texts:
         assert TOKEN not in text
         assert TOKEN[:12] not in text
+
+
+PATCHED_SCRIPT = r'''
+from gevent import monkey; monkey.patch_all()
+import json, gevent
+from agent.config_loader import load_section
+from outputs.base import DeliveryItem
+from outputs.mocks.server import Fault, MockServer
+from outputs.mocks.splunk_hec import HecToken, SplunkHecApp
+from outputs.splunk_hec import SplunkHecOutput, SplunkHecOutputConfig
+app = SplunkHecApp([HecToken("tok-123456", use_ack=True)], ack_delay=0.1)
+srv = MockServer(app).start()
+cfg = load_section(SplunkHecOutputConfig, {"type": "splunk_hec", "endpoint": srv.url,
+                   "token": "tok-123456", "ack": True, "ack_poll_interval": "50ms"}, "t")
+out = SplunkHecOutput("hec", cfg)
+out.open()
+def item(i):
+    ev = {"timestamp": "2026-01-02T03:04:05.678Z", "seq": i}
+    it = DeliveryItem(i, ev, json.dumps(ev).encode())
+    it.data = out.encode(it)
+    return it
+srv.faults.add(Fault("reset"))
+sends = [gevent.spawn(out.send, [item(i)]) for i in range(10)]
+print(json.dumps({"outcomes": sorted(g.get(timeout=30).status.value for g in sends),
+                  "stored": len(app.events), "channels": app.stats()["channels"]}))
+out.close()
+srv.stop()
+'''
+
+
+@pytest.mark.integration
+def test_concurrent_acked_sends_under_gevent_patching() -> None:
+    """As in the agent (gevent.monkey.patch_all): the mock's threads and the output's requests are
+    greenlets in one hub; concurrent sends spread over the channels and are all acknowledged."""
+    root = Path(__file__).resolve().parents[2]
+    proc = subprocess.run([sys.executable, "-c", PATCHED_SCRIPT], cwd=root, capture_output=True,
+                          text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert result["outcomes"] == ["delivered"] * 9 + ["retry"]  # one request hit the reset
+    assert result["stored"] == 9
+    assert result["channels"] == 4
