@@ -231,11 +231,16 @@ class ElasticsearchOutput(Output):
     # ---------------------------------------------------------------------------- transport
 
     def open(self) -> None:
-        pool = (getattr(self.config, "concurrency", 0) or self.default_concurrency) + 1
-        self._client = HttpClient(self.config, pool_size=pool,
-                                  on_response=getattr(self, "on_response", None))
+        self._ensure_client()
         if self.config.bootstrap:
             self.bootstrap_warnings = self._bootstrap()
+
+    def _ensure_client(self) -> HttpClient:
+        if self._client is None:
+            pool = (getattr(self.config, "concurrency", 0) or self.default_concurrency) + 1
+            self._client = HttpClient(self.config, pool_size=pool,
+                                      on_response=getattr(self, "on_response", None))
+        return self._client
 
     def close(self) -> None:
         if self._client is not None:
@@ -288,9 +293,7 @@ class ElasticsearchOutput(Output):
         """One request to the first node that answers; ``TransportError`` if none does. A failed
         node is marked down; re-sending to the next node is safe because every write is a
         ``create`` with a fixed ``_id``."""
-        if self._client is None:
-            self.open()
-        assert self._client is not None
+        client = self._ensure_client()
         send_headers = dict(self._auth_header())
         if headers:
             send_headers.update(headers)
@@ -298,8 +301,8 @@ class ElasticsearchOutput(Output):
         errors: list[str] = []
         for i in order:
             try:
-                resp = self._client.request(method, self.hosts[i] + path, body, send_headers,
-                                            compress=compress)
+                resp = client.request(method, self.hosts[i] + path, body, send_headers,
+                                      compress=compress)
             except TransportError as exc:
                 self._down_until[i] = time.monotonic() + float(self.config.host_down_for)
                 errors.append(f"node {i + 1}/{len(self.hosts)}: {exc}")
