@@ -149,8 +149,9 @@ _ASSIGNMENT = re.compile(
     r"(?(3)[^\"']*|[^\s\"',;&}\]]+)")
 # An auth scheme followed by what looks like a credential (token68 of 8+ characters), anywhere.
 _SCHEME_VALUE = re.compile(rf"(?i)(?<![a-z0-9])({_BARE_SCHEMES})(\s+)[A-Za-z0-9._~+/=-]{{8,}}")
-# C0/C1 controls, line/paragraph separators and bidi overrides: a log line must stay one honest line.
-_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]+")
+# C0/C1 controls, line/paragraph separators and bidi overrides (and runs of white space around
+# them): a log line must stay one honest line.
+_CONTROL = re.compile("[\\s\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]+")
 
 
 def excerpt(body: bytes, secrets: Iterable[str] = (), limit: int = EXCERPT_LIMIT) -> str:
@@ -341,14 +342,20 @@ class HttpClient:
 
 
 def _read_body(r: requests.Response, deadline: float) -> bytes:
+    """The whole (decoded) body, or ``_BadBody`` past ``deadline`` or ``MAX_RESPONSE_BYTES``.
+
+    ``read1`` makes one socket read per call, so the deadline is checked while a body trickles in
+    (``iter_content`` would block until a whole chunk arrived, each read within the timeout)."""
     buf = bytearray()
-    for chunk in r.iter_content(_READ_CHUNK):
+    while True:
+        chunk = r.raw.read1(_READ_CHUNK, decode_content=True)
+        if not chunk:
+            return bytes(buf)
         buf += chunk
         if len(buf) > MAX_RESPONSE_BYTES:
             raise _BadBody("response body too large")
         if time.monotonic() > deadline:
             raise _BadBody("response body timed out")
-    return bytes(buf)
 
 
 def _check_proxy(url: str) -> None:
@@ -400,7 +407,7 @@ def describe_transport_error(exc: BaseException) -> str:
             reason = "proxy refused or unreachable"
     if not reason and isinstance(exc, requests.exceptions.SSLError):
         reason = "TLS handshake failed"
-    if not reason and isinstance(exc, requests.exceptions.Timeout):
+    if not reason and isinstance(exc, requests.exceptions.Timeout | urllib3.exceptions.TimeoutError):
         reason = "timed out"
     return f"{kind}: {reason}" if reason else kind
 

@@ -147,7 +147,8 @@ class Proxy:
             token = base64.b64encode(f"{user}:{password or ''}".encode()).decode()
             expected = f"Basic {token}"
         self._server = _Server(expected)
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05},
+                                        daemon=True)
 
     def start(self) -> Proxy:
         self._thread.start()

@@ -1,0 +1,786 @@
+"""The shared HTTP layer (outputs/http.py) against loopback servers: gzip, headers, TLS with a custom CA,
+mTLS, proxies (plain and CONNECT) with credentials, timeouts, redirects, status classes, Retry-After,
+redacted excerpts, outcomes, metrics callbacks and connection reuse.
+
+Canary secrets are used throughout; the autouse ``no_canary_in_logs`` fixture fails any test whose log
+records (captured at DEBUG, requests and urllib3 included) carry one, and ``assert_clean`` checks each
+exception text for canaries, the URL, host, port and path.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import gzip
+import logging
+import socket
+import threading
+import time
+import traceback
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
+from email.utils import format_datetime
+from pathlib import Path
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from agent.config_loader import ConfigError, load_section
+from agent.config_types import Duration, Secret
+from outputs import http as http_mod
+from outputs.base import Status
+from outputs.http import (
+    HttpClient,
+    HttpOutputConfig,
+    HttpResponse,
+    TransportError,
+    excerpt,
+    gzip_bytes,
+    outcome_for_status,
+    parse_retry_after,
+    status_class,
+)
+from outputs.mocks.server import Fault, MockApp, MockRequest, MockResponse, MockServer
+from tests.certs import TlsFiles, tls_files  # noqa: F401 - the fixture
+from tests.outputs.proxy import Proxy
+
+HEADER_CANARY = "hdr-canary-7f3a9c2e5b41"
+TOKEN_CANARY = "tok-canary-0d9e8f7a6b5c"
+PROXY_USER = "proxy-user-canary-31a7"
+PROXY_PASS = "proxy-pass-canary-9c4e"
+PATH_CANARY = "path-canary-5e2b"
+CANARIES = (HEADER_CANARY, TOKEN_CANARY, PROXY_USER, PROXY_PASS, PATH_CANARY)
+BODY = b'{"event":"file_access","severity":"high"}\n' * 200
+
+
+class Recorder(MockApp):
+    """Records every request and the handler thread it came in on (one thread per connection in
+    the ThreadingHTTPServer, so distinct threads = distinct connections)."""
+
+    def __init__(self, respond: Callable[[MockRequest], MockResponse] | None = None):
+        super().__init__()
+        self.requests: list[MockRequest] = []
+        self.threads: list[threading.Thread] = []
+        self.respond = respond or (lambda req: MockResponse.json(200, {"ok": True}))
+        self._lock = threading.Lock()
+
+    def handle(self, req: MockRequest) -> MockResponse:
+        with self._lock:
+            self.requests.append(req)
+            self.threads.append(threading.current_thread())
+        return self.respond(req)
+
+    def connections(self) -> int:
+        with self._lock:
+            return len({id(t) for t in self.threads})
+
+
+def assert_clean(text: str, *also: str) -> None:
+    """No canary, and none of the given URL parts (host, port, path), in an error text."""
+    for needle in (*CANARIES, *also):
+        assert needle not in text, f"{needle!r} leaked into {text!r}"
+
+
+def assert_clean_error(exc: BaseException, url: str, *also: str) -> None:
+    """The exception text and its whole formatted traceback carry no secret or URL part."""
+    assert exc.__cause__ is None and exc.__context__ is None  # nothing chained that holds the URL
+    host_port = url.split("://", 1)[1].split("/", 1)[0]
+    host, _, port = host_port.rpartition(":")
+    rendered = "".join(traceback.format_exception(exc))
+    for text in (str(exc), repr(exc), rendered):
+        assert_clean(text, host_port, port, f"/{PATH_CANARY}", *also)
+    assert host not in str(exc)
+
+
+@pytest.fixture(autouse=True)
+def no_canary_in_logs(caplog: pytest.LogCaptureFixture) -> Iterator[None]:
+    caplog.set_level(logging.DEBUG)
+    yield
+    records = caplog.get_records("setup") + caplog.get_records("call")
+    formatter = logging.Formatter()
+    for record in records:
+        assert_clean(formatter.format(record))
+
+
+@pytest.fixture
+def app() -> Recorder:
+    return Recorder()
+
+
+@pytest.fixture
+def server(app: Recorder) -> Iterator[MockServer]:
+    with MockServer(app) as s:
+        yield s
+
+
+@pytest.fixture
+def tls_server(app: Recorder, tls_files: TlsFiles) -> Iterator[MockServer]:  # noqa: F811
+    with MockServer(app, certfile=str(tls_files.server_cert), keyfile=str(tls_files.server_key)) as s:
+        yield s
+
+
+@pytest.fixture
+def mtls_server(app: Recorder, tls_files: TlsFiles) -> Iterator[MockServer]:  # noqa: F811
+    with MockServer(app, certfile=str(tls_files.server_cert), keyfile=str(tls_files.server_key),
+                    client_ca=str(tls_files.ca_cert)) as s:
+        yield s
+
+
+def make_client(*, on_response: Callable[[str, float], None] | None = None, pool_size: int = 4,
+                **config: object) -> HttpClient:
+    return HttpClient(HttpOutputConfig(**config), pool_size=pool_size,  # type: ignore[arg-type]
+                      on_response=on_response)
+
+
+def url_of(server: MockServer) -> str:
+    return f"{server.url}/{PATH_CANARY}/collector?token={TOKEN_CANARY}"
+
+
+def send_expecting_error(client: HttpClient, url: str, **kw: object) -> TransportError:
+    with pytest.raises(TransportError) as info:
+        client.request("POST", url, BODY, **kw)  # type: ignore[arg-type]
+    assert_clean_error(info.value, url)
+    return info.value
+
+
+# --- bodies and headers ------------------------------------------------------------------------
+
+
+def test_gzip_post_server_decodes_the_exact_bytes(server: MockServer, app: Recorder) -> None:
+    resp = make_client().request("POST", url_of(server), BODY, {"Content-Type": "application/json"})
+    assert resp.status == 200 and resp.json() == {"ok": True}
+    req = app.requests[-1]
+    assert req.headers["Content-Encoding"] == "gzip"
+    assert req.decode_error == ""
+    assert req.body == BODY
+    assert req.raw_length < len(BODY)  # compressed on the wire
+    assert req.path == f"/{PATH_CANARY}/collector" and req.query == {"token": TOKEN_CANARY}
+    assert req.headers["Content-Type"] == "application/json"
+    assert req.headers["User-Agent"].startswith("clawd-agent/")
+
+
+def test_request_lines_are_not_logged_even_at_debug(server: MockServer,
+                                                   caplog: pytest.LogCaptureFixture) -> None:
+    # urllib3 logs '"POST /path?query HTTP/1.1" 200' at DEBUG: a webhook URL is a secret.
+    make_client().request("POST", url_of(server), BODY)
+    assert logging.getLogger().isEnabledFor(logging.DEBUG)
+    assert not [r for r in caplog.records if r.name.startswith("urllib3")]
+
+
+def test_gzip_bytes_round_trip_and_level() -> None:
+    assert gzip.decompress(gzip_bytes(BODY, 1)) == BODY
+    assert gzip.decompress(gzip_bytes(BODY, 9)) == BODY
+    assert len(gzip_bytes(BODY, 9)) <= len(gzip_bytes(BODY, 1))
+
+
+def test_compression_none_sends_raw_bytes(server: MockServer, app: Recorder) -> None:
+    make_client(compression="none").request("POST", url_of(server), BODY)
+    req = app.requests[-1]
+    assert "Content-Encoding" not in req.headers
+    assert req.body == BODY and req.raw_length == len(BODY)
+
+
+def test_compress_argument_overrides_the_config(server: MockServer, app: Recorder) -> None:
+    make_client(compression="gzip").request("POST", url_of(server), BODY, compress=False)
+    assert "Content-Encoding" not in app.requests[-1].headers
+    make_client(compression="none").request("POST", url_of(server), BODY, compress=True)
+    assert app.requests[-1].headers["Content-Encoding"] == "gzip"
+    assert app.requests[-1].body == BODY
+
+
+def test_get_without_body_sends_no_content_encoding(server: MockServer, app: Recorder) -> None:
+    make_client().request("GET", url_of(server))
+    assert app.requests[-1].method == "GET" and "Content-Encoding" not in app.requests[-1].headers
+
+
+def test_custom_headers_are_secrets_and_are_sent(server: MockServer, app: Recorder) -> None:
+    client = make_client(headers={"X-Canary": Secret(HEADER_CANARY),
+                                  "Authorization": Secret(f"Splunk {TOKEN_CANARY}")})
+    client.request("POST", url_of(server), BODY, {"X-Request": "1"})
+    req = app.requests[-1]
+    assert req.headers["X-Canary"] == HEADER_CANARY
+    assert req.headers["Authorization"] == f"Splunk {TOKEN_CANARY}"
+    assert req.headers["X-Request"] == "1"
+    assert HEADER_CANARY not in repr(client.config) and TOKEN_CANARY not in repr(client.config)
+
+
+def test_caller_headers_win_over_configured_ones_case_insensitively(server: MockServer,
+                                                                    app: Recorder) -> None:
+    client = make_client(headers={"authorization": Secret("configured")})
+    client.request("POST", url_of(server), BODY, {"Authorization": "from-output"})
+    assert app.requests[-1].headers["Authorization"] == "from-output"
+
+
+def test_file_secret_header_is_reread_after_rotation(server: MockServer, app: Recorder,
+                                                      tmp_path: Path) -> None:
+    f = tmp_path / "token"
+    f.write_text("first-value\n")
+    client = make_client(headers={"Authorization": Secret.parse(f"file:{f}")})
+    client.request("GET", url_of(server))
+    f.write_text("second-value-longer\n")
+    client.refresh_credentials()
+    client.request("GET", url_of(server))
+    assert [r.headers["Authorization"] for r in app.requests] == ["first-value", "second-value-longer"]
+
+
+def test_secrets_lists_header_values_their_credentials_and_proxy_parts() -> None:
+    client = make_client(headers={"Authorization": Secret(f"Splunk {TOKEN_CANARY}")},
+                         proxy=Secret(f"http://{PROXY_USER}:{PROXY_PASS}%40x@127.0.0.1:3128"))
+    secrets = client.secrets()
+    assert f"Splunk {TOKEN_CANARY}" in secrets and TOKEN_CANARY in secrets
+    assert f"http://{PROXY_USER}:{PROXY_PASS}%40x@127.0.0.1:3128" in secrets
+    assert f"{PROXY_PASS}@x" in secrets and f"{PROXY_USER}:{PROXY_PASS}@x" in secrets
+    echoed = f"bad credentials for {PROXY_USER}:{PROXY_PASS}@x and token {TOKEN_CANARY}".encode()
+    assert_clean(excerpt(echoed, secrets))
+
+
+def test_header_value_with_newline_is_a_clean_transport_error(server: MockServer) -> None:
+    client = make_client(headers={"X-Canary": Secret(f"{HEADER_CANARY}\r\nInjected: 1")})
+    send_expecting_error(client, url_of(server))
+
+
+def test_header_value_outside_latin1_is_a_clean_transport_error(server: MockServer) -> None:
+    client = make_client(headers={"X-Canary": Secret(f"{HEADER_CANARY}\u2019")})
+    send_expecting_error(client, url_of(server))
+
+
+# --- TLS and mTLS ------------------------------------------------------------------------------
+
+
+def test_tls_with_custom_ca_succeeds(tls_server: MockServer, app: Recorder,
+                                     tls_files: TlsFiles) -> None:  # noqa: F811
+    client = make_client(ca_file=str(tls_files.ca_cert))
+    assert client.request("POST", url_of(tls_server), BODY).status == 200
+    by_name = url_of(tls_server).replace("127.0.0.1", "localhost")
+    assert client.request("POST", by_name, BODY).status == 200
+    assert app.requests[-1].body == BODY
+
+
+@pytest.mark.parametrize("which", ["system_store", "unrelated_ca"])
+def test_tls_without_the_ca_fails_cleanly(tls_server: MockServer, tls_files: TlsFiles,  # noqa: F811
+                                          which: str) -> None:
+    ca = {"system_store": "", "unrelated_ca": str(tls_files.other_ca_cert)}[which]
+    client = make_client(ca_file=ca, headers={"Authorization": Secret(f"Bearer {TOKEN_CANARY}"),
+                                              "X-Canary": Secret(HEADER_CANARY)})
+    err = send_expecting_error(client, url_of(tls_server))
+    assert "certificate verify failed" in str(err)
+
+
+def test_tls_host_name_mismatch_names_the_reason_not_the_host(app: Recorder,
+                                                               tls_files: TlsFiles) -> None:  # noqa: F811
+    # The certificate is for 127.0.0.1 and localhost; 127.0.0.2 is loopback too on Linux.
+    with MockServer(app, host="127.0.0.2", certfile=str(tls_files.server_cert),
+                    keyfile=str(tls_files.server_key)) as s:
+        err = send_expecting_error(make_client(ca_file=str(tls_files.ca_cert)), url_of(s))
+    assert "certificate verify failed" in str(err) and "mismatch" in str(err)
+    assert "127.0.0.2" not in str(err)
+
+
+def test_tls_verify_false_accepts_the_untrusted_certificate(tls_server: MockServer,
+                                                            app: Recorder) -> None:
+    client = make_client(tls_verify=False)
+    assert client.request("POST", url_of(tls_server), BODY).status == 200
+    assert app.requests[-1].body == BODY
+
+
+def test_tls_verify_false_wins_over_ca_file(tls_server: MockServer, tls_files: TlsFiles) -> None:  # noqa: F811
+    client = make_client(tls_verify=False, ca_file=str(tls_files.other_ca_cert))
+    assert client.request("POST", url_of(tls_server), BODY).status == 200
+
+
+def test_mtls_succeeds_with_client_cert_and_key(mtls_server: MockServer, app: Recorder,
+                                                tls_files: TlsFiles) -> None:  # noqa: F811
+    client = make_client(ca_file=str(tls_files.ca_cert), client_cert=str(tls_files.client_cert),
+                         client_key=str(tls_files.client_key))
+    assert client.request("POST", url_of(mtls_server), BODY).status == 200
+    assert app.requests[-1].body == BODY
+
+
+def test_mtls_succeeds_with_a_combined_cert_and_key_file(mtls_server: MockServer,
+                                                         tls_files: TlsFiles) -> None:  # noqa: F811
+    client = make_client(ca_file=str(tls_files.ca_cert), client_cert=str(tls_files.client_combined))
+    assert client.request("POST", url_of(mtls_server), BODY).status == 200
+
+
+def test_mtls_fails_without_a_client_cert(mtls_server: MockServer, app: Recorder,
+                                          tls_files: TlsFiles) -> None:  # noqa: F811
+    client = make_client(ca_file=str(tls_files.ca_cert))
+    send_expecting_error(client, url_of(mtls_server))
+    assert app.requests == []
+    assert mtls_server.stats()["requests_by_status"].get("tls_error", 0) >= 1
+
+
+def test_missing_tls_files_are_refused_at_construction(tmp_path: Path) -> None:
+    for key in ("ca_file", "client_cert"):
+        with pytest.raises(ValueError, match=key):
+            make_client(**{key: str(tmp_path / "missing.pem")})
+
+
+# --- proxies -----------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def proxy() -> Iterator[Proxy]:
+    with Proxy(PROXY_USER, PROXY_PASS) as p:
+        yield p
+
+
+def expected_proxy_auth() -> str:
+    return "Basic " + base64.b64encode(f"{PROXY_USER}:{PROXY_PASS}".encode()).decode()
+
+
+def test_http_through_proxy_with_credentials(server: MockServer, app: Recorder, proxy: Proxy) -> None:
+    client = make_client(proxy=Secret(proxy.url()))
+    assert client.request("POST", url_of(server), BODY).status == 200
+    assert proxy.counts["POST"] == 1 and proxy.counts["refused"] == 0
+    assert proxy.auth_seen == [expected_proxy_auth()]
+    assert app.requests[-1].body == BODY
+    assert "Proxy-Authorization" not in app.requests[-1].headers  # the proxy strips it
+
+
+def test_https_through_proxy_uses_connect(tls_server: MockServer, app: Recorder, proxy: Proxy,
+                                          tls_files: TlsFiles) -> None:  # noqa: F811
+    client = make_client(proxy=Secret(proxy.url()), ca_file=str(tls_files.ca_cert))
+    for _ in range(2):
+        assert client.request("POST", url_of(tls_server), BODY).status == 200
+    assert proxy.counts["CONNECT"] == 1  # one tunnel, reused
+    assert proxy.counts["POST"] == 0  # the proxy saw no request in clear
+    assert proxy.auth_seen == [expected_proxy_auth()]
+    assert "Proxy-Authorization" not in app.requests[-1].headers  # never sent inside the tunnel
+    assert [r.body for r in app.requests] == [BODY, BODY]
+
+
+def test_no_proxy_configured_ignores_the_environment(server: MockServer, proxy: Proxy,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HTTP_PROXY", proxy.url())
+    monkeypatch.setenv("http_proxy", proxy.url())
+    assert make_client().request("POST", url_of(server), BODY).status == 200
+    assert sum(proxy.counts.values()) == 0
+
+
+def test_wrong_proxy_credentials_http_is_an_auth_failure(server: MockServer, proxy: Proxy) -> None:
+    wrong = proxy.url().replace(PROXY_PASS, "wrong-" + PROXY_PASS)
+    resp = make_client(proxy=Secret(wrong)).request("POST", url_of(server), BODY)
+    assert resp.status == 407 and status_class(resp.status) == "auth"
+    assert outcome_for_status(resp, "send").auth_failure
+    assert proxy.counts["refused"] == 1
+
+
+def test_wrong_proxy_credentials_https_is_a_clean_transport_error(tls_server: MockServer, proxy: Proxy,
+                                                                  tls_files: TlsFiles) -> None:  # noqa: F811
+    wrong = proxy.url().replace(PROXY_PASS, "wrong-" + PROXY_PASS)
+    client = make_client(proxy=Secret(wrong), ca_file=str(tls_files.ca_cert))
+    err = send_expecting_error(client, url_of(tls_server))
+    assert "407" in str(err)
+    assert_clean(str(err), wrong, f"{proxy.port}")
+
+
+@pytest.mark.parametrize("scheme", ["http", "https"])
+def test_unreachable_proxy_error_never_shows_its_credentials(scheme: str, tls_files: TlsFiles) -> None:  # noqa: F811
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proxy_url = f"http://{PROXY_USER}:{PROXY_PASS}@127.0.0.1:{port}"
+    client = make_client(proxy=Secret(proxy_url), ca_file=str(tls_files.ca_cert))
+    err = send_expecting_error(client, f"{scheme}://127.0.0.1:9/{PATH_CANARY}")
+    assert_clean(str(err), proxy_url, str(port))
+
+
+def test_proxy_with_an_unsupported_scheme_is_refused_without_the_url() -> None:
+    with pytest.raises(ValueError) as info:
+        make_client(proxy=Secret(f"socks5://{PROXY_USER}:{PROXY_PASS}@127.0.0.1:1080"))
+    assert_clean(str(info.value))
+
+
+# --- failures without an HTTP answer -----------------------------------------------------------
+
+
+@pytest.fixture
+def unresponsive_port() -> Iterator[int]:
+    """A listener whose accept queue is full: further SYNs are dropped, so connecting hangs."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(0)
+    port = listener.getsockname()[1]
+    fillers = []
+    for _ in range(3):
+        c = socket.socket()
+        c.setblocking(False)
+        with contextlib.suppress(BlockingIOError):
+            c.connect(("127.0.0.1", port))
+        fillers.append(c)
+    yield port
+    for c in fillers:
+        c.close()
+    listener.close()
+
+
+def test_connect_timeout_is_a_transport_error(unresponsive_port: int) -> None:
+    events: list[str] = []
+    client = make_client(connect_timeout=Duration(0.05), on_response=lambda c, s: events.append(c))
+    err = send_expecting_error(client, f"http://127.0.0.1:{unresponsive_port}/{PATH_CANARY}")
+    assert "timed out" in str(err).lower() and "Connect" in str(err)
+    assert events == ["error"]
+
+
+def test_read_timeout_is_a_transport_error(server: MockServer) -> None:
+    server.faults.add(Fault("slow", delay=0.5))
+    client = make_client(request_timeout=Duration(0.05))
+    err = send_expecting_error(client, url_of(server))
+    assert "ReadTimeout" in str(err)
+
+
+def test_per_request_timeout_overrides_the_config(server: MockServer) -> None:
+    server.faults.add(Fault("slow", delay=0.5))
+    err = send_expecting_error(make_client(request_timeout=Duration(30)), url_of(server), timeout=0.05)
+    assert "ReadTimeout" in str(err)
+
+
+def test_connection_refused_is_a_clean_transport_error() -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    err = send_expecting_error(make_client(), f"http://127.0.0.1:{port}/{PATH_CANARY}")
+    assert "refused" in str(err).lower()
+
+
+def test_connection_reset_is_a_clean_transport_error(server: MockServer) -> None:
+    server.faults.add(Fault("reset"))
+    send_expecting_error(make_client(headers={"X-Canary": Secret(HEADER_CANARY)}), url_of(server))
+
+
+def trickle_server(headers: bytes, body: bytes, gap: float) -> tuple[int, threading.Event]:
+    """A one-shot raw server: sends ``headers`` at once, then ``body`` a byte every ``gap`` s."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(1)
+    done = threading.Event()
+
+    def serve() -> None:
+        conn, _ = listener.accept()
+        with conn, listener:
+            conn.recv(65536)
+            try:
+                conn.sendall(headers)
+                for i in range(len(body)):
+                    if done.is_set():
+                        return
+                    conn.sendall(body[i:i + 1])
+                    time.sleep(gap)
+            except OSError:
+                return
+
+    threading.Thread(target=serve, daemon=True).start()
+    return listener.getsockname()[1], done
+
+
+def test_trickling_body_cannot_hold_a_request_past_the_read_timeout() -> None:
+    body = b"x" * 400
+    head = b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % len(body)
+    port, done = trickle_server(head, body, gap=0.01)  # each read is well inside the timeout
+    try:
+        err = send_expecting_error(make_client(request_timeout=Duration(0.2)),
+                                   f"http://127.0.0.1:{port}/{PATH_CANARY}")
+    finally:
+        done.set()
+    assert "timed out" in str(err)
+
+
+def test_gzip_and_chunked_answers_are_decoded(server: MockServer, app: Recorder) -> None:
+    app.respond = lambda req: MockResponse(200, gzip.compress(BODY), {"Content-Encoding": "gzip"})
+    assert make_client().request("POST", url_of(server), BODY).body == BODY
+    chunked = b"5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n"
+    head = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+    port, done = trickle_server(head, chunked, gap=0)
+    try:
+        assert make_client().request("GET", f"http://127.0.0.1:{port}/").body == b"hello world"
+    finally:
+        done.set()
+
+
+def test_oversized_response_body_is_refused(server: MockServer, app: Recorder,
+                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(http_mod, "MAX_RESPONSE_BYTES", 1000)
+    app.respond = lambda req: MockResponse(200, b"y" * 300_000)
+    client = make_client()
+    err = send_expecting_error(client, url_of(server))
+    assert "too large" in str(err)
+    app.respond = lambda req: MockResponse(200, b"small")
+    assert client.request("POST", url_of(server), BODY).body == b"small"  # the client recovers
+
+
+# --- answers -----------------------------------------------------------------------------------
+
+
+def test_redirects_are_returned_not_followed(server: MockServer, app: Recorder) -> None:
+    app.respond = lambda req: MockResponse(302, b"", {"Location": f"{server.url}/elsewhere"})
+    resp = make_client(headers={"Authorization": Secret(TOKEN_CANARY)}).request(
+        "POST", url_of(server), BODY)
+    assert resp.status == 302 and resp.headers["Location"].endswith("/elsewhere")
+    assert [r.path for r in app.requests] == [f"/{PATH_CANARY}/collector"]
+    assert status_class(302) == "permanent"
+
+
+def test_response_fields(server: MockServer, app: Recorder) -> None:
+    app.respond = lambda req: MockResponse.json(201, {"a": [1, 2]}, {"X-Answer": "yes"})
+    resp = make_client().request("POST", url_of(server), BODY)
+    assert isinstance(resp, HttpResponse)
+    assert (resp.status, resp.json(), resp.headers["x-answer"]) == (201, {"a": [1, 2]}, "yes")
+    assert resp.elapsed >= 0
+
+
+@pytest.mark.parametrize(("code", "cls"), [
+    (200, "ok"), (201, "ok"), (202, "ok"), (204, "ok"), (299, "ok"),
+    (301, "permanent"), (302, "permanent"), (304, "permanent"), (307, "permanent"),
+    (400, "permanent"), (404, "permanent"), (405, "permanent"), (409, "permanent"), (422, "permanent"),
+    (401, "auth"), (403, "auth"), (407, "auth"),
+    (408, "retry"), (429, "throttled"), (413, "split"),
+    (500, "retry"), (502, "retry"), (503, "retry"), (504, "retry"), (599, "retry"),
+])
+def test_status_class_table(code: int, cls: str) -> None:
+    assert status_class(code) == cls
+
+
+NOW = 1_700_000_000.0
+
+
+@pytest.mark.parametrize(("value", "expected"), [
+    ("120", 120.0), (" 5 ", 5.0), ("0", 0.0),
+    (format_datetime(datetime.fromtimestamp(NOW + 30, UTC), usegmt=True), 30.0),
+    (format_datetime(datetime.fromtimestamp(NOW - 30, UTC), usegmt=True), 0.0),  # in the past
+    ("Tue, 14 Nov 2023 22:14:20 -0000", 0.0),  # naive "-0000" is UTC (NOW + 20 s => see below)
+    (None, None), ("", None), ("garbage", None), ("-5", None), ("1.5", None), ("5s", None),
+    ("\u00b2", None), ("\u0663", None),  # non-ASCII digits are not delta-seconds
+    ("Wed, 32 Oct 2015 07:28:00 GMT", None), ("Wed, 21 Oct 99999 07:28:00 GMT", None),
+])
+def test_parse_retry_after(value: str | None, expected: float | None) -> None:
+    got = parse_retry_after(value, now=NOW if value and "-0000" not in value else NOW + 99999)
+    assert got == (pytest.approx(expected) if expected is not None else None)
+
+
+@pytest.mark.parametrize("value", [
+    "Tue, 14 Nov 2023 22:14:20 -0000",  # "-0000": no zone given, read as UTC
+    "Tue Nov 14 22:14:20 2023",  # asctime, always UTC
+    "Tuesday, 14-Nov-23 22:14:20 GMT",  # RFC 850
+])
+def test_parse_retry_after_dates_without_zone_are_utc(value: str,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TZ", "America/New_York")
+    time.tzset()
+    try:
+        # 2023-11-14T22:13:20Z is NOW; the dates are 60 s later.
+        assert parse_retry_after(value, now=NOW) == pytest.approx(60.0)
+    finally:
+        monkeypatch.delenv("TZ")
+        time.tzset()
+
+
+@given(st.text(max_size=60))
+def test_parse_retry_after_never_raises_or_goes_negative(value: str) -> None:
+    got = parse_retry_after(value, now=NOW)
+    assert got is None or got >= 0
+
+
+# --- excerpts and outcomes ---------------------------------------------------------------------
+
+
+def test_excerpt_redacts_known_secrets() -> None:
+    body = f'{{"error":"bad token {TOKEN_CANARY}","hdr":"{HEADER_CANARY}"}}'.encode()
+    out = excerpt(body, [TOKEN_CANARY, HEADER_CANARY])
+    assert_clean(out)
+    assert "bad token ***" in out
+
+
+@pytest.mark.parametrize(("body", "kept"), [
+    (f"Authorization: Splunk {TOKEN_CANARY}", "Authorization: Splunk ***"),
+    (f'{{"password": "{TOKEN_CANARY} has spaces", "x": 1}}', '"password": "***"'),
+    (f"password='{TOKEN_CANARY}' user=bob", "user=bob"),
+    (f"url?token={TOKEN_CANARY}&page=2", "token=***&page=2"),
+    (f"api_key: {TOKEN_CANARY}; next", "api_key: ***; next"),
+    (f"x-api-key={TOKEN_CANARY}", "x-api-key=***"),
+    (f"rejected Bearer {TOKEN_CANARY} (expired)", "Bearer *** (expired)"),
+    (f"header ApiKey {TOKEN_CANARY}", "ApiKey ***"),
+    (f'"client_secret":"{TOKEN_CANARY}"', '"client_secret":"***"'),
+])
+def test_excerpt_masks_credential_shaped_values(body: str, kept: str) -> None:
+    out = excerpt(body.encode())
+    assert_clean(out)
+    assert kept in out
+
+
+def test_excerpt_keeps_plain_error_words() -> None:
+    for text in ('{"text":"Invalid token","code":4}', '{"text":"Token disabled","code":1}',
+                 "security_exception: missing authentication credentials for REST request"):
+        assert excerpt(text.encode()) == text
+
+
+def test_excerpt_makes_one_line_without_control_characters() -> None:
+    out = excerpt(b"line1\r\nline2\x1b[31m red\x00\x7f\xc2\x85 \xe2\x80\xae rtl \xe2\x80\xa8end\t!")
+    assert out == "line1 line2 [31m red rtl end !"
+    assert "\n" not in out and "\x1b" not in out and "\u202e" not in out
+
+
+def test_excerpt_truncates_and_marks_it() -> None:
+    out = excerpt(b"a" * 5000, limit=50)
+    assert out == "a" * 50 + "..."
+    assert excerpt(b"short") == "short"
+    assert excerpt(b"\xff\xfe invalid utf-8") == "\ufffd\ufffd invalid utf-8"
+
+
+def test_excerpt_masks_a_secret_cut_by_the_read_window() -> None:
+    # Control bytes collapse to nothing, so the cut secret would end up inside the excerpt.
+    limit = 50
+    body = b"\x00" * (limit * 4 - 10) + TOKEN_CANARY.encode() + b" tail"
+    out = excerpt(body, [TOKEN_CANARY], limit=limit)
+    assert out == "***"
+
+
+def test_excerpt_ignores_secrets_too_short_to_mask_safely() -> None:
+    assert excerpt(b"abc abc", ["abc"]) == "abc abc"
+
+
+def resp(status: int, body: bytes = b"", headers: dict[str, str] | None = None) -> HttpResponse:
+    return HttpResponse(status, headers or {}, body, 0.01)
+
+
+@pytest.mark.parametrize("code", [200, 201, 204])
+def test_outcome_for_2xx_is_delivered(code: int) -> None:
+    assert outcome_for_status(resp(code), "send").status is Status.DELIVERED
+
+
+def test_outcome_for_retryable_codes() -> None:
+    for code in (408, 500, 502, 503, 504):
+        out = outcome_for_status(resp(code, b"busy"), "send")
+        assert out.status is Status.RETRY and not out.throttled and not out.auth_failure
+        assert out.reason == f"send: HTTP {code}" and out.excerpt == "busy"
+    out = outcome_for_status(resp(503, headers={"Retry-After": "12"}), "send")
+    assert out.retry_after == 12.0
+
+
+def test_outcome_for_429_is_throttled_with_retry_after() -> None:
+    out = outcome_for_status(resp(429, b"slow down", {"retry-after": "7"}), "bulk")
+    assert (out.status, out.throttled, out.retry_after) == (Status.RETRY, True, 7.0)
+    date = format_datetime(datetime.fromtimestamp(time.time() + 3600, UTC), usegmt=True)
+    out = outcome_for_status(resp(429, headers={"Retry-After": date}), "bulk")
+    assert out.retry_after is not None and 3500 < out.retry_after <= 3600
+    assert outcome_for_status(resp(429, headers={"Retry-After": "soon"}), "bulk").retry_after is None
+
+
+@pytest.mark.parametrize("code", [401, 403, 407])
+def test_outcome_for_auth_failures(code: int) -> None:
+    out = outcome_for_status(resp(code, f"invalid token {TOKEN_CANARY}".encode()), "send",
+                             [TOKEN_CANARY])
+    assert out.status is Status.RETRY and out.auth_failure and not out.throttled
+    assert "credentials refused" in out.reason
+    assert_clean(out.reason + out.excerpt)
+
+
+def test_outcome_for_413_splits() -> None:
+    out = outcome_for_status(resp(413, b"too large"), "send")
+    assert out.status is Status.SPLIT and out.excerpt == "too large"
+
+
+@pytest.mark.parametrize("code", [400, 404, 405, 409, 422, 302])
+def test_outcome_for_other_codes_is_permanent(code: int) -> None:
+    out = outcome_for_status(resp(code, f'{{"error":"no", "token":"{TOKEN_CANARY}"}}'.encode()), "send")
+    assert out.status is Status.PERMANENT and out.failed == []
+    assert out.reason == f"send: HTTP {code}"
+    assert_clean(out.excerpt)
+
+
+# --- callbacks, reuse, concurrency -------------------------------------------------------------
+
+
+def test_on_response_receives_classes_and_error(server: MockServer, app: Recorder) -> None:
+    seen: list[tuple[str, float]] = []
+    codes = iter([200, 408, 429, 401, 413, 404, 503])
+    app.respond = lambda req: MockResponse(next(codes))
+    client = make_client(on_response=lambda cls, secs: seen.append((cls, secs)))
+    for _ in range(7):
+        client.request("POST", url_of(server), BODY)
+    server.faults.add(Fault("reset"))
+    with pytest.raises(TransportError):
+        client.request("POST", url_of(server), BODY)
+    assert [c for c, _ in seen] == ["ok", "retry", "throttled", "auth", "split", "permanent", "retry",
+                                    "error"]
+    assert all(secs >= 0 for _, secs in seen)
+
+
+def test_sequential_requests_reuse_one_connection(server: MockServer, app: Recorder) -> None:
+    client = make_client()
+    for _ in range(5):
+        assert client.request("POST", url_of(server), BODY).status == 200
+    assert len(app.requests) == 5 and app.connections() == 1
+
+
+def test_tls_requests_reuse_one_connection(mtls_server: MockServer, app: Recorder,
+                                           tls_files: TlsFiles) -> None:  # noqa: F811
+    client = make_client(ca_file=str(tls_files.ca_cert), client_cert=str(tls_files.client_cert),
+                         client_key=str(tls_files.client_key))
+    for _ in range(4):
+        client.request("POST", url_of(mtls_server), BODY)
+    assert len(app.requests) == 4 and app.connections() == 1
+
+
+def test_error_answers_keep_the_connection(server: MockServer, app: Recorder) -> None:
+    codes = iter([503, 429, 200])
+    app.respond = lambda req: MockResponse.json(next(codes), {"e": 1})
+    client = make_client()
+    assert [client.request("POST", url_of(server), BODY).status for _ in range(3)] == [503, 429, 200]
+    assert app.connections() == 1
+
+
+def test_concurrent_requests_share_the_client(server: MockServer, app: Recorder) -> None:
+    client = make_client(pool_size=4)
+    statuses: list[int] = []
+    lock = threading.Lock()
+
+    def worker() -> None:
+        for _ in range(5):
+            s = client.request("POST", url_of(server), BODY).status
+            with lock:
+                statuses.append(s)
+
+    threads = [threading.Thread(target=worker) for _ in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert statuses == [200] * 30
+    assert all(r.body == BODY for r in app.requests) and len(app.requests) == 30
+    client.close()
+
+
+# --- configuration -----------------------------------------------------------------------------
+
+
+def test_config_loads_headers_and_proxy_as_secrets(tmp_path: Path) -> None:
+    f = tmp_path / "proxy"
+    f.write_text(f"http://{PROXY_USER}:{PROXY_PASS}@127.0.0.1:3128\n")
+    cfg = load_section(HttpOutputConfig, {
+        "type": "x", "headers": {"X-Canary": "${CANARY}"}, "proxy": f"file:{f}",
+        "compression": "none", "connect_timeout": "250ms", "request_timeout": "10s",
+    }, "agent.toml: [outputs.x]", env={"CANARY": HEADER_CANARY})
+    assert isinstance(cfg.headers["X-Canary"], Secret) and isinstance(cfg.proxy, Secret)
+    assert cfg.headers["X-Canary"].reveal() == HEADER_CANARY
+    assert cfg.proxy.reveal().endswith("@127.0.0.1:3128")
+    assert (cfg.connect_timeout, cfg.request_timeout) == (0.25, 10.0)
+    assert_clean(repr(cfg))
+
+
+@pytest.mark.parametrize(("table", "message"), [
+    ({"compression_level": 0}, "compression_level"),
+    ({"compression_level": 10}, "compression_level"),
+    ({"client_key": "/k.pem"}, "client_key"),
+    ({"compression": "br"}, "compression"),
+])
+def test_config_validation(table: dict[str, object], message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        load_section(HttpOutputConfig, table, "agent.toml: [outputs.x]", env={})
+
+
+def test_defaults_verify_tls_and_compress() -> None:
+    cfg = HttpOutputConfig()
+    assert cfg.tls_verify is True and cfg.compression == "gzip" and cfg.proxy is None
+    assert cfg.headers == {} and cfg.compression_level == 1
