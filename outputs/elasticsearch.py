@@ -474,8 +474,9 @@ def _error_cause(body: bytes, secrets: list[str]) -> str:
 
 # ------------------------------------------------------------------------------ bootstrap bodies
 
-#: Fields the ECS transform emits (../shared/reference/schemas.md §2.4) with their ECS 9.4 types
-#: (ecs_flat.yml); a test checks each against ../shared/schemas/ecs/9.4.0.
+#: Fields the ECS transform emits (transforms/ecs.py, docs/formats/ecs.md) with their ECS 9.4 types
+#: (ecs_flat.yml); a test checks each against ../shared/schemas/ecs/9.4.0 and indexes the transform's
+#: documents for every fixture event through this template into the mock without a mapping conflict.
 ECS_FIELDS: dict[str, str] = {
     "@timestamp": "date", "ecs.version": "keyword", "message": "match_only_text", "tags": "keyword",
     **{f"event.{k}": "keyword" for k in ("id", "kind", "category", "type", "outcome", "action",
@@ -485,14 +486,17 @@ ECS_FIELDS: dict[str, str] = {
                                         "description")},
     "threat.framework": "keyword",
     **{f"threat.{p}.{k}": "keyword" for p in ("tactic", "technique", "technique.subtechnique")
-       for k in ("id", "name")},
+       for k in ("id", "name", "reference")},
+    "threat.indicator.type": "keyword", "threat.indicator.name": "keyword",
+    "threat.indicator.ip": "ip", "threat.indicator.file.path": "keyword",
+    "threat.indicator.url.domain": "keyword",
     **{f"file.{k}": "keyword" for k in ("path", "name", "directory", "extension")},
     "destination.domain": "keyword", "destination.address": "keyword", "destination.ip": "ip",
     "destination.port": "long", "url.full": "wildcard", "url.domain": "keyword", "url.scheme": "keyword",
     "url.path": "wildcard", "url.port": "long", "network.direction": "keyword",
     "network.transport": "keyword", "network.protocol": "keyword", "http.request.method": "keyword",
-    "process.command_line": "wildcard", "process.args": "keyword", "process.executable": "keyword",
-    "process.name": "keyword", "process.working_directory": "keyword",
+    "process.command_line": "wildcard", "process.args": "keyword", "process.args_count": "long",
+    "process.executable": "keyword", "process.name": "keyword", "process.working_directory": "keyword",
     "host.name": "keyword", "host.hostname": "keyword", "host.id": "keyword", "host.os.type": "keyword",
     "user.id": "keyword", "user.name": "keyword", "organization.id": "keyword",
     **{f"observer.{k}": "keyword" for k in ("vendor", "product", "version", "type", "hostname")},
@@ -503,12 +507,19 @@ ECS_FIELDS: dict[str, str] = {
     "labels": "object",
     **{f"data_stream.{k}": "constant_keyword" for k in ("type", "dataset", "namespace")},
 }
-#: Our own namespace: free-form metadata is ``flattened`` so it cannot explode the field count.
+#: Our own namespace. ``clawdstrike.metadata`` is the free-form metadata as one JSON string (the ECS
+#: transform serialises it so arbitrary keys cannot explode the field count): a keyword kept in
+#: ``_source`` and indexed up to 8191 characters. Other ``clawdstrike.*`` strings map as keyword.
 CLAWDSTRIKE_FIELDS: dict[str, str] = {
-    "clawdstrike.session.id": "keyword", "clawdstrike.guard": "keyword",
-    "clawdstrike.decision": "keyword", "clawdstrike.policy.hash": "keyword",
-    "clawdstrike.schema_version": "keyword", "clawdstrike.metadata": "flattened",
+    "clawdstrike.schema_version": "keyword", "clawdstrike.event_category": "keyword",
+    "clawdstrike.severity": "keyword", "clawdstrike.guard": "keyword",
+    "clawdstrike.decision.allowed": "boolean", "clawdstrike.decision.verdict": "keyword",
+    "clawdstrike.policy.hash": "keyword", "clawdstrike.observer.instance_id": "keyword",
+    **{f"clawdstrike.session.{k}": "keyword" for k in ("id", "run_id", "environment")},
+    **{f"clawdstrike.resource.{k}": "keyword" for k in ("type", "name", "path")},
+    "clawdstrike.source": "object", "clawdstrike.metadata": "keyword",
 }
+_FIELD_OPTIONS: dict[str, dict[str, Any]] = {"clawdstrike.metadata": {"ignore_above": 8191}}
 
 
 def _nested_properties(flat: dict[str, str]) -> dict[str, Any]:
@@ -518,7 +529,7 @@ def _nested_properties(flat: dict[str, str]) -> dict[str, Any]:
         *parents, leaf = name.split(".")
         for p in parents:
             node = node.setdefault(p, {"properties": {}})["properties"]
-        node.setdefault(leaf, {}).update({"type": kind})
+        node.setdefault(leaf, {}).update({"type": kind, **_FIELD_OPTIONS.get(name, {})})
     return root
 
 

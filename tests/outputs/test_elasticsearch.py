@@ -28,7 +28,7 @@ from outputs.elasticsearch import (
 )
 from outputs.mocks.elasticsearch import ElasticsearchMock, ItemFault
 from outputs.mocks.server import Fault, MockServer
-from tests.shared_paths import SCHEMAS
+from tests.shared_paths import FIXTURES, SCHEMAS
 
 DS = "logs-clawdstrike.security-default"
 
@@ -353,7 +353,7 @@ def test_bootstrap_installs_template_and_policy_idempotently(mock: tuple[Elastic
     assert template["index_patterns"] == ["logs-clawdstrike.security-*"] and "data_stream" in template
     assert template["priority"] > 500
     props = template["template"]["mappings"]["properties"]
-    assert props["clawdstrike"]["properties"]["metadata"] == {"type": "flattened"}
+    assert props["clawdstrike"]["properties"]["metadata"] == {"type": "keyword", "ignore_above": 8191}
     before = json.dumps([app.templates, app.ilm_policies], sort_keys=True)
     output(server.url, bootstrap=True)
     assert json.dumps([app.templates, app.ilm_policies], sort_keys=True) == before
@@ -429,6 +429,38 @@ def test_round_robin_spreads_requests_over_hosts() -> None:
         for k in range(6):
             assert out.send(make_items(1, start=k, out=out)).status is Status.DELIVERED
         assert [a.stats()["bulk_requests"] for a in apps] == [3, 3]
+
+
+def test_real_ecs_documents_of_every_fixture_event_index_through_the_bootstrapped_template(
+        mock: tuple[ElasticsearchMock, MockServer]) -> None:
+    """The template and the ECS transform agree: the mock enforces the template's types (ip, long,
+    boolean, object vs value) and infers the rest, so any conflict would be a per-item 400."""
+    from agent.mapping import MappingContext, parse_line
+    from transforms.ecs import to_ecs
+
+    class Ecs:
+        def render(self, event: dict[str, Any], body: bytes) -> bytes:
+            return orjson.dumps(to_ecs(event))
+
+    app, server = mock
+    out = output(server.url, bootstrap=True)
+    out.pipeline = Ecs()  # type: ignore[attr-defined]
+    ctx = MappingContext(labels={"team": "security"}, environment="production", tenant_id="acme",
+                         host_name="dev-laptop")
+    lines = (FIXTURES / "audit-forward.jsonl").read_bytes().splitlines()
+    events = [parse_line(raw, context=ctx) for raw in lines if raw.strip()]
+    batch = []
+    for k, ev in enumerate(events):
+        item = DeliveryItem(k, ev, orjson.dumps(ev), ev["event_id"].encode())
+        item.data = out.encode(item)
+        batch.append(item)
+    outcome = out.send(batch)
+    assert outcome.status is Status.DELIVERED, outcome.reason
+    stored = app.docs(DS)
+    assert len(stored) == len(events) == 23
+    sample = stored[events[1]["event_id"]]
+    assert sample["event"]["id"] == events[1]["event_id"] and "@timestamp" in sample
+    assert app.stats()["spec_violations"] == []
 
 
 def test_template_field_types_are_the_ecs_types() -> None:
