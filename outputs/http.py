@@ -120,12 +120,12 @@ def status_class(status: int) -> StatusClass:
 
 
 def parse_retry_after(value: str | None, now: float | None = None) -> float | None:
-    """Seconds to wait from a ``Retry-After`` header: delta-seconds or an HTTP-date (RFC 9110
+    """Seconds to wait from a ``Retry-After`` header: delay-seconds or an HTTP-date (RFC 9110
     §10.2.3). None when absent or unparseable; never negative. The caller bounds it."""
     if not value:
         return None
     value = value.strip()
-    if value.isascii() and value.isdigit():  # delta-seconds = 1*DIGIT (no sign, no fraction)
+    if value.isascii() and value.isdigit():  # delay-seconds = 1*DIGIT (no sign, no fraction)
         return float(value)
     try:
         when = email.utils.parsedate_to_datetime(value)
@@ -268,19 +268,17 @@ class HttpClient:
         its credential part (after an auth scheme word), the proxy URL and its user:password."""
         out: list[str] = []
         for v in self.config.headers.values():
-            value = v.reveal()
+            value = _reveal_or_empty(v)
             out.append(value)
             _, _, cred = value.partition(" ")
-            if cred.strip():
-                out.append(cred.strip())
-        if self.config.proxy is not None:
-            proxy = self.config.proxy.reveal()
+            out.append(cred.strip())
+        proxy = _reveal_or_empty(self.config.proxy) if self.config.proxy is not None else ""
+        if proxy:
             out.append(proxy)
             parts = urllib.parse.urlsplit(proxy if "://" in proxy else f"http://{proxy}")
             if parts.password:
                 out += [parts.password, urllib.parse.unquote(parts.password)]
-            if parts.username and parts.password:
-                userinfo = proxy.split("://", 1)[-1].split("@", 1)[0]
+                userinfo = parts.netloc.rpartition("@")[0]
                 out += [userinfo, urllib.parse.unquote(userinfo)]
         return [s for s in dict.fromkeys(out) if s]
 
@@ -301,20 +299,19 @@ class HttpClient:
         of its headers (total, not per read: a trickling endpoint cannot hold a request forever)
         and be at most ``MAX_RESPONSE_BYTES``.
         """
-        send_headers: CaseInsensitiveDict[str] = CaseInsensitiveDict({"User-Agent": USER_AGENT})
-        for k, v in self.config.headers.items():
-            send_headers[k] = v.reveal()
-        if headers:
-            send_headers.update(headers)
+        started = time.monotonic()
+        problem = ""
+        try:
+            send_headers, proxies = self._resolve(headers)
+        except ValueError as exc:  # a file: secret that cannot be read now (mid-rotation?)
+            problem = f"CredentialError: {exc}"  # Secret's message: the path and the OS reason
+        if problem:
+            self._report("error", started)
+            raise TransportError(problem)
         if body is not None and (self.config.compression == "gzip" if compress is None else compress):
             body = gzip_bytes(body, self.config.compression_level)
             send_headers["Content-Encoding"] = "gzip"
-        proxies = None
-        if self.config.proxy is not None and self.config.proxy.reveal():
-            p = self.config.proxy.reveal()
-            proxies = {"http": p, "https": p}
         timeouts = (timeout, timeout) if timeout is not None else self._timeout
-        started = time.monotonic()
         error = ""
         try:
             r = self._session.request(method, url, data=body, headers=send_headers,
@@ -328,17 +325,39 @@ class HttpClient:
             error = describe_transport_error(exc)
         # Raised outside the handler so the TransportError carries no __context__: requests'
         # exceptions hold the URL, and a webhook URL is a secret.
-        elapsed = time.monotonic() - started
         if error:
-            if self._on_response is not None:
-                self._on_response("error", elapsed)
+            self._report("error", started)
             raise TransportError(error)
-        if self._on_response is not None:
-            self._on_response(status_class(r.status_code), elapsed)
+        elapsed = self._report(status_class(r.status_code), started)
         return HttpResponse(r.status_code, r.headers, content, elapsed)
+
+    def _resolve(self, headers: Mapping[str, str] | None
+                 ) -> tuple[CaseInsensitiveDict[str], dict[str, str] | None]:
+        """This request's headers (configured, then the caller's) and proxies, secrets revealed."""
+        send_headers: CaseInsensitiveDict[str] = CaseInsensitiveDict({"User-Agent": USER_AGENT})
+        for k, v in self.config.headers.items():
+            send_headers[k] = v.reveal()
+        if headers:
+            send_headers.update(headers)
+        proxy = self.config.proxy.reveal() if self.config.proxy is not None else ""
+        return send_headers, ({"http": proxy, "https": proxy} if proxy else None)
+
+    def _report(self, cls: str, started: float) -> float:
+        elapsed = time.monotonic() - started
+        if self._on_response is not None:
+            self._on_response(cls, elapsed)
+        return elapsed
 
     def close(self) -> None:
         self._session.close()
+
+
+def _reveal_or_empty(secret: Secret) -> str:
+    """A secret's value, or "" while its file cannot be read (nothing to redact then)."""
+    try:
+        return secret.reveal()
+    except ValueError:
+        return ""
 
 
 def _read_body(r: requests.Response, deadline: float) -> bytes:

@@ -14,6 +14,8 @@ import contextlib
 import gzip
 import logging
 import socket
+import subprocess
+import sys
 import threading
 import time
 import traceback
@@ -222,6 +224,21 @@ def test_file_secret_header_is_reread_after_rotation(server: MockServer, app: Re
     client.refresh_credentials()
     client.request("GET", url_of(server))
     assert [r.headers["Authorization"] for r in app.requests] == ["first-value", "second-value-longer"]
+
+
+def test_unreadable_secret_file_is_a_transport_error(server: MockServer, app: Recorder,
+                                                     tmp_path: Path) -> None:
+    f = tmp_path / "token"
+    f.write_text(TOKEN_CANARY)
+    events: list[str] = []
+    client = make_client(headers={"Authorization": Secret.parse(f"file:{f}")},
+                         on_response=lambda c, s: events.append(c))
+    f.unlink()  # mid-rotation: the file is briefly gone
+    with pytest.raises(TransportError, match="CredentialError: cannot read secret file") as info:
+        client.request("POST", url_of(server), BODY)
+    assert_clean_error(info.value, url_of(server))
+    assert events == ["error"] and app.requests == []
+    assert client.secrets() == []  # nothing readable, nothing to redact, no exception
 
 
 def test_secrets_lists_header_values_their_credentials_and_proxy_parts() -> None:
@@ -784,3 +801,36 @@ def test_defaults_verify_tls_and_compress() -> None:
     cfg = HttpOutputConfig()
     assert cfg.tls_verify is True and cfg.compression == "gzip" and cfg.proxy is None
     assert cfg.headers == {} and cfg.compression_level == 1
+
+
+GEVENT_SCRIPT = """
+from gevent import monkey; monkey.patch_all()
+import pathlib, sys, tempfile, gevent
+from outputs.http import HttpClient, HttpOutputConfig, TransportError
+from outputs.mocks.server import MockApp, MockResponse, MockServer
+from tests.certs import make_tls_files
+class App(MockApp):
+    def handle(self, req):
+        return MockResponse.json(200, {"len": len(req.body)})
+tls = make_tls_files(pathlib.Path(tempfile.mkdtemp()))
+with MockServer(App(), certfile=str(tls.server_cert), keyfile=str(tls.server_key)) as s:
+    c = HttpClient(HttpOutputConfig(ca_file=str(tls.ca_cert)), pool_size=4)
+    jobs = [gevent.spawn(c.request, "POST", s.url + "/x", b"a" * 10000) for _ in range(20)]
+    gevent.joinall(jobs, raise_error=True)
+    print(sorted({j.value.status for j in jobs}), sorted({j.value.json()["len"] for j in jobs}))
+    s.faults.extend([{"kind": "slow", "delay": 1}])
+    try:
+        c.request("POST", s.url + "/x", b"a", timeout=0.05)
+    except TransportError as e:
+        print(e)
+"""
+
+
+@pytest.mark.integration
+def test_greenlets_share_one_client_under_gevent_patching() -> None:
+    """The agent runs monkey-patched: TLS, pooling, read1 body reads and timeouts must work there."""
+    root = Path(__file__).resolve().parents[2]
+    out = subprocess.run([sys.executable, "-c", GEVENT_SCRIPT], cwd=root, capture_output=True,
+                         text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.splitlines() == ["[200] [10000]", "ReadTimeout: timed out"]
