@@ -117,7 +117,8 @@ class ElasticsearchMock(MockApp):
                  bearer_tokens: Iterable[str] = (), ingest_only: Iterable[str] = (),
                  max_content_length: int = DEFAULT_MAX_CONTENT_LENGTH, check_spec: bool = True,
                  spec_path: str | None = None, keep_sources: bool = True,
-                 auto_create_index: bool = True, health: str = "green"):
+                 auto_create_index: bool = True, check_mappings: bool = True,
+                 health: str = "green"):
         super().__init__()
         self.max_body = max_content_length
         self._api_keys = {_decode_api_key(k) for k in api_keys}
@@ -127,6 +128,8 @@ class ElasticsearchMock(MockApp):
         self._ingest_only = ({*ingest_only} | {_decode_api_key(k) for k in ingest_only}) - {""}
         self.keep_sources = keep_sources
         self.auto_create_index = auto_create_index
+        #: Off only for throughput benchmarks: the type checks cost the mock more than the rest.
+        self.check_mappings = check_mappings
         self.health = health
         self.spec = es_spec.load_cached(spec_path) if check_spec else None
         #: Test hook: rewrites a bulk response body before it is checked (to prove the check works).
@@ -296,15 +299,17 @@ class ElasticsearchMock(MockApp):
         with self._lock:
             self.counters["bulk_requests"] += 1
             self.counters["bytes_decoded"] += len(req.body)
+        lines = es_spec.parse_ndjson(req.body)  # once, for the spec check and the mock alike
         if self.spec is not None:
-            problems = self.spec.check_request(req.method, req.path, req.query, req.headers, req.body)
+            problems = self.spec.check_request(req.method, req.path, req.query, req.headers, req.body,
+                                               lines)
             if problems:
                 return self._violation(400, "request", problems)
         if not req.body.endswith(b"\n"):
             return self._error(400, "illegal_argument_exception",
                                "The bulk request must be terminated by a newline [\\n]")
         try:
-            actions = _parse_actions(req.body)
+            actions = _parse_actions(lines)
         except ValueError as exc:
             return self._error(400, "x_content_parse_exception", str(exc))
         items = []
@@ -392,7 +397,7 @@ class ElasticsearchMock(MockApp):
                 merged = dict(idx.docs[doc_id] or {})
                 merged.update(source.get("doc") or {})
                 source = merged
-        problem = self._map(idx, source)
+        problem = self._map(idx, source) if self.check_mappings else ""
         if problem:
             return self._item_error(idx.name, doc_id, 400, "document_parsing_exception", problem, idx)
         idx.docs[doc_id] = source if self.keep_sources else None
@@ -552,20 +557,13 @@ def _decode_api_key(value: str) -> str:
         return ""
 
 
-def _parse_actions(body: bytes) -> list[tuple[str, dict[str, Any], Any]]:
-    lines = [ln.rstrip(b"\r") for ln in body.split(b"\n")]
-    if lines and lines[-1] == b"":
-        lines.pop()
+def _parse_actions(lines: list[Any]) -> list[tuple[str, dict[str, Any], Any]]:
+    """(kind, metadata, source) per action of ``es_spec.parse_ndjson`` lines, or ``ValueError`` with
+    Elasticsearch's wording for a malformed body."""
     out = []
     i = 0
     while i < len(lines):
-        if not lines[i].strip():
-            i += 1
-            continue
-        try:
-            action = orjson.loads(lines[i])
-        except orjson.JSONDecodeError:
-            raise ValueError(f"line [{i + 1}]: malformed action/metadata line") from None
+        action = lines[i]
         if not isinstance(action, dict) or len(action) != 1:
             raise ValueError(f"Malformed action/metadata line [{i + 1}], expected a single action")
         kind, meta = next(iter(action.items()))
@@ -576,10 +574,7 @@ def _parse_actions(body: bytes) -> list[tuple[str, dict[str, Any], Any]]:
         if kind != "delete":
             if i >= len(lines):
                 raise ValueError(f"line [{i}]: {kind} without a source line")
-            try:
-                source = orjson.loads(lines[i])
-            except orjson.JSONDecodeError:
-                source = _MISSING
+            source = lines[i]
             i += 1
         out.append((kind, meta, source))
     return out
@@ -682,7 +677,7 @@ def build_app(args: argparse.Namespace) -> ElasticsearchMock:
     """``python -m outputs.mocks elasticsearch``: ``--token`` values are API keys (encoded or
     'id:key'); ``--option`` keys: ``user=name:password``, ``bearer=token``, ``ingest_only=<key>``,
     ``max_content_length=<bytes>``, ``check_spec=false``, ``keep_sources=false``,
-    ``auto_create_index=false``, ``health=green|yellow|red``."""
+    ``auto_create_index=false``, ``check_mappings=false`` (benchmarks), ``health=green|yellow|red``."""
     o = args.options
     users = {}
     if o.get("user"):
@@ -696,4 +691,5 @@ def build_app(args: argparse.Namespace) -> ElasticsearchMock:
         check_spec=o.get("check_spec", "true").lower() != "false",
         keep_sources=o.get("keep_sources", "true").lower() != "false",
         auto_create_index=o.get("auto_create_index", "true").lower() != "false",
+        check_mappings=o.get("check_mappings", "true").lower() != "false",
         health=o.get("health", "green"))

@@ -118,8 +118,10 @@ class BulkSpec:
     # ------------------------------------------------------------------ request
 
     def check_request(self, method: str, path: str, query: Mapping[str, str],
-                      headers: Mapping[str, str], body: bytes) -> list[str]:
-        """Every violation of the spec by one ``_bulk`` request (empty when it conforms)."""
+                      headers: Mapping[str, str], body: bytes,
+                      parsed: list[Any] | None = None) -> list[str]:
+        """Every violation of the spec by one ``_bulk`` request (empty when it conforms).
+        ``parsed``: the body's lines from ``parse_ndjson`` when the caller has them already."""
         m = _BULK_PATH.match(path)
         params = self._operations.get((method.upper(), bool(m and m.group("index")))) if m else None
         if params is None:
@@ -129,7 +131,7 @@ class BulkSpec:
         if ctype not in ("application/json", "application/x-ndjson"):
             problems.append(f"Content-Type {ctype or '(none)'!r}: the operation takes "
                             "application/json or application/x-ndjson")
-        problems.extend(self.check_ndjson(body))
+        problems.extend(self.check_ndjson(body, parsed))
         return problems
 
     def _check_query(self, params: Mapping[str, Any], query: Mapping[str, str]) -> list[str]:
@@ -152,36 +154,29 @@ class BulkSpec:
             target = target[part.replace("~1", "/").replace("~0", "~")]
         return target
 
-    def check_ndjson(self, body: bytes) -> list[str]:
+    def check_ndjson(self, body: bytes, parsed: list[Any] | None = None) -> list[str]:
         """Framing and every action line of an NDJSON bulk body."""
         if not body:
             return ["empty body: at least one action is required"]
         problems = []
         if not body.endswith(b"\n"):
             problems.append("the final line must end with a newline character (\\n)")
-        lines = [ln[:-1] if ln.endswith(b"\r") else ln for ln in body.split(b"\n")]
-        if lines and lines[-1] == b"":
-            lines.pop()
+        lines = parse_ndjson(body) if parsed is None else parsed
         i = 0
         while i < len(lines):
             n = i + 1
-            try:
-                action = orjson.loads(lines[i])
-            except orjson.JSONDecodeError:
+            action = lines[i]
+            i += 1
+            if action is NOT_JSON:
                 problems.append(f"line {n}: not JSON")
-                i += 1
                 continue
             problems.extend(f"line {n}: {p}" for p in self.check_action(action))
             kind = next(iter(action), None) if isinstance(action, dict) and len(action) == 1 else None
-            i += 1
             if kind in ("index", "create", "update"):
                 if i >= len(lines):
                     problems.append(f"line {n}: {kind} needs a source line after it")
                     break
-                try:
-                    source = orjson.loads(lines[i])
-                except orjson.JSONDecodeError:
-                    source = None
+                source = lines[i]
                 if not isinstance(source, dict):
                     problems.append(f"line {i + 1}: the source of {kind} must be a JSON object")
                 elif kind == "update":
@@ -291,6 +286,27 @@ def _constrained_names(doc: Mapping[str, Any]) -> frozenset[str]:
 
     walk(doc)
     return frozenset(names)
+
+
+#: ``parse_ndjson``'s value for a line that is not JSON.
+NOT_JSON: Any = type("NotJson", (), {"__repr__": lambda self: "NOT_JSON"})()
+
+
+def parse_ndjson(body: bytes) -> list[Any]:
+    """Every non-empty line of an NDJSON body, parsed (``NOT_JSON`` where a line is not JSON); a
+    ``\\r`` before the ``\\n`` is allowed, as the operation's description says."""
+    out: list[Any] = []
+    loads = orjson.loads
+    for line in body.split(b"\n"):
+        if line.endswith(b"\r"):
+            line = line[:-1]
+        if not line.strip():
+            continue
+        try:
+            out.append(loads(line))
+        except orjson.JSONDecodeError:
+            out.append(NOT_JSON)
+    return out
 
 
 def _errors(validator: Any, instance: Any) -> list[str]:
