@@ -1,0 +1,605 @@
+"""Redaction of canonical events: by field path and by value pattern, with every copy of a value masked.
+
+``compile_redactor(cfg)`` returns ``None`` when there is nothing to do (the hot path pays nothing), else
+a ``Redactor``: ``redactor(event) -> event``. The input is never mutated; when nothing matched, the very
+same dict comes back (no copy).
+
+Order inside one call: path rules, then value patterns (built-in and user), then **every copy**: each
+original value a rule masked is also masked wherever else it occurs in the event, as a whole field
+(``resource.path`` == ``threat.indicator.value``) or inside a longer string (``decision.reason``,
+metadata text). hushd's own privacy transform missed exactly that (reference clawdstrike-events.md
+§1.6: "Redacting resource.path does not redact the identical threat.indicator.value").
+
+The result stays a valid SecurityEvent: fields whose shape is fixed (ids, timestamps, enums, policy
+hash, booleans) are never touched, a masked value is a non-empty string, ``drop`` on a field the schema
+requires removes its closest optional parent object instead (``agent.id`` -> ``agent``,
+``threat.indicator.value`` -> ``threat``) or, with none, replaces the value, and IP-typed copies
+(``resource.ip``, an IP ``threat.indicator``) that were masked are removed because a mask is not an IP.
+
+Speed: events are checked first, without copying, against a cache of strings already known clean, so
+a stream whose strings repeat costs one dict lookup per string; only a string not seen before is run
+through the patterns. See docs/transforms.md for the built-in patterns and their sources.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import ipaddress
+import re
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from agent.event import ANY_OBJECT, BOOLEAN, ENUM, FIELDS, INTEGER, LABELS, OBJECT, STRING, Field
+from transforms.config import RedactConfig, RedactRule
+
+# --------------------------------------------------------------------------------------------------
+# Built-in value patterns
+# --------------------------------------------------------------------------------------------------
+# Token formats as their issuers document them: AWS access key ids (AKIA long-term / ASIA temporary,
+# 20 chars), GitHub tokens (ghp_/gho_/ghu_/ghs_/ghr_ + 36, fine-grained github_pat_), Slack
+# (xoxb-/xoxp-/xoxa-/xoxr-), Stripe secret and restricted keys (sk_/rk_ live and test), Google API keys
+# (AIza + 35), OpenAI/Anthropic style sk-..., JWTs (three base64url parts, header and payload starting
+# "eyJ" = '{"'), PEM private key blocks, URL userinfo passwords, and key=value / key: value assignments
+# whose key names a credential (only the value is masked).
+_CREDENTIAL_WORD = (r"(?:password|passwd|passphrase|pwd|secret|token|api[_-]?key|apikey|access[_-]?key|"
+                    r"private[_-]?key|client[_-]?secret|auth[_-]?token|authorization|credentials?)")
+_SECRET_REGEXES: tuple[str, ...] = (
+    r"(?<![A-Za-z0-9])(?:AKIA|ASIA)[A-Z0-9]{16}(?![A-Za-z0-9])",
+    r"(?<![A-Za-z0-9_])gh[pousr]_[A-Za-z0-9]{36,255}(?![A-Za-z0-9_])",
+    r"(?<![A-Za-z0-9_])github_pat_[A-Za-z0-9_]{22,255}",
+    r"(?<![A-Za-z0-9])xox[abpr]-[A-Za-z0-9-]{10,}",
+    r"(?<![A-Za-z0-9])[rs]k_(?:live|test)_[A-Za-z0-9]{16,}",
+    r"(?<![A-Za-z0-9])AIza[0-9A-Za-z_\-]{35}(?![0-9A-Za-z_\-])",
+    r"(?<![A-Za-z0-9])sk-[A-Za-z0-9_\-]{20,}",
+    r"(?<![A-Za-z0-9_\-])eyJ[A-Za-z0-9_\-]{5,}\.eyJ[A-Za-z0-9_\-]{5,}\.[A-Za-z0-9_\-]{5,}",
+    r"-----BEGIN[A-Z ]{0,40} PRIVATE KEY(?: BLOCK)?-----(?s:.*?)(?:-----END[A-Z ]{0,40} PRIVATE KEY"
+    r"(?: BLOCK)?-----|\Z)",
+    r"[A-Za-z][A-Za-z0-9+.\-]{0,30}://[^/\s:@]{1,256}:(?P<secret>[^/\s@]{1,256})@",
+    r"(?i)\bbearer\s+(?P<secret>[A-Za-z0-9\-._~+/]{8,}=*)",
+    # A UUID after the key is an identifier (hushd's policy actor "api_key:<key id>"), not the secret.
+    r"(?i)" + _CREDENTIAL_WORD + r"[\"']?\s{0,8}[:=]\s{0,8}[\"']?(?:(?:bearer|basic|token|digest)\s+)?"
+    r"(?![0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}(?![0-9a-z]))(?P<secret>[^\s\"',;&]+)",
+)
+#: A metadata key naming a credential: its whole (string) value is masked by the ``secrets`` pattern.
+CREDENTIAL_KEY = re.compile(r"(?i)" + _CREDENTIAL_WORD + r"$")
+
+_EMAIL = (r"(?<![A-Za-z0-9._%+\-])[A-Za-z0-9._%+\-]{1,64}@[A-Za-z0-9\-]{1,63}(?:\.[A-Za-z0-9\-]{1,63})*"
+          r"\.[A-Za-z]{2,63}")
+_OCTET = r"(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
+_IPV4 = r"(?<![0-9.])" + _OCTET + r"(?:\." + _OCTET + r"){3}(?![0-9])(?!\.[0-9])"
+# Candidates only; each is confirmed with ipaddress (times such as 08:28:51 are not addresses).
+_IPV6 = (r"(?<![0-9A-Fa-f:.])(?:[0-9A-Fa-f]{0,4}:){2,7}(?:[0-9A-Fa-f]{1,4}|" + _OCTET + r"(?:\." + _OCTET
+         + r"){3})?(?![0-9A-Fa-f:])")
+
+
+def _is_ipv6(text: str) -> bool:
+    try:
+        ipaddress.IPv6Address(text)
+    except ValueError:
+        return False
+    return True
+
+
+@dataclass(frozen=True)
+class _Pattern:
+    regex: re.Pattern[str]
+    confirm: Callable[[str], bool] | None = None  # extra check of a whole match (ipv6)
+
+    def has_match(self, s: str) -> bool:
+        if self.confirm is None:
+            return self.regex.search(s) is not None
+        return any(self.confirm(m.group(0)) for m in self.regex.finditer(s))
+
+
+BUILTIN_PATTERNS: dict[str, tuple[_Pattern, ...]] = {
+    "secrets": tuple(_Pattern(re.compile(r)) for r in _SECRET_REGEXES),
+    "email": (_Pattern(re.compile(_EMAIL)),),
+    "ipv4": (_Pattern(re.compile(_IPV4)),),
+    "ipv6": (_Pattern(re.compile(_IPV6), _is_ipv6),),
+}
+
+# --------------------------------------------------------------------------------------------------
+# What the schema allows: built once from agent.event.FIELDS
+# --------------------------------------------------------------------------------------------------
+Path = tuple[str, ...]
+
+
+def _index(fields: tuple[Field, ...], prefix: Path, out: dict[Path, Field]) -> dict[Path, Field]:
+    for f in fields:
+        out[(*prefix, f.name)] = f
+        _index(f.children, (*prefix, f.name), out)
+    return out
+
+
+SCHEMA: dict[Path, Field] = _index(FIELDS, (), {})
+#: Fixed-shape fields: never masked (ids, timestamps, enums, booleans, the policy hash, MITRE ids).
+PROTECTED: frozenset[Path] = frozenset(
+    p for p, f in SCHEMA.items() if f.kind in (ENUM, BOOLEAN) or (f.kind == STRING and f.pattern))
+_FREE_FORM = frozenset(p for p, f in SCHEMA.items() if f.kind in (ANY_OBJECT, LABELS))
+_SKIP_TOP = frozenset(p[0] for p in PROTECTED if len(p) == 1)  # event_id, timestamp, enums
+_IP_TYPES = frozenset(("ipv4-addr", "ipv6-addr"))
+MIN_COPY_LENGTH = 4  # shorter masked values are masked where they are whole fields, not inside text
+
+
+def _schema_field(path: Path) -> Field | None:
+    """The field table entry of a canonical path; None inside metadata/labels or for unknown fields."""
+    for i in range(1, len(path)):
+        if path[:i] in _FREE_FORM:
+            return None
+    return SCHEMA.get(path)
+
+
+def _gen_checks(lines: list[str], var: str, fields: tuple[Field, ...], depth: int) -> None:
+    """Straight-line checks of the free-text strings of one canonical object (cf. agent.event's
+    generated validator): the hot path then costs one cache lookup per string and no generic walk."""
+    ind = "    " * depth
+    for f in fields:
+        if f.kind in (ENUM, BOOLEAN, INTEGER) or (f.kind == STRING and f.pattern):
+            continue
+        lines.append(f"{ind}v = {var}.get({f.name!r})")
+        if f.kind == STRING:
+            lines.append(f"{ind}if v is not None and v not in C and M(v): return True")
+        elif f.kind == OBJECT:
+            sub = f"o{depth}"
+            lines.append(f"{ind}if v is not None:")
+            lines.append(f"{ind}    {sub} = v")
+            _gen_checks(lines, sub, f.children, depth + 1)
+        else:  # labels, metadata: free-form
+            lines.append(f"{ind}if v and D(v): return True")
+
+
+def _compile_fast_check() -> Callable[..., bool]:
+    lines = ["def fast_check(e, C, M, D):"]
+    _gen_checks(lines, "e", FIELDS, 1)
+    lines.append("    if not K.issuperset(e):")  # fields this version does not know: walk them
+    lines.append("        for k in e.keys() - K:")
+    lines.append("            if D(e[k]): return True")
+    lines.append("    return False")
+    namespace: dict[str, Any] = {"K": frozenset(f.name for f in FIELDS)}
+    exec(compile("\n".join(lines) + "\n", "<transforms.redact fast check>", "exec"), namespace)
+    return namespace["fast_check"]
+
+
+_FAST_CHECK = _compile_fast_check()
+
+# --------------------------------------------------------------------------------------------------
+# Masking
+# --------------------------------------------------------------------------------------------------
+class _Masker:
+    """How one rule masks a value (or a part of one)."""
+
+    __slots__ = ("drop", "keep_first", "keep_last", "key", "replacement", "style")
+
+    def __init__(self, rule: RedactRule, default_salt: Any) -> None:
+        self.style = rule.style
+        self.drop = rule.style == "drop"
+        self.replacement = rule.replacement or "[REDACTED]"
+        self.keep_first, self.keep_last = rule.keep_first, rule.keep_last
+        salt = rule.hash_salt or default_salt
+        self.key = salt.reveal().encode() if (salt is not None and rule.style == "hash") else b""
+
+    def mask(self, s: str) -> str:
+        if self.style == "hash":
+            digest = hmac.new(self.key, s.encode("utf-8", "surrogatepass"), hashlib.sha256).hexdigest()
+            return "hmac-sha256:" + digest[:16]
+        if self.style == "keep":
+            f, la = self.keep_first, self.keep_last
+            if len(s) <= f + la:
+                return self.replacement  # never reveal the whole value
+            return s[:f] + self.replacement + (s[len(s) - la:] if la else "")
+        return self.replacement
+
+
+@dataclass(frozen=True)
+class _PathRule:
+    segs: tuple[str, ...]
+    masker: _Masker
+
+
+@dataclass(frozen=True)
+class _ValueRule:
+    patterns: tuple[_Pattern, ...]
+    masker: _Masker
+    within: tuple[str, ...] | None  # only under this path
+    credential_keys: bool  # the `secrets` pattern also masks values of credential-named keys
+
+
+def _match(segs: tuple[str, ...], path: Path, i: int = 0, j: int = 0) -> bool:
+    """Does the dotted rule path ``segs`` match ``path`` exactly? ``*`` = one segment, ``**`` = any."""
+    while i < len(segs):
+        s = segs[i]
+        if s == "**":
+            return any(_match(segs, path, i + 1, k) for k in range(j, len(path) + 1))
+        if j >= len(path) or (s != "*" and s != path[j]):
+            return False
+        i += 1
+        j += 1
+    return j == len(path)
+
+
+def _under(segs: tuple[str, ...], path: Path) -> bool:
+    """Is ``path`` at or below a node that ``segs`` matches?"""
+    return any(_match(segs, path[:n]) for n in range(1, len(path) + 1))
+
+
+def _nodes(node: Any, path: Path) -> Iterator[tuple[Any, Any, Path, Any]]:
+    """(container, key, path, value) of every value below ``node``; list items share the list's path."""
+    if type(node) is dict:
+        for k, v in node.items():
+            p = (*path, k)
+            yield node, k, p, v
+            if type(v) in (dict, list):
+                yield from _nodes(v, p)
+    elif type(node) is list:
+        for i, v in enumerate(node):
+            if type(v) in (dict, list):
+                yield from _nodes(v, path)
+            else:
+                yield node, i, path, v
+
+
+def _exists(node: Any, segs: tuple[str, ...], i: int) -> bool:
+    """Does anything below ``node`` sit at ``segs[i:]``? (The same matching as ``_match`` over
+    ``_nodes``, following only the named keys.)"""
+    if i == len(segs):
+        return True
+    t = type(node)
+    if t is list:
+        return any(_exists(x, segs, i) for x in node if type(x) in (dict, list))
+    if t is not dict:
+        return False
+    s = segs[i]
+    if s == "**":
+        return _exists(node, segs, i + 1) or any(_exists(v, segs, i) for v in node.values())
+    if s == "*":
+        return any(_exists(v, segs, i + 1) for v in node.values())
+    return s in node and _exists(node[s], segs, i + 1)
+
+
+def _leaves(node: Any, path: Path) -> list[tuple[Any, Any, Path, Any]]:
+    return [t for t in _nodes(node, path) if type(t[3]) not in (dict, list)]
+
+
+def _copy(o: Any) -> Any:
+    t = type(o)
+    if t is dict:
+        return {k: _copy(v) for k, v in o.items()}
+    if t is list:
+        return [_copy(v) for v in o]
+    return o
+
+
+def _strings(node: Any) -> Iterator[str]:
+    if type(node) is str:
+        yield node
+    elif type(node) is dict:
+        for v in node.values():
+            yield from _strings(v)
+    elif type(node) is list:
+        for v in node:
+            yield from _strings(v)
+
+
+# --------------------------------------------------------------------------------------------------
+# The redactor
+# --------------------------------------------------------------------------------------------------
+class Redactor:
+    """Callable ``event -> event``; build it with ``compile_redactor``."""
+
+    CACHE_MAX = 32768
+
+    def __init__(self, path_rules: list[_PathRule], value_rules: list[_ValueRule]) -> None:
+        self._path_rules = path_rules
+        self._value_rules = value_rules
+        self._global = [r for r in value_rules if r.within is None]
+        self._scoped = [r for r in value_rules if r.within is not None]
+        self._keys = any(r.credential_keys for r in self._global)
+        self._clean: set[str] = set()  # strings no global pattern matches
+        self._clean_keys: set[str] = set()  # dict keys that do not name a credential
+        self._clean_objects: set[bytes] = set()  # encoded free-form objects (metadata) known clean
+
+    # -- fast check: does this event need the slow path at all? --------------------------------------
+    def __call__(self, event: dict) -> dict:
+        if self._needed(event):
+            return self.redact(event)
+        return event
+
+    def _needed(self, ev: dict) -> bool:
+        for rule in self._path_rules:
+            if self._exists(ev, rule.segs):
+                return True
+        for rule in self._scoped:
+            if self._exists(ev, rule.within):  # type: ignore[arg-type]
+                return True
+        if self._global:
+            try:
+                return _FAST_CHECK(ev, self._clean, self._matches, self._dirty)
+            except (TypeError, AttributeError):  # not the canonical shape: walk it all
+                return any(k not in _SKIP_TOP and self._dirty(v) for k, v in ev.items())
+        return False
+
+    def _dirty(self, v: Any) -> bool:
+        """Could a global pattern (or a credential-named key) match anything in ``v``? Known-clean
+        strings, key sets and whole free-form objects are cached, so a repeated one costs a lookup."""
+        t = type(v)
+        if t is str:
+            return v not in self._clean and self._matches(v)
+        if t is dict:
+            if not v:
+                return False
+            try:
+                key = orjson.dumps(v)
+            except TypeError:  # not JSON (cannot come from the spool): walk it without the cache
+                key = None
+            if key is not None and key in self._clean_objects:
+                return False
+            if self._keys and not (v.keys() <= self._clean_keys):
+                for k in v:
+                    if k not in self._clean_keys and self._credential_key(k):
+                        return True
+            for x in v.values():
+                tx = type(x)
+                if tx is str:
+                    if x not in self._clean and self._matches(x):
+                        return True
+                elif (tx is dict or tx is list) and self._dirty(x):
+                    return True
+            if key is not None:
+                if len(self._clean_objects) >= self.CACHE_MAX:
+                    self._clean_objects.clear()
+                self._clean_objects.add(key)
+            return False
+        if t is list:
+            return any(self._dirty(x) for x in v)
+        return False
+
+    def _matches(self, s: str) -> bool:
+        for rule in self._global:
+            for p in rule.patterns:
+                if p.has_match(s):
+                    return True
+        if len(self._clean) >= self.CACHE_MAX:
+            self._clean.clear()
+        self._clean.add(s)
+        return False
+
+    def _credential_key(self, k: str) -> bool:
+        if CREDENTIAL_KEY.search(k) is not None:
+            return True
+        if len(self._clean_keys) >= self.CACHE_MAX:
+            self._clean_keys.clear()
+        self._clean_keys.add(k)
+        return False
+
+    @staticmethod
+    def _exists(ev: dict, segs: tuple[str, ...]) -> bool:
+        return _exists(ev, segs, 0)
+
+    # -- slow path -----------------------------------------------------------------------------------
+    def redact(self, event: dict) -> dict:
+        """Redact unconditionally (tests and the CLI may call it directly); returns a new dict."""
+        out = _copy(event)
+        copies: dict[str, tuple[str, bool]] = {}  # original value -> (masked text, whole field dropped)
+        for rule in self._path_rules:
+            self._apply_path_rule(out, rule, copies)
+        self._apply_value_rules(out, copies)
+        if copies:
+            self._propagate(out, copies)
+        _fix_typed(out, event)
+        return out
+
+    def _apply_path_rule(self, out: dict, rule: _PathRule, copies: dict[str, tuple[str, bool]]) -> None:
+        targets = []
+        skip: list[Path] = []
+        for container, key, path, value in _nodes(out, ()):
+            if any(path[:len(s)] == s for s in skip):
+                continue  # inside a node this rule already took as a whole
+            if _match(rule.segs, path):
+                targets.append((container, key, path, value))
+                if type(value) in (dict, list):
+                    skip.append(path)
+        m = rule.masker
+        for container, key, path, value in reversed(targets):
+            if type(value) in (dict, list):
+                if m.drop:
+                    for s in _strings(value):
+                        copies.setdefault(s, (m.replacement, True))
+                    _drop(out, container, key, path, m.replacement)
+                else:
+                    for c, k, p, v in reversed(_leaves(value, path)):
+                        _mask_leaf(out, c, k, p, v, m, copies)
+            else:
+                _mask_leaf(out, container, key, path, value, m, copies)
+
+    def _apply_value_rules(self, out: dict, copies: dict[str, tuple[str, bool]]) -> None:
+        for container, key, path, value in reversed(_leaves(out, ())):
+            if path in PROTECTED or (len(path) == 1 and path[0] in _SKIP_TOP):
+                continue
+            if type(value) is not str:
+                continue
+            new, dropped = value, False
+            for rule in self._value_rules:
+                if rule.within is not None and not _under(rule.within, path):
+                    continue
+                if (rule.credential_keys and type(key) is str and _schema_field(path) is None
+                        and CREDENTIAL_KEY.search(key) is not None and new):
+                    masked = rule.masker.mask(new)
+                    copies.setdefault(new, (masked, rule.masker.drop))
+                    if rule.masker.drop:
+                        dropped = True
+                        break
+                    new = masked
+                    continue
+                new, whole = _substitute(new, rule, copies)
+                if whole and rule.masker.drop:
+                    dropped = True
+                    break
+            if dropped:
+                _drop(out, container, key, path, self._value_rules[0].masker.replacement)
+            elif new != value:
+                container[key] = new
+
+    def _propagate(self, out: dict, copies: dict[str, tuple[str, bool]]) -> None:
+        masked_values = {m for m, _ in copies.values()}
+        inner = sorted(((o, m) for o, (m, _) in copies.items() if len(o) >= MIN_COPY_LENGTH),
+                       key=lambda t: -len(t[0]))
+        for container, key, path, value in reversed(_leaves(out, ())):
+            if type(value) is not str or path in PROTECTED or value in masked_values:
+                continue
+            if len(path) == 1 and path[0] in _SKIP_TOP:
+                continue
+            hit = copies.get(value)
+            if hit is not None:
+                masked, drop = hit
+                if drop:
+                    _drop(out, container, key, path, masked)
+                else:
+                    container[key] = masked
+                continue
+            new = value
+            for original, masked in inner:
+                if original in new:
+                    new = new.replace(original, masked)
+            if new != value:
+                container[key] = new
+
+
+def _substitute(s: str, rule: _ValueRule, copies: dict[str, tuple[str, bool]]) -> tuple[str, bool]:
+    """Mask every match of the rule's patterns in ``s``; (new string, whether one match was all of s)."""
+    whole = False
+    m = rule.masker
+    for p in rule.patterns:
+        has_group = "secret" in p.regex.groupindex
+
+        def repl(match: re.Match[str], p: _Pattern = p, has_group: bool = has_group, n: int = len(s)) -> str:
+            nonlocal whole
+            text = match.group(0)
+            if p.confirm is not None and not p.confirm(text):
+                return text
+            if has_group and match.group("secret") is not None:
+                secret = match.group("secret")
+                masked = m.mask(secret)
+                copies.setdefault(secret, (masked, False))
+                a, b = match.start("secret") - match.start(), match.end("secret") - match.start()
+                return text[:a] + masked + text[b:]
+            masked = m.mask(text)
+            copies.setdefault(text, (masked, False))
+            if match.start() == 0 and match.end() == n:
+                whole = True
+            return masked
+
+        s = p.regex.sub(repl, s)
+    return s, whole
+
+
+def _mask_leaf(out: dict, container: Any, key: Any, path: Path, value: Any, m: _Masker,
+               copies: dict[str, tuple[str, bool]]) -> None:
+    if path in PROTECTED or (len(path) == 1 and path[0] in _SKIP_TOP):
+        return
+    f = _schema_field(path)
+    if type(value) is str:
+        if m.drop:
+            copies.setdefault(value, (m.replacement, True))
+            _drop(out, container, key, path, m.replacement)
+        else:
+            masked = m.mask(value)
+            copies.setdefault(value, (masked, False))
+            container[key] = masked
+    elif f is not None and f.kind == INTEGER:
+        _drop(out, container, key, path, m.replacement)  # a number field cannot hold a mask
+    elif m.drop:
+        _drop(out, container, key, path, m.replacement)
+    else:
+        container[key] = m.mask(_scalar_text(value))
+
+
+def _scalar_text(v: Any) -> str:
+    if v is None:
+        return "null"
+    if type(v) is bool:
+        return "true" if v else "false"
+    return str(v)
+
+
+def _drop(out: dict, container: Any, key: Any, path: Path, replacement: str) -> None:
+    """Remove a value so that the event stays valid (see the module docstring)."""
+    f = _schema_field(path)
+    if f is None or not f.required:
+        if type(container) is list:
+            if 0 <= key < len(container):
+                del container[key]
+        else:
+            container.pop(key, None)
+        return
+    if f.kind in (ANY_OBJECT, LABELS):
+        container[key] = {}
+        return
+    for i in range(len(path) - 1, 0, -1):
+        ancestor = SCHEMA.get(path[:i])
+        if ancestor is not None and not ancestor.required:
+            parent = out
+            for seg in path[:i - 1]:
+                parent = parent.get(seg) if type(parent) is dict else None
+            if type(parent) is dict:
+                parent.pop(path[i - 1], None)
+            return
+    if f.kind == OBJECT:
+        node = container.get(key)
+        if type(node) is dict:
+            for k in list(node):
+                if (*path, k) not in PROTECTED:
+                    _drop(out, node, k, (*path, k), replacement)
+        return
+    if f.kind == STRING and type(container.get(key)) is str:
+        container[key] = replacement  # a required string cannot go: it keeps the mask
+
+
+def _fix_typed(out: dict, original: dict) -> None:
+    """A masked copy in an IP-typed place is no IP: remove it (the mask stays in name/host)."""
+    res, orig_res = out.get("resource"), original.get("resource")
+    if type(res) is dict and type(orig_res) is dict and "ip" in res and res["ip"] != orig_res.get("ip"):
+        del res["ip"]
+    threat = out.get("threat")
+    if type(threat) is dict:
+        ind = threat.get("indicator")
+        orig = (original.get("threat") or {}).get("indicator") or {}
+        if type(ind) is dict and ind.get("type") in _IP_TYPES and ind.get("value") != orig.get("value"):
+            del out["threat"]
+
+
+# --------------------------------------------------------------------------------------------------
+# Compilation
+# --------------------------------------------------------------------------------------------------
+def _segs(path: str) -> tuple[str, ...]:
+    return tuple(path.split("."))
+
+
+def compile_redactor(cfg: RedactConfig | None) -> Redactor | None:
+    """The redactor for ``cfg``, or None when it has nothing to do."""
+    if cfg is None or cfg.empty:
+        return None
+    path_rules: list[_PathRule] = []
+    value_rules: list[_ValueRule] = []
+    for name in cfg.builtin:
+        rule = RedactRule(pattern=name)
+        value_rules.append(_ValueRule(BUILTIN_PATTERNS[name], _Masker(rule, None), None, name == "secrets"))
+    for rule in cfg.rules:
+        masker = _Masker(rule, cfg.hash_salt)
+        if rule.style == "hash" and not masker.key:
+            raise ValueError("redact rule with style 'hash' needs hash_salt")
+        if rule.pattern:
+            patterns = BUILTIN_PATTERNS.get(rule.pattern) or (_Pattern(re.compile(rule.pattern)),)
+            within = _segs(rule.path) if rule.path else None
+            value_rules.append(_ValueRule(patterns, masker, within, rule.pattern == "secrets"))
+        else:
+            segs = _segs(rule.path)
+            for p in SCHEMA:
+                if p in PROTECTED and _match(segs, p) and "*" not in rule.path:
+                    raise ValueError(f"redact path {rule.path!r}: {'.'.join(p)} has a fixed format "
+                                     "(id, time, enum, hash) and cannot be redacted")
+            path_rules.append(_PathRule(segs, masker))
+    return Redactor(path_rules, value_rules)
