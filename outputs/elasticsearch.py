@@ -38,6 +38,7 @@ import re
 import threading
 import time
 import urllib.parse
+import uuid
 from dataclasses import dataclass
 from typing import Any, ClassVar, Literal
 
@@ -187,12 +188,22 @@ class ElasticsearchOutput(Output):
         doc_bytes = pipeline.render(item.event, item.body) if pipeline is not None else item.body
         if b'"@timestamp"' not in doc_bytes:
             doc_bytes = self._with_timestamp(item, doc_bytes)
-        event_id = item.event_id.decode() if item.event_id else str(self._event(item).get("event_id", ""))
         prefix = self._prefix
         route = item.route
         if route or self._dated:
             prefix = self._action_prefix(self._route_index(item, route or {}))
-        return prefix + orjson.dumps(event_id) + b"}}\n" + doc_bytes + b"\n"
+        return prefix + orjson.dumps(self._doc_id(item)) + b"}}\n" + doc_bytes + b"\n"
+
+    def _doc_id(self, item: DeliveryItem) -> str:
+        """The canonical ``event_id`` string; the spool's ``event_id`` is its 16 raw UUID bytes."""
+        eid = item.event.get("event_id") if item.event else None
+        if isinstance(eid, str) and eid:
+            return eid
+        if len(item.event_id) == 16:
+            return str(uuid.UUID(bytes=item.event_id))
+        if item.event_id:
+            return item.event_id.decode("utf-8", "replace")
+        return str(self._event(item).get("event_id", ""))
 
     def _route_index(self, item: DeliveryItem, route: dict[str, str]) -> str:
         if route.get("index"):

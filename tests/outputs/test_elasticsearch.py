@@ -45,7 +45,7 @@ def make_items(n: int, start: int = 0, out: ElasticsearchOutput | None = None, *
     items = []
     for i in range(start, start + n):
         ev = make_event(i, **extra)
-        item = DeliveryItem(i, ev, orjson.dumps(ev), ev["event_id"].encode())
+        item = DeliveryItem(i, ev, orjson.dumps(ev), uuid.UUID(ev["event_id"]).bytes)
         if out is not None:
             item.data = out.encode(item)
         items.append(item)
@@ -121,6 +121,15 @@ def test_encode_is_a_create_action_with_the_event_id_and_the_document() -> None:
     assert orjson.loads(action) == {"create": {"_index": DS, "_id": item.event["event_id"]}}
     doc = orjson.loads(source)
     assert doc["@timestamp"] == item.event["timestamp"] and doc["n"] == 0, "canonical + @timestamp"
+
+
+def test_the_id_comes_from_the_event_or_the_spool_s_raw_uuid_bytes() -> None:
+    out = ElasticsearchOutput("es", ElasticsearchOutputConfig(hosts=["http://x"]))
+    (item,) = make_items(1, start=41)
+    want = item.event["event_id"]
+    body_only = DeliveryItem(1, {}, item.body, item.event_id)  # events not decoded by the drain
+    for it in (item, body_only):
+        assert orjson.loads(out.encode(it).split(b"\n")[0])["create"]["_id"] == want
 
 
 def test_encode_uses_the_pipeline_document_as_is() -> None:
@@ -451,7 +460,7 @@ def test_real_ecs_documents_of_every_fixture_event_index_through_the_bootstrappe
     events = [parse_line(raw, context=ctx) for raw in lines if raw.strip()]
     batch = []
     for k, ev in enumerate(events):
-        item = DeliveryItem(k, ev, orjson.dumps(ev), ev["event_id"].encode())
+        item = DeliveryItem(k, ev, orjson.dumps(ev), uuid.UUID(ev["event_id"]).bytes)
         item.data = out.encode(item)
         batch.append(item)
     outcome = out.send(batch)
@@ -471,3 +480,4 @@ def test_template_field_types_are_the_ecs_types() -> None:
     assert all(name.startswith("clawdstrike.") for name in CLAWDSTRIKE_FIELDS)
     body = index_template_body(ElasticsearchOutputConfig(hosts=["http://x"]))
     assert body["template"]["mappings"]["properties"]["event"]["properties"]["severity"] == {"type": "long"}
+
