@@ -17,6 +17,8 @@ from agent.config_types import Duration, ListenAddress, Size
 from agent.inputs.config import INPUT_TYPES
 from outputs.base import OutputConfig
 from outputs.registry import OUTPUT_TYPES
+from outputs.routing import check_routes
+from transforms.config import EnrichmentConfig, PrivacyConfig
 
 DEFAULT_CONFIG_PATH = "/etc/clawd-agent/agent.toml"
 
@@ -79,10 +81,23 @@ class AgentConfig:
     metrics: MetricsSection = field(default_factory=MetricsSection)
     inputs: dict[str, Any] = field(default_factory=dict)
     outputs: dict[str, OutputConfig] = field(default_factory=dict)
+    privacy: PrivacyConfig = field(default_factory=PrivacyConfig)
+    enrichment: EnrichmentConfig = field(default_factory=EnrichmentConfig)
 
     @property
     def spool_path(self) -> str:
         return self.spool.path or str(Path(self.agent.data_dir) / "spool.db")
+
+    def mapping_context(self) -> Any:
+        """The ``agent.mapping.MappingContext`` every input maps with: ``[agent]`` identity and labels,
+        plus the ingest transform (``[enrichment]``, then ``[privacy]`` redaction) so the spool only ever
+        holds enriched, redacted events."""
+        from agent.mapping import MappingContext
+        from transforms.pipeline import compile_ingest
+
+        return MappingContext(labels=dict(self.agent.labels), environment=self.agent.environment,
+                              tenant_id=self.agent.tenant_id, host_name=self.agent.resolved_host_name(),
+                              postprocess=compile_ingest(self.privacy, self.enrichment))
 
 
 def load_config(path: str | Path, env: dict[str, str] | None = None) -> AgentConfig:
@@ -99,7 +114,7 @@ def parse_config(text: str, source: str = "agent.toml", env: dict[str, str] | No
         doc_ = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{source}: invalid TOML: {exc}") from None
-    known = {"agent", "spool", "metrics", "inputs", "outputs"}
+    known = {"agent", "spool", "metrics", "inputs", "outputs", "privacy", "enrichment"}
     for key in doc_:
         if key not in known:
             raise ConfigError(f"{source}: unknown top-level key {key!r} (known: {', '.join(sorted(known))})")
@@ -107,6 +122,10 @@ def parse_config(text: str, source: str = "agent.toml", env: dict[str, str] | No
     cfg.agent = load_section(AgentSection, doc_.get("agent", {}), f"{source}: [agent]", env)
     cfg.spool = load_section(SpoolSection, doc_.get("spool", {}), f"{source}: [spool]", env)
     cfg.metrics = load_section(MetricsSection, doc_.get("metrics", {}), f"{source}: [metrics]", env)
+    cfg.privacy = load_section(PrivacyConfig, doc_.get("privacy", {}), f"{source}: [privacy]", env)
+    cfg.enrichment = load_section(EnrichmentConfig, doc_.get("enrichment", {}), f"{source}: [enrichment]",
+                                  env)
+    _check_transforms(cfg, source)
     cfg.inputs = _named_tables(doc_.get("inputs", {}), "inputs", source, INPUT_TYPES, env)
     cfg.outputs = _named_tables(doc_.get("outputs", {}), "outputs", source,
                                 {k: v[0] for k, v in OUTPUT_TYPES.items()}, env)
@@ -114,7 +133,24 @@ def parse_config(text: str, source: str = "agent.toml", env: dict[str, str] | No
         raise ConfigError(f"{source}: no [inputs.<name>] table: the agent would have nothing to read")
     if not cfg.outputs:
         raise ConfigError(f"{source}: no [outputs.<name>] table: the agent would deliver nowhere")
+    try:
+        check_routes(cfg.outputs)
+    except ValueError as exc:
+        raise ConfigError(f"{source}: {exc}") from None
     return cfg
+
+
+def _check_transforms(cfg: AgentConfig, source: str) -> None:
+    """Compile [privacy] and [enrichment] once now, so check-config reports a bad MITRE table file or
+    redaction pattern instead of the first ingested event."""
+    from transforms.pipeline import compile_ingest
+
+    try:
+        compile_ingest(cfg.privacy, cfg.enrichment)
+    except ConfigError:
+        raise
+    except ValueError as exc:
+        raise ConfigError(f"{source}: [privacy]/[enrichment]: {exc}") from None
 
 
 def _named_tables(tables: Any, kind: str, source: str, types: dict[str, type],

@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Histogram
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.registry import Collector
 
 BATCH_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
@@ -54,8 +54,30 @@ class AgentCollector(Collector):
                                   labels=["output"])
         in_flight = GaugeMetricFamily("clawd_agent_output_in_flight_events", "Events being sent",
                                       labels=["output"])
-        up = GaugeMetricFamily("clawd_agent_output_healthy", "1 if the last attempt succeeded",
-                               labels=["output"])
+        up = GaugeMetricFamily("clawd_agent_output_healthy",
+                               "1 if the output is healthy: last attempt succeeded, breaker not open, "
+                               "health check passing", labels=["output"])
+        replayed = CounterMetricFamily("clawd_agent_output_events_replayed",
+                                       "DLQ entries re-sent successfully", labels=["output"])
+        batches_in_flight = GaugeMetricFamily("clawd_agent_output_in_flight_batches",
+                                              "Batches being sent", labels=["output"])
+        requests = CounterMetricFamily("clawd_agent_output_requests",
+                                       "HTTP requests by status class (ok, retry, throttled, auth, "
+                                       "split, permanent, error)", labels=["output", "status"])
+        request_seconds = HistogramMetricFamily("clawd_agent_output_request_duration_seconds",
+                                                "Time of one HTTP request", labels=["output"])
+        batch_bytes = HistogramMetricFamily("clawd_agent_output_batch_bytes",
+                                            "Encoded bytes of one delivery attempt", labels=["output"])
+        breaker = GaugeMetricFamily("clawd_agent_output_breaker_state",
+                                    "Circuit breaker: 0 closed, 1 half-open, 2 open", labels=["output"])
+        rate_requests = GaugeMetricFamily("clawd_agent_output_rate_limit_requests_per_second",
+                                          "Request rate limit in effect (0 = unlimited)",
+                                          labels=["output"])
+        rate_events = GaugeMetricFamily("clawd_agent_output_rate_limit_events_per_second",
+                                        "Event rate limit in effect (0 = unlimited)", labels=["output"])
+        health_ok = GaugeMetricFamily("clawd_agent_output_health_check_ok",
+                                      "1 if the destination's last health check passed",
+                                      labels=["output"])
         for name, drain in self._drains().items():
             st = drain.stats
             delivered.add_metric([name], st.delivered)
@@ -64,8 +86,22 @@ class AgentCollector(Collector):
             retries.add_metric([name], st.retries)
             dlq.add_metric([name], st.dlq)
             in_flight.add_metric([name], st.in_flight)
-            up.add_metric([name], 1 if st.healthy else 0)
-        yield from (delivered, filtered, failures, retries, dlq, in_flight, up)
+            up.add_metric([name], 1 if output_healthy(drain) else 0)
+            replayed.add_metric([name], st.replayed)
+            batches_in_flight.add_metric([name], st.in_flight_batches)
+            for status_class, n in sorted(st.requests.items()):
+                requests.add_metric([name, status_class], n)
+            request_seconds.add_metric([name], st.request_seconds.buckets(), st.request_seconds.sum)
+            batch_bytes.add_metric([name], st.batch_bytes.buckets(), st.batch_bytes.sum)
+            breaker.add_metric([name], drain.breaker.state)
+            req_rate, ev_rate = drain.limiter.current()
+            rate_requests.add_metric([name], req_rate)
+            rate_events.add_metric([name], ev_rate)
+            if st.health_ok is not None:
+                health_ok.add_metric([name], 1 if st.health_ok else 0)
+        yield from (delivered, filtered, failures, retries, dlq, in_flight, up, replayed,
+                    batches_in_flight, requests, request_seconds, batch_bytes, breaker, rate_requests,
+                    rate_events, health_ok)
 
         stats = self._spool_stats()
         yield GaugeMetricFamily("clawd_agent_spool_rows", "Events held in the spool",
@@ -82,7 +118,11 @@ class AgentCollector(Collector):
         for name, cur in stats.get("cursors", {}).items():
             lag_events.add_metric([name], cur.get("lag_events", 0))
             lag_seconds.add_metric([name], cur.get("lag_seconds", 0))
-        yield from (lag_events, lag_seconds)
+        dlq_stored = GaugeMetricFamily("clawd_agent_dlq_events", "Events stored in the DLQ",
+                                       labels=["output"])
+        for name, n in sorted(stats.get("dlq", {}).items()):
+            dlq_stored.add_metric([name], n)
+        yield from (lag_events, lag_seconds, dlq_stored)
 
 
 class AgentMetrics:
@@ -100,6 +140,27 @@ class AgentMetrics:
         self.batch_latency.labels(output, outcome.status.value).observe(seconds)
 
 
+def output_healthy(drain: Any) -> bool:
+    """An output is healthy when its last attempt succeeded, its breaker is not open and its
+    destination's health check (when it ran) passed."""
+    st = drain.stats
+    return bool(st.healthy and drain.breaker.state_name != "open" and st.health_ok is not False)
+
+
+def output_extra(drain: Any) -> dict[str, Any]:
+    """What the running agent records per output for `status` (``output_state.extra``)."""
+    st = drain.stats
+    req_rate, ev_rate = drain.limiter.current()
+    return {
+        "rate_eps": round(st.rate(), 2), "healthy": output_healthy(drain),
+        "filtered_total": st.filtered, "retries_total": st.retries, "replayed_total": st.replayed,
+        "in_flight_batches": st.in_flight_batches, "in_flight_events": st.in_flight,
+        "breaker": drain.breaker.state_name, "breaker_reason": drain.breaker.reason,
+        "health_ok": st.health_ok, "health_reason": st.health_reason,
+        "rate_limit_requests": round(req_rate, 3), "rate_limit_events": round(ev_rate, 3),
+    }
+
+
 def aggregate_health(healthy: list[bool]) -> str:
     """``ok`` when every output's last attempt succeeded, ``failing`` when none did, else ``degraded``."""
     if all(healthy):
@@ -109,12 +170,16 @@ def aggregate_health(healthy: list[bool]) -> str:
 
 def health_document(drains: dict[str, Any], inputs: dict[str, Any], spool_stats: dict[str, Any],
                     started_ms: int) -> tuple[int, dict[str, Any]]:
-    """Aggregate health: ``ok``, ``degraded`` (an output failing) or ``failing`` (none delivering)."""
+    """Aggregate health: ``ok``, ``degraded`` (an output unhealthy: failing, breaker open, or its
+    health check failing) or ``failing`` (no output healthy)."""
     outputs = {}
     for name, drain in drains.items():
         st = drain.stats
-        outputs[name] = {"healthy": st.healthy, "last_error": st.last_error,
-                         "last_success_ms": st.last_success_ms}
+        outputs[name] = {"healthy": output_healthy(drain), "last_error": st.last_error,
+                         "last_success_ms": st.last_success_ms, "breaker": drain.breaker.state_name,
+                         "health_check": {"ok": st.health_ok, "reason": st.health_reason},
+                         "in_flight_batches": st.in_flight_batches,
+                         "dlq": spool_stats.get("dlq", {}).get(name, 0)}
     status = aggregate_health([o["healthy"] for o in outputs.values()])
     doc = {
         "status": status,

@@ -30,6 +30,7 @@ def collect_status(config: AgentConfig) -> dict[str, Any]:
         agent_state = spool.get_agent_state() or {}
         spool_inputs = spool.get_input_stats()
         states = spool.read_output_states()
+        dlq_info = spool.dlq_counts()
     finally:
         spool.close()
     now_ms = int(time.time() * 1000)
@@ -74,6 +75,15 @@ def collect_status(config: AgentConfig) -> dict[str, Any]:
             "last_error_at": _iso(st.last_error_ms) if st else None,
             "healthy": extra.get("healthy", True),
             "dlq": dlq_counts.get(name, 0),
+            "dlq_last_reason": dlq_info.get(name, {}).get("last_reason"),
+            "dlq_replay_pending": dlq_info.get(name, {}).get("replay_pending", 0),
+            "breaker": extra.get("breaker", "closed") if running else None,
+            "breaker_reason": (extra.get("breaker_reason") or None) if running else None,
+            "health_check": ({"ok": extra.get("health_ok"), "reason": extra.get("health_reason", "")}
+                             if running else None),
+            "in_flight_batches": extra.get("in_flight_batches", 0) if running else 0,
+            "rate_limit": ({"requests_per_s": extra.get("rate_limit_requests", 0.0),
+                            "events_per_s": extra.get("rate_limit_events", 0.0)} if running else None),
         }
     orphans = sorted(set(cursors) - set(config.outputs))
 
@@ -95,6 +105,25 @@ def collect_status(config: AgentConfig) -> dict[str, Any]:
         "outputs": outputs,
         "orphan_cursors": orphans,
     }
+
+
+def _output_notes(o: dict[str, Any]) -> list[str]:
+    """The exceptional facts about one output, for the line under it (nothing when all is well)."""
+    notes = []
+    if o.get("breaker") and o["breaker"] != "closed":
+        why = f" ({o['breaker_reason']})" if o.get("breaker_reason") else ""
+        notes.append(f"breaker {o['breaker']}{why}")
+    hc = o.get("health_check") or {}
+    if hc.get("ok") is False:
+        notes.append(f"health check failing: {hc.get('reason') or '-'}")
+    rl = o.get("rate_limit") or {}
+    if rl.get("requests_per_s") or rl.get("events_per_s"):
+        notes.append(f"rate limit {rl.get('requests_per_s') or '-'} req/s, "
+                     f"{rl.get('events_per_s') or '-'} ev/s")
+    if o.get("dlq"):
+        pending = f", {o['dlq_replay_pending']} waiting for replay" if o.get("dlq_replay_pending") else ""
+        notes.append(f"DLQ {o['dlq']}{pending}, last reason: {o.get('dlq_last_reason') or '-'}")
+    return notes
 
 
 def _file_lag(off: dict[str, Any]) -> dict[str, Any]:
@@ -168,6 +197,9 @@ def render_status(st: dict[str, Any]) -> str:
         lines.append(f"  {name + flag:<16} {o['type']:<8} {cur:>8} "
                      f"{o['lag_events']:>8} {o['lag_seconds']:>7.1f} {o['rate_eps']:>8.1f} {o['dlq']:>5}  "
                      f"{o['last_success'] or 'never'}{err}")
+        notes = _output_notes(o)
+        if notes:
+            lines.append(f"  {'':<16} {'; '.join(notes)}")
     if st.get("orphan_cursors"):
         lines.append(f"  cursors of outputs no longer configured: {', '.join(st['orphan_cursors'])}")
     return "\n".join(lines) + "\n"

@@ -22,9 +22,10 @@ import gevent.pool
 from gevent.pywsgi import WSGIServer
 
 from agent.config import AgentConfig
-from agent.metrics import AgentMetrics, health_document
+from agent.metrics import AgentMetrics, health_document, output_extra
 from outputs.drain import Drain
 from outputs.registry import build_output
+from outputs.routing import compile_selector
 
 log = logging.getLogger("clawd_agent.supervisor")
 
@@ -104,10 +105,12 @@ class Supervisor:
         log.info("agent started", extra={"inputs": sorted(self.inputs), "outputs": sorted(self.drains),
                                          "spool": cfg.spool_path, "pid": os.getpid()})
 
-    def _start_drain(self, name: str, out_cfg: Any) -> None:
+    def _start_drain(self, name: str, out_cfg: Any, stats: Any = None) -> None:
         output = build_output(name, out_cfg)
         drain = Drain(output, self.spool, self.spool.reader(), new_data=self._signal.subscribe(),
-                      on_batch=self.metrics.observe_batch if self.metrics else None)
+                      on_batch=self.metrics.observe_batch if self.metrics else None,
+                      selector=compile_selector(name, self.config.outputs), stats=stats,
+                      pipeline_factory=_pipeline_factory())
         self.drains[name] = drain
         g = self._drain_group.spawn(drain.run)
         g.link_exception(lambda g, n=name, c=out_cfg: self._drain_crashed(n, c, g))
@@ -123,9 +126,7 @@ class Supervisor:
     def _restart_drain(self, name: str, out_cfg: Any, stats: Any) -> None:
         if self._stopping:
             return
-        self._start_drain(name, out_cfg)
-        if stats is not None:
-            self.drains[name].stats = stats
+        self._start_drain(name, out_cfg, stats)
 
     def _spawn_loop(self, fn: Callable[[], None]) -> None:
         g = self._loops.spawn(fn)
@@ -184,8 +185,7 @@ class Supervisor:
             self.spool.record_output_state(
                 name, success_ms=st.last_success_ms, error_ms=st.last_error_ms, error=st.last_error,
                 delivered=st.delivered - last[0], failed=st.failed_attempts - last[1], dlq=st.dlq - last[2],
-                extra={"rate_eps": round(st.rate(), 2), "healthy": st.healthy,
-                       "filtered_total": st.filtered, "retries_total": st.retries})
+                extra=output_extra(drain))
             self._recorded[name] = (st.delivered, st.failed_attempts, st.dlq)
 
     def _prune_loop(self) -> None:
@@ -249,3 +249,8 @@ def _input_status(inp: Any) -> dict[str, Any]:
             if hasattr(st, key):
                 status.setdefault(key, getattr(st, key))
     return status
+
+
+def _pipeline_factory() -> Callable[[Any], Any] | None:
+    """``config -> output.pipeline`` once the transforms package provides build_pipeline."""
+    return None

@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal
 
 from agent.config_loader import doc
-from agent.config_types import Duration, Secret
+from agent.config_types import Duration, Secret, Size
 
 
 @dataclass
@@ -32,6 +33,20 @@ class FilterConfig:
 
 
 @dataclass
+class RouteConfig:
+    """One routing rule (`[[outputs.<name>.routes]]`), tried in order after the output's filter; the
+    first rule whose `when` matches wins. `set` values reach the output as the event's route (e.g.
+    `index`, `sourcetype`); with `to`, the event goes to that other output instead of this one."""
+
+    when: FilterConfig = doc("Conditions (the filter keys); empty matches every event.",
+                             default_factory=FilterConfig)
+    set: dict[str, str] = doc("Route values for the receiving output (e.g. index, sourcetype).",
+                              default_factory=dict)
+    to: str = doc("Name of another output: matching events go there instead of here, bypassing its "
+                  "filter; empty keeps them here.", default="")
+
+
+@dataclass
 class OutputConfig:
     """Settings every output has; each output type extends this with its own keys."""
 
@@ -46,11 +61,43 @@ class OutputConfig:
     retry_initial: Duration = doc("First retry delay (full jitter, doubled each time).",
                                   default=Duration(0.5))
     retry_max: Duration = doc("Longest retry delay.", default=Duration(60))
+    batch_max_bytes: Size = doc("Largest request: the sum of the encoded events; 0 uses the output's "
+                                "vendor default. A single larger event is sent alone.", default=Size(0))
+    concurrency: int = doc("Batches in flight at once (the cursor still advances in order); 0 uses "
+                           "the output's default (1 for file and stdout, 4 for HTTP outputs).",
+                           default=0)
+    retry_after_max: Duration = doc("Longest wait honoured from a destination's Retry-After.",
+                                    default=Duration(300))
+    rate_limit_requests: float = doc("Requests per second at most; 0 means unlimited. Halved on "
+                                     "each throttled answer (429), then recovered step by step.",
+                                     default=0.0)
+    rate_limit_events: float = doc("Events per second at most; 0 means unlimited (adapts like "
+                                   "rate_limit_requests).", default=0.0)
+    breaker_failures: int = doc("Consecutive failed attempts that open the circuit breaker (an "
+                                "authentication failure opens it at once); 0 disables it.", default=5)
+    breaker_cooldown: Duration = doc("How long an open breaker sends nothing before one probe batch.",
+                                     default=Duration(30))
+    breaker_cooldown_max: Duration = doc("Cap of the cooldown, doubled after each failed probe.",
+                                         default=Duration(300))
+    healthcheck_interval: Duration = doc("How often the destination's health check runs; 0 disables "
+                                         "it.", default=Duration(30))
+    healthcheck_timeout: Duration = doc("A health check slower than this counts as failed.",
+                                        default=Duration(10))
     filter: FilterConfig = doc("Which events this output receives.", default_factory=FilterConfig)
+    routes: list[RouteConfig] = doc("Routing rules (`[[outputs.<name>.routes]]`): `when`, `set`, "
+                                    "`to`; see docs/outputs.md.", default_factory=list)
 
     def validate(self) -> None:
         if self.batch_max_events < 1:
             raise ValueError("batch_max_events: expected at least 1")
+        if self.concurrency < 0:
+            raise ValueError("concurrency: expected 0 (the output's default) or more")
+        if self.rate_limit_requests < 0 or self.rate_limit_events < 0:
+            raise ValueError("rate_limit_requests/rate_limit_events: expected 0 (unlimited) or more")
+        if self.breaker_failures < 0:
+            raise ValueError("breaker_failures: expected 0 (disabled) or more")
+        if self.healthcheck_interval and self.healthcheck_timeout <= 0:
+            raise ValueError("healthcheck_timeout: expected more than 0")
 
 
 @dataclass(slots=True)
@@ -140,6 +187,16 @@ class Output:
     #: False for outputs that only forward the canonical bytes (``DeliveryItem.body``): with no filter,
     #: the drain then skips decoding each event and ``DeliveryItem.event`` is an empty dict.
     reads_events: ClassVar[bool] = True
+    #: Batches in flight at once when the config says ``concurrency = 0``: 1 for local outputs, more
+    #: for network outputs whose latency would otherwise cap throughput (HTTP outputs use 4).
+    default_concurrency: ClassVar[int] = 1
+
+    #: Set by the drain before ``open()``: the output's transform pipeline (``render(event, body)``),
+    #: or None when the output forwards canonical bytes.
+    pipeline: Any = None
+    #: Set by the drain before ``open()``: pass it to ``HttpClient(on_response=...)`` so requests by
+    #: status class and request latency reach this output's metrics.
+    on_response: Callable[[str, float], None] | None = None
 
     def __init__(self, name: str, config: OutputConfig):
         self.name = name
@@ -150,8 +207,12 @@ class Output:
 
     def encode(self, item: DeliveryItem) -> bytes:
         """The bytes this output sends for one event; batching by size measures them. The default is
-        the canonical event; outputs override it to apply their format and envelope."""
-        return item.body
+        the event rendered by the output's transform pipeline (the canonical bytes when it has none);
+        outputs override it to add their envelope around that document."""
+        pipeline = self.pipeline
+        if pipeline is None:
+            return item.body
+        return pipeline.render(item.event, item.body)
 
     def send(self, batch: list[DeliveryItem]) -> Outcome:
         """One delivery attempt of ``batch`` (each item's ``data`` already encoded). Called from

@@ -1,9 +1,27 @@
-"""The drain loop: one greenlet per output instance, the only place that moves an output's cursor.
+"""The drain: one per output instance, the only place that moves an output's cursor.
 
-Read the next rows after the cursor, filter, hand the batch to the output, and commit the cursor only
-after the output reported success (or after a permanent failure was put in the DLQ). A crash between
-send and commit re-sends at most that batch: at-least-once. A cursor rewound by ``clawd-agent cursor
-rewind`` while this loop runs wins, because the commit is a compare-and-set on the cursor's generation.
+Shape (docs/outputs.md has the full picture)::
+
+    reader (this greenlet) ── rows after the cursor ── decode? ── select (filter + routes) ── encode
+        └─ Batcher (count / bytes / age) ── CommitWindow.register ── Pool(concurrency).spawn(_deliver)
+    _deliver (one greenlet per batch in flight)
+        breaker.allow ── limiter.reserve ── output.send ── act on the Outcome (retry with backoff,
+        DLQ, bisect, partial) ── CommitWindow.finish
+        ── Spool.commit_cursor(highest contiguous finished seq, generation, done ranges), then the
+        next batch may take the slot
+    commit greenlet ── the same commit when only skipped (filtered) rows moved the window
+    health greenlet ── Output.healthcheck every healthcheck_interval
+
+Guarantees: the cursor only passes events that were delivered or put in the DLQ, in seq order, however
+batches finish; a crash at any instant re-sends only the batches that were in flight (at most
+``concurrency`` of them: at-least-once, and no more duplicates than that);
+retries never drop data (the spool holds the backlog, the breaker and the rate limiter only delay);
+``clawd-agent cursor rewind`` wins during a run (the commit is a compare-and-set on the cursor's
+generation; batches of an older generation are abandoned). DLQ replay requests written by
+``clawd-agent dlq replay`` are picked up from the spool and sent through the same path.
+
+Cost per event on the hot path: one ``orjson.loads`` only when a filter, a route or the output's
+format needs the event, one ``DeliveryItem``, one ``encode`` call. Everything else is per batch.
 """
 
 from __future__ import annotations
@@ -13,51 +31,39 @@ import random
 import time
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any
 
 import gevent
 import gevent.event
+import gevent.lock
+import gevent.pool
 import orjson
 
 from outputs.base import DeliveryItem, Outcome, Output, Status
-from outputs.filters import compile_filter
-from spool.types import Cursor, SpoolRow
+from outputs.batcher import Batch, Batcher
+from outputs.breaker import Breaker
+from outputs.health import HealthMonitor
+from outputs.inflight import CommitWindow
+from outputs.ratelimit import RateLimiter
+from outputs.routing import NOT_HERE, Selector, compile_selector
+from outputs.stats import OutputStats, describe_error
+from spool.types import SpoolRow
+
+__all__ = ["Drain", "OutputStats"]
 
 log = logging.getLogger("clawd_agent.drain")
 
 IDLE_POLL_S = 0.05
-
-
-@dataclass
-class OutputStats:
-    """Counters the metrics collector and `status` read; plain numbers, no locking needed in gevent."""
-
-    delivered: int = 0
-    filtered: int = 0
-    failed_attempts: int = 0
-    retries: int = 0
-    dlq: int = 0
-    batches: int = 0
-    in_flight: int = 0
-    last_success_ms: int | None = None
-    last_error_ms: int | None = None
-    last_error: str | None = None
-    healthy: bool = True
-    _recent: deque[tuple[float, int]] = field(default_factory=lambda: deque(maxlen=120))
-
-    def note_delivered(self, n: int) -> None:
-        now = time.time()
-        self.delivered += n
-        self.last_success_ms = int(now * 1000)
-        self.healthy = True
-        self._recent.append((now, n))
-
-    def rate(self, window_s: float = 60.0) -> float:
-        """Events per second delivered over the last ``window_s`` seconds."""
-        now = time.time()
-        total = sum(n for t, n in self._recent if now - t <= window_s)
-        return total / window_s
+IDLE_WAIT_S = 1.0
+#: How often the drain looks for DLQ entries marked for replay.
+REPLAY_POLL_S = 1.0
+#: Rows read from the spool at once (at least one batch).
+READ_CHUNK = 1000
+READ_CHUNK_MAX = 5000
+#: Replay batches (of batch_max_events) taken from the DLQ at once.
+REPLAY_BATCHES = 4
+_OWN = object()
+_NO_EPOCH = -1
 
 
 class Drain:
@@ -66,31 +72,91 @@ class Drain:
     def __init__(self, output: Output, spool: Any, reader: Any, *,
                  new_data: gevent.event.Event | None = None,
                  on_batch: Callable[[str, float, Outcome], None] | None = None,
-                 rng: random.Random | None = None):
+                 rng: random.Random | None = None,
+                 selector: Any = _OWN,
+                 stats: OutputStats | None = None,
+                 pipeline_factory: Callable[[Any], Any] | None = None):
         self.output = output
         self.name = output.name
-        self.config = output.config
+        self.config = cfg = output.config
         self.spool = spool
         self.reader = reader
-        self.stats = OutputStats()
-        self._accept = compile_filter(self.config.filter)
+        self.stats = stats or OutputStats()
+        self._select: Selector | None = (compile_selector(self.name, {self.name: cfg})
+                                         if selector is _OWN else selector)
         self._new_data = new_data
         self._on_batch = on_batch
         self._rng = rng or random.Random()
+        self._pipeline_factory = pipeline_factory
+        self.concurrency = cfg.concurrency or output.default_concurrency
+        self.max_bytes = int(cfg.batch_max_bytes or output.default_batch_max_bytes)
+        self._window_size = max(2, 2 * self.concurrency)
+        self._chunk = min(READ_CHUNK_MAX, max(READ_CHUNK, cfg.batch_max_events))
+        self.breaker = Breaker(cfg.breaker_failures, cfg.breaker_cooldown, cfg.breaker_cooldown_max)
+        self.limiter = RateLimiter(cfg.rate_limit_requests, cfg.rate_limit_events)
         self._stopping = False
+        self._stop = gevent.event.Event()
+        self._room = gevent.event.Event()  # a batch finished: the reader may register more
+        self._commit_due = gevent.event.Event()  # skipped rows moved the window: commit lazily
+        self._commit_lock = gevent.lock.Semaphore()
+        self._pool = gevent.pool.Pool(self.concurrency)
+        self._decode = True
+        self._refresh_due = False
+        self._rewound = False
+        self._generation = 0
+        self._window = CommitWindow(0)
+        self._batcher = Batcher(cfg.batch_max_events, self.max_bytes, 0)
+        self._read_pos = 0
+        self._last_done: list[tuple[int, int]] = []
+        self._last_commit = -1
+        self._replay_inflight: set[int] = set()
+        self._next_replay_check = 0.0
 
     # -- lifecycle -------------------------------------------------------------------------------
     def stop(self) -> None:
-        """Ask the loop to finish: an in-flight send completes and its outcome is committed."""
+        """Ask the drain to finish: sends in progress complete and their outcome is committed; a
+        batch waiting (backoff, breaker, rate limit) stays in the spool for the next run."""
         self._stopping = True
+        self._stop.set()
+        self._room.set()
+        self._commit_due.set()
+        if self._new_data is not None:
+            self._new_data.set()
 
     def run(self) -> None:
+        output = self.output
+        output.on_response = self._on_response
+        if self._pipeline_factory is not None:
+            output.pipeline = self._pipeline_factory(self.config)
+        self._decode = self._needs_events()
         if not self._open():
             return
+        helpers = [gevent.spawn(self._commit_loop)]
+        if self.config.healthcheck_interval > 0:
+            monitor = HealthMonitor(output, self.stats, interval=self.config.healthcheck_interval,
+                                    timeout=self.config.healthcheck_timeout, stop=self._stop)
+            helpers.append(gevent.spawn(monitor.run))
         try:
             self._loop()
+            self._pool.join()
+            self._commit_now()
         finally:
-            self.output.close()
+            self._stopping = True
+            self._stop.set()
+            self._pool.kill(block=True, timeout=2)
+            gevent.killall(helpers, block=True, timeout=2)
+            output.close()
+
+    def _needs_events(self) -> bool:
+        """Decode events only for a filter, routes, an output that reads them, or a format that
+        renders them; forwarding canonical bytes to everyone needs none."""
+        if self._select is not None or self.output.reads_events:
+            return True
+        pipeline = self.output.pipeline
+        return pipeline is not None and not getattr(pipeline, "passthrough", False)
+
+    def _on_response(self, status_class: str, seconds: float) -> None:
+        self.stats.note_response(status_class, seconds)
 
     def _open(self) -> bool:
         """Open the output, retrying with backoff: a destination that is down at start is a failure
@@ -102,140 +168,414 @@ class Drain:
                 self.output.open()
                 return True
             except Exception as exc:
-                self._note_failure(f"open failed: {_describe(exc)}")
+                self.stats.note_failure(f"open failed: {describe_error(exc)}")
                 self.stats.retries += 1
-                if self._sleep_unless_stopping(self._backoff(attempt, None)):
+                if self._sleep(self._backoff(attempt, None)):
                     return False
         return False
 
-    def _note_failure(self, reason: str) -> None:
-        self.stats.failed_attempts += 1
-        self.stats.last_error = reason
-        self.stats.last_error_ms = int(time.time() * 1000)
-        self.stats.healthy = False
-
-    # -- the loop --------------------------------------------------------------------------------
+    # -- reading and batching --------------------------------------------------------------------
     def _loop(self) -> None:
-        cursor = self._cursor()
+        self._reset()
+        new_data = self._new_data
         while not self._stopping:
-            rows = self.reader.read_after(cursor.seq, self.config.batch_max_events)
-            if not rows:
-                self._wait_for_data()
-                cursor = self._cursor()  # caught up: pick up a rewind done by the CLI meanwhile
+            if self._rewound:
+                self._rewound = False
+                self._check_rewind()
+            now = time.monotonic()
+            if now >= self._next_replay_check:
+                self._next_replay_check = now + REPLAY_POLL_S
+                self._pick_up_replays()
+            if len(self._window) >= self._window_size:
+                self._room.clear()
+                if len(self._window) >= self._window_size and not self._room.wait(IDLE_WAIT_S):
+                    self._check_rewind()  # stuck behind a failing batch: a rewind still wins
                 continue
-            if len(rows) < self.config.batch_max_events and self.config.batch_max_wait > 0:
-                rows = self._fill(cursor.seq, rows)
-            done = self._deliver(rows)
-            if not done:
-                continue  # stopping during a retry wait: the cursor stays, the spool keeps the batch
-            if self.spool.commit_cursor(self.name, rows[-1].seq, cursor.generation):
-                cursor = Cursor(rows[-1].seq, cursor.generation)
-            else:
-                cursor = self._cursor()
-                log.info("cursor moved externally", extra={"output": self.name, "seq": cursor.seq})
+            if new_data is not None:
+                new_data.clear()
+            rows = self.reader.read_after(self._read_pos, self._chunk)
+            if rows:
+                self._consume(rows)
+                continue
+            batcher = self._batcher
+            if batcher.pending:
+                wait = self.config.batch_max_wait - batcher.age(time.monotonic())
+                if wait <= 0:
+                    self._flush()
+                else:
+                    self._wait_for_data(wait)
+                continue
+            self._wait_for_data(IDLE_WAIT_S)
+            self._check_rewind()  # caught up: pick up a rewind done by the CLI meanwhile
 
-    def _cursor(self) -> Cursor:
-        return self.spool.get_cursor(self.name) or self.spool.ensure_cursor(self.name, self.config.start_at)
-
-    def _wait_for_data(self) -> None:
-        if self._new_data is not None:
-            self._new_data.clear()
-            self._new_data.wait(timeout=1.0)
+    def _reset(self) -> None:
+        """(Re)start from the stored cursor: at start, and after a rewind by the CLI."""
+        state = self.spool.get_cursor_done(self.name)
+        if state is None:
+            cursor, done = self.spool.ensure_cursor(self.name, self.config.start_at), []
         else:
-            gevent.sleep(IDLE_POLL_S)
+            cursor, done = state
+        self._generation = cursor.generation
+        self._window = CommitWindow(cursor.seq, done)
+        self._batcher = Batcher(self.config.batch_max_events, self.max_bytes, cursor.seq)
+        self._read_pos = cursor.seq
+        self._last_commit = cursor.seq
+        self._last_done = list(done)
+        self._room.set()
 
-    def _fill(self, after: int, rows: list[Any]) -> list[Any]:
-        """Wait up to batch_max_wait for a fuller batch (fewer, larger requests under load)."""
-        deadline = time.monotonic() + self.config.batch_max_wait
-        while len(rows) < self.config.batch_max_events and time.monotonic() < deadline:
-            gevent.sleep(min(0.01, max(0.0, deadline - time.monotonic())))
-            rows = self.reader.read_after(after, self.config.batch_max_events)
-        return rows
+    def _check_rewind(self) -> None:
+        cursor = self.spool.get_cursor(self.name)
+        if cursor is not None and cursor.generation != self._generation:
+            log.info("cursor moved externally", extra={"output": self.name, "seq": cursor.seq})
+            self._reset()
 
-    def _decode(self, rows: list[Any]) -> tuple[list[DeliveryItem], list[DeliveryItem]]:
-        accept = self._accept
-        if accept is None and not self.output.reads_events:
-            return [DeliveryItem(row.seq, {}, row.body, row.event_id) for row in rows], []
-        items, corrupt = [], []
-        for row in rows:
-            try:
-                event = orjson.loads(row.body)
-            except orjson.JSONDecodeError:
-                corrupt.append(DeliveryItem(row.seq, {}, row.body, row.event_id))
-                continue
-            if accept is None or accept(event):
-                items.append(DeliveryItem(row.seq, event, row.body, row.event_id))
+    def _wait_for_data(self, timeout: float) -> None:
+        if self._new_data is not None:
+            self._new_data.wait(timeout=timeout)
+        else:
+            self._stop.wait(min(timeout, IDLE_POLL_S))
+
+    def _flush(self) -> None:
+        batch = self._batcher.close(self._read_pos)
+        if batch is not None:
+            self._dispatch(batch)
+
+    def _consume(self, rows: list[SpoolRow]) -> None:
+        """Batch one chunk of rows, skipping the ranges a previous run already finished."""
+        window = self._window
+        while window.prior_done and rows:
+            lo, hi = window.prior_done[0]
+            if rows[-1].seq < lo:
+                break
+            head = [r for r in rows if r.seq < lo]
+            if head:
+                self._consume_rows(head)
+            before = self._batcher.close(lo - 1)
+            if before is not None:
+                self._dispatch(before)
+            self._dispatch(Batch([], lo, hi))
+            self._batcher.reset(hi)
+            self._read_pos = max(self._read_pos, hi)
+            rows = [r for r in rows if r.seq > hi]
+        if rows:
+            self._consume_rows(rows)
+
+    def _consume_rows(self, rows: list[SpoolRow]) -> None:
+        """The hot loop: keep it to a few operations per event."""
+        decode = self._decode
+        select = self._select
+        encode = self.output.encode
+        add = self._batcher.add
+        dispatch = self._dispatch
+        loads = orjson.loads
+        not_here = NOT_HERE
+        filtered = 0
+        rejected: list[tuple[DeliveryItem, str]] = []
+        for seq, event_id, _ts, body in rows:
+            route = None
+            if decode:
+                try:
+                    event = loads(body)
+                except orjson.JSONDecodeError:
+                    rejected.append((DeliveryItem(seq, {}, body, event_id), "spool row is not valid JSON"))
+                    continue
+                if select is not None:
+                    route = select(event)
+                    if route is not_here:
+                        filtered += 1
+                        continue
             else:
-                self.stats.filtered += 1
-        return items, corrupt
-
-    def _deliver(self, rows: list[Any]) -> bool:
-        """Deliver one batch until it succeeded or went to the DLQ; False if stopped meanwhile."""
-        items, corrupt = self._decode(rows)
-        if corrupt:
-            self._to_dlq(corrupt, "spool row is not valid JSON", attempts=0)
-        if not items:
-            return True
-        attempt = 0
-        while True:
-            attempt += 1
-            started = time.monotonic()
-            self.stats.in_flight = len(items)
+                event = {}
+            item = DeliveryItem(seq, event, body, event_id, b"", route)
             try:
-                outcome = self.output.send(items)
-            except Exception as exc:  # an output bug must not kill delivery of the others
-                log.exception("output raised", extra={"output": self.name})
-                outcome = Outcome.retry(f"output error: {type(exc).__name__}")
-            finally:
-                self.stats.in_flight = 0
-            elapsed = time.monotonic() - started
-            self.stats.batches += 1
-            if self._on_batch is not None:
-                self._on_batch(self.name, elapsed, outcome)
-            if outcome.status is Status.DELIVERED:
-                self.stats.note_delivered(len(items))
-                return True
-            self._note_failure(outcome.reason)
-            if outcome.status is Status.PERMANENT:
-                failed = outcome.failed or items
-                self._to_dlq(failed, outcome.reason, attempts=attempt)
-                ok = len(items) - len(failed)
-                if ok:
-                    self.stats.note_delivered(ok)
-                return True
-            self.stats.retries += 1
-            delay = self._backoff(attempt, outcome.retry_after)
-            log.warning("delivery failed, will retry",
-                        extra={"output": self.name, "reason": outcome.reason, "attempt": attempt,
-                               "retry_in_s": round(delay, 3)})
-            if self._sleep_unless_stopping(delay):
+                data = encode(item)
+            except Exception as exc:  # a transform that cannot render this one event
+                rejected.append((item, f"encode failed: {type(exc).__name__}: {str(exc)[:200]}"))
+                continue
+            item.data = data
+            closed = add(item, len(data))
+            if closed is not None:
+                for batch in closed:
+                    dispatch(batch)
+        self._read_pos = rows[-1].seq
+        self.stats.filtered += filtered
+        if rejected:
+            self._reject(rejected)
+        if not self._batcher.pending:
+            self._flush()  # only skipped rows since the last batch: a finished range
+
+    def _reject(self, rejected: list[tuple[DeliveryItem, str]]) -> None:
+        """Events that can never be sent (corrupt row, a transform refused it): DLQ, grouped by reason."""
+        by_reason: dict[str, list[DeliveryItem]] = {}
+        for item, reason in rejected:
+            by_reason.setdefault(reason, []).append(item)
+        for reason, items in by_reason.items():
+            self._to_dlq(None, items, reason, "", attempts=0)
+
+    def _dispatch(self, batch: Batch) -> None:
+        """Register ``batch`` for ordered commit and start sending it (blocks while the pool is full)."""
+        batch.epoch = self._generation
+        if not batch.items:
+            batch.done = True
+            self._window.register(batch)
+            self._commit_due.set()
+            return
+        self._window.register(batch)
+        self.stats.in_flight_batches += 1
+        self.stats.in_flight += len(batch.items)
+        self._pool.spawn(self._deliver, batch)
+
+    # -- DLQ replay ------------------------------------------------------------------------------
+    def _pick_up_replays(self) -> None:
+        """Send DLQ entries marked by `clawd-agent dlq replay` through the normal delivery path."""
+        limit = REPLAY_BATCHES * self.config.batch_max_events
+        if len(self._replay_inflight) >= limit:
+            return
+        entries = [e for e in self.spool.dlq_replay_pending(self.name, limit + len(self._replay_inflight))
+                   if e.id not in self._replay_inflight][:limit]
+        if not entries:
+            return
+        ids: dict[int, int] = {}
+        batches: list[Batch] = []
+        failed: dict[str, list[int]] = {}
+        current: list[DeliveryItem] = []
+        nbytes = 0
+        for e in entries:
+            route = None
+            event: dict[str, Any] = {}
+            try:
+                if self._decode:
+                    event = orjson.loads(e.body)
+                    if self._select is not None:
+                        route = self._select(event)
+                        if route is NOT_HERE:
+                            route = None  # asked for explicitly: send it, without route values
+                item = DeliveryItem(e.seq, event, e.body, e.event_id, b"", route)
+                item.data = self.output.encode(item)
+            except Exception as exc:
+                failed.setdefault(f"replay: cannot encode: {type(exc).__name__}", []).append(e.id)
+                continue
+            ids[id(item)] = e.id
+            size = len(item.data)
+            if current and (len(current) >= self.config.batch_max_events
+                            or nbytes + size > self.max_bytes):
+                batches.append(Batch(current, 0, -1, nbytes))
+                current, nbytes = [], 0
+            current.append(item)
+            nbytes += size
+        if current:
+            batches.append(Batch(current, 0, -1, nbytes))
+        for reason, dlq_ids in failed.items():
+            self.spool.dlq_requeue(dlq_ids, reason)
+        for batch in batches:
+            batch.epoch = _NO_EPOCH
+            batch.replay_ids = {id(i): ids[id(i)] for i in batch.items}
+            self._replay_inflight.update(batch.replay_ids.values())
+            self.stats.in_flight_batches += 1
+            self.stats.in_flight += len(batch.items)
+            log.info("replaying DLQ entries", extra={"output": self.name, "count": len(batch.items)})
+            self._pool.spawn(self._deliver, batch)
+
+    # -- delivery of one batch -------------------------------------------------------------------
+    def _deliver(self, batch: Batch) -> None:
+        """Send one batch until every event in it was delivered or put in the DLQ (then it counts as
+        finished for the ordered commit), or until stopped / abandoned (then it is not: re-sent)."""
+        finished = False
+        try:
+            finished = self._deliver_items(batch)
+        finally:
+            self.stats.in_flight_batches -= 1
+            self.stats.in_flight -= len(batch.items)
+            if batch.replay_ids is not None:
+                if finished and batch.replay_ids:
+                    self.spool.dlq_done(batch.replay_ids.values())
+                    self.stats.replayed += len(batch.replay_ids)
+                self._replay_inflight.difference_update(batch.replay_ids.values())
+        if finished and batch.epoch == self._generation:
+            # Commit before giving up the slot: a batch counts as finished only once the cursor (or
+            # its done range) says so, so a crash re-sends at most the batches in flight.
+            self._window.finish(batch)
+            self._commit_now()
+            self._room.set()
+
+    def _deliver_items(self, batch: Batch) -> bool:
+        st = self.stats
+        queue: deque[list[DeliveryItem]] = deque([batch.items])
+        attempt = 0
+        while queue:
+            items = queue[0]
+            probe = self._await_turn(batch, len(items))
+            if probe is None:
                 return False
+            if self._refresh_due:
+                self._refresh_due = False
+                try:
+                    self.output.refresh_credentials()
+                except Exception as exc:
+                    log.warning("credential refresh failed", extra={"output": self.name,
+                                                                    "error": describe_error(exc)})
+            batch.attempts += 1
+            outcome = self._attempt(batch, items)
+            status = outcome.status
+            if outcome.throttled:
+                self.limiter.throttled()
+            if status is Status.RETRY:
+                st.note_failure(outcome.reason)
+                if outcome.auth_failure:
+                    self._refresh_due = True
+                    self.breaker.failure(outcome.reason, auth=True)
+                elif outcome.throttled:
+                    self.breaker.success()  # up and answering: the limiter handles throttling
+                else:
+                    self.breaker.failure(outcome.reason)
+                attempt += 1
+                if not self._retry_wait(batch, attempt, outcome, len(items)):
+                    return False
+                continue
+            # The destination answered about each event: it is up and takes our credentials.
+            self.breaker.success()
+            if not outcome.throttled:
+                self.limiter.succeeded()
+            queue.popleft()
+            if status is Status.DELIVERED:
+                self._delivered(batch, len(items))
+                attempt = 0
+            elif status is Status.PERMANENT:
+                st.note_failure(outcome.reason)
+                failed = outcome.failed or items
+                self._to_dlq(batch, failed, outcome.reason, outcome.excerpt, attempts=attempt + 1)
+                self._delivered(batch, len(items) - len(failed))
+                attempt = 0
+            elif status is Status.PARTIAL:
+                failed, again = outcome.failed, outcome.retry_items
+                if failed:
+                    st.note_failure(outcome.reason)
+                    self._to_dlq(batch, failed, outcome.reason, outcome.excerpt, attempts=attempt + 1)
+                self._delivered(batch, len(items) - len(failed) - len(again))
+                if again:
+                    queue.appendleft(again)
+                    attempt += 1
+                    if not self._retry_wait(batch, attempt, outcome, len(again)):
+                        return False
+                else:
+                    attempt = 0
+            else:  # SPLIT: bisect; one event alone is the culprit
+                if len(items) == 1:
+                    st.note_failure(outcome.reason)
+                    self._to_dlq(batch, items, outcome.reason, outcome.excerpt, attempts=attempt + 1)
+                else:
+                    mid = len(items) // 2
+                    queue.appendleft(items[mid:])
+                    queue.appendleft(items[:mid])
+        return True
+
+    def _await_turn(self, batch: Batch, n_events: int) -> bool | None:
+        """Wait for the breaker and the rate limiter. Returns whether this attempt is the breaker's
+        half-open probe, or None when the batch must stop (stopping, or abandoned by a rewind)."""
+        while True:
+            if self._stopping or (batch.epoch != _NO_EPOCH and batch.epoch != self._generation):
+                return None
+            wait, probe = self.breaker.allow()
+            if wait <= 0:
+                break
+            if self._sleep(min(wait, IDLE_WAIT_S)):
+                return None
+        delay = self.limiter.reserve(n_events)
+        if delay > 0 and self._sleep(delay):
+            if probe:
+                self.breaker.probe_abandoned()
+            return None
+        return probe
+
+    def _attempt(self, batch: Batch, items: list[DeliveryItem]) -> Outcome:
+        st = self.stats
+        nbytes = batch.nbytes if items is batch.items else sum(len(i.data) for i in items)
+        st.batch_bytes.observe(nbytes)
+        started = time.monotonic()
+        try:
+            outcome = self.output.send(items)
+        except Exception as exc:  # an output bug must not kill delivery of the others
+            log.exception("output raised", extra={"output": self.name})
+            outcome = Outcome.retry(f"output error: {type(exc).__name__}")
+        elapsed = time.monotonic() - started
+        st.batches += 1
+        if self._on_batch is not None:
+            self._on_batch(self.name, elapsed, outcome)
+        return outcome
+
+    def _retry_wait(self, batch: Batch, attempt: int, outcome: Outcome, n_events: int) -> bool:
+        """Back off before sending again; False when stopping (the spool keeps the events)."""
+        self.stats.retries += 1
+        delay = self._backoff(attempt, outcome.retry_after)
+        log.warning("delivery failed, will retry",
+                    extra={"output": self.name, "reason": outcome.reason, "attempt": attempt,
+                           "events": n_events, "retry_in_s": round(delay, 3)})
+        return not self._sleep(delay)
+
+    def _delivered(self, batch: Batch, n: int) -> None:
+        if n > 0:
+            batch.delivered += n
+            self.stats.note_delivered(n)
 
     def _backoff(self, attempt: int, retry_after: float | None) -> float:
-        cap = min(self.config.retry_max, self.config.retry_initial * (2 ** (attempt - 1)))
-        delay = self._rng.uniform(0, cap)  # full jitter
+        """Full jitter (uniform in [0, min(retry_max, retry_initial * 2^(attempt-1))]), but never
+        sooner than the destination's Retry-After, itself capped by retry_after_max."""
+        cfg = self.config
+        cap = min(cfg.retry_max, cfg.retry_initial * (2 ** min(attempt - 1, 60)))
+        delay = self._rng.uniform(0, cap)
         if retry_after is not None:
-            delay = max(delay, min(retry_after, self.config.retry_max))
+            delay = max(delay, min(retry_after, cfg.retry_after_max))
         return delay
 
-    def _sleep_unless_stopping(self, delay: float) -> bool:
-        deadline = time.monotonic() + delay
-        while time.monotonic() < deadline:
-            if self._stopping:
-                return True
-            gevent.sleep(min(0.1, deadline - time.monotonic()))
+    def _sleep(self, delay: float) -> bool:
+        """Sleep unless stopping; True when the drain is stopping."""
+        if delay > 0 and not self._stopping:
+            self._stop.wait(delay)
         return self._stopping
 
-    def _to_dlq(self, items: list[DeliveryItem], reason: str, attempts: int) -> None:
+    def _to_dlq(self, batch: Batch | None, items: list[DeliveryItem], reason: str, excerpt: str,
+                attempts: int) -> None:
+        if not items:
+            return
+        if batch is not None and batch.replay_ids is not None:
+            ids = [i for i in (batch.replay_ids.pop(id(item), None) for item in items) if i is not None]
+            self.spool.dlq_requeue(ids, reason, excerpt or None)
+            self._replay_inflight.difference_update(ids)
+            log.error("replayed events failed again; kept in the DLQ",
+                      extra={"output": self.name, "count": len(ids), "reason": reason})
+            return
         rows = [SpoolRow(i.seq, i.event_id, 0, i.body) for i in items]
-        self.spool.dlq_add(self.name, rows, reason, None, attempts)
+        self.spool.dlq_add(self.name, rows, reason, excerpt or None, attempts)
         self.stats.dlq += len(items)
+        if batch is not None:
+            batch.dlq += len(items)
         log.error("events sent to the DLQ", extra={"output": self.name, "count": len(items),
                                                     "reason": reason})
 
+    # -- committing ------------------------------------------------------------------------------
+    def _commit_loop(self) -> None:
+        while not self._stop.is_set():
+            self._commit_due.wait()
+            self._commit_due.clear()
+            self._commit_now()
 
-def _describe(exc: BaseException) -> str:
-    """An error for logs and status: the OS reason when there is one (never a URL or credential)."""
-    if isinstance(exc, OSError) and exc.strerror:
-        return exc.strerror
-    return type(exc).__name__
+    def _commit_now(self) -> None:
+        """Persist the highest contiguous finished seq (and the finished ranges beyond it).
+
+        Senders call it when their batch finished; the commit loop when skipped rows moved the
+        window. One at a time: whoever waited for the lock finds the work done or commits the newer
+        state, so concurrent finishes coalesce into fewer transactions."""
+        with self._commit_lock:
+            window, generation = self._window, self._generation
+            seq, done = window.committed, window.done_ranges()
+            if seq == self._last_commit and done == self._last_done:
+                return
+            ok = self.spool.commit_cursor(self.name, seq, generation,
+                                          done if done != self._last_done else None)
+            if generation != self._generation:
+                return  # reset meanwhile: the new window has its own state
+            if ok:
+                self._last_commit, self._last_done = seq, done
+            else:
+                self._rewound = True  # the CLI rewound the cursor: the reader restarts from it
+                self._room.set()

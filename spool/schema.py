@@ -101,6 +101,17 @@ def _m0001_initial(db: Database) -> None:
     )
 
 
+@migrations(name="0002_delivery_state")
+def _m0002_delivery_state(db: Database) -> None:
+    # cursors.done: JSON [[lo, hi], ...] of seq ranges above the cursor that the output already
+    # finished (pipelined batches finish out of order); a restart skips them. Cleared by a rewind.
+    db.execute("ALTER TABLE cursors ADD COLUMN done TEXT NOT NULL DEFAULT ''")
+    # dlq.replay_ms: set by `clawd-agent dlq replay` (when requested); the output's drain re-sends
+    # such entries, deletes them on success, and clears it on a new permanent failure.
+    db.execute("ALTER TABLE dlq ADD COLUMN replay_ms INTEGER")
+    db.execute("CREATE INDEX dlq_replay ON dlq(output, id) WHERE replay_ms IS NOT NULL")
+
+
 #: The schema version this code writes: the number of migrations in the set.
 LATEST_VERSION = len(migrations._migrations)
 _KNOWN = [m.name for m in migrations._migrations]

@@ -520,18 +520,35 @@ class Spool:
 
         return self._write(body)
 
-    def commit_cursor(self, output: str, seq: int, generation: int) -> bool:
+    def commit_cursor(
+        self, output: str, seq: int, generation: int, done: Sequence[tuple[int, int]] | None = None
+    ) -> bool:
         """Advance the cursor to ``seq`` if its generation is still ``generation`` (compare-and-set).
-        ``False`` means it was rewound meanwhile: re-read it with ``get_cursor``."""
-        return self._write(
-            lambda c: (
-                c.execute(
-                    "UPDATE cursors SET seq = ?, updated_ms = ? WHERE output = ? AND generation = ?",
-                    (seq, now_ms(), output, generation),
-                ).rowcount
-                == 1
-            )
+        ``False`` means it was rewound meanwhile: re-read it with ``get_cursor``.
+
+        ``done``: seq ranges ``(lo, hi)`` above ``seq`` the output already finished (pipelined
+        batches that completed before an earlier one); stored with the cursor so a restart does not
+        send them again. ``None`` leaves the stored ranges as they are; ``[]`` clears them."""
+        if done is None:
+            sql = "UPDATE cursors SET seq = ?, updated_ms = ? WHERE output = ? AND generation = ?"
+            args: tuple[Any, ...] = (seq, now_ms(), output, generation)
+        else:
+            blob = orjson.dumps([[int(lo), int(hi)] for lo, hi in done if hi > seq]).decode() if done else ""
+            sql = "UPDATE cursors SET seq = ?, done = ?, updated_ms = ? WHERE output = ? AND generation = ?"
+            args = (seq, blob, now_ms(), output, generation)
+        return self._write(lambda c: c.execute(sql, args).rowcount == 1)
+
+    def get_cursor_done(self, output: str) -> tuple[Cursor, list[tuple[int, int]]] | None:
+        """The cursor and the finished ranges above it (see ``commit_cursor``), or None."""
+        row = self._read(
+            lambda c: c.execute(
+                "SELECT seq, generation, done FROM cursors WHERE output = ?", (output,)
+            ).fetchone()
         )
+        if row is None:
+            return None
+        ranges = [(int(lo), int(hi)) for lo, hi in orjson.loads(row[2])] if row[2] else []
+        return Cursor(row[0], row[1]), [r for r in ranges if r[1] > row[0]]
 
     def rewind(
         self,
@@ -629,7 +646,7 @@ class Spool:
             raise RewindError(f"cannot rewind {output!r} to seq {target}: {oldest()} (lowest cursor {floor})")
         gen = cur.generation + 1
         c.execute(
-            "UPDATE cursors SET seq = ?, generation = ?, updated_ms = ? WHERE output = ?",
+            "UPDATE cursors SET seq = ?, generation = ?, done = '', updated_ms = ? WHERE output = ?",
             (target, gen, now_ms(), output),
         )
         return Cursor(target, gen)
@@ -838,21 +855,81 @@ class Spool:
         params = [(int(i),) for i in ids]
         return self._write(lambda c: c.executemany("DELETE FROM dlq WHERE id = ?", params).rowcount)
 
-    def dlq_purge(self, output: str | None = None, older_than_ms: int | None = None) -> int:
+    def dlq_purge(
+        self, output: str | None = None, older_than_ms: int | None = None, ids: Sequence[int] | None = None
+    ) -> int:
         """Delete DLQ entries created before ``older_than_ms`` (epoch ms; ``None`` = all), of one output
-        or all. Returns the number deleted."""
+        or all, only ``ids`` when given. Returns the number deleted."""
         where, args = _where(("output = ?", output), ("created_ms < ?", older_than_ms))
+        if ids is not None:
+            id_list = [int(i) for i in ids]
+            if not id_list:
+                return 0
+            where += (" AND " if where else " WHERE ") + f"id IN ({','.join('?' * len(id_list))})"
+            args = (*args, *id_list)
         return self._write(lambda c: c.execute("DELETE FROM dlq" + where, args).rowcount)
 
-    def dlq_counts(self) -> dict[str, dict[str, Any]]:
-        """Per output: ``count``, ``last_reason``, ``last_created_ms``."""
+    def dlq_request_replay(self, output: str | None = None, ids: Sequence[int] | None = None) -> int:
+        """Mark entries (of ``output``, only ``ids`` when given) for replay: the output's drain, in
+        the running agent or the next one to start, re-sends them (``dlq_replay_pending``). Returns
+        the number of entries marked."""
+        where, args = _where(("output = ?", output))
+        if ids is not None:
+            id_list = [int(i) for i in ids]
+            if not id_list:
+                return 0
+            where += (" AND " if where else " WHERE ") + f"id IN ({','.join('?' * len(id_list))})"
+            args = (*args, *id_list)
+        return self._write(
+            lambda c: c.execute("UPDATE dlq SET replay_ms = ?" + where, (now_ms(), *args)).rowcount
+        )
+
+    def dlq_replay_pending(self, output: str, limit: int = 1000, after_id: int = 0) -> list[DlqEntry]:
+        """Entries of ``output`` marked for replay, oldest first, with ``id > after_id``."""
         rows = self._read(
             lambda c: c.execute(
-                "SELECT d.output, n, reason, created_ms FROM (SELECT output, count(*) AS n, max(id) AS last "
-                "FROM dlq GROUP BY output) AS g JOIN dlq AS d ON d.id = g.last ORDER BY d.output"
+                f"SELECT {_DLQ_COLS} FROM dlq WHERE output = ? AND replay_ms IS NOT NULL AND id > ? "
+                "ORDER BY id LIMIT ?",
+                (output, after_id, limit),
             ).fetchall()
         )
-        return {o: {"count": n, "last_reason": r, "last_created_ms": t} for o, n, r, t in rows}
+        return [DlqEntry(*r) for r in rows]
+
+    def dlq_replay_ids(self, output: str | None = None) -> set[int]:
+        """Ids of the entries waiting for a replay (for `dlq list`)."""
+        where, args = _where(("output = ?", output))
+        where += (" AND " if where else " WHERE ") + "replay_ms IS NOT NULL"
+        return {r[0] for r in self._read(lambda c: c.execute("SELECT id FROM dlq" + where, args).fetchall())}
+
+    def dlq_requeue(
+        self, ids: Iterable[int], reason: str, response_excerpt: bytes | str | None = None
+    ) -> int:
+        """A replay failed permanently again: keep the entries with the new reason and excerpt, one
+        more attempt counted, no longer marked for replay. Returns the number updated."""
+        params = [(_reason(reason), _cut(response_excerpt), int(i)) for i in ids]
+        return self._write(
+            lambda c: c.executemany(
+                "UPDATE dlq SET reason = ?, response_excerpt = ?, attempts = attempts + 1, replay_ms = NULL "
+                "WHERE id = ?",
+                params,
+            ).rowcount
+        )
+
+    def dlq_counts(self) -> dict[str, dict[str, Any]]:
+        """Per output: ``count``, ``last_reason``, ``last_created_ms``, ``replay_pending``."""
+
+        def body(c: sqlite3.Connection) -> list[Any]:
+            return c.execute(
+                "SELECT d.output, n, reason, created_ms, p FROM (SELECT output, count(*) AS n, "
+                "max(id) AS last, count(replay_ms) AS p FROM dlq GROUP BY output) AS g "
+                "JOIN dlq AS d ON d.id = g.last "
+                "ORDER BY d.output"
+            ).fetchall()
+
+        return {
+            o: {"count": n, "last_reason": r, "last_created_ms": t, "replay_pending": p}
+            for o, n, r, t, p in self._read(body)
+        }
 
     # -- output and agent state ----------------------------------------------------------------
 

@@ -1,0 +1,109 @@
+"""Per-output rate limit: token buckets for requests/s and events/s that adapt to throttling (AIMD).
+
+A throttled answer (HTTP 429, ``Outcome.throttled``) halves the effective rate; every successful
+attempt adds back a twentieth of the ceiling, so after a storm the output climbs back to its
+configured rate in a few dozen requests instead of hammering the destination again (TCP's AIMD).
+The rate never drops below a small floor (1/64 of the ceiling, and at least 0.1 requests/s or
+1 event/s) so delivery always moves.
+
+An unlimited dimension (config 0) that gets throttled starts limiting at half the rate it was
+actually sending at (measured over the last two seconds), and becomes unlimited again once it has
+recovered to that rate.
+
+Buckets use the "debt" form: a reservation always succeeds and returns how long to wait before
+sending, so a batch larger than the bucket's burst never deadlocks, and concurrent senders queue up
+fairly behind each other's debt.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from collections.abc import Callable
+
+RECOVER_FRACTION = 0.05
+FLOOR_FRACTION = 1 / 64
+OBSERVE_WINDOW_S = 2.0
+
+
+class AdaptiveBucket:
+    """One dimension (requests or events) of an output's limit."""
+
+    def __init__(self, configured: float, min_rate: float, clock: Callable[[], float] = time.monotonic):
+        self.configured = float(configured)
+        self.min_rate = min_rate
+        self._clock = clock
+        #: Effective rate in units/s; None = unlimited.
+        self.rate: float | None = self.configured or None
+        self._ceiling = self.configured
+        self._tokens = self._burst()
+        self._stamp = clock()
+        self._sent: deque[tuple[float, int]] = deque()
+
+    def _burst(self) -> float:
+        return max(1.0, self.rate or 0.0)
+
+    def reserve(self, n: int) -> float:
+        """Take ``n`` units; return the seconds to wait before using them (0 = now)."""
+        now = self._clock()
+        if self.rate is None:
+            self._sent.append((now, n))
+            while self._sent and now - self._sent[0][0] > OBSERVE_WINDOW_S:
+                self._sent.popleft()
+            return 0.0
+        self._tokens = min(self._burst(), self._tokens + (now - self._stamp) * self.rate)
+        self._stamp = now
+        self._tokens -= n
+        return 0.0 if self._tokens >= 0 else -self._tokens / self.rate
+
+    def observed_rate(self) -> float:
+        """Units/s actually reserved over the last two seconds (while unlimited)."""
+        now = self._clock()
+        return sum(n for t, n in self._sent if now - t <= OBSERVE_WINDOW_S) / OBSERVE_WINDOW_S
+
+    def throttled(self) -> None:
+        """Multiplicative decrease."""
+        if self.rate is None:
+            self._ceiling = max(self.min_rate, self.observed_rate())
+            self.rate = self._ceiling
+            self._tokens = 0.0
+            self._stamp = self._clock()
+        floor = max(self.min_rate, self._ceiling * FLOOR_FRACTION)
+        self.rate = max(floor, self.rate / 2)
+        self._tokens = min(self._tokens, self._burst())
+
+    def succeeded(self) -> None:
+        """Additive increase, up to the configured rate (or back to unlimited)."""
+        if self.rate is None:
+            return
+        self.rate += self._ceiling * RECOVER_FRACTION
+        if self.rate >= self._ceiling:
+            if self.configured:
+                self.rate = self.configured
+            else:
+                self.rate = None
+                self._sent.clear()
+
+
+class RateLimiter:
+    """The two buckets of one output; ``reserve`` gives the wait before the next attempt."""
+
+    def __init__(self, requests_per_s: float = 0.0, events_per_s: float = 0.0,
+                 clock: Callable[[], float] = time.monotonic):
+        self.requests = AdaptiveBucket(requests_per_s, 0.1, clock)
+        self.events = AdaptiveBucket(events_per_s, 1.0, clock)
+
+    def reserve(self, events: int) -> float:
+        return max(self.requests.reserve(1), self.events.reserve(events))
+
+    def throttled(self) -> None:
+        self.requests.throttled()
+        self.events.throttled()
+
+    def succeeded(self) -> None:
+        self.requests.succeeded()
+        self.events.succeeded()
+
+    def current(self) -> tuple[float, float]:
+        """(requests/s, events/s) in effect; 0 = unlimited."""
+        return self.requests.rate or 0.0, self.events.rate or 0.0
