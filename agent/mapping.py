@@ -18,6 +18,7 @@ import hashlib
 import ipaddress
 import re
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -55,12 +56,18 @@ class MappingError(ValueError):
 
 @dataclass(frozen=True)
 class MappingContext:
-    """Per-agent context from ``[agent]`` in agent.toml."""
+    """Per-agent context from ``[agent]`` in agent.toml.
+
+    ``postprocess`` is the ingest transform (``transforms.pipeline.compile_ingest``: ``[enrichment]`` then
+    ``[privacy]``), applied to every mapped event before it is returned, so what reaches the spool is
+    already enriched and redacted. ``AgentConfig.mapping_context()`` builds the whole context.
+    """
 
     labels: dict[str, str] = field(default_factory=dict)
     environment: str | None = None
     tenant_id: str | None = None
     host_name: str | None = None
+    postprocess: Callable[[dict], dict] | None = field(default=None, compare=False, repr=False)
     # Derived once (hot path): the session fields and the hushd observer this context contributes.
     _session_base: dict[str, str] = field(init=False, repr=False, compare=False)
     _hushd_observer: dict[str, str] = field(init=False, repr=False, compare=False)
@@ -940,6 +947,12 @@ def map_record(record: dict, *, raw: bytes | None = None, kind: str | None = Non
     ``kind`` is detected when not given. ``raw`` is the record's exact bytes when known (it only matters
     for the id of records without one: certification webhooks). Raises ``MappingError``.
     """
+    ev = _map_record(record, raw, kind, context)
+    post = context.postprocess
+    return ev if post is None else post(ev)
+
+
+def _map_record(record: dict, raw: bytes | None, kind: str | None, context: MappingContext) -> dict:
     if type(record) is not dict:
         raise MappingError("not a JSON object")
     if kind is None:
@@ -975,5 +988,8 @@ def parse_line(line: bytes, *, context: MappingContext, kind: str | None = None)
     if type(record) is not dict:
         raise MappingError("not a JSON object")
     if kind is None and "action_type" in record and "event_type" in record:
-        return _map_hushd_audit(record, context)  # hot path: what detect_kind would pick, without two calls
-    return map_record(record, raw=line, kind=kind, context=context)
+        ev = _map_hushd_audit(record, context)  # hot path: what detect_kind would pick, without two calls
+    else:
+        ev = _map_record(record, line, kind, context)
+    post = context.postprocess
+    return ev if post is None else post(ev)

@@ -116,9 +116,12 @@ def _index(fields: tuple[Field, ...], prefix: Path, out: dict[Path, Field]) -> d
 
 
 SCHEMA: dict[Path, Field] = _index(FIELDS, (), {})
-#: Fixed-shape fields: never masked (ids, timestamps, enums, booleans, the policy hash, MITRE ids).
+#: Fixed-shape fields: never masked (ids, timestamps, enums, booleans, the policy hash), and the
+#: ``mitre`` object, which comes from our own table, not from the source ("Unsecured Credentials:
+#: Credentials In Files" must not read as a credential assignment).
 PROTECTED: frozenset[Path] = frozenset(
-    p for p, f in SCHEMA.items() if f.kind in (ENUM, BOOLEAN) or (f.kind == STRING and f.pattern))
+    p for p, f in SCHEMA.items()
+    if f.kind in (ENUM, BOOLEAN) or (f.kind == STRING and f.pattern) or p[0] == "mitre")
 _FREE_FORM = frozenset(p for p, f in SCHEMA.items() if f.kind in (ANY_OBJECT, LABELS))
 _SKIP_TOP = frozenset(p[0] for p in PROTECTED if len(p) == 1)  # event_id, timestamp, enums
 _IP_TYPES = frozenset(("ipv4-addr", "ipv6-addr"))
@@ -138,7 +141,7 @@ def _gen_checks(lines: list[str], var: str, fields: tuple[Field, ...], depth: in
     generated validator): the hot path then costs one cache lookup per string and no generic walk."""
     ind = "    " * depth
     for f in fields:
-        if f.kind in (ENUM, BOOLEAN, INTEGER) or (f.kind == STRING and f.pattern):
+        if f.kind in (ENUM, BOOLEAN, INTEGER) or (f.kind == STRING and f.pattern) or f.name == "mitre":
             continue
         lines.append(f"{ind}v = {var}.get({f.name!r})")
         if f.kind == STRING:

@@ -1,0 +1,342 @@
+"""What one output sends for one event: per-output redaction, format, field overrides, raw copy, bytes.
+
+``build_pipeline(TransformConfig) -> Pipeline``; ``Pipeline.render(event, body) -> bytes`` where ``body``
+is the canonical bytes from the spool. Order (docs/transforms.md):
+
+1. per-output redaction (``TransformConfig.redact``) of the canonical event;
+2. the format function (``FORMATS``: canonical, ecs, ocsf, cef);
+3. field overrides: rename, set, include, exclude (dotted paths on the document; for cef, extension keys);
+4. include_raw (ECS ``event.original``, OCSF ``raw_data``: the canonical JSON after step 1);
+5. serialization: orjson with sorted keys for the JSON formats, UTF-8 for cef.
+
+The canonical format with no option is a passthrough (``Pipeline.passthrough``): ``render`` returns
+``body`` itself, so an output that needs nothing else can skip decoding events altogether.
+
+``compile_ingest`` is the ingest-time counterpart (global ``[enrichment]`` then ``[privacy]``), applied
+by ``agent.mapping`` through ``MappingContext.postprocess`` before an event is encoded and spooled.
+"""
+
+from __future__ import annotations
+
+import importlib
+import re
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+from agent.event import encode_event
+from transforms.config import (
+    CefConfig,
+    EnrichmentConfig,
+    FieldsConfig,
+    PrivacyConfig,
+    RedactConfig,
+    TransformConfig,
+)
+from transforms.enrich import compile_enricher
+from transforms.redact import compile_redactor
+
+_SORT = orjson.OPT_SORT_KEYS
+
+CONTENT_TYPES = {"canonical": "application/json", "ecs": "application/json", "ocsf": "application/json",
+                 "cef": "text/plain"}
+
+
+def _canonical(event: dict) -> dict:
+    return event
+
+
+class _Formats(Mapping[str, Callable[..., Any]]):
+    """``name -> format function``. The format modules are imported on first use, so the ingest side
+    (which never formats) does not load them."""
+
+    _WHERE = {"ecs": ("transforms.ecs", "to_ecs"), "ocsf": ("transforms.ocsf", "to_ocsf"),
+              "cef": ("transforms.cef", "to_cef")}
+
+    def __getitem__(self, name: str) -> Callable[..., Any]:
+        if name == "canonical":
+            return _canonical
+        module, attr = self._WHERE[name]
+        return getattr(importlib.import_module(module), attr)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(("canonical", *self._WHERE))
+
+    def __len__(self) -> int:
+        return 1 + len(self._WHERE)
+
+
+FORMATS: Mapping[str, Callable[..., Any]] = _Formats()
+
+
+# --------------------------------------------------------------------------------------------------
+# Field overrides on nested documents (copy-on-write: format functions may share cached sub-objects)
+# --------------------------------------------------------------------------------------------------
+def _split(path: str) -> tuple[str, ...]:
+    return tuple(path.split("."))
+
+
+def _locate(doc: dict, segs: tuple[str, ...]) -> tuple[tuple[str, ...], bool]:
+    """The key path of ``segs`` in ``doc``: nested keys, or at any level a literal dotted key
+    (``{"gen_ai.agent.id": ...}``). Returns (keys, found)."""
+    node: Any = doc
+    keys: list[str] = []
+    i = 0
+    while i < len(segs):
+        if type(node) is not dict:
+            return tuple(segs), False
+        rest = ".".join(segs[i:])
+        if i < len(segs) - 1 and rest in node:
+            keys.append(rest)
+            return tuple(keys), True
+        if segs[i] not in node:
+            return tuple(segs), False
+        keys.append(segs[i])
+        node = node[segs[i]]
+        i += 1
+    return tuple(keys), True
+
+
+def _get(doc: dict, keys: tuple[str, ...]) -> Any:
+    node: Any = doc
+    for k in keys:
+        node = node[k]
+    return node
+
+
+def _with(doc: dict, keys: tuple[str, ...], value: Any) -> dict:
+    """``doc`` with ``value`` at ``keys`` (intermediate objects created or copied, never mutated)."""
+    root = dict(doc)
+    node = root
+    for k in keys[:-1]:
+        child = node.get(k)
+        child = dict(child) if type(child) is dict else {}
+        node[k] = child
+        node = child
+    node[keys[-1]] = value
+    return root
+
+
+def _without(doc: dict, keys: tuple[str, ...]) -> dict:
+    root = dict(doc)
+    node = root
+    for k in keys[:-1]:
+        child = dict(node[k])
+        node[k] = child
+        node = child
+    node.pop(keys[-1], None)
+    return root
+
+
+def _apply_fields(doc: dict, f: FieldsConfig) -> dict:
+    for old, new in f.rename.items():
+        keys, found = _locate(doc, _split(old))
+        if found:
+            value = _get(doc, keys)
+            doc = _with(_without(doc, keys), _split(new), value)
+    for path, value in f.set.items():
+        keys, found = _locate(doc, _split(path))
+        doc = _with(doc, keys if found else _split(path), value)
+    if f.include:
+        kept: dict = {}
+        for path in f.include:
+            keys, found = _locate(doc, _split(path))
+            if found:
+                kept = _with(kept, keys, _get(doc, keys))
+        doc = kept
+    for path in f.exclude:
+        keys, found = _locate(doc, _split(path))
+        if found:
+            doc = _without(doc, keys)
+    return doc
+
+
+# --------------------------------------------------------------------------------------------------
+# Field overrides on a CEF line (extension keys)
+# --------------------------------------------------------------------------------------------------
+# An extension key is a dictionary token right before an unescaped '=': producers escape '=' in values
+# (OpenText CEF implementation standard v27, "Character encoding"), so every bare '=' starts a pair.
+_CEF_KEY = re.compile(r"(?:^| )([A-Za-z0-9_.\[\]-]+)=")
+_CEF_UNESCAPE = re.compile(r"\\([\\=nr])")
+_CEF_UNESCAPED = {"\\": "\\", "=": "=", "n": "\n", "r": "\r"}
+
+
+def _split_cef(line: str) -> tuple[str, list[tuple[str, str]]]:
+    """(header up to and including the 7th unescaped '|', [(key, unescaped value), ...])."""
+    pipes, i = 0, 0
+    while pipes < 7:
+        j = line.find("|", i)
+        if j < 0:
+            raise ValueError("not a CEF line: fewer than 8 header fields")
+        backslashes = len(line[:j]) - len(line[:j].rstrip("\\"))
+        if backslashes % 2 == 0:
+            pipes += 1
+        i = j + 1
+    header, ext = line[:i], line[i:]
+    pairs: list[tuple[str, str]] = []
+    marks = list(_CEF_KEY.finditer(ext))
+    for n, m in enumerate(marks):
+        end = marks[n + 1].start() if n + 1 < len(marks) else len(ext)
+        raw = ext[m.end():end]
+        pairs.append((m.group(1), _CEF_UNESCAPE.sub(lambda x: _CEF_UNESCAPED[x.group(1)], raw)))
+    return header, pairs
+
+
+def _cef_escape(value: str) -> str:
+    return (value.replace("\\", "\\\\").replace("=", "\\=").replace("\r\n", "\\n").replace("\n", "\\n")
+            .replace("\r", "\\r"))
+
+
+def _apply_cef_fields(line: str, f: FieldsConfig) -> str:
+    header, pairs = _split_cef(line)
+    for old, new in f.rename.items():
+        pairs = [(new if k == old else k, v) for k, v in pairs]
+    for key, value in f.set.items():
+        if any(k == key for k, _ in pairs):
+            pairs = [(k, value if k == key else v) for k, v in pairs]
+        else:
+            pairs.append((key, value))
+    if f.include:
+        keep = set(f.include) | {k + "Label" for k in f.include}
+        pairs = [(k, v) for k, v in pairs if k in keep]
+    if f.exclude:
+        drop = set(f.exclude) | {k + "Label" for k in f.exclude}
+        pairs = [(k, v) for k, v in pairs if k not in drop]
+    return header + " ".join(f"{k}={_cef_escape(v)}" for k, v in pairs)
+
+
+# --------------------------------------------------------------------------------------------------
+# The pipeline
+# --------------------------------------------------------------------------------------------------
+_RAW_KEY = {"ecs": ("event", "original"), "ocsf": ("raw_data",)}
+
+
+@dataclass
+class Pipeline:
+    """Renders events for one output. ``render(event, body) -> bytes``; ``event`` may be ``{}`` when
+    the drain did not decode it (the body is decoded here when the pipeline needs the event)."""
+
+    config: TransformConfig
+    format: str
+    passthrough: bool
+    content_type: str
+    render: Callable[[dict, bytes], bytes] = field(repr=False)
+
+
+def _cef_options(cfg: CefConfig) -> Any:
+    from transforms.cef import CefOptions
+
+    given = (("device_vendor", cfg.device_vendor), ("device_product", cfg.device_product),
+             ("device_version", cfg.device_version))
+    overrides = {k: v for k, v in given if v}
+    return CefOptions(**overrides) if overrides else None
+
+
+def build_pipeline(cfg: TransformConfig | None = None) -> Pipeline:
+    """The renderer for ``cfg`` (``TransformConfig()``: canonical passthrough). Raises ValueError on a
+    combination no format supports (include_raw with cef)."""
+    cfg = cfg or TransformConfig()
+    fmt = cfg.format
+    if fmt not in CONTENT_TYPES:
+        raise ValueError(f"format: expected one of {', '.join(CONTENT_TYPES)}, got {fmt!r}")
+    if cfg.include_raw and fmt == "cef":
+        raise ValueError("include_raw: not available with format 'cef' (no CEF producer key for a raw event)")
+    redactor = compile_redactor(cfg.redact)
+    fields = None if cfg.fields.empty else cfg.fields
+    raw_key = _RAW_KEY.get(fmt) if cfg.include_raw else None
+    passthrough = fmt == "canonical" and redactor is None and fields is None
+    content_type = CONTENT_TYPES[fmt]
+
+    if passthrough:
+        def render(event: dict, body: bytes) -> bytes:
+            return body
+        return Pipeline(cfg, fmt, True, content_type, render)
+
+    function = FORMATS[fmt]
+    if fmt == "ocsf":
+        allowed = cfg.ocsf_allowed_as_activity
+        base = function
+
+        def function(ev: dict) -> Any:
+            return base(ev, allowed_as_activity=allowed)
+    elif fmt == "cef":
+        options = _cef_options(cfg.cef)
+        base = function
+
+        def function(ev: dict) -> Any:
+            return base(ev, options)
+
+    def canonical_event(event: dict, body: bytes) -> tuple[dict, bytes]:
+        if not event:
+            event = orjson.loads(body)
+        if redactor is not None:
+            redacted = redactor(event)
+            if redacted is not event:
+                return redacted, encode_event(redacted)
+        return event, body
+
+    if fmt == "cef":
+        def render(event: dict, body: bytes) -> bytes:
+            ev, _ = canonical_event(event, body)
+            line = function(ev)
+            if fields is not None:
+                line = _apply_cef_fields(line, fields)
+            return line.encode("utf-8")
+    elif fmt == "canonical":
+        def render(event: dict, body: bytes) -> bytes:
+            ev, body = canonical_event(event, body)
+            if fields is None:
+                return body
+            return orjson.dumps(_apply_fields(ev, fields), option=_SORT)
+    elif fields is None and raw_key is None:
+        def render(event: dict, body: bytes) -> bytes:
+            ev, _ = canonical_event(event, body)
+            return orjson.dumps(function(ev), option=_SORT)
+    else:
+        def render(event: dict, body: bytes) -> bytes:
+            ev, body = canonical_event(event, body)
+            doc = function(ev)
+            if fields is not None:
+                doc = _apply_fields(doc, fields)
+            if raw_key is not None:
+                doc = _with(doc, raw_key, body.decode("utf-8"))
+            return orjson.dumps(doc, option=_SORT)
+
+    return Pipeline(cfg, fmt, False, content_type, render)
+
+
+def transform_config_of(output_config: Any) -> TransformConfig:
+    """The TransformConfig an output's config section describes: its ``transform`` attribute when it
+    has one, else the transform keys it declares (``format``, ``include_raw``, ``ocsf_allowed_as_activity``,
+    ``cef``, ``fields``, ``redact``), each defaulted when absent."""
+    embedded = getattr(output_config, "transform", None)
+    if isinstance(embedded, TransformConfig):
+        return embedded
+    d = TransformConfig()
+    return TransformConfig(
+        format=getattr(output_config, "format", d.format) or d.format,
+        include_raw=bool(getattr(output_config, "include_raw", d.include_raw)),
+        ocsf_allowed_as_activity=bool(getattr(output_config, "ocsf_allowed_as_activity",
+                                              d.ocsf_allowed_as_activity)),
+        cef=getattr(output_config, "cef", None) or d.cef,
+        fields=getattr(output_config, "fields", None) or d.fields,
+        redact=getattr(output_config, "redact", None) or RedactConfig(),
+    )
+
+
+def compile_ingest(privacy: PrivacyConfig | None, enrichment: EnrichmentConfig | None
+                   ) -> Callable[[dict], dict] | None:
+    """Global enrichment then global redaction, as one ``event -> event`` (None if neither applies).
+
+    Enrichment runs first so its path rules see the real path; the ``mitre`` names it adds are never
+    redacted (transforms.redact.PROTECTED).
+    """
+    redactor = compile_redactor(privacy)
+    enricher = compile_enricher(enrichment)
+    if redactor is not None and enricher is not None:
+        def both(event: dict) -> dict:
+            return redactor(enricher(event))
+        return both
+    return redactor or enricher
