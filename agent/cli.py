@@ -1,4 +1,4 @@
-"""The `clawd-agent` command line: run, status, cursor, quarantine, check-config, demo.
+"""The `clawd-agent` command line: run, status, cursor, quarantine, dlq, check-config, demo.
 
 Every read command calls the same spool functions the running agent and its metrics use, and works
 whether the agent runs or not (SQLite WAL lets a second process read and move cursors safely).
@@ -282,6 +282,150 @@ def _iso_ms(ms: int) -> str:
     from agent.status import _iso
 
     return _iso(ms) or "-"
+
+
+# -- DLQ -------------------------------------------------------------------------------------------
+@cli.group()
+def dlq() -> None:
+    """Inspect, replay and purge events an output refused for good (with the reason)."""
+
+
+@dlq.command("list")
+@CONFIG_OPTION
+@click.option("--output", "output_name", help="Only this output.")
+@click.option("--limit", type=click.IntRange(min=1), default=100, show_default=True)
+@click.option("--json", "as_json", is_flag=True)
+def dlq_list(config_path: str, output_name: str | None, limit: int, as_json: bool) -> None:
+    """Oldest entries first, with the reason; "replay requested" marks those waiting for a replay.
+
+    Example: clawd-agent dlq list --output splunk
+    """
+    spool = _open_spool(_load(config_path), readonly=True)
+    try:
+        entries = spool.dlq_list(output_name, limit)
+        pending = spool.dlq_replay_ids(output_name)
+    finally:
+        spool.close()
+    if as_json:
+        _echo_json([_dlq_dict(e, e.id in pending) for e in entries])
+        return
+    if not entries:
+        click.echo("the DLQ is empty")
+    for e in entries:
+        mark = "  (replay requested)" if e.id in pending else ""
+        click.echo(f"#{e.id}  {_iso_ms(e.created_ms)}  {e.output}  seq {e.seq}  "
+                   f"attempts {e.attempts}{mark}  {e.reason}")
+
+
+@dlq.command("show")
+@CONFIG_OPTION
+@click.argument("entry_id", type=int)
+def dlq_show(config_path: str, entry_id: int) -> None:
+    """One DLQ entry: the event, the reason and the destination's (redacted) answer.
+
+    Example: clawd-agent dlq show 42
+    """
+    spool = _open_spool(_load(config_path), readonly=True)
+    try:
+        e = spool.dlq_get(entry_id)
+        pending = spool.dlq_replay_ids(e.output) if e is not None else set()
+    finally:
+        spool.close()
+    if e is None:
+        raise click.ClickException(f"no DLQ entry #{entry_id}")
+    doc = _dlq_dict(e, e.id in pending)
+    try:
+        doc["event"] = orjson.loads(e.body)
+    except orjson.JSONDecodeError:
+        doc["event"] = e.body.decode("utf-8", "backslashreplace")
+    _echo_json(doc)
+
+
+@dlq.command("replay")
+@CONFIG_OPTION
+@click.option("--output", "output_name", help="Only entries of this output.")
+@click.option("--id", "ids", type=int, multiple=True, help="This entry (repeatable).")
+@click.option("--all", "all_", is_flag=True, help="Every entry (of --output, if given).")
+def dlq_replay(config_path: str, output_name: str | None, ids: tuple[int, ...], all_: bool) -> None:
+    """Send DLQ entries again through their output (batching, retries and breaker as usual).
+
+    This only records the request in the spool: the running agent picks it up within a second, or
+    the next one to start does. A delivered entry leaves the DLQ; one refused for good again stays,
+    with the new reason and one more attempt counted.
+
+    Example: clawd-agent dlq replay --output splunk --all
+    """
+    if bool(ids) == all_:
+        raise click.UsageError("give --id ID (repeatable) or --all")
+    cfg = _load(config_path)
+    if output_name is not None and output_name not in cfg.outputs:
+        raise click.ClickException(f"output {output_name!r} is not configured (configured: "
+                                   f"{', '.join(cfg.outputs)}); its entries cannot be replayed")
+    spool = _open_spool(cfg)
+    try:
+        if ids:
+            found = [e for e in (spool.dlq_get(i) for i in ids) if e is not None]
+            missing = sorted(set(ids) - {e.id for e in found})
+            if missing:
+                raise click.ClickException(f"no DLQ entry #{', #'.join(map(str, missing))}")
+            outputs = {e.output for e in found if output_name is None or e.output == output_name}
+        else:
+            outputs = {e.output for e in spool.dlq_list(output_name, limit=1_000_000)}
+        unknown = sorted(o for o in outputs if o not in cfg.outputs)
+        if unknown:
+            raise click.ClickException(f"entries of outputs no longer configured ({', '.join(unknown)}) "
+                                       "cannot be replayed; give --output or purge them")
+        n = spool.dlq_request_replay(output_name, list(ids) if ids else None)
+        running = _agent_running(spool)
+    finally:
+        spool.close()
+    disabled = sorted(o for o in outputs if not cfg.outputs[o].enabled)
+    when = "the running agent sends them now" if running else "they are sent when the agent starts"
+    click.echo(f"replay requested for {n} DLQ entries; {when}")
+    if disabled:
+        click.echo(f"note: disabled outputs replay only once enabled: {', '.join(disabled)}")
+
+
+@dlq.command("purge")
+@CONFIG_OPTION
+@click.option("--output", "output_name", help="Only entries of this output.")
+@click.option("--older-than", help="Only entries older than this age (e.g. 7d).")
+@click.option("--id", "ids", type=int, multiple=True, help="Only this entry (repeatable).")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+def dlq_purge(config_path: str, output_name: str | None, older_than: str | None, ids: tuple[int, ...],
+              yes: bool) -> None:
+    """Delete DLQ entries for good.
+
+    Example: clawd-agent dlq purge --output splunk --older-than 7d --yes
+    """
+    older_ms = _parse_since(older_than) if older_than else None
+    if not yes:
+        click.confirm("Delete the matching DLQ entries?", abort=True)
+    spool = _open_spool(_load(config_path))
+    try:
+        n = spool.dlq_purge(output=output_name, older_than_ms=older_ms, ids=list(ids) if ids else None)
+    finally:
+        spool.close()
+    click.echo(f"purged {n} DLQ entries")
+
+
+def _dlq_dict(e: Any, replay_requested: bool) -> dict[str, Any]:
+    import uuid
+
+    event_id = str(uuid.UUID(bytes=e.event_id)) if len(e.event_id) == 16 else e.event_id.hex()
+    return {"id": e.id, "output": e.output, "seq": e.seq, "event_id": event_id, "reason": e.reason,
+            "attempts": e.attempts, "created": _iso_ms(e.created_ms), "replay_requested": replay_requested,
+            "response_excerpt": e.response_excerpt.decode("utf-8", "backslashreplace")}
+
+
+def _agent_running(spool: Any) -> bool:
+    state = spool.get_agent_state() or {}
+    pid = int(state.get("pid") or 0)
+    if not pid:
+        return False
+    from agent.status import _alive
+
+    return _alive(pid)
 
 
 # -- demo ------------------------------------------------------------------------------------------
