@@ -481,3 +481,51 @@ def test_template_field_types_are_the_ecs_types() -> None:
     body = index_template_body(ElasticsearchOutputConfig(hosts=["http://x"]))
     assert body["template"]["mappings"]["properties"]["event"]["properties"]["severity"] == {"type": "long"}
 
+
+# ---------------------------------------------------------------------------- through the drain
+
+
+@pytest.mark.integration
+def test_through_the_drain_partial_failures_are_exact_and_nothing_duplicates(
+        mock: tuple[ElasticsearchMock, MockServer], tmp_path: Any) -> None:
+    import gevent
+
+    from outputs.drain import Drain
+    from spool.store import Spool
+    from spool.types import EncodedEvent, IngestBatch
+
+    app, server = mock
+    spool = Spool(str(tmp_path / "spool.db"))
+    try:
+        events = [make_event(i, decision={"severity": "high", "allowed": False}) for i in range(40)]
+        spool.append(IngestBatch("t", [EncodedEvent(uuid.UUID(e["event_id"]).bytes,
+                                                    1_700_000_000_000 + k, orjson.dumps(e))
+                                       for k, e in enumerate(events)]))
+        spool.ensure_cursor("es")
+        for n in (5, 23):
+            app.add_item_fault(ItemFault(field="n", value=n, status=400, type="mapper_parsing_exception",
+                                         reason=f"failed to parse field [n] ({n})"))
+        app.add_item_fault(ItemFault(status=429, type="es_rejected_execution_exception", count=3,
+                                     after=10))
+        server.faults.add(Fault("status", status=429, retry_after=0))
+        server.faults.add(Fault("reset", after=1))
+        cfg = ElasticsearchOutputConfig(hosts=[server.url], batch_max_events=8, batch_max_wait=0,
+                                        retry_initial=0.01, retry_max=0.05, breaker_failures=0)
+        out = ElasticsearchOutput("es", cfg)
+        drain = Drain(out, spool, spool.reader())
+        g = gevent.spawn(drain.run)
+        with gevent.Timeout(30):
+            while spool.get_cursor("es").seq != spool.last_seq():
+                gevent.sleep(0.02)
+        drain.stop()
+        g.join(timeout=10)
+        assert app.count(DS) == 38
+        assert set(app.docs(DS)) == {e["event_id"] for e in events if e["n"] not in (5, 23)}
+        assert app.stats()["created"] == 38
+        dlq = spool.dlq_list("es")
+        assert sorted(orjson.loads(e.body)["n"] for e in dlq) == [5, 23]
+        assert all("mapper_parsing_exception" in e.reason for e in dlq)
+        assert app.stats()["item_errors"]["429 es_rejected_execution_exception"] == 3
+        assert app.stats()["spec_violations"] == []
+    finally:
+        spool.close()
