@@ -428,6 +428,91 @@ def _agent_running(spool: Any) -> bool:
     return _alive(pid)
 
 
+# -- transform -------------------------------------------------------------------------------------
+@cli.command()
+@click.option("--to", "to_format", type=click.Choice(["canonical", "ecs", "ocsf", "cef"]),
+              help="Format to render (default: the --output's format, else canonical).")
+@click.option("--output", "output_name", metavar="NAME",
+              help="Render exactly as [outputs.NAME] would: its format, field overrides, raw copy, "
+                   "redaction, and its filter and routing (events it would not deliver are skipped).")
+@click.option("-c", "--config", "config_path", envvar="CLAWD_AGENT_CONFIG",
+              type=click.Path(dir_okay=False),
+              help="agent.toml whose [agent], [privacy] and [enrichment] apply ($CLAWD_AGENT_CONFIG); "
+                   "without it the built-in defaults do (secrets masked, MITRE table).")
+@click.argument("source", default="-", type=click.File("rb"))
+def transform(to_format: str | None, output_name: str | None, config_path: str | None, source: Any) -> None:
+    """Print the bytes an output would send for each record of SOURCE (a file, or - for stdin).
+
+    SOURCE holds one Clawdstrike record per line, in any shape the agent reads (hushd audit events,
+    SecurityEvent 1.0.0, certification webhooks, adapter and OpenClaw audit lines). Each is mapped as the
+    agent maps it, including [privacy] redaction and [enrichment], then rendered; one output per line.
+    A line that cannot be mapped is reported on stderr with its number; the others are still printed and
+    the exit code is 1. Transport envelopes (HEC, bulk action lines, syslog framing) are not added.
+
+    Example: clawd-agent transform --to ecs -c /etc/clawd-agent/agent.toml /var/log/hushd/audit.jsonl
+    """
+    import dataclasses
+
+    from agent.event import encode_event
+    from agent.mapping import MappingContext, MappingError, parse_line
+    from transforms.config import EnrichmentConfig, PrivacyConfig, TransformConfig
+    from transforms.pipeline import build_pipeline, compile_ingest, transform_config_of
+
+    cfg = _load(config_path) if config_path else None
+    selector = None
+    if output_name is not None:
+        if cfg is None:
+            raise click.UsageError("--output needs the agent.toml that defines it (-c/--config)")
+        if output_name not in cfg.outputs:
+            raise click.ClickException(f"no [outputs.{output_name}] in {config_path} "
+                                       f"(outputs: {', '.join(cfg.outputs)})")
+        from outputs.routing import NOT_HERE, compile_selector
+
+        tcfg = transform_config_of(cfg.outputs[output_name])
+        selector = compile_selector(output_name, cfg.outputs)
+        if to_format is not None and to_format != tcfg.format:
+            tcfg = dataclasses.replace(tcfg, format=to_format)
+    else:
+        tcfg = TransformConfig(format=to_format or "canonical")
+    if cfg is not None:
+        context = cfg.mapping_context()
+    else:
+        context = MappingContext(postprocess=compile_ingest(PrivacyConfig(), EnrichmentConfig()))
+    try:
+        pipeline = build_pipeline(tcfg)
+    except (ValueError, ImportError) as exc:
+        raise click.ClickException(f"cannot render {tcfg.format}: {exc}") from None
+    out = sys.stdout.buffer
+    failed = skipped = 0
+    for number, line in enumerate(source, start=1):
+        line = line.rstrip(b"\r\n")
+        if not line.strip():
+            continue
+        try:
+            event = parse_line(line, context=context)
+        except MappingError as exc:
+            failed += 1
+            click.echo(f"line {number}: {exc.reason}", err=True)
+            continue
+        if selector is not None and selector(event) is NOT_HERE:
+            skipped += 1
+            continue
+        try:
+            data = pipeline.render(event, encode_event(event))
+        except Exception as exc:  # a transform bug: name the line, keep going
+            failed += 1
+            click.echo(f"line {number}: cannot render as {tcfg.format}: {type(exc).__name__}: {exc}",
+                       err=True)
+            continue
+        out.write(data + b"\n")
+    out.flush()
+    if skipped:
+        click.echo(f"{skipped} record(s) not printed: [outputs.{output_name}] filter/routes would not "
+                   "deliver them", err=True)
+    if failed:
+        sys.exit(1)
+
+
 # -- demo ------------------------------------------------------------------------------------------
 @cli.command()
 @click.option("--dir", "state_dir", default="demo-state", show_default=True, type=click.Path(file_okay=False),
