@@ -55,6 +55,7 @@ from outputs.http import (
     excerpt,
     outcome_for_status,
 )
+from transforms.config import FieldsConfig, RedactConfig
 
 log = logging.getLogger("clawd_agent.outputs.elasticsearch")
 
@@ -77,6 +78,12 @@ class ElasticsearchOutputConfig(HttpOutputConfig):
     password: Secret | None = secret_field("Basic auth password.")
     bearer_token: Secret | None = secret_field("OAuth2 / token-service bearer token.")
     format: Literal["ecs", "ocsf", "canonical"] = doc("Document format.", default="ecs")
+    include_raw: bool = doc("Also send the canonical event as a string (ECS event.original, OCSF "
+                            "raw_data).", default=False)
+    fields: FieldsConfig = doc("Field renames, constants, allow/deny lists on the document.",
+                               default_factory=FieldsConfig)
+    redact: RedactConfig = doc("Redaction for this output only, on top of [privacy].",
+                               default_factory=RedactConfig)
     data_stream_dataset: str = doc("Data stream dataset: documents go to "
                                    "logs-<dataset>-<namespace>.", default="clawdstrike.security")
     data_stream_namespace: str = doc("Data stream namespace.", default="default")

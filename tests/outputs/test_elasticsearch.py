@@ -29,6 +29,7 @@ from outputs.elasticsearch import (
 from outputs.mocks.elasticsearch import ElasticsearchMock, ItemFault
 from outputs.mocks.server import Fault, MockServer
 from tests.shared_paths import FIXTURES, SCHEMAS
+from transforms.config import FieldsConfig
 
 DS = "logs-clawdstrike.security-default"
 
@@ -527,5 +528,49 @@ def test_through_the_drain_partial_failures_are_exact_and_nothing_duplicates(
         assert all("mapper_parsing_exception" in e.reason for e in dlq)
         assert app.stats()["item_errors"]["429 es_rejected_execution_exception"] == 3
         assert app.stats()["spec_violations"] == []
+    finally:
+        spool.close()
+
+
+@pytest.mark.integration
+def test_through_the_drain_with_the_real_ecs_pipeline_and_bootstrap(
+        mock: tuple[ElasticsearchMock, MockServer], tmp_path: Any) -> None:
+    import gevent
+
+    from agent.mapping import MappingContext, parse_line
+    from outputs.drain import Drain
+    from spool.store import Spool
+    from spool.types import EncodedEvent, IngestBatch
+    from transforms.pipeline import build_pipeline, transform_config_of
+
+    app, server = mock
+    ctx = MappingContext(host_name="dev-laptop")
+    lines = (FIXTURES / "audit-forward.jsonl").read_bytes().splitlines()
+    events = [parse_line(raw, context=ctx) for raw in lines if raw.strip()]
+    spool = Spool(str(tmp_path / "spool.db"))
+    try:
+        spool.append(IngestBatch("t", [EncodedEvent(uuid.UUID(e["event_id"]).bytes,
+                                                    1_700_000_000_000 + k, orjson.dumps(e))
+                                       for k, e in enumerate(events)]))
+        spool.ensure_cursor("es")
+        cfg = ElasticsearchOutputConfig(hosts=[server.url], bootstrap=True, batch_max_wait=0,
+                                        fields=FieldsConfig(set={"labels.site": "lab"}))
+        drain = Drain(ElasticsearchOutput("es", cfg), spool, spool.reader(),
+                      pipeline_factory=lambda c: build_pipeline(transform_config_of(c)))
+        g = gevent.spawn(drain.run)
+        with gevent.Timeout(30):
+            while spool.get_cursor("es").seq != spool.last_seq():
+                gevent.sleep(0.02)
+        drain.stop()
+        g.join(timeout=10)
+        docs = app.docs(DS)
+        assert set(docs) == {e["event_id"] for e in events}
+        for e in events:
+            doc = docs[e["event_id"]]
+            assert doc["ecs"]["version"] == "9.4.0" and doc["event"]["id"] == e["event_id"]
+            assert doc["labels"]["site"] == "lab"
+        assert app.stats()["templates"] == ["clawdstrike-security"]
+        assert app.stats()["spec_violations"] == [] and app.stats()["item_errors"] == {}
+        assert spool.dlq_list("es") == []
     finally:
         spool.close()
