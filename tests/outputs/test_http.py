@@ -325,6 +325,11 @@ def test_mtls_fails_without_a_client_cert(mtls_server: MockServer, app: Recorder
     client = make_client(ca_file=str(tls_files.ca_cert))
     send_expecting_error(client, url_of(mtls_server))
     assert app.requests == []
+    # The server counts the failed handshake in its connection thread, maybe just after we saw it.
+    deadline = time.monotonic() + 10
+    while (not mtls_server.stats()["requests_by_status"].get("tls_error")
+           and time.monotonic() < deadline):
+        time.sleep(0.01)
     assert mtls_server.stats()["requests_by_status"].get("tls_error", 0) >= 1
 
 
