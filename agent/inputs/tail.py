@@ -26,6 +26,7 @@ import logging
 import os
 import stat
 import time
+from collections import deque
 from typing import Any
 
 import gevent
@@ -37,13 +38,13 @@ from agent.inputs.base import (
     LineSplitter,
     Stopped,
     kind_of,
-    map_lines,
     now_ms,
     spawn_supervised,
     write_with_retry,
 )
 from agent.inputs.config import FileInputConfig, input_config
 from agent.inputs.file_identity import MARKER_BYTES, compute_marker, file_key, marker_matches, trusted_offset
+from agent.inputs.mapper import InlineMapper
 from agent.mapping import MappingContext
 from spool.types import IngestBatch, InputOffset
 
@@ -71,6 +72,8 @@ class _FileReader:
         self.paused = False                   # waiting for the spool to accept writes
         # Batch committing while the next chunk is mapped: (result, batch, offset, events, quarantined)
         self._inflight: tuple[Any, IngestBatch, int, int, int] | None = None
+        # Chunks read but not yet committed, in file order: (pending mapping, offset, marker, marker_len)
+        self._mapping: deque[tuple[Any, int, bytes | None, int]] = deque()
         self.closed = False
         self.resets = 0                       # restarts at 0 (truncation, rewrite)
         self.greenlet: gevent.Greenlet | None = None
@@ -136,19 +139,36 @@ class _FileReader:
     def _commit(self, lines: list, new_offset: int) -> None:
         """Map ``lines`` and hand them to the spool with ``new_offset``, without waiting for the commit.
 
-        Mapping is CPU work on the gevent loop and the commit runs in SQLite's thread, so the two overlap:
-        chunk k+1 is mapped while chunk k commits. At most one batch is in flight per file, and the next
-        one is submitted only after it committed, so a stored offset never passes a batch that failed.
+        Mapping and committing overlap: chunk k+1 is mapped (in this loop, or in the mapping helper
+        process, which may run ``mapper.depth`` chunks ahead) while chunk k commits in SQLite's thread.
+        Chunks are committed strictly in file order and at most one batch is in flight per file, and the
+        next one is submitted only after it committed, so a stored offset never passes a batch that
+        failed.
         """
         tail = self.tail
-        events, quarantine = map_lines(lines, source=self.path, context=tail.context, kind=tail.kind,
-                                       max_line_bytes=tail.config.max_line_bytes)
-        batch = IngestBatch(tail.name, events, [InputOffset(self.key, self.path, new_offset, self.marker,
-                                                            self.marker_len)], quarantine)
-        self._settle()
+        pending = tail.mapper.submit(lines, source=self.path, kind=tail.kind,
+                                     max_line_bytes=tail.config.max_line_bytes)
+        self._mapping.append((pending, new_offset, self.marker, self.marker_len))
+        while len(self._mapping) > tail.mapper.depth:
+            self._advance()
+
+    def _advance(self) -> None:
+        """Commit the oldest mapped chunk: wait for its mapping, then for the previous commit."""
+        pending, new_offset, marker, marker_len = self._mapping.popleft()
+        events, quarantine = pending.get()
+        tail = self.tail
+        batch = IngestBatch(tail.name, events, [InputOffset(self.key, self.path, new_offset, marker,
+                                                            marker_len)], quarantine)
+        self._wait_commit()
         self._inflight = (tail.writer.submit(batch), batch, new_offset, len(events), len(quarantine))
 
     def _settle(self) -> None:
+        """Commit everything read so far and wait for it (on SpoolFull retrying until it is taken)."""
+        while self._mapping:
+            self._advance()
+        self._wait_commit()
+
+    def _wait_commit(self) -> None:
         """Wait for the batch in flight; on SpoolFull retry that same batch until the spool takes it."""
         if self._inflight is None:
             return
@@ -208,13 +228,15 @@ class TailInput:
     """
 
     def __init__(self, name: str, config: Any, writer: Any, spool: Any, context: MappingContext | None = None,
-                 ) -> None:
+                 mapper: Any = None) -> None:
         self.name = name
         self.config: FileInputConfig = input_config(FileInputConfig, config, name)
         self.writer = writer
         self.spool = spool
         self.context = context or MappingContext()
         self.kind = kind_of(self.config.format)
+        #: Maps read chunks: in this loop, or in the shared mapping helper process (agent.inputs.mapper).
+        self.mapper = mapper or InlineMapper(self.context)
         self.stats = InputStats()
         self.readers: dict[str, _FileReader] = {}
         self._stored: dict[str, InputOffset] = {}

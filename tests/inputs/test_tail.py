@@ -295,9 +295,9 @@ def test_reader_crash_is_restarted_other_files_go_on(env, monkeypatch):
     a, b = d / "a.jsonl", d / "b.jsonl"
     a.write_bytes(AUDIT_LINES[0])
     b.write_bytes(AUDIT_LINES[1])
-    import agent.inputs.tail as tail_mod
+    import agent.inputs.mapper as mapper_mod
 
-    real = tail_mod.map_lines
+    real = mapper_mod.map_lines
     crashes = {"n": 0}
 
     def flaky(lines, *, source, **kw):
@@ -306,7 +306,7 @@ def test_reader_crash_is_restarted_other_files_go_on(env, monkeypatch):
             raise RuntimeError("boom")
         return real(lines, source=source, **kw)
 
-    monkeypatch.setattr(tail_mod, "map_lines", flaky)
+    monkeypatch.setattr(mapper_mod, "map_lines", flaky)
     t = make([str(d / "*.jsonl")])
     wait_until(lambda: line_id(AUDIT_LINES[1]) in event_ids(spool))
     wait_until(lambda: len(event_ids(spool)) == 2, timeout=30)
