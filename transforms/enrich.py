@@ -119,6 +119,16 @@ class _Rule:
         return self.resource_name is None or self.resource_name.match(name) is not None
 
 
+def _state(allowed: bool | None, guard: str | None, event_type: str) -> str:
+    """blocked, warned (allowed but flagged: a guard warned, or the source said warn without naming
+    the guard), allowed, or none (no decision: detections, tool activity)."""
+    if allowed is None:
+        return "none"
+    if allowed is False:
+        return "blocked"
+    return "warned" if guard is not None or event_type == "guard_warn" else "allowed"
+
+
 class Enricher:
     """Callable ``event -> event`` adding ``mitre``; build it with ``compile_enricher``."""
 
@@ -133,10 +143,8 @@ class Enricher:
         if "mitre" in event:
             return event  # set by the source or an earlier pass: keep it
         d = event["decision"]
-        allowed = d.get("allowed")
         guard = d.get("guard")
-        state = ("none" if allowed is None else "blocked" if allowed is False
-                 else "warned" if guard is not None else "allowed")
+        state = _state(d.get("allowed"), guard, event["event_type"])
         if state not in self._states:
             return event
         res = event["resource"]
@@ -169,10 +177,8 @@ class Enricher:
 
     def explain(self, event: dict) -> str | None:
         """The name of the rule that tags ``event`` (for tests and troubleshooting)."""
-        d = event["decision"]
-        allowed, guard = d.get("allowed"), d.get("guard")
-        state = ("none" if allowed is None else "blocked" if allowed is False
-                 else "warned" if guard is not None else "allowed")
+        guard = event["decision"].get("guard")
+        state = _state(event["decision"].get("allowed"), guard, event["event_type"])
         res = event["resource"]
         key = (guard, event["action"], event["event_type"], event["event_category"], res["type"], state)
         for rule in self.rules:

@@ -36,7 +36,7 @@ from transforms.config import (
     TransformConfig,
 )
 from transforms.enrich import compile_enricher
-from transforms.redact import compile_redactor
+from transforms.redact import Redactor, compile_redactor
 
 _SORT = orjson.OPT_SORT_KEYS
 
@@ -326,17 +326,43 @@ def transform_config_of(output_config: Any) -> TransformConfig:
     )
 
 
-def compile_ingest(privacy: PrivacyConfig | None, enrichment: EnrichmentConfig | None
-                   ) -> Callable[[dict], dict] | None:
-    """Global enrichment then global redaction, as one ``event -> event`` (None if neither applies).
+class IngestTransform:
+    """Global enrichment then global redaction, as one ``event -> event``.
 
     Enrichment runs first so its path rules see the real path; the ``mitre`` names it adds are never
-    redacted (transforms.redact.PROTECTED).
+    redacted (transforms.redact.PROTECTED). ``redact_bytes`` masks the value patterns in a raw line
+    that could not be mapped, before its excerpt is quarantined in the spool.
     """
+
+    __slots__ = ("enricher", "redactor")
+
+    def __init__(self, redactor: Redactor | None, enricher: Callable[[dict], dict] | None) -> None:
+        self.redactor = redactor
+        self.enricher = enricher
+
+    def __call__(self, event: dict) -> dict:
+        if self.enricher is not None:
+            event = self.enricher(event)
+        if self.redactor is not None:
+            event = self.redactor(event)
+        return event
+
+    def redact_text(self, text: str) -> str:
+        return text if self.redactor is None else self.redactor.redact_text(text)
+
+    def redact_bytes(self, data: bytes) -> bytes:
+        if self.redactor is None:
+            return data
+        text = bytes(data).decode("utf-8", "surrogateescape")
+        masked = self.redactor.redact_text(text)
+        return data if masked == text else masked.encode("utf-8", "surrogateescape")
+
+
+def compile_ingest(privacy: PrivacyConfig | None, enrichment: EnrichmentConfig | None
+                   ) -> IngestTransform | None:
+    """The ingest transform for ``[privacy]`` and ``[enrichment]``, or None if neither applies."""
     redactor = compile_redactor(privacy)
     enricher = compile_enricher(enrichment)
-    if redactor is not None and enricher is not None:
-        def both(event: dict) -> dict:
-            return redactor(enricher(event))
-        return both
-    return redactor or enricher
+    if redactor is None and enricher is None:
+        return None
+    return IngestTransform(redactor, enricher)

@@ -382,6 +382,14 @@ class Redactor:
     def _exists(ev: dict, segs: tuple[str, ...]) -> bool:
         return _exists(ev, segs, 0)
 
+    def redact_text(self, text: str) -> str:
+        """The value patterns applied to free text (a quarantined line that could not be mapped, so
+        field paths mean nothing); a JSON ``"password": "x"`` is caught by the assignment pattern."""
+        copies: dict[str, tuple[str, bool]] = {}
+        for rule in self._global:
+            text, _ = _substitute(text, rule, copies)
+        return text
+
     # -- slow path -----------------------------------------------------------------------------------
     def redact(self, event: dict) -> dict:
         """Redact unconditionally (tests and the CLI may call it directly); returns a new dict."""

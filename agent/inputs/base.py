@@ -58,8 +58,20 @@ class InputStats:
 # Lines -> batch
 # --------------------------------------------------------------------------------------------------
 
-def excerpt(data: bytes) -> bytes:
+def excerpt(data: bytes, context: MappingContext | None = None) -> bytes:
+    """The bounded excerpt quarantined with a bad record; with a context whose ingest transform
+    redacts (``[privacy]``), its value patterns are masked first: the spool never holds a secret."""
+    post = context.postprocess if context is not None else None
+    redact = getattr(post, "redact_bytes", None)
+    if redact is not None:
+        data = redact(data)
     return bytes(data[:EXCERPT_MAX])
+
+
+def quarantine_reason(reason: str, context: MappingContext | None) -> str:
+    """A mapping error names the bad value: mask it like the excerpt."""
+    redact = getattr(context.postprocess if context is not None else None, "redact_text", None)
+    return reason if redact is None else redact(reason)
 
 
 def encode(ev: dict) -> EncodedEvent:
@@ -171,7 +183,7 @@ def map_lines(lines: list[Line], *, source: str, context: MappingContext, kind: 
         if line.overlong:
             quarantine.append(QuarantineRecord(
                 source, line.start, f"line of {line.length} bytes exceeds max_line_bytes ({max_line_bytes})",
-                excerpt(line.data)))
+                excerpt(line.data, context)))
             continue
         data = line.data
         if not data.strip():
@@ -180,12 +192,13 @@ def map_lines(lines: list[Line], *, source: str, context: MappingContext, kind: 
             ev = parse_line(data, context=context, kind=kind)
             events.append(encode(ev))
         except MappingError as exc:
-            quarantine.append(QuarantineRecord(source, line.start, exc.reason, excerpt(data)))
+            quarantine.append(QuarantineRecord(source, line.start, quarantine_reason(exc.reason, context),
+                                               excerpt(data, context)))
         except Exception as exc:  # a mapping bug must not stop the input: keep the line for a replay
             log.exception("mapping failed on %s at offset %d", source, line.start)
             quarantine.append(QuarantineRecord(
                 source, line.start, f"internal mapping error: {type(exc).__name__}: {exc}"[:300],
-                excerpt(data)))
+                excerpt(data, context)))
     return events, quarantine
 
 

@@ -322,3 +322,21 @@ type = "stdout"
     line = orjson.loads(LINES[1])
     line["metadata"]["note"] = "password=hunter2"
     assert parse_line(orjson.dumps(line), context=ctx)["metadata"]["note"] == "password=[REDACTED]"
+
+
+def test_quarantined_lines_and_reasons_are_masked_too():
+    from agent.inputs.base import Line, map_lines
+    from transforms.pipeline import compile_ingest
+
+    ctx = MappingContext(postprocess=compile_ingest(PrivacyConfig(), None))
+    not_a_record = b'{"password": "hunter2", "note": "x"}'
+    bad_severity = orjson.dumps({**orjson.loads(LINES[2]), "severity": "token=abcdef123"})
+    lines = [Line(0, 100, not_a_record), Line(100, 900, bad_severity)]
+    events, quarantined = map_lines(lines, source="f", context=ctx, kind=None, max_line_bytes=10_000)
+    assert not events and len(quarantined) == 2
+    assert b"hunter2" not in quarantined[0].excerpt and b'"password": "[REDACTED]"' in quarantined[0].excerpt
+    assert "abcdef123" not in quarantined[1].reason and "token=[REDACTED]" in quarantined[1].reason
+    assert b"abcdef123" not in quarantined[1].excerpt
+    plain = MappingContext()  # no [privacy]: the excerpt is the line as it was
+    _, q = map_lines(lines[:1], source="f", context=plain, kind=None, max_line_bytes=10_000)
+    assert q[0].excerpt == not_a_record
