@@ -45,6 +45,7 @@ from outputs.breaker import Breaker
 from outputs.health import HealthMonitor
 from outputs.inflight import CommitWindow
 from outputs.ratelimit import RateLimiter
+from outputs.replay import replay_batches
 from outputs.routing import NOT_HERE, Selector, compile_selector
 from outputs.stats import OutputStats, describe_error
 from spool.types import SpoolRow
@@ -64,6 +65,10 @@ READ_CHUNK_MAX = 5000
 REPLAY_BATCHES = 4
 _OWN = object()
 _NO_EPOCH = -1
+
+
+class _Restart(Exception):
+    """Abandon the chunk being batched: stopping, or the cursor was rewound."""
 
 
 class Drain:
@@ -186,24 +191,23 @@ class Drain:
             if now >= self._next_replay_check:
                 self._next_replay_check = now + REPLAY_POLL_S
                 self._pick_up_replays()
-            if len(self._window) >= self._window_size:
-                self._room.clear()
-                if len(self._window) >= self._window_size and not self._room.wait(IDLE_WAIT_S):
-                    self._check_rewind()  # stuck behind a failing batch: a rewind still wins
-                continue
             if new_data is not None:
                 new_data.clear()
-            rows = self.reader.read_after(self._read_pos, self._chunk)
-            if rows:
-                self._consume(rows)
-                continue
-            batcher = self._batcher
-            if batcher.pending:
-                wait = self.config.batch_max_wait - batcher.age(time.monotonic())
-                if wait <= 0:
-                    self._flush()
-                else:
-                    self._wait_for_data(wait)
+            try:
+                rows = self.reader.read_after(self._read_pos, self._chunk)
+                if rows:
+                    self._consume(rows)
+                    continue
+                batcher = self._batcher
+                if batcher.pending:
+                    wait = self.config.batch_max_wait - batcher.age(time.monotonic())
+                    if wait <= 0:
+                        self._flush()
+                    else:
+                        self._wait_for_data(wait)
+                    continue
+            except _Restart:
+                self._rewound = not self._stopping
                 continue
             self._wait_for_data(IDLE_WAIT_S)
             self._check_rewind()  # caught up: pick up a rewind done by the CLI meanwhile
@@ -223,10 +227,13 @@ class Drain:
         self._last_done = list(done)
         self._room.set()
 
-    def _check_rewind(self) -> None:
+    def _cursor_moved(self) -> bool:
         cursor = self.spool.get_cursor(self.name)
-        if cursor is not None and cursor.generation != self._generation:
-            log.info("cursor moved externally", extra={"output": self.name, "seq": cursor.seq})
+        return cursor is not None and cursor.generation != self._generation
+
+    def _check_rewind(self) -> None:
+        if self._cursor_moved():
+            log.info("cursor moved externally", extra={"output": self.name})
             self._reset()
 
     def _wait_for_data(self, timeout: float) -> None:
@@ -313,7 +320,16 @@ class Drain:
             self._to_dlq(None, items, reason, "", attempts=0)
 
     def _dispatch(self, batch: Batch) -> None:
-        """Register ``batch`` for ordered commit and start sending it (blocks while the pool is full)."""
+        """Register ``batch`` for ordered commit and start sending it. Blocks while the window is full
+        (the cursor is stuck behind an unfinished batch) or every send slot is busy."""
+        while len(self._window) >= self._window_size:
+            self._room.clear()
+            if len(self._window) < self._window_size:
+                break
+            if self._stopping:
+                raise _Restart  # the rows stay in the spool
+            if not self._room.wait(IDLE_WAIT_S) and self._cursor_moved():
+                raise _Restart  # rewound while stuck behind a failing batch: a rewind still wins
         batch.epoch = self._generation
         if not batch.items:
             batch.done = True
@@ -331,45 +347,18 @@ class Drain:
         limit = REPLAY_BATCHES * self.config.batch_max_events
         if len(self._replay_inflight) >= limit:
             return
-        entries = [e for e in self.spool.dlq_replay_pending(self.name, limit + len(self._replay_inflight))
-                   if e.id not in self._replay_inflight][:limit]
+        pending = self.spool.dlq_replay_pending(self.name, limit + len(self._replay_inflight))
+        entries = [e for e in pending if e.id not in self._replay_inflight][:limit]
         if not entries:
             return
-        ids: dict[int, int] = {}
-        batches: list[Batch] = []
-        failed: dict[str, list[int]] = {}
-        current: list[DeliveryItem] = []
-        nbytes = 0
-        for e in entries:
-            route = None
-            event: dict[str, Any] = {}
-            try:
-                if self._decode:
-                    event = orjson.loads(e.body)
-                    if self._select is not None:
-                        route = self._select(event)
-                        if route is NOT_HERE:
-                            route = None  # asked for explicitly: send it, without route values
-                item = DeliveryItem(e.seq, event, e.body, e.event_id, b"", route)
-                item.data = self.output.encode(item)
-            except Exception as exc:
-                failed.setdefault(f"replay: cannot encode: {type(exc).__name__}", []).append(e.id)
-                continue
-            ids[id(item)] = e.id
-            size = len(item.data)
-            if current and (len(current) >= self.config.batch_max_events
-                            or nbytes + size > self.max_bytes):
-                batches.append(Batch(current, 0, -1, nbytes))
-                current, nbytes = [], 0
-            current.append(item)
-            nbytes += size
-        if current:
-            batches.append(Batch(current, 0, -1, nbytes))
+        batches, failed = replay_batches(
+            entries, decode=self._decode, select=self._select, encode=self.output.encode,
+            max_events=self.config.batch_max_events, max_bytes=self.max_bytes)
         for reason, dlq_ids in failed.items():
             self.spool.dlq_requeue(dlq_ids, reason)
         for batch in batches:
             batch.epoch = _NO_EPOCH
-            batch.replay_ids = {id(i): ids[id(i)] for i in batch.items}
+            assert batch.replay_ids is not None
             self._replay_inflight.update(batch.replay_ids.values())
             self.stats.in_flight_batches += 1
             self.stats.in_flight += len(batch.items)

@@ -7,8 +7,8 @@ The rate never drops below a small floor (1/64 of the ceiling, and at least 0.1 
 1 event/s) so delivery always moves.
 
 An unlimited dimension (config 0) that gets throttled starts limiting at half the rate it was
-actually sending at (measured over the last two seconds), and becomes unlimited again once it has
-recovered to that rate.
+actually sending at (measured over the last two seconds, or since its first send if more recent),
+and becomes unlimited again once it has recovered to that rate.
 
 Buckets use the "debt" form: a reservation always succeeds and returns how long to wait before
 sending, so a batch larger than the bucket's burst never deadlocks, and concurrent senders queue up
@@ -24,6 +24,7 @@ from collections.abc import Callable
 RECOVER_FRACTION = 0.05
 FLOOR_FRACTION = 1 / 64
 OBSERVE_WINDOW_S = 2.0
+MIN_SPAN_S = 0.1
 
 
 class AdaptiveBucket:
@@ -57,9 +58,14 @@ class AdaptiveBucket:
         return 0.0 if self._tokens >= 0 else -self._tokens / self.rate
 
     def observed_rate(self) -> float:
-        """Units/s actually reserved over the last two seconds (while unlimited)."""
+        """Units/s actually reserved over the last two seconds (while unlimited), over the time
+        actually observed (at least 0.1 s), so a young or quiet output is not judged as slow."""
         now = self._clock()
-        return sum(n for t, n in self._sent if now - t <= OBSERVE_WINDOW_S) / OBSERVE_WINDOW_S
+        recent = [(t, n) for t, n in self._sent if now - t <= OBSERVE_WINDOW_S]
+        if not recent:
+            return 0.0
+        span = max(MIN_SPAN_S, now - recent[0][0])
+        return sum(n for _, n in recent) / span
 
     def throttled(self) -> None:
         """Multiplicative decrease."""

@@ -1,0 +1,82 @@
+"""The drain batches by event count, encoded bytes and age, with per-output byte defaults."""
+
+from __future__ import annotations
+
+import gevent
+import pytest
+
+from outputs.drain import Drain
+from spool.store import Spool
+from tests.outputs.drain_kit import Fake, caught_up, cfg, fill, run_until, start, stop, wait_until
+
+
+@pytest.fixture
+def spool(tmp_path):
+    s = Spool(str(tmp_path / "spool.db"))
+    yield s
+    s.close()
+
+
+def test_batches_by_event_count(spool):
+    fill(spool, 12)
+    out = Fake("f", cfg(batch_max_events=5))
+    run_until(Drain(out, spool, spool.reader()), caught_up(spool, "f"))
+    assert out.sent == [[0, 1, 2, 3, 4], [5, 6, 7, 8, 9], [10, 11]]
+
+
+def test_batches_by_encoded_bytes_and_sends_an_oversized_event_alone(spool):
+    fill(spool, 7)
+    out = Fake("f", cfg(batch_max_events=100, batch_max_bytes=100), size=30)
+    big = {3}
+    orig = out.encode
+    out.encode = lambda item: b"x" * 250 if item.seq - 1 in big else orig(item)
+    run_until(Drain(out, spool, spool.reader()), caught_up(spool, "f"))
+    # 30-byte events: three fit in 100 bytes; the 250-byte event goes alone
+    assert out.sent == [[0, 1, 2], [3], [4, 5, 6]]
+
+
+def test_byte_limit_defaults_to_the_outputs_vendor_limit(spool):
+    class Small(Fake):
+        default_batch_max_bytes = 64
+
+    out = Small("f", cfg(batch_max_events=100), size=20)
+    drain = Drain(out, spool, spool.reader())
+    assert drain.max_bytes == 64
+    fill(spool, 6)
+    run_until(drain, caught_up(spool, "f"))
+    assert out.sent == [[0, 1, 2], [3, 4, 5]]
+    assert Drain(Fake("g", cfg(batch_max_bytes=1000)), spool, spool.reader()).max_bytes == 1000
+
+
+def test_a_partial_batch_waits_up_to_batch_max_wait_for_more_events(spool):
+    fill(spool, 3)
+    out = Fake("f", cfg(batch_max_events=6, batch_max_wait=30))
+    drain = Drain(out, spool, spool.reader())
+    g = start(drain)
+    gevent.sleep(0.1)
+    assert out.sent == []  # three events wait for company
+    fill(spool, 3, start=3)
+    wait_until(lambda: out.sent)
+    stop(drain, g)
+    assert out.sent == [[0, 1, 2, 3, 4, 5]]
+
+
+def test_without_batch_max_wait_a_partial_batch_goes_at_once(spool):
+    fill(spool, 3)
+    out = Fake("f", cfg(batch_max_events=6, batch_max_wait=0))
+    drain = Drain(out, spool, spool.reader())
+    g = start(drain)
+    wait_until(lambda: out.sent == [[0, 1, 2]])
+    fill(spool, 3, start=3)
+    wait_until(caught_up(spool, "f"))
+    stop(drain, g)
+    assert out.sent == [[0, 1, 2], [3, 4, 5]]
+
+
+def test_concurrency_defaults_to_the_output_class(spool):
+    class Http(Fake):
+        default_concurrency = 4
+
+    assert Drain(Http("h", cfg()), spool, spool.reader()).concurrency == 4
+    assert Drain(Http("h", cfg(concurrency=2)), spool, spool.reader()).concurrency == 2
+    assert Drain(Fake("f", cfg()), spool, spool.reader()).concurrency == 1

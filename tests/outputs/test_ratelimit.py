@@ -1,0 +1,101 @@
+"""Token buckets with AIMD: halve on throttling, recover additively, floor, unlimited stays cheap."""
+
+from __future__ import annotations
+
+import pytest
+
+from outputs.base import Outcome
+from outputs.drain import Drain
+from outputs.ratelimit import AdaptiveBucket, RateLimiter
+from spool.store import Spool
+from tests.outputs.drain_kit import Fake, caught_up, cfg, fill, run_until
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.t = 1000.0
+
+    def __call__(self) -> float:
+        return self.t
+
+
+def test_bucket_paces_requests_at_the_configured_rate():
+    clock = Clock()
+    b = AdaptiveBucket(10, 0.1, clock)  # 10/s, burst of 10
+    assert [b.reserve(1) for _ in range(10)] == [0.0] * 10
+    assert b.reserve(1) == pytest.approx(0.1)  # in debt by one token
+    assert b.reserve(1) == pytest.approx(0.2)  # queued behind it
+    clock.t += 1.0
+    assert b.reserve(1) == 0.0  # a second later the debt of 2 is paid and 8 tokens are back
+    assert b.reserve(8) == pytest.approx(0.1)
+
+
+def test_a_reservation_larger_than_the_burst_waits_instead_of_deadlocking():
+    b = AdaptiveBucket(100, 1, Clock())
+    assert b.reserve(500) == pytest.approx(4.0)  # 100 in the bucket, 400 of debt at 100/s
+
+
+def test_throttling_halves_and_success_recovers_additively_up_to_the_configured_rate():
+    b = AdaptiveBucket(100, 1, Clock())
+    b.throttled()
+    assert b.rate == 50
+    b.throttled()
+    assert b.rate == 25
+    b.succeeded()
+    assert b.rate == 30  # + 5% of 100
+    for _ in range(100):
+        b.succeeded()
+    assert b.rate == 100
+
+
+def test_the_rate_never_drops_below_its_floor():
+    b = AdaptiveBucket(640, 1, Clock())
+    for _ in range(50):
+        b.throttled()
+    assert b.rate == 10  # 1/64 of the configured 640
+    tiny = AdaptiveBucket(2, 1, Clock())
+    for _ in range(10):
+        tiny.throttled()
+    assert tiny.rate == 1  # the absolute minimum
+
+
+def test_unlimited_costs_nothing_until_throttled_then_limits_at_half_the_observed_rate():
+    clock = Clock()
+    b = AdaptiveBucket(0, 1, clock)
+    for _ in range(20):
+        assert b.reserve(10) == 0.0
+        clock.t += 0.1
+    b.throttled()  # 200 units in 2 s observed: 100/s, halved
+    assert b.rate == pytest.approx(50, rel=0.06)
+    for _ in range(20):
+        b.succeeded()
+    assert b.rate is None  # back to unlimited once recovered to the observed rate
+
+
+def test_limiter_reports_the_rates_in_effect():
+    lim = RateLimiter(requests_per_s=8, events_per_s=0, clock=Clock())
+    assert lim.current() == (8, 0)
+    lim.throttled()
+    assert lim.current()[0] == 4
+
+
+def test_a_throttled_outcome_halves_the_outputs_rate_and_success_recovers_it(tmp_path):
+    spool = Spool(str(tmp_path / "s.db"))
+    fill(spool, 10)
+    throttle = [lambda b: Outcome.retry("HTTP 429", retry_after=0.01, throttled=True)] * 2
+    out = Fake("f", cfg(rate_limit_requests=1000, rate_limit_events=100_000, batch_max_events=10),
+               script=throttle)
+    drain = Drain(out, spool, spool.reader())
+    seen = []
+    orig = drain.limiter.succeeded
+
+    def succeeded():
+        seen.append(drain.limiter.current())
+        orig()
+
+    drain.limiter.succeeded = succeeded
+    run_until(drain, caught_up(spool, "f"))
+    spool.close()
+    assert seen[0] == (250, 25_000)  # halved twice before the success
+    assert drain.limiter.current() == (300, 30_000)  # then + 5% of the configured rate
+    assert drain.breaker.state == 0  # throttling is not a breaker failure

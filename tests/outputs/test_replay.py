@@ -1,0 +1,103 @@
+"""DLQ replay: a request written to the spool (as `clawd-agent dlq replay` does) is picked up by the
+running drain or by one started later, sent through the normal path, removed on success, kept with the
+new reason and one more attempt on a new permanent failure. Plus the spool migration it relies on."""
+
+from __future__ import annotations
+
+import sqlite3
+
+import orjson
+import pytest
+
+from outputs.base import Outcome
+from outputs.drain import Drain
+from spool.store import Spool
+from tests.outputs.drain_kit import Fake, caught_up, cfg, fill, run_until, start, stop, wait_until
+
+
+@pytest.fixture
+def spool(tmp_path):
+    s = Spool(str(tmp_path / "spool.db"))
+    yield s
+    s.close()
+
+
+def reject(numbers: set[int], reason: str = "HTTP 400 mapping"):
+    def rule(batch):
+        bad = [i for i in batch if orjson.loads(i.body)["n"] in numbers]
+        return Outcome.permanent(reason, failed=bad, excerpt="es: no") if bad else None
+    return rule
+
+
+def test_the_running_drain_replays_requested_entries_and_removes_them(spool):
+    fill(spool, 6)
+    out = Fake("f", cfg(), script=[reject({1, 4})])
+    drain = Drain(out, spool, spool.reader())
+    g = start(drain)
+    wait_until(lambda: len(spool.dlq_list("f")) == 2 and caught_up(spool, "f")())
+    assert spool.dlq_request_replay("f") == 2  # the destination was fixed meanwhile
+    wait_until(lambda: spool.dlq_list("f") == [])
+    stop(drain, g)
+    assert out.sent == [[0, 1, 2, 3, 4], [5], [1, 4]]  # only the DLQ'd events are sent again
+    assert drain.stats.replayed == 2 and drain.stats.dlq == 2
+
+
+def test_a_replay_refused_again_stays_with_the_new_reason_and_one_more_attempt(spool):
+    fill(spool, 3)
+    out = Fake("f", cfg(), rule=reject({2}))
+    drain = Drain(out, spool, spool.reader())
+    g = start(drain)
+    wait_until(lambda: len(spool.dlq_list("f")) == 1)
+    (first,) = spool.dlq_list("f")
+    out.rule = reject({2}, reason="HTTP 400 still bad")
+    spool.dlq_request_replay("f", [first.id])
+    wait_until(lambda: spool.dlq_get(first.id).reason == "HTTP 400 still bad")
+    stop(drain, g)
+    again = spool.dlq_get(first.id)
+    assert again.attempts == first.attempts + 1 and again.response_excerpt == b"es: no"
+    assert spool.dlq_replay_ids("f") == set()  # not retried in a loop
+    assert out.sent.count([2]) == 1
+
+
+def test_a_request_made_while_stopped_is_sent_by_the_next_run(spool):
+    fill(spool, 4)
+    first = Fake("f", cfg(), rule=reject({0, 3}))
+    run_until(Drain(first, spool, spool.reader()), caught_up(spool, "f"))
+    assert len(spool.dlq_list("f")) == 2
+    assert spool.dlq_request_replay(output="f") == 2  # the agent is stopped: only the request is written
+    later = Fake("f", cfg())
+    run_until(Drain(later, spool, spool.reader()), lambda: spool.dlq_list("f") == [])
+    assert later.sent == [[0, 3]]
+
+
+def test_replay_waits_for_an_open_breaker_like_any_batch(spool):
+    fill(spool, 2)
+    spool.ensure_cursor("f")
+    spool.dlq_add("f", spool.read_after(0, 2), "old failure")
+    spool.commit_cursor("f", 2, 0)
+    spool.dlq_request_replay("f")
+    down = [lambda b: Outcome.retry("connection refused")]
+    out = Fake("f", cfg(breaker_failures=1, breaker_cooldown=0.05, breaker_cooldown_max=0.05), script=down)
+    drain = Drain(out, spool, spool.reader())
+    run_until(drain, lambda: spool.dlq_list("f") == [])
+    assert out.sent == [[0, 1], [0, 1]] and drain.breaker.opened_total == 1
+
+
+def test_migration_adds_the_replay_and_done_columns_to_an_existing_spool(tmp_path):
+    path = str(tmp_path / "old.db")
+    with Spool(path) as s:
+        fill(s, 3)
+        s.ensure_cursor("f")
+        s.dlq_add("f", s.read_after(0, 1), "kept")
+    con = sqlite3.connect(path)  # turn it back into a version-1 spool
+    con.execute("DROP INDEX dlq_replay")
+    con.execute("ALTER TABLE dlq DROP COLUMN replay_ms")
+    con.execute("ALTER TABLE cursors DROP COLUMN done")
+    con.execute("DELETE FROM _sqlite_migrations WHERE name = '0002_delivery_state'")
+    con.commit()
+    con.close()
+    with Spool(path) as s:
+        assert s.schema_version == 2
+        assert [e.reason for e in s.dlq_list("f")] == ["kept"]
+        assert s.get_cursor_done("f") == ((0, 0), [])
+        assert s.dlq_request_replay("f") == 1 and len(s.dlq_replay_pending("f")) == 1

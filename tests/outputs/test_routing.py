@@ -1,0 +1,121 @@
+"""Routing rules: first match wins, `set` reaches the output as item.route, `to` moves the event to
+another output (bypassing its filter, not delivered here), and a rule pointing nowhere fails at load."""
+
+from __future__ import annotations
+
+import gevent
+import orjson
+import pytest
+
+from agent.config import parse_config
+from agent.config_loader import ConfigError
+from outputs.base import FilterConfig, OutputConfig, RouteConfig
+from outputs.drain import Drain
+from outputs.routing import NOT_HERE, check_routes, compile_selector
+from spool.store import Spool
+from tests.outputs.drain_kit import Fake, caught_up, cfg, fill, make_event, stop, wait_until
+
+
+def outputs() -> dict[str, OutputConfig]:
+    return {
+        "siem": OutputConfig(type="fake", routes=[
+            RouteConfig(when=FilterConfig(min_severity="critical"), set={"urgency": "page"}, to="pager"),
+            RouteConfig(when=FilterConfig(denied_only=True), set={"index": "blocks"}),
+            RouteConfig(when=FilterConfig(min_severity="high"), set={"index": "never-reached"}),
+        ]),
+        "pager": OutputConfig(type="fake", filter=FilterConfig(event_types=["nothing-matches"])),
+        "archive": OutputConfig(type="fake"),
+    }
+
+
+def test_first_matching_rule_sets_route_values():
+    select = compile_selector("siem", outputs())
+    assert select(make_event(1, severity="high", allowed=False)) == {"index": "blocks"}
+    assert select(make_event(2, severity="info")) is None  # no rule matched: delivered, no values
+
+
+def test_to_moves_the_event_to_the_other_output_bypassing_its_filter():
+    outs = outputs()
+    siem, pager = compile_selector("siem", outs), compile_selector("pager", outs)
+    critical = make_event(1, severity="critical", allowed=False)
+    assert siem(critical) is NOT_HERE
+    assert pager(critical) == {"urgency": "page"}
+    assert pager(make_event(2, severity="high", allowed=False)) is NOT_HERE  # pager's own filter
+
+
+def test_an_output_without_filter_or_routes_needs_no_selector():
+    assert compile_selector("archive", outputs()) is None
+
+
+def test_routes_apply_only_to_events_the_source_filter_accepts():
+    outs = outputs()
+    outs["siem"].filter = FilterConfig(actions=["egress"])
+    pager = compile_selector("pager", outs)
+    assert pager(make_event(1, severity="critical", action="egress")) == {"urgency": "page"}
+    assert pager(make_event(2, severity="critical", action="shell")) is NOT_HERE
+
+
+def test_check_routes_names_the_output_and_the_rule():
+    outs = outputs()
+    outs["siem"].routes[1].to = "nowhere"
+    with pytest.raises(ValueError, match=r"\[outputs.siem\] routes\[1\].to: unknown output 'nowhere'"):
+        check_routes(outs)
+    outs["siem"].routes[1].to = "siem"
+    with pytest.raises(ValueError, match="cannot route to itself"):
+        check_routes(outs)
+
+
+TOML = """
+[agent]
+data_dir = "/tmp/x"
+[inputs.i]
+type = "file"
+paths = ["/tmp/x/*.jsonl"]
+[outputs.siem]
+type = "stdout"
+[[outputs.siem.routes]]
+when = {{ min_severity = "critical" }}
+to = "{to}"
+[[outputs.siem.routes]]
+when = {{ event_types = ["guard_block"] }}
+set = {{ index = "blocks", sourcetype = "clawd:block" }}
+[outputs.pager]
+type = "stdout"
+"""
+
+
+def test_routes_load_from_toml_and_an_unknown_target_names_file_and_key():
+    cfg_ = parse_config(TOML.format(to="pager"), "agent.toml")
+    routes = cfg_.outputs["siem"].routes
+    assert routes[0].when.min_severity == "critical" and routes[0].to == "pager"
+    assert routes[1].set == {"index": "blocks", "sourcetype": "clawd:block"}
+    with pytest.raises(ConfigError, match=r"^agent.toml: \[outputs.siem\] routes\[0\].to: unknown output "
+                                          r"'pagr' \(known: pager, siem\)"):
+        parse_config(TOML.format(to="pagr"), "agent.toml")
+
+
+def test_two_drains_split_the_stream_as_the_rules_say(tmp_path):
+    spool = Spool(str(tmp_path / "s.db"))
+    fill(spool, 6, severity="info")
+    fill(spool, 3, start=6, severity="high", allowed=False)
+    fill(spool, 2, start=9, severity="critical", allowed=False)
+    outs = outputs()
+    got: dict[str, list[tuple[int, dict | None]]] = {"siem": [], "pager": []}
+
+    def recorder(name):
+        def rule(batch):
+            got[name].extend((orjson.loads(i.body)["n"], i.route) for i in batch)
+        return rule
+
+    drains = []
+    for name in ("siem", "pager"):
+        out = Fake(name, cfg(routes=outs[name].routes, filter=outs[name].filter), rule=recorder(name))
+        drains.append(Drain(out, spool, spool.reader(), selector=compile_selector(name, outs)))
+    greenlets = [gevent.spawn(d.run) for d in drains]
+    wait_until(lambda: caught_up(spool, "siem")() and caught_up(spool, "pager")())
+    for d, g in zip(drains, greenlets, strict=True):
+        stop(d, g)
+    spool.close()
+    assert got["siem"] == [(n, None) for n in range(6)] + [(n, {"index": "blocks"}) for n in (6, 7, 8)]
+    assert got["pager"] == [(9, {"urgency": "page"}), (10, {"urgency": "page"})]
+    assert drains[0].stats.filtered == 2 and drains[1].stats.filtered == 9

@@ -1,0 +1,107 @@
+"""`clawd-agent dlq list|show|replay|purge` against a real spool (the agent is not running), and the
+DLQ count and last reason in `status`."""
+
+from __future__ import annotations
+
+import uuid
+
+import orjson
+import pytest
+from click.testing import CliRunner
+
+from agent.cli import cli
+from spool.store import Spool
+from spool.types import EncodedEvent, IngestBatch
+
+
+@pytest.fixture
+def setup(tmp_path):
+    cfg = tmp_path / "agent.toml"
+    cfg.write_text(f"""
+[agent]
+data_dir = "{tmp_path}/state"
+[inputs.i]
+type = "file"
+paths = ["{tmp_path}/in/*.jsonl"]
+[outputs.es]
+type = "stdout"
+[outputs.splunk]
+type = "stdout"
+""")
+    (tmp_path / "state").mkdir()
+    spool = Spool(str(tmp_path / "state" / "spool.db"))
+    events = [EncodedEvent(uuid.UUID(int=i + 1).bytes, 1_000 + i, orjson.dumps({"n": i})) for i in range(5)]
+    spool.append(IngestBatch("i", events))
+    rows = spool.read_after(0, 5)
+    spool.dlq_add("es", rows[:3], "HTTP 400 mapper_parsing_exception", b'{"error":"bad field"}', attempts=2)
+    spool.dlq_add("splunk", rows[3:], "HEC 6 invalid data format")
+    yield str(cfg), spool
+    spool.close()
+
+
+def run(*args: str, config: str):
+    result = CliRunner().invoke(cli, [*args, "-c", config])
+    return result
+
+
+def test_list_and_show(setup):
+    cfg, _ = setup
+    r = run("dlq", "list", "--output", "es", config=cfg)
+    assert r.exit_code == 0, r.output
+    lines = r.output.strip().splitlines()
+    assert len(lines) == 3 and all("es  seq" in line and "HTTP 400 mapper_parsing_exception" in line
+                                   for line in lines)
+    r = run("dlq", "list", "--json", config=cfg)
+    listed = orjson.loads(r.output)
+    assert [e["output"] for e in listed] == ["es", "es", "es", "splunk", "splunk"]
+    assert listed[0]["attempts"] == 2 and listed[0]["replay_requested"] is False
+    assert listed[0]["event_id"] == str(uuid.UUID(int=1))
+    r = run("dlq", "show", str(listed[0]["id"]), config=cfg)
+    shown = orjson.loads(r.output)
+    assert shown["event"] == {"n": 0} and shown["response_excerpt"] == '{"error":"bad field"}'
+    assert run("dlq", "show", "999", config=cfg).exit_code == 1
+
+
+def test_replay_only_records_the_request(setup):
+    cfg, spool = setup
+    r = run("dlq", "replay", config=cfg)
+    assert r.exit_code == 2 and "--id ID (repeatable) or --all" in r.output
+    r = run("dlq", "replay", "--output", "es", "--all", config=cfg)
+    assert r.exit_code == 0, r.output
+    assert "replay requested for 3 DLQ entries; they are sent when the agent starts" in r.output
+    assert spool.dlq_replay_ids("es") == {e.id for e in spool.dlq_list("es")}
+    assert spool.dlq_replay_ids("splunk") == set()
+    first = spool.dlq_list("splunk")[0].id
+    r = run("dlq", "replay", "--id", str(first), config=cfg)
+    assert r.exit_code == 0 and spool.dlq_replay_ids("splunk") == {first}
+    assert "(replay requested)" in run("dlq", "list", "--output", "splunk", config=cfg).output
+    assert "no DLQ entry #777" in run("dlq", "replay", "--id", "777", config=cfg).output
+    r = run("dlq", "replay", "--output", "kafka", "--all", config=cfg)
+    assert r.exit_code == 1 and "output 'kafka' is not configured" in r.output
+    assert len(spool.dlq_list()) == 5  # nothing was sent or deleted by the CLI
+
+
+def test_purge_by_id_output_and_age(setup):
+    cfg, spool = setup
+    ids = [e.id for e in spool.dlq_list("es")]
+    r = run("dlq", "purge", "--id", str(ids[0]), "--yes", config=cfg)
+    assert r.exit_code == 0 and "purged 1 DLQ entries" in r.output
+    r = run("dlq", "purge", "--output", "es", "--older-than", "7d", "--yes", config=cfg)
+    assert "purged 0 DLQ entries" in r.output  # they are minutes old
+    r = run("dlq", "purge", "--output", "es", "--yes", config=cfg)
+    assert "purged 2 DLQ entries" in r.output
+    assert [e.output for e in spool.dlq_list()] == ["splunk", "splunk"]
+    r = CliRunner().invoke(cli, ["dlq", "purge", "-c", cfg], input="n\n")
+    assert r.exit_code == 1 and len(spool.dlq_list()) == 2  # asked, and refused
+
+
+def test_status_shows_dlq_count_and_last_reason(setup):
+    cfg, spool = setup
+    spool.dlq_request_replay("es")
+    st = orjson.loads(run("status", "--json", config=cfg).output)
+    es = st["outputs"]["es"]
+    assert es["dlq"] == 3 and es["dlq_last_reason"] == "HTTP 400 mapper_parsing_exception"
+    assert es["dlq_replay_pending"] == 3
+    text = run("status", config=cfg).output
+    assert "DLQ 3, 3 waiting for replay, last reason: HTTP 400 mapper_parsing_exception" in text
+    assert "DLQ 2, last reason: HEC 6 invalid data format" in text
