@@ -10,8 +10,8 @@ Environment, tenant, host and labels are not added here: ``agent.mapping.Mapping
 
 Hot path: an event whose decision state no rule wants (plain allows, most of the traffic) costs one
 dict lookup; a flagged event is matched once per distinct (guard, action, type, category, resource,
-decision) key, the result cached. The input event is never mutated: a match returns a shallow copy
-with ``mitre`` added.
+decision) key, and per target only when a path or name rule could apply; results are cached. The
+input event is never mutated: a match returns a shallow copy with ``mitre`` added.
 """
 
 from __future__ import annotations
@@ -101,6 +101,13 @@ class _Rule:
                       "technique": {"id": r.technique.id, "name": r.technique.name}}
 
     def matches(self, key: tuple[Any, ...], path: str | None, name: str) -> bool:
+        if not self.matches_without_target(key):
+            return False
+        if self.path is not None and (path is None or self.path.match(path) is None):
+            return False
+        return self.resource_name is None or self.resource_name.match(name) is not None
+
+    def matches_without_target(self, key: tuple[Any, ...]) -> bool:
         guard, action, event_type, category, rtype, state = key
         if self.decision is not None and state not in self.decision:
             return False
@@ -112,11 +119,7 @@ class _Rule:
             return False
         if self.category is not None and category not in self.category:
             return False
-        if self.resource_type is not None and rtype not in self.resource_type:
-            return False
-        if self.path is not None and (path is None or self.path.match(path) is None):
-            return False
-        return self.resource_name is None or self.resource_name.match(name) is not None
+        return self.resource_type is None or rtype in self.resource_type
 
 
 def _state(allowed: bool | None, guard: str | None, event_type: str) -> str:
@@ -130,44 +133,66 @@ def _state(allowed: bool | None, guard: str | None, event_type: str) -> str:
 
 
 class Enricher:
-    """Callable ``event -> event`` adding ``mitre``; build it with ``compile_enricher``."""
+    """Callable ``event -> event`` adding ``mitre``; build it with ``compile_enricher``.
+
+    The ``mitre`` value is one shared dict per rule: treat it as read-only (redaction copies events
+    before changing them, formats only read them).
+    """
+
+    _TARGET = object()  # cache marker: the result depends on resource.path / resource.name
 
     def __init__(self, rules: list[MitreRule]) -> None:
         self.rules = [_Rule(r) for r in rules]
         self._states = frozenset().union(*(r.decision or {"blocked", "warned", "allowed", "none"}
                                            for r in self.rules))
-        self._needs_target = any(r.path is not None or r.resource_name is not None for r in self.rules)
-        self._cache: dict[tuple[Any, ...], dict | None] = {}
+        self._cache: dict[tuple[Any, ...], Any] = {}  # (guard, action, type, category, rtype, state)
+        self._target_cache: dict[tuple[Any, ...], dict | None] = {}  # the same + (path, name)
 
     def __call__(self, event: dict) -> dict:
         if "mitre" in event:
             return event  # set by the source or an earlier pass: keep it
         d = event["decision"]
+        allowed = d.get("allowed")
         guard = d.get("guard")
-        state = _state(d.get("allowed"), guard, event["event_type"])
+        event_type = event["event_type"]
+        if allowed is None:
+            state = "none"
+        elif allowed is False:
+            state = "blocked"
+        else:
+            state = "warned" if guard is not None or event_type == "guard_warn" else "allowed"
         if state not in self._states:
             return event
         res = event["resource"]
-        key: tuple[Any, ...] = (guard, event["action"], event["event_type"], event["event_category"],
-                                res["type"], state)
-        if self._needs_target:
-            path, name = res.get("path"), res["name"]
-            full = (*key, path, name)
-        else:
-            path, name, full = None, "", key
-        try:
-            mitre = self._cache[full]
-        except KeyError:
-            mitre = self._match(key, path, name)
+        key = (guard, event["action"], event_type, event["event_category"], res["type"], state)
+        mitre = self._cache.get(key, self)
+        if mitre is self:
+            mitre = self._cache[key] = self._first(key)
             if len(self._cache) >= _CACHE_MAX:
                 self._cache.clear()
-            self._cache[full] = mitre
+        if mitre is self._TARGET:
+            path, name = res.get("path"), res["name"]
+            full = (*key, path, name)
+            mitre = self._target_cache.get(full, self)
+            if mitre is self:
+                mitre = self._target_cache[full] = self._match(key, path, name)
+                if len(self._target_cache) >= _CACHE_MAX:
+                    self._target_cache.clear()
         if mitre is None:
             return event
         out = dict(event)
-        out["mitre"] = {"framework": mitre["framework"], "tactic": dict(mitre["tactic"]),
-                        "technique": dict(mitre["technique"])}
+        out["mitre"] = mitre
         return out
+
+    def _first(self, key: tuple[Any, ...]) -> Any:
+        """The result for ``key`` when it does not depend on the target, else the _TARGET marker."""
+        for rule in self.rules:
+            if rule.path is None and rule.resource_name is None:
+                if rule.matches(key, None, ""):
+                    return rule.mitre
+            elif rule.matches_without_target(key):
+                return self._TARGET
+        return None
 
     def _match(self, key: tuple[Any, ...], path: str | None, name: str) -> dict | None:
         for rule in self.rules:

@@ -23,6 +23,7 @@ through the patterns. See docs/transforms.md for the built-in patterns and their
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import ipaddress
@@ -136,38 +137,68 @@ def _schema_field(path: Path) -> Field | None:
     return SCHEMA.get(path)
 
 
-def _gen_checks(lines: list[str], var: str, fields: tuple[Field, ...], depth: int) -> None:
-    """Straight-line checks of the free-text strings of one canonical object (cf. agent.event's
-    generated validator): the hot path then costs one cache lookup per string and no generic walk."""
-    ind = "    " * depth
-    for f in fields:
-        if f.kind in (ENUM, BOOLEAN, INTEGER) or (f.kind == STRING and f.pattern) or f.name == "mitre":
-            continue
-        lines.append(f"{ind}v = {var}.get({f.name!r})")
-        if f.kind == STRING:
-            lines.append(f"{ind}if v is not None and v not in C and M(v): return True")
-        elif f.kind == OBJECT:
-            sub = f"o{depth}"
-            lines.append(f"{ind}if v is not None:")
-            lines.append(f"{ind}    {sub} = v")
-            _gen_checks(lines, sub, f.children, depth + 1)
-        else:  # labels, metadata: free-form
-            lines.append(f"{ind}if v and D(v): return True")
-
-
 def _compile_fast_check() -> Callable[..., bool]:
-    lines = ["def fast_check(e, C, M, D):"]
-    _gen_checks(lines, "e", FIELDS, 1)
-    lines.append("    if not K.issuperset(e):")  # fields this version does not know: walk them
-    lines.append("        for k in e.keys() - K:")
-    lines.append("            if D(e[k]): return True")
-    lines.append("    return False")
-    namespace: dict[str, Any] = {"K": frozenset(f.name for f in FIELDS)}
-    exec(compile("\n".join(lines) + "\n", "<transforms.redact fast check>", "exec"), namespace)
+    """Generate the hot-path check from the field table (cf. agent.event's generated validator).
+
+    Every scalar of the canonical objects (observer, decision, resource, source, agent, session,
+    threat.indicator), the top-level free strings and the label values go into one tuple tested with one
+    C-level ``clean.issuperset``: when every value was seen before (enums, guard names, hosts, agent
+    ids...), that and a key check are the whole cost. Otherwise, or when an object carries keys this
+    version does not know, the objects are examined one by one (``S``, ``D``); metadata always goes
+    through ``D``, which caches whole free-form objects by their JSON.
+    """
+    parts: list[str] = []  # tuple items
+    keys: list[str] = []  # key-set checks: a key the field table does not know goes the slow way
+    slow: list[str] = []  # the one-by-one checks
+    free: list[str] = []
+    for f in FIELDS:
+        if f.name == "mitre" or f.kind in (ENUM, BOOLEAN, INTEGER) or (f.kind == STRING and f.pattern):
+            continue
+        get = f"e[{f.name!r}]" if f.required else f"(e.get({f.name!r}) or E)"
+        if f.kind == STRING:
+            parts.append(f"e[{f.name!r}]" if f.required else f"e.get({f.name!r}, '')")
+            slow.append(f"v = e.get({f.name!r})\nif v is not None and v not in C and M(v): return True")
+        elif f.kind == OBJECT and all(c.kind != OBJECT for c in f.children):
+            parts.append(f"*{get}.values()")
+            slow.append(f"v = {get}\nif not C.issuperset(v.values()) and S(v): return True")
+        elif f.kind == OBJECT and len(f.children) == 1 and f.children[0].kind == OBJECT:  # threat.indicator
+            child = f.children[0].name
+            parts.append(f"*({get}.get({child!r}) or E).values()")
+            keys.append(f"len({get}) <= 1")
+            slow.append(f"v = e.get({f.name!r})\nif v and D(v): return True")
+        elif f.kind == LABELS:
+            parts.append(f"*{get}.values()")
+            keys.append(f"CK.issuperset({get})")
+            slow.append(f"v = e.get({f.name!r})\nif v and D(v): return True")
+        else:
+            free.append(f.name)
+    lines = ["def fast_check(e, C, M, D, S, CK):",
+             f"    if not (C.issuperset(({', '.join(parts)},)) and {' and '.join(keys) or 'True'}):",
+             *("        " + line for block in slow for line in block.split("\n")),
+             *(f"    v = e.get({name!r})\n    if v and D(v): return True" for name in free),
+             "    if not K.issuperset(e):",  # fields this version does not know: walk them
+             "        for k in e.keys() - K:",
+             "            if D(e[k]): return True",
+             "    return False"]
+    namespace: dict[str, Any] = {"K": frozenset(f.name for f in FIELDS), "E": {}}
+    source = "\n".join(lines) + "\n"
+    exec(compile(source, "<transforms.redact fast check>", "exec"), namespace)
+    namespace["fast_check"].source = source
     return namespace["fast_check"]
 
 
 _FAST_CHECK = _compile_fast_check()
+
+
+class _AnyKey:
+    """Stands for the clean-key set when no rule looks at key names: every key set is a subset."""
+
+    @staticmethod
+    def issuperset(_keys: Any) -> bool:
+        return True
+
+
+_ANY_KEY = _AnyKey()
 
 # --------------------------------------------------------------------------------------------------
 # Masking
@@ -301,17 +332,25 @@ class Redactor:
         self._global = [r for r in value_rules if r.within is None]
         self._scoped = [r for r in value_rules if r.within is not None]
         self._keys = any(r.credential_keys for r in self._global)
-        self._clean: set[str] = set()  # strings no global pattern matches
+        self._clean: set[Any] = {"", True, False, None}  # values no global pattern matches
         self._clean_keys: set[str] = set()  # dict keys that do not name a credential
         self._clean_objects: set[bytes] = set()  # encoded free-form objects (metadata) known clean
+        if self._global and not self._path_rules and not self._scoped:
+            self._check: Callable[[dict], bool] = functools.partial(
+                _FAST_CHECK, C=self._clean, M=self._matches, D=self._dirty, S=self._dirty_values,
+                CK=self._clean_keys if self._keys else _ANY_KEY)
+        else:
+            self._check = self._needed
 
     # -- fast check: does this event need the slow path at all? --------------------------------------
     def __call__(self, event: dict) -> dict:
-        if self._needed(event):
-            return self.redact(event)
-        return event
+        try:
+            needed = self._check(event)
+        except (TypeError, AttributeError, KeyError):  # not the canonical shape: walk it all
+            needed = self._needed(event, generic=True)
+        return self.redact(event) if needed else event
 
-    def _needed(self, ev: dict) -> bool:
+    def _needed(self, ev: dict, generic: bool = False) -> bool:
         for rule in self._path_rules:
             if self._exists(ev, rule.segs):
                 return True
@@ -319,10 +358,10 @@ class Redactor:
             if self._exists(ev, rule.within):  # type: ignore[arg-type]
                 return True
         if self._global:
-            try:
-                return _FAST_CHECK(ev, self._clean, self._matches, self._dirty)
-            except (TypeError, AttributeError):  # not the canonical shape: walk it all
+            if generic:
                 return any(k not in _SKIP_TOP and self._dirty(v) for k, v in ev.items())
+            return _FAST_CHECK(ev, self._clean, self._matches, self._dirty, self._dirty_values,
+                               self._clean_keys if self._keys else _ANY_KEY)
         return False
 
     def _dirty(self, v: Any) -> bool:
@@ -360,6 +399,22 @@ class Redactor:
             return any(self._dirty(x) for x in v)
         return False
 
+    def _dirty_values(self, o: dict) -> bool:
+        """The values of one canonical object, after ``clean.issuperset`` said one is new. Numbers,
+        booleans and None can match no pattern: they join the clean set so the next check is a hit."""
+        clean = self._clean
+        for v in o.values():
+            t = type(v)
+            if t is str:
+                if v not in clean and self._matches(v):
+                    return True
+            elif t is dict or t is list:
+                if self._dirty(v):
+                    return True
+            else:
+                clean.add(v)
+        return False
+
     def _matches(self, s: str) -> bool:
         for rule in self._global:
             for p in rule.patterns:
@@ -367,6 +422,7 @@ class Redactor:
                     return True
         if len(self._clean) >= self.CACHE_MAX:
             self._clean.clear()
+            self._clean.update(("", True, False, None))
         self._clean.add(s)
         return False
 

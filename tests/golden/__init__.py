@@ -1,0 +1,1 @@
+"""Golden vectors (see regen.py)."""
