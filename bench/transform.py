@@ -1,0 +1,141 @@
+"""Transform throughput on one core, per format, on the real sample events. Prints figures; asserts nothing.
+
+    .venv/bin/python bench/transform.py [--events 200000] [--repeat 5] [--profile FORMAT]
+
+Each format renders events exactly as an output's pipeline does (``transforms.pipeline.build_pipeline``:
+format function + orjson with sorted keys, or the CEF line as UTF-8), cycling through the 23 real hushd
+0.1.0 audit events of ``agent/data/sample-audit-forward.jsonl`` mapped with the default ``[privacy]``
+and ``[enrichment]`` (so the events carry ``mitre``). ``cef+syslog`` adds the RFC 5424 header and RFC
+6587 octet counting of the syslog output. The best of ``--repeat`` runs is reported (the machine's
+other load only ever slows a run down).
+
+The ingest lines measure what ``[privacy]`` and ``[enrichment]`` add to ``agent.mapping.parse_line`` on
+the hot path (hushd audit lines), with and without each.
+
+``--profile FORMAT`` runs that format once under cProfile and prints the top 20 functions by own time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import itertools
+import pstats
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from agent.event import encode_event  # noqa: E402
+from agent.mapping import MappingContext, parse_line  # noqa: E402
+from transforms.config import EnrichmentConfig, PrivacyConfig, TransformConfig  # noqa: E402
+from transforms.pipeline import build_pipeline, compile_ingest  # noqa: E402
+from transforms.syslog import frame_rfc5424, octet_count, severity_to_syslog  # noqa: E402
+
+SAMPLE = ROOT / "agent" / "data" / "sample-audit-forward.jsonl"
+TARGET = 50_000
+
+
+def sample_lines() -> list[bytes]:
+    return [line for line in SAMPLE.read_bytes().splitlines() if line.strip()]
+
+
+def context(privacy: bool, enrichment: bool) -> MappingContext:
+    post = compile_ingest(PrivacyConfig() if privacy else PrivacyConfig(builtin=[]),
+                          EnrichmentConfig(mitre=enrichment))
+    return MappingContext(labels={"team": "security"}, environment="production", tenant_id="acme",
+                          host_name="dev-laptop", postprocess=post)
+
+
+def renderers() -> dict[str, Callable[[dict, bytes], bytes]]:
+    out = {fmt: build_pipeline(TransformConfig(format=fmt)).render
+           for fmt in ("canonical", "ecs", "ocsf", "cef")}
+    cef = out["cef"]
+
+    def cef_syslog(event: dict, body: bytes) -> bytes:
+        line = cef(event, body).decode("utf-8")
+        frame = frame_rfc5424(line, timestamp=event["timestamp"], hostname="dev-laptop",
+                              app_name="clawd-agent", severity=severity_to_syslog(event["decision"]["severity"]))
+        return octet_count(frame)
+
+    out["cef+syslog"] = cef_syslog
+    return out
+
+
+def timed(fn: Callable[[], None], repeat: int) -> float:
+    best = float("inf")
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - t0)
+    return best
+
+
+def bench_format(render: Callable[[dict, bytes], bytes], items: list[tuple[dict, bytes]], n: int,
+                 repeat: int) -> float:
+    work = list(itertools.islice(itertools.cycle(items), n))
+
+    def run() -> None:
+        for event, body in work:
+            render(event, body)
+
+    return n / timed(run, repeat)
+
+
+def bench_ingest(lines: list[bytes], ctx: MappingContext, n: int, repeat: int) -> float:
+    work = list(itertools.islice(itertools.cycle(lines), n))
+
+    def run() -> None:
+        for line in work:
+            encode_event(parse_line(line, context=ctx))
+
+    return n / timed(run, repeat)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--events", type=int, default=200_000)
+    ap.add_argument("--repeat", type=int, default=5)
+    ap.add_argument("--profile", metavar="FORMAT", help="cProfile one format (canonical, ecs, ocsf, cef, "
+                    "cef+syslog) and print the top 20 functions")
+    args = ap.parse_args(argv)
+
+    lines = sample_lines()
+    ctx = context(True, True)
+    items = [(ev, encode_event(ev)) for ev in (parse_line(line, context=ctx) for line in lines)]
+    formats = renderers()
+
+    if args.profile:
+        render = formats[args.profile]
+        work = list(itertools.islice(itertools.cycle(items), args.events))
+        prof = cProfile.Profile()
+        prof.enable()
+        for event, body in work:
+            render(event, body)
+        prof.disable()
+        pstats.Stats(prof).sort_stats("tottime").print_stats(20)
+        return 0
+
+    print(f"clawd-agent transform bench: {args.events:,} events per run, best of {args.repeat}, one core, "
+          f"python {sys.version.split()[0]}; {len(items)} real hushd events cycled")
+    for name, render in formats.items():
+        rate = bench_format(render, items, args.events, args.repeat)
+        mark = "" if rate >= TARGET else f"   below the {TARGET:,}/s target: see --profile {name}"
+        print(f"  render {name:<11} {rate:>12,.0f} events/s  ({1e6 / rate:6.2f} us/event){mark}")
+    n = max(args.events // 4, 1000)
+    base = None
+    for label, p, e in (("plain", False, False), ("+privacy", True, False), ("+enrichment", False, True),
+                        ("+both (default)", True, True)):
+        rate = bench_ingest(lines, context(p, e), n, args.repeat)
+        us = 1e6 / rate
+        extra = "" if base is None else f"  (+{us - base:.2f} us)"
+        base = us if base is None else base
+        print(f"  ingest parse_line+encode {label:<16} {rate:>10,.0f} events/s  ({us:6.2f} us/event){extra}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
