@@ -1,0 +1,781 @@
+"""Delivery benchmark of the real agent: tailed file -> durable spool -> the Elasticsearch and Splunk HEC
+mocks (issue 4). Prints figures next to the issue's targets; asserts nothing.
+
+    .venv/bin/python bench/delivery.py [--events 200000] [--runs es,hec,hec-ack,latency]
+                                       [--rate 2000] [--duration 20] [--profile [--profile-output es]]
+
+Runs (each a fresh temp dir, a real ``python -m agent run`` process and ``durability = "full"``):
+
+1. throughput ``es`` (format ecs), ``hec`` (acks off) and ``hec-ack`` (indexer acks on): N hushd audit
+   lines are written to the tailed file before the agent starts. Figures: events/s from the first
+   spooled row to the moment the mock acknowledged the N-th event (ES: the bulk response that stored
+   it; HEC: the 200 answer, or with acks the ack query that reported its request indexed), and from
+   process start; payload MiB/s (decoded request bodies, and gzip bytes on the wire); CPU seconds of
+   the agent process per 100k events (utime + stime of every thread, /proc/<pid>/stat); peak RSS
+   (VmHWM). The spool cursor reaching N (delivered *and* committed) is printed too.
+2. ``latency``: one agent fans out to both mocks while a writer thread appends lines at a steady rate
+   (default 2,000/s for 20 s); each mock stamps the first arrival of every event id (ES ``_id``, HEC
+   ``event.event_id``, both the hushd line's id) with ``time.time()`` when it starts handling the
+   request; the writer stamps each line just after its ``write()`` returned. Same machine, same clock
+   (CLOCK_REALTIME). Prints p50/p95/p99/max of arrival - write, and any id that never arrived.
+
+Each mock runs in its own process (this script with ``--serve-mock``) so it neither shares the GIL
+with the agent nor with this script's pollers, and its CPU is measured from /proc like the agent's.
+If the mock used most of a core while the agent waited on it, the output says the mock was the
+bottleneck. The ES mock keeps no sources and skips its vendor-spec check during throughput runs
+(tests cover conformance; ``--mock-spec-check`` turns it on).
+
+``--profile`` measures the delivery side alone in this process: a first supervisor fills the spool
+(outputs disabled), then a second one with the output enabled runs under cProfile (gevent
+monkey-patched, as ``bench/ingest.py --profile`` does) until the cursor reaches N; the top functions
+by cumulative and own time are printed for the hub thread and for the threadpool (spool transactions).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import math
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from tests.integration.harness import audit_line, line_id  # noqa: E402
+
+
+def _load_ingest_bench() -> Any:
+    """bench/ingest.py by path (bench/ is not a package; a stray ``bench`` module elsewhere on
+    sys.path must not shadow it)."""
+    spec = importlib.util.spec_from_file_location("clawd_bench_ingest", Path(__file__).with_name("ingest.py"))
+    assert spec is not None and spec.loader is not None
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+_ingest = _load_ingest_bench()
+RssPoller, query, vm_hwm, write_input = _ingest.RssPoller, _ingest.query, _ingest.vm_hwm, _ingest.write_input
+
+DEFAULT_EVENTS = 200_000
+POLL_S = 0.02
+TIMEOUT_S = 600.0
+#: A throwaway token accepted by the loopback HEC mock (outputs.mocks.splunk_hec.DEFAULT_TOKEN).
+HEC_TOKEN = "00000000-0000-4000-8000-000000000001"
+ES_DATA_STREAM = "logs-clawdstrike.security-default"
+TARGETS = {"es_rate": 40_000.0, "p99_ms": 50.0, "rss_mib": 100.0}
+#: Share of one core above which the mock, not the agent, limits a throughput run.
+MOCK_SATURATED = 0.85
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+# ---------------------------------------------------------------------------------------------------
+# The mock side (runs in its own process: ``bench/delivery.py --serve-mock KIND``)
+
+_ES_ID = re.compile(rb'"_id":"([0-9a-f-]{36})"')
+_HEC_ID = re.compile(rb'"event_id":"([0-9a-f-]{36})"')
+
+
+class Recorder:
+    """Wraps a vendor ``MockApp``: counts payload bytes, stamps the first arrival of each event id, and
+    the wall-clock time at which the mock had acknowledged ``expect`` events. Everything else (faults,
+    stats, vendor control endpoints) is the vendor mock's own."""
+
+    def __init__(self, inner: Any, kind: str, *, expect: int, record_ids: bool):
+        self.inner = inner
+        self.kind = kind
+        self.expect = expect
+        self.record_ids = record_ids
+        self.max_body = inner.max_body
+        self.max_decoded_body = inner.max_decoded_body
+        self._lock = threading.Lock()
+        self._serial = threading.Lock()  # HEC with acks: count the events each request stored
+        self.requests = 0
+        self.raw_bytes = 0
+        self.body_bytes = 0
+        self.first_arrival = 0.0
+        self.last_arrival = 0.0
+        self.done_at = 0.0
+        self.acked = 0
+        self._ack_events: dict[tuple[str, int], int] = {}
+        self.arrivals: dict[str, float] = {}
+
+    # MockServer assigns its fault schedule to ``app.faults``; the vendor app reads it (HEC ack delay).
+    @property
+    def faults(self) -> Any:
+        return self.inner.faults
+
+    @faults.setter
+    def faults(self, value: Any) -> None:
+        self.inner.faults = value
+
+    def _is_data(self, path: str) -> bool:
+        return path.endswith("/_bulk") if self.kind == "es" else "/collector/event" in path
+
+    def handle(self, req: Any) -> Any:
+        now = time.time()
+        data = req.method == "POST" and self._is_data(req.path)
+        if data:
+            with self._lock:
+                self.requests += 1
+                self.raw_bytes += req.raw_length
+                self.body_bytes += len(req.body)
+                self.first_arrival = self.first_arrival or now
+                self.last_arrival = now
+                if self.record_ids:
+                    rx = _ES_ID if self.kind == "es" else _HEC_ID
+                    for m in rx.finditer(req.body):
+                        self.arrivals.setdefault(m.group(1).decode(), now)
+        if self.kind == "hec-ack" and data:
+            with self._serial:
+                before = len(self.inner.events)
+                resp = self.inner.handle(req)
+                stored = len(self.inner.events) - before
+            ack_id = _json(resp.body).get("ackId")
+            if isinstance(ack_id, int):
+                channel = req.headers.get("X-Splunk-Request-Channel") or req.query.get("channel", "")
+                with self._lock:
+                    self._ack_events[(channel, ack_id)] = stored
+            return resp
+        resp = self.inner.handle(req)
+        if self.kind == "hec-ack" and req.path.startswith("/services/collector/ack"):
+            channel = req.headers.get("X-Splunk-Request-Channel") or req.query.get("channel", "")
+            acks = _json(resp.body).get("acks") or {}
+            with self._lock:
+                for k, ok in acks.items():
+                    if ok:
+                        self.acked += self._ack_events.pop((channel, int(k)), 0)
+                self._check_done(self.acked)
+        elif data:
+            with self._lock:
+                self._check_done(self._accepted())
+        return resp
+
+    def _accepted(self) -> int:
+        if self.kind == "es":
+            c = self.inner.counters
+            return int(c["created"] + c["conflicts"])
+        return len(self.inner.events)
+
+    def _check_done(self, n: int) -> None:
+        if not self.done_at and n >= self.expect:
+            self.done_at = time.time()
+
+    def summary(self) -> dict[str, Any]:
+        with self._lock:
+            out = {"requests": self.requests, "raw_bytes": self.raw_bytes, "body_bytes": self.body_bytes,
+                   "first_arrival": self.first_arrival, "last_arrival": self.last_arrival,
+                   "done_at": self.done_at, "acked": self.acked}
+        out["accepted"] = self.acked if self.kind == "hec-ack" else self._accepted()
+        out["mock"] = self.inner.stats()
+        out.pop("arrivals", None)
+        return out
+
+    # The rest of the MockApp interface goes to the vendor app.
+    def stats(self) -> dict[str, Any]:
+        return dict(self.inner.stats())
+
+    def reset(self) -> None:
+        self.inner.reset()
+
+    def fault_response(self, fault: Any) -> Any:
+        return self.inner.fault_response(fault)
+
+    def too_large(self, length: int) -> Any:
+        return self.inner.too_large(length)
+
+    def control(self, req: Any) -> Any:
+        from outputs.mocks.server import MockResponse
+
+        if req.path == "/_mock/bench/summary":
+            return MockResponse.json(200, self.summary())
+        if req.path == "/_mock/bench/arrivals":
+            with self._lock:
+                return MockResponse.json(200, dict(self.arrivals))
+        if req.path == "/_mock/bench/sample":
+            return MockResponse.json(200, self.sample())
+        return self.inner.control(req)
+
+    def sample(self) -> Any:
+        """One stored document (to show which format actually arrived)."""
+        if self.kind == "es":
+            for idx in self.inner.indices.values():
+                for doc in idx.docs.values():
+                    return doc
+            return None
+        return self.inner.events[0] if self.inner.events else None
+
+
+def _json(body: bytes) -> dict[str, Any]:
+    try:
+        v = json.loads(body)
+    except ValueError:
+        return {}
+    return v if isinstance(v, dict) else {}
+
+
+def build_mock_app(kind: str, *, spec_check: bool, keep_sources: bool) -> Any:
+    if kind == "es":
+        from outputs.mocks.elasticsearch import ElasticsearchMock
+
+        return ElasticsearchMock(check_spec=spec_check, keep_sources=keep_sources)
+    from outputs.mocks.splunk_hec import HecToken, SplunkHecApp
+
+    # The HEC mock keeps every event: its count of stored events is what the bench reads.
+    return SplunkHecApp([HecToken(HEC_TOKEN, use_ack=kind == "hec-ack")])
+
+
+def serve_mock(kind: str, *, expect: int, record_ids: bool, spec_check: bool, keep_sources: bool) -> int:
+    from outputs.mocks.server import MockServer
+
+    app = Recorder(build_mock_app(kind, spec_check=spec_check, keep_sources=keep_sources), kind,
+                   expect=expect, record_ids=record_ids)
+    server = MockServer(app)  # type: ignore[arg-type]  # duck-typed MockApp
+    signal.signal(signal.SIGTERM, lambda *_: threading.Thread(target=server.stop, daemon=True).start())
+    print(f"listening {server.url}", flush=True)
+    server.serve_forever()
+    return 0
+
+
+# ---------------------------------------------------------------------------------------------------
+# The bench side
+
+
+@dataclass
+class MockProcess:
+    """A ``--serve-mock`` child: its URL, and its control endpoints read over HTTP."""
+
+    kind: str
+    proc: subprocess.Popen[bytes]
+    url: str
+
+    @classmethod
+    def start(cls, kind: str, *, expect: int, record_ids: bool = False, spec_check: bool = False,
+              keep_sources: bool = False) -> MockProcess:
+        cmd = [sys.executable, str(Path(__file__).resolve()), "--serve-mock", kind, "--events", str(expect)]
+        if record_ids:
+            cmd.append("--record-ids")
+        if spec_check:
+            cmd.append("--mock-spec-check")
+        if keep_sources:
+            cmd.append("--keep-sources")
+        proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE,
+                                env=dict(os.environ, PYTHONPATH=str(ROOT)))
+        assert proc.stdout is not None
+        line = proc.stdout.readline().decode().strip()
+        if not line.startswith("listening "):
+            proc.kill()
+            raise RuntimeError(f"mock {kind} did not start: {line!r}")
+        return cls(kind, proc, line.split(" ", 1)[1])
+
+    def get(self, what: str) -> Any:
+        with urllib.request.urlopen(f"{self.url}/_mock/bench/{what}", timeout=30) as r:
+            return json.loads(r.read())
+
+    def cpu(self) -> float:
+        return cpu_seconds(self.proc.pid)
+
+    def stop(self) -> None:
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+
+
+def cpu_seconds(pid: int) -> float:
+    """utime + stime of every thread of ``pid`` (fields 14 and 15 of /proc/<pid>/stat)."""
+    try:
+        raw = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return 0.0
+    rest = raw[raw.rindex(")") + 2:].split()
+    return (int(rest[11]) + int(rest[12])) / CLK_TCK
+
+
+def machine_busy_seconds() -> float:
+    """CPU seconds all processes on this machine spent busy so far (/proc/stat, first line)."""
+    try:
+        fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]
+    except OSError:
+        return 0.0
+    user, nice, system, _idle, _iowait, irq, softirq, steal = (int(x) for x in fields[:8])
+    return (user + nice + system + irq + softirq + steal) / CLK_TCK
+
+
+def output_toml(name: str, kind: str, url: str, *, batch_max_wait: str | None,
+                hec_ack_poll: str | None) -> str:
+    wait = f'batch_max_wait = "{batch_max_wait}"\n' if batch_max_wait else ""
+    if kind == "es":
+        return f"""
+[outputs.{name}]
+type = "elasticsearch"
+hosts = ["{url}"]
+format = "ecs"
+{wait}"""
+    poll = f'ack_poll_interval = "{hec_ack_poll}"\n' if hec_ack_poll and kind == "hec-ack" else ""
+    return f"""
+[outputs.{name}]
+type = "splunk_hec"
+endpoint = "{url}"
+token = "{HEC_TOKEN}"
+ack = {"true" if kind == "hec-ack" else "false"}
+{poll}{wait}"""
+
+
+def agent_toml(tmp: Path, outputs: str, *, durability: str = "full") -> Path:
+    cfg = tmp / "agent.toml"
+    cfg.write_text(f"""
+[agent]
+data_dir = "{tmp}/state"
+log_format = "json"
+log_level = "warning"
+
+[spool]
+durability = "{durability}"
+
+[metrics]
+enabled = false
+
+[inputs.audit]
+type = "file"
+paths = ["{tmp}/in/*.jsonl"]
+{outputs}""")
+    return cfg
+
+
+class AgentProcess:
+    """A ``python -m agent run`` child with its log in the temp dir."""
+
+    def __init__(self, tmp: Path, cfg: Path):
+        self.tmp = tmp
+        env = dict(os.environ, PYTHONPATH=str(ROOT))
+        self._log = open(tmp / "agent.log", "wb")  # noqa: SIM115 - closed in stop()
+        self.t0 = time.time()
+        self.proc = subprocess.Popen([sys.executable, "-m", "agent", "run", "-c", str(cfg)],
+                                     cwd=ROOT, env=env, stdout=self._log, stderr=self._log)
+        self.rss = RssPoller(self.proc.pid)
+        self.rss.start()
+        self.db = tmp / "state" / "spool.db"
+
+    def check_alive(self) -> None:
+        if self.proc.poll() is not None:
+            raise RuntimeError(f"agent exited with {self.proc.returncode}: "
+                               f"{(self.tmp / 'agent.log').read_text()[-2000:]}")
+
+    def cursor(self, output: str) -> int:
+        return query(self.db, "SELECT seq FROM cursors WHERE output = ?", (output,)) or 0
+
+    def stop(self) -> tuple[float, int, int]:
+        """SIGTERM; returns (cpu seconds, VmHWM bytes, polled peak RSS) read just before."""
+        cpu = cpu_seconds(self.proc.pid)
+        hwm = vm_hwm(self.proc.pid)
+        polled = self.rss.stop()
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        self._log.close()
+        return cpu, hwm, polled
+
+    def log_tail(self, n: int = 5) -> list[str]:
+        lines = (self.tmp / "agent.log").read_text(errors="replace").splitlines()
+        return [ln for ln in lines if '"level"' in ln or "Traceback" in ln][-n:]
+
+
+@dataclass
+class Throughput:
+    kind: str
+    n: int
+    rate_first: float = 0.0
+    rate_start: float = 0.0
+    cursor_rate: float = 0.0
+    startup_s: float = 0.0
+    deliver_s: float = 0.0
+    payload_mib_s: float = 0.0
+    wire_mib_s: float = 0.0
+    payload_mib: float = 0.0
+    requests: int = 0
+    cpu_per_100k: float = 0.0
+    agent_cores: float = 0.0
+    mock_cpu_s: float = 0.0
+    mock_cores: float = 0.0
+    rss_mib: float = 0.0
+    other_cores: float = 0.0
+    accepted: int = 0
+    document: str = ""
+    notes: list[str] = field(default_factory=list)
+
+
+def run_throughput(kind: str, n: int, args: argparse.Namespace) -> Throughput:
+    tmp = Path(tempfile.mkdtemp(prefix=f"clawd-bench-delivery-{kind}-"))
+    mock = MockProcess.start(kind, expect=n, spec_check=args.mock_spec_check, keep_sources=False)
+    agent = None
+    try:
+        write_input(tmp, n)
+        name = "es" if kind == "es" else "hec"
+        cfg = agent_toml(tmp, output_toml(name, kind, mock.url, batch_max_wait=args.batch_max_wait,
+                                          hec_ack_poll=args.hec_ack_poll))
+        mock_cpu0 = mock.cpu()
+        busy0, self0 = machine_busy_seconds(), time.process_time()
+        agent = AgentProcess(tmp, cfg)
+        t_first = t_cursor = 0.0
+        summary: dict[str, Any] = {}
+        deadline = agent.t0 + args.timeout
+        while time.time() < deadline:
+            agent.check_alive()
+            now = time.time()
+            if not t_first and (query(agent.db, "SELECT max(seq) FROM events") or 0) > 0:
+                t_first = now
+            if not t_cursor and agent.cursor(name) >= n:
+                t_cursor = now
+            if t_cursor:
+                summary = mock.get("summary")
+                if summary["done_at"]:
+                    break
+            time.sleep(POLL_S)
+        mock_cpu = mock.cpu() - mock_cpu0
+        others = machine_busy_seconds() - busy0 - (time.process_time() - self0) - mock_cpu
+        wall = time.time() - agent.t0
+        cpu, hwm, polled = agent.stop()
+        others -= cpu
+        if not summary.get("done_at"):
+            summary = mock.get("summary")
+            raise RuntimeError(f"{kind}: not done after {args.timeout:.0f}s (cursor at "
+                               f"{agent.cursor(name)}, mock accepted {summary.get('accepted')}); "
+                               f"log: {agent.log_tail()}")
+        sample = mock.get("sample") if kind == "es" else None
+        done = summary["done_at"]
+        r = Throughput(kind, n)
+        r.startup_s = (t_first or agent.t0) - agent.t0
+        r.deliver_s = done - (t_first or agent.t0)
+        r.rate_first = n / max(r.deliver_s, 1e-9)
+        r.rate_start = n / max(done - agent.t0, 1e-9)
+        r.cursor_rate = n / max(t_cursor - (t_first or agent.t0), 1e-9)
+        r.payload_mib = summary["body_bytes"] / 2**20
+        r.payload_mib_s = r.payload_mib / max(r.deliver_s, 1e-9)
+        r.wire_mib_s = summary["raw_bytes"] / 2**20 / max(r.deliver_s, 1e-9)
+        r.requests = summary["requests"]
+        r.accepted = summary["accepted"]
+        r.cpu_per_100k = cpu / n * 100_000
+        r.agent_cores = cpu / max(t_cursor - agent.t0, 1e-9)
+        r.mock_cpu_s = mock_cpu
+        active = max(summary["last_arrival"], done) - (summary["first_arrival"] or done)
+        r.mock_cores = mock_cpu / max(active, 1e-9)
+        r.rss_mib = max(hwm, polled) / 2**20
+        r.other_cores = max(0.0, others) / max(wall, 1e-9)
+        if r.other_cores >= 0.25:
+            r.notes.append(f"other processes kept {r.other_cores:.2f} cores busy during the run: "
+                           "the figures are pessimistic")
+        if sample is not None:
+            r.document = "ECS" if isinstance(sample, dict) and "ecs" in sample else \
+                "NOT ECS (no 'ecs' field: the ECS transform was not applied)"
+        if r.mock_cores >= MOCK_SATURATED:
+            r.notes.append(f"the mock used {r.mock_cores:.2f} of a core while receiving: it was the "
+                           "bottleneck, the agent's figure is a lower bound")
+        if r.accepted != n:
+            r.notes.append(f"mock accepted {r.accepted:,} of {n:,} events")
+        return r
+    finally:
+        if agent is not None and agent.proc.poll() is None:
+            agent.stop()
+        mock.stop()
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+class SteadyWriter(threading.Thread):
+    """Appends audit lines at ``rate`` per second for ``duration`` seconds, stamping each line with
+    ``time.time()`` right after the write that made it visible. When behind schedule, the due lines
+    go out in one write (same stamp), so the rate holds without busy-waiting."""
+
+    def __init__(self, path: Path, rate: float, duration: float, run: int):
+        super().__init__(daemon=True)
+        self.path = path
+        self.rate = rate
+        self.total = int(rate * duration)
+        self.run_id = run
+        self.written: list[float] = []
+        self.error: BaseException | None = None
+
+    def run(self) -> None:
+        try:
+            fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+            try:
+                start = time.time()
+                i = 0
+                while i < self.total:
+                    due = min(self.total, int((time.time() - start) * self.rate) + 1)
+                    if due <= i:
+                        time.sleep(max(0.0, start + i / self.rate - time.time()))
+                        continue
+                    os.write(fd, b"".join(audit_line(k, run=self.run_id) for k in range(i, due)))
+                    now = time.time()
+                    self.written.extend([now] * (due - i))
+                    i = due
+            finally:
+                os.close(fd)
+        except BaseException as exc:  # reported by the caller
+            self.error = exc
+
+
+def percentile(sorted_values: list[float], p: float) -> float:
+    if not sorted_values:
+        return float("nan")
+    k = min(len(sorted_values) - 1, max(0, math.ceil(p / 100 * len(sorted_values)) - 1))
+    return sorted_values[k]
+
+
+def run_latency(args: argparse.Namespace) -> dict[str, Any]:
+    tmp = Path(tempfile.mkdtemp(prefix="clawd-bench-latency-"))
+    total = int(args.rate * args.duration)
+    mocks = {"es": MockProcess.start("es", expect=total, record_ids=True),
+             "hec": MockProcess.start("hec", expect=total, record_ids=True)}
+    agent = None
+    try:
+        (tmp / "in").mkdir(parents=True)
+        target = tmp / "in" / "audit.jsonl"
+        target.touch()
+        outs = "".join(output_toml(k, k, m.url, batch_max_wait=args.batch_max_wait, hec_ack_poll=None)
+                       for k, m in mocks.items())
+        agent = AgentProcess(tmp, agent_toml(tmp, outs))
+        # Ready = a first probe line went all the way through (imports, connections, file opened).
+        with open(target, "ab") as f:
+            f.write(audit_line(0, run=7))
+        probe = line_id(0, run=7)
+        deadline = time.time() + 60
+        while time.time() < deadline:
+            agent.check_alive()
+            if all(probe in m.get("arrivals") for m in mocks.values()):
+                break
+            time.sleep(0.1)
+        else:
+            raise RuntimeError(f"latency: the probe line never arrived; log: {agent.log_tail()}")
+        writer = SteadyWriter(target, args.rate, args.duration, run=8)
+        writer.start()
+        writer.join()
+        if writer.error is not None:
+            raise writer.error
+        ids = [line_id(i, run=8) for i in range(total)]
+        arrivals: dict[str, dict[str, float]] = {}
+        deadline = time.time() + 30
+        while time.time() < deadline:
+            arrivals = {k: m.get("arrivals") for k, m in mocks.items()}
+            if all(len(a) >= total + 1 for a in arrivals.values()):
+                break
+            time.sleep(0.2)
+        cpu, hwm, polled = agent.stop()
+        agent = None
+        res: dict[str, Any] = {"total": total, "rss_mib": max(hwm, polled) / 2**20,
+                               "cpu_per_100k": cpu / total * 100_000, "outputs": {}}
+        skip = int(args.rate * args.warmup)
+        span = writer.written[-1] - writer.written[0] if writer.written else 0.0
+        res["achieved_rate"] = (len(writer.written) - 1) / span if span > 0 else 0.0
+        for k, arr in arrivals.items():
+            lat = sorted((arr[i] - w) * 1000 for i, w in zip(ids[skip:], writer.written[skip:],
+                                                               strict=True) if i in arr)
+            missing = sum(1 for i in ids if i not in arr)
+            res["outputs"][k] = {"n": len(lat), "missing": missing, "p50": percentile(lat, 50),
+                                 "p95": percentile(lat, 95), "p99": percentile(lat, 99),
+                                 "max": lat[-1] if lat else float("nan"),
+                                 "mock_cpu_s": mocks[k].cpu()}
+        return res
+    finally:
+        if agent is not None:
+            agent.stop()
+        for m in mocks.values():
+            m.stop()
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+# ---------------------------------------------------------------------------------------------------
+# --profile: the delivery side alone, in this process
+
+
+def run_profile(kind: str, n: int, args: argparse.Namespace) -> None:
+    from gevent import monkey
+
+    monkey.patch_all()
+    import cProfile
+    import pstats
+
+    import gevent
+
+    import spool.store as store
+    from agent.config import load_config
+    from agent.logs import setup_logging
+    from agent.supervisor import Supervisor
+
+    tmp = Path(tempfile.mkdtemp(prefix="clawd-bench-delivery-prof-"))
+    mock = MockProcess.start(kind, expect=n, spec_check=args.mock_spec_check)
+    try:
+        write_input(tmp, n)
+        name = "es" if kind == "es" else "hec"
+        out = output_toml(name, kind, mock.url, batch_max_wait=args.batch_max_wait,
+                          hec_ack_poll=args.hec_ack_poll)
+        # 1. fill the spool with the output disabled (its cursor stays at 0)
+        cfg = load_config(agent_toml(tmp, out.replace(f"[outputs.{name}]\n",
+                                                      f"[outputs.{name}]\nenabled = false\n")))
+        setup_logging("warning", cfg.agent.log_format)
+        sup = Supervisor(cfg)
+        sup.start()
+        while sup.spool.last_seq() < n:
+            gevent.sleep(POLL_S)
+        sup.shutdown()
+        # 2. deliver it, profiled
+        cfg = load_config(agent_toml(tmp, out))
+        pool_profiles: list[cProfile.Profile] = []
+        lock = threading.Lock()
+        orig_capture = store._capture
+
+        def profiled_capture(fn, a):  # type: ignore[no-untyped-def]
+            p = cProfile.Profile()
+            p.enable()
+            try:
+                return orig_capture(fn, a)
+            finally:
+                p.disable()
+                with lock:
+                    pool_profiles.append(p)
+
+        store._capture = profiled_capture  # type: ignore[assignment]
+        mock_cpu0 = mock.cpu()
+        cpu0 = time.process_time()
+        prof = cProfile.Profile()
+        t0 = time.monotonic()
+        prof.enable()
+        sup = Supervisor(cfg)
+        sup.start()
+        while time.monotonic() - t0 < args.timeout:
+            if (sup.spool.get_cursor(name) or (0, 0))[0] >= n:
+                break
+            gevent.sleep(POLL_S)
+        t_all = time.monotonic()
+        prof.disable()
+        cpu = time.process_time() - cpu0
+        sup.shutdown()
+        store._capture = orig_capture
+        wall = t_all - t0
+        mock_cpu = mock.cpu() - mock_cpu0
+        print(f"profile {kind}: delivered {n:,} spooled events in {wall:.2f}s = {n / wall:,.0f} events/s "
+              f"under cProfile; this process {cpu:.2f} CPU s, mock {mock_cpu:.2f} CPU s")
+        top = args.top
+        st = pstats.Stats(prof)
+        print(f"\n== hub thread (greenlets; includes idle waits), top {top} by cumulative ==")
+        st.sort_stats("cumulative").print_stats(top)
+        print(f"== hub thread: top {top} by own time ==")
+        st.sort_stats("tottime").print_stats(top)
+        if pool_profiles:
+            pst = pstats.Stats(pool_profiles[0])
+            for p in pool_profiles[1:]:
+                pst.add(p)
+            print(f"== threadpool (spool transactions, {len(pool_profiles)} calls): top {top} by own time ==")
+            pst.sort_stats("tottime").print_stats(top)
+    finally:
+        mock.stop()
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+# ---------------------------------------------------------------------------------------------------
+
+
+def verdict(ok: bool) -> str:
+    return "meets target" if ok else "BELOW TARGET"
+
+
+def print_throughput(r: Throughput) -> None:
+    label = {"es": "file -> spool -> ES (ecs)", "hec": "file -> spool -> HEC", "hec-ack":
+             "file -> spool -> HEC (acks)"}[r.kind]
+    w = "events/s"
+    target = ""
+    if r.kind == "es":
+        target = f"   target >= {TARGETS['es_rate']:,.0f}: {verdict(r.rate_first >= TARGETS['es_rate'])}"
+    print(f"{label:<28}: {r.rate_first:>9,.0f} {w}  first row spooled -> N-th event acknowledged by "
+          f"the mock ({r.deliver_s:.2f}s){target}")
+    print(f"{'from process start':<28}: {r.rate_start:>9,.0f} {w}  (startup {r.startup_s:.2f}s); "
+          f"to cursor = N: {r.cursor_rate:,.0f} {w}")
+    print(f"{'payload':<28}: {r.payload_mib_s:>9.1f} MiB/s  ({r.payload_mib:.0f} MiB in {r.requests:,} "
+          f"requests; {r.wire_mib_s:.1f} MiB/s gzip on the wire)")
+    print(f"{'agent CPU':<28}: {r.cpu_per_100k:>9.2f} s per 100k events  ({r.agent_cores:.2f} cores "
+          f"busy on average, ingest included)")
+    print(f"{'mock CPU':<28}: {r.mock_cpu_s:>9.2f} s  ({r.mock_cores:.2f} of a core while receiving)")
+    print(f"{'peak RSS':<28}: {r.rss_mib:>9.1f} MiB  target <= {TARGETS['rss_mib']:.0f}: "
+          f"{verdict(r.rss_mib <= TARGETS['rss_mib'])}")
+    if r.document:
+        print(f"{'documents':<28}: {r.document}")
+    for note in r.notes:
+        print(f"{'NOTE':<28}: {note}")
+    print()
+
+
+def print_latency(res: dict[str, Any], args: argparse.Namespace) -> None:
+    print(f"latency: {res['total']:,} lines at {args.rate:,.0f}/s for {args.duration:.0f}s "
+          f"(achieved {res['achieved_rate']:,.0f}/s), one agent fanning out to both mocks; "
+          f"first {args.warmup:.0f}s excluded; ms from line written to request arrival at the mock")
+    for k, o in res["outputs"].items():
+        ok = o["p99"] <= TARGETS["p99_ms"]
+        print(f"  {k:<4} p50 {o['p50']:6.1f}  p95 {o['p95']:6.1f}  p99 {o['p99']:6.1f}  max "
+              f"{o['max']:7.1f}   (n={o['n']:,}, never arrived {o['missing']})   target p99 <= "
+              f"{TARGETS['p99_ms']:.0f}: {verdict(ok)}; mock CPU {o['mock_cpu_s']:.1f}s")
+    print(f"  agent: peak RSS {res['rss_mib']:.1f} MiB, {res['cpu_per_100k']:.2f} CPU s per 100k events "
+          f"(both outputs)")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--events", type=int, default=DEFAULT_EVENTS)
+    ap.add_argument("--runs", default="es,hec,hec-ack,latency",
+                    help="comma-separated: es, hec, hec-ack, latency")
+    ap.add_argument("--rate", type=float, default=2000.0, help="latency run: lines per second")
+    ap.add_argument("--duration", type=float, default=20.0, help="latency run: seconds of writing")
+    ap.add_argument("--warmup", type=float, default=1.0, help="latency run: first seconds not counted")
+    ap.add_argument("--batch-max-wait", default=None,
+                    help="override the outputs' batch_max_wait (default: the agent's default)")
+    ap.add_argument("--hec-ack-poll", default=None,
+                    help="override splunk_hec ack_poll_interval for hec-ack (default: the agent's)")
+    ap.add_argument("--mock-spec-check", action="store_true",
+                    help="ES mock checks every request/response against the vendor spec (slower mock)")
+    ap.add_argument("--timeout", type=float, default=TIMEOUT_S)
+    ap.add_argument("--profile", action="store_true", help="profile the delivery side in-process")
+    ap.add_argument("--profile-output", default="es", choices=["es", "hec", "hec-ack"])
+    ap.add_argument("--top", type=int, default=25)
+    ap.add_argument("--serve-mock", choices=["es", "hec", "hec-ack"], help=argparse.SUPPRESS)
+    ap.add_argument("--record-ids", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("--keep-sources", action="store_true", help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.serve_mock:
+        sys.exit(serve_mock(args.serve_mock, expect=args.events, record_ids=args.record_ids,
+                            spec_check=args.mock_spec_check, keep_sources=args.keep_sources))
+    if args.profile:
+        run_profile(args.profile_output, args.events, args)
+        return
+    runs = [r.strip() for r in args.runs.split(",") if r.strip()]
+    print(f"clawd-agent delivery bench: {args.events:,} hushd audit lines, durability=full, "
+          f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f}, python {sys.version.split()[0]}"
+          + (f", batch_max_wait={args.batch_max_wait}" if args.batch_max_wait else "")
+          + (f", hec ack_poll_interval={args.hec_ack_poll}" if args.hec_ack_poll else ""))
+    print()
+    for kind in runs:
+        if kind == "latency":
+            print_latency(run_latency(args), args)
+            continue
+        print_throughput(run_throughput(kind, args.events, args))
+
+
+if __name__ == "__main__":
+    main()
