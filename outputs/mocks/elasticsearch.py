@@ -23,7 +23,8 @@ operation description in ../shared/vendor-specs/elasticsearch):
 
 Every request to ``_bulk`` and every response the app produces are checked with
 ``outputs.mocks.es_spec``; a violation answers 400 (request) or 500 (response) with
-"mock spec violation" and is recorded in ``stats()["spec_violations"]``.
+"mock spec violation" and is recorded in ``stats()["spec_violations"]``. The one answer not checked
+is the 413, which has no body in Elasticsearch either.
 """
 
 from __future__ import annotations
