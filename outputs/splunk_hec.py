@@ -133,7 +133,8 @@ class SplunkHecOutputConfig(HttpOutputConfig):
     sourcetype: str = doc("Sourcetype; empty picks one per format (clawdstrike:security_event, "
                           "clawdstrike:ecs, clawdstrike:ocsf, cef).", default="")
     host: str = doc("Host field; empty uses this machine's host name.", default="")
-    fields: dict[str, str] = doc("Static indexed fields added to every event.", default_factory=dict)
+    indexed_fields: dict[str, str] = doc("Static indexed fields added to every event.",
+                                         default_factory=dict)
     event_fields: list[str] = doc(
         "Indexed fields taken from each event (severity, guard, event_type, outcome, action, "
         "agent_id); absent values are left out.",
@@ -203,7 +204,7 @@ class SplunkHecOutput(Output):
         self.health_url = base + health_path
         self._host = config.host or socket.gethostname()
         self._sourcetype = config.sourcetype or SOURCETYPES[config.format]
-        self._static_fields = dict(config.fields)
+        self._static_fields = dict(config.indexed_fields)
         self._getters = [(name, EVENT_FIELDS[name]) for name in config.event_fields]
         self._meta_cache: dict[tuple[str, str, str, str], bytes] = {}
         self._client: HttpClient | None = None

@@ -122,7 +122,7 @@ def test_collector_paths_keep_a_proxy_prefix() -> None:
 
 def test_envelope_fields(hec: tuple[RecordingHec, MockServer]) -> None:
     _, server = hec
-    out = make_output(server, host="agent-host-1", fields={"env": "prod"})
+    out = make_output(server, host="agent-host-1", indexed_fields={"env": "prod"})
     env = envelope(items(out, 1)[0].data)
     assert env["time"] == 1767323045.678  # epoch seconds, ms precision (sub-ms digits dropped)
     assert env["host"] == "agent-host-1"
