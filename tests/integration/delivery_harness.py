@@ -1,0 +1,423 @@
+"""Helpers for the delivery E2E tests: vendor mocks (in a thread or as a process), agent.toml with
+Splunk HEC and Elasticsearch outputs, the agent's CLI views, and waiting for exact counts.
+
+Why two ways to run a mock: in a thread, a test reads the mock's state directly (every HEC event
+stored, every request's arrival time and ids through ``Recorder``); as a ``python -m outputs.mocks``
+process it is exactly what the demo and an operator run, driven only through its ``/_mock/``
+control endpoints. Either way the agent under test is a real ``python -m agent run`` process
+(``tests.integration.harness``), so what is tested is the shipped delivery path.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import socket
+import ssl
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from outputs.mocks.elasticsearch import ElasticsearchMock
+from outputs.mocks.server import Fault, FaultSchedule, MockApp, MockRequest, MockResponse, MockServer
+from outputs.mocks.splunk_hec import HecToken, SplunkHecApp
+from tests.certs import TlsFiles
+from tests.integration.harness import ROOT, Agent, audit_line, line_id, wait_for
+
+#: The data stream the Elasticsearch output writes to by default (logs-<dataset>-<namespace>).
+ES_STREAM = "logs-clawdstrike.security-default"
+BULK = "/_bulk"
+HEC_EVENT = "/services/collector/event"
+
+
+# ---------------------------------------------------------------------------------------- mocks
+
+
+@dataclass
+class Arrival:
+    """One request as the mock saw it arrive (monotonic clock of the test process)."""
+
+    at: float
+    method: str
+    path: str
+    status: int = 0
+    ids: tuple[str, ...] = ()
+    retry_after: str | None = None
+    headers: dict[str, str] = field(default_factory=dict)
+    #: The JSON answer (dict) when the response was a JSON object of a few KiB at most.
+    answer: dict[str, Any] = field(default_factory=dict)
+
+
+class Recorder(MockApp):
+    """Mixin for a vendor mock: records every request (arrival time, the event ids it carried, the
+    status answered) and can answer ``status`` faults itself from ``app_faults``.
+
+    Why its own fault schedule: the server's faults answer before the app sees the body, so a test
+    could not tell which batch got the 429; faults taken here know the request's ids, which lets a
+    test follow one batch through its retries."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.arrivals: list[Arrival] = []
+        self.app_faults = FaultSchedule()
+        self._rec_lock = threading.Lock()
+
+    def handle(self, req: MockRequest) -> MockResponse:
+        arrival = Arrival(time.monotonic(), req.method, req.path, ids=tuple(self.request_ids(req)),
+                          headers={k.lower(): req.headers[k] for k in req.headers})
+        fault = self.app_faults.take(req.path, kinds=("status",))
+        if fault is not None:
+            resp = self.fault_response(fault)
+            if fault.retry_after is not None:
+                resp.headers["Retry-After"] = str(max(0, round(fault.retry_after)))
+        else:
+            resp = super().handle(req)  # type: ignore[safe-super]
+        arrival.status = resp.status
+        arrival.retry_after = resp.headers.get("Retry-After")
+        if resp.body[:1] == b"{" and len(resp.body) <= 4096:
+            with contextlib.suppress(ValueError):
+                arrival.answer = json.loads(resp.body)
+        with self._rec_lock:
+            self.arrivals.append(arrival)
+        return resp
+
+    def request_ids(self, req: MockRequest) -> list[str]:
+        """The event ids a request carries (vendor-specific; none by default)."""
+        return []
+
+    def requests_to(self, path: str) -> list[Arrival]:
+        with self._rec_lock:
+            return sorted((a for a in self.arrivals if a.path.endswith(path)), key=lambda a: a.at)
+
+
+class RecordingElasticsearch(Recorder, ElasticsearchMock):
+    """The Elasticsearch mock, recording the ``_id`` of every bulk action."""
+
+    def request_ids(self, req: MockRequest) -> list[str]:
+        if not req.path.endswith(BULK):
+            return []
+        ids = []
+        for line in req.body.split(b"\n")[0::2]:  # action lines; sources alternate with them
+            try:
+                action = orjson.loads(line)
+            except orjson.JSONDecodeError:
+                continue
+            if isinstance(action, dict) and action:
+                meta = next(iter(action.values()))
+                if isinstance(meta, dict) and "_id" in meta:
+                    ids.append(str(meta["_id"]))
+        return ids
+
+
+class RecordingHec(Recorder, SplunkHecApp):
+    """The Splunk HEC mock, recording the canonical ``event_id`` of every event sent."""
+
+    def request_ids(self, req: MockRequest) -> list[str]:
+        if not req.path.startswith("/services/collector/event"):
+            return []
+        return [i for i in (_hec_event_id(e) for e in _concatenated(req.body)) if i]
+
+    def event_ids(self) -> list[str]:
+        """The event id of every stored (indexed) event, duplicates included."""
+        with self._lock:
+            events = list(self.events)
+        return [i for i in (_hec_event_id(e) for e in events) if i]
+
+    def unacked_posts(self) -> list[Arrival]:
+        """Accepted event posts whose ackId was never reported true to an ack query (the client
+        gave up on them, or the ack was lost)."""
+        acked = {(a.headers.get("x-splunk-request-channel", ""), int(k))
+                 for a in self.requests_to("/services/collector/ack") if a.status == 200
+                 for k, ok in (a.answer.get("acks") or {}).items() if ok is True}
+        return [a for a in self.requests_to(HEC_EVENT) if a.status == 200
+                and (a.headers.get("x-splunk-request-channel", ""), a.answer.get("ackId")) not in acked]
+
+
+def _concatenated(body: bytes) -> Iterable[Any]:
+    decoder = json.JSONDecoder()
+    text = body.decode("utf-8", "replace")
+    pos = 0
+    while True:
+        while pos < len(text) and text[pos] in " \t\r\n":
+            pos += 1
+        if pos >= len(text):
+            return
+        try:
+            value, pos = decoder.raw_decode(text, pos)
+        except json.JSONDecodeError:
+            return
+        yield value
+
+
+def _hec_event_id(envelope: Any) -> str:
+    ev = envelope.get("event") if isinstance(envelope, dict) else None
+    if isinstance(ev, dict):
+        return str(ev.get("event_id") or (ev.get("event") or {}).get("id") or "")
+    return ""
+
+
+@dataclass
+class Mock:
+    """A running vendor mock: ``app`` and ``server`` when in a thread, ``proc`` when a process."""
+
+    kind: str
+    url: str
+    app: Any = None
+    server: MockServer | None = None
+    proc: subprocess.Popen[str] | None = None
+    tls: TlsFiles | None = None
+    mtls: bool = False
+    _stderr: list[str] = field(default_factory=list)
+
+    # -- control endpoints (work for both kinds) -----------------------------------------------
+    def control(self, method: str, path: str, body: Any = None) -> Any:
+        data = None if body is None else json.dumps(body).encode()
+        req = urllib.request.Request(self.url + path, data=data, method=method,
+                                     headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(req, timeout=10, context=self._client_context()) as resp:
+            return json.loads(resp.read() or b"null")
+
+    def add_faults(self, *faults: Mapping[str, Any]) -> None:
+        """Schedule server faults (``outputs.mocks.server.Fault`` dicts) via ``POST /_mock/faults``."""
+        self.control("POST", "/_mock/faults", [dict(f) for f in faults])
+
+    def clear_faults(self) -> None:
+        self.control("DELETE", "/_mock/faults")
+
+    def stats(self) -> dict[str, Any]:
+        return self.control("GET", "/_mock/stats")
+
+    def es_docs(self, index: str = ES_STREAM) -> dict[str, Any]:
+        """Stored Elasticsearch documents by ``_id`` (``POST /_mock/docs``)."""
+        return self.control("POST", "/_mock/docs", {"index": index})["docs"]
+
+    def _client_context(self) -> ssl.SSLContext | None:
+        if self.tls is None:
+            return None
+        ctx = ssl.create_default_context(cafile=str(self.tls.ca_cert))
+        if self.mtls:
+            ctx.load_cert_chain(str(self.tls.client_cert), str(self.tls.client_key))
+        return ctx
+
+    # -- lifecycle ------------------------------------------------------------------------------
+    def stop(self) -> None:
+        if self.server is not None:
+            self.server.stop()
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=10)
+
+
+def start_thread_mock(app: MockApp, kind: str, *, tls: TlsFiles | None = None,
+                      mtls: bool = False) -> Mock:
+    """Serve ``app`` from a thread of the test process (HTTPS with ``tls``; mTLS with ``mtls``)."""
+    server = MockServer(app, certfile=str(tls.server_cert) if tls else None,
+                        keyfile=str(tls.server_key) if tls else None,
+                        client_ca=str(tls.ca_cert) if tls and mtls else None).start()
+    return Mock(kind, server.url, app=app, server=server, tls=tls, mtls=mtls)
+
+
+def start_process_mock(kind: str, *, tls: TlsFiles | None = None, mtls: bool = False,
+                       tokens: Iterable[str] = (), options: Mapping[str, str] | None = None,
+                       timeout: float = 30) -> Mock:
+    """Run ``python -m outputs.mocks <kind>`` and wait for its ``listening <url>`` line."""
+    argv = [sys.executable, "-m", "outputs.mocks", kind]
+    if tls is not None:
+        argv += ["--tls-cert", str(tls.server_cert), "--tls-key", str(tls.server_key)]
+        if mtls:
+            argv += ["--client-ca", str(tls.ca_cert)]
+    for t in tokens:
+        argv += ["--token", t]
+    for k, v in (options or {}).items():
+        argv += ["--option", f"{k}={v}"]
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    proc = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+    mock = Mock(kind, "", proc=proc, tls=tls, mtls=mtls)
+    assert proc.stdout is not None and proc.stderr is not None
+    threading.Thread(target=lambda: mock._stderr.extend(proc.stderr), daemon=True).start()  # type: ignore[union-attr]
+    line: list[str] = []
+    reader = threading.Thread(target=lambda: line.append(proc.stdout.readline()), daemon=True)  # type: ignore[union-attr]
+    reader.start()
+    reader.join(timeout)
+    if not line or not line[0].startswith("listening "):
+        mock.stop()
+        raise AssertionError(f"mock {kind} did not start: {line!r} {''.join(mock._stderr)[-2000:]}")
+    mock.url = line[0].split(" ", 1)[1].strip()
+    return mock
+
+
+def hec_app(tokens: Iterable[str], *, ack: bool = False, **kwargs: Any) -> RecordingHec:
+    return RecordingHec([HecToken(t, use_ack=ack) for t in tokens], **kwargs)
+
+
+def es_app(**kwargs: Any) -> RecordingElasticsearch:
+    return RecordingElasticsearch(**kwargs)
+
+
+def fault(kind: str = "status", **kw: Any) -> dict[str, Any]:
+    """A Fault dict, validated here so a typo fails in the test, not in the mock."""
+    Fault.from_dict({"kind": kind, **kw})
+    return {"kind": kind, **kw}
+
+
+def closed_port() -> int:
+    """A loopback port nothing listens on (bound, then released): for a dead output, or a free
+    port for the metrics listener."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+# ---------------------------------------------------------------------------------------- config
+
+
+def toml_value(v: Any) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, (int, float)):
+        return repr(v)
+    if isinstance(v, str):
+        return json.dumps(v)  # a TOML basic string is a JSON string for our values
+    if isinstance(v, (list, tuple)):
+        return "[" + ", ".join(toml_value(x) for x in v) + "]"
+    if isinstance(v, Mapping):
+        return "{ " + ", ".join(f"{json.dumps(str(k))} = {toml_value(x)}" for k, x in v.items()) + " }"
+    raise TypeError(f"no TOML for {type(v).__name__}")
+
+
+def output_table(name: str, settings: Mapping[str, Any]) -> str:
+    lines = [f"[outputs.{name}]"]
+    lines += [f"{k} = {toml_value(v)}" for k, v in settings.items()]
+    return "\n".join(lines) + "\n"
+
+
+def hec_output(mock: Mock | str, token: str, **extra: Any) -> dict[str, Any]:
+    """Settings of a splunk_hec output pointed at ``mock`` (fast retries for tests)."""
+    return {"type": "splunk_hec", "endpoint": mock if isinstance(mock, str) else mock.url,
+            "token": token, "retry_initial": "100ms", "retry_max": "1s",
+            "breaker_cooldown": "1s", "breaker_cooldown_max": "2s",
+            "healthcheck_interval": "1s", **extra}
+
+
+def es_output(mock: Mock | str, **extra: Any) -> dict[str, Any]:
+    """Settings of an elasticsearch output (ECS documents) pointed at ``mock``."""
+    return {"type": "elasticsearch", "hosts": [mock if isinstance(mock, str) else mock.url],
+            "format": "ecs", "retry_initial": "100ms", "retry_max": "1s",
+            "breaker_cooldown": "1s", "breaker_cooldown_max": "2s",
+            "healthcheck_interval": "1s", **extra}
+
+
+def write_agent_config(tmp: Path, outputs: Mapping[str, Mapping[str, Any]], *,
+                       metrics_port: int | None = None) -> Path:
+    """agent.toml: one tailed audit file (``tmp/in/audit.jsonl``), a durable spool, ``outputs``."""
+    (tmp / "in").mkdir(exist_ok=True)
+    metrics = (f'listen = "127.0.0.1:{metrics_port}"' if metrics_port else "enabled = false")
+    text = f"""
+[agent]
+data_dir = "{tmp}/state"
+log_format = "json"
+heartbeat_interval = "200ms"
+shutdown_timeout = "5s"
+
+[spool]
+durability = "full"
+commit_max_delay = "5ms"
+
+[metrics]
+{metrics}
+
+[inputs.audit]
+type = "file"
+paths = ["{tmp}/in/*.jsonl"]
+scan_interval = "100ms"
+rotate_wait = "1s"
+
+""" + "\n".join(output_table(n, s) for n, s in outputs.items())
+    cfg = tmp / "agent.toml"
+    cfg.write_text(text)
+    return cfg
+
+
+# ---------------------------------------------------------------------------------------- agent
+
+
+class DeliveryAgent(Agent):
+    """A ``clawd-agent run`` process with extra environment (for ``${ENV}`` secrets)."""
+
+    def __init__(self, config: Path, log_path: Path, env: Mapping[str, str] | None = None):
+        super().__init__(config, log_path)
+        self.env = dict(env or {})
+
+    def start(self) -> DeliveryAgent:
+        env = dict(os.environ, PYTHONPATH=str(ROOT), **self.env)
+        self._log = open(self.log_path, "ab")  # noqa: SIM115 - closed in stop()/kill()
+        self.proc = subprocess.Popen([sys.executable, "-m", "agent", "run", "-c", str(self.config)],
+                                     cwd=ROOT, env=env, stdout=self._log, stderr=self._log)
+        return self
+
+
+def run_cli(*args: str, config: Path, env: Mapping[str, str] | None = None,
+            check: bool = True) -> subprocess.CompletedProcess[str]:
+    """``clawd-agent <args> -c config`` (as harness.cli, with extra environment)."""
+    full = dict(os.environ, PYTHONPATH=str(ROOT), **(env or {}))
+    res = subprocess.run([sys.executable, "-m", "agent", *args, "-c", str(config)], cwd=ROOT,
+                         env=full, capture_output=True, text=True, timeout=60)
+    if check and res.returncode not in (0, 1):  # status exits 1 when not healthy
+        raise AssertionError(f"clawd-agent {' '.join(args)} exited {res.returncode}: {res.stderr}")
+    return res
+
+
+def status(config: Path, env: Mapping[str, str] | None = None) -> dict[str, Any]:
+    return json.loads(run_cli("status", "--json", config=config, env=env).stdout)
+
+
+def output_status(config: Path, name: str, env: Mapping[str, str] | None = None) -> dict[str, Any]:
+    return status(config, env)["outputs"][name]
+
+
+def dlq_list(config: Path, output: str | None = None,
+             env: Mapping[str, str] | None = None) -> list[dict[str, Any]]:
+    args = ["dlq", "list", "--json"] + (["--output", output] if output else [])
+    res = run_cli(*args, config=config, env=env)
+    assert res.returncode == 0, res.stderr
+    return json.loads(res.stdout)
+
+
+def write_events(path: Path, start: int, stop: int, *, run: int = 0) -> list[str]:
+    """Append audit lines ``start..stop-1`` to ``path``; their canonical event ids."""
+    with open(path, "ab") as f:
+        f.write(b"".join(audit_line(i, run=run) for i in range(start, stop)))
+    return [line_id(i, run=run) for i in range(start, stop)]
+
+
+def wait_until(cond: Callable[[], bool], timeout: float, what: str) -> None:
+    """``harness.wait_for`` with a slower poll: the conditions here call HTTP or the CLI."""
+    wait_for(cond, timeout, what, interval=0.25)
+
+
+def scrape(port: int, path: str = "/metrics") -> str:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as r:
+        return r.read().decode()
+
+
+def metric(text: str, name: str, **labels: str) -> float | None:
+    want = ",".join(f'{k}="{v}"' for k, v in labels.items())
+    for line in text.splitlines():
+        if line.startswith(f"{name}{{{want}}} ") or (not labels and line.startswith(f"{name} ")):
+            return float(line.rsplit(" ", 1)[1])
+    return None
