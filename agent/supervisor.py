@@ -23,7 +23,7 @@ from gevent.pywsgi import WSGIServer
 
 from agent.config import AgentConfig
 from agent.metrics import AgentMetrics, health_document, output_extra
-from outputs.drain import Drain
+from outputs.drain import Drain, build_output_pipeline
 from outputs.registry import build_output
 from outputs.routing import compile_selector
 
@@ -110,7 +110,7 @@ class Supervisor:
         drain = Drain(output, self.spool, self.spool.reader(), new_data=self._signal.subscribe(),
                       on_batch=self.metrics.observe_batch if self.metrics else None,
                       selector=compile_selector(name, self.config.outputs), stats=stats,
-                      pipeline_factory=_pipeline_factory())
+                      pipeline_factory=build_output_pipeline)
         self.drains[name] = drain
         g = self._drain_group.spawn(drain.run)
         g.link_exception(lambda g, n=name, c=out_cfg: self._drain_crashed(n, c, g))
@@ -249,8 +249,3 @@ def _input_status(inp: Any) -> dict[str, Any]:
             if hasattr(st, key):
                 status.setdefault(key, getattr(st, key))
     return status
-
-
-def _pipeline_factory() -> Callable[[Any], Any] | None:
-    """``config -> output.pipeline`` once the transforms package provides build_pipeline."""
-    return None

@@ -16,6 +16,7 @@ from typing import Any, ClassVar, Literal
 
 from agent.config_loader import doc
 from agent.config_types import Duration, Secret, Size
+from transforms.config import CefConfig, FieldsConfig, RedactConfig, TransformConfig
 
 
 @dataclass
@@ -83,6 +84,19 @@ class OutputConfig:
                                          "it.", default=Duration(30))
     healthcheck_timeout: Duration = doc("A health check slower than this counts as failed.",
                                         default=Duration(10))
+    format: Literal["canonical", "ecs", "ocsf", "cef"] = doc(
+        "Event format: canonical (the spool's bytes), ecs (ECS 9.4), ocsf (OCSF 1.8), cef (CEF 0); "
+        "see docs/transforms.md.", default="canonical")
+    include_raw: bool = doc("Add the canonical event as a string (ECS event.original, OCSF raw_data); "
+                            "not with cef.", default=False)
+    ocsf_allowed_as_activity: bool = doc("ocsf: allowed actions as their activity class instead of "
+                                         "the default.", default=False)
+    cef: CefConfig = doc("cef: header identity (device_vendor, device_product, device_version).",
+                         default_factory=CefConfig)
+    fields: FieldsConfig = doc("Field renames, constants, allow/deny lists on the rendered document.",
+                               default_factory=FieldsConfig)
+    redact: RedactConfig = doc("Redaction for this output only, on top of [privacy].",
+                               default_factory=RedactConfig)
     filter: FilterConfig = doc("Which events this output receives.", default_factory=FilterConfig)
     routes: list[RouteConfig] = doc("Routing rules (`[[outputs.<name>.routes]]`): `when`, `set`, "
                                     "`to`; see docs/outputs.md.", default_factory=list)
@@ -98,6 +112,11 @@ class OutputConfig:
             raise ValueError("breaker_failures: expected 0 (disabled) or more")
         if self.healthcheck_interval and self.healthcheck_timeout <= 0:
             raise ValueError("healthcheck_timeout: expected more than 0")
+        self.transform_config().validate()
+
+    def transform_config(self) -> TransformConfig:
+        """The transform keys of this output, as the pipeline builder takes them."""
+        return TransformConfig(**{f.name: getattr(self, f.name) for f in dataclasses.fields(TransformConfig)})
 
 
 @dataclass(slots=True)
@@ -191,8 +210,9 @@ class Output:
     #: for network outputs whose latency would otherwise cap throughput (HTTP outputs use 4).
     default_concurrency: ClassVar[int] = 1
 
-    #: Set by the drain before ``open()``: the output's transform pipeline (``render(event, body)``),
-    #: or None when the output forwards canonical bytes.
+    #: Set by the drain before ``open()``: the output's transform pipeline
+    #: (``transforms.pipeline.Pipeline``: ``render(event, body) -> bytes``, ``passthrough``,
+    #: ``content_type``), built from the output's transform keys. None outside the drain.
     pipeline: Any = None
     #: Set by the drain before ``open()``: pass it to ``HttpClient(on_response=...)`` so requests by
     #: status class and request latency reach this output's metrics.
@@ -210,7 +230,7 @@ class Output:
         the event rendered by the output's transform pipeline (the canonical bytes when it has none);
         outputs override it to add their envelope around that document."""
         pipeline = self.pipeline
-        if pipeline is None:
+        if pipeline is None or pipeline.passthrough:
             return item.body
         return pipeline.render(item.event, item.body)
 

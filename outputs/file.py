@@ -1,4 +1,4 @@
-"""Output ``file``: canonical events as JSON lines, with size-based rotation.
+"""Output ``file``: one event per line in the output's format (canonical JSON by default), rotated by size.
 
 Delivery contract: a batch counts as delivered only after its bytes were written and (by default)
 fsync'ed, because the drain framework advances the cursor right after; without the fsync a power loss
@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from typing import Literal
 
 from agent.config_loader import doc
 from agent.config_types import Size
@@ -21,8 +20,6 @@ from outputs.base import DeliveryItem, Outcome, Output, OutputConfig
 class FileOutputConfig(OutputConfig):
     type: str = doc("Output type.", default="file")
     path: str = doc("File to append JSON lines to.", default="")
-    format: Literal["canonical"] = doc("Event format (schema transforms add ecs, ocsf, cef).",
-                                       default="canonical")
     max_bytes: Size = doc("Rotate before the file would grow past this; 0 never rotates.",
                           default=Size(100 * 1024 * 1024))
     max_files: int = doc("Rotated files kept (events.jsonl.1 ... .N).", default=5)
@@ -97,7 +94,7 @@ class FileOutput(Output):
         self._reopen()
 
     def send(self, batch: list[DeliveryItem]) -> Outcome:
-        data = b"".join(item.body + b"\n" for item in batch)
+        data = b"".join((item.data or item.body) + b"\n" for item in batch)
         try:
             if self._fd is None:
                 self.open()

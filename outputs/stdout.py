@@ -1,11 +1,10 @@
-"""Output ``stdout``: canonical events as JSON lines on the agent's standard output."""
+"""Output ``stdout``: one event per line, in the output's format, on the agent's standard output."""
 
 from __future__ import annotations
 
 import os
 import sys
 from dataclasses import dataclass
-from typing import Literal
 
 from agent.config_loader import doc
 from outputs.base import DeliveryItem, Outcome, Output, OutputConfig
@@ -14,8 +13,6 @@ from outputs.base import DeliveryItem, Outcome, Output, OutputConfig
 @dataclass
 class StdoutOutputConfig(OutputConfig):
     type: str = doc("Output type.", default="stdout")
-    format: Literal["canonical"] = doc("Event format (schema transforms add ecs, ocsf, cef).",
-                                       default="canonical")
 
 
 class StdoutOutput(Output):
@@ -23,7 +20,7 @@ class StdoutOutput(Output):
     type_name = "stdout"
 
     def send(self, batch: list[DeliveryItem]) -> Outcome:
-        data = b"".join(item.body + b"\n" for item in batch)
+        data = b"".join((item.data or item.body) + b"\n" for item in batch)
         try:
             fd = sys.stdout.fileno()
             sys.stdout.flush()
