@@ -57,8 +57,9 @@ def renderers() -> dict[str, Callable[[dict, bytes], bytes]]:
 
     def cef_syslog(event: dict, body: bytes) -> bytes:
         line = cef(event, body).decode("utf-8")
+        severity = severity_to_syslog(event["decision"]["severity"])
         frame = frame_rfc5424(line, timestamp=event["timestamp"], hostname="dev-laptop",
-                              app_name="clawd-agent", severity=severity_to_syslog(event["decision"]["severity"]))
+                              app_name="clawd-agent", severity=severity)
         return octet_count(frame)
 
     out["cef+syslog"] = cef_syslog
