@@ -1,5 +1,6 @@
 # The two commands of the README:
-#   make demo   ship the bundled sample of real Clawdstrike audit events through the spool to local outputs
+#   make demo   ship the bundled sample of real Clawdstrike audit events through the spool to local files
+#               and to the Splunk HEC and Elasticsearch mocks (in-process, loopback)
 #   make test   run the whole test suite (lint, unit and integration tests)
 # Both create .venv on first use; nothing else needs to be installed.
 PYTHON ?= python3
@@ -7,7 +8,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint bench clean
+.PHONY: demo test lint bench bench-delivery clean
 
 $(STAMP): requirements.txt requirements-dev.txt setup.cfg
 	$(PYTHON) -m venv $(VENV)
@@ -27,6 +28,9 @@ test: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python bench/ingest.py
+
+bench-delivery: $(STAMP)
+	$(BIN)/python bench/delivery.py
 
 clean:
 	rm -rf $(VENV) demo-state
