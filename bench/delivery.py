@@ -45,12 +45,14 @@ import os
 import re
 import shutil
 import signal
+import sqlite3
 import subprocess
 import sys
 import tempfile
 import threading
 import time
 import urllib.request
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -493,7 +495,11 @@ ack = {"true" if kind == "hec-ack" else "false"}
 {poll}{wait}"""
 
 
-def agent_toml(tmp: Path, outputs: str, *, durability: str = "full") -> Path:
+def agent_toml(tmp: Path, outputs: str, args: argparse.Namespace) -> Path:
+    """The agent's config: durable spool, one tailed file input, ``outputs``; ``--spool-set`` and
+    ``--input-set`` lines go into their sections."""
+    spool_extra = "".join(f"{x}\n" for x in args.spool_set)
+    input_extra = "".join(f"{x}\n" for x in args.input_set)
     cfg = tmp / "agent.toml"
     cfg.write_text(f"""
 [agent]
@@ -502,15 +508,15 @@ log_format = "json"
 log_level = "warning"
 
 [spool]
-durability = "{durability}"
-
+durability = "full"
+{spool_extra}
 [metrics]
 enabled = false
 
 [inputs.audit]
 type = "file"
 paths = ["{tmp}/in/*.jsonl"]
-{outputs}""")
+{input_extra}{outputs}""")
     return cfg
 
 
@@ -586,7 +592,7 @@ def run_throughput(kind: str, n: int, args: argparse.Namespace) -> Throughput:
         write_input(tmp, n)
         name = "es" if kind == "es" else "hec"
         cfg = agent_toml(tmp, output_toml(name, kind, mock.url, batch_max_wait=args.batch_max_wait,
-                                          hec_ack_poll=args.hec_ack_poll, extra=tuple(args.set)))
+                                          hec_ack_poll=args.hec_ack_poll, extra=tuple(args.set)), args)
         mock_cpu0 = mock.cpu()
         busy0, self0 = machine_busy_seconds(), time.process_time()
         agent = AgentProcess(tmp, cfg)
@@ -656,6 +662,21 @@ def run_throughput(kind: str, n: int, args: argparse.Namespace) -> Throughput:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+def spooled_at(db: Path) -> dict[str, float]:
+    """event id -> ``ingested_ms`` (the start of the spool transaction that stored it), in seconds."""
+    con = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5)
+    try:
+        rows = con.execute("SELECT event_id, ingested_ms FROM events").fetchall()
+    finally:
+        con.close()
+    out = {}
+    for eid, ms in rows:
+        raw = bytes(eid)
+        key = str(uuid.UUID(bytes=raw)) if len(raw) == 16 else raw.decode()
+        out[key] = ms / 1000
+    return out
+
+
 class SteadyWriter(threading.Thread):
     """Appends audit lines at ``rate`` per second for ``duration`` seconds, stamping each line with
     ``time.time()`` right after the write that made it visible. When behind schedule, the due lines
@@ -710,7 +731,7 @@ def run_latency(args: argparse.Namespace) -> dict[str, Any]:
         target.touch()
         outs = "".join(output_toml(k, k, m.url, batch_max_wait=args.batch_max_wait, hec_ack_poll=None,
                                    extra=tuple(args.set)) for k, m in mocks.items())
-        agent = AgentProcess(tmp, agent_toml(tmp, outs))
+        agent = AgentProcess(tmp, agent_toml(tmp, outs, args))
         # Ready = a first probe line went all the way through (imports, connections, file opened).
         with open(target, "ab") as f:
             f.write(audit_line(0, run=7))
@@ -736,6 +757,7 @@ def run_latency(args: argparse.Namespace) -> dict[str, Any]:
             if all(len(a) >= total + 1 for a in arrivals.values()):
                 break
             time.sleep(0.2)
+        spooled = spooled_at(agent.db)
         tree = agent.stop()
         agent = None
         res: dict[str, Any] = {"total": total, "rss_mib": tree.rss_hwm_sum / 2**20,
@@ -744,13 +766,18 @@ def run_latency(args: argparse.Namespace) -> dict[str, Any]:
         skip = int(args.rate * args.warmup)
         span = writer.written[-1] - writer.written[0] if writer.written else 0.0
         res["achieved_rate"] = (len(writer.written) - 1) / span if span > 0 else 0.0
+        pairs = list(zip(ids[skip:], writer.written[skip:], strict=True))
+        ingest = sorted((spooled[i] - w) * 1000 for i, w in pairs if i in spooled)
+        res["ingest"] = {"p50": percentile(ingest, 50), "p99": percentile(ingest, 99)}
         for k, arr in arrivals.items():
-            lat = sorted((arr[i] - w) * 1000 for i, w in zip(ids[skip:], writer.written[skip:],
-                                                               strict=True) if i in arr)
+            lat = sorted((arr[i] - w) * 1000 for i, w in pairs if i in arr)
+            deliver = sorted((arr[i] - spooled[i]) * 1000 for i, _ in pairs if i in arr and i in spooled)
             missing = sum(1 for i in ids if i not in arr)
             res["outputs"][k] = {"n": len(lat), "missing": missing, "p50": percentile(lat, 50),
                                  "p95": percentile(lat, 95), "p99": percentile(lat, 99),
                                  "max": lat[-1] if lat else float("nan"),
+                                 "deliver_p50": percentile(deliver, 50),
+                                 "deliver_p99": percentile(deliver, 99),
                                  "mock_cpu_s": mocks[k].cpu()}
         return res
     finally:
@@ -762,19 +789,69 @@ def run_latency(args: argparse.Namespace) -> dict[str, Any]:
 
 
 # ---------------------------------------------------------------------------------------------------
-# --profile: the delivery side alone, in this process
+# --profile: in this process, under cProfile
+
+
+class Profiler:
+    """cProfile of the hub thread, plus each spool transaction that runs in gevent's threadpool
+    (which the hub thread's profiler cannot see), merged and printed by own and cumulative time."""
+
+    def __init__(self) -> None:
+        import cProfile
+
+        import spool.store as store
+
+        self._store = store
+        self._orig = store._capture
+        self._lock = threading.Lock()
+        self.pool: list[cProfile.Profile] = []
+        self.hub = cProfile.Profile()
+
+        def profiled_capture(fn, a):  # type: ignore[no-untyped-def]
+            p = cProfile.Profile()
+            p.enable()
+            try:
+                return self._orig(fn, a)
+            finally:
+                p.disable()
+                with self._lock:
+                    self.pool.append(p)
+
+        self._capture = profiled_capture
+
+    def __enter__(self) -> Profiler:
+        self._store._capture = self._capture  # type: ignore[assignment]
+        self.hub.enable()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.hub.disable()
+        self._store._capture = self._orig  # type: ignore[assignment]
+
+    def print(self, top: int) -> None:
+        import pstats
+
+        st = pstats.Stats(self.hub)
+        print(f"\n== hub thread (greenlets; includes idle waits), top {top} by cumulative ==")
+        st.sort_stats("cumulative").print_stats(top)
+        print(f"== hub thread: top {top} by own time ==")
+        st.sort_stats("tottime").print_stats(top)
+        if self.pool:
+            pst = pstats.Stats(self.pool[0])
+            for p in self.pool[1:]:
+                pst.add(p)
+            print(f"== threadpool (spool transactions, {len(self.pool)} calls): top {top} by own time ==")
+            pst.sort_stats("tottime").print_stats(top)
 
 
 def run_profile(kind: str, n: int, args: argparse.Namespace) -> None:
+    """``--profile``: the delivery side alone. A first supervisor fills the spool with the output
+    disabled; a second one, profiled, delivers it until the cursor reaches N."""
     from gevent import monkey
 
     monkey.patch_all()
-    import cProfile
-    import pstats
-
     import gevent
 
-    import spool.store as store
     from agent.config import load_config
     from agent.logs import setup_logging
     from agent.supervisor import Supervisor
@@ -786,67 +863,92 @@ def run_profile(kind: str, n: int, args: argparse.Namespace) -> None:
         name = "es" if kind == "es" else "hec"
         out = output_toml(name, kind, mock.url, batch_max_wait=args.batch_max_wait,
                           hec_ack_poll=args.hec_ack_poll, extra=tuple(args.set))
-        # 1. fill the spool with the output disabled (its cursor stays at 0)
         cfg = load_config(agent_toml(tmp, out.replace(f"[outputs.{name}]\n",
-                                                      f"[outputs.{name}]\nenabled = false\n")))
+                                                      f"[outputs.{name}]\nenabled = false\n"), args))
         setup_logging("warning", cfg.agent.log_format)
         sup = Supervisor(cfg)
         sup.start()
         while sup.spool.last_seq() < n:
             gevent.sleep(POLL_S)
         sup.shutdown()
-        # 2. deliver it, profiled
-        cfg = load_config(agent_toml(tmp, out))
-        pool_profiles: list[cProfile.Profile] = []
-        lock = threading.Lock()
-        orig_capture = store._capture
-
-        def profiled_capture(fn, a):  # type: ignore[no-untyped-def]
-            p = cProfile.Profile()
-            p.enable()
-            try:
-                return orig_capture(fn, a)
-            finally:
-                p.disable()
-                with lock:
-                    pool_profiles.append(p)
-
-        store._capture = profiled_capture  # type: ignore[assignment]
-        mock_cpu0 = mock.cpu()
-        cpu0 = time.process_time()
-        prof = cProfile.Profile()
+        cfg = load_config(agent_toml(tmp, out, args))
+        mock_cpu0, cpu0 = mock.cpu(), time.process_time()
         t0 = time.monotonic()
-        prof.enable()
-        sup = Supervisor(cfg)
-        sup.start()
-        while time.monotonic() - t0 < args.timeout:
-            if (sup.spool.get_cursor(name) or (0, 0))[0] >= n:
-                break
-            gevent.sleep(POLL_S)
-        t_all = time.monotonic()
-        prof.disable()
+        with Profiler() as prof:
+            sup = Supervisor(cfg)
+            sup.start()
+            while time.monotonic() - t0 < args.timeout:
+                if (sup.spool.get_cursor(name) or (0, 0))[0] >= n:
+                    break
+                gevent.sleep(POLL_S)
+            wall = time.monotonic() - t0
         cpu = time.process_time() - cpu0
         sup.shutdown()
-        store._capture = orig_capture
-        wall = t_all - t0
-        mock_cpu = mock.cpu() - mock_cpu0
         print(f"profile {kind}: delivered {n:,} spooled events in {wall:.2f}s = {n / wall:,.0f} events/s "
-              f"under cProfile; this process {cpu:.2f} CPU s, mock {mock_cpu:.2f} CPU s")
-        top = args.top
-        st = pstats.Stats(prof)
-        print(f"\n== hub thread (greenlets; includes idle waits), top {top} by cumulative ==")
-        st.sort_stats("cumulative").print_stats(top)
-        print(f"== hub thread: top {top} by own time ==")
-        st.sort_stats("tottime").print_stats(top)
-        if pool_profiles:
-            pst = pstats.Stats(pool_profiles[0])
-            for p in pool_profiles[1:]:
-                pst.add(p)
-            print(f"== threadpool (spool transactions, {len(pool_profiles)} calls): top {top} by own time ==")
-            pst.sort_stats("tottime").print_stats(top)
+              f"under cProfile; this process {cpu:.2f} CPU s, mock {mock.cpu() - mock_cpu0:.2f} CPU s")
+        prof.print(args.top)
     finally:
         mock.stop()
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def run_profile_steady(args: argparse.Namespace) -> None:
+    """``--profile-steady``: the whole agent (tail, spool, both outputs) at the latency run's steady
+    rate, profiled for ``--duration`` seconds; the lines come from a writer subprocess so its work
+    stays out of the profile. Shows the per-batch costs that dominate at low rates."""
+    from gevent import monkey
+
+    monkey.patch_all()
+    import gevent
+
+    from agent.config import load_config
+    from agent.logs import setup_logging
+    from agent.supervisor import Supervisor
+
+    tmp = Path(tempfile.mkdtemp(prefix="clawd-bench-steady-prof-"))
+    total = int(args.rate * args.duration)
+    mocks = {"es": MockProcess.start("es", expect=total), "hec": MockProcess.start("hec", expect=total)}
+    try:
+        (tmp / "in").mkdir(parents=True)
+        target = tmp / "in" / "audit.jsonl"
+        target.touch()
+        outs = "".join(output_toml(k, k, m.url, batch_max_wait=args.batch_max_wait, hec_ack_poll=None,
+                                   extra=tuple(args.set)) for k, m in mocks.items())
+        cfg = load_config(agent_toml(tmp, outs, args))
+        setup_logging("warning", cfg.agent.log_format)
+        sup = Supervisor(cfg)
+        sup.start()
+        gevent.sleep(1.0)
+        cpu0 = time.process_time()
+        t0 = time.monotonic()
+        with Profiler() as prof:
+            writer = subprocess.Popen(
+                [sys.executable, str(Path(__file__).resolve()), "--write-steady", str(target), "--rate",
+                 str(args.rate), "--duration", str(args.duration)],
+                cwd=ROOT, env=dict(os.environ, PYTHONPATH=str(ROOT)))
+            while writer.poll() is None:
+                gevent.sleep(0.1)
+            while time.monotonic() - t0 < args.duration + 30:
+                if all((sup.spool.get_cursor(k) or (0, 0))[0] >= total for k in mocks):
+                    break
+                gevent.sleep(POLL_S)
+            wall = time.monotonic() - t0
+        cpu = time.process_time() - cpu0
+        sup.shutdown()
+        print(f"profile steady: {total:,} lines at {args.rate:,.0f}/s to both mocks in {wall:.1f}s; this "
+              f"process {cpu:.2f} CPU s under cProfile = {cpu / total * 100_000:.1f} s per 100k events")
+        prof.print(args.top)
+    finally:
+        for m in mocks.values():
+            m.stop()
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def write_steady(path: Path, rate: float, duration: float) -> int:
+    """``--write-steady``: the latency run's writer as a process of its own."""
+    w = SteadyWriter(path, rate, duration, run=9)
+    w.run()
+    return 1 if w.error is not None else 0
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -890,6 +992,11 @@ def print_latency(res: dict[str, Any], args: argparse.Namespace) -> None:
         print(f"  {k:<4} p50 {o['p50']:6.1f}  p95 {o['p95']:6.1f}  p99 {o['p99']:6.1f}  max "
               f"{o['max']:7.1f}   (n={o['n']:,}, never arrived {o['missing']})   target p99 <= "
               f"{TARGETS['p99_ms']:.0f}: {verdict(ok)}; mock CPU {o['mock_cpu_s']:.1f}s")
+    ing = res["ingest"]
+    print(f"  split: line written -> spool transaction (ingested_ms) p50 {ing['p50']:.1f}  p99 "
+          f"{ing['p99']:.1f}; spool -> mock " + ", ".join(
+              f"{k} p50 {o['deliver_p50']:.1f} p99 {o['deliver_p99']:.1f}"
+              for k, o in res["outputs"].items()))
     print(f"  agent: peak RSS {res['rss_mib']:.1f} MiB ({res['rss_detail']}), {res['cpu_per_100k']:.2f} "
           f"CPU s per 100k events (both outputs)")
 
@@ -908,6 +1015,10 @@ def main() -> None:
                     help="override splunk_hec ack_poll_interval for hec-ack (default: the agent's)")
     ap.add_argument("--set", action="append", default=[], metavar="KEY=TOML",
                     help='extra output setting, e.g. --set concurrency=2 --set batch_max_bytes=\'"1MiB"\'')
+    ap.add_argument("--spool-set", action="append", default=[], metavar="KEY=TOML",
+                    help="extra [spool] setting, e.g. --spool-set 'commit_max_delay=\"5ms\"'")
+    ap.add_argument("--input-set", action="append", default=[], metavar="KEY=TOML",
+                    help="extra [inputs.audit] setting, e.g. --input-set 'scan_interval=\"10ms\"'")
     ap.add_argument("--mock", default="lean", choices=["lean", "full"],
                     help="ES throughput runs: 'lean' answers _bulk from the action lines only (fast "
                          "enough for 40k/s); 'full' is outputs.mocks.elasticsearch (maps every document)")
@@ -917,6 +1028,9 @@ def main() -> None:
     ap.add_argument("--profile", action="store_true", help="profile the delivery side in-process")
     ap.add_argument("--profile-output", default="es", choices=["es", "hec", "hec-ack"])
     ap.add_argument("--top", type=int, default=25)
+    ap.add_argument("--profile-steady", action="store_true",
+                    help="profile the whole agent in-process at the latency run's steady rate")
+    ap.add_argument("--write-steady", type=Path, help=argparse.SUPPRESS)
     ap.add_argument("--serve-mock", choices=["es", "hec", "hec-ack"], help=argparse.SUPPRESS)
     ap.add_argument("--record-ids", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--lean", action="store_true", help=argparse.SUPPRESS)
@@ -924,8 +1038,13 @@ def main() -> None:
     if args.serve_mock:
         sys.exit(serve_mock(args.serve_mock, expect=args.events, record_ids=args.record_ids,
                             spec_check=args.mock_spec_check, lean=args.lean))
+    if args.write_steady:
+        sys.exit(write_steady(args.write_steady, args.rate, args.duration))
     if args.profile:
         run_profile(args.profile_output, args.events, args)
+        return
+    if args.profile_steady:
+        run_profile_steady(args)
         return
     runs = [r.strip() for r in args.runs.split(",") if r.strip()]
     print(f"clawd-agent delivery bench: {args.events:,} hushd audit lines, durability=full, "
@@ -933,6 +1052,8 @@ def main() -> None:
           + (f", batch_max_wait={args.batch_max_wait}" if args.batch_max_wait else "")
           + (f", hec ack_poll_interval={args.hec_ack_poll}" if args.hec_ack_poll else "")
           + "".join(f", {x}" for x in args.set)
+          + "".join(f", spool {x}" for x in args.spool_set)
+          + "".join(f", input {x}" for x in args.input_set)
           + f"; ES mock for throughput: {args.mock}")
     print()
     for kind in runs:
