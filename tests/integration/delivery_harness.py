@@ -383,7 +383,21 @@ def run_cli(*args: str, config: Path, env: Mapping[str, str] | None = None,
 
 
 def status(config: Path, env: Mapping[str, str] | None = None) -> dict[str, Any]:
-    return json.loads(run_cli("status", "--json", config=config, env=env).stdout)
+    """``status --json``, parsed; an AssertionError with the command's stderr if it printed none."""
+    res = run_cli("status", "--json", config=config, env=env, check=False)
+    try:
+        return json.loads(res.stdout)
+    except ValueError:
+        raise AssertionError(f"status --json exited {res.returncode} without JSON: "
+                             f"{res.stderr[-1500:]}") from None
+
+
+def agent_running(config: Path, env: Mapping[str, str] | None = None) -> bool:
+    """Whether ``status`` sees the agent running (False while it is still creating its spool)."""
+    try:
+        return bool(status(config, env)["agent"]["running"])
+    except AssertionError:
+        return False
 
 
 def output_status(config: Path, name: str, env: Mapping[str, str] | None = None) -> dict[str, Any]:

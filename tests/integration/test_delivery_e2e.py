@@ -1,0 +1,421 @@
+"""Delivery to Splunk HEC and Elasticsearch through the real agent process, against the vendor mocks.
+
+Each test writes real-shaped hushd audit lines to a tailed file, runs ``python -m agent run``, and
+asserts exact outcomes at the mocks, in ``status --json``, the DLQ CLI and /metrics: what arrived,
+how often, and what the agent said about it. Waits use generous timeouts; nothing asserts speed.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import time
+import uuid
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from outputs.mocks.server import Fault
+from tests.integration.delivery_harness import (
+    BULK,
+    ES_STREAM,
+    HEC_EVENT,
+    DeliveryAgent,
+    Mock,
+    agent_running,
+    closed_port,
+    dlq_list,
+    es_app,
+    es_output,
+    fault,
+    hec_app,
+    hec_output,
+    metric,
+    output_status,
+    run_cli,
+    scrape,
+    start_thread_mock,
+    status,
+    wait_until,
+    write_agent_config,
+    write_events,
+)
+
+pytestmark = pytest.mark.integration
+
+HEC_TOKEN = "6f1d3c1e-2b7a-4c55-9d0e-7a1b2c3d4e5f"
+#: Generous: every wait below normally ends within seconds.
+WAIT = 120
+
+
+@pytest.fixture
+def hec() -> Mock:
+    """An acknowledging HEC mock in this process."""
+    mock = start_thread_mock(hec_app([HEC_TOKEN], ack=True), "splunk_hec")
+    yield mock
+    mock.stop()
+
+
+@pytest.fixture
+def es() -> Mock:
+    mock = start_thread_mock(es_app(), "elasticsearch")
+    yield mock
+    mock.stop()
+
+
+@pytest.fixture
+def agents():
+    """Agents a test starts; each is stopped (and must exit cleanly) at the end."""
+    started: list[DeliveryAgent] = []
+    yield started
+    codes = [a.stop() for a in started if a.alive()]
+    assert codes == [0] * len(codes), f"agent exit codes {codes}"
+
+
+def _start(agents: list[DeliveryAgent], cfg: Path, tmp: Path, env: dict[str, str] | None = None
+           ) -> DeliveryAgent:
+    agent = DeliveryAgent(cfg, tmp / "agent.log", env).start()
+    agents.append(agent)
+    wait_until(lambda: agent_running(cfg, env), WAIT, "the agent to start")
+    return agent
+
+
+def _es_ids(es: Mock) -> set[str]:
+    return set(es.app.docs(ES_STREAM))
+
+
+def _file_path(i: int) -> str:
+    """The ECS ``file.path`` of ``harness.audit_line(i)`` (its hushd ``target``)."""
+    return f"/home/agent/project/file-{i}.txt"
+
+
+# ---------------------------------------------------------------------------------------- 1
+
+
+def test_fan_out_to_hec_and_elasticsearch(tmp_path: Path, hec: Mock, es: Mock, agents) -> None:
+    """One tailed file to both: ES holds every event exactly once (create + _id), HEC at least once
+    with every ack confirmed; both documents are the configured formats."""
+    n = 2000
+    cfg = write_agent_config(tmp_path, {
+        "splunk": hec_output(hec, HEC_TOKEN, ack=True, ack_poll_interval="200ms",
+                             batch_max_events=100),
+        "es": es_output(es, batch_max_events=150),
+    })
+    agent = _start(agents, cfg, tmp_path)
+    src = tmp_path / "in" / "audit.jsonl"
+    expected = write_events(src, 0, n // 2)
+    time.sleep(0.5)  # a second append while the first half is being delivered
+    expected += write_events(src, n // 2, n)
+    wait_until(lambda: len(_es_ids(es)) >= n and len(set(hec.app.event_ids())) >= n,
+               WAIT, "every event in both mocks")
+    wait_until(lambda: output_status(cfg, "splunk")["lag_events"] == 0, WAIT, "HEC acks to commit")
+    assert agent.stop() == 0
+
+    docs = es.app.docs(ES_STREAM)
+    assert set(docs) == set(expected)
+    assert es.app.counters["created"] == n  # no _id was created twice
+    assert es.app.stats()["spec_violations"] == []
+    doc = docs[expected[0]]
+    assert doc["ecs"]["version"].startswith("9."), "Elasticsearch receives ECS documents"
+    assert doc["event"]["id"] == expected[0] and doc["file"]["path"] == _file_path(0)
+
+    hec_ids = Counter(hec.app.event_ids())
+    assert set(hec_ids) == set(expected)
+    assert hec.app.unacked_posts() == []  # every accepted post was acknowledged and committed
+    assert {e["sourcetype"] for e in hec.app.events} == {"clawdstrike:security_event"}
+
+
+# ---------------------------------------------------------------------------------------- 2
+
+
+def test_sixty_second_outage_recovers_without_loss(tmp_path: Path, es: Mock, agents) -> None:
+    """Elasticsearch answers 503 for 30 s, then resets connections for 30 s, while events keep being
+    written. Nothing is indexed meanwhile, status and metrics show the failures, and afterwards every
+    event is indexed exactly once with nothing in the DLQ."""
+    port = closed_port()
+    cfg = write_agent_config(tmp_path, {"es": es_output(es, batch_max_events=100)},
+                             metrics_port=port)
+    _start(agents, cfg, tmp_path)
+    src = tmp_path / "in" / "audit.jsonl"
+    expected = write_events(src, 0, 100)
+    wait_until(lambda: len(_es_ids(es)) == 100, WAIT, "the first 100 events")
+
+    # First match wins: 503 for the first 30 s, then resets until 60 s after this call.
+    es.add_faults(fault(status=503, duration=30), fault("reset", duration=60))
+    outage_start = time.monotonic()
+    errors: list[str] = []
+    breakers: set[str] = set()
+    i = 100
+    while time.monotonic() - outage_start < 56:
+        expected += write_events(src, i, i + 25)
+        i += 25
+        st = output_status(cfg, "es")
+        errors.append(st["last_error"] or "")
+        breakers.add(st["breaker"])
+        time.sleep(1)
+    # Still inside the outage: nothing new can have been indexed.
+    assert len(_es_ids(es)) == 100
+    retries = metric(scrape(port), "clawd_agent_output_retries_total", output="es")
+    assert retries is not None and retries >= 1
+    first_503 = next((k for k, e in enumerate(errors) if "HTTP 503" in e), None)
+    assert first_503 is not None, errors[-5:]
+    assert any("Connection reset" in e for e in errors[first_503:]), "the reset phase shows its error"
+    assert "open" in breakers, breakers
+
+    n = len(expected)
+    wait_until(lambda: len(_es_ids(es)) >= n, WAIT, "recovery")
+    wait_until(lambda: output_status(cfg, "es")["lag_events"] == 0, WAIT, "the cursor to catch up")
+    st = output_status(cfg, "es")
+    assert st["breaker"] == "closed" and st["dlq"] == 0
+    assert _es_ids(es) == set(expected)
+    assert es.app.counters["created"] == n
+    assert dlq_list(cfg) == []
+    by_status = es.stats()["requests_by_status"]
+    assert by_status.get("503", 0) >= 1 and by_status.get("reset", 0) >= 1
+
+
+# ---------------------------------------------------------------------------------------- 3
+
+
+@pytest.mark.parametrize("concurrency", [1, 4])
+def test_429_storm_honours_retry_after(tmp_path: Path, es: Mock, agents, concurrency: int) -> None:
+    """Six bulk requests answered 429 with Retry-After: 2. No batch is sent again sooner than that
+    after its 429 (with one request in flight: no request at all), and everything is indexed once."""
+    storm, retry_after, tolerance = 6, 2.0, 0.1
+    cfg = write_agent_config(tmp_path, {"es": es_output(es, batch_max_events=50,
+                                                        concurrency=concurrency)})
+    _start(agents, cfg, tmp_path)
+    src = tmp_path / "in" / "audit.jsonl"
+    expected = write_events(src, 0, 50)
+    wait_until(lambda: len(_es_ids(es)) == 50, WAIT, "the first batch")
+    es.app.app_faults.add(Fault("status", status=429, retry_after=retry_after, count=storm, path=BULK))
+    expected += write_events(src, 50, 1000)
+    wait_until(lambda: len(_es_ids(es)) >= 1000, WAIT, "every event after the storm")
+
+    bulks = es.app.requests_to(BULK)
+    throttled = [a for a in bulks if a.status == 429]
+    assert len(throttled) == storm and all(a.retry_after == "2" for a in throttled)
+    for a in throttled:
+        again = [b for b in bulks if b.at > a.at and a.ids[0] in b.ids]
+        assert again, "a throttled batch was never sent again"
+        assert again[0].at - a.at >= retry_after - tolerance, (
+            f"batch re-sent {again[0].at - a.at:.3f}s after its 429")
+        if concurrency == 1:
+            nxt = next(b for b in bulks if b.at > a.at)
+            assert nxt.at - a.at >= retry_after - tolerance
+    assert _es_ids(es) == set(expected)
+    assert es.app.counters["created"] == 1000 and es.app.counters["conflicts"] == 0
+
+
+# ---------------------------------------------------------------------------------------- 4
+
+
+def test_partial_bulk_failures_exact_counts(tmp_path: Path, es: Mock, agents) -> None:
+    """Mapping errors on chosen events and per-item 429s on 40 others: exactly the rejected events
+    are in the DLQ (with Elasticsearch's error), only the 429 items are sent again, the rest once."""
+    n, throttled_items = 1500, 40
+    rejected = [3, 50, 51, 199, 200, 777, 1499]
+    for i in rejected:
+        es.control("POST", "/_mock/item_faults", {"status": 400, "type": "document_parsing_exception",
+                                                   "reason": f"failed to parse field [file.path] #{i}",
+                                                   "field": "file.path", "value": _file_path(i)})
+    es.control("POST", "/_mock/item_faults", {"status": 429, "type": "es_rejected_execution_exception",
+                                               "reason": "rejected execution (queue capacity 200)",
+                                               "count": throttled_items, "after": 100})
+    cfg = write_agent_config(tmp_path, {"es": es_output(es, batch_max_events=100)})
+    _start(agents, cfg, tmp_path)
+    expected = write_events(tmp_path / "in" / "audit.jsonl", 0, n)
+    wait_until(lambda: output_status(cfg, "es")["lag_events"] == 0
+               and output_status(cfg, "es")["cursor"] is not None, WAIT, "the cursor to pass every event")
+
+    rejected_ids = {expected[i] for i in rejected}
+    assert _es_ids(es) == set(expected) - rejected_ids
+    c = es.app.counters
+    assert c["created"] == n - len(rejected)
+    assert c["conflicts"] == 0  # no accepted item was ever sent again
+    assert c["actions"] == n + throttled_items  # only the 429 items went twice
+    assert es.app.item_errors == {"400 document_parsing_exception": len(rejected),
+                                  "429 es_rejected_execution_exception": throttled_items}
+    entries = dlq_list(cfg, "es")
+    assert sorted(e["event_id"] for e in entries) == sorted(rejected_ids)
+    for e in entries:
+        assert "document_parsing_exception" in e["reason"] + e["response_excerpt"]
+    st = output_status(cfg, "es")
+    assert st["dlq"] == len(rejected) and "document_parsing_exception" in (st["dlq_last_reason"] or "")
+
+
+# ---------------------------------------------------------------------------------------- 5
+
+
+def test_ack_timeouts_resend_the_batch(tmp_path: Path, hec: Mock, agents) -> None:
+    """Two acks are lost and one comes after the agent's ack timeout: those three batches are sent
+    again; every event is indexed; only events of those batches are duplicated."""
+    hec.add_faults(fault("ack_delay", delay=-1, count=2, after=2, path=HEC_EVENT),
+                   fault("ack_delay", delay=30, count=1, after=6, path=HEC_EVENT))
+    n, batch = 1500, 100
+    cfg = write_agent_config(tmp_path, {"splunk": hec_output(
+        hec, HEC_TOKEN, ack=True, ack_timeout="3s", ack_poll_interval="200ms",
+        ack_poll_max_interval="500ms", batch_max_events=batch)})
+    _start(agents, cfg, tmp_path)
+    expected = write_events(tmp_path / "in" / "audit.jsonl", 0, n)
+    wait_until(lambda: len(set(hec.app.event_ids())) >= n, WAIT, "every event in HEC")
+    wait_until(lambda: output_status(cfg, "splunk")["lag_events"] == 0, WAIT, "acks to commit")
+
+    counts = Counter(hec.app.event_ids())
+    assert set(counts) == set(expected)
+    unacked = hec.app.unacked_posts()
+    assert len(unacked) == 3, [len(a.ids) for a in unacked]
+    posts = Counter(a.ids for a in hec.app.requests_to(HEC_EVENT) if a.status == 200)
+    for a in unacked:
+        assert posts[a.ids] >= 2, "a batch whose ack never came was not sent again"
+    resent_ids = {i for a in unacked for i in a.ids}
+    duplicated = {i for i, c in counts.items() if c > 1}
+    assert duplicated == resent_ids  # duplicates exist exactly for the re-sent batches
+    assert all(counts[i] == 2 for i in duplicated)
+    assert output_status(cfg, "splunk")["dlq"] == 0
+
+
+# ---------------------------------------------------------------------------------------- 6
+
+
+@pytest.mark.parametrize("dead", ["es", "splunk"])
+def test_dead_output_does_not_hold_back_the_other(tmp_path: Path, hec: Mock, es: Mock, agents,
+                                                  dead: str) -> None:
+    """One output points at a closed port: the other delivers everything while the dead one's
+    breaker is open; the dead one keeps its whole backlog (nothing dropped, nothing DLQ'd)."""
+    nowhere = f"http://127.0.0.1:{closed_port()}"
+    n = 2000
+    cfg = write_agent_config(tmp_path, {
+        "splunk": hec_output(nowhere if dead == "splunk" else hec, HEC_TOKEN, ack=True,
+                             ack_poll_interval="200ms", batch_max_events=200),
+        "es": es_output(nowhere if dead == "es" else es, batch_max_events=200),
+    })
+    _start(agents, cfg, tmp_path)
+    expected = write_events(tmp_path / "in" / "audit.jsonl", 0, n)
+    healthy = "es" if dead == "splunk" else "splunk"
+    if healthy == "es":
+        wait_until(lambda: len(_es_ids(es)) >= n, WAIT, "every event in Elasticsearch")
+        assert _es_ids(es) == set(expected)
+    else:
+        wait_until(lambda: len(set(hec.app.event_ids())) >= n, WAIT, "every event in HEC")
+        assert set(hec.app.event_ids()) == set(expected)
+    wait_until(lambda: output_status(cfg, healthy)["lag_events"] == 0, WAIT, "the healthy cursor")
+    wait_until(lambda: output_status(cfg, healthy)["delivered_total"] == n, WAIT,
+               "the delivered count recorded at the next heartbeat")
+    wait_until(lambda: output_status(cfg, dead)["breaker"] == "open", WAIT, "the dead breaker open")
+    doc = status(cfg)
+    gone, ok = doc["outputs"][dead], doc["outputs"][healthy]
+    assert gone["lag_events"] == n and gone["delivered_total"] == 0 and gone["dlq"] == 0
+    assert "refused" in (gone["last_error"] or "").lower()
+    assert ok["breaker"] == "closed" and ok["delivered_total"] == n and ok["dlq"] == 0
+    assert doc["health"] == "degraded"
+
+
+# ---------------------------------------------------------------------------------------- 7
+
+
+def test_dlq_replay_after_fixing_the_destination(tmp_path: Path, es: Mock, agents) -> None:
+    """Events refused for good land in the DLQ; once the destination is fixed, `dlq replay --output
+    es --all` sends them through the running agent and empties the DLQ."""
+    n, rejected = 300, [7, 8, 150, 299]
+    for i in rejected:
+        es.control("POST", "/_mock/item_faults", {"status": 400, "type": "document_parsing_exception",
+                                                   "field": "file.path", "value": _file_path(i)})
+    cfg = write_agent_config(tmp_path, {"es": es_output(es, batch_max_events=50)})
+    _start(agents, cfg, tmp_path)
+    expected = write_events(tmp_path / "in" / "audit.jsonl", 0, n)
+    wait_until(lambda: len(dlq_list(cfg, "es")) == len(rejected), WAIT, "the DLQ entries")
+    wait_until(lambda: output_status(cfg, "es")["lag_events"] == 0, WAIT, "the cursor")
+    rejected_ids = {expected[i] for i in rejected}
+    assert _es_ids(es) == set(expected) - rejected_ids
+    assert {e["event_id"] for e in dlq_list(cfg, "es")} == rejected_ids
+
+    es.control("DELETE", "/_mock/item_faults")
+    res = run_cli("dlq", "replay", "--output", "es", "--all", config=cfg)
+    assert res.returncode == 0, res.stderr
+    assert f"replay requested for {len(rejected)} DLQ entries" in res.stdout
+    wait_until(lambda: dlq_list(cfg, "es") == [], WAIT, "the DLQ to empty")
+    assert _es_ids(es) == set(expected)
+    assert es.app.counters["created"] == n
+    assert output_status(cfg, "es")["dlq"] == 0
+
+
+# ---------------------------------------------------------------------------------------- 8
+
+
+def test_canary_secrets_never_leak(tmp_path: Path, agents) -> None:
+    """Unique canary credentials (HEC token, ES API key, a custom header), with authentication
+    failures on the way, appear in no log line, status, metrics, DLQ entry or spool byte."""
+    hex_ = uuid.uuid4().hex
+    hec_token = str(uuid.uuid4())  # HEC tokens are GUIDs
+    es_key = f"cnryid{hex_[:10]}:cnrykey{hex_[10:]}"
+    header = f"cnryhdr-{uuid.uuid4().hex}"
+    header_file = tmp_path / "header.secret"
+    header_file.write_text(header + "\n")
+    header_file.chmod(0o600)
+
+    hec = start_thread_mock(hec_app([], ack=True), "splunk_hec")  # the token is unknown at first
+    es = start_thread_mock(es_app(api_keys=[es_key]), "elasticsearch")
+    try:
+        es.add_faults(fault(status=401, count=3, path=BULK))
+        es.control("POST", "/_mock/item_faults", {"status": 400, "type": "document_parsing_exception",
+                                                   "field": "file.path", "value": _file_path(5)})
+        port = closed_port()
+        cfg = write_agent_config(tmp_path, {
+            "splunk": hec_output(hec, hec_token, ack=True, ack_poll_interval="200ms",
+                                 headers={"X-Canary": f"file:{header_file}"}),
+            "es": es_output(es, api_key="${CANARY_ES_KEY}", headers={"X-Canary": f"file:{header_file}"}),
+        }, metrics_port=port)
+        env = {"CANARY_ES_KEY": es_key}
+        _start(agents, cfg, tmp_path, env)
+        n = 200
+        expected = write_events(tmp_path / "in" / "audit.jsonl", 0, n)
+        wait_until(lambda: output_status(cfg, "splunk", env)["last_error"] is not None, WAIT,
+                   "HEC to refuse the unknown token")
+        hec.control("POST", "/_mock/hec/tokens", [{"value": hec_token, "use_ack": True}])
+        wait_until(lambda: len(set(hec.app.event_ids())) >= n and len(_es_ids(es)) >= n - 1, WAIT,
+                   "delivery once the credentials are accepted")
+        wait_until(lambda: len(dlq_list(cfg, env=env)) == 1, WAIT, "the DLQ entry")
+
+        # The canaries really were used: else their absence below would prove nothing.
+        seen = [a.headers for m in (hec, es) for a in m.app.arrivals]
+        assert any(h.get("x-canary") == header for h in seen)
+        assert any(h.get("authorization") == f"Splunk {hec_token}" for h in seen)
+        assert any(h.get("authorization") == "ApiKey " + base64.b64encode(es_key.encode()).decode()
+                   for h in seen)
+        assert es.stats()["requests_by_status"].get("401", 0) == 3
+        assert hec.app.stats()["counts"].get("code_4", 0) >= 1  # "Invalid token" before it was added
+
+        views: dict[str, bytes] = {
+            "status": run_cli("status", config=cfg, env=env).stdout.encode(),
+            "status --json": run_cli("status", "--json", config=cfg, env=env).stdout.encode(),
+            "/metrics": scrape(port).encode(),
+            "/health": scrape(port, "/health").encode(),
+            "dlq list --json": run_cli("dlq", "list", "--json", config=cfg, env=env).stdout.encode(),
+        }
+        for e in dlq_list(cfg, env=env):
+            views[f"dlq show {e['id']}"] = run_cli("dlq", "show", str(e["id"]), config=cfg,
+                                                   env=env).stdout.encode()
+        assert agents[-1].stop() == 0
+        views["status after stop"] = run_cli("status", "--json", config=cfg, env=env).stdout.encode()
+        views["agent log"] = (tmp_path / "agent.log").read_bytes()
+        for f in sorted((tmp_path / "state").rglob("*")):
+            if f.is_file():
+                views[f"spool file {f.name}"] = f.read_bytes()
+    finally:
+        hec.stop()
+        es.stop()
+
+    assert set(hec.app.event_ids()) == set(expected)
+    forms = {
+        "hec token": [hec_token.encode(), base64.b64encode(hec_token.encode())],
+        "es api key": [es_key.encode(), base64.b64encode(es_key.encode()), *(p.encode() for p in
+                                                                             es_key.split(":"))],
+        "header": [header.encode(), base64.b64encode(header.encode())],
+    }
+    leaks = [f"{name} in {view}" for view, data in views.items() for name, needles in forms.items()
+             for needle in needles if needle in data]
+    assert leaks == []
+    assert views["agent log"] and len(views) >= 8
+    assert os.path.getsize(tmp_path / "state" / "spool.db") > 0
