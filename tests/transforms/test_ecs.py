@@ -297,7 +297,7 @@ def test_forbidden_path_read_deny():
     cs = doc["clawdstrike"]
     assert cs["session"] == {"id": "sess-0001", "environment": "production"}
     assert cs["decision"] == {"allowed": False, "verdict": "deny"} and cs["guard"] == "forbidden_path"
-    assert cs["policy"] == {"hash": "sha256:" + H} and cs["schema_version"] == "2.0.0"
+    assert cs["policy"] == {"hash": "sha256:" + H} and cs["schema_version"] == "2.1.0"
     assert cs["source"] == {"kind": "hushd_audit", "id": "0194e1a2-7c3d-7b11-9f00-3c1d2e4f5a01",
                             "type": "violation"}
     assert json.loads(cs["metadata"]) == {"policy_hash": H, "principal": {"id": "alice"}}
