@@ -39,6 +39,9 @@ class AgentSection:
                                        default=Duration(2))
     shutdown_timeout: Duration = doc("How long shutdown waits for in-flight deliveries.",
                                      default=Duration(10))
+    map_workers: int = doc("Helper processes that map tailed lines to events (0 maps in the agent's "
+                           "own loop). One helper puts mapping on a second core; more are not "
+                           "used yet.", default=1)
 
     def resolved_host_name(self) -> str:
         return self.host_name or socket.gethostname()

@@ -54,6 +54,7 @@ class Supervisor:
         self.spool: Any = None
         self.writer: Any = None
         self.inputs: dict[str, Any] = {}
+        self.mapper: Any = None
         self.drains: dict[str, Drain] = {}
         self.metrics: AgentMetrics | None = None
         self.metrics_server: WSGIServer | None = None
@@ -85,13 +86,14 @@ class Supervisor:
             if out_cfg.enabled:
                 self._start_drain(name, out_cfg)
         from agent.inputs.factory import build_input
-        from agent.mapping import MappingContext
+        from agent.inputs.mapper import build_mapper
 
-        context = MappingContext(labels=dict(cfg.agent.labels), environment=cfg.agent.environment,
-                                 tenant_id=cfg.agent.tenant_id,
-                                 host_name=cfg.agent.resolved_host_name())
+        # [agent] identity and labels plus the ingest transform ([enrichment], [privacy]).
+        context = cfg.mapping_context()
+        self.mapper = build_mapper(cfg.agent.map_workers, cfg.source, context)
         for name, in_cfg in cfg.inputs.items():
-            inp = build_input(name, in_cfg, writer=self.writer, spool=self.spool, context=context)
+            inp = build_input(name, in_cfg, writer=self.writer, spool=self.spool, context=context,
+                              mapper=self.mapper)
             inp.start()
             self.inputs[name] = inp
         if cfg.metrics.enabled:
@@ -226,6 +228,8 @@ class Supervisor:
                 inp.stop()
             except Exception:
                 log.exception("input stop failed")
+        if self.mapper is not None:
+            self.mapper.close()
         self.writer.stop()
         for drain in self.drains.values():
             drain.stop()

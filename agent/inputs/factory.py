@@ -7,11 +7,13 @@ from typing import Any
 from agent.mapping import MappingContext
 
 
-def build_input(name: str, config: Any, *, writer: Any, spool: Any, context: MappingContext) -> Any:
+def build_input(name: str, config: Any, *, writer: Any, spool: Any, context: MappingContext,
+                mapper: Any = None) -> Any:
+    """``mapper`` (agent.inputs.mapper) maps tailed files' chunks; low-volume inputs map inline."""
     if config.type == "file":
         from agent.inputs.tail import TailInput
 
-        return TailInput(name, config, writer, spool, context)
+        return TailInput(name, config, writer, spool, context, mapper=mapper)
     if config.type == "unix":
         from agent.inputs.unix_socket import UnixSocketInput
 

@@ -152,8 +152,9 @@ class ProcessMapper:
                     raise EOFError("helper exited mid-answer")
                 _req_id, events, quarantine = pickle.loads(payload)
                 p = self._pending.popleft()
-                p.result.set(([EncodedEvent(*e) for e in events],
-                              [QuarantineRecord(*q) for q in quarantine]))
+                # (event_id, ts_ms, body) tuples as they are: the spool indexes them like an
+                # EncodedEvent, and building 100k named tuples would cost this loop ~2 µs each.
+                p.result.set((events, [QuarantineRecord(*q) for q in quarantine]))
                 self._failures = 0
         except Exception as exc:  # EOF, a broken pipe, a bad frame: all mean "helper lost"
             self._lost(proc, type(exc).__name__ if not isinstance(exc, EOFError) else str(exc))
