@@ -10,8 +10,9 @@ Environment, tenant, host and labels are not added here: ``agent.mapping.Mapping
 
 Hot path: an event whose decision state no rule wants (plain allows, most of the traffic) costs one
 dict lookup; a flagged event is matched once per distinct (guard, action, type, category, resource,
-decision) key, and per target only when a path or name rule could apply; results are cached. The
-input event is never mutated: a match returns a shallow copy with ``mitre`` added.
+decision) key, the result cached; when path or name rules could apply, only those few are tried on
+the event's target (cheap glob tests). The input event is never mutated: a match returns a shallow
+copy with ``mitre`` added.
 """
 
 from __future__ import annotations
@@ -74,10 +75,43 @@ def load_table(path: str | Path) -> list[MitreRule]:
     return out
 
 
-def _globs(patterns: list[str]) -> re.Pattern[str] | None:
-    if not patterns:
-        return None
-    return re.compile("|".join(f"(?:{fnmatch.translate(p)})" for p in patterns))
+class _Globs:
+    """Glob patterns where ``*`` also matches ``/``. The usual shapes (``/etc/shadow``, ``*.pem``,
+    ``/etc/cron.*``, ``*/.ssh/*``) become one set lookup and C-level ``startswith``/``endswith``/``in``
+    tests; only other shapes use a regex (``fnmatch.translate`` with leading ``.*`` backtracks on every
+    path, several microseconds per rule on the hot path)."""
+
+    __slots__ = ("contains", "exact", "prefixes", "regex", "suffixes")
+
+    def __init__(self, patterns: list[str]) -> None:
+        exact, prefixes, suffixes, contains, other = set(), [], [], [], []
+        for p in patterns:
+            inner = p.strip("*")
+            if any(c in inner for c in "*?[") or not inner:
+                other.append(p)
+            elif p.startswith("*") and p.endswith("*"):
+                contains.append(inner)
+            elif p.startswith("*"):
+                suffixes.append(inner)
+            elif p.endswith("*"):
+                prefixes.append(inner)
+            else:
+                exact.add(p)
+        self.exact = frozenset(exact)
+        self.prefixes, self.suffixes, self.contains = tuple(prefixes), tuple(suffixes), tuple(contains)
+        self.regex = re.compile("|".join(f"(?:{fnmatch.translate(p)})" for p in other)) if other else None
+
+    def match(self, text: str) -> bool:
+        if text in self.exact or text.startswith(self.prefixes) or text.endswith(self.suffixes):
+            return True
+        for part in self.contains:
+            if part in text:
+                return True
+        return self.regex is not None and self.regex.match(text) is not None
+
+
+def _globs(patterns: list[str]) -> _Globs | None:
+    return _Globs(patterns) if patterns else None
 
 
 class _Rule:
@@ -101,11 +135,12 @@ class _Rule:
                       "technique": {"id": r.technique.id, "name": r.technique.name}}
 
     def matches(self, key: tuple[Any, ...], path: str | None, name: str) -> bool:
-        if not self.matches_without_target(key):
+        return self.matches_without_target(key) and self.matches_target(path, name)
+
+    def matches_target(self, path: str | None, name: str) -> bool:
+        if self.path is not None and (path is None or not self.path.match(path)):
             return False
-        if self.path is not None and (path is None or self.path.match(path) is None):
-            return False
-        return self.resource_name is None or self.resource_name.match(name) is not None
+        return self.resource_name is None or self.resource_name.match(name)
 
     def matches_without_target(self, key: tuple[Any, ...]) -> bool:
         guard, action, event_type, category, rtype, state = key
@@ -139,14 +174,13 @@ class Enricher:
     before changing them, formats only read them).
     """
 
-    _TARGET = object()  # cache marker: the result depends on resource.path / resource.name
-
     def __init__(self, rules: list[MitreRule]) -> None:
         self.rules = [_Rule(r) for r in rules]
         self._states = frozenset().union(*(r.decision or {"blocked", "warned", "allowed", "none"}
                                            for r in self.rules))
-        self._cache: dict[tuple[Any, ...], Any] = {}  # (guard, action, type, category, rtype, state)
-        self._target_cache: dict[tuple[Any, ...], dict | None] = {}  # the same + (path, name)
+        # (guard, action, type, category, resource type, state) -> the mitre value, None, or the short
+        # list of rules left to try on the event's path / name when one of them looks at the target.
+        self._cache: dict[tuple[Any, ...], Any] = {}
 
     def __call__(self, event: dict) -> dict:
         if "mitre" in event:
@@ -167,38 +201,38 @@ class Enricher:
         key = (guard, event["action"], event_type, event["event_category"], res["type"], state)
         mitre = self._cache.get(key, self)
         if mitre is self:
-            mitre = self._cache[key] = self._first(key)
             if len(self._cache) >= _CACHE_MAX:
                 self._cache.clear()
-        if mitre is self._TARGET:
+            mitre = self._cache[key] = self._plan(key)
+        if type(mitre) is list:  # rules that look at the target, in table order
             path, name = res.get("path"), res["name"]
-            full = (*key, path, name)
-            mitre = self._target_cache.get(full, self)
-            if mitre is self:
-                mitre = self._target_cache[full] = self._match(key, path, name)
-                if len(self._target_cache) >= _CACHE_MAX:
-                    self._target_cache.clear()
+            for rule in mitre:
+                if rule.matches_target(path, name):
+                    mitre = rule.mitre
+                    break
+            else:
+                return event
         if mitre is None:
             return event
         out = dict(event)
         out["mitre"] = mitre
         return out
 
-    def _first(self, key: tuple[Any, ...]) -> Any:
-        """The result for ``key`` when it does not depend on the target, else the _TARGET marker."""
+    def _plan(self, key: tuple[Any, ...]) -> Any:
+        """The result for ``key``: a mitre value, None, or the rules to try on the target (up to and
+        including the first one that does not look at the target)."""
+        candidates: list[_Rule] = []
         for rule in self.rules:
+            if not rule.matches_without_target(key):
+                continue
+            candidates.append(rule)
             if rule.path is None and rule.resource_name is None:
-                if rule.matches(key, None, ""):
-                    return rule.mitre
-            elif rule.matches_without_target(key):
-                return self._TARGET
-        return None
-
-    def _match(self, key: tuple[Any, ...], path: str | None, name: str) -> dict | None:
-        for rule in self.rules:
-            if rule.matches(key, path, name):
-                return rule.mitre
-        return None
+                break
+        if not candidates:
+            return None
+        if len(candidates) == 1 and candidates[0].path is None and candidates[0].resource_name is None:
+            return candidates[0].mitre
+        return candidates
 
     def explain(self, event: dict) -> str | None:
         """The name of the rule that tags ``event`` (for tests and troubleshooting)."""

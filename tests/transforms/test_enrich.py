@@ -254,3 +254,27 @@ def test_result_is_deterministic():
     b = [orjson.dumps(compile_enricher(EnrichmentConfig())(parse_line(line, context=CTX))) for line in LINES]
     assert a == b
     assert all(re.match(rb"^\{", x) for x in a)
+
+
+def test_glob_shortcuts_agree_with_fnmatch():
+    import fnmatch
+
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    from transforms.enrich import _Globs
+
+    patterns = sorted({p for rule in load_table(DEFAULT_TABLE) for p in rule.path + rule.resource_name}
+                      | {"a*b", "?x", "[ab]c", "*", "exact"})
+    pieces = st.sampled_from(["/", ".ssh", "id_rsa", ".env", ".", "x", "etc", "cron.d", "shadow",
+                              "authorized_keys", ".pem", "*", "a", "b", "ac", "credentials", "~"])
+
+    @settings(max_examples=300, derandomize=True, deadline=None, database=None)
+    @given(st.lists(pieces, max_size=6).map("".join))
+    def agree(text: str) -> None:
+        for p in patterns:
+            assert _Globs([p]).match(text) == fnmatch.fnmatchcase(text, p), (p, text)
+
+    agree()
+    assert _Globs(["*/.ssh/*", "/etc/shadow"]).match("/home/a/.ssh/id")
+    assert not _Globs(["*.pem"]).match("x.pem.bak")
