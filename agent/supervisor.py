@@ -63,7 +63,7 @@ class Supervisor:
         self._stopped = gevent.event.Event()
         self._stopping = False
         self._signal = DataSignal()
-        self._stats_cache: tuple[float, dict[str, Any]] = (0.0, {})
+        self._stats_cache: tuple[float, int, dict[str, Any]] = (-1e9, -1, {})
         self._recorded: dict[str, tuple[int, int, int]] = {}
 
     # -- start ---------------------------------------------------------------------------------
@@ -140,10 +140,17 @@ class Supervisor:
 
     # -- metrics / health ----------------------------------------------------------------------
     def spool_stats(self) -> dict[str, Any]:
+        """``Spool.stats()`` (costly on a big spool: a count per cursor) at most once a second, unless
+        new events were spooled since: a scrape right after ingest must not read a snapshot from
+        before it."""
         now = time.monotonic()
-        if now - self._stats_cache[0] > 1.0:
-            self._stats_cache = (now, self.spool.stats())
-        return self._stats_cache[1]
+        taken, last_seq, stats = self._stats_cache
+        age = now - taken
+        if age > 1.0 or self.spool.last_seq() != last_seq:
+            last_seq = self.spool.last_seq()
+            stats = self.spool.stats()
+            self._stats_cache = (now, last_seq, stats)
+        return stats
 
     def _start_metrics_server(self) -> None:
         from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
@@ -181,14 +188,16 @@ class Supervisor:
         now = int(time.time() * 1000)
         self.spool.set_agent_state(pid=os.getpid(), started_ms=self.started_ms, heartbeat_ms=now)
         self.spool.set_input_stats({n: _input_status(i) for n, i in self.inputs.items()})
-        for name, drain in self.drains.items():
+        for name, drain in list(self.drains.items()):
             st = drain.stats
             last = self._recorded.get(name, (0, 0, 0))
+            # Snapshot first: the write yields to the hub, and the drain keeps counting meanwhile.
+            now_counts = (st.delivered, st.failed_attempts, st.dlq)
             self.spool.record_output_state(
                 name, success_ms=st.last_success_ms, error_ms=st.last_error_ms, error=st.last_error,
-                delivered=st.delivered - last[0], failed=st.failed_attempts - last[1], dlq=st.dlq - last[2],
-                extra=output_extra(drain))
-            self._recorded[name] = (st.delivered, st.failed_attempts, st.dlq)
+                delivered=now_counts[0] - last[0], failed=now_counts[1] - last[1],
+                dlq=now_counts[2] - last[2], extra=output_extra(drain))
+            self._recorded[name] = now_counts
 
     def _prune_loop(self) -> None:
         while not self._stopping:

@@ -378,21 +378,39 @@ class Drain:
         finished for the ordered commit), or until stopped / abandoned (then it is not: re-sent)."""
         finished = False
         try:
-            finished = self._deliver_items(batch)
+            finished = self._deliver_guarded(batch)
+            if finished and batch.replay_ids:
+                self.spool.dlq_done(batch.replay_ids.values())
+                self.stats.replayed += len(batch.replay_ids)
         finally:
             self.stats.in_flight_batches -= 1
             self.stats.in_flight -= len(batch.items)
             if batch.replay_ids is not None:
-                if finished and batch.replay_ids:
-                    self.spool.dlq_done(batch.replay_ids.values())
-                    self.stats.replayed += len(batch.replay_ids)
                 self._replay_inflight.difference_update(batch.replay_ids.values())
         if finished and batch.epoch == self._generation:
             # Commit before giving up the slot: a batch counts as finished only once the cursor (or
             # its done range) says so, so a crash re-sends at most the batches in flight.
             self._window.finish(batch)
-            self._commit_now()
+            try:
+                self._commit_now()
+            except Exception as exc:  # the spool refused the write: the commit loop tries again
+                log.error("cursor commit failed", extra={"output": self.name, "error": describe_error(exc)})
+                self._commit_due.set()
             self._room.set()
+
+    def _deliver_guarded(self, batch: Batch) -> bool:
+        """``_deliver_items``, where an unexpected error (e.g. the spool refusing a DLQ write) is a
+        failed attempt retried with backoff, never a batch silently left unfinished."""
+        attempt = 0
+        while True:
+            try:
+                return self._deliver_items(batch)
+            except Exception as exc:
+                attempt += 1
+                log.exception("delivering a batch failed; retrying it", extra={"output": self.name})
+                self.stats.note_failure(f"internal error: {describe_error(exc)}")
+                if self._sleep(self._backoff(attempt, None)):
+                    return False
 
     def _deliver_items(self, batch: Batch) -> bool:
         st = self.stats
@@ -553,7 +571,12 @@ class Drain:
         while not self._stop.is_set():
             self._commit_due.wait()
             self._commit_due.clear()
-            self._commit_now()
+            try:
+                self._commit_now()
+            except Exception as exc:
+                log.error("cursor commit failed", extra={"output": self.name, "error": describe_error(exc)})
+                self._stop.wait(IDLE_WAIT_S)
+                self._commit_due.set()
 
     def _commit_now(self) -> None:
         """Persist the highest contiguous finished seq (and the finished ranges beyond it).

@@ -129,3 +129,21 @@ def test_an_event_the_output_cannot_encode_goes_to_the_dlq_and_the_rest_flows(sp
     assert out.received == [0, 1, 3]
     (entry,) = spool.dlq_list("f")
     assert entry.reason == "encode failed: ValueError: no CEF mapping" and entry.attempts == 0
+
+
+def test_a_failing_dlq_write_retries_the_batch_instead_of_leaving_it_unfinished(spool):
+    fill(spool, 3)
+    out = Fake("f", cfg(), rule=lambda b: Outcome.permanent("HTTP 400"))
+    real, calls = spool.dlq_add, []
+
+    def flaky_dlq_add(*args, **kw):
+        calls.append(1)
+        if len(calls) == 1:
+            raise OSError(28, "No space left on device")
+        return real(*args, **kw)
+
+    spool.dlq_add = flaky_dlq_add
+    drain = Drain(out, spool, spool.reader())
+    run_until(drain, caught_up(spool, "f"))
+    assert len(calls) == 2 and dlq_numbers(spool, "f") == [0, 1, 2]
+    assert len(out.sent) == 2  # the batch was attempted again after the internal error
