@@ -23,7 +23,6 @@ through the patterns. See docs/transforms.md for the built-in patterns and their
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import hmac
 import ipaddress
@@ -164,7 +163,7 @@ def _schema_field(path: Path) -> Field | None:
     return SCHEMA.get(path)
 
 
-def _compile_fast_check() -> Callable[..., bool]:
+def _compile_fast_check() -> Callable[..., Callable[[dict], bool]]:
     """Generate the hot-path check from the field table (cf. agent.event's generated validator).
 
     Each canonical object whose children are all scalars (observer, decision, resource, source, agent,
@@ -174,7 +173,7 @@ def _compile_fast_check() -> Callable[..., bool]:
     is skipped: an id of that shape cannot match. Metadata goes through ``D``, which caches whole
     free-form objects by their JSON; objects with keys this version does not know are walked.
     """
-    lines = ["def fast_check(e, C, M, D, S, CK):"]
+    lines = ["def make(C, M, D, S, CK):", " def fast_check(e):"]
     for f in FIELDS:
         if f.name == "mitre" or f.kind in (ENUM, BOOLEAN, INTEGER) or (f.kind == STRING and f.pattern):
             continue
@@ -205,15 +204,16 @@ def _compile_fast_check() -> Callable[..., bool]:
     lines += ["    if not K.issuperset(e):",  # fields this version does not know: walk them
               "        for k in e.keys() - K:",
               "            if D(e[k]): return True",
-              "    return False"]
+              "    return False",
+              " return fast_check"]
     namespace: dict[str, Any] = {"K": frozenset(f.name for f in FIELDS)}
     source = "\n".join(lines) + "\n"
     exec(compile(source, "<transforms.redact fast check>", "exec"), namespace)
-    namespace["fast_check"].source = source
-    return namespace["fast_check"]
+    namespace["make"].source = source
+    return namespace["make"]
 
 
-_FAST_CHECK = _compile_fast_check()
+_MAKE_FAST_CHECK = _compile_fast_check()  # (clean, matches, dirty, dirty_values, keys) -> check
 
 
 class _AnyKey:
@@ -362,10 +362,10 @@ class Redactor:
         self._clean: set[Any] = {"", True, False, None}  # values no global pattern matches
         self._clean_keys: set[str] = set()  # dict keys that do not name a credential
         self._clean_objects: set[bytes] = set()  # encoded free-form objects (metadata) known clean
+        self._fast = _MAKE_FAST_CHECK(self._clean, self._matches, self._dirty, self._dirty_values,
+                                      self._clean_keys if self._keys else _ANY_KEY)
         if self._global and not self._path_rules and not self._scoped:
-            self._check: Callable[[dict], bool] = functools.partial(
-                _FAST_CHECK, C=self._clean, M=self._matches, D=self._dirty, S=self._dirty_values,
-                CK=self._clean_keys if self._keys else _ANY_KEY)
+            self._check: Callable[[dict], bool] = self._fast
         else:
             self._check = self._needed
 
@@ -387,8 +387,7 @@ class Redactor:
         if self._global:
             if generic:
                 return any(k not in _SKIP_TOP and self._dirty(v) for k, v in ev.items())
-            return _FAST_CHECK(ev, self._clean, self._matches, self._dirty, self._dirty_values,
-                               self._clean_keys if self._keys else _ANY_KEY)
+            return self._fast(ev)
         return False
 
     def _dirty(self, v: Any) -> bool:
