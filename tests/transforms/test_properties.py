@@ -200,3 +200,31 @@ def test_the_generator_reaches_hostile_values():
     assert any("threat" in e for e in seen) and any("mitre" in e for e in seen)
     assert any(len(e["resource"]["name"]) > 1000 for e in seen)
     assert uuid.UUID(seen[0]["event_id"])
+
+
+INGEST_REDACTOR = None
+
+
+@SETTINGS
+@given(events(), st.data())
+def test_a_secret_anywhere_in_an_event_never_survives_the_default_privacy(ev, data):
+    """The hot-path check caches what it saw clean; a secret placed in any string field of any event
+    (canonical or metadata, after many clean events) must still be found and masked."""
+    global INGEST_REDACTOR
+    from transforms.config import PrivacyConfig
+    from transforms.redact import PROTECTED, _leaves, compile_redactor
+
+    if INGEST_REDACTOR is None:
+        INGEST_REDACTOR = compile_redactor(PrivacyConfig())
+    assert INGEST_REDACTOR(ev) is ev or b"[REDACTED]" in encode_event(INGEST_REDACTOR(ev))
+    slots = [(c, k, p) for c, k, p, v in _leaves(ev, ()) if type(v) is str and p not in PROTECTED
+             and not (len(p) == 1 and p[0] in ("event_id", "timestamp", "schema_version"))
+             and not (p[0] == "resource" and p[-1] == "ip")
+             and not (p[0] == "threat" and ev["threat"]["indicator"]["type"] in ("ipv4-addr", "ipv6-addr"))]
+    if not slots:
+        return
+    container, key, path = data.draw(st.sampled_from(slots))
+    container[key] = "x ghp_aBcDeFgHiJkLmNoPqRsTuVwXyZ0123456789 y"
+    out = INGEST_REDACTOR(ev)
+    validate_event(out)
+    assert b"ghp_aBcDeF" not in encode_event(out), path
