@@ -209,6 +209,10 @@ class Output:
     #: Batches in flight at once when the config says ``concurrency = 0``: 1 for local outputs, more
     #: for network outputs whose latency would otherwise cap throughput (HTTP outputs use 4).
     default_concurrency: ClassVar[int] = 1
+    #: False for outputs that read ``item.event`` only in ``encode``: the drain then drops each
+    #: decoded event once encoded (``item.event`` is ``{}`` in ``send``), so the batches in flight
+    #: hold bytes rather than dicts (several MiB per batch).
+    send_reads_events: ClassVar[bool] = True
 
     #: Set by the drain before ``open()``: the output's transform pipeline
     #: (``transforms.pipeline.Pipeline``: ``render(event, body) -> bytes``, ``passthrough``,

@@ -102,7 +102,7 @@ class Drain:
         self._pipeline_factory = pipeline_factory
         self.concurrency = cfg.concurrency or output.default_concurrency
         self.max_bytes = int(cfg.batch_max_bytes or output.default_batch_max_bytes)
-        self._window_size = max(2, 2 * self.concurrency)
+        self._window_size = self.concurrency + 2  # in flight, plus batches read ahead
         self._chunk = min(READ_CHUNK_MAX, max(READ_CHUNK, cfg.batch_max_events))
         self.breaker = Breaker(cfg.breaker_failures, cfg.breaker_cooldown, cfg.breaker_cooldown_max)
         self.limiter = RateLimiter(cfg.rate_limit_requests, cfg.rate_limit_events)
@@ -277,6 +277,7 @@ class Drain:
     def _consume_rows(self, rows: list[SpoolRow]) -> None:
         """The hot loop: keep it to a few operations per event."""
         decode = self._decode
+        release = decode and not self.output.send_reads_events
         select = self._select
         encode = self.output.encode
         add = self._batcher.add
@@ -307,6 +308,8 @@ class Drain:
                 rejected.append((item, f"encode failed: {type(exc).__name__}: {str(exc)[:200]}"))
                 continue
             item.data = data
+            if release:
+                item.event = {}  # encoded: batches in flight keep bytes, not the decoded dicts
             closed = add(item, len(data))
             if closed is not None:
                 for batch in closed:

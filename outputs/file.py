@@ -37,6 +37,7 @@ class FileOutputConfig(OutputConfig):
 
 class FileOutput(Output):
     reads_events = False  # writes the canonical bytes as they are
+    send_reads_events = False
     type_name = "file"
     config: FileOutputConfig
 

@@ -17,6 +17,7 @@ class StdoutOutputConfig(OutputConfig):
 
 class StdoutOutput(Output):
     reads_events = False  # writes the canonical bytes as they are
+    send_reads_events = False
     type_name = "stdout"
 
     def send(self, batch: list[DeliveryItem]) -> Outcome:

@@ -80,3 +80,23 @@ def test_concurrency_defaults_to_the_output_class(spool):
     assert Drain(Http("h", cfg()), spool, spool.reader()).concurrency == 4
     assert Drain(Http("h", cfg(concurrency=2)), spool, spool.reader()).concurrency == 2
     assert Drain(Fake("f", cfg()), spool, spool.reader()).concurrency == 1
+
+
+def test_an_output_that_only_encodes_from_events_gets_bytes_in_send(spool):
+    from outputs.base import FilterConfig
+
+    class Lean(Fake):
+        send_reads_events = False
+
+    fill(spool, 4)
+    seen: list = []
+    keep: list = []
+    filt = FilterConfig(min_severity="info", exclude_event_types=["x"])
+    lean = Lean("f", cfg(filter=filt), rule=lambda b: seen.extend((i.event, i.data == i.body) for i in b))
+    drain = Drain(lean, spool, spool.reader())
+    run_until(drain, caught_up(spool, "f"))
+    assert drain._decode is True  # the filter needed the events...
+    assert seen == [({}, True)] * 4  # ...but batches in flight keep only bytes
+    default = Fake("g", cfg(filter=filt), rule=lambda b: keep.extend(i.event["n"] for i in b))
+    run_until(Drain(default, spool, spool.reader()), caught_up(spool, "g"))
+    assert keep == [0, 1, 2, 3]  # an output that reads events in send() still gets them

@@ -85,7 +85,7 @@ def test_the_window_bounds_how_far_the_drain_runs_ahead_of_a_stuck_batch(spool):
     out = Fake("f", cfg(concurrency=2, batch_max_events=5), script=[gate])
     drain = Drain(out, spool, spool.reader())
     g = start(drain)
-    window = drain._window_size  # 2 x concurrency batches registered at most
+    window = drain._window_size  # concurrency + 2 batches registered at most
     wait_until(lambda: len(out.sent) == window)
     gevent.sleep(0.1)
     assert len(out.sent) == window  # nothing more is sent while the first batch blocks the cursor
