@@ -419,9 +419,16 @@ def write_events(path: Path, start: int, stop: int, *, run: int = 0) -> list[str
     return [line_id(i, run=run) for i in range(start, stop)]
 
 
-def wait_until(cond: Callable[[], bool], timeout: float, what: str) -> None:
-    """``harness.wait_for`` with a slower poll: the conditions here call HTTP or the CLI."""
-    wait_for(cond, timeout, what, interval=0.25)
+def wait_until(cond: Callable[[], bool], timeout: float, what: str,
+               detail: Callable[[], Any] | None = None) -> None:
+    """``harness.wait_for`` with a slower poll (the conditions here call HTTP or the CLI); on timeout
+    the message adds ``detail()``, the state that explains it."""
+    try:
+        wait_for(cond, timeout, what, interval=0.25)
+    except AssertionError as exc:
+        if detail is None:
+            raise
+        raise AssertionError(f"{exc}; state: {detail()}") from None
 
 
 def scrape(port: int, path: str = "/metrics") -> str:

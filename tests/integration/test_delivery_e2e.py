@@ -12,6 +12,7 @@ import os
 import time
 import uuid
 from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -50,7 +51,7 @@ WAIT = 120
 
 
 @pytest.fixture
-def hec() -> Mock:
+def hec() -> Iterator[Mock]:
     """An acknowledging HEC mock in this process."""
     mock = start_thread_mock(hec_app([HEC_TOKEN], ack=True), "splunk_hec")
     yield mock
@@ -58,14 +59,14 @@ def hec() -> Mock:
 
 
 @pytest.fixture
-def es() -> Mock:
+def es() -> Iterator[Mock]:
     mock = start_thread_mock(es_app(), "elasticsearch")
     yield mock
     mock.stop()
 
 
 @pytest.fixture
-def agents():
+def agents() -> Iterator[list[DeliveryAgent]]:
     """Agents a test starts; each is stopped (and must exit cleanly) at the end."""
     started: list[DeliveryAgent] = []
     yield started
@@ -146,6 +147,7 @@ def test_sixty_second_outage_recovers_without_loss(tmp_path: Path, es: Mock, age
     outage_start = time.monotonic()
     errors: list[str] = []
     breakers: set[str] = set()
+    indexed_during: set[int] = set()
     i = 100
     while time.monotonic() - outage_start < 56:
         expected += write_events(src, i, i + 25)
@@ -153,9 +155,11 @@ def test_sixty_second_outage_recovers_without_loss(tmp_path: Path, es: Mock, age
         st = output_status(cfg, "es")
         errors.append(st["last_error"] or "")
         breakers.add(st["breaker"])
+        count = len(_es_ids(es))
+        if time.monotonic() - outage_start < 59:  # read inside the outage (however slow the CLI)
+            indexed_during.add(count)
         time.sleep(1)
-    # Still inside the outage: nothing new can have been indexed.
-    assert len(_es_ids(es)) == 100
+    assert indexed_during == {100}, "something was indexed during the outage"
     retries = metric(scrape(port), "clawd_agent_output_retries_total", output="es")
     assert retries is not None and retries >= 1
     first_503 = next((k for k, e in enumerate(errors) if "HTTP 503" in e), None)
@@ -251,11 +255,13 @@ def test_partial_bulk_failures_exact_counts(tmp_path: Path, es: Mock, agents) ->
 def test_ack_timeouts_resend_the_batch(tmp_path: Path, hec: Mock, agents) -> None:
     """Two acks are lost and one comes after the agent's ack timeout: those three batches are sent
     again; every event is indexed; only events of those batches are duplicated."""
-    hec.add_faults(fault("ack_delay", delay=-1, count=2, after=2, path=HEC_EVENT),
-                   fault("ack_delay", delay=30, count=1, after=6, path=HEC_EVENT))
+    # The first three posts: their re-sends come after the ack timeout, so (however fast ingest
+    # is) no re-send can take one of these faults.
+    hec.add_faults(fault("ack_delay", delay=-1, count=2, path=HEC_EVENT),
+                   fault("ack_delay", delay=60, count=1, path=HEC_EVENT))
     n, batch = 1500, 100
     cfg = write_agent_config(tmp_path, {"splunk": hec_output(
-        hec, HEC_TOKEN, ack=True, ack_timeout="3s", ack_poll_interval="200ms",
+        hec, HEC_TOKEN, ack=True, ack_timeout="5s", ack_poll_interval="200ms",
         ack_poll_max_interval="500ms", batch_max_events=batch)})
     _start(agents, cfg, tmp_path)
     expected = write_events(tmp_path / "in" / "audit.jsonl", 0, n)
@@ -302,7 +308,7 @@ def test_dead_output_does_not_hold_back_the_other(tmp_path: Path, hec: Mock, es:
         assert set(hec.app.event_ids()) == set(expected)
     wait_until(lambda: output_status(cfg, healthy)["lag_events"] == 0, WAIT, "the healthy cursor")
     wait_until(lambda: output_status(cfg, healthy)["delivered_total"] == n, WAIT,
-               "the delivered count recorded at the next heartbeat")
+               "the delivered count recorded at the next heartbeat", lambda: status(cfg))
     wait_until(lambda: output_status(cfg, dead)["breaker"] == "open", WAIT, "the dead breaker open")
     doc = status(cfg)
     gone, ok = doc["outputs"][dead], doc["outputs"][healthy]

@@ -70,9 +70,18 @@ def _delivered(hec: Mock, es: Mock, ids: list[str]) -> bool:
     return set(hec.app.event_ids()) >= set(ids) and set(es.es_docs(ES_STREAM)) >= set(ids)
 
 
-def _refused_everywhere(cfg: Path, needle: str) -> bool:
+def _tls_errors(hec: Mock, es: Mock) -> tuple[int, int]:
+    """Handshakes each mock refused so far."""
+    assert hec.server is not None
+    return (hec.server.stats()["requests_by_status"].get("tls_error", 0),
+            es.stats()["requests_by_status"].get("tls_error", 0))
+
+
+def _refused_everywhere(cfg: Path, needle: str, backlog: int) -> bool:
+    """Both outputs report ``needle`` as their last error and hold all ``backlog`` events."""
     outs = status(cfg)["outputs"]
-    return bool(outs) and all(needle in (o["last_error"] or "") for o in outs.values())
+    return bool(outs) and all(needle in (o["last_error"] or "") and o["lag_events"] == backlog
+                              for o in outs.values())
 
 
 def test_custom_ca_delivers_and_without_it_nothing_is_lost(tmp_path: Path, tls: TlsFiles) -> None:
@@ -84,13 +93,13 @@ def test_custom_ca_delivers_and_without_it_nothing_is_lost(tmp_path: Path, tls: 
         (tmp_path / "in").mkdir()
         ids = write_events(tmp_path / "in" / "audit.jsonl", 0, n)
         cfg = _config(tmp_path, hec, es)
-        _run_until(tmp_path, cfg, lambda: _refused_everywhere(cfg, "certificate verify failed"),
+        _run_until(tmp_path, cfg, lambda: _refused_everywhere(cfg, "certificate verify failed", n),
                    "both outputs to report the certificate error")
         doc = status(cfg)
         for name in ("splunk", "es"):
             assert doc["outputs"][name]["lag_events"] == n and doc["outputs"][name]["delivered_total"] == 0
         assert hec.app.event_ids() == [] and es.es_docs(ES_STREAM) == {}
-        assert es.stats()["requests_by_status"].get("tls_error", 0) >= 1
+        assert min(_tls_errors(hec, es)) >= 1
 
         cfg = _config(tmp_path, hec, es, ca_file=str(tls.ca_cert))
         _run_until(tmp_path, cfg, lambda: _delivered(hec, es, ids), "delivery with ca_file")
@@ -102,9 +111,11 @@ def test_custom_ca_delivers_and_without_it_nothing_is_lost(tmp_path: Path, tls: 
         # Trusting an unrelated CA is no better than trusting none.
         more = write_events(tmp_path / "in" / "audit.jsonl", n, n + 10)
         cfg = _config(tmp_path, hec, es, ca_file=str(tls.other_ca_cert))
-        _run_until(tmp_path, cfg, lambda: _refused_everywhere(cfg, "certificate verify failed"),
-                   "the certificate error with the wrong CA")
-        assert not set(more) & set(hec.app.event_ids())
+        before = _tls_errors(hec, es)
+        _run_until(tmp_path, cfg, lambda: _refused_everywhere(cfg, "certificate verify failed", 10)
+                   and all(a > b for a, b in zip(_tls_errors(hec, es), before, strict=True)),
+                   "new handshakes refused with the wrong CA")
+        assert not set(more) & (set(hec.app.event_ids()) | set(es.es_docs(ES_STREAM)))
     finally:
         hec.stop()
         es.stop()
@@ -120,14 +131,13 @@ def test_mtls_delivers_with_a_client_certificate_and_is_refused_without(tmp_path
         (tmp_path / "in").mkdir()
         ids = write_events(tmp_path / "in" / "audit.jsonl", 0, n)
         cfg = _config(tmp_path, hec, es, ca_file=str(tls.ca_cert))
-        _run_until(tmp_path, cfg, lambda: _refused_everywhere(cfg, "SSLError"),
+        _run_until(tmp_path, cfg, lambda: _refused_everywhere(cfg, "SSLError", n),
                    "both outputs to report the refused handshake")
         doc = status(cfg)
         for name in ("splunk", "es"):
             assert doc["outputs"][name]["lag_events"] == n and doc["outputs"][name]["delivered_total"] == 0
         assert hec.app.event_ids() == [] and es.es_docs(ES_STREAM) == {}
-        assert hec.server is not None and hec.server.stats()["requests_by_status"].get("tls_error", 0) >= 1
-        assert es.stats()["requests_by_status"].get("tls_error", 0) >= 1
+        assert min(_tls_errors(hec, es)) >= 1
 
         cfg = _config(tmp_path, hec, es, ca_file=str(tls.ca_cert), client_cert=str(tls.client_cert),
                       client_key=str(tls.client_key))
