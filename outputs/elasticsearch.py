@@ -163,6 +163,7 @@ def api_key_header(value: str) -> str:
 
 class ElasticsearchOutput(Output):
     type_name = "elasticsearch"
+    send_reads_events = False  # item.event is read only by encode()
     default_batch_max_bytes: ClassVar[int] = 5 * 1024 * 1024
     default_concurrency: ClassVar[int] = 4
     config: ElasticsearchOutputConfig

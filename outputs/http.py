@@ -309,7 +309,7 @@ class HttpClient:
             self._report("error", started)
             raise TransportError(problem)
         if body is not None and (self.config.compression == "gzip" if compress is None else compress):
-            body = gzip_bytes(body, self.config.compression_level)
+            body = compress_off_loop(body, self.config.compression_level)
             send_headers["Content-Encoding"] = "gzip"
         timeouts = (timeout, timeout) if timeout is not None else self._timeout
         error = ""
@@ -384,6 +384,19 @@ def _check_proxy(url: str) -> None:
     scheme = url.split("://", 1)[0].lower() if "://" in url else "http"
     if scheme not in ("http", "https"):
         raise ValueError("proxy: expected an http:// or https:// URL")
+
+
+#: Bodies at least this large are compressed in gevent's threadpool: zlib releases the GIL while it
+#: works, so a multi-megabyte bulk request is compressed on another core while the loop goes on.
+OFFLOAD_BYTES = 256 * 1024
+
+
+def compress_off_loop(data: bytes, level: int = 1) -> bytes:
+    if len(data) < OFFLOAD_BYTES:
+        return gzip_bytes(data, level)
+    import gevent
+
+    return gevent.get_hub().threadpool.apply(gzip_bytes, (data, level))
 
 
 def gzip_bytes(data: bytes, level: int = 1) -> bytes:

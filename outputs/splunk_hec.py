@@ -190,6 +190,7 @@ def parse_hec_answer(body: bytes) -> dict[str, Any]:
 
 class SplunkHecOutput(Output):
     type_name = "splunk_hec"
+    send_reads_events = False  # item.event is read only by encode()
     #: Under Splunk Cloud's default 1 MB ``max_content_length``, measured before compression.
     default_batch_max_bytes: ClassVar[int] = 900_000
     default_concurrency: ClassVar[int] = 4

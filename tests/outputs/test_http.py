@@ -170,6 +170,18 @@ def test_request_lines_are_not_logged_even_at_debug(server: MockServer,
     assert not [r for r in caplog.records if r.name.startswith("urllib3")]
 
 
+def test_large_bodies_are_compressed_off_the_loop_to_the_same_bytes(server: MockServer,
+                                                                   app: Recorder) -> None:
+    from outputs.http import OFFLOAD_BYTES
+
+    big = b"".join(b'{"n":%d,"pad":"%s"}\n' % (i, b"x" * (i % 97)) for i in range(20_000))
+    assert len(big) > OFFLOAD_BYTES
+    make_client().request("POST", url_of(server), big)
+    req = app.requests[-1]
+    assert req.headers["Content-Encoding"] == "gzip" and req.body == big
+    assert req.raw_length < len(big) // 4
+
+
 def test_gzip_bytes_round_trip_and_level() -> None:
     assert gzip.decompress(gzip_bytes(BODY, 1)) == BODY
     assert gzip.decompress(gzip_bytes(BODY, 9)) == BODY
