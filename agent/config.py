@@ -39,9 +39,9 @@ class AgentSection:
                                        default=Duration(2))
     shutdown_timeout: Duration = doc("How long shutdown waits for in-flight deliveries.",
                                      default=Duration(10))
-    map_workers: int = doc("Helper processes that map tailed lines to events (0 maps in the agent's "
-                           "own loop). One helper puts mapping on a second core; more are not "
-                           "used yet.", default=1)
+    offload: bool = doc("Run the CPU-heavy steps (mapping tailed lines, rendering events for outputs "
+                        "that send only encoded bytes) in one helper process, on a second core. "
+                        "Off: everything runs in the agent's own loop.", default=True)
 
     def resolved_host_name(self) -> str:
         return self.host_name or socket.gethostname()

@@ -55,6 +55,8 @@ class Supervisor:
         self.writer: Any = None
         self.inputs: dict[str, Any] = {}
         self.mapper: Any = None
+        #: The offload helper process (agent.offload) shared by mapping and rendering, or None.
+        self.offload: Any = None
         self.drains: dict[str, Drain] = {}
         self.metrics: AgentMetrics | None = None
         self.metrics_server: WSGIServer | None = None
@@ -78,6 +80,9 @@ class Supervisor:
         self.writer = SpoolWriter(self.spool, max_events=cfg.spool.commit_max_events,
                                   max_delay_s=cfg.spool.commit_max_delay, on_commit=self._signal.notify)
         self.writer.start()
+        from agent.offload import build_offload
+
+        self.offload = build_offload(cfg.agent.offload, cfg.source)
         for name, out_cfg in cfg.outputs.items():
             self.spool.ensure_cursor(name, start=out_cfg.start_at)
             self.spool.set_enabled(name, out_cfg.enabled)
@@ -90,7 +95,7 @@ class Supervisor:
 
         # [agent] identity and labels plus the ingest transform ([enrichment], [privacy]).
         context = cfg.mapping_context()
-        self.mapper = build_mapper(cfg.agent.map_workers, cfg.source, context)
+        self.mapper = build_mapper(self.offload, context)
         for name, in_cfg in cfg.inputs.items():
             inp = build_input(name, in_cfg, writer=self.writer, spool=self.spool, context=context,
                               mapper=self.mapper)
@@ -112,7 +117,7 @@ class Supervisor:
         drain = Drain(output, self.spool, self.spool.reader(), new_data=self._signal.subscribe(),
                       on_batch=self.metrics.observe_batch if self.metrics else None,
                       selector=compile_selector(name, self.config.outputs), stats=stats,
-                      pipeline_factory=build_output_pipeline)
+                      pipeline_factory=build_output_pipeline, offload=self.offload)
         self.drains[name] = drain
         g = self._drain_group.spawn(drain.run)
         g.link_exception(lambda g, n=name, c=out_cfg: self._drain_crashed(n, c, g))
@@ -237,13 +242,13 @@ class Supervisor:
                 inp.stop()
             except Exception:
                 log.exception("input stop failed")
-        if self.mapper is not None:
-            self.mapper.close()
         self.writer.stop()
         for drain in self.drains.values():
             drain.stop()
         self._drain_group.join(timeout=self.config.agent.shutdown_timeout)
         self._drain_group.kill(block=True, timeout=2)
+        if self.offload is not None:
+            self.offload.close()
         self._loops.kill(block=True, timeout=2)
         self.record_state()
         self.spool.clear_agent_state()

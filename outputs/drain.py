@@ -37,7 +37,6 @@ import gevent
 import gevent.event
 import gevent.lock
 import gevent.pool
-import orjson
 
 from outputs.base import DeliveryItem, Outcome, Output, Status
 from outputs.batcher import Batch, Batcher
@@ -45,8 +44,9 @@ from outputs.breaker import Breaker
 from outputs.health import HealthMonitor
 from outputs.inflight import CommitWindow
 from outputs.ratelimit import RateLimiter
+from outputs.render import Renderer, items_of, needs_events
 from outputs.replay import replay_batches
-from outputs.routing import NOT_HERE, Selector, compile_selector
+from outputs.routing import Selector, compile_selector
 from outputs.stats import OutputStats, describe_error
 from spool.types import SpoolRow
 
@@ -87,7 +87,8 @@ class Drain:
                  rng: random.Random | None = None,
                  selector: Any = _OWN,
                  stats: OutputStats | None = None,
-                 pipeline_factory: Callable[[Any], Any] | None = None):
+                 pipeline_factory: Callable[[Any], Any] | None = None,
+                 offload: Any = None):
         self.output = output
         self.name = output.name
         self.config = cfg = output.config
@@ -100,6 +101,9 @@ class Drain:
         self._on_batch = on_batch
         self._rng = rng or random.Random()
         self._pipeline_factory = pipeline_factory
+        self._offload = offload  # agent.offload.OffloadHelper, or None
+        self._renderer: Renderer | None = None
+        self._use_offload = False
         self.concurrency = cfg.concurrency or output.default_concurrency
         self.max_bytes = int(cfg.batch_max_bytes or output.default_batch_max_bytes)
         self._window_size = self.concurrency + 2  # in flight, plus batches read ahead
@@ -141,6 +145,11 @@ class Drain:
         if self._pipeline_factory is not None:
             output.pipeline = self._pipeline_factory(self.config)
         self._decode = self._needs_events()
+        self._renderer = Renderer(output, self._select)
+        # Rendering moves to the offload helper when there is work to move and send() needs only
+        # the encoded bytes (the events themselves do not travel back).
+        self._use_offload = (self._offload is not None and self._decode
+                             and not output.send_reads_events)
         if not self._open():
             return
         helpers = [gevent.spawn(self._commit_loop)]
@@ -160,12 +169,7 @@ class Drain:
             output.close()
 
     def _needs_events(self) -> bool:
-        """Decode events only for a filter, routes, an output that reads them, or a format that
-        renders them; forwarding canonical bytes to everyone needs none."""
-        if self._select is not None or self.output.reads_events:
-            return True
-        pipeline = self.output.pipeline
-        return pipeline is not None and not getattr(pipeline, "passthrough", False)
+        return needs_events(self.output, self._select)
 
     def _on_response(self, status_class: str, seconds: float) -> None:
         self.stats.note_response(status_class, seconds)
@@ -275,42 +279,19 @@ class Drain:
             self._consume_rows(rows)
 
     def _consume_rows(self, rows: list[SpoolRow]) -> None:
-        """The hot loop: keep it to a few operations per event."""
-        decode = self._decode
-        release = decode and not self.output.send_reads_events
-        select = self._select
-        encode = self.output.encode
+        """Render a chunk (here, or in the offload helper) and batch what it gives."""
+        if self._use_offload:
+            rows_t = [(r[0], r[1], r[3]) for r in rows]
+            renderer = self._renderer
+            rendered = self._offload.submit("render", (self.name, rows_t),
+                                            lambda: renderer.render(rows_t)).get()
+            items, filtered, rejected = items_of(rendered)
+        else:
+            items, filtered, rejected = self._renderer.render_items(rows)
         add = self._batcher.add
         dispatch = self._dispatch
-        loads = orjson.loads
-        not_here = NOT_HERE
-        filtered = 0
-        rejected: list[tuple[DeliveryItem, str]] = []
-        for seq, event_id, _ts, body in rows:
-            route = None
-            if decode:
-                try:
-                    event = loads(body)
-                except orjson.JSONDecodeError:
-                    rejected.append((DeliveryItem(seq, {}, body, event_id), "spool row is not valid JSON"))
-                    continue
-                if select is not None:
-                    route = select(event)
-                    if route is not_here:
-                        filtered += 1
-                        continue
-            else:
-                event = {}
-            item = DeliveryItem(seq, event, body, event_id, b"", route)
-            try:
-                data = encode(item)
-            except Exception as exc:  # a transform that cannot render this one event
-                rejected.append((item, f"encode failed: {type(exc).__name__}: {str(exc)[:200]}"))
-                continue
-            item.data = data
-            if release:
-                item.event = {}  # encoded: batches in flight keep bytes, not the decoded dicts
-            closed = add(item, len(data))
+        for item in items:
+            closed = add(item, len(item.data))
             if closed is not None:
                 for batch in closed:
                     dispatch(batch)

@@ -1,4 +1,4 @@
-"""The mapping helper process: same bytes as mapping inline, and nothing lost when it dies."""
+"""Mapping in the offload helper: the same bytes as mapping inline, and nothing lost when it dies."""
 
 from __future__ import annotations
 
@@ -8,10 +8,11 @@ import textwrap
 
 import pytest
 
-from agent.config import load_config
+from agent.config import load_config, parse_config
 from agent.inputs.base import Line, LineSplitter
 from agent.inputs.mapper import InlineMapper, ProcessMapper, build_mapper
 from agent.inputs.tail import TailInput
+from agent.offload import OffloadHelper, build_offload
 from tests.inputs.helpers import AUDIT_LINES, audit_line, open_spool, wait_until
 
 CONFIG = """
@@ -31,6 +32,7 @@ enabled = false
 [privacy]
 rules = [{path = "resource.name", style = "hash", hash_salt = "pepper"}]
 """
+BIG = 1 << 20
 
 
 @pytest.fixture
@@ -40,66 +42,54 @@ def config_path(tmp_path):
     return p
 
 
-def lines_of(chunks: list[bytes]) -> list[Line]:
-    s = LineSplitter(1 << 20, 0)
-    out = s.feed(b"".join(chunks))
-    return out
+@pytest.fixture
+def helper(config_path):
+    h = OffloadHelper(str(config_path))
+    yield h
+    h.close()
 
 
 def sample_lines() -> list[Line]:
     bad = [b"{not json\n", b'{"id": "x", "timestamp": "yesterday"}\n', b"\n"]
-    return lines_of(list(AUDIT_LINES) + bad + [audit_line(i) for i in range(50)])
+    data = b"".join(list(AUDIT_LINES) + bad + [audit_line(i) for i in range(50)])
+    return LineSplitter(BIG, 0).feed(data)
 
 
-def test_helper_maps_to_the_same_bytes_as_inline(config_path):
+def test_helper_maps_to_the_same_bytes_as_inline(config_path, helper):
     context = load_config(str(config_path)).mapping_context()
     lines = sample_lines()
-    inline = InlineMapper(context).submit(lines, source="a.jsonl", kind=None, max_line_bytes=1 << 20).get()
-    pm = ProcessMapper(str(config_path), context)
-    try:
-        # several requests in flight at once are answered in order
-        pendings = [pm.submit(lines[i::3], source="a.jsonl", kind=None, max_line_bytes=1 << 20)
-                    for i in range(3)]
-        results = [p.get(timeout=60) for p in pendings]
-    finally:
-        pm.close()
-    assert pm.restarts == 0
-    for i, (events, quarantine) in enumerate(results):
-        exp_events, exp_quarantine = InlineMapper(context).submit(
-            lines[i::3], source="a.jsonl", kind=None, max_line_bytes=1 << 20).get()
-        assert events == exp_events and quarantine == exp_quarantine
-    total_events = sum(len(r[0]) for r in results)
-    total_quarantine = sum(len(r[1]) for r in results)
-    assert total_events == len(inline[0]) > 50
-    assert total_quarantine == len(inline[1]) == 2
+    pm = ProcessMapper(helper, context)
+    # several chunks in flight at once are answered in order
+    pendings = [pm.submit(lines[i::3], source="a.jsonl", kind=None, max_line_bytes=BIG) for i in range(3)]
+    results = [p.get(timeout=60) for p in pendings]
+    assert helper.restarts == 0 and helper.jobs_done == 3
+    inline = InlineMapper(context)
+    for i, got in enumerate(results):
+        assert got == inline.submit(lines[i::3], source="a.jsonl", kind=None, max_line_bytes=BIG).get()
+    events = [e for r in results for e in r[0]]
+    assert len(events) == len(AUDIT_LINES) + 50 and sum(len(r[1]) for r in results) == 2
     # the config's privacy rule ran in the helper: no original resource name reaches the spool bytes
-    assert all(b"/home/agent/file-" not in e.body for e in inline[0])
+    assert all(b"/home/agent/file-" not in e[2] for e in events)
 
 
-def test_a_dead_helper_loses_nothing_and_is_replaced(config_path, monkeypatch):
-    monkeypatch.setattr("agent.inputs.mapper.RESTART_BACKOFF_S", (0.0,))
-    context = load_config(str(config_path)).mapping_context()
-    pm = ProcessMapper(str(config_path), context)
-    try:
-        first = pm.submit(sample_lines(), source="a", kind=None, max_line_bytes=1 << 20).get(timeout=60)
-        old = pm._proc
-        os.kill(old.pid, signal.SIGKILL)
-        # requests sent to the dying helper are mapped inline; later ones go to a new helper
-        pend = [pm.submit(sample_lines(), source="a", kind=None, max_line_bytes=1 << 20) for _ in range(3)]
-        got = [p.get(timeout=60) for p in pend]
-        assert all(g == first for g in got)
-        assert pm.restarts == 1
-        again = pm.submit(sample_lines(), source="a", kind=None, max_line_bytes=1 << 20).get(timeout=60)
-        assert again == first
-        assert pm._proc is not None and pm._proc is not old
-    finally:
-        pm.close()
+def test_a_dead_helper_loses_nothing_and_is_replaced(config_path, helper, monkeypatch):
+    monkeypatch.setattr("agent.offload.RESTART_BACKOFF_S", (0.0,))
+    pm = ProcessMapper(helper, load_config(str(config_path)).mapping_context())
+    first = pm.submit(sample_lines(), source="a", kind=None, max_line_bytes=BIG).get(timeout=60)
+    old = helper.pid
+    os.kill(old, signal.SIGKILL)
+    # chunks sent to the dying helper are mapped inline; later ones go to a new helper
+    pend = [pm.submit(sample_lines(), source="a", kind=None, max_line_bytes=BIG) for _ in range(3)]
+    assert all(p.get(timeout=60) == first for p in pend)
+    assert helper.restarts == 1
+    assert pm.submit(sample_lines(), source="a", kind=None, max_line_bytes=BIG).get(timeout=60) == first
+    assert helper.pid is not None and helper.pid != old
 
 
-def test_tail_through_the_helper_spools_every_line_once(tmp_path, config_path):
+def test_tail_through_the_helper_spools_every_line_once(tmp_path, config_path, helper):
     spool, writer = open_spool(tmp_path)
     context = load_config(str(config_path)).mapping_context()
-    mapper = build_mapper(1, str(config_path), context)
+    mapper = build_mapper(helper, context)
     assert isinstance(mapper, ProcessMapper)
     f = tmp_path / "a.jsonl"
     f.write_bytes(b"".join(audit_line(i) for i in range(3000)))
@@ -109,24 +99,17 @@ def test_tail_through_the_helper_spools_every_line_once(tmp_path, config_path):
     try:
         wait_until(lambda: spool.last_seq() >= 3000, timeout=60)
         rows = spool.read_after(0, 10_000)
-        assert len(rows) == 3000
-        assert len({r.event_id for r in rows}) == 3000
-        offsets = dict(spool.get_offsets("tail"))
-        assert [o.offset for o in offsets.values()] == [f.stat().st_size]
+        assert len(rows) == 3000 and len({r.event_id for r in rows}) == 3000
+        assert [o.offset for o in dict(spool.get_offsets("tail")).values()] == [f.stat().st_size]
+        assert helper.jobs_done > 1
     finally:
         t.stop()
-        mapper.close()
         writer.stop()
         spool.close()
 
 
-def test_no_helper_without_a_config_file(tmp_path):
-    context = load_config_text_context()
-    assert isinstance(build_mapper(1, str(tmp_path / "missing.toml"), context), InlineMapper)
-    assert isinstance(build_mapper(0, __file__, context), InlineMapper)
-
-
-def load_config_text_context():
-    from agent.config import parse_config
-
-    return parse_config(textwrap.dedent(CONFIG)).mapping_context()
+def test_no_helper_without_a_config_file_or_when_off(tmp_path):
+    context = parse_config(textwrap.dedent(CONFIG)).mapping_context()
+    assert build_offload(True, str(tmp_path / "missing.toml")) is None
+    assert build_offload(False, __file__) is None
+    assert isinstance(build_mapper(None, context), InlineMapper)

@@ -1,4 +1,5 @@
 from spool import IngestBatch, QuarantineRecord, Spool
+from spool import schema as spool_schema
 from tests.spool.conftest import batch, events
 
 
@@ -15,7 +16,7 @@ def test_stats_counts_lag_and_settings(spool_path):
         s.dlq_add("behind", s.read_after(0, 1), "bad", b"")
         ingested = s._conn.execute("SELECT ingested_ms FROM events WHERE seq = 5").fetchone()[0]
         st = s.stats(configured_outputs=["done", "behind"], now=ingested + 2500)
-    assert st["schema_version"] == 1
+    assert st["schema_version"] == spool_schema.LATEST_VERSION
     assert (st["rows"], st["first_seq"], st["last_seq"]) == (10, 1, 10)
     assert (st["max_bytes"], st["on_full"], st["durability"]) == (50_000_000, "block", "normal")
     assert st["bytes"] == st["db_bytes"] + st["wal_bytes"] > 0

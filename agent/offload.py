@@ -1,0 +1,242 @@
+"""CPU work moved off the agent's gevent loop into one helper process, so it runs on a second core.
+
+Why a process: the agent's hot paths are pure Python (mapping a line to its canonical event, ~10 µs;
+rendering an event to ECS/OCSF/CEF and an output's envelope, ~15 µs), and Python threads share one
+interpreter lock. A second interpreter is the only way to use the second core. The helper runs the
+agent's own code with the agent's own config file, so its answers are the bytes the agent would have
+computed itself (tests compare them).
+
+Jobs (``kind``):
+- ``"map"``: ``(source, input_kind, max_line_bytes, [(start, end, data, overlong, length), ...])`` ->
+  ``([(event_id, ts_ms, body), ...], [(source, offset, reason, excerpt), ...])`` (agent.inputs.mapper);
+- ``"render"``: ``(output_name, [(seq, event_id, body), ...])`` -> ``outputs.render.render_rows``'s
+  answer for that output (outputs.render).
+
+Protocol on the helper's stdin/stdout: frames of a 4-byte big-endian length and a pickle (protocol 5)
+of plain tuples, answered in order. Both ends are this module; pickle never crosses a trust boundary
+(a child of the agent on its own pipes).
+
+If the helper dies, each job it had not answered is computed in the agent instead (its ``fallback``),
+in order, so nothing is lost or done twice, and a new helper is started for later jobs, with a
+back-off after repeated failures. The helper exits when the agent closes its stdin or dies.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import pickle
+import struct
+import sys
+import time
+from collections import deque
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger("clawd_agent.offload")
+
+_LEN = struct.Struct(">I")
+RESTART_BACKOFF_S = (0.5, 2.0, 10.0, 30.0)
+
+
+class _Job:
+    __slots__ = ("fallback", "request", "result")
+
+    def __init__(self, request: tuple, fallback: Callable[[], Any]):
+        import gevent.event
+
+        self.request = request
+        self.fallback = fallback
+        self.result = gevent.event.AsyncResult()
+
+
+class OffloadHelper:
+    """The agent's end: ``submit(kind, payload, fallback)`` returns a pending result (``.get()``).
+
+    ``fallback()`` computes the same answer in the agent; it runs only for jobs a dead helper left
+    unanswered, or while no helper can be started."""
+
+    def __init__(self, config_path: str):
+        self.config_path = config_path
+        self._proc: Any = None
+        self._jobs: deque[_Job] = deque()
+        self._write_lock: Any = None
+        self._failures = 0
+        self._retry_at = 0.0
+        self._closed = False
+        self.restarts = 0
+        self.jobs_done = 0
+
+    @property
+    def pid(self) -> int | None:
+        return self._proc.pid if self._proc is not None else None
+
+    def _ensure_started(self) -> bool:
+        if self._proc is not None:
+            return True
+        if self._closed or time.monotonic() < self._retry_at:
+            return False
+        import gevent
+        import gevent.lock
+        import gevent.subprocess
+
+        if self._write_lock is None:
+            self._write_lock = gevent.lock.Semaphore()
+        try:
+            self._proc = gevent.subprocess.Popen(
+                [sys.executable, "-m", "agent.offload", "--config", self.config_path],
+                stdin=gevent.subprocess.PIPE, stdout=gevent.subprocess.PIPE, close_fds=True)
+        except OSError as exc:
+            self._note_failure(f"cannot start: {exc.strerror}")
+            return False
+        gevent.spawn(self._read_answers, self._proc)
+        return True
+
+    def _note_failure(self, why: str) -> None:
+        delay = RESTART_BACKOFF_S[min(self._failures, len(RESTART_BACKOFF_S) - 1)]
+        self._failures += 1
+        self._retry_at = time.monotonic() + delay
+        log.error("offload helper failed (%s); working in the agent meanwhile, next try in %.1fs",
+                  why, delay)
+
+    def _lost(self, proc: Any, why: str) -> None:
+        """The helper is gone: every job it had not answered is computed here, in order."""
+        if self._proc is proc:
+            self._proc = None
+            self.restarts += 1
+            if not self._closed:
+                self._note_failure(why)
+        with contextlib.suppress(Exception):
+            proc.kill()
+        self._answer_locally()
+
+    def _answer_locally(self) -> None:
+        while self._jobs:
+            job = self._jobs.popleft()
+            try:
+                job.result.set(job.fallback())
+            except Exception as exc:
+                job.result.set_exception(exc)
+
+    def _read_answers(self, proc: Any) -> None:
+        out = proc.stdout
+        try:
+            while True:
+                head = out.read(4)
+                if len(head) < 4:
+                    raise EOFError("helper exited")
+                (n,) = _LEN.unpack(head)
+                payload = out.read(n)
+                if len(payload) < n:
+                    raise EOFError("helper exited mid-answer")
+                ok, answer = pickle.loads(payload)
+                job = self._jobs.popleft()
+                if ok:
+                    job.result.set(answer)
+                else:  # the job raised in the helper: compute it here, where errors are handled
+                    log.warning("offload job failed in the helper (%s); computing it in the agent", answer)
+                    try:
+                        job.result.set(job.fallback())
+                    except Exception as exc:
+                        job.result.set_exception(exc)
+                self.jobs_done += 1
+                self._failures = 0
+        except Exception as exc:  # EOF, a broken pipe, a bad frame: all mean "helper lost"
+            self._lost(proc, str(exc) if isinstance(exc, EOFError) else type(exc).__name__)
+
+    def submit(self, kind: str, payload: tuple, fallback: Callable[[], Any]) -> Any:
+        job = _Job((kind, payload), fallback)
+        if not self._ensure_started():
+            self._jobs.append(job)
+            self._answer_locally()
+            return job.result
+        proc = self._proc
+        data = pickle.dumps(job.request, protocol=5)
+        self._jobs.append(job)
+        try:
+            with self._write_lock:
+                proc.stdin.write(_LEN.pack(len(data)) + data)
+                proc.stdin.flush()
+        except OSError:
+            self._lost(proc, "broken pipe")
+        return job.result
+
+    def close(self) -> None:
+        self._closed = True
+        proc, self._proc = self._proc, None
+        if proc is not None:
+            try:
+                proc.stdin.close()
+                proc.wait(timeout=5)
+            except Exception:
+                proc.kill()
+        self._answer_locally()
+
+
+def build_offload(enabled: bool, config_source: str) -> OffloadHelper | None:
+    """A helper when asked for and the config is a real file the helper can load."""
+    if enabled and Path(config_source).is_file():
+        return OffloadHelper(str(Path(config_source).resolve()))
+    return None
+
+
+# -- the helper process ---------------------------------------------------------------------------
+class _Jobs:
+    """The helper's job handlers, built from the agent's config on first use."""
+
+    def __init__(self, config_path: str):
+        from agent.config import load_config
+
+        self.config = load_config(config_path)
+        self._context: Any = None
+        self._renderers: dict[str, Any] = {}
+
+    def map(self, payload: tuple) -> tuple:
+        from agent.inputs.base import Line, map_lines
+
+        if self._context is None:
+            self._context = self.config.mapping_context()
+        source, kind, max_line_bytes, raw = payload
+        lines = [Line(s, e, d, o, ln) for s, e, d, o, ln in raw]
+        events, quarantine = map_lines(lines, source=source, context=self._context, kind=kind,
+                                       max_line_bytes=max_line_bytes)
+        return [tuple(e) for e in events], [tuple(q) for q in quarantine]
+
+    def render(self, payload: tuple) -> tuple:
+        from outputs.render import Renderer
+
+        name, rows = payload
+        renderer = self._renderers.get(name)
+        if renderer is None:
+            renderer = self._renderers[name] = Renderer.from_config(name, self.config)
+        return renderer.render(rows)
+
+
+def _serve(config_path: str) -> int:
+    jobs = _Jobs(config_path)
+    handlers = {"map": jobs.map, "render": jobs.render}
+    stdin, stdout = sys.stdin.buffer, sys.stdout.buffer
+    while True:
+        head = stdin.read(4)
+        if len(head) < 4:
+            return 0
+        (n,) = _LEN.unpack(head)
+        kind, payload = pickle.loads(stdin.read(n))
+        try:
+            answer: tuple = (True, handlers[kind](payload))
+        except Exception as exc:  # answered, so the agent computes this one job itself
+            answer = (False, f"{type(exc).__name__}: {str(exc)[:200]}")
+        data = pickle.dumps(answer, protocol=5)
+        stdout.write(_LEN.pack(len(data)) + data)
+        stdout.flush()
+
+
+if __name__ == "__main__":
+    import argparse
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the agent decides when this helper stops
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--config", required=True)
+    sys.exit(_serve(ap.parse_args().config))

@@ -1,0 +1,108 @@
+"""Rendering in the offload helper: the very bytes the drain would render itself, and a drain that
+uses it writes exactly what it writes without it."""
+
+from __future__ import annotations
+
+import textwrap
+from pathlib import Path
+
+import gevent
+import pytest
+
+from agent.config import load_config
+from agent.inputs.base import encode
+from agent.mapping import parse_line
+from agent.offload import OffloadHelper
+from outputs.drain import Drain, build_output_pipeline
+from outputs.registry import build_output
+from outputs.render import Renderer
+from outputs.routing import compile_selector
+from spool.store import Spool
+from spool.types import IngestBatch
+from tests.inputs.helpers import AUDIT_LINES
+
+CONFIG = """
+[inputs.t]
+type = "file"
+paths = ["/nonexistent/*.jsonl"]
+
+[outputs.es]
+type = "elasticsearch"
+hosts = ["http://127.0.0.1:9"]
+format = "ecs"
+[[outputs.es.routes]]
+when = {{min_severity = "high"}}
+set = {{index = "clawd-high"}}
+
+[outputs.arch]
+type = "file"
+path = "{out}"
+format = "ocsf"
+fsync = false
+batch_max_wait = 0
+filter = {{denied_only = true}}
+"""
+
+
+@pytest.fixture
+def setup(tmp_path):
+    path = tmp_path / "agent.toml"
+    path.write_text(textwrap.dedent(CONFIG.format(out=tmp_path / "arch.jsonl")))
+    cfg = load_config(str(path))
+    spool = Spool(str(tmp_path / "spool.db"), durability="off")
+    context = cfg.mapping_context()
+    spool.append(IngestBatch("t", [encode(parse_line(line, context=context)) for line in AUDIT_LINES]))
+    helper = OffloadHelper(str(path))
+    yield cfg, spool, helper, tmp_path
+    helper.close()
+    spool.close()
+
+
+def rows_of(spool: Spool) -> list[tuple[int, bytes, bytes]]:
+    return [(r.seq, r.event_id, r.body) for r in spool.read_after(0, 10_000)]
+
+
+@pytest.mark.parametrize("name", ["es", "arch"])
+def test_helper_renders_the_drains_bytes(setup, name):
+    cfg, spool, helper, _ = setup
+    rows = rows_of(spool)
+    here = Renderer.from_config(name, cfg).render(rows)
+    there = helper.submit("render", (name, rows), lambda: pytest.fail("helper did not answer")).get(
+        timeout=60)
+    assert there == here
+    accepted, filtered, rejected = there
+    assert rejected == [] and len(accepted) + filtered == len(rows)
+    if name == "arch":
+        assert 0 < filtered < len(rows)  # only denials
+    else:
+        routes = [a[4] for a in accepted]
+        assert {"index": "clawd-high"} in routes and None in routes
+        assert all(a[3].startswith(b'{"create":') for a in accepted)
+
+
+def run_drain(cfg, spool, offload) -> bytes:
+    out_cfg = cfg.outputs["arch"]
+    drain = Drain(build_output("arch", out_cfg), spool, spool.reader(),
+                  selector=compile_selector("arch", cfg.outputs), pipeline_factory=build_output_pipeline,
+                  offload=offload)
+    g = gevent.spawn(drain.run)
+    last = spool.last_seq()
+    with gevent.Timeout(60):
+        while (spool.get_cursor("arch") or (0,))[0] < last:
+            gevent.sleep(0.02)
+    assert drain._use_offload is (offload is not None)
+    drain.stop()
+    g.join(timeout=10)
+    path = Path(out_cfg.path)
+    data = path.read_bytes()
+    path.unlink()
+    return data
+
+
+def test_a_drain_through_the_helper_writes_the_same_file(setup):
+    cfg, spool, helper, _ = setup
+    with_helper = run_drain(cfg, spool, helper)
+    assert helper.jobs_done >= 1
+    spool.rewind("arch", seq=0)
+    without = run_drain(cfg, spool, None)
+    assert with_helper == without and with_helper.count(b"\n") > 0
