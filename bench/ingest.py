@@ -57,12 +57,13 @@ def write_input(tmp: Path, n: int) -> Path:
     return path
 
 
-def write_config(tmp: Path, *, durability: str, output_enabled: bool) -> Path:
+def write_config(tmp: Path, *, durability: str, output_enabled: bool, offload: bool = True) -> Path:
     cfg = tmp / "agent.toml"
     cfg.write_text(f"""
 [agent]
 data_dir = "{tmp}/state"
 log_format = "json"
+offload = {"true" if offload else "false"}
 
 [spool]
 durability = "{durability}"
@@ -131,11 +132,11 @@ def query(db: Path, sql: str, args: tuple = ()) -> int | None:
     return row[0] if row else None
 
 
-def run_process(n: int, *, durability: str, e2e: bool) -> dict[str, float]:
+def run_process(n: int, *, durability: str, e2e: bool, offload: bool = True) -> dict[str, float]:
     tmp = Path(tempfile.mkdtemp(prefix="clawd-bench-"))
     try:
         write_input(tmp, n)
-        cfg = write_config(tmp, durability=durability, output_enabled=e2e)
+        cfg = write_config(tmp, durability=durability, output_enabled=e2e, offload=offload)
         db = tmp / "state" / "spool.db"
         env = dict(os.environ, PYTHONPATH=str(ROOT))
         log = open(tmp / "agent.log", "wb")  # noqa: SIM115 - closed below
@@ -281,6 +282,8 @@ def main() -> None:
     ap.add_argument("--durability", default="full", choices=["off", "normal", "full", "extra"])
     ap.add_argument("--profile", action="store_true", help="profile the ingest part in-process instead")
     ap.add_argument("--top", type=int, default=25)
+    ap.add_argument("--no-offload", action="store_true",
+                    help="[agent] offload = false: map in the agent's own loop (no helper process)")
     args = ap.parse_args()
     n = args.events
     if args.profile:
@@ -288,7 +291,9 @@ def main() -> None:
         return
     print(f"clawd-agent bench: {n:,} hushd audit lines, durability={args.durability}, "
           f"{os.cpu_count()} CPUs, python {sys.version.split()[0]}")
-    r = run_process(n, durability=args.durability, e2e=False)
+    offload = not args.no_offload
+    print(f"offload helper: {'on' if offload else 'off'}")
+    r = run_process(n, durability=args.durability, e2e=False, offload=offload)
     w = "events/s"
     print(f"ingest  file -> spool          : {r['rate']:>9,.0f} {w}  ({r['total_s']:.2f}s from process "
           f"start, startup {r['startup_s']:.2f}s)")
@@ -296,7 +301,7 @@ def main() -> None:
           f"row -> last)")
     print(f"        peak RSS               : {r['rss_mib']:>9.1f} MiB  (VmHWM {r['rss_hwm_mib']:.1f}, "
           f"polled {r['rss_polled_mib']:.1f}); spool {r['spool_mib']:.0f} MiB")
-    e = run_process(n, durability=args.durability, e2e=True)
+    e = run_process(n, durability=args.durability, e2e=True, offload=offload)
     print(f"e2e     file -> spool -> file  : {e['e2e_rate']:>9,.0f} {w}  ({e['e2e_s']:.2f}s from process "
           f"start to output cursor = N; {e['out_lines']:,} lines written)")
     print(f"        excluding startup      : {e['e2e_from_first_rate']:>9,.0f} {w}")

@@ -61,6 +61,10 @@ REPLAY_POLL_S = 1.0
 #: Rows read from the spool at once (at least one batch).
 READ_CHUNK = 1000
 READ_CHUNK_MAX = 5000
+#: With the offload helper: the share of each chunk rendered there (the rest renders here meanwhile;
+#: the helper also maps ingest), and the smallest chunk worth splitting.
+OFFLOAD_SHARE = 0.5
+OFFLOAD_MIN_ROWS = 64
 #: Replay batches (of batch_max_events) taken from the DLQ at once.
 REPLAY_BATCHES = 4
 _OWN = object()
@@ -279,13 +283,18 @@ class Drain:
             self._consume_rows(rows)
 
     def _consume_rows(self, rows: list[SpoolRow]) -> None:
-        """Render a chunk (here, or in the offload helper) and batch what it gives."""
-        if self._use_offload:
-            rows_t = [(r[0], r[1], r[3]) for r in rows]
+        """Render a chunk and batch what it gives. With the offload helper, its first part renders
+        there while the rest renders here, so both cores work on it; the order of events is kept."""
+        if self._use_offload and len(rows) >= OFFLOAD_MIN_ROWS:
+            cut = int(len(rows) * OFFLOAD_SHARE)
+            there = [(r[0], r[1], r[3]) for r in rows[:cut]]
             renderer = self._renderer
-            rendered = self._offload.submit("render", (self.name, rows_t),
-                                            lambda: renderer.render(rows_t)).get()
-            items, filtered, rejected = items_of(rendered)
+            pending = self._offload.submit("render", (self.name, there), lambda: renderer.render(there))
+            items_here, filtered_here, rejected_here = renderer.render_items(rows[cut:])
+            items, filtered, rejected = items_of(pending.get())
+            items += items_here
+            filtered += filtered_here
+            rejected += rejected_here
         else:
             items, filtered, rejected = self._renderer.render_items(rows)
         add = self._batcher.add
