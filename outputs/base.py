@@ -244,11 +244,14 @@ class Output:
         raise NotImplementedError
 
     def refresh_credentials(self) -> None:
-        """Re-read ``file:`` secrets now (after a 401/403), so a rotated credential is picked up."""
+        """Re-read ``file:`` secrets now (after a 401/403), so a rotated credential is picked up:
+        every Secret of the config, including those in tables such as HTTP ``headers``."""
         for f in dataclasses.fields(self.config):
             value = getattr(self.config, f.name)
-            if isinstance(value, Secret):
-                value.refresh()
+            values = value.values() if isinstance(value, dict) else (value,)
+            for v in values:
+                if isinstance(v, Secret):
+                    v.refresh()
 
     def close(self) -> None:
         """Release resources; called once at shutdown after the last send returned."""

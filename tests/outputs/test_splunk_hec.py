@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import subprocess
 import sys
 import uuid
@@ -557,6 +558,25 @@ def test_token_rotation_via_file_after_403(hec: tuple[RecordingHec, MockServer],
     out.refresh_credentials()  # what the framework does after an auth failure
     assert out.send(items(out, 1)).status is Status.DELIVERED
     assert app.requests[-1].headers["Authorization"] == f"Splunk {rotated}"
+
+
+def test_header_secrets_from_files_are_re_read_on_refresh(hec: tuple[RecordingHec, MockServer],
+                                                          tmp_path: Path) -> None:
+    """A proxy or gateway key in ``headers`` rotates like the token (Output.refresh_credentials)."""
+    app, server = hec
+    key_file = tmp_path / "gw.key"
+    key_file.write_text("gateway-key-1\n")
+    out = make_output(server, headers={"X-Gateway-Key": f"file:{key_file}"})
+    assert out.send(items(out, 1)).status is Status.DELIVERED
+    assert app.requests[-1].headers["X-Gateway-Key"] == "gateway-key-1"
+    st = key_file.stat()
+    key_file.write_text("gateway-key-2\n")  # same size, and the old mtime back: only a refresh sees it
+    os.utime(key_file, ns=(st.st_atime_ns, st.st_mtime_ns))
+    out.send(items(out, 1))
+    assert app.requests[-1].headers["X-Gateway-Key"] == "gateway-key-1"
+    out.refresh_credentials()
+    out.send(items(out, 1))
+    assert app.requests[-1].headers["X-Gateway-Key"] == "gateway-key-2"
 
 
 class EchoingHec(SplunkHecApp):
