@@ -1,8 +1,9 @@
 """Delivery benchmark of the real agent: tailed file -> durable spool -> the Elasticsearch and Splunk HEC
 mocks (issue 4). Prints figures next to the issue's targets; asserts nothing.
 
-    .venv/bin/python bench/delivery.py [--events 200000] [--runs es,hec,hec-ack,latency]
-                                       [--rate 2000] [--duration 20] [--profile [--profile-output es]]
+    .venv/bin/python bench/delivery.py [--events 200000] [--runs es,es-drain,hec,hec-ack,latency]
+        [--rate 2000] [--duration 20] [--profile [--profile-output es] | --profile-steady]
+        [--set KEY=TOML] [--agent-set|--spool-set|--input-set KEY=TOML] [--durability full]
 
 Runs (each a fresh temp dir, a real ``python -m agent run`` process and ``durability = "full"``):
 
@@ -10,14 +11,17 @@ Runs (each a fresh temp dir, a real ``python -m agent run`` process and ``durabi
    lines are written to the tailed file before the agent starts. Figures: events/s from the first
    spooled row to the moment the mock acknowledged the N-th event (ES: the bulk response that stored
    it; HEC: the 200 answer, or with acks the ack query that reported its request indexed), and from
-   process start; payload MiB/s (decoded request bodies, and gzip bytes on the wire); CPU seconds of
-   the agent process per 100k events (utime + stime of every thread, /proc/<pid>/stat); peak RSS
-   (VmHWM). The spool cursor reaching N (delivered *and* committed) is printed too.
+   process start; payload MiB/s (decoded request bodies, and gzip bytes on the wire); CPU seconds per
+   100k events of the agent and its helper process (utime + stime of every thread, /proc/<pid>/stat);
+   peak RSS (VmHWM of each, and the polled peak of their sum). The spool cursor reaching N (delivered
+   *and* committed) is printed too. ``<kind>-drain`` spools the N lines first (output disabled), then
+   times delivery alone. The CPU other processes used meanwhile is printed when it skews the figures.
 2. ``latency``: one agent fans out to both mocks while a writer thread appends lines at a steady rate
    (default 2,000/s for 20 s); each mock stamps the first arrival of every event id (ES ``_id``, HEC
    ``event.event_id``, both the hushd line's id) with ``time.time()`` when it starts handling the
    request; the writer stamps each line just after its ``write()`` returned. Same machine, same clock
-   (CLOCK_REALTIME). Prints p50/p95/p99/max of arrival - write, and any id that never arrived.
+   (CLOCK_REALTIME). Prints p50/p95/p99/max of arrival - write, any id that never arrived, and the
+   split at the spool (``ingested_ms``: when the transaction that stored the event began).
 
 Each mock runs in its own process (this script with ``--serve-mock``) so it neither shares the GIL
 with the agent nor with this script's pollers, and its CPU is measured from /proc like the agent's.
@@ -32,6 +36,8 @@ check). The latency run always uses the full mocks.
 (outputs disabled), then a second one with the output enabled runs under cProfile (gevent
 monkey-patched, as ``bench/ingest.py --profile`` does) until the cursor reaches N; the top functions
 by cumulative and own time are printed for the hub thread and for the threadpool (spool transactions).
+Work the agent offloads to its helper process is not in this profile. ``--profile-steady`` profiles
+the whole agent at the latency run's steady rate instead (per-batch costs dominate there).
 """
 
 from __future__ import annotations
@@ -496,8 +502,9 @@ ack = {"true" if kind == "hec-ack" else "false"}
 
 
 def agent_toml(tmp: Path, outputs: str, args: argparse.Namespace) -> Path:
-    """The agent's config: durable spool, one tailed file input, ``outputs``; ``--spool-set`` and
-    ``--input-set`` lines go into their sections."""
+    """The agent's config: durable spool, one tailed file input, ``outputs``; ``--agent-set``,
+    ``--spool-set`` and ``--input-set`` lines go into their sections."""
+    agent_extra = "".join(f"{x}\n" for x in args.agent_set)
     spool_extra = "".join(f"{x}\n" for x in args.spool_set)
     input_extra = "".join(f"{x}\n" for x in args.input_set)
     cfg = tmp / "agent.toml"
@@ -506,9 +513,9 @@ def agent_toml(tmp: Path, outputs: str, args: argparse.Namespace) -> Path:
 data_dir = "{tmp}/state"
 log_format = "json"
 log_level = "warning"
-
+{agent_extra}
 [spool]
-durability = "full"
+durability = "{args.durability}"
 {spool_extra}
 [metrics]
 enabled = false
@@ -1046,6 +1053,10 @@ def main() -> None:
                     help="override splunk_hec ack_poll_interval for hec-ack (default: the agent's)")
     ap.add_argument("--set", action="append", default=[], metavar="KEY=TOML",
                     help='extra output setting, e.g. --set concurrency=2 --set batch_max_bytes=\'"1MiB"\'')
+    ap.add_argument("--durability", default="full", choices=["off", "normal", "full", "extra"],
+                    help="spool durability (the issue's targets are for full)")
+    ap.add_argument("--agent-set", action="append", default=[], metavar="KEY=TOML",
+                    help="extra [agent] setting, e.g. --agent-set offload=false")
     ap.add_argument("--spool-set", action="append", default=[], metavar="KEY=TOML",
                     help="extra [spool] setting, e.g. --spool-set 'commit_max_delay=\"5ms\"'")
     ap.add_argument("--input-set", action="append", default=[], metavar="KEY=TOML",
@@ -1078,11 +1089,12 @@ def main() -> None:
         run_profile_steady(args)
         return
     runs = [r.strip() for r in args.runs.split(",") if r.strip()]
-    print(f"clawd-agent delivery bench: {args.events:,} hushd audit lines, durability=full, "
+    print(f"clawd-agent delivery bench: {args.events:,} hushd audit lines, durability={args.durability}, "
           f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f}, python {sys.version.split()[0]}"
           + (f", batch_max_wait={args.batch_max_wait}" if args.batch_max_wait else "")
           + (f", hec ack_poll_interval={args.hec_ack_poll}" if args.hec_ack_poll else "")
           + "".join(f", {x}" for x in args.set)
+          + "".join(f", agent {x}" for x in args.agent_set)
           + "".join(f", spool {x}" for x in args.spool_set)
           + "".join(f", input {x}" for x in args.input_set)
           + f"; ES mock for throughput: {args.mock}")
