@@ -33,6 +33,7 @@ from agent.inputs.base import (
     kind_of,
     map_body_record,
     now_ms,
+    quarantine_reason,
 )
 from agent.inputs.config import HttpInputConfig, input_config
 from agent.mapping import MappingContext, MappingError
@@ -189,7 +190,7 @@ class HttpInput:
             verify_certification_signature(body, header, secret)
         except SignatureError as exc:
             reason = f"signature rejected: {exc}"
-            self._quarantine([QuarantineRecord(source, 0, reason, excerpt(body))])
+            self._quarantine([QuarantineRecord(source, 0, reason, excerpt(body, self.context))])
             raise _Reply("401 Unauthorized", {"error": reason}) from None
 
     def _records(self, body: bytes) -> list[tuple[int, Any, bytes, str | None]]:
@@ -231,7 +232,8 @@ class HttpInput:
                     continue
                 except MappingError as exc:
                     error = exc.reason
-            quarantine.append(QuarantineRecord(source, offset, error, excerpt(raw)))
+            quarantine.append(QuarantineRecord(source, offset, quarantine_reason(error, self.context),
+                                                excerpt(raw, self.context)))
         batch = IngestBatch(self.name, events, [], quarantine)
         try:
             result = self.writer.write(batch)

@@ -217,6 +217,21 @@ def test_http_400_invalid_body_is_quarantined(env):
     assert event_ids(spool) == []
 
 
+def test_http_quarantine_excerpt_is_masked_by_privacy(env):
+    """[privacy] runs on what the spool keeps of a refused body too: never a secret in quarantine."""
+    from agent.config import parse_config
+
+    _d, spool, writer, add = env
+    context = parse_config('[inputs.h]\ntype = "http"\n[outputs.o]\ntype = "stdout"\n').mapping_context()
+    inp = add(HttpInput("http", {"listen": "127.0.0.1:0"}, writer, None, context))
+    secret = "AKIA" + "Z7Q3R5T1W9Y2U4I6"
+    status, _h, _b = _post(inp.address, "/hook", b'{"hello": "' + secret.encode() + b'"}')
+    assert status == 400
+    (q,) = spool.quarantine_list()
+    assert secret.encode() not in q.excerpt and secret not in q.reason
+    assert b"hello" in q.excerpt  # the rest of the record is kept for the operator
+
+
 def _cert_body():
     return orjson.dumps({"event": "violation.detected", "timestamp": "2026-11-26T08:28:51.639Z",
                          "data": {"actionType": "file_access", "target": "/etc/shadow",
