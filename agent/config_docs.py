@@ -11,8 +11,17 @@ from pathlib import Path
 from agent.config import AgentSection, MetricsSection, SpoolSection
 from agent.config_loader import describe
 from agent.inputs.config import INPUT_TYPES
-from outputs.base import FilterConfig
+from outputs.base import FilterConfig, RouteConfig
 from outputs.registry import OUTPUT_TYPES
+from transforms.config import (
+    CefConfig,
+    EnrichmentConfig,
+    FieldsConfig,
+    MitreRule,
+    PrivacyConfig,
+    RedactConfig,
+    RedactRule,
+)
 
 HEADER = """# agent.toml reference
 
@@ -43,8 +52,16 @@ def render() -> str:
     for name, (cls, out_cls) in OUTPUT_TYPES.items():
         doc = (sys.modules[out_cls.__module__].__doc__ or "").strip().split("\n\n")[0]
         parts += [f"## [outputs.<name>] type = \"{name}\"", "", doc, "", *_table(cls), ""]
-    parts += ["## [outputs.<name>.filter]", "", (FilterConfig.__doc__ or "").strip(), "",
-              *_table(FilterConfig), ""]
+    for title, cls in (("[outputs.<name>.filter]", FilterConfig),
+                       ("[[outputs.<name>.routes]]", RouteConfig),
+                       ("[outputs.<name>.fields]", FieldsConfig),
+                       ("[outputs.<name>.cef]", CefConfig),
+                       ("[outputs.<name>.redact] (per output, on top of [privacy])", RedactConfig),
+                       ("[privacy] (at ingest: the spool never holds what it masks)", PrivacyConfig),
+                       ("[[privacy.rules]] and [[outputs.<name>.redact.rules]]", RedactRule),
+                       ("[enrichment]", EnrichmentConfig),
+                       ("[[enrichment.rules]]", MitreRule)):
+        parts += [f"## {title}", "", (cls.__doc__ or "").strip(), "", *_table(cls), ""]
     return "\n".join(parts)
 
 
