@@ -115,9 +115,12 @@ def cli(*args: str, config: Path) -> subprocess.CompletedProcess[str]:
 
 
 def output_ids(path: Path) -> list[str]:
+    """Source ids in a file output; a last line the agent is still writing is not counted yet."""
     if not path.exists():
         return []
-    return [orjson.loads(line)["source"]["id"] for line in path.read_bytes().splitlines() if line]
+    data = path.read_bytes()
+    data = data[: data.rfind(b"\n") + 1]
+    return [orjson.loads(line)["source"]["id"] for line in data.splitlines() if line]
 
 
 def spool_ids(spool_path: Path) -> list[bytes]:
