@@ -9,12 +9,13 @@ computed itself (tests compare them).
 Jobs (``kind``):
 - ``"map"``: ``(source, input_kind, max_line_bytes, [(start, end, data, overlong, length), ...])`` ->
   ``([(event_id, ts_ms, body), ...], [(source, offset, reason, excerpt), ...])`` (agent.inputs.mapper);
-- ``"render"``: ``(output_name, [(seq, event_id, body), ...])`` -> ``outputs.render.render_rows``'s
+- ``"render"``: ``(output_name, [(seq, event_id, body), ...])`` -> ``outputs.render.Renderer.render``'s
   answer for that output (outputs.render).
 
 Protocol on the helper's stdin/stdout: frames of a 4-byte big-endian length and a pickle (protocol 5)
-of plain tuples, answered in order. Both ends are this module; pickle never crosses a trust boundary
-(a child of the agent on its own pipes).
+of plain tuples: ``(job_id, kind, payload)`` in, ``(job_id, ok, answer)`` out, answered in order; an
+answer whose id is not the next job's is a protocol error (the helper is treated as lost). Both ends
+are this module; pickle never crosses a trust boundary (a child of the agent on its own pipes).
 
 If the helper dies, each job it had not answered is computed in the agent instead (its ``fallback``),
 in order, so nothing is lost or done twice, and a new helper is started for later jobs, with a
@@ -41,11 +42,12 @@ RESTART_BACKOFF_S = (0.5, 2.0, 10.0, 30.0)
 
 
 class _Job:
-    __slots__ = ("fallback", "request", "result")
+    __slots__ = ("fallback", "id", "request", "result")
 
-    def __init__(self, request: tuple, fallback: Callable[[], Any]):
+    def __init__(self, job_id: int, request: tuple, fallback: Callable[[], Any]):
         import gevent.event
 
+        self.id = job_id
         self.request = request
         self.fallback = fallback
         self.result = gevent.event.AsyncResult()
@@ -67,6 +69,7 @@ class OffloadHelper:
         self._closed = False
         self.restarts = 0
         self.jobs_done = 0
+        self._next_id = 0
 
     @property
     def pid(self) -> int | None:
@@ -78,11 +81,8 @@ class OffloadHelper:
         if self._closed or time.monotonic() < self._retry_at:
             return False
         import gevent
-        import gevent.lock
         import gevent.subprocess
 
-        if self._write_lock is None:
-            self._write_lock = gevent.lock.Semaphore()
         try:
             self._proc = gevent.subprocess.Popen(
                 [sys.executable, "-m", "agent.offload", "--config", self.config_path],
@@ -113,11 +113,7 @@ class OffloadHelper:
 
     def _answer_locally(self) -> None:
         while self._jobs:
-            job = self._jobs.popleft()
-            try:
-                job.result.set(job.fallback())
-            except Exception as exc:
-                job.result.set_exception(exc)
+            _run_here(self._jobs.popleft())
 
     def _read_answers(self, proc: Any) -> None:
         out = proc.stdout
@@ -130,37 +126,47 @@ class OffloadHelper:
                 payload = out.read(n)
                 if len(payload) < n:
                     raise EOFError("helper exited mid-answer")
-                ok, answer = pickle.loads(payload)
+                job_id, ok, answer = pickle.loads(payload)
                 job = self._jobs.popleft()
+                if job_id != job.id:  # never hand one job's answer to another
+                    self._jobs.appendleft(job)
+                    raise EOFError(f"answer for job {job_id} while job {job.id} was next")
                 if ok:
                     job.result.set(answer)
                 else:  # the job raised in the helper: compute it here, where errors are handled
                     log.warning("offload job failed in the helper (%s); computing it in the agent", answer)
-                    try:
-                        job.result.set(job.fallback())
-                    except Exception as exc:
-                        job.result.set_exception(exc)
+                    _run_here(job)
                 self.jobs_done += 1
                 self._failures = 0
         except Exception as exc:  # EOF, a broken pipe, a bad frame: all mean "helper lost"
             self._lost(proc, str(exc) if isinstance(exc, EOFError) else type(exc).__name__)
 
     def submit(self, kind: str, payload: tuple, fallback: Callable[[], Any]) -> Any:
-        job = _Job((kind, payload), fallback)
-        if not self._ensure_started():
-            self._jobs.append(job)
-            self._answer_locally()
-            return job.result
-        proc = self._proc
+        self._next_id += 1
+        job = _Job(self._next_id, (self._next_id, kind, payload), fallback)
         data = pickle.dumps(job.request, protocol=5)
-        self._jobs.append(job)
-        try:
-            with self._write_lock:
-                proc.stdin.write(_LEN.pack(len(data)) + data)
-                proc.stdin.flush()
-        except OSError:
-            self._lost(proc, "broken pipe")
+        # One lock around start-up, queueing and writing: starting the helper yields to the loop (two
+        # greenlets must not start two helpers), and a job is queued right before its bytes go out,
+        # so answers, which come back in pipe order, always meet their own job.
+        with self._lock():
+            if self._ensure_started():
+                proc = self._proc
+                self._jobs.append(job)
+                try:
+                    proc.stdin.write(_LEN.pack(len(data)) + data)
+                    proc.stdin.flush()
+                except OSError:
+                    self._lost(proc, "broken pipe")
+                return job.result
+        _run_here(job)  # no helper now: compute it here, outside the lock
         return job.result
+
+    def _lock(self) -> Any:
+        if self._write_lock is None:
+            import gevent.lock
+
+            self._write_lock = gevent.lock.Semaphore()
+        return self._write_lock
 
     def close(self) -> None:
         self._closed = True
@@ -172,6 +178,13 @@ class OffloadHelper:
             except Exception:
                 proc.kill()
         self._answer_locally()
+
+
+def _run_here(job: _Job) -> None:
+    try:
+        job.result.set(job.fallback())
+    except Exception as exc:
+        job.result.set_exception(exc)
 
 
 def build_offload(enabled: bool, config_source: str) -> OffloadHelper | None:
@@ -222,11 +235,11 @@ def _serve(config_path: str) -> int:
         if len(head) < 4:
             return 0
         (n,) = _LEN.unpack(head)
-        kind, payload = pickle.loads(stdin.read(n))
+        job_id, kind, payload = pickle.loads(stdin.read(n))
         try:
-            answer: tuple = (True, handlers[kind](payload))
+            answer: tuple = (job_id, True, handlers[kind](payload))
         except Exception as exc:  # answered, so the agent computes this one job itself
-            answer = (False, f"{type(exc).__name__}: {str(exc)[:200]}")
+            answer = (job_id, False, f"{type(exc).__name__}: {str(exc)[:200]}")
         data = pickle.dumps(answer, protocol=5)
         stdout.write(_LEN.pack(len(data)) + data)
         stdout.flush()

@@ -187,19 +187,21 @@ def render_status(st: dict[str, Any]) -> str:
             lines.append(f"    {f['path']}  offset {f['offset']}  lag {lag}")
     lines.append("")
     lines.append("outputs:")
-    header = f"  {'name':<16} {'type':<8} {'cursor':>8} {'lag':>8} {'lag_s':>7} {'rate/s':>8} " \
+    nw = max([16, *(len(n) + (0 if o["enabled"] else 11) for n, o in st["outputs"].items())])
+    tw = max([8, *(len(o["type"]) for o in st["outputs"].values())])
+    header = f"  {'name':<{nw}} {'type':<{tw}} {'cursor':>8} {'lag':>8} {'lag_s':>7} {'rate/s':>8} " \
              f"{'dlq':>5}  last success / last error"
     lines.append(header)
     for name, o in st["outputs"].items():
         flag = "" if o["enabled"] else " (disabled)"
         err = f"  error at {o['last_error_at']}: {o['last_error']}" if o.get("last_error") else ""
         cur = o["cursor"] if o["cursor"] is not None else "-"
-        lines.append(f"  {name + flag:<16} {o['type']:<8} {cur:>8} "
+        lines.append(f"  {name + flag:<{nw}} {o['type']:<{tw}} {cur:>8} "
                      f"{o['lag_events']:>8} {o['lag_seconds']:>7.1f} {o['rate_eps']:>8.1f} {o['dlq']:>5}  "
                      f"{o['last_success'] or 'never'}{err}")
         notes = _output_notes(o)
         if notes:
-            lines.append(f"  {'':<16} {'; '.join(notes)}")
+            lines.append(f"  {'':<{nw}} {'; '.join(notes)}")
     if st.get("orphan_cursors"):
         lines.append(f"  cursors of outputs no longer configured: {', '.join(st['orphan_cursors'])}")
     return "\n".join(lines) + "\n"

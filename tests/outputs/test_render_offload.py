@@ -34,6 +34,13 @@ format = "ecs"
 when = {{min_severity = "high"}}
 set = {{index = "clawd-high"}}
 
+[outputs.hec]
+type = "splunk_hec"
+endpoint = "http://127.0.0.1:9"
+token = "t"
+host = "agent-host"
+format = "ocsf"
+
 [outputs.arch]
 type = "file"
 path = "{out}"
@@ -62,7 +69,7 @@ def rows_of(spool: Spool) -> list[tuple[int, bytes, bytes]]:
     return [(r.seq, r.event_id, r.body) for r in spool.read_after(0, 10_000)]
 
 
-@pytest.mark.parametrize("name", ["es", "arch"])
+@pytest.mark.parametrize("name", ["es", "hec", "arch"])
 def test_helper_renders_the_drains_bytes(setup, name):
     cfg, spool, helper, _ = setup
     rows = rows_of(spool)
@@ -74,6 +81,8 @@ def test_helper_renders_the_drains_bytes(setup, name):
     assert rejected == [] and len(accepted) + filtered == len(rows)
     if name == "arch":
         assert 0 < filtered < len(rows)  # only denials
+    elif name == "hec":
+        assert all(b'"event":{' in a[3] and b'"class_uid":' in a[3] for a in accepted)
     else:
         routes = [a[4] for a in accepted]
         assert {"index": "clawd-high"} in routes and None in routes
@@ -107,3 +116,20 @@ def test_a_drain_through_the_helper_writes_the_same_file(setup, monkeypatch):
     spool.rewind("arch", seq=0)
     without = run_drain(cfg, spool, None)
     assert with_helper == without and with_helper.count(b"\n") > 0
+
+
+def test_concurrent_jobs_each_get_their_own_answer(setup):
+    """Greenlets submitting at once (lock contention while big requests are written) never receive
+    each other's answers: mapping and every output's rendering share the one helper."""
+    cfg, spool, helper, _ = setup
+    rows = rows_of(spool) * 40  # big enough that writing a request yields to the other greenlets
+    expected = {name: Renderer.from_config(name, cfg).render(rows) for name in ("es", "hec", "arch")}
+
+    def one(name: str) -> bool:
+        got = helper.submit("render", (name, rows), lambda: pytest.fail("helper did not answer"))
+        return got.get(timeout=120) == expected[name]
+
+    jobs = [gevent.spawn(one, ("es", "hec", "arch")[i % 3]) for i in range(24)]
+    gevent.joinall(jobs, timeout=180)
+    assert [j.value for j in jobs] == [True] * 24
+    assert helper.restarts == 0
