@@ -230,10 +230,14 @@ def test_partial_bulk_failures_exact_counts(tmp_path: Path, es: Mock, agents) ->
     cfg = write_agent_config(tmp_path, {"es": es_output(es, batch_max_events=100)})
     _start(agents, cfg, tmp_path)
     expected = write_events(tmp_path / "in" / "audit.jsonl", 0, n)
-    wait_until(lambda: output_status(cfg, "es")["lag_events"] == 0
-               and output_status(cfg, "es")["cursor"] is not None, WAIT, "the cursor to pass every event")
-
     rejected_ids = {expected[i] for i in rejected}
+
+    def settled() -> bool:  # lag 0 alone also holds before the first event was spooled
+        st = output_status(cfg, "es")
+        return st["lag_events"] == 0 and (st["cursor"] or 0) >= n and st["dlq"] == len(rejected)
+
+    wait_until(settled, WAIT, "the cursor to pass every event")
+
     assert _es_ids(es) == set(expected) - rejected_ids
     c = es.app.counters
     assert c["created"] == n - len(rejected)
