@@ -55,7 +55,6 @@ from outputs.http import (
     excerpt,
     outcome_for_status,
 )
-from transforms.config import FieldsConfig, RedactConfig
 
 log = logging.getLogger("clawd_agent.outputs.elasticsearch")
 
@@ -77,13 +76,9 @@ class ElasticsearchOutputConfig(HttpOutputConfig):
     username: str = doc("Basic auth user (with password).", default="")
     password: Secret | None = secret_field("Basic auth password.")
     bearer_token: Secret | None = secret_field("OAuth2 / token-service bearer token.")
-    format: Literal["ecs", "ocsf", "canonical"] = doc("Document format.", default="ecs")
-    include_raw: bool = doc("Also send the canonical event as a string (ECS event.original, OCSF "
-                            "raw_data).", default=False)
-    fields: FieldsConfig = doc("Field renames, constants, allow/deny lists on the document.",
-                               default_factory=FieldsConfig)
-    redact: RedactConfig = doc("Redaction for this output only, on top of [privacy].",
-                               default_factory=RedactConfig)
+    format: Literal["ecs", "ocsf", "canonical"] = doc(
+        "Document format (JSON documents only; the other transform keys are every output's).",
+        default="ecs")
     data_stream_dataset: str = doc("Data stream dataset: documents go to "
                                    "logs-<dataset>-<namespace>.", default="clawdstrike.security")
     data_stream_namespace: str = doc("Data stream namespace.", default="default")

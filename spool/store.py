@@ -860,26 +860,20 @@ class Spool:
     ) -> int:
         """Delete DLQ entries created before ``older_than_ms`` (epoch ms; ``None`` = all), of one output
         or all, only ``ids`` when given. Returns the number deleted."""
-        where, args = _where(("output = ?", output), ("created_ms < ?", older_than_ms))
-        if ids is not None:
-            id_list = [int(i) for i in ids]
-            if not id_list:
-                return 0
-            where += (" AND " if where else " WHERE ") + f"id IN ({','.join('?' * len(id_list))})"
-            args = (*args, *id_list)
+        clause = _where_ids(_where(("output = ?", output), ("created_ms < ?", older_than_ms)), ids)
+        if clause is None:
+            return 0
+        where, args = clause
         return self._write(lambda c: c.execute("DELETE FROM dlq" + where, args).rowcount)
 
     def dlq_request_replay(self, output: str | None = None, ids: Sequence[int] | None = None) -> int:
         """Mark entries (of ``output``, only ``ids`` when given) for replay: the output's drain, in
         the running agent or the next one to start, re-sends them (``dlq_replay_pending``). Returns
         the number of entries marked."""
-        where, args = _where(("output = ?", output))
-        if ids is not None:
-            id_list = [int(i) for i in ids]
-            if not id_list:
-                return 0
-            where += (" AND " if where else " WHERE ") + f"id IN ({','.join('?' * len(id_list))})"
-            args = (*args, *id_list)
+        clause = _where_ids(_where(("output = ?", output)), ids)
+        if clause is None:
+            return 0
+        where, args = clause
         return self._write(
             lambda c: c.execute("UPDATE dlq SET replay_ms = ?" + where, (now_ms(), *args)).rowcount
         )
@@ -1094,6 +1088,18 @@ def _where(*conds: tuple[str, Any]) -> tuple[str, tuple[Any, ...]]:
     if not used:
         return "", ()
     return " WHERE " + " AND ".join(sql for sql, _ in used), tuple(v for _, v in used)
+
+
+def _where_ids(clause: tuple[str, tuple], ids: Sequence[int] | None) -> tuple[str, tuple] | None:
+    """``clause`` narrowed to ``ids`` when given; None when ``ids`` is given but empty (match nothing)."""
+    where, args = clause
+    if ids is None:
+        return where, args
+    id_list = [int(i) for i in ids]
+    if not id_list:
+        return None
+    where += (" AND " if where else " WHERE ") + f"id IN ({','.join('?' * len(id_list))})"
+    return where, (*args, *id_list)
 
 
 def _upsert_output_state(
