@@ -115,6 +115,7 @@ class Drain:
         self.breaker = Breaker(cfg.breaker_failures, cfg.breaker_cooldown, cfg.breaker_cooldown_max)
         self.limiter = RateLimiter(cfg.rate_limit_requests, cfg.rate_limit_events)
         self._stopping = False
+        self._hold_until = 0.0  # monotonic time before which no batch is sent (Retry-After)
         self._stop = gevent.event.Event()
         self._room = gevent.event.Event()  # a batch finished: the reader may register more
         self._commit_due = gevent.event.Event()  # skipped rows moved the window: commit lazily
@@ -424,6 +425,11 @@ class Drain:
             batch.attempts += 1
             outcome = self._attempt(batch, items)
             status = outcome.status
+            if outcome.retry_after is not None and status is not Status.DELIVERED:
+                # Retry-After speaks to the client, not to one request (RFC 9110 §10.2.3): no batch
+                # of this output is sent before it has passed.
+                hold = min(outcome.retry_after, self.config.retry_after_max)
+                self._hold_until = max(self._hold_until, time.monotonic() + hold)
             if outcome.throttled:
                 self.limiter.throttled()
             if status is Status.RETRY:
@@ -484,7 +490,11 @@ class Drain:
                 return None
             wait, probe = self.breaker.allow()
             if wait <= 0:
-                break
+                wait = self._hold_until - time.monotonic()  # a Retry-After still running
+                if wait <= 0:
+                    break
+                if probe:
+                    self.breaker.probe_abandoned()
             if self._sleep(min(wait, IDLE_WAIT_S)):
                 return None
         delay = self.limiter.reserve(n_events)

@@ -147,3 +147,26 @@ def test_a_failing_dlq_write_retries_the_batch_instead_of_leaving_it_unfinished(
     run_until(drain, caught_up(spool, "f"))
     assert len(calls) == 2 and dlq_numbers(spool, "f") == [0, 1, 2]
     assert len(out.sent) == 2  # the batch was attempted again after the internal error
+
+
+def test_retry_after_pauses_every_batch_of_the_output(spool):
+    """A 429 with Retry-After holds back the other batches in flight too, not only the refused one:
+    no request of this output starts before the destination's Retry-After has passed."""
+    import time
+
+    fill(spool, 40)
+    starts: list[float] = []
+    answered: list[float] = []
+
+    def rule(batch):
+        starts.append(time.monotonic())
+        if len(starts) == 1:
+            answered.append(time.monotonic())
+            return Outcome.retry("HTTP 429", retry_after=0.4, throttled=True)
+        return None
+
+    out = Fake("f", cfg(concurrency=4, batch_max_events=5, retry_after_max=5), rule=rule)
+    run_until(Drain(out, spool, spool.reader()), caught_up(spool, "f"))
+    assert sorted(out.received) == list(range(40))
+    later = [t for t in starts[1:] if t > answered[0]]
+    assert later and min(later) - answered[0] >= 0.4 - 0.02
