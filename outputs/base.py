@@ -57,8 +57,10 @@ class OutputConfig:
     start_at: Literal["beginning", "end"] = doc(
         "Where a new output's cursor starts in the spool.", default="beginning")
     batch_max_events: int = doc("Events per delivery attempt.", default=500)
-    batch_max_wait: Duration = doc("How long a partial batch may wait for more events.",
-                                   default=Duration(0.05))
+    batch_max_wait: Duration = doc(
+        "How long a partial batch may wait for more events. Short by default for alerting latency; "
+        "under load batches fill by count or bytes first, and while every request slot is busy "
+        "they keep growing anyway.", default=Duration(0.01))
     retry_initial: Duration = doc("First retry delay (full jitter, doubled each time).",
                                   default=Duration(0.5))
     retry_max: Duration = doc("Longest retry delay.", default=Duration(60))

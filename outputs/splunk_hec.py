@@ -143,8 +143,10 @@ class SplunkHecOutputConfig(HttpOutputConfig):
                     "was indexed (Splunk Enterprise only; see docs/outputs/splunk_hec.md).",
                     default=False)
     channels: int = doc("Ack channels (one GUID each) the requests are spread over.", default=4)
-    ack_poll_interval: Duration = doc("First wait between ack queries; doubled while no ack "
-                                      "arrives.", default=Duration(1))
+    ack_poll_interval: Duration = doc(
+        "First wait between ack queries; doubled while no ack arrives. Each batch holds one of the "
+        "`concurrency` slots until acked, so this bounds acked throughput (1 s: ~1,700 events/s).",
+        default=Duration(0.25))
     ack_poll_max_interval: Duration = doc("Longest wait between ack queries (Splunk's guidance: "
                                           "10 s).", default=Duration(10))
     ack_timeout: Duration = doc("A batch not acknowledged within this is re-sent (at-least-once).",
