@@ -64,7 +64,7 @@ READ_CHUNK_MAX = 5000
 #: With the offload helper: the share of each chunk rendered there (the rest renders here meanwhile;
 #: the helper also maps ingest), and the smallest chunk worth splitting.
 OFFLOAD_SHARE = 0.5
-OFFLOAD_MIN_ROWS = 64
+OFFLOAD_MIN_ROWS = 512
 #: Replay batches (of batch_max_events) taken from the DLQ at once.
 REPLAY_BATCHES = 4
 _OWN = object()
