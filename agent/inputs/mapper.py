@@ -30,6 +30,9 @@ class _Done:
     def get(self, timeout: float | None = None) -> Mapped:
         return self.value
 
+    def ready(self) -> bool:
+        return True
+
 
 class InlineMapper:
     """Maps in the calling greenlet: the default, and the fallback when no helper can run."""
@@ -55,6 +58,9 @@ class _Answer:
 
     def __init__(self, pending: Any):
         self.pending = pending
+
+    def ready(self) -> bool:
+        return self.pending.ready()
 
     def get(self, timeout: float | None = None) -> Mapped:
         events, quarantine = self.pending.get(timeout=timeout)

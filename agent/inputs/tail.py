@@ -149,7 +149,10 @@ class _FileReader:
         pending = tail.mapper.submit(lines, source=self.path, kind=tail.kind,
                                      max_line_bytes=tail.config.max_line_bytes)
         self._mapping.append((pending, new_offset, self.marker, self.marker_len))
-        while len(self._mapping) > tail.mapper.depth:
+        # Commit what is mapped already (a steady trickle must not wait for `depth` more chunks),
+        # and wait for the oldest only when more than `depth` are mapping.
+        mapping = self._mapping
+        while mapping and (len(mapping) > tail.mapper.depth or mapping[0][0].ready()):
             self._advance()
 
     def _advance(self) -> None:

@@ -113,3 +113,78 @@ def test_no_helper_without_a_config_file_or_when_off(tmp_path):
     assert build_offload(True, str(tmp_path / "missing.toml")) is None
     assert build_offload(False, __file__) is None
     assert isinstance(build_mapper(None, context), InlineMapper)
+
+
+class _Later:
+    """A mapping answer that is not ready until ``set()``."""
+
+    def __init__(self, value):
+        import gevent.event
+
+        self.value, self.event = value, gevent.event.Event()
+
+    def ready(self) -> bool:
+        return self.event.is_set()
+
+    def get(self, timeout=None):
+        self.event.wait(timeout)
+        return self.value
+
+
+class _ScriptedMapper:
+    depth = 2
+
+    def __init__(self, context, ready: bool):
+        self.inline, self.ready, self.pending = InlineMapper(context), ready, []
+
+    def submit(self, lines, **kw):
+        value = self.inline.submit(lines, **kw).get()
+        if self.ready:
+            return _DoneLike(value)
+        later = _Later(value)
+        self.pending.append(later)
+        return later
+
+
+class _DoneLike:
+    def __init__(self, value):
+        self.value = value
+
+    def ready(self) -> bool:
+        return True
+
+    def get(self, timeout=None):
+        return self.value
+
+
+@pytest.mark.parametrize("ready", [True, False])
+def test_mapped_chunks_commit_at_once_and_only_unready_ones_queue(tmp_path, ready):
+    """A steady trickle must not wait for `depth` more chunks: a chunk whose mapping is ready is
+    committed right away; only chunks still mapping queue (at most `depth` of them)."""
+    spool, writer = open_spool(tmp_path)
+    context = parse_config(textwrap.dedent(CONFIG)).mapping_context()
+    mapper = _ScriptedMapper(context, ready)
+    f = tmp_path / "a.jsonl"
+    f.write_bytes(b"")
+    t = TailInput("tail", {"paths": [str(f)], "watch": False, "scan_interval": 0.05}, writer, spool,
+                  context, mapper=mapper)
+    t.start()
+    try:
+        wait_until(lambda: len(t.readers) == 1)
+        reader = next(iter(t.readers.values()))
+        chunks = 3 if ready else 2  # a third unready chunk would wait for the oldest (depth 2)
+        for i in range(chunks):
+            line = audit_line(i)
+            reader._commit(LineSplitter(BIG, 0).feed(line), (i + 1) * len(line))
+        if ready:
+            assert len(reader._mapping) == 0 and reader._inflight is not None
+        else:
+            assert len(reader._mapping) == 2 and reader._inflight is None
+            for later in mapper.pending:
+                later.event.set()
+        reader._settle()
+        assert spool.last_seq() == chunks
+    finally:
+        t.stop()
+        writer.stop()
+        spool.close()
