@@ -683,9 +683,9 @@ def run_throughput(kind: str, n: int, args: argparse.Namespace) -> Throughput:
                            "bottleneck, the agent's figure is a lower bound")
         if base == "hec-ack" and not args.hec_ack_poll:
             r.notes.append("each batch keeps one of the output's `concurrency` slots until HEC acknowledges "
-                           "it (first ack query after ack_poll_interval, 1 s by default), so acks cap the "
-                           "rate near concurrency x batch_max_events per second; --hec-ack-poll 100ms "
-                           "shows the rate without that wait")
+                           "it (first ack query after ack_poll_interval, 250 ms by default, doubling "
+                           "while none arrives), so acks cap the rate near concurrency x "
+                           "batch_max_events per round; --hec-ack-poll 100ms shows a shorter wait")
         if r.accepted != n:
             r.notes.append(f"mock accepted {r.accepted:,} of {n:,} events")
         return r
