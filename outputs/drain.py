@@ -352,9 +352,9 @@ class Drain:
         entries = [e for e in pending if e.id not in self._replay_inflight][:limit]
         if not entries:
             return
-        batches, failed = replay_batches(
-            entries, decode=self._decode, select=self._select, encode=self.output.encode,
-            max_events=self.config.batch_max_events, max_bytes=self.max_bytes)
+        batches, failed = replay_batches(entries, renderer=self._renderer,
+                                         max_events=self.config.batch_max_events,
+                                         max_bytes=self.max_bytes)
         for reason, dlq_ids in failed.items():
             self.spool.dlq_requeue(dlq_ids, reason)
         for batch in batches:

@@ -51,8 +51,10 @@ class Renderer:
         output.pipeline = build_output_pipeline(out_cfg)
         return cls(output, compile_selector(name, config.outputs))
 
-    def render_items(self, rows: list[Any]) -> tuple[list[DeliveryItem], int, list[tuple[DeliveryItem, str]]]:
-        """The hot loop: keep it to a few operations per event."""
+    def render_items(self, rows: list[Any], *, keep_unrouted: bool = False,
+                     ) -> tuple[list[DeliveryItem], int, list[tuple[DeliveryItem, str]]]:
+        """The hot loop: keep it to a few operations per event. ``keep_unrouted`` (DLQ replay: the
+        operator asked for these events) sends events the rules would not, without route values."""
         decode, release, select = self.decode, self.release, self.select
         encode = self.output.encode
         loads = orjson.loads
@@ -72,8 +74,10 @@ class Renderer:
                 if select is not None:
                     route = select(event)
                     if route is not_here:
-                        filtered += 1
-                        continue
+                        if not keep_unrouted:
+                            filtered += 1
+                            continue
+                        route = None
             else:
                 event = {}
             item = DeliveryItem(seq, event, body, event_id, b"", route)

@@ -16,49 +16,33 @@ output is still sent (the operator asked for it), without route values.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from typing import Any
+import sys
+from collections.abc import Sequence
 
-import orjson
-
-from outputs.base import DeliveryItem
-from outputs.batcher import Batch
-from outputs.routing import NOT_HERE
+from outputs.batcher import Batch, Batcher
+from outputs.render import Renderer
 from spool.types import DlqEntry
 
 
-def replay_batches(entries: Sequence[DlqEntry], *, decode: bool,
-                   select: Callable[[dict[str, Any]], Any] | None, encode: Callable[[DeliveryItem], bytes],
-                   max_events: int, max_bytes: int) -> tuple[list[Batch], dict[str, list[int]]]:
-    """Encode DLQ entries into batches (``replay_ids`` maps each item to its entry). Returns the
-    batches and, per reason, the ids of entries that cannot even be encoded."""
-    batches: list[Batch] = []
-    failed: dict[str, list[int]] = {}
-    current: list[DeliveryItem] = []
-    ids: dict[int, int] = {}
-    nbytes = 0
+def replay_batches(entries: Sequence[DlqEntry], *, renderer: Renderer, max_events: int,
+                   max_bytes: int) -> tuple[list[Batch], dict[str, list[int]]]:
+    """Render DLQ entries with the output's own render loop and cut them with its batching rule
+    (``replay_ids`` maps each item to its entry). Returns the batches and, per reason, the ids of
+    entries that cannot even be encoded."""
+    ids_by_seq: dict[int, list[int]] = {}
     for e in entries:
-        route = None
-        event: dict[str, Any] = {}
-        try:
-            if decode:
-                event = orjson.loads(e.body)
-                if select is not None:
-                    route = select(event)
-                    if route is NOT_HERE:
-                        route = None
-            item = DeliveryItem(e.seq, event, e.body, e.event_id, b"", route)
-            item.data = encode(item)
-        except Exception as exc:
-            failed.setdefault(f"replay: cannot encode: {type(exc).__name__}", []).append(e.id)
-            continue
-        size = len(item.data)
-        if current and (len(current) >= max_events or nbytes + size > max_bytes):
-            batches.append(Batch(current, 0, -1, nbytes, replay_ids=ids))
-            current, ids, nbytes = [], {}, 0
-        current.append(item)
-        ids[id(item)] = e.id
-        nbytes += size
-    if current:
-        batches.append(Batch(current, 0, -1, nbytes, replay_ids=ids))
-    return batches, failed
+        ids_by_seq.setdefault(e.seq, []).append(e.id)
+    items, _, rejected = renderer.render_items([(e.seq, e.event_id, e.body) for e in entries],
+                                               keep_unrouted=True)
+    failed: dict[str, list[int]] = {}
+    for item, reason in rejected:
+        failed.setdefault(f"replay: {reason}", []).append(ids_by_seq[item.seq].pop(0))
+    batcher = Batcher(max_events, max_bytes, 0)  # replayed batches own no cursor range
+    closed: list[Batch] = []
+    for item in items:
+        closed.extend(batcher.add(item, len(item.data)) or ())
+    if batcher.pending:
+        closed.append(batcher.close(sys.maxsize))
+    for batch in closed:
+        batch.replay_ids = {id(item): ids_by_seq[item.seq].pop(0) for item in batch.items}
+    return closed, failed

@@ -101,3 +101,19 @@ def test_migration_adds_the_replay_and_done_columns_to_an_existing_spool(tmp_pat
         assert [e.reason for e in s.dlq_list("f")] == ["kept"]
         assert s.get_cursor_done("f") == ((0, 0), [])
         assert s.dlq_request_replay("f") == 1 and len(s.dlq_replay_pending("f")) == 1
+
+
+def test_replay_sends_what_the_rules_would_no_longer_route_here_and_batches_by_count(spool):
+    """The operator asked for these entries: a filter changed since does not drop them, and they are
+    cut into batches with the output's own limits."""
+    from outputs.base import FilterConfig
+
+    fill(spool, 6)
+    out = Fake("f", cfg(batch_max_events=2), rule=reject({0, 1, 2}))
+    run_until(Drain(out, spool, spool.reader()), lambda: len(spool.dlq_list("f")) == 3
+              and caught_up(spool, "f")())
+    # the filter now refuses every info event: replay still sends the three, two per batch
+    out2 = Fake("f", cfg(batch_max_events=2, filter=FilterConfig(min_severity="high")))
+    assert spool.dlq_request_replay("f") == 3
+    run_until(Drain(out2, spool, spool.reader()), lambda: spool.dlq_list("f") == [])
+    assert sorted(map(len, out2.sent)) == [1, 2] and sorted(out2.received) == [0, 1, 2]
