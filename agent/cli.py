@@ -456,7 +456,7 @@ def transform(to_format: str | None, output_name: str | None, config_path: str |
     from agent.event import encode_event
     from agent.mapping import MappingContext, MappingError, parse_line
     from transforms.config import EnrichmentConfig, PrivacyConfig, TransformConfig
-    from transforms.pipeline import build_pipeline, compile_ingest, transform_config_of
+    from transforms.pipeline import build_pipeline, compile_ingest
 
     cfg = _load(config_path) if config_path else None
     selector = None
@@ -468,7 +468,7 @@ def transform(to_format: str | None, output_name: str | None, config_path: str |
                                        f"(outputs: {', '.join(cfg.outputs)})")
         from outputs.routing import NOT_HERE, compile_selector
 
-        tcfg = transform_config_of(cfg.outputs[output_name])
+        tcfg = cfg.outputs[output_name].transform_config()
         selector = compile_selector(output_name, cfg.outputs)
         if to_format is not None and to_format != tcfg.format:
             tcfg = dataclasses.replace(tcfg, format=to_format)

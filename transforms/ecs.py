@@ -332,7 +332,7 @@ def _labels(labels: Any) -> dict[str, str] | None:
     return out or None
 
 
-def _metadata_json(metadata: dict) -> str:
+def metadata_json(metadata: dict) -> str:
     """``clawdstrike.metadata`` as one sorted-key JSON string: free-form objects cannot explode the
     index's field count, and the same metadata always gives the same string."""
     try:
@@ -538,5 +538,5 @@ def to_ecs(event: dict) -> dict:
         doc["labels"] = labels
     metadata = event.get("metadata")
     if metadata:
-        cs["metadata"] = _metadata_json(metadata)
+        cs["metadata"] = metadata_json(metadata)
     return doc

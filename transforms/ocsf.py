@@ -23,6 +23,7 @@ from typing import Any
 import orjson
 
 from agent.event import timestamp_to_ms
+from transforms.ecs import metadata_json
 
 OCSF_VERSION = "1.8.0"
 VENDOR_NAME = "Backbay Labs"
@@ -319,7 +320,7 @@ def to_ocsf(event: dict, *, allowed_as_activity: bool = False) -> dict:
         cs["observer_instance_id"] = obs["instance_id"]
     if ev["metadata"]:
         # A string: free-form source data may hold nulls and would explode a SIEM's field count.
-        cs["metadata"] = orjson.dumps(ev["metadata"], option=_SORT).decode()
+        cs["metadata"] = metadata_json(ev["metadata"])  # the same string ECS carries
 
     doc: dict[str, Any] = head.copy()  # flat, immutable values: a shallow copy shares nothing mutable
     doc["time"] = t

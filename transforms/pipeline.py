@@ -32,7 +32,6 @@ from transforms.config import (
     EnrichmentConfig,
     FieldsConfig,
     PrivacyConfig,
-    RedactConfig,
     TransformConfig,
 )
 from transforms.enrich import compile_enricher
@@ -185,8 +184,10 @@ def _split_cef(line: str) -> tuple[str, list[tuple[str, str]]]:
 
 
 def _cef_escape(value: str) -> str:
-    return (value.replace("\\", "\\\\").replace("=", "\\=").replace("\r\n", "\\n").replace("\n", "\\n")
-            .replace("\r", "\\r"))
+    """The CEF transform's own extension escaping (other control characters become spaces)."""
+    from transforms.cef import _EXT_TABLE
+
+    return value.translate(_EXT_TABLE)
 
 
 def _apply_cef_fields(line: str, f: FieldsConfig) -> str:
@@ -268,13 +269,15 @@ def build_pipeline(cfg: TransformConfig | None = None) -> Pipeline:
         def function(ev: dict) -> Any:
             return base(ev, options)
 
-    def canonical_event(event: dict, body: bytes) -> tuple[dict, bytes]:
+    def canonical_event(event: dict, body: bytes) -> tuple[dict, bytes | None]:
+        """The event after this output's redaction, and its canonical bytes when unchanged (None:
+        encode them only where they are used, not for every redacted event)."""
         if not event:
             event = orjson.loads(body)
         if redactor is not None:
             redacted = redactor(event)
             if redacted is not event:
-                return redacted, encode_event(redacted)
+                return redacted, None
         return event, body
 
     if fmt == "cef":
@@ -286,9 +289,9 @@ def build_pipeline(cfg: TransformConfig | None = None) -> Pipeline:
             return line.encode("utf-8")
     elif fmt == "canonical":
         def render(event: dict, body: bytes) -> bytes:
-            ev, body = canonical_event(event, body)
+            ev, same = canonical_event(event, body)
             if fields is None:
-                return body
+                return same if same is not None else encode_event(ev)
             return orjson.dumps(_apply_fields(ev, fields), option=_SORT)
     elif fields is None and raw_key is None:
         def render(event: dict, body: bytes) -> bytes:
@@ -296,34 +299,16 @@ def build_pipeline(cfg: TransformConfig | None = None) -> Pipeline:
             return orjson.dumps(function(ev), option=_SORT)
     else:
         def render(event: dict, body: bytes) -> bytes:
-            ev, body = canonical_event(event, body)
+            ev, same = canonical_event(event, body)
             doc = function(ev)
             if fields is not None:
                 doc = _apply_fields(doc, fields)
             if raw_key is not None:
-                doc = _with(doc, raw_key, body.decode("utf-8"))
+                raw = same if same is not None else encode_event(ev)
+                doc = _with(doc, raw_key, raw.decode("utf-8"))
             return orjson.dumps(doc, option=_SORT)
 
     return Pipeline(cfg, fmt, False, content_type, render)
-
-
-def transform_config_of(output_config: Any) -> TransformConfig:
-    """The TransformConfig an output's config section describes: its ``transform`` attribute when it
-    has one, else the transform keys it declares (``format``, ``include_raw``, ``ocsf_allowed_as_activity``,
-    ``cef``, ``fields``, ``redact``), each defaulted when absent."""
-    embedded = getattr(output_config, "transform", None)
-    if isinstance(embedded, TransformConfig):
-        return embedded
-    d = TransformConfig()
-    return TransformConfig(
-        format=getattr(output_config, "format", d.format) or d.format,
-        include_raw=bool(getattr(output_config, "include_raw", d.include_raw)),
-        ocsf_allowed_as_activity=bool(getattr(output_config, "ocsf_allowed_as_activity",
-                                              d.ocsf_allowed_as_activity)),
-        cef=getattr(output_config, "cef", None) or d.cef,
-        fields=getattr(output_config, "fields", None) or d.fields,
-        redact=getattr(output_config, "redact", None) or RedactConfig(),
-    )
 
 
 class IngestTransform:

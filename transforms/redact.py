@@ -536,7 +536,7 @@ class Redactor:
                     dropped = True
                     break
             if dropped:
-                _drop(out, container, key, path, self._value_rules[0].masker.replacement)
+                _drop(out, container, key, path, rule.masker.replacement)  # the rule that dropped it
             elif new != value:
                 container[key] = new
 

@@ -541,7 +541,7 @@ def test_through_the_drain_with_the_real_ecs_pipeline_and_bootstrap(
     from outputs.drain import Drain
     from spool.store import Spool
     from spool.types import EncodedEvent, IngestBatch
-    from transforms.pipeline import build_pipeline, transform_config_of
+    from transforms.pipeline import build_pipeline
 
     app, server = mock
     ctx = MappingContext(host_name="dev-laptop")
@@ -556,7 +556,7 @@ def test_through_the_drain_with_the_real_ecs_pipeline_and_bootstrap(
         cfg = ElasticsearchOutputConfig(hosts=[server.url], bootstrap=True, batch_max_wait=0,
                                         fields=FieldsConfig(set={"labels.site": "lab"}))
         drain = Drain(ElasticsearchOutput("es", cfg), spool, spool.reader(),
-                      pipeline_factory=lambda c: build_pipeline(transform_config_of(c)))
+                      pipeline_factory=lambda c: build_pipeline(c.transform_config()))
         g = gevent.spawn(drain.run)
         with gevent.Timeout(30):
             while spool.get_cursor("es").seq != spool.last_seq():

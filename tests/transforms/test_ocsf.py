@@ -893,3 +893,16 @@ def test_hostile_strings_stay_valid(template, text, other, activity, mitre):
     assert orjson.loads(body) == doc
     if res["type"] == "file" and doc["class_uid"] == 2004:
         assert doc["evidences"][0]["file"]["path"] == text
+
+
+def test_metadata_that_orjson_cannot_encode_renders_like_ecs():
+    """Hand-built metadata with an integer beyond 64 bits: OCSF carries the same string ECS does
+    instead of raising (one shared encoder)."""
+    from transforms.ecs import to_ecs
+
+    ev = copy.deepcopy(events()[0])
+    ev["metadata"] = {"big": 2**70, "b": [1, "x"]}
+    doc = to_ocsf(ev)
+    assert validate_ocsf(doc) == []
+    assert doc["unmapped"]["clawdstrike"]["metadata"] == to_ecs(ev)["clawdstrike"]["metadata"]
+    assert str(2**70) in doc["unmapped"]["clawdstrike"]["metadata"]

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass, field
 
 import orjson
 import pytest
@@ -26,7 +25,7 @@ from transforms.config import (
     RedactRule,
     TransformConfig,
 )
-from transforms.pipeline import FORMATS, IngestTransform, build_pipeline, compile_ingest, transform_config_of
+from transforms.pipeline import FORMATS, IngestTransform, build_pipeline, compile_ingest
 
 LINES = (FIXTURES / "audit-forward.jsonl").read_bytes().splitlines()
 CTX = MappingContext(labels={"team": "security"}, host_name="dev-laptop",
@@ -178,21 +177,13 @@ def test_per_output_redaction_reaches_the_document_and_the_raw_copy():
     assert clean.render(ev, body) is body  # nothing to mask: the spool's bytes as they are
 
 
-def test_transform_config_of_any_output_config():
-    @dataclass
-    class Flat:
-        format: str = "cef"
-        include_raw: bool = False
-        fields: FieldsConfig = field(default_factory=lambda: FieldsConfig(exclude=["cs1"]))
+def test_an_output_config_carries_its_transform_keys():
+    from outputs.base import OutputConfig
 
-    @dataclass
-    class Embedded:
-        transform: TransformConfig = field(default_factory=lambda: TransformConfig(format="ocsf"))
-
-    flat = transform_config_of(Flat())
+    flat = OutputConfig(type="x", format="cef", fields=FieldsConfig(exclude=["cs1"])).transform_config()
     assert flat.format == "cef" and flat.fields.exclude == ["cs1"] and flat.redact.empty
-    assert transform_config_of(Embedded()).format == "ocsf"
-    assert transform_config_of(object()) == TransformConfig()
+    assert OutputConfig(type="x", format="ocsf").transform_config().format == "ocsf"
+    assert OutputConfig(type="x").transform_config() == TransformConfig()
 
 
 def test_ingest_transform_enriches_before_redacting():
