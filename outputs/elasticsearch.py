@@ -54,6 +54,7 @@ from outputs.http import (
     TransportError,
     excerpt,
     outcome_for_status,
+    reveal_or_empty,
 )
 
 log = logging.getLogger("clawd_agent.outputs.elasticsearch")
@@ -252,19 +253,14 @@ class ElasticsearchOutput(Output):
     def _ensure_client(self) -> HttpClient:
         if self._client is None:
             pool = (getattr(self.config, "concurrency", 0) or self.default_concurrency) + 1
-            self._client = HttpClient(self.config, pool_size=pool,
-                                      on_response=getattr(self, "on_response", None))
+            self._client = HttpClient(self.config, pool_size=pool, on_response=self.on_response,
+                                      auth=self._auth_header)
         return self._client
 
     def close(self) -> None:
         if self._client is not None:
             self._client.close()
             self._client = None
-
-    def refresh_credentials(self) -> None:
-        super().refresh_credentials()
-        if self._client is not None:
-            self._client.refresh_credentials()
 
     def _auth_header(self) -> dict[str, str]:
         c = self.config
@@ -279,11 +275,15 @@ class ElasticsearchOutput(Output):
 
     def secrets(self) -> list[str]:
         """Every form a credential of this output can take on the wire, for redaction."""
-        out = list(self._client.secrets()) if self._client is not None else []
+        out = self._ensure_client().secrets()  # the headers and proxy, and our auth header
         for s in (self.config.api_key, self.config.password, self.config.bearer_token):
             if s is not None:
-                out.append(s.reveal())
-        for v in self._auth_header().values():
+                out.append(reveal_or_empty(s))
+        try:
+            auth = self._auth_header()
+        except ValueError:  # a file: secret unreadable right now: nothing of it can be echoed
+            auth = {}
+        for v in auth.values():
             scheme, _, cred = v.partition(" ")
             out.append(cred)
             if scheme in ("ApiKey", "Basic"):  # and the secret half of 'id:key' / 'user:password'
@@ -308,14 +308,11 @@ class ElasticsearchOutput(Output):
         node is marked down; re-sending to the next node is safe because every write is a
         ``create`` with a fixed ``_id``."""
         client = self._ensure_client()
-        send_headers = dict(self._auth_header())
-        if headers:
-            send_headers.update(headers)
         order = self._order() if fail_over else self._order()[:1]
         errors: list[str] = []
         for i in order:
             try:
-                resp = client.request(method, self.hosts[i] + path, body, send_headers,
+                resp = client.request(method, self.hosts[i] + path, body, headers,
                                       compress=compress)
             except TransportError as exc:
                 self._down_until[i] = time.monotonic() + float(self.config.host_down_for)

@@ -19,6 +19,7 @@ has the table with its citations.
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import email.utils
 import http.client
@@ -232,7 +233,13 @@ class HttpClient:
     """
 
     def __init__(self, config: HttpOutputConfig, *, pool_size: int = 4,
-                 on_response: Callable[[str, float], None] | None = None):
+                 on_response: Callable[[str, float], None] | None = None,
+                 auth: Callable[[], Mapping[str, str]] | None = None):
+        """``auth()`` returns the output's credential headers, built from its secrets at each
+        request: a ``file:`` secret that cannot be read then becomes a retryable
+        ``TransportError("CredentialError: ...")`` here, like a configured header's, and its values
+        are redacted from excerpts by ``secrets()``."""
+        self._auth = auth
         for key in ("ca_file", "client_cert", "client_key"):
             path = getattr(config, key)
             if path and not os.path.isfile(path):
@@ -267,12 +274,15 @@ class HttpClient:
         """Current values of this client's secrets, for excerpt redaction: each header value and
         its credential part (after an auth scheme word), the proxy URL and its user:password."""
         out: list[str] = []
-        for v in self.config.headers.values():
-            value = _reveal_or_empty(v)
+        values = [reveal_or_empty(v) for v in self.config.headers.values()]
+        if self._auth is not None:
+            with contextlib.suppress(ValueError):  # unreadable now: nothing of it can be echoed
+                values += list(self._auth().values())
+        for value in values:
             out.append(value)
             _, _, cred = value.partition(" ")
             out.append(cred.strip())
-        proxy = _reveal_or_empty(self.config.proxy) if self.config.proxy is not None else ""
+        proxy = reveal_or_empty(self.config.proxy) if self.config.proxy is not None else ""
         if proxy:
             out.append(proxy)
             parts = urllib.parse.urlsplit(proxy if "://" in proxy else f"http://{proxy}")
@@ -337,6 +347,8 @@ class HttpClient:
         send_headers: CaseInsensitiveDict[str] = CaseInsensitiveDict({"User-Agent": USER_AGENT})
         for k, v in self.config.headers.items():
             send_headers[k] = v.reveal()
+        if self._auth is not None:
+            send_headers.update(self._auth())
         if headers:
             send_headers.update(headers)
         proxy = self.config.proxy.reveal() if self.config.proxy is not None else ""
@@ -352,7 +364,7 @@ class HttpClient:
         self._session.close()
 
 
-def _reveal_or_empty(secret: Secret) -> str:
+def reveal_or_empty(secret: Secret) -> str:
     """A secret's value, or "" while its file cannot be read (nothing to redact then)."""
     try:
         return secret.reveal()

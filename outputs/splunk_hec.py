@@ -265,8 +265,8 @@ class SplunkHecOutput(Output):
 
     def open(self) -> None:
         pool = max(2, int(getattr(self.config, "concurrency", 0) or self.default_concurrency) + 2)
-        self._client = HttpClient(self.config, pool_size=pool,
-                                  on_response=getattr(self, "on_response", None))
+        self._client = HttpClient(self.config, pool_size=pool, on_response=self.on_response,
+                                  auth=lambda: {"Authorization": "Splunk " + self.token()})
         if self.config.ack and self.acks is None:
             self.acks = AckTracker(self)
 
@@ -283,10 +283,11 @@ class SplunkHecOutput(Output):
         return self.config.token.reveal()
 
     def secrets(self) -> list[str]:
-        out = [self.token()]
-        if self._client is not None:
-            out.extend(self._client.secrets())
-        return [s for s in out if s]
+        """The token (and every header and proxy credential), for redaction."""
+        if self._client is None:
+            self.open()
+        assert self._client is not None
+        return self._client.secrets()
 
     def request(self, method: str, url: str, body: bytes | None = None,
                 headers: dict[str, str] | None = None, *, compress: bool | None = None
@@ -294,10 +295,7 @@ class SplunkHecOutput(Output):
         if self._client is None:
             self.open()
         assert self._client is not None
-        h = {"Authorization": "Splunk " + self.token()}
-        if headers:
-            h.update(headers)
-        return self._client.request(method, url, body, h, compress=compress)
+        return self._client.request(method, url, body, headers, compress=compress)
 
     # ---------------------------------------------------------------------------- delivery
 

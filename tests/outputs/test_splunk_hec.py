@@ -662,3 +662,19 @@ def test_concurrent_acked_sends_under_gevent_patching() -> None:
     assert result["outcomes"] == ["delivered"] * 9 + ["retry"]  # one request hit the reset
     assert result["stored"] == 9
     assert result["channels"] == 4
+
+
+def test_an_unreadable_token_file_is_a_retry_not_a_crash(hec: tuple[RecordingHec, MockServer],
+                                                         tmp_path: Path) -> None:
+    """Mid-rotation the token file may be gone for a moment: the attempt is retried (the shared
+    HTTP layer's CredentialError), never an exception out of send()."""
+    _app, server = hec
+    token_file = tmp_path / "hec.token"
+    token_file.write_text(TOKEN + "\n")
+    out = make_output(server, token=f"file:{token_file}")
+    token_file.unlink()
+    outcome = out.send(items(out, 1))
+    assert outcome.status is Status.RETRY and "CredentialError" in outcome.reason
+    assert TOKEN not in outcome.reason
+    token_file.write_text(TOKEN + "\n")
+    assert out.send(items(out, 1)).status is Status.DELIVERED
