@@ -159,6 +159,8 @@ def test_every_shipped_rule_is_reachable():
               "resource": {"type": rule.resource_type[0] if rule.resource_type else "file",
                            "name": name, "path": path}}
         assert enricher.explain(ev) == rule.name, (rule.name, ev)
+        # and the real (cached, planned) path picks the same rule's technique
+        assert enricher(ev)["mitre"]["technique"]["id"] == rule.technique.id, (rule.name, ev)
 
 
 def test_shipped_table_ids_and_names():

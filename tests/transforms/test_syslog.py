@@ -206,7 +206,8 @@ def test_structured_data_element_escaping_round_trips():
         format_sd_element("bad id", [])
 
 
-@pytest.mark.parametrize(("canonical", "syslog"), [*SEVERITY_TO_SYSLOG.items(), ("Severe", 4)])
+@pytest.mark.parametrize(("canonical", "syslog"), [("critical", 2), ("high", 3), ("medium", 4),
+                                                   ("low", 5), ("info", 6), ("Severe", 4)])
 def test_severity_to_syslog(canonical, syslog):
     assert severity_to_syslog(canonical) == syslog
     assert SEVERITY_TO_SYSLOG == {"critical": 2, "high": 3, "medium": 4, "low": 5, "info": 6}
