@@ -212,7 +212,6 @@ class SplunkHecOutput(Output):
         self._meta_cache: dict[tuple[str, str, str, str], bytes] = {}
         self._client: HttpClient | None = None
         self.acks: AckTracker | None = None
-        self._rr = itertools.count()
         self._warned_no_ack_id = False
 
     # ---------------------------------------------------------------------------- encoding
