@@ -39,6 +39,8 @@ log = logging.getLogger("clawd_agent.offload")
 
 _LEN = struct.Struct(">I")
 RESTART_BACKOFF_S = (0.5, 2.0, 10.0, 30.0)
+#: A helper that got no job for this long is stopped (``retire_if_idle``, from the supervisor).
+IDLE_RETIRE_S = 30.0
 
 
 class _Job:
@@ -68,8 +70,10 @@ class OffloadHelper:
         self._retry_at = 0.0
         self._closed = False
         self.restarts = 0
+        self.retirements = 0
         self.jobs_done = 0
         self._next_id = 0
+        self._last_submit = 0.0
 
     @property
     def pid(self) -> int | None:
@@ -142,6 +146,7 @@ class OffloadHelper:
             self._lost(proc, str(exc) if isinstance(exc, EOFError) else type(exc).__name__)
 
     def submit(self, kind: str, payload: tuple, fallback: Callable[[], Any]) -> Any:
+        self._last_submit = time.monotonic()
         self._next_id += 1
         job = _Job(self._next_id, (self._next_id, kind, payload), fallback)
         data = pickle.dumps(job.request, protocol=5)
@@ -167,6 +172,20 @@ class OffloadHelper:
 
             self._write_lock = gevent.lock.Semaphore()
         return self._write_lock
+
+    def retire_if_idle(self, idle_s: float) -> bool:
+        """Stop the helper when no job came for ``idle_s``: a steady trickle never needs it (small
+        chunks map in the agent), so after a burst its memory goes back to the system. The next job
+        starts a new one; this is not a failure (no back-off, not counted as a restart)."""
+        proc = self._proc
+        if proc is None or self._jobs or time.monotonic() - self._last_submit < idle_s:
+            return False
+        self._proc = None  # before EOF reaches _read_answers, so it is not taken for a crash
+        self.retirements += 1
+        with contextlib.suppress(Exception):
+            proc.stdin.close()
+        log.info("offload helper idle for %.0fs: stopped until it is needed again", idle_s)
+        return True
 
     def close(self) -> None:
         self._closed = True

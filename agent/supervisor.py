@@ -23,6 +23,7 @@ from gevent.pywsgi import WSGIServer
 
 from agent.config import AgentConfig
 from agent.metrics import AgentMetrics, health_document, output_extra
+from agent.offload import IDLE_RETIRE_S
 from outputs.drain import Drain, build_output_pipeline
 from outputs.registry import build_output
 from outputs.routing import compile_selector
@@ -187,6 +188,8 @@ class Supervisor:
         while not self._stopping:
             gevent.sleep(self.config.agent.heartbeat_interval)
             self.record_state()
+            if self.offload is not None:
+                self.offload.retire_if_idle(IDLE_RETIRE_S)
 
     def record_state(self) -> None:
         """Persist what `status` shows when it cannot ask this process: heartbeat, counters, errors."""

@@ -58,7 +58,7 @@ def sample_lines() -> list[Line]:
 def test_helper_maps_to_the_same_bytes_as_inline(config_path, helper):
     context = load_config(str(config_path)).mapping_context()
     lines = sample_lines()
-    pm = ProcessMapper(helper, context)
+    pm = ProcessMapper(helper, context, inline_max_lines=0)
     # several chunks in flight at once are answered in order
     pendings = [pm.submit(lines[i::3], source="a.jsonl", kind=None, max_line_bytes=BIG) for i in range(3)]
     results = [p.get(timeout=60) for p in pendings]
@@ -74,7 +74,7 @@ def test_helper_maps_to_the_same_bytes_as_inline(config_path, helper):
 
 def test_a_dead_helper_loses_nothing_and_is_replaced(config_path, helper, monkeypatch):
     monkeypatch.setattr("agent.offload.RESTART_BACKOFF_S", (0.0,))
-    pm = ProcessMapper(helper, load_config(str(config_path)).mapping_context())
+    pm = ProcessMapper(helper, load_config(str(config_path)).mapping_context(), inline_max_lines=0)
     first = pm.submit(sample_lines(), source="a", kind=None, max_line_bytes=BIG).get(timeout=60)
     old = helper.pid
     os.kill(old, signal.SIGKILL)
@@ -93,8 +93,9 @@ def test_tail_through_the_helper_spools_every_line_once(tmp_path, config_path, h
     assert isinstance(mapper, ProcessMapper)
     f = tmp_path / "a.jsonl"
     f.write_bytes(b"".join(audit_line(i) for i in range(3000)))
+    # 64 KiB reads: ~100-line chunks, above ProcessMapper's inline threshold
     t = TailInput("tail", {"paths": [str(f)], "watch": False, "scan_interval": 0.05,
-                           "read_chunk_bytes": 4096}, writer, spool, context, mapper=mapper)
+                           "read_chunk_bytes": 65536}, writer, spool, context, mapper=mapper)
     t.start()
     try:
         wait_until(lambda: spool.last_seq() >= 3000, timeout=60)
@@ -106,6 +107,44 @@ def test_tail_through_the_helper_spools_every_line_once(tmp_path, config_path, h
         t.stop()
         writer.stop()
         spool.close()
+
+
+def test_small_chunks_map_inline_and_never_start_the_helper(config_path, helper):
+    """A trickle arrives a few lines per read: a helper round trip would cost more than mapping them."""
+    context = load_config(str(config_path)).mapping_context()
+    pm = ProcessMapper(helper, context)
+    lines = sample_lines()
+    small = lines[: pm.inline_max_lines - 1]
+    got = pm.submit(small, source="a", kind=None, max_line_bytes=BIG)
+    assert got.ready() and helper.pid is None and helper.jobs_done == 0
+    expected = InlineMapper(context).submit(small, source="a", kind=None, max_line_bytes=BIG).get()
+    assert got.get() == expected
+    big = (lines * 2)[: pm.inline_max_lines]
+    assert pm.submit(big, source="a", kind=None, max_line_bytes=BIG).get(timeout=60) == \
+        InlineMapper(context).submit(big, source="a", kind=None, max_line_bytes=BIG).get()
+    assert helper.pid is not None and helper.jobs_done == 1
+
+
+def test_an_idle_helper_retires_and_comes_back_on_demand(config_path, helper):
+    pm = ProcessMapper(helper, load_config(str(config_path)).mapping_context(), inline_max_lines=0)
+    first = pm.submit(sample_lines(), source="a", kind=None, max_line_bytes=BIG).get(timeout=60)
+    old = helper.pid
+    assert not helper.retire_if_idle(3600)  # used just now: stays
+    assert helper.pid == old
+    assert helper.retire_if_idle(0)
+    assert helper.pid is None and helper.retirements == 1
+    wait_until(lambda: _exited(old), 30, "the retired helper exits")
+    # the next job starts a fresh helper at once: a retirement is neither a failure nor a restart
+    assert pm.submit(sample_lines(), source="a", kind=None, max_line_bytes=BIG).get(timeout=60) == first
+    assert helper.pid not in (None, old) and helper.restarts == 0
+
+
+def _exited(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] == "Z"
+    except FileNotFoundError:
+        return True
 
 
 def test_no_helper_without_a_config_file_or_when_off(tmp_path):
