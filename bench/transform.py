@@ -9,6 +9,11 @@ and ``[enrichment]`` (so the events carry ``mitre``). ``cef+syslog`` adds the RF
 6587 octet counting of the syslog output. The best of ``--repeat`` interleaved runs is reported (the
 machine's other load only ever slows a run down).
 
+The ``render_items es ...`` lines measure the whole delivery render loop of an Elasticsearch output with
+``format = "ecs"`` (``outputs.render.Renderer.render_items``: orjson decode of the spool body, pipeline
+render, ``_bulk`` action line), on spool-like rows (seq, 16 raw UUID bytes, canonical body): once with
+the default data stream and once with a dated index (``%Y.%m.%d``, an action line per event's day).
+
 The ingest lines measure what ``[privacy]`` and ``[enrichment]`` add to ``agent.mapping.parse_line`` on
 the hot path (hushd audit lines), with and without each.
 
@@ -23,6 +28,7 @@ import itertools
 import pstats
 import sys
 import time
+import uuid
 from collections.abc import Callable
 from pathlib import Path
 
@@ -31,6 +37,8 @@ sys.path.insert(0, str(ROOT))
 
 from agent.event import encode_event  # noqa: E402
 from agent.mapping import MappingContext, parse_line  # noqa: E402
+from outputs.elasticsearch import ElasticsearchOutput, ElasticsearchOutputConfig  # noqa: E402
+from outputs.render import Renderer  # noqa: E402
 from transforms.config import EnrichmentConfig, PrivacyConfig, TransformConfig  # noqa: E402
 from transforms.pipeline import build_pipeline, compile_ingest  # noqa: E402
 from transforms.syslog import frame_rfc5424, octet_count, severity_to_syslog  # noqa: E402
@@ -91,6 +99,34 @@ def format_runs(formats: dict[str, Callable[[dict, bytes], bytes]], items: list[
     return {name: runner(render) for name, render in formats.items()}
 
 
+def es_renderer(index: str = "") -> Renderer:
+    """The drain's renderer for an Elasticsearch output (no filter, no routes), built as the agent does
+    (``Renderer.from_config``: build_output + build_output_pipeline) without a whole agent config."""
+    cfg = ElasticsearchOutputConfig(hosts=["http://127.0.0.1:9200"], index=index)
+    cfg.validate()
+    output = ElasticsearchOutput("es", cfg)
+    output.pipeline = build_pipeline(cfg.transform_config())
+    return Renderer(output, None)
+
+
+def es_rows(items: list[tuple[dict, bytes]]) -> list[tuple[int, bytes, bytes]]:
+    """Spool rows as the reader hands them over: (seq, 16 raw UUID bytes, canonical body)."""
+    return [(seq, uuid.UUID(ev["event_id"]).bytes, body) for seq, (ev, body) in enumerate(items, 1)]
+
+
+def es_runs(items: list[tuple[dict, bytes]], n: int, chunk: int = 500) -> dict[str, Callable[[], None]]:
+    rows = list(itertools.islice(itertools.cycle(es_rows(items)), n))
+    chunks = [rows[i:i + chunk] for i in range(0, len(rows), chunk)]
+
+    def runner(renderer: Renderer) -> Callable[[], None]:
+        def run() -> None:
+            for c in chunks:
+                renderer.render_items(c)
+        return run
+
+    return {"es ecs": runner(es_renderer()), "es ecs dated": runner(es_renderer("clawd-%Y.%m.%d"))}
+
+
 def ingest_runs(lines: list[bytes], n: int) -> dict[str, Callable[[], None]]:
     work = list(itertools.islice(itertools.cycle(lines), n))
 
@@ -110,7 +146,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--events", type=int, default=200_000)
     ap.add_argument("--repeat", type=int, default=5)
     ap.add_argument("--profile", metavar="FORMAT", help="cProfile one format (canonical, ecs, ocsf, cef, "
-                    "cef+syslog) and print the top 20 functions")
+                    "cef+syslog, es ecs, es ecs dated) and print the top 20 functions")
     args = ap.parse_args(argv)
 
     lines = sample_lines()
@@ -119,12 +155,17 @@ def main(argv: list[str] | None = None) -> int:
     formats = renderers()
 
     if args.profile:
-        render = formats[args.profile]
-        work = list(itertools.islice(itertools.cycle(items), args.events))
         prof = cProfile.Profile()
-        prof.enable()
-        for event, body in work:
-            render(event, body)
+        if args.profile.startswith("es "):
+            run = es_runs(items, args.events)[args.profile]
+            prof.enable()
+            run()
+        else:
+            render = formats[args.profile]
+            work = list(itertools.islice(itertools.cycle(items), args.events))
+            prof.enable()
+            for event, body in work:
+                render(event, body)
         prof.disable()
         pstats.Stats(prof).sort_stats("tottime").print_stats(20)
         return 0
@@ -134,6 +175,8 @@ def main(argv: list[str] | None = None) -> int:
     for name, rate in best_rates(format_runs(formats, items, args.events), args.events, args.repeat).items():
         mark = "" if rate >= TARGET else f"   below the {TARGET:,}/s target: see --profile {name}"
         print(f"  render {name:<11} {rate:>12,.0f} events/s  ({1e6 / rate:6.2f} us/event){mark}")
+    for name, rate in best_rates(es_runs(items, args.events), args.events, args.repeat).items():
+        print(f"  render_items {name:<12} {rate:>10,.0f} events/s  ({1e6 / rate:6.2f} us/event)")
     n = max(args.events // 2, 1000)
     base = None
     for label, rate in best_rates(ingest_runs(lines, n), n, args.repeat).items():
