@@ -21,6 +21,7 @@ How it works (docs/inputs.md has the full story):
 from __future__ import annotations
 
 import contextlib
+import fnmatch
 import glob
 import logging
 import os
@@ -248,6 +249,8 @@ class TailInput:
         self._scan_wake = Event()
         self._watcher: Any = None
         self._initial_scan_done = False
+        self._abs_patterns = [os.path.abspath(p) for p in self.config.paths]
+        self._paths_cache: tuple[dict[str, _FileReader], dict[str, _FileReader]] | None = None
         self.scans = 0
 
     # -- lifecycle ------------------------------------------------------------------------------
@@ -258,7 +261,7 @@ class TailInput:
             try:
                 from agent.inputs.watch import DirectoryWatcher
 
-                self._watcher = DirectoryWatcher(lambda _d: self._scan_wake.set())
+                self._watcher = DirectoryWatcher(self._on_fs_change)
             except Exception:
                 self.stats.errors += 1
                 log.exception("%s: watchdog unavailable; relying on the stat scan", self.name)
@@ -287,6 +290,52 @@ class TailInput:
             self.scan()
             self._scan_wake.wait(self.config.scan_interval)
 
+    def _on_fs_change(self, changes: dict[str, bool]) -> None:
+        """What watchdog saw, ``{path: structural}`` (agent.inputs.watch). A write to a file we read
+        wakes just its reader: a glob scan (a listdir and a stat per match) on every append cost more
+        than reading the line. A scan runs when a path our globs match, a watched directory or a file
+        we read came, went or moved, or was written without having a reader yet. Writes to other files
+        in a watched directory (the agent's own spool, say) wake only the readers of rotated files,
+        which drain late writes to a file no longer at its path. The periodic scan stays the truth."""
+        live, rotated = self._reader_paths()
+        scan = False
+        for path, structural in changes.items():
+            reader = live.get(path)
+            if structural:
+                scan = scan or reader is not None or path in rotated or self._matches(path) or \
+                    path in self._watched()
+            elif reader is not None:
+                reader.wake.set()
+            elif self._matches(path):
+                scan = True
+            else:
+                for r in rotated.values():
+                    r.wake.set()
+        if scan:
+            self._scan_wake.set()
+
+    def _matches(self, path: str) -> bool:
+        return any(fnmatch.fnmatchcase(path, pat) for pat in self._abs_patterns)
+
+    def _watched(self) -> frozenset[str]:
+        return self._watcher.directories if self._watcher is not None else frozenset()
+
+    def _reader_paths(self) -> tuple[dict[str, _FileReader], dict[str, _FileReader]]:
+        """Open readers by absolute and real path (a symlink's target is what inotify names): live
+        ones, and rotated ones still draining. Cached until the next scan changes the readers."""
+        if self._paths_cache is None:
+            live: dict[str, _FileReader] = {}
+            rotated: dict[str, _FileReader] = {}
+            for r in self.readers.values():
+                if r.closed:
+                    continue
+                into = live if r.gone_at is None else rotated
+                into[os.path.abspath(r.path)] = r
+                with contextlib.suppress(OSError):
+                    into[os.path.realpath(r.path)] = r
+            self._paths_cache = (live, rotated)
+        return self._paths_cache
+
     def _watch_dirs(self) -> set[str]:
         dirs: set[str] = set()
         for pattern in self.config.paths:
@@ -300,6 +349,7 @@ class TailInput:
     def scan(self) -> None:
         """Diff the files under ``paths`` against the open readers and act on the difference."""
         self.scans += 1
+        self._paths_cache = None
         found: dict[str, str] = {}
         for pattern in self.config.paths:
             for path in sorted(glob.glob(pattern)):
@@ -337,6 +387,7 @@ class TailInput:
                 reader.gone_at = now
             reader.wake.set()
         self._initial_scan_done = True
+        self._paths_cache = None  # readers came, went or rotated while this scan yielded
         if self._watcher is not None:
             self._watcher.set_directories(self._watch_dirs())
 
@@ -359,6 +410,7 @@ class TailInput:
         reader = _FileReader(self, key, path, fd, offset, marker, marker_len)
         reader.size = st.st_size
         self.readers[key] = reader
+        self._paths_cache = None
         log.info("%s: reading %s (%s) from offset %d", self.name, path, key, offset)
         reader.greenlet = spawn_supervised(self._group, reader.run, what=f"{self.name} reader {path}",
                                            stats=self.stats, stop=self._stop)

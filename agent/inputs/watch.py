@@ -155,13 +155,24 @@ def _observer() -> _Observer:
     return _shared
 
 
-class DirectoryWatcher:
-    """Wakes ``on_change(directory)`` in the gevent hub whenever watchdog reports a change in one of the
-    watched directories. Create, use and close it from the gevent thread that owns the tailer."""
+#: watchdog event types that only say a file's content (or its open state) changed: no file came,
+#: went or moved, so the set of files a glob matches is the same. watchdog also reports "modified" for
+#: the directory of every written file; a file that came, went or moved has its own created/deleted/
+#: moved event, which still causes a scan.
+_CONTENT_EVENTS = frozenset({"modified", "opened", "closed", "closed_no_write"})
 
-    def __init__(self, on_change: Callable[[str], None]) -> None:
+
+class DirectoryWatcher:
+    """Calls ``on_change(changes)`` in the gevent hub with what watchdog reported in the watched
+    directories since the last call: ``{path: structural}``, where structural means the path came, went
+    or moved (a glob may match other files now) and not structural means only its content or open state
+    changed (its reader, if any, has more to read). The caller decides what each needs, so an append
+    wakes one reader instead of re-scanning globs. Create, use and close it from the gevent thread that
+    owns the tailer."""
+
+    def __init__(self, on_change: Callable[[dict[str, bool]], None]) -> None:
         self._on_change = on_change
-        self._pending: collections.deque[str] = collections.deque()
+        self._pending: collections.deque[tuple[str, bool]] = collections.deque()
         self._async = gevent.get_hub().loop.async_()
         self._async.ref = False
         self._async.start(self._drain)
@@ -175,24 +186,24 @@ class DirectoryWatcher:
             # runs in watchdog's dispatcher OS thread: touch nothing gevent but async.send()
             def on_any_event(self, event: Any) -> None:
                 bridge.events_seen += 1
+                structural = event.event_type not in _CONTENT_EVENTS
                 for p in (getattr(event, "src_path", ""), getattr(event, "dest_path", "")):
                     if p:
-                        bridge._pending.append(os.fsdecode(p))
+                        bridge._pending.append((os.fsdecode(p), structural))
                 bridge._async.send()
 
         self._handler = _Handler()
 
     def _drain(self) -> None:  # in the hub: must not block
         self.wakeups += 1
-        seen: set[str] = set()
+        changes: dict[str, bool] = {}
         while self._pending:
-            path = self._pending.popleft()
-            d = path if path in self._dirs else os.path.dirname(path)
-            if d not in seen:
-                seen.add(d)
+            path, structural = self._pending.popleft()
+            changes[path] = changes.get(path, False) or structural
+        if not changes:  # an earlier wake-up took these events (async sends coalesce)
+            return
         try:
-            for d in seen or {""}:
-                self._on_change(d)
+            self._on_change(changes)
         except Exception:
             log.exception("watch wake-up callback failed")
 
