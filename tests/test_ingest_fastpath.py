@@ -1,0 +1,107 @@
+"""The ingest hot path's fast paths give exactly what the general code gives, edge cases included.
+
+Each fast path (canonical timestamps, timestamp -> ms, map_lines' inlined encode) is checked against
+the general path it short-cuts: the caches are cleared so the general path runs, then warmed so the
+fast path runs, and both results (or errors) must be equal.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from agent import event as event_mod
+from agent import mapping as mapping_mod
+from agent.event import EventValidationError, encode_event, timestamp_to_ms
+from agent.inputs.base import Line, encode, map_lines
+from agent.mapping import MappingContext, MappingError, normalize_timestamp, parse_line
+from tests.integration.harness import audit_line
+from transforms.config import EnrichmentConfig, PrivacyConfig
+from transforms.pipeline import compile_ingest
+
+# Canonical and near-canonical shapes: each differs from hushd's one shape in one place.
+TIMESTAMPS = [
+    "2026-11-26T08:28:51.585857754Z", "2026-11-26T08:28:51Z", "2026-11-26T08:28:51.5Z",
+    "2026-11-26T08:28:51.58Z", "2026-11-26T08:28:51.585Z", "2026-11-26T08:28:51.1234567891Z",
+    "2026-11-26T08:28:51.Z", "2026-11-26T08:28:51.58585775aZ", "2026-11-26T08:28:51.٣٣٣Z",
+    "2026-11-26T08:28:51.585857754z", "2026-11-26t08:28:51.585Z", "2026-11-26 08:28:51.585Z",
+    "2026-11-26T08:28:51.585857754Z\n", "2026-11-26T08:28:51.585857754ZZ", "2026-11-26T08:28:51+00:00",
+    "2026-11-26T08:28:51.585857754+02:00", "2026-11-26T08:28:60.5Z", "2026-02-30T08:28:51.5Z",
+    "2024-02-29T00:00:00.000Z", "2026-11-26T24:00:00Z", "2026-11-26T08:28:51.²Z", "",
+]
+
+
+def _outcome(fn: Callable[[Any], Any], value: Any) -> Any:
+    """The result, or the error's type and message."""
+    try:
+        return fn(value)
+    except (MappingError, EventValidationError) as exc:
+        return type(exc).__name__, str(exc)
+
+
+@pytest.mark.parametrize("ts", TIMESTAMPS)
+def test_normalize_timestamp_fast_path_matches_the_general_parser(ts: str) -> None:
+    mapping_mod._CANON_SECONDS.clear()
+    mapping_mod._VALID_DATES.clear()
+    cold = _outcome(normalize_timestamp, ts)
+    # warm: the second (and date) of the hushd shape are known, so the fast path decides
+    for _ in range(2):
+        _outcome(normalize_timestamp, ts[:19] + ".123456789Z")
+    assert _outcome(normalize_timestamp, ts) == cold
+
+
+def test_normalize_timestamp_fast_path_is_taken_for_the_hushd_shape() -> None:
+    mapping_mod._CANON_SECONDS.clear()
+    normalize_timestamp("2026-11-26T08:28:51.000000000Z")
+    normalize_timestamp("2026-11-26T08:28:51.000000000Z")
+    assert "2026-11-26T08:28:51" in mapping_mod._CANON_SECONDS
+    value = "2026-11-26T08:28:51.585857754Z"
+    assert normalize_timestamp(value) is value
+
+
+@pytest.mark.parametrize("ts", TIMESTAMPS)
+def test_timestamp_to_ms_fast_path_matches_the_regex(ts: str) -> None:
+    event_mod._SECONDS.clear()
+    cold = _outcome(timestamp_to_ms, ts)
+    if len(ts) >= 19:
+        _outcome(timestamp_to_ms, ts[:19] + "Z")  # caches the second when it is one
+    assert _outcome(timestamp_to_ms, ts) == cold
+
+
+def test_timestamp_to_ms_values() -> None:
+    assert timestamp_to_ms("1970-01-01T00:00:01.999999999Z") == 1999
+    assert timestamp_to_ms("1970-01-01T00:00:01.999999999Z") == 1999  # cached second
+    assert timestamp_to_ms("1970-01-01T00:00:01.05Z") == 1050
+    assert timestamp_to_ms("1970-01-01T00:00:01.0509Z") == 1050
+    assert timestamp_to_ms("1970-01-01T00:00:01Z") == 1000
+
+
+def _context() -> MappingContext:
+    post = compile_ingest(PrivacyConfig(), EnrichmentConfig(mitre=True))
+    return MappingContext(labels={"team": "security"}, environment="production", tenant_id="acme",
+                          host_name="dev-laptop", postprocess=post)
+
+
+def test_map_lines_inlined_encode_equals_parse_line_then_encode() -> None:
+    ctx = _context()
+    datas = [audit_line(i).rstrip(b"\n") for i in range(300)]
+    datas += [b"", b"  ", b" \t", b' {"x": 1}', b"not json"]
+    lines = [Line(i, i + 1, d) for i, d in enumerate(datas)]
+    events, quarantine = map_lines(lines, source="s", context=ctx, kind=None, max_line_bytes=1 << 20)
+    assert events == [encode(parse_line(d, context=ctx)) for d in datas[:300]]
+    assert [e.body for e in events[:3]] == [encode_event(parse_line(d, context=ctx)) for d in datas[:3]]
+    assert [q.offset for q in quarantine] == [303, 304]  # blank lines are skipped, not quarantined
+
+
+def test_map_lines_same_on_repeated_lines() -> None:
+    """Caches warm up on repeats: the second pass must give the bytes of the first."""
+    ctx = _context()
+    datas = list(itertools.islice(itertools.cycle(audit_line(i).rstrip(b"\n") for i in range(5)), 20))
+    lines = [Line(i, i + 1, d) for i, d in enumerate(datas)]
+    first, _ = map_lines(lines, source="s", context=ctx, kind=None, max_line_bytes=1 << 20)
+    second, _ = map_lines(lines, source="s", context=ctx, kind=None, max_line_bytes=1 << 20)
+    assert first == second
+    assert first[:5] == first[5:10]
