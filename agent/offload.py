@@ -94,6 +94,7 @@ class OffloadHelper:
         except OSError as exc:
             self._note_failure(f"cannot start: {exc.strerror}")
             return False
+        _widen_pipes(self._proc)
         gevent.spawn(self._read_answers, self._proc)
         return True
 
@@ -197,6 +198,21 @@ class OffloadHelper:
             except Exception:
                 proc.kill()
         self._answer_locally()
+
+
+#: Pipe buffer asked for (Linux ``F_SETPIPE_SZ``; unprivileged processes get up to
+#: /proc/sys/fs/pipe-max-size, 1 MiB by default). A job or answer is ~1-3 MiB; with the default 64 KiB a
+#: frame crossed in ~40 rounds of "writer fills, reader wakes and drains", each a syscall and a loop
+#: wake-up on both sides.
+PIPE_BYTES = 1024 * 1024
+
+
+def _widen_pipes(proc: Any) -> None:
+    import fcntl
+
+    for f in (proc.stdin, proc.stdout):
+        with contextlib.suppress(OSError, AttributeError, ValueError):
+            fcntl.fcntl(f.fileno(), fcntl.F_SETPIPE_SZ, PIPE_BYTES)
 
 
 def _run_here(job: _Job) -> None:

@@ -227,3 +227,18 @@ def test_mapped_chunks_commit_at_once_and_only_unready_ones_queue(tmp_path, read
         t.stop()
         writer.stop()
         spool.close()
+
+
+def test_the_helper_pipes_are_widened(config_path, helper):
+    """Multi-megabyte jobs cross in a few pipe fills instead of ~40 with Linux's 64 KiB default."""
+    import fcntl
+
+    from agent.offload import PIPE_BYTES
+
+    pm = ProcessMapper(helper, load_config(str(config_path)).mapping_context(), inline_max_lines=0)
+    pm.submit(sample_lines(), source="a", kind=None, max_line_bytes=BIG).get(timeout=60)
+    with open("/proc/sys/fs/pipe-max-size") as f:
+        want = min(PIPE_BYTES, int(f.read()))
+    proc = helper._proc
+    assert fcntl.fcntl(proc.stdin.fileno(), fcntl.F_GETPIPE_SZ) >= want
+    assert fcntl.fcntl(proc.stdout.fileno(), fcntl.F_GETPIPE_SZ) >= want
