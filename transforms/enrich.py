@@ -179,7 +179,8 @@ class Enricher:
         self._states = frozenset().union(*(r.decision or {"blocked", "warned", "allowed", "none"}
                                            for r in self.rules))
         # (guard, action, type, category, resource type, state) -> the mitre value, None, or the short
-        # list of rules left to try on the event's path / name when one of them looks at the target.
+        # tuple of rules left to try on the event's path / name when one of them looks at the target,
+        # each as (path glob match or None, name glob match or None, mitre value).
         self._cache: dict[tuple[Any, ...], Any] = {}
 
     def __call__(self, event: dict) -> dict:
@@ -204,23 +205,24 @@ class Enricher:
             if len(self._cache) >= _CACHE_MAX:
                 self._cache.clear()
             mitre = self._cache[key] = self._plan(key)
-        if type(mitre) is list:  # rules that look at the target, in table order
+        if type(mitre) is tuple:  # rules that look at the target, in table order
             path, name = res.get("path"), res["name"]
-            for rule in mitre:
-                if rule.matches_target(path, name):
-                    mitre = rule.mitre
+            for path_match, name_match, rule_mitre in mitre:  # Rule.matches_target, without two calls
+                if path_match is not None and (path is None or not path_match(path)):
+                    continue
+                if name_match is None or name_match(name):
+                    mitre = rule_mitre
                     break
             else:
                 return event
         if mitre is None:
             return event
-        out = dict(event)
-        out["mitre"] = mitre
-        return out
+        return {**event, "mitre": mitre}  # a shallow copy: the input is never mutated
 
     def _plan(self, key: tuple[Any, ...]) -> Any:
         """The result for ``key``: a mitre value, None, or the rules to try on the target (up to and
-        including the first one that does not look at the target)."""
+        including the first one that does not look at the target), as the (path match, name match,
+        mitre) triples ``__call__`` tests without a method call per rule."""
         candidates: list[_Rule] = []
         for rule in self.rules:
             if not rule.matches_without_target(key):
@@ -232,7 +234,9 @@ class Enricher:
             return None
         if len(candidates) == 1 and candidates[0].path is None and candidates[0].resource_name is None:
             return candidates[0].mitre
-        return candidates
+        return tuple((r.path.match if r.path is not None else None,
+                      r.resource_name.match if r.resource_name is not None else None, r.mitre)
+                     for r in candidates)
 
     def explain(self, event: dict) -> str | None:
         """The name of the rule that tags ``event`` (for tests and troubleshooting)."""
