@@ -437,8 +437,60 @@ _HUSHD_ADMIN: dict[str, tuple[str, str, str, bool]] = {
 }
 
 
+# How _map_hushd_audit builds the resource and the session/instance ids, per classification.
+_REQUEST, _SESSION, _ADMIN, _ADMIN_DAEMON = 0, 1, 2, 3
+
+
+def _classify_hushd(src_type: str, action: str, dec: Any, sev_raw: Any, guard: Any
+                    ) -> tuple[bool, str, str | None, str, str, int, str]:
+    """(allowed, severity, guard, event_type, category, mode, resource type) of a hushd AuditEvent.
+
+    Depends only on these five record values, so ``_map_hushd_audit`` caches it per combination (a
+    stream has a few dozen). Raises ``MappingError`` on a bad decision or severity; callers check the
+    decision, then the metadata, then the severity, so the first bad field is the one named.
+    """
+    allowed = _DECISIONS.get(dec) if type(dec) is str else None
+    if allowed is None:
+        if dec is None:
+            raise MappingError("missing field 'decision'")
+        raise MappingError(f"decision: expected 'allowed' or 'blocked', got {dec!r}")
+    if sev_raw is None:
+        severity = "info" if allowed else "high"
+    else:
+        severity = _SEVERITY_EXACT.get(sev_raw) if type(sev_raw) is str else None
+        if severity is None:
+            severity = normalize_severity(sev_raw)
+    if type(guard) is not str or not guard:
+        guard = None
+    if src_type == "session_start" or src_type == "session_end":
+        return allowed, severity, None if allowed else guard, src_type, "session", _SESSION, "session"
+    admin = _HUSHD_ADMIN.get(src_type)
+    if admin is not None:
+        event_type, category, rtype, daemon_sid = admin
+        return (allowed, severity, None if allowed else guard, event_type, category,
+                _ADMIN_DAEMON if daemon_sid else _ADMIN, rtype)
+    # check / violation (and any future request record): derive from the decision.
+    if not allowed:
+        event_type = _blocked_event_type(guard, action)
+    elif severity == "medium":
+        event_type = "guard_warn"
+    else:
+        event_type = "policy_allow"
+        guard = None  # C5: the first applicable guard's allow is not a decision
+    rtype = _RESOURCE_TYPE_OF_ACTION.get(action, "configuration")  # what _resource() builds
+    category = "ai" if guard in _AI_GUARDS else _CATEGORY_FOR_RESOURCE[rtype]
+    return allowed, severity, guard, event_type, category, _REQUEST, rtype
+
+
+_RESOURCE_TYPE_OF_ACTION = {"egress": "network", "file_access": "file", "file_write": "file", "patch": "file",
+                            "shell": "process", "mcp_tool": "tool"}
+assert set(_FILE_ACTIONS) <= set(_RESOURCE_TYPE_OF_ACTION)
+_HUSHD_CLASSES: dict[tuple[Any, ...], tuple[bool, str, str | None, str, str, int, str]] = {}
+
+
 def _map_hushd_audit(r: dict, ctx: MappingContext, kind: str = "hushd_audit") -> dict:
-    # The ingest hot path: helpers are inlined on purpose.
+    # The ingest hot path: helpers are inlined on purpose, and everything that depends only on the
+    # record's type, action, decision, severity and guard comes from one cached classification.
     rid = r.get("id")
     if type(rid) is not str or not rid:
         _require_str(r, "id")
@@ -450,61 +502,42 @@ def _map_hushd_audit(r: dict, ctx: MappingContext, kind: str = "hushd_audit") ->
     if type(action) is not str or not action:
         _require_str(r, "action_type")
     dec = r.get("decision")
-    allowed = _DECISIONS.get(dec) if type(dec) is str else None
-    if allowed is None:
-        if dec is None:
-            raise MappingError("missing field 'decision'")
-        raise MappingError(f"decision: expected 'allowed' or 'blocked', got {dec!r}")
+    sev_raw = r.get("severity")
+    guard = r.get("guard")
+    key = (src_type, action, dec, sev_raw, guard)
+    try:
+        cls = _HUSHD_CLASSES.get(key)
+    except TypeError:  # an unhashable decision/severity/guard (a list, an object): classify uncached
+        cls = key = None
+    if cls is None:  # the checks in the order the fields are named: decision, metadata, severity
+        _classify_hushd(src_type, action, dec, None, None)  # raises on a bad decision
     metadata = r.get("metadata")
     if metadata is None:
         metadata = {}
     elif type(metadata) is not dict:
         raise MappingError(f"metadata: expected an object, got {type(metadata).__name__}")
-    sev_raw = r.get("severity")
-    if sev_raw is None:
-        severity = "info" if allowed else "high"
-    else:
-        severity = _SEVERITY_EXACT.get(sev_raw) if type(sev_raw) is str else None
-        if severity is None:
-            severity = normalize_severity(sev_raw)
-    guard = r.get("guard")
-    if type(guard) is not str or not guard:
-        guard = None
+    if cls is None:
+        cls = _classify_hushd(src_type, action, dec, sev_raw, guard)
+        if key is not None:
+            if len(_HUSHD_CLASSES) > 1024:
+                _HUSHD_CLASSES.clear()
+            _HUSHD_CLASSES[key] = cls
+    allowed, severity, guard, event_type, category, mode, rtype = cls
     target = r.get("target")
     sid = r.get("session_id")
     if type(sid) is not str or not sid:
         sid = None
     instance_id = None
     indicator = None
-
-    if src_type == "session_start" or src_type == "session_end":
-        event_type, category = src_type, "session"
-        resource: dict = {"type": "session", "name": "hushd"}
+    if mode == _REQUEST:
+        resource, indicator = _resource(action, target, metadata)
+    elif mode == _SESSION:
+        resource = {"type": "session", "name": "hushd"}
         instance_id = sid  # the daemon's own session: it is both
-        guard = None if allowed else guard
     else:
-        admin = _HUSHD_ADMIN.get(src_type)
-        if admin is not None:
-            event_type, category, rtype, daemon_sid = admin
-            name = target if type(target) is str and target else src_type
-            resource = {"type": rtype, "name": name}
-            if daemon_sid:
-                instance_id, sid = sid, None
-            if allowed:
-                guard = None
-        else:
-            # check / violation (and any future request record): derive from the decision.
-            resource, indicator = _resource(action, target, metadata)
-            if not allowed:
-                event_type = _blocked_event_type(guard, action)
-            elif severity == "medium":
-                event_type = "guard_warn"
-            else:
-                event_type = "policy_allow"
-                guard = None  # C5: the first applicable guard's allow is not a decision
-            category = _CATEGORY_FOR_RESOURCE[resource["type"]]
-            if guard in _AI_GUARDS:
-                category = "ai"
+        resource = {"type": rtype, "name": target if type(target) is str and target else src_type}
+        if mode == _ADMIN_DAEMON:
+            instance_id, sid = sid, None
 
     decision: dict[str, Any] = {"allowed": allowed, "severity": severity}
     if guard is not None:

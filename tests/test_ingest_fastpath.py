@@ -105,3 +105,43 @@ def test_map_lines_same_on_repeated_lines() -> None:
     second, _ = map_lines(lines, source="s", context=ctx, kind=None, max_line_bytes=1 << 20)
     assert first == second
     assert first[:5] == first[5:10]
+
+
+def test_resource_type_table_matches_resource_builder() -> None:
+    """_classify_hushd predicts the resource type without building it: it must agree with _resource."""
+    for action in ("egress", "file_access", "file_write", "patch", "shell", "mcp_tool", "policy", "other"):
+        for target in ("api.example.com:443", "/etc/passwd", None, ""):
+            resource, _ = mapping_mod._resource(action, target, {})
+            assert mapping_mod._RESOURCE_TYPE_OF_ACTION.get(action, "configuration") == resource["type"]
+
+
+@pytest.mark.parametrize(("fields", "reason"), [
+    ({"decision": "maybe", "metadata": "x", "severity": "bad"}, "decision: expected"),
+    ({"decision": "allowed", "metadata": "x", "severity": "bad"}, "metadata: expected an object"),
+    ({"decision": "allowed", "severity": "bad"}, "severity: unrecognised"),
+    ({"metadata": "x"}, "metadata: expected an object"),  # warm: the classification is a cache hit
+    ({"decision": ["allowed"]}, "decision: expected"),
+    ({"decision": "allowed", "severity": ["Info"]}, "severity: unrecognised"),
+])
+def test_cached_classification_keeps_the_first_bad_field(fields: dict[str, Any], reason: str) -> None:
+    """The classification cache must not change which field a quarantine reason names, cold or warm."""
+    ctx = MappingContext()
+    record = {"id": "a1", "timestamp": "2026-11-26T08:28:51Z", "event_type": "check", "action_type": "shell",
+              "decision": "allowed", "severity": "Info", **fields}
+    good = {**record, "decision": "allowed", "severity": "Info", "metadata": {}}
+    for warm in (False, True):
+        if not warm:
+            mapping_mod._HUSHD_CLASSES.clear()
+        else:
+            mapping_mod._map_hushd_audit(good, ctx)
+        with pytest.raises(MappingError, match=reason):
+            mapping_mod._map_hushd_audit(record, ctx)
+
+
+def test_classification_cache_hit_equals_miss() -> None:
+    ctx = _context()
+    datas = [audit_line(i).rstrip(b"\n") for i in range(12)]
+    mapping_mod._HUSHD_CLASSES.clear()
+    cold = [encode_event(parse_line(d, context=ctx)) for d in datas]
+    assert mapping_mod._HUSHD_CLASSES  # the second pass is served from the cache
+    assert [encode_event(parse_line(d, context=ctx)) for d in datas] == cold
