@@ -359,6 +359,8 @@ class Redactor:
         self._global = [r for r in value_rules if r.within is None]
         self._scoped = [r for r in value_rules if r.within is not None]
         self._keys = any(r.credential_keys for r in self._global)
+        # (prefilter, patterns) of the global rules: what _matches runs on a string not seen before
+        self._global_tests = tuple((r.maybe, r.patterns) for r in self._global)
         self._clean: set[Any] = {"", True, False, None}  # values no global pattern matches
         self._clean_keys: set[str] = set()  # dict keys that do not name a credential
         self._clean_objects: set[bytes] = set()  # encoded free-form objects (metadata) known clean
@@ -442,16 +444,17 @@ class Redactor:
         return False
 
     def _matches(self, s: str) -> bool:
-        for rule in self._global:
-            if rule.maybe is not None and not rule.maybe(s):
+        for maybe, patterns in self._global_tests:
+            if maybe is not None and not maybe(s):
                 continue
-            for p in rule.patterns:
+            for p in patterns:
                 if p.has_match(s):
                     return True
-        if len(self._clean) >= self.CACHE_MAX:
-            self._clean.clear()
-            self._clean.update(("", True, False, None))
-        self._clean.add(s)
+        clean = self._clean
+        if len(clean) >= self.CACHE_MAX:
+            clean.clear()
+            clean.update(("", True, False, None))
+        clean.add(s)
         return False
 
     def _credential_key(self, k: str) -> bool:
