@@ -141,6 +141,29 @@ def ingest_runs(lines: list[bytes], n: int) -> dict[str, Callable[[], None]]:
         ("+both (default)", True, True))}
 
 
+def map_lines_runs(lines: list[bytes], n: int) -> dict[str, Callable[[], None]]:
+    """``agent.inputs.base.map_lines`` (what the tail input's helper runs: parse_line, the default
+    ``[privacy]`` and ``[enrichment]``, and the spool encoding) in batches of 1,000, on the sample
+    lines cycled and on N distinct lines as bench/delivery.py writes them (``audit_line``: a new id,
+    timestamp and target per event, so the per-string caches miss). A fresh context per run."""
+    from agent.inputs.base import Line, map_lines
+    from tests.integration.harness import audit_line
+
+    corpora = {"sample lines": list(itertools.islice(itertools.cycle(lines), n)),
+               "distinct lines": [audit_line(i).rstrip(b"\n") for i in range(n)]}
+
+    def runner(datas: list[bytes]) -> Callable[[], None]:
+        batches = [[Line(0, len(d) + 1, d) for d in datas[i:i + 1000]] for i in range(0, len(datas), 1000)]
+
+        def run() -> None:
+            ctx = context(True, True)
+            for batch in batches:
+                map_lines(batch, source="bench", context=ctx, kind=None, max_line_bytes=1 << 20)
+        return run
+
+    return {label: runner(datas) for label, datas in corpora.items()}
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--events", type=int, default=200_000)
@@ -184,6 +207,8 @@ def main(argv: list[str] | None = None) -> int:
         extra = "" if base is None else f"  ({us - base:+.2f} us)"
         base = us if base is None else base
         print(f"  ingest parse_line+encode {label:<16} {rate:>10,.0f} events/s  ({us:6.2f} us/event){extra}")
+    for label, rate in best_rates(map_lines_runs(lines, n), n, args.repeat).items():
+        print(f"  ingest map_lines (default) {label:<14} {rate:>10,.0f} events/s  ({1e6 / rate:6.2f} us/ev)")
     return 0
 
 
