@@ -5,8 +5,10 @@ official ``ecs_flat.yml`` of ECS v9.4.0); the implemented table is docs/formats/
 ECS 9.4.0 field except those under ``clawdstrike.*``; unknown values are omitted (never ``null``/``""``).
 
 Deterministic: no clock, no randomness, no dependence on dict order (the pipeline encodes with orjson
-OPT_SORT_KEYS). Cheap: the document is built with dict literals; categorisation, MITRE blocks and shell
-splits are memoised in small bounded caches keyed by the few strings that decide them.
+OPT_SORT_KEYS). Cheap: the document is built with dict literals; categorisation, observer, rule, MITRE
+blocks and shell splits are memoised in small bounded caches keyed by the few strings that decide them.
+The pipeline uses ``ecs_document``, which shares those cached blocks between documents (it only
+encodes them); ``to_ecs`` returns a private deep copy for every other caller.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ import orjson
 
 from agent import __version__ as AGENT_VERSION
 
-__all__ = ["ECS_VERSION", "to_ecs"]
+__all__ = ["ECS_VERSION", "ecs_document", "to_ecs"]
 
 ECS_VERSION = "9.4.0"
 
@@ -96,9 +98,6 @@ _ADMIN_ACTIVITY = {"created": "creation", "deleted": "deletion"}  # updated/assi
 _TOOL_CALL_ACTIVITY = {"tool_call_start": "start", "tool_call_end": "end", "tool_call_error": "end"}
 _ALLOWED_CATEGORIES = frozenset(("api", "network", "intrusion_detection"))  # categories expecting "allowed"
 _SOURCE_TYPE_MATTERS = frozenset(("admin_change", "tool_call"))
-
-_CATEGORIZE_CACHE: dict[tuple, tuple[tuple[str, ...], tuple[str, ...]]] = {}
-
 
 def _categorize(rtype: str, action: str, etype: str, stype: str | None, ai: bool,
                 verdict: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
@@ -191,7 +190,7 @@ def _process(command: str) -> dict[str, Any]:
     p: dict[str, Any] = {"command_line": command}  # wildcard: no ignore_above
     args, count = _split_args(command)
     if args:
-        p["args"] = list(args)
+        p["args"] = args  # the cached tuple: ecs_document's results are read-only
         p["args_count"] = count
         exe = args[0]
         name = exe[exe.rfind("/") + 1:]
@@ -286,19 +285,6 @@ def _threat_from_mitre(mitre: Any) -> dict[str, Any] | None:
     return result
 
 
-def _copy_threat(t: dict[str, Any]) -> dict[str, Any]:
-    """Fresh containers per document (the pipeline may edit documents in place; the cache is shared)."""
-    out: dict[str, Any] = {}
-    for k, v in t.items():
-        if type(v) is dict:
-            out[k] = _copy_threat(v)
-        elif type(v) is list:
-            out[k] = list(v)
-        else:
-            out[k] = v
-    return out
-
-
 def _indicator(ind: Any) -> dict[str, str] | None:
     """ECS threat.indicator.* from the canonical {type, value} (ECS has no ``value`` field)."""
     if type(ind) is not dict:
@@ -322,6 +308,11 @@ def _labels(labels: Any) -> dict[str, str] | None:
     """String map only; dots in keys would become nested objects in Elasticsearch, so they become '_'."""
     if not labels or type(labels) is not dict:
         return None
+    for k, v in labels.items():  # the usual case: already clean, use it as it is
+        if not (type(k) is str and k and "." not in k and type(v) is str and v and len(v) <= KEYWORD_LIMIT):
+            break
+    else:
+        return labels
     items = labels.items()
     if any(type(k) is str and "." in k for k in labels):
         items = sorted(items)  # "a.b" and "a_b" collide: the result must not depend on insertion order
@@ -365,7 +356,27 @@ def _timestamp_ms(ts: str) -> str:
 
 def to_ecs(event: dict) -> dict:
     """One canonical SecurityEvent (a dict that passes ``agent.event.validate_event``) -> a nested ECS
-    9.4.0 document. Pure: same event, same document."""
+    9.4.0 document. Pure: same event, same document; the caller owns every container in it."""
+    return _fresh(ecs_document(event))
+
+
+def _fresh(node: Any) -> Any:
+    """A deep copy of the dicts, lists and tuples (as lists) of a document: no container is shared with
+    the caches or with the event."""
+    t = type(node)
+    if t is dict:
+        return {k: _fresh(v) for k, v in node.items()}
+    if t is list or t is tuple:
+        return [_fresh(v) for v in node]
+    return node
+
+
+def ecs_document(event: dict) -> dict:
+    """``to_ecs`` for a caller that only serialises the document (the pipeline: it encodes it, and its
+    field overrides are copy-on-write). Same bytes once encoded, but built for the hot path: sub-objects
+    that depend on a few strings (categories, tags, observer, rule, MITRE blocks) come from small caches
+    and are *shared* between documents, ``labels``/``clawdstrike.source`` may be the event's own
+    objects, and lists may be tuples. Never mutate the result: use ``to_ecs`` for a private copy."""
     decision = event["decision"]
     resource = event["resource"]
     allowed = decision.get("allowed")
@@ -374,32 +385,37 @@ def to_ecs(event: dict) -> dict:
     action = event["action"]
     rtype = resource["type"]
     source = event["source"]
+    category = event["event_category"]
     if allowed is False:
         verdict = "deny"
     elif allowed is True:
         verdict = "warn" if guard is not None or etype == "guard_warn" else "allow"
     else:
         verdict = "none"
-    ai = event["event_category"] == "ai"
-    stype = source.get("type") if etype in _SOURCE_TYPE_MATTERS else None
-    ckey = (rtype, action, etype, stype, ai, verdict)
-    cat = _CATEGORIZE_CACHE.get(ckey)
-    if cat is None:
-        cat = _categorize(rtype, action, etype, stype, ai, verdict)
-        if len(_CATEGORIZE_CACHE) >= _CACHE_MAX:
-            _CATEGORIZE_CACHE.clear()
-        _CATEGORIZE_CACHE[ckey] = cat
+    ckey = (rtype, action, etype, source.get("type") if etype in _SOURCE_TYPE_MATTERS else None,
+            category == "ai", verdict)
+    try:
+        kind, cats, types, tags = _CATEGORIZE_CACHE[ckey]
+    except KeyError:
+        kind, cats, types, tags = _categorized(ckey)
     severity = decision["severity"]
     observer = event["observer"]
     product = observer["product"]
+    okey = (product, observer.get("version"), observer.get("host_name"))
+    try:
+        obs, host = _OBSERVER_CACHE[okey]
+    except KeyError:
+        obs, host = _observer_cached(okey)
+    except TypeError:  # unhashable junk in a hand-built event
+        obs, host = _observer(*okey)
 
     ev: dict[str, Any] = {
         "id": event["event_id"],
-        "kind": "alert" if verdict == "deny" or verdict == "warn" or etype == "detection" else "event",
-        "category": list(cat[0]),
-        "type": list(cat[1]),
+        "kind": kind,
+        "category": cats,
+        "type": types,
         "outcome": event["outcome"],
-        "action": _cut(action),
+        "action": action if len(action) <= KEYWORD_LIMIT else action[:KEYWORD_LIMIT],
         "code": etype,
         "severity": _SEVERITY_NUMBER[severity],
         "module": "clawdstrike",
@@ -411,63 +427,52 @@ def to_ecs(event: dict) -> dict:
         ev["risk_score"] = risk
     reason = decision.get("reason")
     if reason:
-        ev["reason"] = _cut(reason)
+        ev["reason"] = reason if len(reason) <= KEYWORD_LIMIT else reason[:KEYWORD_LIMIT]
         message = reason
     else:
         message = f"{etype}: {resource['name']}"
 
-    obs: dict[str, str] = {"vendor": _VENDOR, "product": product, "type": _OBSERVER_TYPE}
-    v = observer.get("version")
-    if v:
-        obs["version"] = _cut(v)
-    host_name = observer.get("host_name")
-
+    name = resource["name"]
+    if type(source) is not dict:
+        source = dict(source)
     cs_resource: dict[str, Any] = {"type": rtype}
     cs: dict[str, Any] = {
         "schema_version": event["schema_version"],
-        "event_category": event["event_category"],
+        "event_category": category,
         "severity": severity,
         "resource": cs_resource,
-        "source": dict(source),
+        "source": source,
     }
+    ts = event["timestamp"]
+    n = len(ts)
     doc: dict[str, Any] = {
-        "@timestamp": _timestamp_ms(event["timestamp"]),
-        "ecs": {"version": ECS_VERSION},
+        "@timestamp": ((ts if n == 24 else ts[:23] + "Z") if n >= 24 and ts[17:19] != "60"
+                       else _timestamp_ms(ts)),
+        "ecs": _ECS,
         "message": message,
         "event": ev,
         "observer": obs,
-        "agent": dict(_AGENT),
-        "tags": list(_TAGS[verdict]),
+        "agent": _AGENT,
+        "tags": tags,
         "clawdstrike": cs,
     }
-    if host_name:
-        doc["host"] = {"name": _cut(host_name)}
-        obs["hostname"] = _cut(host_name)
+    if host is not None:
+        doc["host"] = host
 
     # The resource: one ECS home per type, else clawdstrike.resource.
-    name = resource["name"]
-    if rtype == "file" and resource.get("path"):
-        doc["file"] = _file(resource["path"])
-    elif rtype == "network" and resource.get("host"):
-        host = resource["host"]
-        ip = resource.get("ip")
-        port = resource.get("port")
-        dest: dict[str, Any] = {"address": _cut(host)}
-        url: dict[str, Any] = {"domain": _cut(f"[{host}]" if ip and ":" in ip else host)}
-        if ip:
-            dest["ip"] = ip
+    if rtype == "file":
+        path = resource.get("path")
+        if path:
+            doc["file"] = _file(path)
         else:
-            dest["domain"] = _cut(host)
-        if port is not None:
-            dest["port"] = port
-            url["port"] = port
-        doc["destination"] = dest
-        doc["url"] = url
-        doc["network"] = {"direction": "egress"}
+            cs_resource["name"] = name
+    elif rtype == "network" and resource.get("host"):
+        _network(doc, resource)
     elif rtype == "process":
         doc["process"] = _process(name)
     elif rtype == "tool":
-        doc["gen_ai"] = {"operation": {"name": "execute_tool"}, "tool": {"name": _cut(name)}}
+        doc["gen_ai"] = {"operation": _EXECUTE_TOOL,
+                         "tool": {"name": name if len(name) <= KEYWORD_LIMIT else name[:KEYWORD_LIMIT]}}
     else:
         cs_resource["name"] = name
         path = resource.get("path")
@@ -476,24 +481,29 @@ def to_ecs(event: dict) -> dict:
 
     agent = event.get("agent")
     if agent:
+        aid = agent["id"]
+        a = {"id": aid if len(aid) <= KEYWORD_LIMIT else aid[:KEYWORD_LIMIT]}
         gen_ai = doc.get("gen_ai")
         if gen_ai is None:
-            gen_ai = doc["gen_ai"] = {}
-        gen_ai["agent"] = {"id": _cut(agent["id"])}
+            doc["gen_ai"] = {"agent": a}
+        else:
+            gen_ai["agent"] = a
 
-    if guard:
-        rule_name, rule_category = _RULES.get(guard, (guard, None))
-        rule: dict[str, str] = {"id": _cut(guard), "name": _cut(rule_name)}
-        if rule_category:
-            rule["category"] = rule_category
-        cs["guard"] = guard
-        doc["rule"] = rule
     ruleset = decision.get("ruleset")
-    if ruleset:
-        doc.setdefault("rule", {})["ruleset"] = _cut(ruleset)
+    if guard or ruleset:
+        rkey = (guard or None, ruleset or None)
+        try:
+            rule = _RULE_CACHE[rkey]
+        except KeyError:
+            rule = _rule_cached(rkey)
+        except TypeError:  # unhashable junk in a hand-built event
+            rule = _rule(*rkey)
+        doc["rule"] = rule
+        if guard:
+            cs["guard"] = guard
 
     if verdict != "none":
-        cs["decision"] = {"allowed": allowed, "verdict": verdict}
+        cs["decision"] = _DECISIONS[verdict]
     policy_hash = decision.get("policy_hash")
     if policy_hash:
         cs["policy"] = {"hash": policy_hash}
@@ -503,40 +513,127 @@ def to_ecs(event: dict) -> dict:
 
     session = event.get("session")
     if session:
-        cs_session = {}
-        for k in ("id", "run_id", "environment"):
-            sv = session.get(k)
-            if sv:
-                cs_session[k] = sv
-        if cs_session:
-            cs["session"] = cs_session
-        user_id = session.get("user_id")
-        if user_id:
-            doc["user"] = {"id": _cut(user_id)}
-        tenant = session.get("tenant_id")
-        if tenant:
-            doc["organization"] = {"id": _cut(tenant)}
+        _session(doc, cs, session)
 
-    threat = None
     mitre = event.get("mitre")
-    if mitre:
-        cached = _threat_from_mitre(mitre)
-        if cached is not None:
-            threat = _copy_threat(cached)
+    threat = _threat_from_mitre(mitre) if mitre else None
     canon_threat = event.get("threat")
     if canon_threat:
         indicator = _indicator(canon_threat.get("indicator"))
         if indicator is not None:
-            if threat is None:
-                threat = {}
-            threat["indicator"] = indicator
+            threat = {**threat, "indicator": indicator} if threat else {"indicator": indicator}
     if threat:
         doc["threat"] = threat
 
-    labels = _labels(event.get("labels"))
+    labels = event.get("labels")
     if labels:
-        doc["labels"] = labels
+        labels = _labels(labels)
+        if labels:
+            doc["labels"] = labels
     metadata = event.get("metadata")
     if metadata:
         cs["metadata"] = metadata_json(metadata)
     return doc
+
+
+# --------------------------------------------------------------------------------------------------
+# Small parts of ecs_document (cached ones are keyed by the few strings that decide them)
+# --------------------------------------------------------------------------------------------------
+
+_ECS = {"version": ECS_VERSION}
+_EXECUTE_TOOL = {"name": "execute_tool"}
+_DECISIONS = {"deny": {"allowed": False, "verdict": "deny"}, "warn": {"allowed": True, "verdict": "warn"},
+              "allow": {"allowed": True, "verdict": "allow"}}
+_CATEGORIZE_CACHE: dict[tuple, tuple[str, tuple[str, ...], tuple[str, ...], tuple[str, ...]]] = {}
+_OBSERVER_CACHE: dict[tuple, tuple[dict[str, str], dict[str, str] | None]] = {}
+_RULE_CACHE: dict[tuple, dict[str, str]] = {}
+
+
+def _categorized(key: tuple) -> tuple[str, tuple[str, ...], tuple[str, ...], tuple[str, ...]]:
+    """(event.kind, event.category, event.type, tags) for a ``_CATEGORIZE_CACHE`` key, cached."""
+    rtype, action, etype, stype, ai, verdict = key
+    cats, types = _categorize(rtype, action, etype, stype, ai, verdict)
+    kind = "alert" if verdict == "deny" or verdict == "warn" or etype == "detection" else "event"
+    out = (kind, cats, types, _TAGS[verdict])
+    if len(_CATEGORIZE_CACHE) >= _CACHE_MAX:
+        _CATEGORIZE_CACHE.clear()
+    _CATEGORIZE_CACHE[key] = out
+    return out
+
+
+def _observer(product: Any, version: Any, host_name: Any) -> tuple[dict[str, str], dict[str, str] | None]:
+    """(observer, host) blocks."""
+    obs: dict[str, str] = {"vendor": _VENDOR, "product": product, "type": _OBSERVER_TYPE}
+    if version:
+        obs["version"] = _cut(version)
+    host = None
+    if host_name:
+        host = {"name": _cut(host_name)}
+        obs["hostname"] = _cut(host_name)
+    return obs, host
+
+
+def _observer_cached(key: tuple) -> tuple[dict[str, str], dict[str, str] | None]:
+    out = _observer(*key)
+    if len(_OBSERVER_CACHE) >= _CACHE_MAX:
+        _OBSERVER_CACHE.clear()
+    _OBSERVER_CACHE[key] = out
+    return out
+
+
+def _rule(guard: Any, ruleset: Any) -> dict[str, str]:
+    """ECS rule.*: the guard (with its name and category) and the ruleset, whichever are set."""
+    rule: dict[str, str] = {}
+    if guard:
+        rule_name, rule_category = _RULES.get(guard, (guard, None))
+        rule["id"] = _cut(guard)
+        rule["name"] = _cut(rule_name)
+        if rule_category:
+            rule["category"] = rule_category
+    if ruleset:
+        rule["ruleset"] = _cut(ruleset)
+    return rule
+
+
+def _rule_cached(key: tuple) -> dict[str, str]:
+    out = _rule(*key)
+    if len(_RULE_CACHE) >= _CACHE_MAX:
+        _RULE_CACHE.clear()
+    _RULE_CACHE[key] = out
+    return out
+
+
+def _network(doc: dict[str, Any], resource: dict) -> None:
+    """destination.*, url.* and network.direction of a network resource with a host."""
+    host = resource["host"]
+    ip = resource.get("ip")
+    port = resource.get("port")
+    dest: dict[str, Any] = {"address": _cut(host)}
+    url: dict[str, Any] = {"domain": _cut(f"[{host}]" if ip and ":" in ip else host)}
+    if ip:
+        dest["ip"] = ip
+    else:
+        dest["domain"] = _cut(host)
+    if port is not None:
+        dest["port"] = port
+        url["port"] = port
+    doc["destination"] = dest
+    doc["url"] = url
+    doc["network"] = {"direction": "egress"}
+
+
+def _session(doc: dict[str, Any], cs: dict[str, Any], session: dict) -> None:
+    """clawdstrike.session.*, user.id and organization.id."""
+    cs_session = {}
+    for k in ("id", "run_id", "environment"):
+        sv = session.get(k)
+        if sv:
+            cs_session[k] = sv
+    if cs_session:
+        cs["session"] = cs_session
+    user_id = session.get("user_id")
+    if user_id:
+        doc["user"] = {"id": _cut(user_id)}
+    tenant = session.get("tenant_id")
+    if tenant:
+        doc["organization"] = {"id": _cut(tenant)}

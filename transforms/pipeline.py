@@ -18,6 +18,7 @@ by ``agent.mapping`` through ``MappingContext.postprocess`` before an event is e
 
 from __future__ import annotations
 
+import functools
 import importlib
 import re
 from collections.abc import Callable, Iterator, Mapping
@@ -77,24 +78,35 @@ def _split(path: str) -> tuple[str, ...]:
     return tuple(path.split("."))
 
 
-def _locate(doc: dict, segs: tuple[str, ...]) -> tuple[tuple[str, ...], bool]:
+#: A dotted path compiled once: its segments and, for each level, the rest of the path joined again
+#: (the literal dotted key ``_locate`` also looks for).
+_Path = tuple[tuple[str, ...], tuple[str, ...]]
+
+
+def _compile_path(path: str) -> _Path:
+    segs = _split(path)
+    return segs, tuple(".".join(segs[i:]) for i in range(len(segs)))
+
+
+def _locate(doc: dict, segs: tuple[str, ...], rests: tuple[str, ...] | None = None
+            ) -> tuple[tuple[str, ...], bool]:
     """The key path of ``segs`` in ``doc``: nested keys, or at any level a literal dotted key
-    (``{"gen_ai.agent.id": ...}``). Returns (keys, found)."""
+    (``{"gen_ai.agent.id": ...}``). Returns (keys, found). ``rests``: ``_compile_path``'s joins."""
+    if rests is None:
+        rests = _compile_path(".".join(segs))[1]
     node: Any = doc
     keys: list[str] = []
-    i = 0
-    while i < len(segs):
+    last = len(segs) - 1
+    for i, seg in enumerate(segs):
         if type(node) is not dict:
-            return tuple(segs), False
-        rest = ".".join(segs[i:])
-        if i < len(segs) - 1 and rest in node:
-            keys.append(rest)
+            return segs, False
+        if i < last and rests[i] in node:
+            keys.append(rests[i])
             return tuple(keys), True
-        if segs[i] not in node:
-            return tuple(segs), False
-        keys.append(segs[i])
-        node = node[segs[i]]
-        i += 1
+        if seg not in node:
+            return segs, False
+        keys.append(seg)
+        node = node[seg]
     return tuple(keys), True
 
 
@@ -130,26 +142,40 @@ def _without(doc: dict, keys: tuple[str, ...]) -> dict:
 
 
 def _apply_fields(doc: dict, f: FieldsConfig) -> dict:
-    for old, new in f.rename.items():
-        keys, found = _locate(doc, _split(old))
-        if found:
-            value = _get(doc, keys)
-            doc = _with(_without(doc, keys), _split(new), value)
-    for path, value in f.set.items():
-        keys, found = _locate(doc, _split(path))
-        doc = _with(doc, keys if found else _split(path), value)
-    if f.include:
-        kept: dict = {}
-        for path in f.include:
-            keys, found = _locate(doc, _split(path))
+    return _compile_fields(f)(doc)
+
+
+def _compile_fields(f: FieldsConfig) -> Callable[[dict], dict]:
+    """``doc -> doc`` with the overrides of ``f``: rename, set, include, exclude, in that order. The
+    paths are split once here, not per event."""
+    renames = [(_compile_path(old), _split(new)) for old, new in f.rename.items()]
+    sets = [(_compile_path(path), value) for path, value in f.set.items()]
+    includes = [_compile_path(path) for path in f.include]
+    excludes = [_compile_path(path) for path in f.exclude]
+
+    def apply(doc: dict) -> dict:
+        for (segs, rests), new in renames:
+            keys, found = _locate(doc, segs, rests)
             if found:
-                kept = _with(kept, keys, _get(doc, keys))
-        doc = kept
-    for path in f.exclude:
-        keys, found = _locate(doc, _split(path))
-        if found:
-            doc = _without(doc, keys)
-    return doc
+                value = _get(doc, keys)
+                doc = _with(_without(doc, keys), new, value)
+        for (segs, rests), value in sets:
+            keys, found = _locate(doc, segs, rests)
+            doc = _with(doc, keys if found else segs, value)
+        if includes:
+            kept: dict = {}
+            for segs, rests in includes:
+                keys, found = _locate(doc, segs, rests)
+                if found:
+                    kept = _with(kept, keys, _get(doc, keys))
+            doc = kept
+        for segs, rests in excludes:
+            keys, found = _locate(doc, segs, rests)
+            if found:
+                doc = _without(doc, keys)
+        return doc
+
+    return apply
 
 
 # --------------------------------------------------------------------------------------------------
@@ -191,21 +217,32 @@ def _cef_escape(value: str) -> str:
 
 
 def _apply_cef_fields(line: str, f: FieldsConfig) -> str:
-    header, pairs = _split_cef(line)
-    for old, new in f.rename.items():
-        pairs = [(new if k == old else k, v) for k, v in pairs]
-    for key, value in f.set.items():
-        if any(k == key for k, _ in pairs):
-            pairs = [(k, value if k == key else v) for k, v in pairs]
-        else:
-            pairs.append((key, value))
-    if f.include:
-        keep = set(f.include) | {k + "Label" for k in f.include}
-        pairs = [(k, v) for k, v in pairs if k in keep]
-    if f.exclude:
-        drop = set(f.exclude) | {k + "Label" for k in f.exclude}
-        pairs = [(k, v) for k, v in pairs if k not in drop]
-    return header + " ".join(f"{k}={_cef_escape(v)}" for k, v in pairs)
+    return _compile_cef_fields(f)(line)
+
+
+def _compile_cef_fields(f: FieldsConfig) -> Callable[[str], str]:
+    """``line -> line`` with the overrides of ``f`` on the extension keys (key sets built once here)."""
+    renames = list(f.rename.items())
+    sets = list(f.set.items())
+    keep = set(f.include) | {k + "Label" for k in f.include} if f.include else None
+    drop = set(f.exclude) | {k + "Label" for k in f.exclude} if f.exclude else None
+
+    def apply(line: str) -> str:
+        header, pairs = _split_cef(line)
+        for old, new in renames:
+            pairs = [(new if k == old else k, v) for k, v in pairs]
+        for key, value in sets:
+            if any(k == key for k, _ in pairs):
+                pairs = [(k, value if k == key else v) for k, v in pairs]
+            else:
+                pairs.append((key, value))
+        if keep is not None:
+            pairs = [(k, v) for k, v in pairs if k in keep]
+        if drop is not None:
+            pairs = [(k, v) for k, v in pairs if k not in drop]
+        return header + " ".join(f"{k}={_cef_escape(v)}" for k, v in pairs)
+
+    return apply
 
 
 # --------------------------------------------------------------------------------------------------
@@ -255,25 +292,24 @@ def build_pipeline(cfg: TransformConfig | None = None) -> Pipeline:
             return body
         return Pipeline(cfg, fmt, True, content_type, render)
 
-    function = FORMATS[fmt]
-    if fmt == "ocsf":
-        allowed = cfg.ocsf_allowed_as_activity
-        base = function
-
-        def function(ev: dict) -> Any:
-            return base(ev, allowed_as_activity=allowed)
+    function: Callable[[dict], Any]
+    if fmt == "ecs":
+        # The read-only variant of FORMATS["ecs"] (same bytes): the pipeline only encodes documents,
+        # and its field overrides and raw copy are copy-on-write, so cached blocks can be shared.
+        from transforms.ecs import ecs_document as function
+    elif fmt == "ocsf":
+        function = functools.partial(FORMATS[fmt], allowed_as_activity=cfg.ocsf_allowed_as_activity)
     elif fmt == "cef":
-        options = _cef_options(cfg.cef)
-        base = function
-
-        def function(ev: dict) -> Any:
-            return base(ev, options)
+        function = functools.partial(FORMATS[fmt], options=_cef_options(cfg.cef))
+    else:
+        function = FORMATS[fmt]
+    loads, dumps = orjson.loads, orjson.dumps
 
     def canonical_event(event: dict, body: bytes) -> tuple[dict, bytes | None]:
         """The event after this output's redaction, and its canonical bytes when unchanged (None:
         encode them only where they are used, not for every redacted event)."""
         if not event:
-            event = orjson.loads(body)
+            event = loads(body)
         if redactor is not None:
             redacted = redactor(event)
             if redacted is not event:
@@ -281,32 +317,40 @@ def build_pipeline(cfg: TransformConfig | None = None) -> Pipeline:
         return event, body
 
     if fmt == "cef":
+        fix_line = _compile_cef_fields(fields) if fields is not None else None
+
         def render(event: dict, body: bytes) -> bytes:
             ev, _ = canonical_event(event, body)
             line = function(ev)
-            if fields is not None:
-                line = _apply_cef_fields(line, fields)
+            if fix_line is not None:
+                line = fix_line(line)
             return line.encode("utf-8")
-    elif fmt == "canonical":
+        return Pipeline(cfg, fmt, False, content_type, render)
+
+    fix = _compile_fields(fields) if fields is not None else None
+    if fmt == "canonical":
         def render(event: dict, body: bytes) -> bytes:
             ev, same = canonical_event(event, body)
-            if fields is None:
+            if fix is None:
                 return same if same is not None else encode_event(ev)
-            return orjson.dumps(_apply_fields(ev, fields), option=_SORT)
-    elif fields is None and raw_key is None:
+            return dumps(fix(ev), option=_SORT)
+    elif fix is None and raw_key is None and redactor is None:
+        def render(event: dict, body: bytes) -> bytes:  # the common case, kept to one line
+            return dumps(function(event or loads(body)), option=_SORT)
+    elif fix is None and raw_key is None:
         def render(event: dict, body: bytes) -> bytes:
             ev, _ = canonical_event(event, body)
-            return orjson.dumps(function(ev), option=_SORT)
+            return dumps(function(ev), option=_SORT)
     else:
         def render(event: dict, body: bytes) -> bytes:
             ev, same = canonical_event(event, body)
             doc = function(ev)
-            if fields is not None:
-                doc = _apply_fields(doc, fields)
+            if fix is not None:
+                doc = fix(doc)
             if raw_key is not None:
                 raw = same if same is not None else encode_event(ev)
                 doc = _with(doc, raw_key, raw.decode("utf-8"))
-            return orjson.dumps(doc, option=_SORT)
+            return dumps(doc, option=_SORT)
 
     return Pipeline(cfg, fmt, False, content_type, render)
 
