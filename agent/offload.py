@@ -76,6 +76,11 @@ class OffloadHelper:
         self._last_submit = 0.0
 
     @property
+    def queued(self) -> int:
+        """Jobs sent and not answered yet: how long a new job would wait."""
+        return len(self._jobs)
+
+    @property
     def pid(self) -> int | None:
         return self._proc.pid if self._proc is not None else None
 

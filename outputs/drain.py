@@ -65,6 +65,9 @@ READ_CHUNK_MAX = 5000
 #: the helper also maps ingest), and the smallest chunk worth splitting.
 OFFLOAD_SHARE = 0.5
 OFFLOAD_MIN_ROWS = 512
+#: ... and only while the helper has fewer jobs than this waiting: behind a queue of ingest chunks a
+#: render job would leave this loop waiting for its answer, idle, while rendering it here is sooner.
+OFFLOAD_MAX_QUEUED = 2
 #: Replay batches (of batch_max_events) taken from the DLQ at once.
 REPLAY_BATCHES = 4
 _OWN = object()
@@ -286,7 +289,7 @@ class Drain:
     def _consume_rows(self, rows: list[SpoolRow]) -> None:
         """Render a chunk and batch what it gives. With the offload helper, its first part renders
         there while the rest renders here, so both cores work on it; the order of events is kept."""
-        if self._use_offload and len(rows) >= OFFLOAD_MIN_ROWS:
+        if self._use_offload and len(rows) >= OFFLOAD_MIN_ROWS and self._offload.queued < OFFLOAD_MAX_QUEUED:
             cut = int(len(rows) * OFFLOAD_SHARE)
             there = [(r[0], r[1], r[3]) for r in rows[:cut]]
             renderer = self._renderer

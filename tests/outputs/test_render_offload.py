@@ -133,3 +133,22 @@ def test_concurrent_jobs_each_get_their_own_answer(setup):
     gevent.joinall(jobs, timeout=180)
     assert [j.value for j in jobs] == [True] * 24
     assert helper.restarts == 0
+
+
+def test_a_busy_helper_is_not_given_render_jobs(setup, monkeypatch):
+    """Behind queued ingest chunks a render job would leave the drain idle: it renders here instead."""
+    monkeypatch.setattr("outputs.drain.OFFLOAD_MIN_ROWS", 2)
+    cfg, spool, _helper, _ = setup
+
+    class BusyHelper:
+        queued = 2  # OFFLOAD_MAX_QUEUED jobs already waiting
+        submitted = 0
+
+        def submit(self, *a, **kw):
+            BusyHelper.submitted += 1
+            raise AssertionError("render job sent to a busy helper")
+
+    without = run_drain(cfg, spool, None)
+    spool.rewind("arch", seq=0)
+    assert run_drain(cfg, spool, BusyHelper()) == without
+    assert BusyHelper.submitted == 0
