@@ -63,6 +63,7 @@ NDJSON = "application/x-ndjson"
 #: Above the built-in ``logs-*-*`` template (100) and Elastic's advice for overlapping patterns
 #: ("assign ... a priority higher than 500", elastic.co/docs/manage-data/data-store/templates).
 TEMPLATE_PRIORITY = 501
+_PREFIX_CACHE_MAX = 1024
 _INDEX_NAME_FORBIDDEN = re.compile(r'[\\/*?"<>| ,#:A-Z]')
 
 
@@ -122,6 +123,13 @@ class ElasticsearchOutputConfig(HttpOutputConfig):
             raise ValueError(f"invalid index name {target!r} (lowercase, no spaces or \\/*?\"<>|,#:)")
 
 
+def _bounded_put(cache: dict[str, bytes], key: str, value: bytes) -> bytes:
+    if len(cache) >= _PREFIX_CACHE_MAX:
+        cache.clear()
+    cache[key] = value
+    return value
+
+
 def data_stream_name(dataset: str, namespace: str) -> str:
     """Elastic's data stream naming scheme: ``<type>-<dataset>-<namespace>`` with type ``logs``."""
     return f"logs-{dataset}-{namespace}"
@@ -175,6 +183,8 @@ class ElasticsearchOutput(Output):
                                                   config.data_stream_namespace)
         self._dated = "%" in target
         self._prefix = self._action_prefix(target)
+        self._prefixes: dict[str, bytes] = {}  # index -> action prefix, for routed and dated events
+        self._day_prefixes: dict[str, bytes] = {}  # "YYYY-MM-DD" -> action prefix (dated, unrouted)
         self.bootstrap_warnings: list[str] = []
 
     # ---------------------------------------------------------------------------- encoding
@@ -188,15 +198,17 @@ class ElasticsearchOutput(Output):
 
     def encode(self, item: DeliveryItem) -> bytes:
         """Two NDJSON lines: ``{"create":{"_index":..,"_id":<event_id>}}`` and the document."""
-        pipeline = getattr(self, "pipeline", None)
-        doc_bytes = pipeline.render(item.event, item.body) if pipeline is not None else item.body
+        event = item.event
+        pipeline = self.pipeline
+        doc_bytes = pipeline.render(event, item.body) if pipeline is not None else item.body
         if b'"@timestamp"' not in doc_bytes:
             doc_bytes = self._with_timestamp(item, doc_bytes)
-        prefix = self._prefix
         route = item.route
-        if route or self._dated:
-            prefix = self._action_prefix(self._route_index(item, route or {}))
-        return prefix + orjson.dumps(self._doc_id(item)) + b"}}\n" + doc_bytes + b"\n"
+        prefix = self._route_prefix(item, route) if route or self._dated else self._prefix
+        eid = event.get("event_id") if event else None
+        if type(eid) is not str or not eid:
+            eid = self._doc_id(item)
+        return b"".join((prefix, orjson.dumps(eid), b"}}\n", doc_bytes, b"\n"))
 
     def _doc_id(self, item: DeliveryItem) -> str:
         """The canonical ``event_id`` string; the spool's ``event_id`` is its 16 raw UUID bytes."""
@@ -208,6 +220,25 @@ class ElasticsearchOutput(Output):
         if item.event_id:
             return item.event_id.decode("utf-8", "replace")
         return str(self._event(item).get("event_id", ""))
+
+    def _route_prefix(self, item: DeliveryItem, route: dict[str, str] | None) -> bytes:
+        """The action prefix for a routed or dated event, built once per index (a dated index changes
+        once a day, a routed one is one of a few values; both caches are bounded anyway). An unrouted
+        event of a dated target is looked up by its day alone: the index depends on nothing else."""
+        event = item.event
+        ts = event.get("timestamp") if event and not route else None
+        day = ts[:10] if type(ts) is str and ts else None
+        if day is not None:
+            prefix = self._day_prefixes.get(day)
+            if prefix is not None:
+                return prefix
+        index = self._route_index(item, route or {})
+        prefix = self._prefixes.get(index)
+        if prefix is None:
+            prefix = _bounded_put(self._prefixes, index, self._action_prefix(index))
+        if day is not None:
+            _bounded_put(self._day_prefixes, day, prefix)
+        return prefix
 
     def _route_index(self, item: DeliveryItem, route: dict[str, str]) -> str:
         if route.get("index"):

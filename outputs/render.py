@@ -62,6 +62,7 @@ class Renderer:
         filtered = 0
         items: list[DeliveryItem] = []
         rejected: list[tuple[DeliveryItem, str]] = []
+        accept = items.append
         for row in rows:
             seq, event_id, body = row[0], row[1], row[-1]
             route = None
@@ -88,7 +89,7 @@ class Renderer:
                 continue
             if release:
                 item.event = {}  # encoded: batches in flight keep bytes, not the decoded dicts
-            items.append(item)
+            accept(item)
         return items, filtered, rejected
 
     def render(self, rows: list[Row]) -> Rendered:
