@@ -21,7 +21,7 @@ import orjson
 
 from agent import __version__ as AGENT_VERSION
 
-__all__ = ["ECS_VERSION", "ecs_document", "to_ecs"]
+__all__ = ["ECS_VERSION", "ecs_document", "ecs_json", "to_ecs"]
 
 ECS_VERSION = "9.4.0"
 
@@ -141,21 +141,22 @@ def _cut(s: str) -> str:
 
 
 def _file(path: str) -> dict[str, str]:
-    """file.path/name/directory/extension; POSIX separators, backslash only for a path without '/'."""
-    f = {"path": _cut(path)}
+    """file.path/name/directory/extension; POSIX separators, backslash only for a path without '/'.
+    (``s[:KEYWORD_LIMIT]`` is ``_cut(s)`` for a string: a slice of a shorter one is the string itself.)"""
+    f = {"path": path[:KEYWORD_LIMIT]}
     i = path.rfind("/")
     if i < 0:
         i = path.rfind("\\")
     name = path[i + 1:]
     if i > 0:
-        f["directory"] = _cut(path[:i])
+        f["directory"] = path[:i if i <= KEYWORD_LIMIT else KEYWORD_LIMIT]
     elif i == 0:
         f["directory"] = path[0]
     if name:
-        f["name"] = _cut(name)
+        f["name"] = name[:KEYWORD_LIMIT]
         j = name.rfind(".")
         if 0 < j < len(name) - 1:  # ".env" is a dotfile, not an extension
-            f["extension"] = _cut(name[j + 1:])
+            f["extension"] = name[j + 1:j + 1 + KEYWORD_LIMIT]
     return f
 
 
@@ -201,7 +202,8 @@ def _process(command: str) -> dict[str, Any]:
     return p
 
 
-_MITRE_CACHE: dict[tuple, dict[str, Any] | None] = {}
+#: key -> (threat dict, the same as one Fragment, the same with its tactic/technique as Fragments), or None
+_MITRE_CACHE: dict[tuple, tuple[dict[str, Any], Any, dict[str, Any]] | None] = {}
 
 
 def _sub_technique_parent(tid: str) -> str | None:
@@ -223,6 +225,12 @@ def _reference(fw: str | None, kind: str, tid: str) -> str | None:
 
 def _threat_from_mitre(mitre: Any) -> dict[str, Any] | None:
     """ECS threat.* from the canonical ``mitre`` field; malformed parts are skipped, never raised on."""
+    forms = _threat_forms(mitre)
+    return None if forms is None else forms[0]
+
+
+def _threat_forms(mitre: Any) -> tuple[dict[str, Any], Any, dict[str, Any]] | None:
+    """``_threat_from_mitre`` and its pre-encoded forms (see ``_FRAGMENTS``), cached."""
     if type(mitre) is not dict:
         return None
     fw = mitre.get("framework")
@@ -239,6 +247,16 @@ def _threat_from_mitre(mitre: Any) -> dict[str, Any] | None:
         pass
     except TypeError:  # unhashable junk
         return None
+    threat = _threat(fw, t_id, t_name, q_id, q_name)
+    result = None if threat is None else (
+        threat, _fragment(threat), {k: _fragment(v) if type(v) is dict else v for k, v in threat.items()})
+    if len(_MITRE_CACHE) >= _CACHE_MAX:
+        _MITRE_CACHE.clear()
+    _MITRE_CACHE[key] = result
+    return result
+
+
+def _threat(fw: Any, t_id: Any, t_name: Any, q_id: Any, q_name: Any) -> dict[str, Any] | None:
     threat: dict[str, Any] = {}
     framework = _FRAMEWORK.get(fw) if type(fw) is str else None
     if framework:
@@ -278,11 +296,7 @@ def _threat_from_mitre(mitre: Any) -> dict[str, Any] | None:
         if ref:
             technique["reference"] = [_cut(ref)]
         threat["technique"] = technique
-    result = threat or None
-    if len(_MITRE_CACHE) >= _CACHE_MAX:
-        _MITRE_CACHE.clear()
-    _MITRE_CACHE[key] = result
-    return result
+    return threat or None
 
 
 def _indicator(ind: Any) -> dict[str, str] | None:
@@ -293,7 +307,7 @@ def _indicator(ind: Any) -> dict[str, str] | None:
     value = ind.get("value")
     if type(itype) is not str or type(value) is not str or not itype or not value:
         return None
-    v = _cut(value)
+    v = value[:KEYWORD_LIMIT]
     out: dict[str, Any] = {"type": itype, "name": v}
     if itype == "file":
         out["file"] = {"path": v}
@@ -357,7 +371,23 @@ def _timestamp_ms(ts: str) -> str:
 def to_ecs(event: dict) -> dict:
     """One canonical SecurityEvent (a dict that passes ``agent.event.validate_event``) -> a nested ECS
     9.4.0 document. Pure: same event, same document; the caller owns every container in it."""
-    return _fresh(ecs_document(event))
+    return _fresh(_document(event, _DICTS))
+
+
+def ecs_document(event: dict) -> dict:
+    """``to_ecs`` for a caller that only serialises the document (the pipeline's field overrides and raw
+    copy, which are copy-on-write). Same bytes once encoded, but built for the hot path: sub-objects
+    that depend on a few strings (categories, tags, observer, rule, session, labels, MITRE blocks) come
+    from small caches and are *shared* between documents, ``clawdstrike.source`` is the event's own
+    object, and lists may be tuples. Never mutate the result: use ``to_ecs`` for a private copy."""
+    return _document(event, _DICTS)
+
+
+def ecs_json(event: dict) -> bytes:
+    """The ECS document of ``event`` encoded as the pipeline does (orjson, sorted keys): the same bytes
+    as ``orjson.dumps(to_ecs(event), option=OPT_SORT_KEYS)``, with the cached blocks pasted in already
+    encoded (``_FRAGMENTS``) instead of being serialised and sorted again for every event."""
+    return _dumps(_document(event, _FRAGMENTS), option=_SORT)
 
 
 def _fresh(node: Any) -> Any:
@@ -371,12 +401,25 @@ def _fresh(node: Any) -> Any:
     return node
 
 
-def ecs_document(event: dict) -> dict:
-    """``to_ecs`` for a caller that only serialises the document (the pipeline: it encodes it, and its
-    field overrides are copy-on-write). Same bytes once encoded, but built for the hot path: sub-objects
-    that depend on a few strings (categories, tags, observer, rule, MITRE blocks) come from small caches
-    and are *shared* between documents, ``labels``/``clawdstrike.source`` may be the event's own
-    objects, and lists may be tuples. Never mutate the result: use ``to_ecs`` for a private copy."""
+# Every cached block exists in two forms: the plain objects (index _DICTS) and ``orjson.Fragment``s of
+# their sorted-key encoding (index _FRAGMENTS). A Fragment is pasted into the output verbatim, so a
+# document with fragments encodes to exactly the bytes of the same document with the objects.
+_DICTS = 0
+_FRAGMENTS = 1
+_SORT = orjson.OPT_SORT_KEYS
+_dumps = orjson.dumps
+
+
+def _fragment(obj: Any) -> Any:
+    return orjson.Fragment(_dumps(obj, option=_SORT))
+
+
+def _both(obj: Any) -> tuple[Any, Any]:
+    return obj, _fragment(obj)
+
+
+def _document(event: dict, form: int) -> dict:
+    """The ECS document, with the cached blocks in ``form`` (``_DICTS`` or ``_FRAGMENTS``)."""
     decision = event["decision"]
     resource = event["resource"]
     allowed = decision.get("allowed")
@@ -395,17 +438,17 @@ def ecs_document(event: dict) -> dict:
     ckey = (rtype, action, etype, source.get("type") if etype in _SOURCE_TYPE_MATTERS else None,
             category == "ai", verdict)
     try:
-        kind, cats, types, tags = _CATEGORIZE_CACHE[ckey]
+        kind, cats, types, tags = _CATEGORIZE_CACHE[ckey][form]
     except KeyError:
-        kind, cats, types, tags = _categorized(ckey)
+        kind, cats, types, tags = _categorized(ckey)[form]
     severity = decision["severity"]
     observer = event["observer"]
     product = observer["product"]
     okey = (product, observer.get("version"), observer.get("host_name"))
     try:
-        obs, host = _OBSERVER_CACHE[okey]
+        obs, host = _OBSERVER_CACHE[okey][form]
     except KeyError:
-        obs, host = _observer_cached(okey)
+        obs, host = _observer_cached(okey)[form]
     except TypeError:  # unhashable junk in a hand-built event
         obs, host = _observer(*okey)
 
@@ -448,11 +491,11 @@ def ecs_document(event: dict) -> dict:
     doc: dict[str, Any] = {
         "@timestamp": ((ts if n == 24 else ts[:23] + "Z") if n >= 24 and ts[17:19] != "60"
                        else _timestamp_ms(ts)),
-        "ecs": _ECS,
+        "ecs": _ECS[form],
         "message": message,
         "event": ev,
         "observer": obs,
-        "agent": _AGENT,
+        "agent": _AGENT_FORMS[form],
         "tags": tags,
         "clawdstrike": cs,
     }
@@ -471,7 +514,7 @@ def ecs_document(event: dict) -> dict:
     elif rtype == "process":
         doc["process"] = _process(name)
     elif rtype == "tool":
-        doc["gen_ai"] = {"operation": _EXECUTE_TOOL,
+        doc["gen_ai"] = {"operation": _EXECUTE_TOOL[form],
                          "tool": {"name": name if len(name) <= KEYWORD_LIMIT else name[:KEYWORD_LIMIT]}}
     else:
         cs_resource["name"] = name
@@ -493,17 +536,16 @@ def ecs_document(event: dict) -> dict:
     if guard or ruleset:
         rkey = (guard or None, ruleset or None)
         try:
-            rule = _RULE_CACHE[rkey]
+            doc["rule"] = _RULE_CACHE[rkey][form]
         except KeyError:
-            rule = _rule_cached(rkey)
+            doc["rule"] = _rule_cached(rkey)[form]
         except TypeError:  # unhashable junk in a hand-built event
-            rule = _rule(*rkey)
-        doc["rule"] = rule
+            doc["rule"] = _rule(*rkey)
         if guard:
             cs["guard"] = guard
 
     if verdict != "none":
-        cs["decision"] = _DECISIONS[verdict]
+        cs["decision"] = _DECISIONS[verdict][form]
     policy_hash = decision.get("policy_hash")
     if policy_hash:
         cs["policy"] = {"hash": policy_hash}
@@ -513,22 +555,40 @@ def ecs_document(event: dict) -> dict:
 
     session = event.get("session")
     if session:
-        _session(doc, cs, session)
+        skey = (session.get("id"), session.get("run_id"), session.get("environment"),
+                session.get("user_id"), session.get("tenant_id"))
+        try:
+            cs_session, user, org = _SESSION_CACHE[skey][form]
+        except KeyError:
+            cs_session, user, org = _session_cached(skey)[form]
+        except TypeError:  # unhashable junk in a hand-built event
+            cs_session, user, org = _session(*skey)
+        if cs_session is not None:
+            cs["session"] = cs_session
+        if user is not None:
+            doc["user"] = user
+        if org is not None:
+            doc["organization"] = org
 
     mitre = event.get("mitre")
-    threat = _threat_from_mitre(mitre) if mitre else None
+    threat = _threat_forms(mitre) if mitre else None
     canon_threat = event.get("threat")
-    if canon_threat:
-        indicator = _indicator(canon_threat.get("indicator"))
-        if indicator is not None:
-            threat = {**threat, "indicator": indicator} if threat else {"indicator": indicator}
-    if threat:
-        doc["threat"] = threat
+    indicator = _indicator(canon_threat.get("indicator")) if canon_threat else None
+    if indicator is not None:
+        doc["threat"] = ({**threat[form * 2], "indicator": indicator} if threat is not None
+                         else {"indicator": indicator})
+    elif threat is not None:
+        doc["threat"] = threat[form]
 
     labels = event.get("labels")
-    if labels:
-        labels = _labels(labels)
-        if labels:
+    if labels and type(labels) is dict:
+        try:
+            labels = _LABELS_CACHE[tuple(labels.items())][form]
+        except KeyError:
+            labels = _labels_cached(labels)[form]
+        except TypeError:  # unhashable values
+            labels = _labels(labels)
+        if labels is not None:
             doc["labels"] = labels
     metadata = event.get("metadata")
     if metadata:
@@ -537,28 +597,43 @@ def ecs_document(event: dict) -> dict:
 
 
 # --------------------------------------------------------------------------------------------------
-# Small parts of ecs_document (cached ones are keyed by the few strings that decide them)
+# Small parts of the document (cached ones are keyed by the few strings that decide them; each cache
+# holds the block in both forms, see _FRAGMENTS)
 # --------------------------------------------------------------------------------------------------
 
-_ECS = {"version": ECS_VERSION}
-_EXECUTE_TOOL = {"name": "execute_tool"}
-_DECISIONS = {"deny": {"allowed": False, "verdict": "deny"}, "warn": {"allowed": True, "verdict": "warn"},
-              "allow": {"allowed": True, "verdict": "allow"}}
-_CATEGORIZE_CACHE: dict[tuple, tuple[str, tuple[str, ...], tuple[str, ...], tuple[str, ...]]] = {}
-_OBSERVER_CACHE: dict[tuple, tuple[dict[str, str], dict[str, str] | None]] = {}
-_RULE_CACHE: dict[tuple, dict[str, str]] = {}
+_ECS = _both({"version": ECS_VERSION})
+_AGENT_FORMS = _both(_AGENT)
+_EXECUTE_TOOL = _both({"name": "execute_tool"})
+_DECISIONS = {"deny": _both({"allowed": False, "verdict": "deny"}),
+              "warn": _both({"allowed": True, "verdict": "warn"}),
+              "allow": _both({"allowed": True, "verdict": "allow"})}
+_Categorized = tuple[str, Any, Any, Any]
+_CATEGORIZE_CACHE: dict[tuple, tuple[_Categorized, _Categorized]] = {}
+_OBSERVER_CACHE: dict[tuple, tuple[tuple[Any, Any], tuple[Any, Any]]] = {}
+_RULE_CACHE: dict[tuple, tuple[Any, Any]] = {}
+_SESSION_CACHE: dict[tuple, tuple[tuple[Any, Any, Any], tuple[Any, Any, Any]]] = {}
+_LABELS_CACHE: dict[tuple, tuple[Any, Any]] = {}
 
 
-def _categorized(key: tuple) -> tuple[str, tuple[str, ...], tuple[str, ...], tuple[str, ...]]:
+def _put(cache: dict, key: Any, value: Any) -> Any:
+    if len(cache) >= _CACHE_MAX:
+        cache.clear()
+    cache[key] = value
+    return value
+
+
+def _frag_or_none(obj: Any) -> Any:
+    return None if obj is None else _fragment(obj)
+
+
+def _categorized(key: tuple) -> tuple[_Categorized, _Categorized]:
     """(event.kind, event.category, event.type, tags) for a ``_CATEGORIZE_CACHE`` key, cached."""
     rtype, action, etype, stype, ai, verdict = key
     cats, types = _categorize(rtype, action, etype, stype, ai, verdict)
     kind = "alert" if verdict == "deny" or verdict == "warn" or etype == "detection" else "event"
-    out = (kind, cats, types, _TAGS[verdict])
-    if len(_CATEGORIZE_CACHE) >= _CACHE_MAX:
-        _CATEGORIZE_CACHE.clear()
-    _CATEGORIZE_CACHE[key] = out
-    return out
+    tags = _TAGS[verdict]
+    return _put(_CATEGORIZE_CACHE, key, ((kind, cats, types, tags),
+                                         (kind, _fragment(cats), _fragment(types), _fragment(tags))))
 
 
 def _observer(product: Any, version: Any, host_name: Any) -> tuple[dict[str, str], dict[str, str] | None]:
@@ -573,12 +648,9 @@ def _observer(product: Any, version: Any, host_name: Any) -> tuple[dict[str, str
     return obs, host
 
 
-def _observer_cached(key: tuple) -> tuple[dict[str, str], dict[str, str] | None]:
-    out = _observer(*key)
-    if len(_OBSERVER_CACHE) >= _CACHE_MAX:
-        _OBSERVER_CACHE.clear()
-    _OBSERVER_CACHE[key] = out
-    return out
+def _observer_cached(key: tuple) -> tuple[tuple[Any, Any], tuple[Any, Any]]:
+    obs, host = _observer(*key)
+    return _put(_OBSERVER_CACHE, key, ((obs, host), (_fragment(obs), _frag_or_none(host))))
 
 
 def _rule(guard: Any, ruleset: Any) -> dict[str, str]:
@@ -595,12 +667,32 @@ def _rule(guard: Any, ruleset: Any) -> dict[str, str]:
     return rule
 
 
-def _rule_cached(key: tuple) -> dict[str, str]:
-    out = _rule(*key)
-    if len(_RULE_CACHE) >= _CACHE_MAX:
-        _RULE_CACHE.clear()
-    _RULE_CACHE[key] = out
-    return out
+def _rule_cached(key: tuple) -> tuple[Any, Any]:
+    return _put(_RULE_CACHE, key, _both(_rule(*key)))
+
+
+def _session(sid: Any, run_id: Any, environment: Any, user_id: Any, tenant: Any
+             ) -> tuple[dict | None, dict | None, dict | None]:
+    """(clawdstrike.session, user, organization), None where empty."""
+    cs_session = {}
+    for k, sv in (("id", sid), ("run_id", run_id), ("environment", environment)):
+        if sv:
+            cs_session[k] = sv
+    user = {"id": _cut(user_id)} if user_id else None
+    org = {"id": _cut(tenant)} if tenant else None
+    return cs_session or None, user, org
+
+
+def _session_cached(key: tuple) -> tuple[tuple[Any, Any, Any], tuple[Any, Any, Any]]:
+    parts = _session(*key)
+    return _put(_SESSION_CACHE, key, (parts, tuple(_frag_or_none(p) for p in parts)))
+
+
+def _labels_cached(labels: dict) -> tuple[Any, Any]:
+    out = _labels(labels)
+    if out is labels:
+        out = dict(labels)  # never keep a caller's object: it could change after this event
+    return _put(_LABELS_CACHE, tuple(labels.items()), (out, _frag_or_none(out)))
 
 
 def _network(doc: dict[str, Any], resource: dict) -> None:
@@ -620,20 +712,3 @@ def _network(doc: dict[str, Any], resource: dict) -> None:
     doc["destination"] = dest
     doc["url"] = url
     doc["network"] = {"direction": "egress"}
-
-
-def _session(doc: dict[str, Any], cs: dict[str, Any], session: dict) -> None:
-    """clawdstrike.session.*, user.id and organization.id."""
-    cs_session = {}
-    for k in ("id", "run_id", "environment"):
-        sv = session.get(k)
-        if sv:
-            cs_session[k] = sv
-    if cs_session:
-        cs["session"] = cs_session
-    user_id = session.get("user_id")
-    if user_id:
-        doc["user"] = {"id": _cut(user_id)}
-    tenant = session.get("tenant_id")
-    if tenant:
-        doc["organization"] = {"id": _cut(tenant)}

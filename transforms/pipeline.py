@@ -334,13 +334,19 @@ def build_pipeline(cfg: TransformConfig | None = None) -> Pipeline:
             if fix is None:
                 return same if same is not None else encode_event(ev)
             return dumps(fix(ev), option=_SORT)
-    elif fix is None and raw_key is None and redactor is None:
-        def render(event: dict, body: bytes) -> bytes:  # the common case, kept to one line
-            return dumps(function(event or loads(body)), option=_SORT)
     elif fix is None and raw_key is None:
-        def render(event: dict, body: bytes) -> bytes:
-            ev, _ = canonical_event(event, body)
-            return dumps(function(ev), option=_SORT)
+        # Only encoded: ECS has a direct encoder (same bytes, cached blocks already encoded).
+        if fmt == "ecs":
+            from transforms.ecs import ecs_json as encode
+        else:
+            def encode(ev: dict) -> bytes:
+                return dumps(function(ev), option=_SORT)
+        if redactor is None:
+            def render(event: dict, body: bytes) -> bytes:  # the common case, kept to one line
+                return encode(event or loads(body))
+        else:
+            def render(event: dict, body: bytes) -> bytes:
+                return encode(canonical_event(event, body)[0])
     else:
         def render(event: dict, body: bytes) -> bytes:
             ev, same = canonical_event(event, body)
