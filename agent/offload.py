@@ -38,6 +38,8 @@ from typing import Any
 log = logging.getLogger("clawd_agent.offload")
 
 _LEN = struct.Struct(">I")
+#: The helper's first frame: it has loaded the config and imported what its jobs use.
+_HELLO = (0, True, "ready")
 RESTART_BACKOFF_S = (0.5, 2.0, 10.0, 30.0)
 #: A helper that got no job for this long is stopped (``retire_if_idle``, from the supervisor).
 IDLE_RETIRE_S = 30.0
@@ -74,6 +76,9 @@ class OffloadHelper:
         self.jobs_done = 0
         self._next_id = 0
         self._last_submit = 0.0
+        #: The helper that said it is ready (config loaded, modules imported): jobs go only to it.
+        self._ready_proc: Any = None
+        self._ready_event: Any = None
 
     @property
     def queued(self) -> int:
@@ -100,8 +105,21 @@ class OffloadHelper:
             self._note_failure(f"cannot start: {exc.strerror}")
             return False
         _widen_pipes(self._proc)
+        import gevent.event
+
+        self._ready_event = gevent.event.Event()
         gevent.spawn(self._read_answers, self._proc)
         return True
+
+    def start(self, timeout: float | None = None) -> bool:
+        """Start the helper now (it starts on first use otherwise) and wait up to ``timeout`` for it to
+        be ready; True once it is."""
+        with self._lock():
+            if not self._ensure_started():
+                return False
+        if self._ready_event is not None:
+            self._ready_event.wait(timeout)
+        return self._ready_proc is not None and self._ready_proc is self._proc
 
     def _note_failure(self, why: str) -> None:
         delay = RESTART_BACKOFF_S[min(self._failures, len(RESTART_BACKOFF_S) - 1)]
@@ -128,6 +146,11 @@ class OffloadHelper:
     def _read_answers(self, proc: Any) -> None:
         out = proc.stdout
         try:
+            self._read_hello(out)
+            if self._proc is proc:
+                self._ready_proc = proc
+                if self._ready_event is not None:
+                    self._ready_event.set()
             while True:
                 head = out.read(4)
                 if len(head) < 4:
@@ -151,6 +174,15 @@ class OffloadHelper:
         except Exception as exc:  # EOF, a broken pipe, a bad frame: all mean "helper lost"
             self._lost(proc, str(exc) if isinstance(exc, EOFError) else type(exc).__name__)
 
+    @staticmethod
+    def _read_hello(out: Any) -> None:
+        head = out.read(4)
+        if len(head) < 4:
+            raise EOFError("helper exited before it was ready")
+        frame = pickle.loads(out.read(_LEN.unpack(head)[0]))
+        if frame != _HELLO:
+            raise EOFError("helper did not say it was ready")
+
     def submit(self, kind: str, payload: tuple, fallback: Callable[[], Any]) -> Any:
         self._last_submit = time.monotonic()
         self._next_id += 1
@@ -160,7 +192,9 @@ class OffloadHelper:
         # greenlets must not start two helpers), and a job is queued right before its bytes go out,
         # so answers, which come back in pipe order, always meet their own job.
         with self._lock():
-            if self._ensure_started():
+            # A helper that is still starting (importing, loading the config: ~0.5 s) is not waited
+            # for: this job is computed here, so a burst that starts the helper is not delayed by it.
+            if self._ensure_started() and self._ready_proc is self._proc:
                 proc = self._proc
                 self._jobs.append(job)
                 try:
@@ -245,6 +279,24 @@ class _Jobs:
         self._context: Any = None
         self._renderers: dict[str, Any] = {}
 
+    def warm_up(self) -> None:
+        """Import and build what the first jobs need, before saying ready: a job must not wait for it."""
+        import agent.inputs.base  # noqa: F401
+        import outputs.render  # noqa: F401
+
+        self._context = self.config.mapping_context()
+        for name in self.config.outputs:
+            with contextlib.suppress(Exception):  # an output that cannot render here renders in the agent
+                self._renderer(name)
+
+    def _renderer(self, name: str) -> Any:
+        from outputs.render import Renderer
+
+        renderer = self._renderers.get(name)
+        if renderer is None:
+            renderer = self._renderers[name] = Renderer.from_config(name, self.config)
+        return renderer
+
     def map(self, payload: tuple) -> tuple:
         from agent.inputs.base import Line, map_lines
 
@@ -257,19 +309,18 @@ class _Jobs:
         return [tuple(e) for e in events], [tuple(q) for q in quarantine]
 
     def render(self, payload: tuple) -> tuple:
-        from outputs.render import Renderer
-
         name, rows = payload
-        renderer = self._renderers.get(name)
-        if renderer is None:
-            renderer = self._renderers[name] = Renderer.from_config(name, self.config)
-        return renderer.render(rows)
+        return self._renderer(name).render(rows)
 
 
 def _serve(config_path: str) -> int:
     jobs = _Jobs(config_path)
+    jobs.warm_up()
     handlers = {"map": jobs.map, "render": jobs.render}
     stdin, stdout = sys.stdin.buffer, sys.stdout.buffer
+    hello = pickle.dumps(_HELLO, protocol=5)
+    stdout.write(_LEN.pack(len(hello)) + hello)
+    stdout.flush()
     while True:
         head = stdin.read(4)
         if len(head) < 4:

@@ -49,13 +49,20 @@ def helper(config_path):
     h.close()
 
 
+@pytest.fixture
+def ready_helper(helper):
+    assert helper.start(timeout=60)
+    return helper
+
+
 def sample_lines() -> list[Line]:
     bad = [b"{not json\n", b'{"id": "x", "timestamp": "yesterday"}\n', b"\n"]
     data = b"".join(list(AUDIT_LINES) + bad + [audit_line(i) for i in range(50)])
     return LineSplitter(BIG, 0).feed(data)
 
 
-def test_helper_maps_to_the_same_bytes_as_inline(config_path, helper):
+def test_helper_maps_to_the_same_bytes_as_inline(config_path, ready_helper):
+    helper = ready_helper
     context = load_config(str(config_path)).mapping_context()
     lines = sample_lines()
     pm = ProcessMapper(helper, context, inline_max_lines=0)
@@ -72,7 +79,8 @@ def test_helper_maps_to_the_same_bytes_as_inline(config_path, helper):
     assert all(b"/home/agent/file-" not in e[2] for e in events)
 
 
-def test_a_dead_helper_loses_nothing_and_is_replaced(config_path, helper, monkeypatch):
+def test_a_dead_helper_loses_nothing_and_is_replaced(config_path, ready_helper, monkeypatch):
+    helper = ready_helper
     monkeypatch.setattr("agent.offload.RESTART_BACKOFF_S", (0.0,))
     pm = ProcessMapper(helper, load_config(str(config_path)).mapping_context(), inline_max_lines=0)
     first = pm.submit(sample_lines(), source="a", kind=None, max_line_bytes=BIG).get(timeout=60)
@@ -86,7 +94,8 @@ def test_a_dead_helper_loses_nothing_and_is_replaced(config_path, helper, monkey
     assert helper.pid is not None and helper.pid != old
 
 
-def test_tail_through_the_helper_spools_every_line_once(tmp_path, config_path, helper):
+def test_tail_through_the_helper_spools_every_line_once(tmp_path, config_path, ready_helper):
+    helper = ready_helper
     spool, writer = open_spool(tmp_path)
     context = load_config(str(config_path)).mapping_context()
     mapper = build_mapper(helper, context)
@@ -120,12 +129,14 @@ def test_small_chunks_map_inline_and_never_start_the_helper(config_path, helper)
     expected = InlineMapper(context).submit(small, source="a", kind=None, max_line_bytes=BIG).get()
     assert got.get() == expected
     big = (lines * 2)[: pm.inline_max_lines]
+    assert helper.start(timeout=60)
     assert pm.submit(big, source="a", kind=None, max_line_bytes=BIG).get(timeout=60) == \
         InlineMapper(context).submit(big, source="a", kind=None, max_line_bytes=BIG).get()
     assert helper.pid is not None and helper.jobs_done == 1
 
 
-def test_an_idle_helper_retires_and_comes_back_on_demand(config_path, helper):
+def test_an_idle_helper_retires_and_comes_back_on_demand(config_path, ready_helper):
+    helper = ready_helper
     pm = ProcessMapper(helper, load_config(str(config_path)).mapping_context(), inline_max_lines=0)
     first = pm.submit(sample_lines(), source="a", kind=None, max_line_bytes=BIG).get(timeout=60)
     old = helper.pid
@@ -137,6 +148,20 @@ def test_an_idle_helper_retires_and_comes_back_on_demand(config_path, helper):
     # the next job starts a fresh helper at once: a retirement is neither a failure nor a restart
     assert pm.submit(sample_lines(), source="a", kind=None, max_line_bytes=BIG).get(timeout=60) == first
     assert helper.pid not in (None, old) and helper.restarts == 0
+
+
+def test_jobs_do_not_wait_for_a_starting_helper(config_path, helper):
+    """Starting the helper (imports, config) takes ~0.5 s: the burst that starts it is mapped here."""
+    context = load_config(str(config_path)).mapping_context()
+    pm = ProcessMapper(helper, context, inline_max_lines=0)
+    lines = sample_lines()
+    first = pm.submit(lines, source="a", kind=None, max_line_bytes=BIG)
+    assert first.ready()  # computed here, at once
+    assert helper.pid is not None and helper.jobs_done == 0  # ... while the helper starts
+    assert first.get() == InlineMapper(context).submit(lines, source="a", kind=None, max_line_bytes=BIG).get()
+    assert helper.start(timeout=60)
+    assert pm.submit(lines, source="a", kind=None, max_line_bytes=BIG).get(timeout=60) == first.get()
+    assert helper.jobs_done == 1
 
 
 def _exited(pid: int) -> bool:
@@ -229,7 +254,8 @@ def test_mapped_chunks_commit_at_once_and_only_unready_ones_queue(tmp_path, read
         spool.close()
 
 
-def test_the_helper_pipes_are_widened(config_path, helper):
+def test_the_helper_pipes_are_widened(config_path, ready_helper):
+    helper = ready_helper
     """Multi-megabyte jobs cross in a few pipe fills instead of ~40 with Linux's 64 KiB default."""
     import fcntl
 

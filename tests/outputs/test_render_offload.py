@@ -60,6 +60,7 @@ def setup(tmp_path):
     context = cfg.mapping_context()
     spool.append(IngestBatch("t", [encode(parse_line(line, context=context)) for line in AUDIT_LINES]))
     helper = OffloadHelper(str(path))
+    assert helper.start(timeout=60)
     yield cfg, spool, helper, tmp_path
     helper.close()
     spool.close()
