@@ -81,6 +81,11 @@ class OffloadHelper:
         self._ready_event: Any = None
 
     @property
+    def running(self) -> bool:
+        """A helper process is up (ready or still starting)."""
+        return self._proc is not None
+
+    @property
     def queued(self) -> int:
         """Jobs sent and not answered yet: how long a new job would wait."""
         return len(self._jobs)

@@ -9,6 +9,7 @@ A chunk the helper could not answer is mapped here instead: nothing is lost or m
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from agent.inputs.base import Line, map_lines
@@ -75,6 +76,10 @@ class _Answer:
 #: (thousands of lines a second arrive a few at a time) then never needs the helper at all, so it is
 #: never started (agent.offload starts it on first use), which saves its memory too.
 INLINE_MAX_LINES = 64
+#: ... and the helper is started only when this many lines came within a second (a sustained rate, or a
+#: backlog): a short burst of a few hundred lines maps here in milliseconds, while starting the helper
+#: costs ~0.5 s of CPU on the other core, which a latency-bound host should not pay for a blip.
+HELPER_START_LINES = 5000
 
 
 class ProcessMapper:
@@ -84,13 +89,25 @@ class ProcessMapper:
     depth = 2
 
     def __init__(self, helper: OffloadHelper, context: MappingContext,
-                 inline_max_lines: int = INLINE_MAX_LINES):
+                 inline_max_lines: int = INLINE_MAX_LINES, start_lines: int = HELPER_START_LINES):
         self.helper = helper
         self.inline = InlineMapper(context)
         self.inline_max_lines = inline_max_lines
+        self.start_lines = start_lines
+        self._second = 0.0
+        self._lines_this_second = 0
+
+    def _demand(self, n: int) -> int:
+        """Lines submitted within the current one-second window, ``n`` included."""
+        now = time.monotonic()
+        if now - self._second >= 1.0:
+            self._second, self._lines_this_second = now, 0
+        self._lines_this_second += n
+        return self._lines_this_second
 
     def submit(self, lines: list[Line], *, source: str, kind: str | None, max_line_bytes: int) -> Any:
-        if len(lines) < self.inline_max_lines:
+        demand = self._demand(len(lines))
+        if len(lines) < self.inline_max_lines or (not self.helper.running and demand < self.start_lines):
             return self.inline.submit(lines, source=source, kind=kind, max_line_bytes=max_line_bytes)
         raw = [(ln.start, ln.end, ln.data, ln.overlong, ln.length) for ln in lines]
 

@@ -82,7 +82,8 @@ def test_helper_maps_to_the_same_bytes_as_inline(config_path, ready_helper):
 def test_a_dead_helper_loses_nothing_and_is_replaced(config_path, ready_helper, monkeypatch):
     helper = ready_helper
     monkeypatch.setattr("agent.offload.RESTART_BACKOFF_S", (0.0,))
-    pm = ProcessMapper(helper, load_config(str(config_path)).mapping_context(), inline_max_lines=0)
+    pm = ProcessMapper(helper, load_config(str(config_path)).mapping_context(), inline_max_lines=0,
+                       start_lines=0)
     first = pm.submit(sample_lines(), source="a", kind=None, max_line_bytes=BIG).get(timeout=60)
     old = helper.pid
     os.kill(old, signal.SIGKILL)
@@ -137,7 +138,8 @@ def test_small_chunks_map_inline_and_never_start_the_helper(config_path, helper)
 
 def test_an_idle_helper_retires_and_comes_back_on_demand(config_path, ready_helper):
     helper = ready_helper
-    pm = ProcessMapper(helper, load_config(str(config_path)).mapping_context(), inline_max_lines=0)
+    pm = ProcessMapper(helper, load_config(str(config_path)).mapping_context(), inline_max_lines=0,
+                       start_lines=0)
     first = pm.submit(sample_lines(), source="a", kind=None, max_line_bytes=BIG).get(timeout=60)
     old = helper.pid
     assert not helper.retire_if_idle(3600)  # used just now: stays
@@ -153,7 +155,7 @@ def test_an_idle_helper_retires_and_comes_back_on_demand(config_path, ready_help
 def test_jobs_do_not_wait_for_a_starting_helper(config_path, helper):
     """Starting the helper (imports, config) takes ~0.5 s: the burst that starts it is mapped here."""
     context = load_config(str(config_path)).mapping_context()
-    pm = ProcessMapper(helper, context, inline_max_lines=0)
+    pm = ProcessMapper(helper, context, inline_max_lines=0, start_lines=0)
     lines = sample_lines()
     first = pm.submit(lines, source="a", kind=None, max_line_bytes=BIG)
     assert first.ready()  # computed here, at once
@@ -162,6 +164,19 @@ def test_jobs_do_not_wait_for_a_starting_helper(config_path, helper):
     assert helper.start(timeout=60)
     assert pm.submit(lines, source="a", kind=None, max_line_bytes=BIG).get(timeout=60) == first.get()
     assert helper.jobs_done == 1
+
+
+def test_the_helper_starts_only_for_a_sustained_rate_or_a_backlog(config_path, helper):
+    """A blip of a few hundred lines maps here; the helper's start-up CPU is paid only when lines keep
+    coming faster than the loop should map them (``start_lines`` within a second)."""
+    context = load_config(str(config_path)).mapping_context()
+    lines = sample_lines()  # 76 lines
+    pm = ProcessMapper(helper, context, inline_max_lines=1, start_lines=3 * len(lines))
+    for _ in range(2):
+        assert pm.submit(lines, source="a", kind=None, max_line_bytes=BIG).ready()
+    assert not helper.running
+    pm.submit(lines, source="a", kind=None, max_line_bytes=BIG)  # the third chunk within the second
+    assert helper.running
 
 
 def _exited(pid: int) -> bool:
