@@ -88,7 +88,11 @@ class Renderer:
                 rejected.append((item, f"encode failed: {type(exc).__name__}: {str(exc)[:200]}"))
                 continue
             if release:
-                item.event = {}  # encoded: batches in flight keep bytes, not the decoded dicts
+                # Encoded: batches in flight keep the bytes sent, not the decoded dict nor the
+                # canonical copy (~1 KB an event; the DLQ takes that from the spool: Spool.dlq_add).
+                item.event = {}
+                if item.data:
+                    item.body = b""
             accept(item)
         return items, filtered, rejected
 
@@ -100,7 +104,7 @@ class Renderer:
 
 def items_of(rendered: Rendered) -> tuple[list[DeliveryItem], int, list[tuple[DeliveryItem, str]]]:
     """The drain's view of a helper's answer (events are not carried back: the output does not need
-    them once encoded)."""
+    them once encoded; nor are canonical bodies of encoded events, see ``render_items``)."""
     accepted, filtered, rejected = rendered
     return ([DeliveryItem(seq, {}, body, eid, data, route) for seq, eid, body, data, route in accepted],
             filtered, [(DeliveryItem(seq, {}, body, eid), reason) for seq, eid, body, reason in rejected])

@@ -800,14 +800,29 @@ class Spool:
         attempts: int = 1,
     ) -> int:
         """Store permanently failed events of ``output`` (a copy of their bodies), counted in its
-        ``output_state.dlq_total``. Returns the number stored."""
+        ``output_state.dlq_total``. Returns the number stored. A row given with an empty body takes
+        it from ``events`` (outputs that send only encoded bytes keep no canonical copy in flight); if
+        that row is gone too (``on_full = "drop_oldest"`` dropped it), the entry keeps an empty body
+        and says so in its reason."""
         now = now_ms()
-        params = [
-            (output, r.seq, r.event_id, r.body, _reason(reason), _cut(response_excerpt), attempts, now)
-            for r in rows
-        ]
+        reason = _reason(reason)
+        excerpt = _cut(response_excerpt)
 
         def body(c: sqlite3.Connection) -> int:
+            missing = [r.seq for r in rows if not r.body]
+            found: dict[int, bytes] = {}
+            for i in range(0, len(missing), 500):
+                part = missing[i:i + 500]
+                found.update(c.execute(
+                    f"SELECT seq, body FROM events WHERE seq IN ({','.join('?' * len(part))})", part))
+            params = []
+            for r in rows:
+                data, why = r.body, reason
+                if not data:
+                    data = found.get(r.seq, b"")
+                    if not data:
+                        why = _reason(f"{reason} (event body no longer in the spool)")
+                params.append((output, r.seq, r.event_id, data, why, excerpt, attempts, now))
             c.executemany(
                 "INSERT INTO dlq(output, seq, event_id, body, reason, response_excerpt, attempts, "
                 "created_ms) "
@@ -817,7 +832,7 @@ class Spool:
             _upsert_output_state(c, output, now, dlq=len(params), error_ms=now, error=reason)
             return len(params)
 
-        return self._write(body) if params else 0
+        return self._write(body) if rows else 0
 
     def dlq_list(self, output: str | None = None, limit: int = 100) -> list[DlqEntry]:
         """Oldest first."""

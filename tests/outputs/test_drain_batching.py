@@ -82,6 +82,23 @@ def test_concurrency_defaults_to_the_output_class(spool):
     assert Drain(Fake("f", cfg()), spool, spool.reader()).concurrency == 1
 
 
+def test_events_that_left_their_body_behind_reach_the_dlq_with_it(spool):
+    """In flight an encoded-only output keeps no canonical copy; a permanent failure still stores
+    the spool's exact body in the DLQ (taken from ``events`` in the same transaction)."""
+    from outputs.base import FilterConfig, Outcome
+
+    class Lean(Fake):
+        send_reads_events = False
+
+    fill(spool, 3)
+    bodies = {r.seq: r.body for r in spool.read_after(0, 10)}
+    out = Lean("f", cfg(filter=FilterConfig(min_severity="info")),
+               rule=lambda b: Outcome.permanent("mapping error", [i for i in b if i.seq == 2]))
+    run_until(Drain(out, spool, spool.reader()), caught_up(spool, "f"))
+    [entry] = spool.dlq_list("f")
+    assert entry.seq == 2 and entry.body == bodies[2] and entry.reason == "mapping error"
+
+
 def test_an_output_that_only_encodes_from_events_gets_bytes_in_send(spool):
     from outputs.base import FilterConfig
 
@@ -92,11 +109,11 @@ def test_an_output_that_only_encodes_from_events_gets_bytes_in_send(spool):
     seen: list = []
     keep: list = []
     filt = FilterConfig(min_severity="info", exclude_event_types=["x"])
-    lean = Lean("f", cfg(filter=filt), rule=lambda b: seen.extend((i.event, i.data == i.body) for i in b))
+    lean = Lean("f", cfg(filter=filt), rule=lambda b: seen.extend((i.event, i.body, bool(i.data)) for i in b))
     drain = Drain(lean, spool, spool.reader())
     run_until(drain, caught_up(spool, "f"))
     assert drain._decode is True  # the filter needed the events...
-    assert seen == [({}, True)] * 4  # ...but batches in flight keep only bytes
+    assert seen == [({}, b"", True)] * 4  # ...but batches in flight keep only the encoded bytes
     default = Fake("g", cfg(filter=filt), rule=lambda b: keep.extend(i.event["n"] for i in b))
     run_until(Drain(default, spool, spool.reader()), caught_up(spool, "g"))
     assert keep == [0, 1, 2, 3]  # an output that reads events in send() still gets them

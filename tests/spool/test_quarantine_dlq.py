@@ -65,3 +65,18 @@ def test_output_and_agent_state_persist(spool_path):
     with Spool(spool_path) as s:
         s.clear_agent_state()
         assert s.get_agent_state() is None
+
+
+def test_dlq_rows_without_a_body_take_it_from_the_events_table(spool):
+    """Outputs that keep only encoded bytes in flight hand their failed events over without bodies."""
+    from spool.types import SpoolRow
+
+    spool.append(batch(events(3)))
+    rows = spool.read_after(0, 3)
+    bare = [SpoolRow(r.seq, r.event_id, r.ts_ms, b"") for r in rows[:2]]
+    gone = SpoolRow(rows[-1].seq + 100, b"\x01" * 16, 0, b"")  # dropped from the spool meanwhile
+    assert spool.dlq_add("es", [*bare, gone], "mapping error") == 3
+    listed = spool.dlq_list("es")
+    assert [e.body for e in listed[:2]] == [r.body for r in rows[:2]]
+    assert listed[2].body == b"" and listed[2].reason == "mapping error (event body no longer in the spool)"
+    assert [e.reason for e in listed[:2]] == ["mapping error"] * 2
