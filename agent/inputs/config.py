@@ -26,7 +26,11 @@ class FileInputConfig:
     start_at: Literal["beginning", "end"] = doc(
         "Where to start in a file never seen before.", default="beginning")
     max_line_bytes: Size = doc("Longer lines are quarantined.", default=Size(1024 * 1024))
-    read_chunk_bytes: Size = doc("Bytes read per system call.", default=Size(1024 * 1024))
+    read_chunk_bytes: Size = doc(
+        "Bytes read per system call; also the unit of mapping and of a spool transaction. 256 KiB "
+        "(~350 hushd lines) measured fastest from file to Elasticsearch and used 50 MiB less memory "
+        "than 1 MiB chunks (bench/delivery.py); 64 KiB chunks cost 30% of the throughput.",
+        default=Size(256 * 1024))
     rotate_wait: Duration = doc("How long a rotated file is drained before it is closed.",
                                 default=Duration(5))
     scan_interval: Duration = doc("Periodic stat scan (the truth; watchdog only wakes sooner).",
