@@ -21,7 +21,8 @@ Runs (each a fresh temp dir, a real ``python -m agent run`` process and ``durabi
    ``event.event_id``, both the hushd line's id) with ``time.time()`` when it starts handling the
    request; the writer stamps each line just after its ``write()`` returned. Same machine, same clock
    (CLOCK_REALTIME). Prints p50/p95/p99/max of arrival - write, any id that never arrived, and the
-   split at the spool (``ingested_ms``: when the transaction that stored the event began).
+   split at the spool (``ingested_ms``: when the transaction that stored the event began), and the
+   hypervisor's steal time meanwhile (this is a shared VM: with 20% steal the p99 doubles).
 
 Each mock runs in its own process (this script with ``--serve-mock``) so it neither shares the GIL
 with the agent nor with this script's pollers, and its CPU is measured from /proc like the agent's.
@@ -478,6 +479,22 @@ def rss_detail(tree: TreeMonitor) -> str:
     return f"VmHWM {parts}; polled peak of the sum {tree.peak_sum / 2**20:.1f}"
 
 
+def cpu_ticks() -> list[int]:
+    """The machine's CPU time so far by kind (/proc/stat, first line: user nice system idle iowait irq
+    softirq steal), in clock ticks."""
+    try:
+        return [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]]
+    except (OSError, ValueError):
+        return [0] * 8
+
+
+def steal_share(before: list[int], after: list[int]) -> float:
+    """Share of the machine's CPU time the hypervisor gave to other guests between two ``cpu_ticks``:
+    on a shared VM this moves the latency figures more than anything the agent does."""
+    d = [b - a for a, b in zip(before, after, strict=True)]
+    return d[7] / sum(d) if sum(d) > 0 else 0.0
+
+
 def machine_busy_seconds() -> float:
     """CPU seconds all processes on this machine spent busy so far (/proc/stat, first line)."""
     try:
@@ -787,8 +804,10 @@ def run_latency(args: argparse.Namespace) -> dict[str, Any]:
         else:
             raise RuntimeError(f"latency: the probe line never arrived; log: {agent.log_tail()}")
         writer = SteadyWriter(target, args.rate, args.duration, run=8)
+        ticks0 = cpu_ticks()
         writer.start()
         writer.join()
+        steal = steal_share(ticks0, cpu_ticks())
         if writer.error is not None:
             raise writer.error
         ids = [line_id(i, run=8) for i in range(total)]
@@ -804,7 +823,8 @@ def run_latency(args: argparse.Namespace) -> dict[str, Any]:
         agent = None
         res: dict[str, Any] = {"total": total, "rss_mib": tree.rss_hwm_sum / 2**20,
                                "rss_detail": rss_detail(tree),
-                               "cpu_per_100k": tree.total_cpu / total * 100_000, "outputs": {}}
+                               "cpu_per_100k": tree.total_cpu / total * 100_000, "outputs": {},
+                               "steal": steal}
         skip = int(args.rate * args.warmup)
         span = writer.written[-1] - writer.written[0] if writer.written else 0.0
         res["achieved_rate"] = (len(writer.written) - 1) / span if span > 0 else 0.0
@@ -1044,6 +1064,9 @@ def print_latency(res: dict[str, Any], args: argparse.Namespace) -> None:
               for k, o in res["outputs"].items()))
     print(f"  agent: peak RSS {res['rss_mib']:.1f} MiB ({res['rss_detail']}), {res['cpu_per_100k']:.2f} "
           f"CPU s per 100k events (both outputs)")
+    print(f"  host: hypervisor steal {res['steal'] * 100:.1f}% of this VM's CPU time while lines were "
+          "written" + (" (other guests took the cores: the tail is theirs as much as the agent's)"
+                       if res["steal"] >= 0.05 else ""))
 
 
 def main() -> None:
