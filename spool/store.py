@@ -352,6 +352,27 @@ class Spool:
     def _write(self, body: Callable[[sqlite3.Connection], T]) -> T:
         return self._call(self._tx, body)
 
+    def _write_unsynced(self, body: Callable[[sqlite3.Connection], T]) -> T:
+        """``_write`` for state whose loss on power failure only means repeated work, never lost
+        events: cursor positions (the events after an older cursor are sent again: at-least-once).
+        Committed with ``synchronous = NORMAL``: in WAL mode
+        that skips this commit's fsync, and the next event append's fsync covers its frames (the WAL
+        is written in order). A drain commits its cursor after every batch, so at 2,000 events/s
+        these fsyncs were most of the spool's, and event appends queued behind them."""
+        level = DURABILITY[self.durability]
+        if level <= DURABILITY["normal"]:
+            return self._write(body)
+
+        def tx(b: Callable[[sqlite3.Connection], T]) -> T:
+            conn = self._conn
+            conn.execute("PRAGMA synchronous = NORMAL")
+            try:
+                return self._tx(b)
+            finally:
+                conn.execute(f"PRAGMA synchronous = {level}")
+
+        return self._call(tx, body)
+
     def _read(self, body: Callable[[sqlite3.Connection], T]) -> T:
         return self._call(body, self._conn, write=False)
 
@@ -536,7 +557,7 @@ class Spool:
             blob = orjson.dumps([[int(lo), int(hi)] for lo, hi in done if hi > seq]).decode() if done else ""
             sql = "UPDATE cursors SET seq = ?, done = ?, updated_ms = ? WHERE output = ? AND generation = ?"
             args = (seq, blob, now_ms(), output, generation)
-        return self._write(lambda c: c.execute(sql, args).rowcount == 1)
+        return self._write_unsynced(lambda c: c.execute(sql, args).rowcount == 1)
 
     def get_cursor_done(self, output: str) -> tuple[Cursor, list[tuple[int, int]]] | None:
         """The cursor and the finished ranges above it (see ``commit_cursor``), or None."""

@@ -99,3 +99,30 @@ def test_enable_disable_list_delete(spool):
     assert listed == {"a": False, "b": True}
     assert spool.delete_cursor("a") is True
     assert [c.output for c in spool.list_cursors()] == ["b"]
+
+
+def test_cursor_commits_skip_the_fsync_and_event_appends_keep_it(spool_path):
+    """A lost cursor commit only re-sends events; a lost event is lost. In WAL mode a NORMAL commit
+    skips its fsync and the next FULL append's fsync covers it."""
+    s = Spool(spool_path, durability="full")
+    try:
+        statements: list[str] = []
+        s._conn.set_trace_callback(statements.append)
+        fill(s, 3)
+        s.ensure_cursor("o")
+        statements.clear()
+        assert s.commit_cursor("o", 2, 0)
+        assert statements[0] == "PRAGMA synchronous = NORMAL"
+        assert statements[-1] == "PRAGMA synchronous = 2"  # back to FULL for what comes next
+        statements.clear()
+        fill(s, 1)
+        assert not any(st.startswith("PRAGMA synchronous") for st in statements)
+        assert s._conn.execute("PRAGMA synchronous").fetchone()[0] == 2
+        assert s.get_cursor("o") == Cursor(2, 0)
+    finally:
+        s.close()
+    again = Spool(spool_path, durability="full")  # committed, and visible after a reopen
+    try:
+        assert again.get_cursor("o") == Cursor(2, 0)
+    finally:
+        again.close()
