@@ -290,7 +290,9 @@ class _Jobs:
         import outputs.render  # noqa: F401
 
         self._context = self.config.mapping_context()
-        for name in self.config.outputs:
+        for name, out_cfg in self.config.outputs.items():
+            if not out_cfg.enabled:  # no drain, so no render jobs
+                continue
             with contextlib.suppress(Exception):  # an output that cannot render here renders in the agent
                 self._renderer(name)
 

@@ -152,10 +152,10 @@ class Supervisor:
         now = time.monotonic()
         taken, last_seq, stats = self._stats_cache
         age = now - taken
-        if age > 1.0 or self.spool.last_seq() != last_seq:
-            last_seq = self.spool.last_seq()
+        seq = self.spool.last_seq()
+        if age > 1.0 or seq != last_seq:
             stats = self.spool.stats()
-            self._stats_cache = (now, last_seq, stats)
+            self._stats_cache = (now, seq, stats)
         return stats
 
     def _start_metrics_server(self) -> None:

@@ -152,12 +152,11 @@ class Drain:
         output.on_response = self._on_response
         if self._pipeline_factory is not None:
             output.pipeline = self._pipeline_factory(self.config)
-        self._decode = self._needs_events()
         self._renderer = Renderer(output, self._select)
+        self._decode = self._renderer.decode
         # Rendering moves to the offload helper when there is work to move and send() needs only
         # the encoded bytes (the events themselves do not travel back).
-        self._use_offload = (self._offload is not None and self._decode
-                             and not output.send_reads_events)
+        self._use_offload = self._offload is not None and self._renderer.release
         if not self._open():
             return
         helpers = [gevent.spawn(self._commit_loop)]

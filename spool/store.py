@@ -355,10 +355,10 @@ class Spool:
     def _write_unsynced(self, body: Callable[[sqlite3.Connection], T]) -> T:
         """``_write`` for state whose loss on power failure only means repeated work, never lost
         events: cursor positions (the events after an older cursor are sent again: at-least-once).
-        Committed with ``synchronous = NORMAL``: in WAL mode
-        that skips this commit's fsync, and the next event append's fsync covers its frames (the WAL
-        is written in order). A drain commits its cursor after every batch, so at 2,000 events/s
-        these fsyncs were most of the spool's, and event appends queued behind them."""
+        Committed with ``synchronous = NORMAL``: in WAL mode that skips this commit's fsync, and the
+        next event append's fsync covers its frames (the WAL is written in order). A drain commits
+        its cursor after every batch, so at 2,000 events/s these fsyncs were most of the spool's, and
+        event appends queued behind them."""
         level = DURABILITY[self.durability]
         if level <= DURABILITY["normal"]:
             return self._write(body)

@@ -349,7 +349,6 @@ class TailInput:
     def scan(self) -> None:
         """Diff the files under ``paths`` against the open readers and act on the difference."""
         self.scans += 1
-        self._paths_cache = None
         found: dict[str, str] = {}
         for pattern in self.config.paths:
             for path in sorted(glob.glob(pattern)):
