@@ -306,18 +306,14 @@ class ElasticsearchOutput(Output):
 
     def secrets(self) -> list[str]:
         """Every form a credential of this output can take on the wire, for redaction."""
-        out = self._ensure_client().secrets()  # the headers and proxy, and our auth header
+        # The headers, the proxy and our Authorization header, each with its credential part.
+        out = self._ensure_client().secrets()
         for s in (self.config.api_key, self.config.password, self.config.bearer_token):
             if s is not None:
                 out.append(reveal_or_empty(s))
-        try:
-            auth = self._auth_header()
-        except ValueError:  # a file: secret unreadable right now: nothing of it can be echoed
-            auth = {}
-        for v in auth.values():
+        for v in list(out):  # and the secret half of a base64 'id:key' / 'user:password'
             scheme, _, cred = v.partition(" ")
-            out.append(cred)
-            if scheme in ("ApiKey", "Basic"):  # and the secret half of 'id:key' / 'user:password'
+            if scheme in ("ApiKey", "Basic"):
                 with contextlib.suppress(binascii.Error, UnicodeDecodeError):
                     out.append(base64.b64decode(cred).decode().partition(":")[2])
         return [s for s in out if s]

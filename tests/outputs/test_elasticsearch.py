@@ -358,6 +358,16 @@ def test_canary_credentials_never_appear_in_reasons_excerpts_or_logs(
     assert "echo" in text  # the messages themselves did arrive
 
 
+def test_secrets_include_the_secret_half_of_every_basic_or_apikey_value() -> None:
+    """Our own credential and one given as a plain header (a proxy's Basic auth) alike."""
+    proxy_auth = "Basic " + base64.b64encode(b"gw-user:CANARY-gw-pass").decode()
+    out = output("http://127.0.0.1:9", username="shipper", password=Secret(PASSWORD),
+                 headers={"Proxy-Authorization": Secret(proxy_auth)})
+    secrets = out.secrets()
+    assert PASSWORD in secrets and "CANARY-gw-pass" in secrets and proxy_auth in secrets
+    assert base64.b64encode(f"shipper:{PASSWORD}".encode()).decode() in secrets
+
+
 # ---------------------------------------------------------------------------- bootstrap and health
 
 
