@@ -223,14 +223,9 @@ def _reference(fw: str | None, kind: str, tid: str) -> str | None:
     return f"{base}{kind}/{tid}"
 
 
-def _threat_from_mitre(mitre: Any) -> dict[str, Any] | None:
-    """ECS threat.* from the canonical ``mitre`` field; malformed parts are skipped, never raised on."""
-    forms = _threat_forms(mitre)
-    return None if forms is None else forms[0]
-
-
 def _threat_forms(mitre: Any) -> tuple[dict[str, Any], Any, dict[str, Any]] | None:
-    """``_threat_from_mitre`` and its pre-encoded forms (see ``_FRAGMENTS``), cached."""
+    """ECS threat.* from the canonical ``mitre`` field (malformed parts are skipped, never raised on)
+    and its pre-encoded forms (see ``_FRAGMENTS``), cached."""
     if type(mitre) is not dict:
         return None
     fw = mitre.get("framework")

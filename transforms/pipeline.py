@@ -88,12 +88,9 @@ def _compile_path(path: str) -> _Path:
     return segs, tuple(".".join(segs[i:]) for i in range(len(segs)))
 
 
-def _locate(doc: dict, segs: tuple[str, ...], rests: tuple[str, ...] | None = None
-            ) -> tuple[tuple[str, ...], bool]:
+def _locate(doc: dict, segs: tuple[str, ...], rests: tuple[str, ...]) -> tuple[tuple[str, ...], bool]:
     """The key path of ``segs`` in ``doc``: nested keys, or at any level a literal dotted key
     (``{"gen_ai.agent.id": ...}``). Returns (keys, found). ``rests``: ``_compile_path``'s joins."""
-    if rests is None:
-        rests = _compile_path(".".join(segs))[1]
     node: Any = doc
     keys: list[str] = []
     last = len(segs) - 1
@@ -139,10 +136,6 @@ def _without(doc: dict, keys: tuple[str, ...]) -> dict:
         node = child
     node.pop(keys[-1], None)
     return root
-
-
-def _apply_fields(doc: dict, f: FieldsConfig) -> dict:
-    return _compile_fields(f)(doc)
 
 
 def _compile_fields(f: FieldsConfig) -> Callable[[dict], dict]:
@@ -214,10 +207,6 @@ def _cef_escape(value: str) -> str:
     from transforms.cef import _EXT_TABLE
 
     return value.translate(_EXT_TABLE)
-
-
-def _apply_cef_fields(line: str, f: FieldsConfig) -> str:
-    return _compile_cef_fields(f)(line)
 
 
 def _compile_cef_fields(f: FieldsConfig) -> Callable[[str], str]:

@@ -123,10 +123,10 @@ def test_include_keeps_only_the_listed_prefixes():
 
 
 def test_literal_dotted_keys_are_found():
-    from transforms.pipeline import _apply_fields
+    from transforms.pipeline import _compile_fields
 
     doc = {"a": {"b.c": 1, "d": 2}, "x.y": 3}
-    out = _apply_fields(doc, FieldsConfig(rename={"a.b.c": "a.e"}, exclude=["x.y"]))
+    out = _compile_fields(FieldsConfig(rename={"a.b.c": "a.e"}, exclude=["x.y"]))(doc)
     assert out == {"a": {"d": 2, "e": 1}} and doc == {"a": {"b.c": 1, "d": 2}, "x.y": 3}
 
 
