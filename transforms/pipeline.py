@@ -202,15 +202,12 @@ def _split_cef(line: str) -> tuple[str, list[tuple[str, str]]]:
     return header, pairs
 
 
-def _cef_escape(value: str) -> str:
-    """The CEF transform's own extension escaping (other control characters become spaces)."""
+def _compile_cef_fields(f: FieldsConfig) -> Callable[[str], str]:
+    """``line -> line`` with the overrides of ``f`` on the extension keys (key sets built once here).
+    Values are escaped with the CEF transform's own extension table (other control characters become
+    spaces); it is imported here, once per pipeline, since the format modules load on first use."""
     from transforms.cef import _EXT_TABLE
 
-    return value.translate(_EXT_TABLE)
-
-
-def _compile_cef_fields(f: FieldsConfig) -> Callable[[str], str]:
-    """``line -> line`` with the overrides of ``f`` on the extension keys (key sets built once here)."""
     renames = list(f.rename.items())
     sets = list(f.set.items())
     keep = set(f.include) | {k + "Label" for k in f.include} if f.include else None
@@ -229,7 +226,7 @@ def _compile_cef_fields(f: FieldsConfig) -> Callable[[str], str]:
             pairs = [(k, v) for k, v in pairs if k in keep]
         if drop is not None:
             pairs = [(k, v) for k, v in pairs if k not in drop]
-        return header + " ".join(f"{k}={_cef_escape(v)}" for k, v in pairs)
+        return header + " ".join(f"{k}={v.translate(_EXT_TABLE)}" for k, v in pairs)
 
     return apply
 
