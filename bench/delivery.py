@@ -82,7 +82,7 @@ def _load_ingest_bench() -> Any:
 
 
 _ingest = _load_ingest_bench()
-query, vm_hwm, write_input = _ingest.query, _ingest.vm_hwm, _ingest.write_input
+query, vm_hwm, proc_kib, write_input = _ingest.query, _ingest.vm_hwm, _ingest.proc_kib, _ingest.write_input
 
 DEFAULT_EVENTS = 200_000
 POLL_S = 0.02
@@ -409,25 +409,13 @@ def _children(pid: int) -> list[int]:
 
 
 def _rss(pid: int) -> int:
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return 0
+    return proc_kib(pid, "VmRSS")
 
 
 def _pss(pid: int) -> int:
     """Proportional set size: pages shared with other processes (libpython, libssl, ...) count a
     share each, so the sum over the agent's processes is what they cost the host together."""
-    try:
-        for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
-            if line.startswith("Pss:"):
-                return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return 0
+    return proc_kib(pid, "Pss", "smaps_rollup")
 
 
 class TreeMonitor(threading.Thread):
@@ -517,12 +505,9 @@ def steal_share(before: list[int], after: list[int]) -> float:
 
 
 def machine_busy_seconds() -> float:
-    """CPU seconds all processes on this machine spent busy so far (/proc/stat, first line)."""
-    try:
-        fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]
-    except OSError:
-        return 0.0
-    user, nice, system, _idle, _iowait, irq, softirq, steal = (int(x) for x in fields[:8])
+    """CPU seconds all processes on this machine spent busy so far (every kind but idle and iowait;
+    steal included)."""
+    user, nice, system, _idle, _iowait, irq, softirq, steal = cpu_ticks()
     return (user + nice + system + irq + softirq + steal) / CLK_TCK
 
 
@@ -545,6 +530,25 @@ endpoint = "{url}"
 token = "{HEC_TOKEN}"
 ack = {"true" if kind == "hec-ack" else "false"}
 {poll}{wait}"""
+
+
+def disabled(out: str, name: str) -> str:
+    """``output_toml``'s table with ``enabled = false``: the agent spools, this output's cursor stays."""
+    return out.replace(f"[outputs.{name}]\n", f"[outputs.{name}]\nenabled = false\n")
+
+
+def fan_out_toml(mocks: dict[str, MockProcess], args: argparse.Namespace) -> str:
+    """One output per mock (``es``, ``hec``), as the latency runs configure them."""
+    return "".join(output_toml(k, k, m.url, batch_max_wait=args.batch_max_wait, hec_ack_poll=None,
+                               extra=tuple(args.set)) for k, m in mocks.items())
+
+
+def tailed_file(tmp: Path) -> Path:
+    """The (empty) file the agent's input tails, for runs that write while it runs."""
+    (tmp / "in").mkdir(parents=True)
+    target = tmp / "in" / "audit.jsonl"
+    target.touch()
+    return target
 
 
 def agent_toml(tmp: Path, outputs: str, args: argparse.Namespace) -> Path:
@@ -639,7 +643,7 @@ class Throughput:
 
 def prefill(tmp: Path, out: str, name: str, n: int, args: argparse.Namespace) -> None:
     """Spool the N lines with the output disabled (its cursor stays at 0), then stop the agent."""
-    cfg = agent_toml(tmp, out.replace(f"[outputs.{name}]\n", f"[outputs.{name}]\nenabled = false\n"), args)
+    cfg = agent_toml(tmp, disabled(out, name), args)
     agent = AgentProcess(tmp, cfg)
     try:
         deadline = time.time() + args.timeout
@@ -806,12 +810,8 @@ def run_latency(args: argparse.Namespace) -> dict[str, Any]:
              "hec": MockProcess.start("hec", expect=total, record_ids=True)}
     agent = None
     try:
-        (tmp / "in").mkdir(parents=True)
-        target = tmp / "in" / "audit.jsonl"
-        target.touch()
-        outs = "".join(output_toml(k, k, m.url, batch_max_wait=args.batch_max_wait, hec_ack_poll=None,
-                                   extra=tuple(args.set)) for k, m in mocks.items())
-        agent = AgentProcess(tmp, agent_toml(tmp, outs, args))
+        target = tailed_file(tmp)
+        agent = AgentProcess(tmp, agent_toml(tmp, fan_out_toml(mocks, args), args))
         # Ready = a first probe line went all the way through (imports, connections, file opened).
         with open(target, "ab") as f:
             f.write(audit_line(0, run=7))
@@ -927,6 +927,18 @@ class Profiler:
             pst.sort_stats("tottime").print_stats(top)
 
 
+def wait_cursors(sup: Any, names: list[str], n: int, timeout: float) -> None:
+    """In the profiled process: sleep (a greenlet) until every output in ``names`` committed up to
+    seq ``n``, or ``timeout`` seconds passed."""
+    import gevent
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if all((sup.spool.get_cursor(k) or (0, 0))[0] >= n for k in names):
+            return
+        gevent.sleep(POLL_S)
+
+
 def run_profile(kind: str, n: int, args: argparse.Namespace) -> None:
     """``--profile``: the delivery side alone. A first supervisor fills the spool with the output
     disabled; a second one, profiled, delivers it until the cursor reaches N."""
@@ -946,8 +958,7 @@ def run_profile(kind: str, n: int, args: argparse.Namespace) -> None:
         name = "es" if kind == "es" else "hec"
         out = output_toml(name, kind, mock.url, batch_max_wait=args.batch_max_wait,
                           hec_ack_poll=args.hec_ack_poll, extra=tuple(args.set))
-        cfg = load_config(agent_toml(tmp, out.replace(f"[outputs.{name}]\n",
-                                                      f"[outputs.{name}]\nenabled = false\n"), args))
+        cfg = load_config(agent_toml(tmp, disabled(out, name), args))
         setup_logging("warning", cfg.agent.log_format)
         sup = Supervisor(cfg)
         sup.start()
@@ -960,10 +971,7 @@ def run_profile(kind: str, n: int, args: argparse.Namespace) -> None:
         with Profiler() as prof:
             sup = Supervisor(cfg)
             sup.start()
-            while time.monotonic() - t0 < args.timeout:
-                if (sup.spool.get_cursor(name) or (0, 0))[0] >= n:
-                    break
-                gevent.sleep(POLL_S)
+            wait_cursors(sup, [name], n, args.timeout)
             wall = time.monotonic() - t0
         cpu = time.process_time() - cpu0
         sup.shutdown()
@@ -992,12 +1000,8 @@ def run_profile_steady(args: argparse.Namespace) -> None:
     total = int(args.rate * args.duration)
     mocks = {"es": MockProcess.start("es", expect=total), "hec": MockProcess.start("hec", expect=total)}
     try:
-        (tmp / "in").mkdir(parents=True)
-        target = tmp / "in" / "audit.jsonl"
-        target.touch()
-        outs = "".join(output_toml(k, k, m.url, batch_max_wait=args.batch_max_wait, hec_ack_poll=None,
-                                   extra=tuple(args.set)) for k, m in mocks.items())
-        cfg = load_config(agent_toml(tmp, outs, args))
+        target = tailed_file(tmp)
+        cfg = load_config(agent_toml(tmp, fan_out_toml(mocks, args), args))
         setup_logging("warning", cfg.agent.log_format)
         sup = Supervisor(cfg)
         sup.start()
@@ -1011,10 +1015,7 @@ def run_profile_steady(args: argparse.Namespace) -> None:
                 cwd=ROOT, env=dict(os.environ, PYTHONPATH=str(ROOT)))
             while writer.poll() is None:
                 gevent.sleep(0.1)
-            while time.monotonic() - t0 < args.duration + 30:
-                if all((sup.spool.get_cursor(k) or (0, 0))[0] >= total for k in mocks):
-                    break
-                gevent.sleep(POLL_S)
+            wait_cursors(sup, list(mocks), total, args.duration + 30 - (time.monotonic() - t0))
             wall = time.monotonic() - t0
         cpu = time.process_time() - cpu0
         sup.shutdown()

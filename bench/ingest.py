@@ -108,14 +108,21 @@ class RssPoller(threading.Thread):
         return self.peak
 
 
-def vm_hwm(pid: int) -> int:
+def proc_kib(pid: int, key: str, file: str = "status") -> int:
+    """The ``key: <n> kB`` line of ``/proc/<pid>/<file>``, in bytes (0 once the process is gone)."""
+    prefix = key + ":"
     try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
+        for line in Path(f"/proc/{pid}/{file}").read_text().splitlines():
+            if line.startswith(prefix):
                 return int(line.split()[1]) * 1024
     except OSError:
         pass
     return 0
+
+
+def vm_hwm(pid: int) -> int:
+    """Peak resident set size of the process so far."""
+    return proc_kib(pid, "VmHWM")
 
 
 def query(db: Path, sql: str, args: tuple = ()) -> int | None:
