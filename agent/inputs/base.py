@@ -184,10 +184,8 @@ def map_lines(lines: list[Line], *, source: str, context: MappingContext, kind: 
     ones. Blank lines are skipped silently."""
     events: list[EncodedEvent] = []
     quarantine: list[QuarantineRecord] = []
-    # The hot loop: per line, one parse_line and the body of encode() inlined, with the callables bound
-    # to locals (each saves an attribute or global lookup, or a call, per event).
-    append, new, fromhex, to_ms = events.append, _new_encoded, bytes.fromhex, timestamp_to_ms
-    dump, parse, blank = encode_event, parse_line, _BLANK_START
+    # The hot loop: the callables bound to locals (each saves an attribute or global lookup per event).
+    append, enc, parse, blank = events.append, encode, parse_line, _BLANK_START
     for line in lines:
         if line.overlong:
             quarantine.append(QuarantineRecord(
@@ -200,8 +198,7 @@ def map_lines(lines: list[Line], *, source: str, context: MappingContext, kind: 
             continue
         try:
             ev = parse(data, context=context, kind=kind)
-            append(new(EncodedEvent, (fromhex(ev["event_id"].replace("-", "")), to_ms(ev["timestamp"]),
-                                      dump(ev))))
+            append(enc(ev))
         except MappingError as exc:
             quarantine.append(QuarantineRecord(source, line.start, quarantine_reason(exc.reason, context),
                                                excerpt(data, context)))
