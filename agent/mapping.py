@@ -441,6 +441,16 @@ _HUSHD_ADMIN: dict[str, tuple[str, str, str, bool]] = {
 _REQUEST, _SESSION, _ADMIN, _ADMIN_DAEMON = 0, 1, 2, 3
 
 
+def _allowed(dec: Any) -> bool:
+    """The ``decision`` field as a bool; raises ``MappingError`` naming it when missing or unknown."""
+    allowed = _DECISIONS.get(dec) if type(dec) is str else None
+    if allowed is None:
+        if dec is None:
+            raise MappingError("missing field 'decision'")
+        raise MappingError(f"decision: expected 'allowed' or 'blocked', got {dec!r}")
+    return allowed
+
+
 def _classify_hushd(src_type: str, action: str, dec: Any, sev_raw: Any, guard: Any
                     ) -> tuple[bool, str, str | None, str, str, int, str]:
     """(allowed, severity, guard, event_type, category, mode, resource type) of a hushd AuditEvent.
@@ -449,11 +459,7 @@ def _classify_hushd(src_type: str, action: str, dec: Any, sev_raw: Any, guard: A
     stream has a few dozen). Raises ``MappingError`` on a bad decision or severity; callers check the
     decision, then the metadata, then the severity, so the first bad field is the one named.
     """
-    allowed = _DECISIONS.get(dec) if type(dec) is str else None
-    if allowed is None:
-        if dec is None:
-            raise MappingError("missing field 'decision'")
-        raise MappingError(f"decision: expected 'allowed' or 'blocked', got {dec!r}")
+    allowed = _allowed(dec)
     if sev_raw is None:
         severity = "info" if allowed else "high"
     else:
@@ -510,7 +516,7 @@ def _map_hushd_audit(r: dict, ctx: MappingContext, kind: str = "hushd_audit") ->
     except TypeError:  # an unhashable decision/severity/guard (a list, an object): classify uncached
         cls = key = None
     if cls is None:  # the checks in the order the fields are named: decision, metadata, severity
-        _classify_hushd(src_type, action, dec, None, None)  # raises on a bad decision
+        _allowed(dec)  # raises on a bad decision
     metadata = r.get("metadata")
     if metadata is None:
         metadata = {}
