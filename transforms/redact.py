@@ -105,8 +105,8 @@ BUILTIN_PATTERNS: dict[str, tuple[_Pattern, ...]] = {
 # Substrings one of which every match of a built-in set contains (in the lowercased string): a string
 # with none of them cannot match, and a few ``in`` tests cost far less than the regexes (Python's re
 # tries a many-branch alternation at every position, ~10 us for a 36-character UUID).
-_SECRET_ANCHORS = ("akia", "asia", "gh", "xox", "_live_", "_test_", "aiza", "sk-", "eyj", "private", "://",
-                   "bearer", "pass", "pwd", "secret", "token", "key", "auth", "credential")
+_SECRET_ANCHORS = ("akia", "asia", "gh", "github_pat_", "xox", "_live_", "_test_", "aiza", "sk-", "eyj",
+                   "private", "://", "bearer", "pass", "pwd", "secret", "token", "key", "auth", "credential")
 
 
 _HEX_ID = "0123456789abcdefABCDEF-"  # UUIDs, hashes: no secret pattern matches these characters alone

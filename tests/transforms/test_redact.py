@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import copy
+import re
 
 import orjson
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from agent.config_loader import ConfigError
 from agent.config_types import Secret
@@ -13,7 +16,7 @@ from agent.event import encode_event, validate_event
 from agent.mapping import MappingContext, parse_line
 from tests.shared_paths import FIXTURES
 from transforms.config import PrivacyConfig, RedactConfig, RedactRule
-from transforms.redact import Redactor, compile_redactor
+from transforms.redact import _SECRET_REGEXES, Redactor, _may_hold_secret, compile_redactor
 
 CTX = MappingContext(labels={"team": "security"}, environment="production", tenant_id="acme",
                      host_name="dev-laptop")
@@ -98,6 +101,26 @@ def test_clean_events_come_back_as_the_same_object_and_dirty_ones_as_new():
 def test_builtin_secret_formats_are_masked(text, expected):
     out = run(SECRETS, event_with(note=text))
     assert out["metadata"]["note"] == expected
+
+
+def test_a_fine_grained_github_token_without_gh_in_its_body_is_masked():
+    """``github_pat_`` holds no "gh": the prefilter must know it (this body has no other anchor)."""
+    token = "github_pat_11ABCDEFG0123456789abcdef_ijklmnopqrstuvwxyz0123456789ABCDEFIJKLMNOP"
+    assert run(SECRETS, event_with(note=f"t {token}"))["metadata"]["note"] == "t [REDACTED]"
+
+
+@pytest.mark.parametrize("regex", _SECRET_REGEXES)
+def test_the_secrets_prefilter_passes_every_string_a_secret_pattern_matches(regex):
+    """``_may_hold_secret`` skips the regexes when it says no: it must never say no to a match."""
+    compiled = re.compile(regex)
+
+    @settings(max_examples=100, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])
+    @given(st.from_regex(compiled))
+    def check(text: str) -> None:
+        if compiled.search(text):
+            assert _may_hold_secret(text), text
+
+    check()
 
 
 @pytest.mark.parametrize("text", [
