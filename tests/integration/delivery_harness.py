@@ -370,6 +370,11 @@ class DeliveryAgent(Agent):
                                      cwd=ROOT, env=env, stdout=self._log, stderr=self._log)
         return self
 
+    def wait_running(self, timeout: float) -> DeliveryAgent:
+        """Wait until ``status`` sees this agent running (its spool created, outputs started)."""
+        wait_until(lambda: agent_running(self.config, self.env), timeout, "the agent to start")
+        return self
+
 
 def run_cli(*args: str, config: Path, env: Mapping[str, str] | None = None,
             check: bool = True) -> subprocess.CompletedProcess[str]:

@@ -114,13 +114,17 @@ def cli(*args: str, config: Path) -> subprocess.CompletedProcess[str]:
                           capture_output=True, text=True, timeout=60)
 
 
-def output_ids(path: Path) -> list[str]:
-    """Source ids in a file output; a last line the agent is still writing is not counted yet."""
+def complete_lines(path: Path) -> list[bytes]:
+    """The lines of a file output; a last line the agent is still writing is not counted yet."""
     if not path.exists():
         return []
     data = path.read_bytes()
-    data = data[: data.rfind(b"\n") + 1]
-    return [orjson.loads(line)["source"]["id"] for line in data.splitlines() if line]
+    return [line for line in data[: data.rfind(b"\n") + 1].splitlines() if line]
+
+
+def output_ids(path: Path) -> list[str]:
+    """Source ids in a file output (complete lines only)."""
+    return [orjson.loads(line)["source"]["id"] for line in complete_lines(path)]
 
 
 def spool_ids(spool_path: Path) -> list[bytes]:

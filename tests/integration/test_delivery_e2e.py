@@ -24,7 +24,6 @@ from tests.integration.delivery_harness import (
     HEC_EVENT,
     DeliveryAgent,
     Mock,
-    agent_running,
     closed_port,
     dlq_list,
     es_app,
@@ -78,8 +77,7 @@ def _start(agents: list[DeliveryAgent], cfg: Path, tmp: Path, env: dict[str, str
            ) -> DeliveryAgent:
     agent = DeliveryAgent(cfg, tmp / "agent.log", env).start()
     agents.append(agent)
-    wait_until(lambda: agent_running(cfg, env), WAIT, "the agent to start")
-    return agent
+    return agent.wait_running(WAIT)
 
 
 def _es_ids(es: Mock) -> set[str]:

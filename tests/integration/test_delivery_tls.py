@@ -16,7 +16,6 @@ from tests.integration.delivery_harness import (
     ES_STREAM,
     DeliveryAgent,
     Mock,
-    agent_running,
     es_output,
     hec_app,
     hec_output,
@@ -59,7 +58,7 @@ def _run_until(tmp: Path, cfg: Path, cond, what: str) -> None:
     """Start the agent, wait for ``cond``, stop it cleanly."""
     agent = DeliveryAgent(cfg, tmp / "agent.log").start()
     try:
-        wait_until(lambda: agent_running(cfg), WAIT, "the agent to start")
+        agent.wait_running(WAIT)
         wait_until(cond, WAIT, what)
     finally:
         if agent.alive():

@@ -8,16 +8,17 @@ import json
 import orjson
 import pytest
 
-from tests.integration.harness import Agent, audit_line, cli, output_ids, wait_for, write_config
+from tests.integration.harness import (
+    Agent,
+    audit_line,
+    cli,
+    complete_lines,
+    output_ids,
+    wait_for,
+    write_config,
+)
 
 pytestmark = pytest.mark.integration
-
-
-def complete_lines(path) -> list[bytes]:
-    if not path.exists():
-        return []
-    data = path.read_bytes()
-    return data[: data.rfind(b"\n") + 1].splitlines()
 
 
 def test_a_route_moves_denials_to_another_output_in_its_format(tmp_path):
