@@ -297,13 +297,6 @@ class HttpClient:
                 out += [userinfo, urllib.parse.unquote(userinfo)]
         return [s for s in dict.fromkeys(out) if s]
 
-    def refresh_credentials(self) -> None:
-        """Re-read ``file:`` secrets of the headers and the proxy (after a 401/403 or 407)."""
-        for v in self.config.headers.values():
-            v.refresh()
-        if self.config.proxy is not None:
-            self.config.proxy.refresh()
-
     def request(self, method: str, url: str, body: bytes | None = None,
                 headers: Mapping[str, str] | None = None, *, compress: bool | None = None,
                 timeout: float | None = None) -> HttpResponse:
