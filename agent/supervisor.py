@@ -24,8 +24,9 @@ from gevent.pywsgi import WSGIServer
 from agent.config import AgentConfig
 from agent.metrics import AgentMetrics, health_document, output_extra
 from agent.offload import IDLE_RETIRE_S
-from outputs.drain import Drain, build_output_pipeline
+from outputs.drain import Drain
 from outputs.registry import build_output
+from outputs.render import build_output_pipeline
 from outputs.routing import compile_selector
 
 log = logging.getLogger("clawd_agent.supervisor")

@@ -74,13 +74,6 @@ _OWN = object()
 _NO_EPOCH = -1
 
 
-def build_output_pipeline(config: Any) -> Any:
-    """The transform pipeline an output's config asks for (format, fields, redact, ...)."""
-    from transforms.pipeline import build_pipeline
-
-    return build_pipeline(config.transform_config())
-
-
 class _Restart(Exception):
     """Abandon the chunk being batched: stopping, or the cursor was rewound."""
 

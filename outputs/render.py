@@ -30,6 +30,13 @@ def needs_events(output: Output, select: Selector | None) -> bool:
     return pipeline is not None and not getattr(pipeline, "passthrough", False)
 
 
+def build_output_pipeline(config: Any) -> Any:
+    """The transform pipeline an output's config asks for (format, fields, redact, ...)."""
+    from transforms.pipeline import build_pipeline
+
+    return build_pipeline(config.transform_config())
+
+
 class Renderer:
     """``render_items(rows)`` for the drain, ``render(rows)`` (plain tuples) for the helper."""
 
@@ -42,7 +49,6 @@ class Renderer:
     @classmethod
     def from_config(cls, name: str, config: Any) -> Renderer:
         """The renderer the agent's drain for output ``name`` uses, built from the agent's config."""
-        from outputs.drain import build_output_pipeline
         from outputs.registry import build_output
         from outputs.routing import compile_selector
 

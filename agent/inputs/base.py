@@ -11,14 +11,15 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass, fields
-from typing import Any
-
-import gevent
-from gevent.event import Event
+from typing import TYPE_CHECKING, Any
 
 from agent.event import encode_event, timestamp_to_ms
 from agent.mapping import MappingContext, MappingError, map_record, parse_line
 from spool.types import EXCERPT_MAX, AppendResult, EncodedEvent, IngestBatch, QuarantineRecord, SpoolFull
+
+if TYPE_CHECKING:  # the offload helper maps lines with this module and never imports gevent
+    import gevent
+    from gevent.event import Event
 
 log = logging.getLogger(__name__)
 
@@ -248,6 +249,7 @@ def spawn_supervised(group: Any, fn: Any, *, what: str, stats: InputStats, stop:
                      restart_delay_s: float = 1.0) -> gevent.Greenlet:
     """Run ``fn()`` in ``group``; if it raises, log and count it and run it again (a crashed reader
     restarts; the other readers go on)."""
+    import gevent
 
     def runner() -> None:
         delay = restart_delay_s

@@ -13,8 +13,9 @@ from agent.config_loader import ConfigError
 from agent.event import encode_event
 from agent.mapping import MappingContext, parse_line
 from outputs.base import FilterConfig, OutputConfig
-from outputs.drain import Drain, build_output_pipeline
+from outputs.drain import Drain
 from outputs.file import FileOutput, FileOutputConfig
+from outputs.render import build_output_pipeline
 from spool.store import Spool
 from spool.types import EncodedEvent, IngestBatch
 from tests.integration.harness import audit_line

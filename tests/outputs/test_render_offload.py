@@ -13,9 +13,9 @@ from agent.config import load_config
 from agent.inputs.base import encode
 from agent.mapping import parse_line
 from agent.offload import OffloadHelper
-from outputs.drain import Drain, build_output_pipeline
+from outputs.drain import Drain
 from outputs.registry import build_output
-from outputs.render import Renderer
+from outputs.render import Renderer, build_output_pipeline
 from outputs.routing import compile_selector
 from spool.store import Spool
 from spool.types import IngestBatch
