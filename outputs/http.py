@@ -22,29 +22,31 @@ from __future__ import annotations
 import contextlib
 import datetime
 import email.utils
-import http.client
+import functools
 import logging
 import os
 import re
-import ssl
 import time
 import urllib.parse
 import warnings
 import zlib
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import orjson
-import requests
-import requests.adapters
 
 try:  # ISA-L's deflate: same gzip bytes on the wire, ~10x zlib's speed at level 1 (see gzip_bytes)
     from isal import isal_zlib as _isal_zlib
 except ImportError:  # no wheel for this platform: the stdlib's zlib does the same job, slower
     _isal_zlib = None
-import urllib3.exceptions
-from requests.structures import CaseInsensitiveDict
+
+if TYPE_CHECKING:
+    # requests, urllib3, http.client and ssl are imported where a client is built or an error is
+    # described, not here: the offload helper imports this module (an output's config and encode)
+    # without ever sending, and those packages are ~15 MiB of its memory.
+    import requests
+    from requests.structures import CaseInsensitiveDict
 
 from agent import __version__
 from agent.config_loader import doc, secret_field
@@ -223,11 +225,19 @@ class _BadBody(Exception):
     """The answer's body could not be read within the limits (size or total time)."""
 
 
-# Everything a send can raise for a reason outside this process: requests wraps most of it, but a
-# missing CA file (OSError), an unencodable header (UnicodeEncodeError) or an unknown proxy scheme
-# (a ValueError from urllib3) come through bare, and their messages may carry a path or a value.
-_SEND_ERRORS = (requests.RequestException, urllib3.exceptions.HTTPError, http.client.HTTPException,
-                OSError, ValueError, _BadBody)
+@functools.cache
+def _send_errors() -> tuple[type[BaseException], ...]:
+    """Everything a send can raise for a reason outside this process: requests wraps most of it, but
+    a missing CA file (OSError), an unencodable header (UnicodeEncodeError) or an unknown proxy
+    scheme (a ValueError from urllib3) come through bare, and their messages may carry a path or a
+    value."""
+    import http.client
+
+    import requests
+    import urllib3.exceptions
+
+    return (requests.RequestException, urllib3.exceptions.HTTPError, http.client.HTTPException,
+            OSError, ValueError, _BadBody)
 
 
 class HttpClient:
@@ -244,6 +254,10 @@ class HttpClient:
         request: a ``file:`` secret that cannot be read then becomes a retryable
         ``TransportError("CredentialError: ...")`` here, like a configured header's, and its values
         are redacted from excerpts by ``secrets()``."""
+        import requests
+        import requests.adapters
+        import urllib3.exceptions
+
         self._auth = auth
         for key in ("ca_file", "client_cert", "client_key"):
             path = getattr(config, key)
@@ -329,7 +343,7 @@ class HttpClient:
                 content = _read_body(r, time.monotonic() + timeouts[1])
             finally:
                 r.close()  # back to the pool when fully read; the socket is dropped otherwise
-        except _SEND_ERRORS as exc:
+        except _send_errors() as exc:
             error = describe_transport_error(exc)
         # Raised outside the handler so the TransportError carries no __context__: requests'
         # exceptions hold the URL, and a webhook URL is a secret.
@@ -342,6 +356,8 @@ class HttpClient:
     def _resolve(self, headers: Mapping[str, str] | None
                  ) -> tuple[CaseInsensitiveDict[str], dict[str, str] | None]:
         """This request's headers (configured, then the caller's) and proxies, secrets revealed."""
+        from requests.structures import CaseInsensitiveDict
+
         send_headers: CaseInsensitiveDict[str] = CaseInsensitiveDict({"User-Agent": USER_AGENT})
         for k, v in self.config.headers.items():
             send_headers[k] = v.reveal()
@@ -432,6 +448,11 @@ def describe_transport_error(exc: BaseException) -> str:
     """Error class plus the innermost OS or TLS reason; never the URL, host, port, path or header
     that requests and urllib3 put in their messages (only OS ``strerror`` texts and OpenSSL
     verification reasons are used, with quoted parts removed)."""
+    import ssl
+
+    import requests
+    import urllib3.exceptions
+
     kind = "ResponseError" if isinstance(exc, _BadBody) else type(exc).__name__
     reason = ""
     for inner in _chain(exc):

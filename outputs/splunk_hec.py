@@ -43,10 +43,8 @@ import urllib.parse
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
-import gevent
-import gevent.event
 import orjson
 
 from agent.config_loader import doc, secret_field
@@ -62,6 +60,10 @@ from outputs.http import (
     outcome_for_status,
     parse_retry_after,
 )
+
+if TYPE_CHECKING:  # gevent is imported by the ack tracker, which only the agent builds (not its helper)
+    import gevent
+    import gevent.event
 
 log = logging.getLogger("clawd_agent.outputs.splunk_hec")
 
@@ -400,6 +402,8 @@ class AckTracker:
     """
 
     def __init__(self, output: SplunkHecOutput):
+        import gevent.event
+
         self.output = output
         cfg = output.config
         self.channels = [str(uuid.uuid4()) for _ in range(cfg.channels)]
@@ -431,6 +435,9 @@ class AckTracker:
         return new
 
     def wait(self, channel: str, ack_id: int) -> Outcome:
+        import gevent
+        import gevent.event
+
         result: gevent.event.AsyncResult = gevent.event.AsyncResult()
         self.pending.setdefault(channel, {})[ack_id] = result
         self._ensure_poller()
@@ -445,6 +452,8 @@ class AckTracker:
 
     def _ensure_poller(self) -> None:
         if self._poller is None or self._poller.dead:
+            import gevent
+
             self._poller = gevent.spawn(self._run)
 
     def close(self) -> None:
@@ -468,6 +477,8 @@ class AckTracker:
         return self.interval
 
     def _run(self) -> None:
+        import gevent
+
         self.interval = float(self.output.config.ack_poll_interval)
         while not self._closed:
             if not any(self.pending.values()):

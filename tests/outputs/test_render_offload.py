@@ -153,3 +153,42 @@ def test_a_busy_helper_is_not_given_render_jobs(setup, monkeypatch):
     spool.rewind("arch", seq=0)
     assert run_drain(cfg, spool, BusyHelper()) == without
     assert BusyHelper.submitted == 0
+
+
+#: What the agent needs to send and store, and its helper never: importing them cost the helper
+#: ~18 MiB of its memory (requests alone pulls urllib3, ssl, idna, charset_normalizer and certifi).
+AGENT_ONLY_MODULES = ("requests", "urllib3", "ssl", "gevent", "sqlite3", "sqlite_utils", "click",
+                      "prometheus_client", "outputs.drain", "spool.store")
+
+
+def test_the_helper_maps_and_renders_without_the_agents_sending_and_storing_modules(tmp_path):
+    """The helper's whole job (warm-up, a map job, a render job for every output) in a fresh
+    interpreter, as agent.offload runs it: none of the agent-only packages gets imported."""
+    import subprocess
+    import sys
+
+    path = tmp_path / "agent.toml"
+    path.write_text(textwrap.dedent(CONFIG.format(out=tmp_path / "arch.jsonl")))
+    audit = tmp_path / "audit.jsonl"
+    audit.write_bytes(b"".join(AUDIT_LINES))
+    script = textwrap.dedent(f"""
+        import sys
+        from agent.offload import _Jobs
+        jobs = _Jobs({str(path)!r})
+        jobs.warm_up()
+        lines, pos = [], 0
+        for raw in open({str(audit)!r}, "rb").read().splitlines(keepends=True):
+            lines.append((pos, pos + len(raw), raw.rstrip(b"\\n"), False, len(raw)))
+            pos += len(raw)
+        events, quarantine = jobs.map(("audit.jsonl", None, 1 << 20, lines))
+        assert len(events) == {len(AUDIT_LINES)} and not quarantine, (len(events), quarantine)
+        rows = [(i + 1, e[0], e[2]) for i, e in enumerate(events)]
+        for name in ("es", "hec", "arch"):
+            jobs.render((name, rows))
+        print(",".join(m for m in {AGENT_ONLY_MODULES!r} if m in sys.modules))
+    """)
+    root = Path(__file__).resolve().parents[2]
+    done = subprocess.run([sys.executable, "-c", script], cwd=root, capture_output=True, text=True,
+                          timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == ""
