@@ -112,20 +112,36 @@ _SECRET_ANCHORS = ("akia", "asia", "gh", "github_pat_", "xox", "_live_", "_test_
 _HEX_ID = "0123456789abcdefABCDEF-"  # UUIDs, hashes: no secret pattern matches these characters alone
 
 
-def _may_hold_secret(s: str) -> bool:
-    if not s.strip(_HEX_ID):
-        return False
-    low = s.lower()
-    for anchor in _SECRET_ANCHORS:  # noqa: SIM110 - a plain loop is twice as fast as any() here
-        if anchor in low:
-            return True
-    return False
+def _compile_may_hold_secret() -> Callable[[str], bool]:
+    """``_may_hold_secret(s)``: False when ``s`` is only hex/dashes or holds none of _SECRET_ANCHORS.
+
+    Generated as one ``or`` chain of ``in`` tests: half the cost of a loop over the anchors (no
+    iterator, no per-anchor store/load), and it is on the hot path for every string not seen before.
+    """
+    tests = " or ".join(f"{a!r} in low" for a in _SECRET_ANCHORS)
+    source = ("def _may_hold_secret(s):\n    if not s.strip(HEX):\n        return False\n"
+              f"    low = s.lower()\n    return {tests}\n")
+    namespace: dict[str, Any] = {"HEX": _HEX_ID}
+    exec(compile(source, "<transforms.redact secrets prefilter>", "exec"), namespace)
+    return namespace["_may_hold_secret"]
+
+
+_may_hold_secret = _compile_may_hold_secret()
+
+# Every IPv4 match holds an octet's last digit, a dot and the next octet's first digit (ASCII digits:
+# the pattern's [0-9]): one scan for that skips the full pattern (a lookbehind and a four-branch
+# alternation tried at every position, ~2 us on a file path) on paths and texts with dots but no IP.
+_DIGIT_DOT_DIGIT = re.compile(r"[0-9]\.[0-9]").search
+
+
+def _may_hold_ipv4(s: str) -> bool:
+    return "." in s and _DIGIT_DOT_DIGIT(s) is not None
 
 
 BUILTIN_PREFILTERS: dict[str, Callable[[str], bool]] = {
     "secrets": _may_hold_secret,
     "email": lambda s: "@" in s,
-    "ipv4": lambda s: "." in s,
+    "ipv4": _may_hold_ipv4,
     "ipv6": lambda s: ":" in s,
 }
 
