@@ -14,6 +14,7 @@ encodes them); ``to_ecs`` returns a private deep copy for every other caller.
 from __future__ import annotations
 
 import json
+import re
 import shlex
 from typing import Any
 
@@ -380,9 +381,11 @@ def ecs_document(event: dict) -> dict:
 
 def ecs_json(event: dict) -> bytes:
     """The ECS document of ``event`` encoded as the pipeline does (orjson, sorted keys): the same bytes
-    as ``orjson.dumps(to_ecs(event), option=OPT_SORT_KEYS)``, with the cached blocks pasted in already
-    encoded (``_FRAGMENTS``) instead of being serialised and sorted again for every event."""
-    return _dumps(_document(event, _FRAGMENTS), option=_SORT)
+    as ``orjson.dumps(to_ecs(event), option=OPT_SORT_KEYS)``. An event whose shape was seen before is
+    rendered from its compiled template (``_templated``); otherwise the document is built with the
+    cached blocks pasted in already encoded (``_FRAGMENTS``)."""
+    out = _templated(event)
+    return out if out is not None else _dumps(_document(event, _FRAGMENTS), option=_SORT)
 
 
 def _fresh(node: Any) -> Any:
@@ -707,3 +710,142 @@ def _network(doc: dict[str, Any], resource: dict) -> None:
     doc["destination"] = dest
     doc["url"] = url
     doc["network"] = {"direction": "egress"}
+
+
+# --------------------------------------------------------------------------------------------------
+# Templates: the bytes of a document with holes for the few values that differ from event to event
+# --------------------------------------------------------------------------------------------------
+# Events of one source mostly differ in their id, timestamp, reason/message, file path, source object,
+# metadata and threat indicator; everything else (categories, observer, rule, session, labels, MITRE,
+# ...) repeats. ``_templated`` keys an event by the JSON bytes of all it holds *except* those values
+# (replaced by what decides the document's shape, e.g. "has a reason"), and renders it as the template
+# of that key: constant byte segments joined with the holes, each hole encoded on its own by orjson
+# (a nested value encodes to the same bytes as the value alone: same options, sorted keys).
+#
+# Why this cannot change a byte: (1) the key holds every input ``_document`` reads besides the holes
+# (the same fields, whole: decision, resource, observer, session, labels, mitre, agent, ...), as JSON,
+# so equal keys mean equal inputs (True/1/1.0 encode differently; a key holding null is never used,
+# since NaN also encodes as null; datetimes and str subclasses raise and are not keyed); (2) a template
+# is cut from the general path's own document, with sentinel Fragments (NUL bytes, which orjson never
+# emits itself) where the holes go; (3) on creation it must reproduce the general bytes of its event,
+# or the key is marked general-only. Anything odd (a non-str timestamp, reason or path, a non-dict
+# source or threat, a missing field) goes to the general path, which also raises what it raises.
+
+_TEMPLATE_MAX = 1024  # ~1.5 KB each
+_SEEN_MAX = 2048
+_KEY_OPTS = (orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_DATACLASS
+             | orjson.OPT_PASSTHROUGH_SUBCLASS)
+_TEMPLATES: dict[bytes, Any] = {}  # key -> render(holes...) -> bytes, or False: general path only
+_SEEN: set[bytes] = set()  # keys met once: a template is made on the second event of a shape
+#: The holes, in the order of the template function's parameters.
+_HOLES = ("ts", "metadata", "source", "id", "reason", "file", "message", "indicator")
+_SENTINELS = tuple(orjson.Fragment(b"\x00%d\x00" % i) for i in range(len(_HOLES)))
+_SPLIT = re.compile(rb"\x00(\d)\x00")
+
+
+def _templated(event: dict) -> bytes | None:
+    """``ecs_json(event)`` from the template of its key, or None: use the general path."""
+    try:
+        decision = event["decision"]
+        resource = event["resource"]
+        source = event["source"]
+        ts = event["timestamp"]
+        etype = event["event_type"]
+        name = resource["name"]
+        reason = decision.get("reason")
+        metadata = event.get("metadata")
+        canon_threat = event.get("threat")
+        if (type(ts) is not str or type(source) is not dict or (reason and type(reason) is not str)
+                or (canon_threat and type(canon_threat) is not dict)):
+            return None
+        path = resource.get("path")
+        rtype = resource["type"]
+        if rtype == "file" and path:
+            if type(path) is not str:
+                return None
+            shape_resource = {**resource, "path": True, "name": 0}  # both holes (file, message)
+        else:
+            path = None
+            shape_resource = resource
+        indicator = _indicator(canon_threat.get("indicator")) if canon_threat else None
+        shape_decision = {**decision, "reason": bool(reason)}
+        # An absent optional field is keyed as 0 (not null): the document treats every falsy value alike.
+        key = _dumps((event["action"], event.get("agent", 0), shape_decision, event["event_category"],
+                      etype, event.get("labels", 0), event.get("mitre", 0), event["observer"],
+                      event["outcome"], shape_resource, event["schema_version"], event.get("session", 0),
+                      source.get("type", 0) if etype in _SOURCE_TYPE_MATTERS else 0,
+                      0 if indicator is None else indicator["type"], bool(metadata)),
+                     option=_KEY_OPTS)
+    except (KeyError, TypeError, AttributeError):
+        return None
+    if b"null" in key:
+        return None
+    render = _TEMPLATES.get(key)
+    if render is False:
+        return None
+    if render is None and key not in _SEEN:
+        if len(_SEEN) >= _SEEN_MAX:
+            _SEEN.clear()
+        _SEEN.add(key)
+        return None
+    try:
+        n = len(ts)
+        h_reason = None
+        if reason:
+            h_reason = _dumps(reason if len(reason) <= KEYWORD_LIMIT else reason[:KEYWORD_LIMIT])
+            h_message = h_reason if len(reason) <= KEYWORD_LIMIT else _dumps(reason)
+        else:
+            h_message = _dumps(f"{etype}: {name}")
+        holes = (_dumps((ts if n == 24 else ts[:23] + "Z") if n >= 24 and ts[17:19] != "60"
+                        else _timestamp_ms(ts)),
+                 _dumps(metadata_json(metadata)) if metadata else None,
+                 _dumps(source, option=_SORT),
+                 _dumps(event["event_id"]),
+                 h_reason,
+                 _dumps(_file(path), option=_SORT) if path is not None else None,
+                 h_message,
+                 None if indicator is None else _dumps(indicator, option=_SORT))
+    except (TypeError, ValueError):  # e.g. an id orjson cannot encode: the general path raises it
+        return None
+    if render is None:
+        return _compile_template(key, event, holes)
+    return render(*holes)
+
+
+def _compile_template(key: bytes, event: dict, holes: tuple) -> bytes:
+    """``ecs_json(event)`` by the general path, and the template of ``event``'s key cut from the same
+    document, kept in ``_TEMPLATES`` if it gives exactly those bytes with ``holes`` (else False: this
+    key always takes the general path)."""
+    doc = _document(event, _FRAGMENTS)
+    want = _dumps(doc, option=_SORT)
+    s = _SENTINELS
+    doc["@timestamp"] = s[0]
+    cs = doc["clawdstrike"]
+    if "metadata" in cs:
+        cs["metadata"] = s[1]
+    cs["source"] = s[2]
+    ev = doc["event"]
+    ev["id"] = s[3]
+    if "reason" in ev:
+        ev["reason"] = s[4]
+    if "file" in doc:
+        doc["file"] = s[5]
+    doc["message"] = s[6]
+    threat = doc.get("threat")
+    if type(threat) is dict and "indicator" in threat:
+        threat["indicator"] = s[7]  # a fresh dict: {**cached threat, "indicator": ...}
+    parts = _SPLIT.split(_dumps(doc, option=_SORT))
+    segments, order = parts[0::2], [int(h) for h in parts[1::2]]
+    render: Any = False
+    if len(set(order)) == len(order):
+        args = ", ".join(_HOLES)
+        body = ", ".join(f"_s{i}, {_HOLES[h]}" for i, h in enumerate(order)) + f", _s{len(order)}"
+        namespace = {f"_s{i}": seg for i, seg in enumerate(segments)}
+        exec(f"def render({args}, _join=b''.join):\n    return _join(({body}))", namespace)
+        render = namespace["render"]
+        if render(*holes) != want:
+            render = False
+    if len(_TEMPLATES) >= _TEMPLATE_MAX:
+        _TEMPLATES.clear()
+    _TEMPLATES[key] = render
+    return want
