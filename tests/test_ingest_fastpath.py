@@ -1,8 +1,8 @@
 """The ingest hot path's fast paths give exactly what the general code gives, edge cases included.
 
-Each fast path (canonical timestamps, timestamp -> ms, map_lines' inlined encode) is checked against
-the general path it short-cuts: the caches are cleared so the general path runs, then warmed so the
-fast path runs, and both results (or errors) must be equal.
+Each fast path (canonical timestamps, timestamp -> ms through the day cache, map_lines' inlined
+encode) is checked against the general path it short-cuts: the caches are cleared so the general
+path runs, then warmed so the fast path runs, and both results (or errors) must be equal.
 """
 
 from __future__ import annotations
@@ -64,16 +64,40 @@ def test_normalize_timestamp_fast_path_is_taken_for_the_hushd_shape() -> None:
 
 @pytest.mark.parametrize("ts", TIMESTAMPS)
 def test_timestamp_to_ms_fast_path_matches_the_regex(ts: str) -> None:
-    event_mod._SECONDS.clear()
+    event_mod._DAYS.clear()
     cold = _outcome(timestamp_to_ms, ts)
-    if len(ts) >= 19:
-        _outcome(timestamp_to_ms, ts[:19] + "Z")  # caches the second when it is one
+    if len(ts) >= 10:
+        _outcome(timestamp_to_ms, ts[:10] + "T00:00:00Z")  # caches the day when it is one
     assert _outcome(timestamp_to_ms, ts) == cold
+
+
+def _reference_ms(ts: str) -> int:
+    """The general path alone: the regex and calendar.timegm on all six fields."""
+    import calendar
+
+    m = event_mod._TS_RE.match(ts)
+    assert m is not None
+    y, mo, d, h, mi, s, frac = m.groups()
+    secs = calendar.timegm((int(y), int(mo), int(d), int(h), int(mi), min(int(s), 59), 0, 0, 0))
+    return secs * 1000 + int((frac or "0")[:3].ljust(3, "0"))
+
+
+def test_timestamp_to_ms_day_tables_equal_timegm_on_every_minute_and_second() -> None:
+    """The day cache + "HH:MM" / ":SS" tables against timegm: each minute of a day, each second
+    (leap second :60 included), month and year ends, and hours the tables leave to the regex."""
+    event_mod._DAYS.clear()
+    days = ["2026-11-26", "2024-02-29", "1970-01-01", "1999-12-31", "2026-11-31"]
+    stamps = [f"{d}T{h:02d}:{m:02d}:{(h + m) % 61:02d}.{m:03d}Z" for d in days for h in range(25)
+              for m in range(60)]
+    stamps += [f"2026-11-26T08:28:{s:02d}Z" for s in range(61)] + ["2026-11-26T99:99:99.5Z"]
+    for ts in stamps:
+        assert timestamp_to_ms(ts) == _reference_ms(ts), ts
+    assert "2026-11-26" in event_mod._DAYS  # the fast path served the later ones
 
 
 def test_timestamp_to_ms_values() -> None:
     assert timestamp_to_ms("1970-01-01T00:00:01.999999999Z") == 1999
-    assert timestamp_to_ms("1970-01-01T00:00:01.999999999Z") == 1999  # cached second
+    assert timestamp_to_ms("1970-01-01T00:00:01.999999999Z") == 1999  # cached day
     assert timestamp_to_ms("1970-01-01T00:00:01.05Z") == 1050
     assert timestamp_to_ms("1970-01-01T00:00:01.0509Z") == 1050
     assert timestamp_to_ms("1970-01-01T00:00:01Z") == 1000
