@@ -217,7 +217,11 @@ class Enricher:
                 return event
         if mitre is None:
             return event
-        return {**event, "mitre": mitre}  # a shallow copy: the input is never mutated
+        # a shallow copy (the input is never mutated): dict.copy() clones the key table in one go,
+        # where {**event, ...} re-inserts every key; "mitre" is not in event, so it still comes last
+        out = event.copy()
+        out["mitre"] = mitre
+        return out
 
     def _plan(self, key: tuple[Any, ...]) -> Any:
         """The result for ``key``: a mitre value, None, or the rules to try on the target (up to and
