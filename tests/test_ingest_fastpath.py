@@ -65,9 +65,12 @@ def test_normalize_timestamp_fast_path_is_taken_for_the_hushd_shape() -> None:
 @pytest.mark.parametrize("ts", TIMESTAMPS)
 def test_timestamp_to_ms_fast_path_matches_the_regex(ts: str) -> None:
     event_mod._DAYS.clear()
+    event_mod._MINUTES.clear()
     cold = _outcome(timestamp_to_ms, ts)
     if len(ts) >= 10:
         _outcome(timestamp_to_ms, ts[:10] + "T00:00:00Z")  # caches the day when it is one
+    if len(ts) >= 16:
+        _outcome(timestamp_to_ms, ts[:16] + ":00Z")  # and the minute
     assert _outcome(timestamp_to_ms, ts) == cold
 
 
@@ -86,6 +89,7 @@ def test_timestamp_to_ms_day_tables_equal_timegm_on_every_minute_and_second() ->
     """The day cache + "HH:MM" / ":SS" tables against timegm: each minute of a day, each second
     (leap second :60 included), month and year ends, and hours the tables leave to the regex."""
     event_mod._DAYS.clear()
+    event_mod._MINUTES.clear()
     days = ["2026-11-26", "2024-02-29", "1970-01-01", "1999-12-31", "2026-11-31"]
     stamps = [f"{d}T{h:02d}:{m:02d}:{(h + m) % 61:02d}.{m:03d}Z" for d in days for h in range(25)
               for m in range(60)]
@@ -93,6 +97,7 @@ def test_timestamp_to_ms_day_tables_equal_timegm_on_every_minute_and_second() ->
     for ts in stamps:
         assert timestamp_to_ms(ts) == _reference_ms(ts), ts
     assert "2026-11-26" in event_mod._DAYS  # the fast path served the later ones
+    assert "2026-11-26T08:28" in event_mod._MINUTES
 
 
 def test_timestamp_to_ms_values() -> None:
