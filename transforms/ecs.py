@@ -741,6 +741,7 @@ _SEEN: set[bytes] = set()  # keys met once: a template is made on the second eve
 _HOLES = ("ts", "metadata", "source", "id", "reason", "file", "message", "indicator")
 _SENTINELS = tuple(orjson.Fragment(b"\x00%d\x00" % i) for i in range(len(_HOLES)))
 _SPLIT = re.compile(rb"\x00(\d)\x00")
+_ABSENT = orjson.Fragment(b"\x00")
 
 
 def _templated(event: dict) -> bytes | None:
@@ -763,17 +764,23 @@ def _templated(event: dict) -> bytes | None:
         if rtype == "file" and path:
             if type(path) is not str:
                 return None
-            shape_resource = {**resource, "path": True, "name": 0}  # both holes (file, message)
+            shape_resource = rtype  # the file branch reads nothing else: path and name are holes
         else:
             path = None
             shape_resource = resource
         indicator = _indicator(canon_threat.get("indicator")) if canon_threat else None
-        shape_decision = {**decision, "reason": bool(reason)}
-        # An absent optional field is keyed as 0 (not null): the document treats every falsy value alike.
-        key = _dumps((event["action"], event.get("agent", 0), shape_decision, event["event_category"],
-                      etype, event.get("labels", 0), event.get("mitre", 0), event["observer"],
-                      event["outcome"], shape_resource, event["schema_version"], event.get("session", 0),
-                      source.get("type", 0) if etype in _SOURCE_TYPE_MATTERS else 0,
+        absent = _ABSENT
+        get = event.get
+        dget = decision.get
+        # Every field _document reads, holes replaced by what decides the shape (reason, metadata:
+        # present or not; the indicator: its type). A missing field is keyed as a NUL byte, which no
+        # JSON value encodes to.
+        key = _dumps((event["action"], get("agent", absent), dget("allowed", absent), dget("guard", absent),
+                      decision["severity"], dget("ruleset", absent), dget("policy_hash", absent),
+                      bool(reason), event["event_category"], etype, get("labels", absent),
+                      get("mitre", absent), event["observer"], event["outcome"], shape_resource,
+                      event["schema_version"], get("session", absent),
+                      source.get("type", absent) if etype in _SOURCE_TYPE_MATTERS else 0,
                       0 if indicator is None else indicator["type"], bool(metadata)),
                      option=_KEY_OPTS)
     except (KeyError, TypeError, AttributeError):
@@ -849,3 +856,4 @@ def _compile_template(key: bytes, event: dict, holes: tuple) -> bytes:
         _TEMPLATES.clear()
     _TEMPLATES[key] = render
     return want
+

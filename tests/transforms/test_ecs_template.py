@@ -66,6 +66,9 @@ def test_one_template_many_values(index):
     {"labels": {"team": 1}}, {"labels": {"team": 1.0}}, {"labels": {"team": True}},
     {"session": {"id": 1}}, {"session": {"id": 1.0}}, {"session": {"id": True}},
     {"outcome": 1}, {"outcome": True},
+    # absent and falsy differ for some fields (a guard of "" or 0 is "not None": a warn)
+    {"decision__guard": None}, {"decision__guard": ""}, {"decision__guard": 0}, {"decision__guard": False},
+    {"decision__allowed": None}, {"decision__allowed": 0}, {"decision__ruleset": 0},
     {"decision__reason": None}, {"decision__reason": ""}, {"decision__reason": 7},
     {"metadata": None}, {"metadata": {}},
     {"threat": {"indicator": {"type": "ipv4-addr", "value": "10.1.2.3"}}},
