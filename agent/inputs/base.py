@@ -186,7 +186,8 @@ def map_lines(lines: list[Line], *, source: str, context: MappingContext, kind: 
     events: list[EncodedEvent] = []
     quarantine: list[QuarantineRecord] = []
     # The hot loop: the callables bound to locals (each saves an attribute or global lookup per event).
-    append, enc, parse, blank = events.append, encode, parse_line, _BLANK_START
+    append, parse, blank = events.append, parse_line, _BLANK_START
+    fromhex, to_ms, body, new = bytes.fromhex, timestamp_to_ms, encode_event, _new_encoded
     for line in lines:
         if line.overlong:
             quarantine.append(QuarantineRecord(
@@ -199,7 +200,9 @@ def map_lines(lines: list[Line], *, source: str, context: MappingContext, kind: 
             continue
         try:
             ev = parse(data, context=context, kind=kind)
-            append(enc(ev))
+            # encode(ev), inlined (one Python call less per line): same tuple, same order of work
+            append(new(EncodedEvent, (fromhex(ev["event_id"].replace("-", "")), to_ms(ev["timestamp"]),
+                                      body(ev))))
         except MappingError as exc:
             quarantine.append(QuarantineRecord(source, line.start, quarantine_reason(exc.reason, context),
                                                excerpt(data, context)))
