@@ -118,7 +118,7 @@ class _Rule:
     """A MitreRule compiled for matching, with the ``mitre`` value it adds."""
 
     __slots__ = ("action", "category", "decision", "event_type", "guard", "mitre", "name", "path",
-                 "resource_name", "resource_type")
+                 "path_patterns", "resource_name", "resource_type")
 
     def __init__(self, r: MitreRule) -> None:
         self.name = r.name
@@ -129,6 +129,7 @@ class _Rule:
         self.resource_type = frozenset(r.resource_type) or None
         self.decision = frozenset(r.decision) or None
         self.path = _globs(r.path)
+        self.path_patterns = tuple(r.path)
         self.resource_name = _globs(r.resource_name)
         self.mitre = {"framework": r.framework,
                       "tactic": {"id": r.tactic.id, "name": r.tactic.name},
@@ -165,6 +166,17 @@ def _state(allowed: bool | None, guard: str | None, event_type: str) -> str:
     if allowed is False:
         return "blocked"
     return "warned" if guard is not None or event_type == "guard_warn" else "allowed"
+
+
+class _Gated:
+    """A plan whose target rules all look at the path only: ``gate`` is the union of their globs. A
+    path it does not match (most paths) matches none of them, so the result is ``fallback`` (the rule
+    after them that does not look at the target, or None) with one glob test instead of one per rule."""
+
+    __slots__ = ("fallback", "gate", "rules")
+
+    def __init__(self, gate: Callable[[str], bool], rules: tuple[Any, ...], fallback: Any) -> None:
+        self.gate, self.rules, self.fallback = gate, rules, fallback
 
 
 class Enricher:
@@ -205,6 +217,9 @@ class Enricher:
             if len(self._cache) >= _CACHE_MAX:
                 self._cache.clear()
             mitre = self._cache[key] = self._plan(key)
+        if type(mitre) is _Gated:
+            path = res.get("path")
+            mitre = mitre.fallback if path is None or not mitre.gate(path) else mitre.rules
         if type(mitre) is tuple:  # rules that look at the target, in table order
             path, name = res.get("path"), res["name"]
             for path_match, name_match, rule_mitre in mitre:  # Rule.matches_target, without two calls
@@ -226,7 +241,8 @@ class Enricher:
     def _plan(self, key: tuple[Any, ...]) -> Any:
         """The result for ``key``: a mitre value, None, or the rules to try on the target (up to and
         including the first one that does not look at the target), as the (path match, name match,
-        mitre) triples ``__call__`` tests without a method call per rule."""
+        mitre) triples ``__call__`` tests without a method call per rule; behind a ``_Gated`` when
+        two or more of them look at the path only."""
         candidates: list[_Rule] = []
         for rule in self.rules:
             if not rule.matches_without_target(key):
@@ -238,9 +254,16 @@ class Enricher:
             return None
         if len(candidates) == 1 and candidates[0].path is None and candidates[0].resource_name is None:
             return candidates[0].mitre
-        return tuple((r.path.match if r.path is not None else None,
-                      r.resource_name.match if r.resource_name is not None else None, r.mitre)
-                     for r in candidates)
+        last = candidates[-1]
+        terminal = last.path is None and last.resource_name is None
+        targeted = candidates[:-1] if terminal else candidates
+        rules = tuple((r.path.match if r.path is not None else None,
+                       r.resource_name.match if r.resource_name is not None else None, r.mitre)
+                      for r in candidates)
+        if len(targeted) > 1 and all(r.path is not None and r.resource_name is None for r in targeted):
+            gate = _Globs([p for r in targeted for p in r.path_patterns]).match
+            return _Gated(gate, rules, last.mitre if terminal else None)
+        return rules
 
     def explain(self, event: dict) -> str | None:
         """The name of the rule that tags ``event`` (for tests and troubleshooting)."""
