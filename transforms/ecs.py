@@ -143,21 +143,33 @@ def _cut(s: str) -> str:
 
 def _file(path: str) -> dict[str, str]:
     """file.path/name/directory/extension; POSIX separators, backslash only for a path without '/'.
-    (``s[:KEYWORD_LIMIT]`` is ``_cut(s)`` for a string: a slice of a shorter one is the string itself.)"""
+    (rpartition, one call each, instead of rfind and slices: this runs for every file event.)"""
+    if type(path) is not str:
+        path[:KEYWORD_LIMIT], path.rfind("/")  # raise what a non-string path raised (DLQ reasons quote it)
+    head, sep, name = path.rpartition("/")
+    if not sep:
+        head, sep, name = path.rpartition("\\")
+    stem, _, ext = name.rpartition(".")
+    if len(path) <= KEYWORD_LIMIT:  # so is every part: nothing to cut
+        f = {"path": path}
+        if head:
+            f["directory"] = head
+        elif sep:  # the root ("/x")
+            f["directory"] = sep
+        if name:
+            f["name"] = name
+            if stem and ext:  # ".env" is a dotfile, not an extension
+                f["extension"] = ext
+        return f
     f = {"path": path[:KEYWORD_LIMIT]}
-    i = path.rfind("/")
-    if i < 0:
-        i = path.rfind("\\")
-    name = path[i + 1:]
-    if i > 0:
-        f["directory"] = path[:i if i <= KEYWORD_LIMIT else KEYWORD_LIMIT]
-    elif i == 0:
-        f["directory"] = path[0]
+    if head:
+        f["directory"] = head[:KEYWORD_LIMIT]
+    elif sep:
+        f["directory"] = sep
     if name:
         f["name"] = name[:KEYWORD_LIMIT]
-        j = name.rfind(".")
-        if 0 < j < len(name) - 1:  # ".env" is a dotfile, not an extension
-            f["extension"] = name[j + 1:j + 1 + KEYWORD_LIMIT]
+        if stem and ext:
+            f["extension"] = ext[:KEYWORD_LIMIT]
     return f
 
 

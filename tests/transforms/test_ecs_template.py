@@ -139,3 +139,48 @@ def test_random_holes_encode_identically(reason, path, ts, meta, value, label):
     ev["resource"]["path"] = path
     ev["threat"]["indicator"]["value"] = value
     renders_like_reference(ev)
+
+
+def file_reference(path: str) -> dict[str, str]:
+    """``transforms.ecs._file`` as it was written with rfind and slices (before its rpartition form)."""
+    limit = ecs_mod.KEYWORD_LIMIT
+    f = {"path": path[:limit]}
+    i = path.rfind("/")
+    if i < 0:
+        i = path.rfind("\\")
+    name = path[i + 1:]
+    if i > 0:
+        f["directory"] = path[:i if i <= limit else limit]
+    elif i == 0:
+        f["directory"] = path[0]
+    if name:
+        f["name"] = name[:limit]
+        j = name.rfind(".")
+        if 0 < j < len(name) - 1:
+            f["extension"] = name[j + 1:j + 1 + limit]
+    return f
+
+
+_path_chars = st.sampled_from("/\\.aé")
+
+
+@settings(max_examples=500, deadline=None)
+@given(path=st.text(_path_chars, max_size=12) | st.text(_path_chars, min_size=1015, max_size=1040))
+def test_file_fields_match_the_rfind_version(path):
+    assert ecs_mod._file(path) == file_reference(path)
+
+
+@pytest.mark.parametrize("path", ["", "/", "\\", "//", "/a", "\\a", "a\\b/c", "/x/.env", "/x/y.", "a.b",
+                                  "/" + "d" * 1030 + "/f.e", "/d/" + "f" * 1100 + "." + "e" * 1100])
+def test_file_fields_edge_paths(path):
+    assert ecs_mod._file(path) == file_reference(path)
+
+
+@pytest.mark.parametrize("path", [["a", "list"], b"/bytes.b", 5, None])
+def test_a_non_string_path_raises_what_it_raised(path):
+    """A render failure's reason (DLQ) quotes the exception: same type, same message."""
+    with pytest.raises(Exception) as want:
+        file_reference(path)
+    with pytest.raises(Exception) as got:
+        ecs_mod._file(path)
+    assert (type(got.value), str(got.value)) == (type(want.value), str(want.value))
