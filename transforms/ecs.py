@@ -754,6 +754,9 @@ _HOLES = ("ts", "metadata", "source", "id", "reason", "file", "message", "indica
 _SENTINELS = tuple(orjson.Fragment(b"\x00%d\x00" % i) for i in range(len(_HOLES)))
 _SPLIT = re.compile(rb"\x00(\d)\x00")
 _ABSENT = orjson.Fragment(b"\x00")
+_META_OPTS = orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS  # metadata_json's
+_META_HOLES: dict[bytes, bytes] = {}  # metadata_json's bytes -> the same as a JSON string
+_META_MAX = 1024
 
 
 def _templated(event: dict) -> bytes | None:
@@ -817,7 +820,7 @@ def _templated(event: dict) -> bytes | None:
             h_message = _dumps(f"{etype}: {name}")
         holes = (_dumps((ts if n == 24 else ts[:23] + "Z") if n >= 24 and ts[17:19] != "60"
                         else _timestamp_ms(ts)),
-                 _dumps(metadata_json(metadata)) if metadata else None,
+                 _metadata_hole(metadata) if metadata else None,
                  _dumps(source, option=_SORT),
                  _dumps(event["event_id"]),
                  h_reason,
@@ -869,3 +872,19 @@ def _compile_template(key: bytes, event: dict, holes: tuple) -> bytes:
     _TEMPLATES[key] = render
     return want
 
+
+
+def _metadata_hole(metadata: Any) -> bytes:
+    """``orjson.dumps(metadata_json(metadata))``: the JSON string of the metadata's JSON, escaped once
+    per distinct metadata (checks repeat theirs: contributing policies and the policy hash)."""
+    try:
+        raw = _dumps(metadata, option=_META_OPTS)
+    except TypeError:
+        return _dumps(metadata_json(metadata))
+    hole = _META_HOLES.get(raw)
+    if hole is None:
+        hole = _dumps(raw.decode())
+        if len(_META_HOLES) >= _META_MAX:
+            _META_HOLES.clear()
+        _META_HOLES[raw] = hole
+    return hole

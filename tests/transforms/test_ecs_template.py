@@ -184,3 +184,11 @@ def test_a_non_string_path_raises_what_it_raised(path):
     with pytest.raises(Exception) as got:
         ecs_mod._file(path)
     assert (type(got.value), str(got.value)) == (type(want.value), str(want.value))
+
+
+@pytest.mark.parametrize("metadata", [
+    {"contributing_policies": [], "policy_hash": "ab" * 32}, {"b": 1, "a": {"z": None, "y": "\u2028\""}},
+    {1: "int key", "s": "str key"}, {"big": 2 ** 70}, {"x": float("nan")}])
+def test_metadata_hole_is_the_encoded_metadata_string(metadata):
+    for _ in range(2):  # the second from the cache
+        assert ecs_mod._metadata_hole(metadata) == orjson.dumps(ecs_mod.metadata_json(metadata))
