@@ -367,7 +367,10 @@ def _strings(node: Any) -> Iterator[str]:
 class Redactor:
     """Callable ``event -> event``; build it with ``compile_redactor``."""
 
-    CACHE_MAX = 32768
+    #: Values known clean, per cache: a clear-all when full keeps the frequent ones a moment later.
+    #: 4,096 costs no more instructions than 32,768 on 20,000 distinct audit lines (callgrind:
+    #: 4,384M vs 4,391M) and holds ~0.5 MiB instead of ~4.2 MiB of strings in each process that maps.
+    CACHE_MAX = 4096
 
     def __init__(self, path_rules: list[_PathRule], value_rules: list[_ValueRule]) -> None:
         self._path_rules = path_rules
