@@ -201,7 +201,8 @@ class ElasticsearchOutput(Output):
         event = item.event
         pipeline = self.pipeline
         doc_bytes = pipeline.render(event, item.body) if pipeline is not None else item.body
-        if b'"@timestamp"' not in doc_bytes:
+        # find(), not 'in': bytes 'in' first tries the needle as an int (and discards a TypeError)
+        if doc_bytes.find(b'"@timestamp"') < 0:
             doc_bytes = self._with_timestamp(item, doc_bytes)
         route = item.route
         prefix = self._route_prefix(item, route) if route or self._dated else self._prefix
