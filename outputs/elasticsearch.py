@@ -51,6 +51,7 @@ from outputs.http import (
     HttpClient,
     HttpOutputConfig,
     HttpResponse,
+    Payload,
     TransportError,
     excerpt,
     outcome_for_status,
@@ -329,7 +330,7 @@ class ElasticsearchOutput(Output):
         return [i for i in order if self._down_until[i] <= now] + \
                [i for i in order if self._down_until[i] > now]
 
-    def _request(self, method: str, path: str, body: bytes | None = None,
+    def _request(self, method: str, path: str, body: bytes | Payload | None = None,
                  headers: dict[str, str] | None = None, *, compress: bool | None = None,
                  fail_over: bool = True) -> HttpResponse:
         """One request to the first node that answers; ``TransportError`` if none does. A failed
@@ -353,7 +354,9 @@ class ElasticsearchOutput(Output):
     # ---------------------------------------------------------------------------- delivery
 
     def send(self, batch: list[DeliveryItem]) -> Outcome:
-        body = b"".join(item.data or self.encode(item) for item in batch)
+        # Encoded for the wire at once: the joined NDJSON (up to batch_max_bytes) is not kept while
+        # the request is in flight.
+        body = self._ensure_client().payload(b"".join(item.data or self.encode(item) for item in batch))
         try:
             resp = self._request("POST", "/_bulk", body, {"Content-Type": NDJSON})
         except TransportError as exc:

@@ -102,6 +102,17 @@ class TransportError(Exception):
 
 
 @dataclass(frozen=True, slots=True)
+class Payload:
+    """A request body already encoded for the wire (``HttpClient.payload``). An output builds it
+    before sending so the raw batch bytes (megabytes per request) are freed while the request is in
+    flight, and waits for an answer or an indexer ack, and a fail-over re-sends the same bytes
+    without compressing them again."""
+
+    data: bytes
+    gzipped: bool
+
+
+@dataclass(frozen=True, slots=True)
 class HttpResponse:
     status: int
     headers: Mapping[str, str]
@@ -311,10 +322,19 @@ class HttpClient:
                 out += [userinfo, urllib.parse.unquote(userinfo)]
         return [s for s in dict.fromkeys(out) if s]
 
-    def request(self, method: str, url: str, body: bytes | None = None,
+    def payload(self, body: bytes) -> Payload:
+        """``body`` as it goes on the wire: gzip-compressed when the output's config says so."""
+        if self.config.compression == "gzip":
+            return Payload(compress_off_loop(body, self.config.compression_level), True)
+        return Payload(body, False)
+
+    def request(self, method: str, url: str, body: bytes | Payload | None = None,
                 headers: Mapping[str, str] | None = None, *, compress: bool | None = None,
                 timeout: float | None = None) -> HttpResponse:
         """Send one request; raise ``TransportError`` when no HTTP answer came back.
+
+        A ``Payload`` body is sent as it is (``compress`` does not apply); raw bytes are compressed
+        here when ``compress`` (default: the config's ``compression``) says so.
 
         The caller's ``headers`` win over the configured ones. ``timeout`` replaces both the
         connect and the read timeout. The body of the answer must arrive within the read timeout
@@ -330,7 +350,11 @@ class HttpClient:
         if problem:
             self._report("error", started)
             raise TransportError(problem)
-        if body is not None and (self.config.compression == "gzip" if compress is None else compress):
+        if isinstance(body, Payload):
+            if body.gzipped:
+                send_headers["Content-Encoding"] = "gzip"
+            body = body.data
+        elif body is not None and (self.config.compression == "gzip" if compress is None else compress):
             body = compress_off_loop(body, self.config.compression_level)
             send_headers["Content-Encoding"] = "gzip"
         timeouts = (timeout, timeout) if timeout is not None else self._timeout

@@ -55,6 +55,7 @@ from outputs.http import (
     HttpClient,
     HttpOutputConfig,
     HttpResponse,
+    Payload,
     TransportError,
     excerpt,
     outcome_for_status,
@@ -290,7 +291,7 @@ class SplunkHecOutput(Output):
         assert self._client is not None
         return self._client.secrets()
 
-    def request(self, method: str, url: str, body: bytes | None = None,
+    def request(self, method: str, url: str, body: bytes | Payload | None = None,
                 headers: dict[str, str] | None = None, *, compress: bool | None = None
                 ) -> HttpResponse:
         if self._client is None:
@@ -303,7 +304,10 @@ class SplunkHecOutput(Output):
     def send(self, batch: list[DeliveryItem]) -> Outcome:
         if self._client is None:
             self.open()
-        body = b"".join(item.data or self.encode(item) for item in batch)
+        assert self._client is not None
+        # Encoded for the wire at once: the joined events are not kept while the request (and, with
+        # acks, the wait for its ack) is in flight.
+        body = self._client.payload(b"".join(item.data or self.encode(item) for item in batch))
         headers = {"Content-Type": "application/json"}
         channel = ""
         if self.acks is not None:

@@ -163,6 +163,23 @@ def test_gzip_post_server_decodes_the_exact_bytes(server: MockServer, app: Recor
     assert req.headers["User-Agent"].startswith("clawd-agent/")
 
 
+def test_a_payload_is_compressed_once_and_sent_as_it_is(server: MockServer, app: Recorder) -> None:
+    """``payload()`` encodes for the wire up front (the output then drops the raw bytes while the
+    request is in flight); ``request`` sends it untouched, and says gzip only if it is gzip."""
+    client = make_client()
+    payload = client.payload(BODY)
+    assert payload.gzipped and gzip.decompress(payload.data) == BODY
+    client.request("POST", url_of(server), payload, compress=True)  # no second compression
+    req = app.requests[-1]
+    assert req.headers["Content-Encoding"] == "gzip" and req.body == BODY
+    assert req.raw_length == len(payload.data)
+    plain = make_client(compression="none").payload(BODY)
+    assert not plain.gzipped and plain.data == BODY
+    client.request("POST", url_of(server), plain)
+    req = app.requests[-1]
+    assert "Content-Encoding" not in req.headers and req.body == BODY and req.raw_length == len(BODY)
+
+
 def test_request_lines_are_not_logged_even_at_debug(server: MockServer,
                                                    caplog: pytest.LogCaptureFixture) -> None:
     # urllib3 logs '"POST /path?query HTTP/1.1" 200' at DEBUG: a webhook URL is a secret.
