@@ -58,9 +58,12 @@ IDLE_POLL_S = 0.05
 IDLE_WAIT_S = 1.0
 #: How often the drain looks for DLQ entries marked for replay.
 REPLAY_POLL_S = 1.0
-#: Rows read from the spool at once (at least one batch).
+#: Rows read from the spool at once: a batch of up to batch_max_events, within these bounds (a batch
+#: may span chunks). The rows, what they render to and the helper's share are all in memory at once:
+#: 5,000 rows cost ~28 MiB more than 2,000 (agent + helper) on a backlog drain, for ~10% more speed
+#: where delivery alone already runs at twice the rate ingest can feed it.
 READ_CHUNK = 1000
-READ_CHUNK_MAX = 5000
+READ_CHUNK_MAX = 2000
 #: With the offload helper: the share of each chunk rendered there (the rest renders here meanwhile;
 #: the helper also maps ingest), and the smallest chunk worth splitting.
 OFFLOAD_SHARE = 0.5
