@@ -1,4 +1,4 @@
-"""Versioned schema of the spool, as ``sqlite_utils.Migrations``.
+"""Versioned schema of the spool, applied with ``sqlite_utils.Migrations``.
 
 Each migration is recorded in ``_sqlite_migrations`` (set ``clawd-spool``) in the same transaction as its
 changes, so re-opening a spool applies only what is missing. ``schema_version`` is the number of applied
@@ -11,16 +11,41 @@ set by ``spool.store`` when it creates the file.
 from __future__ import annotations
 
 import sqlite3
-
-from sqlite_utils import Database, Migrations
+from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from .types import SchemaError
 
+if TYPE_CHECKING:
+    from sqlite_utils import Database, Migrations
+
 MIGRATION_SET = "clawd-spool"
-migrations = Migrations(MIGRATION_SET)
+#: sqlite-utils' bookkeeping table (``Migrations.migrations_table``; a test keeps them equal). Named
+#: here so that reading the applied names, which every start does, needs no sqlite-utils import: it
+#: is imported only when a migration is due (~3 MiB of the agent's memory otherwise).
+MIGRATIONS_TABLE = "_sqlite_migrations"
+_MIGRATIONS: list[tuple[str, Callable[[Database], None]]] = []
 
 
-@migrations(name="0001_initial")
+def _migration(name: str) -> Callable[[Callable[[Database], None]], Callable[[Database], None]]:
+    def register(fn: Callable[[Database], None]) -> Callable[[Database], None]:
+        _MIGRATIONS.append((name, fn))
+        return fn
+
+    return register
+
+
+def migrations() -> Migrations:
+    """The migration set as ``sqlite_utils.Migrations`` (imported here, when one is due)."""
+    from sqlite_utils import Migrations
+
+    out = Migrations(MIGRATION_SET)
+    for name, fn in _MIGRATIONS:
+        out(name=name)(fn)
+    return out
+
+
+@_migration("0001_initial")
 def _m0001_initial(db: Database) -> None:
     # AUTOINCREMENT: a seq is never reused, even after every row was pruned (cursors compare seqs).
     db.execute(
@@ -101,7 +126,7 @@ def _m0001_initial(db: Database) -> None:
     )
 
 
-@migrations(name="0002_delivery_state")
+@_migration("0002_delivery_state")
 def _m0002_delivery_state(db: Database) -> None:
     # cursors.done: JSON [[lo, hi], ...] of seq ranges above the cursor that the output already
     # finished (pipelined batches finish out of order); a restart skips them. Cleared by a rewind.
@@ -113,19 +138,19 @@ def _m0002_delivery_state(db: Database) -> None:
 
 
 #: The schema version this code writes: the number of migrations in the set.
-LATEST_VERSION = len(migrations._migrations)
-_KNOWN = [m.name for m in migrations._migrations]
+LATEST_VERSION = len(_MIGRATIONS)
+_KNOWN = [name for name, _ in _MIGRATIONS]
 
 
 def applied_names(conn: sqlite3.Connection) -> list[str]:
     """Names of the migrations of our set applied to ``conn``'s database (read-only)."""
     exists = conn.execute(
-        "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (Migrations.migrations_table,)
+        "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (MIGRATIONS_TABLE,)
     ).fetchone()
     if not exists:
         return []
     rows = conn.execute(
-        f"SELECT name FROM {Migrations.migrations_table} WHERE migration_set = ? ORDER BY rowid",
+        f"SELECT name FROM {MIGRATIONS_TABLE} WHERE migration_set = ? ORDER BY rowid",
         (MIGRATION_SET,),
     ).fetchall()
     return [r[0] for r in rows]
@@ -152,8 +177,10 @@ def migrate(conn: sqlite3.Connection, path: str) -> int:
         names = applied_names(conn)
         check_known(names, path)
         if len(names) < LATEST_VERSION:
+            from sqlite_utils import Database
+
             # Inside our transaction, Database.atomic() nests as savepoints: all or nothing.
-            migrations.apply(Database(conn))
+            migrations().apply(Database(conn))
         conn.execute("COMMIT")
     except BaseException:
         if conn.in_transaction:

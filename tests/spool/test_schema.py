@@ -37,6 +37,29 @@ def test_reopen_is_idempotent_and_keeps_data(spool_path):
         assert s.stats()["schema_version"] == spool_schema.LATEST_VERSION
 
 
+def test_the_bookkeeping_table_is_sqlite_utils_own():
+    from sqlite_utils import Migrations
+
+    assert Migrations.migrations_table == spool_schema.MIGRATIONS_TABLE
+    assert [m.name for m in spool_schema.migrations()._migrations] == spool_schema._KNOWN
+
+
+def test_opening_an_up_to_date_spool_does_not_import_sqlite_utils(spool_path):
+    """sqlite-utils applies migrations; a spool that has them all opens without it (~3 MiB)."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    Spool(spool_path).close()  # created and migrated here
+    script = (f"import sys; from spool import Spool; Spool({str(spool_path)!r}).close(); "
+              "print('sqlite_utils' in sys.modules)")
+    root = Path(__file__).resolve().parents[2]
+    done = subprocess.run([sys.executable, "-c", script], cwd=root, capture_output=True, text=True,
+                          timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "False"
+
+
 def test_file_settings_wal_page_size_autovacuum(spool_path):
     with Spool(spool_path) as s:
         c = s._conn
