@@ -5,7 +5,8 @@ mocks (issue 4). Prints figures next to the issue's targets; asserts nothing.
         [--rate 2000] [--duration 20] [--profile [--profile-output es] | --profile-steady]
         [--set KEY=TOML] [--agent-set|--spool-set|--input-set KEY=TOML] [--durability full]
 
-Runs (each a fresh temp dir, a real ``python -m agent run`` process and ``durability = "full"``):
+Runs (each a fresh temp dir, a real ``python -m agent run`` process, ``durability = "full"`` and the
+default ``[metrics]`` endpoint served, on an ephemeral loopback port):
 
 1. throughput ``es`` (format ecs), ``hec`` (acks off) and ``hec-ack`` (indexer acks on): N hushd audit
    lines are written to the tailed file before the agent starts. Figures: events/s from the first spooled
@@ -568,7 +569,7 @@ log_level = "warning"
 durability = "{args.durability}"
 {spool_extra}
 [metrics]
-enabled = false
+listen = "127.0.0.1:0"
 
 [inputs.audit]
 type = "file"

@@ -69,7 +69,7 @@ offload = {"true" if offload else "false"}
 durability = "{durability}"
 
 [metrics]
-enabled = false
+listen = "127.0.0.1:0"
 
 [inputs.audit]
 type = "file"
