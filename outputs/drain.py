@@ -44,7 +44,7 @@ from outputs.breaker import Breaker
 from outputs.health import HealthMonitor
 from outputs.inflight import CommitWindow
 from outputs.ratelimit import RateLimiter
-from outputs.render import Renderer, items_of, needs_events
+from outputs.render import Renderer, items_of
 from outputs.replay import replay_batches
 from outputs.routing import Selector, compile_selector
 from outputs.stats import OutputStats, describe_error
@@ -170,9 +170,6 @@ class Drain:
             self._pool.kill(block=True, timeout=2)
             gevent.killall(helpers, block=True, timeout=2)
             output.close()
-
-    def _needs_events(self) -> bool:
-        return needs_events(self.output, self._select)
 
     def _on_response(self, status_class: str, seconds: float) -> None:
         self.stats.note_response(status_class, seconds)

@@ -15,7 +15,7 @@ from agent.mapping import MappingContext, parse_line
 from outputs.base import FilterConfig, OutputConfig
 from outputs.drain import Drain
 from outputs.file import FileOutput, FileOutputConfig
-from outputs.render import build_output_pipeline
+from outputs.render import Renderer, build_output_pipeline
 from spool.store import Spool
 from spool.types import EncodedEvent, IngestBatch
 from tests.integration.harness import audit_line
@@ -64,7 +64,8 @@ def test_canonical_without_filter_or_routes_skips_decoding(spool, tmp_path):
     assert (tmp_path / "out.jsonl").read_bytes().splitlines() == [r.body for r in spool.read_after(0, 10)]
     filtered = file_output(tmp_path, filter=FilterConfig(min_severity="high"))
     filtered.pipeline = build_output_pipeline(filtered.config)
-    assert Drain(filtered, spool, spool.reader())._needs_events() is True  # the filter reads events
+    drain = Drain(filtered, spool, spool.reader())
+    assert Renderer(filtered, drain._select).decode is True  # the filter reads events
 
 
 def test_include_raw_with_cef_is_refused_at_load():
