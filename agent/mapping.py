@@ -454,7 +454,9 @@ def _allowed(dec: Any) -> bool:
 
 def _classify_hushd(src_type: str, action: str, dec: Any, sev_raw: Any, guard: Any
                     ) -> tuple[bool, str, str | None, str, str, int, str]:
-    """(allowed, severity, guard, event_type, category, mode, resource type) of a hushd AuditEvent.
+    """(allowed, severity, guard, event_type, category, mode, resource type) of a hushd AuditEvent;
+    for a request record the category is "" unless an AI guard decided, and the resource type is
+    "": both follow the resource that ``_resource`` builds from the record.
 
     Depends only on these five record values, so ``_map_hushd_audit`` caches it per combination (a
     stream has a few dozen). Raises ``MappingError`` on a bad decision or severity; callers check the
@@ -484,14 +486,10 @@ def _classify_hushd(src_type: str, action: str, dec: Any, sev_raw: Any, guard: A
     else:
         event_type = "policy_allow"
         guard = None  # C5: the first applicable guard's allow is not a decision
-    rtype = _RESOURCE_TYPE_OF_ACTION.get(action, "configuration")  # what _resource() builds
-    category = "ai" if guard in _AI_GUARDS else _CATEGORY_FOR_RESOURCE[rtype]
-    return allowed, severity, guard, event_type, category, _REQUEST, rtype
+    # The category follows the resource _resource() builds, unless an AI guard decided ("" = that).
+    return allowed, severity, guard, event_type, "ai" if guard in _AI_GUARDS else "", _REQUEST, ""
 
 
-_RESOURCE_TYPE_OF_ACTION = {"egress": "network", "file_access": "file", "file_write": "file", "patch": "file",
-                            "shell": "process", "mcp_tool": "tool"}
-assert set(_FILE_ACTIONS) <= set(_RESOURCE_TYPE_OF_ACTION)
 _HUSHD_CLASSES: dict[tuple[Any, ...], tuple[bool, str, str | None, str, str, int, str]] = {}
 
 
@@ -538,6 +536,8 @@ def _map_hushd_audit(r: dict, ctx: MappingContext, kind: str = "hushd_audit") ->
     indicator = None
     if mode == _REQUEST:
         resource, indicator = _resource(action, target, metadata)
+        if not category:
+            category = _CATEGORY_FOR_RESOURCE[resource["type"]]
     elif mode == _SESSION:
         resource = {"type": "session", "name": "hushd"}
         instance_id = sid  # the daemon's own session: it is both

@@ -136,12 +136,24 @@ def test_map_lines_same_on_repeated_lines() -> None:
     assert first[:5] == first[5:10]
 
 
-def test_resource_type_table_matches_resource_builder() -> None:
-    """_classify_hushd predicts the resource type without building it: it must agree with _resource."""
+def test_request_category_follows_the_resource_built_cold_and_warm() -> None:
+    """A request record's category is that of the resource _resource builds (the cached classification
+    holds no guess of it), unless an AI guard decided; on a cache miss and on a hit alike."""
+    ctx = MappingContext()
     for action in ("egress", "file_access", "file_write", "patch", "shell", "mcp_tool", "policy", "other"):
         for target in ("api.example.com:443", "/etc/passwd", None, ""):
             resource, _ = mapping_mod._resource(action, target, {})
-            assert mapping_mod._RESOURCE_TYPE_OF_ACTION.get(action, "configuration") == resource["type"]
+            record = {"id": "a1", "timestamp": "2026-11-26T08:28:51Z", "event_type": "check",
+                      "action_type": action, "decision": "allowed", "severity": "Info", "target": target}
+            mapping_mod._HUSHD_CLASSES.clear()
+            for _ in ("cold", "warm"):
+                ev = mapping_mod._map_hushd_audit(record, ctx)
+                assert ev["resource"]["type"] == resource["type"]
+                assert ev["event_category"] == mapping_mod._CATEGORY_FOR_RESOURCE[resource["type"]]
+    ai_guard = next(iter(mapping_mod._AI_GUARDS))
+    blocked = {"id": "a1", "timestamp": "2026-11-26T08:28:51Z", "event_type": "violation",
+               "action_type": "shell", "decision": "blocked", "guard": ai_guard, "target": "ls"}
+    assert mapping_mod._map_hushd_audit(blocked, ctx)["event_category"] == "ai"
 
 
 @pytest.mark.parametrize(("fields", "reason"), [
