@@ -496,11 +496,8 @@ def _document(event: dict, form: int) -> dict:
         "resource": cs_resource,
         "source": source,
     }
-    ts = event["timestamp"]
-    n = len(ts)
     doc: dict[str, Any] = {
-        "@timestamp": ((ts if n == 24 else ts[:23] + "Z") if n >= 24 and ts[17:19] != "60"
-                       else _timestamp_ms(ts)),
+        "@timestamp": _timestamp_ms(event["timestamp"]),
         "ecs": _ECS[form],
         "message": message,
         "event": ev,
@@ -811,15 +808,13 @@ def _templated(event: dict) -> bytes | None:
         _SEEN.add(key)
         return None
     try:
-        n = len(ts)
         h_reason = None
         if reason:
             h_reason = _dumps(reason if len(reason) <= KEYWORD_LIMIT else reason[:KEYWORD_LIMIT])
             h_message = h_reason if len(reason) <= KEYWORD_LIMIT else _dumps(reason)
         else:
             h_message = _dumps(f"{etype}: {name}")
-        holes = (_dumps((ts if n == 24 else ts[:23] + "Z") if n >= 24 and ts[17:19] != "60"
-                        else _timestamp_ms(ts)),
+        holes = (_dumps(_timestamp_ms(ts)),
                  _metadata_hole(metadata) if metadata else None,
                  _dumps(source, option=_SORT),
                  _dumps(event["event_id"]),
