@@ -15,6 +15,8 @@ from typing import Any
 
 import orjson
 
+from agent.caches import put_bounded
+
 SCHEMA_VERSION = "2.1.0"
 
 
@@ -517,9 +519,7 @@ def timestamp_to_ms(ts: str) -> int:
         raise EventValidationError(f"timestamp: expected an RFC 3339 UTC timestamp ending in Z, got {ts!r}")
     y, mo, d, h, mi, s, frac = m.groups()
     day = calendar.timegm((int(y), int(mo), int(d), 0, 0, 0, 0, 0, 0))
-    if len(_DAYS) > 4096:
-        _DAYS.clear()
-    _DAYS[ts[:10]] = day
+    put_bounded(_DAYS, ts[:10], day, 4096)
     ms = int((frac or "0")[:3].ljust(3, "0"))
     return (day + int(h) * 3600 + int(mi) * 60 + min(int(s), 59)) * 1000 + ms
 
@@ -533,10 +533,7 @@ def _new_minute(ts: str) -> int | None:
     hm = _HOUR_MINUTE.get(ts[11:16])
     if hm is None:
         return None
-    if len(_MINUTES) > 4096:
-        _MINUTES.clear()
-    base = _MINUTES[ts[:16]] = day + hm
-    return base
+    return put_bounded(_MINUTES, ts[:16], day + hm, 4096)
 
 
 def event_time_ms(ev: dict) -> int:

@@ -25,6 +25,7 @@ from typing import Any
 
 import orjson
 
+from agent.caches import put_bounded
 from agent.event import SCHEMA_VERSION, TIMESTAMP_PATTERN, EventValidationError, SourceKind, validate_event
 
 __all__ = [
@@ -524,9 +525,7 @@ def _map_hushd_audit(r: dict, ctx: MappingContext, kind: str = "hushd_audit") ->
     if cls is None:
         cls = _classify_hushd(src_type, action, dec, sev_raw, guard)
         if key is not None:
-            if len(_HUSHD_CLASSES) > 1024:
-                _HUSHD_CLASSES.clear()
-            _HUSHD_CLASSES[key] = cls
+            put_bounded(_HUSHD_CLASSES, key, cls, 1024)
     allowed, severity, guard, event_type, category, mode, rtype = cls
     target = r.get("target")
     sid = r.get("session_id")

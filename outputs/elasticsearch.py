@@ -44,6 +44,7 @@ from typing import Any, ClassVar, Literal
 
 import orjson
 
+from agent.caches import put_bounded
 from agent.config_loader import doc, secret_field
 from agent.config_types import Duration, Secret
 from outputs.base import DeliveryItem, Outcome, Output
@@ -122,13 +123,6 @@ class ElasticsearchOutputConfig(HttpOutputConfig):
         probe = target.replace("%Y", "2026").replace("%m", "01").replace("%d", "01")
         if _INDEX_NAME_FORBIDDEN.search(probe) or probe.startswith(("-", "_", "+")):
             raise ValueError(f"invalid index name {target!r} (lowercase, no spaces or \\/*?\"<>|,#:)")
-
-
-def _bounded_put(cache: dict[str, bytes], key: str, value: bytes) -> bytes:
-    if len(cache) >= _PREFIX_CACHE_MAX:
-        cache.clear()
-    cache[key] = value
-    return value
 
 
 def data_stream_name(dataset: str, namespace: str) -> str:
@@ -237,9 +231,9 @@ class ElasticsearchOutput(Output):
         index = self._route_index(item, route or {})
         prefix = self._prefixes.get(index)
         if prefix is None:
-            prefix = _bounded_put(self._prefixes, index, self._action_prefix(index))
+            prefix = put_bounded(self._prefixes, index, self._action_prefix(index), _PREFIX_CACHE_MAX)
         if day is not None:
-            _bounded_put(self._day_prefixes, day, prefix)
+            put_bounded(self._day_prefixes, day, prefix, _PREFIX_CACHE_MAX)
         return prefix
 
     def _route_index(self, item: DeliveryItem, route: dict[str, str]) -> str:

@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 from agent import __version__ as _AGENT_VERSION
+from agent.caches import put_bounded
 from agent.event import timestamp_to_ms
 
 __all__ = ["CEF_VERSION", "SEVERITY_TO_CEF", "CefOptions", "to_cef"]
@@ -143,9 +144,7 @@ def _prefix(options: CefOptions) -> str:
         p = (f"CEF:{CEF_VERSION}|{_esc_hdr(options.device_vendor, HEADER_MAX['vendor'])}"
              f"|{_esc_hdr(options.device_product, HEADER_MAX['product'])}"
              f"|{_esc_hdr(options.device_version, HEADER_MAX['version'])}|")
-        if len(_PREFIX_CACHE) > 64:
-            _PREFIX_CACHE.clear()
-        _PREFIX_CACHE[options] = p
+        put_bounded(_PREFIX_CACHE, options, p, 64)
     return p
 
 
@@ -214,10 +213,7 @@ def _class_and_name(event_type: str, guard: str | None, allowed: bool | None) ->
     else:
         cid, name = EVENT_CLASSES.get(event_type) or (f"event.{_id_part(event_type)}", _OTHER_EVENT_NAME)
     hit = f"{_esc_hdr(cid, HEADER_MAX['signature_id'])}|{_esc_hdr(name, HEADER_MAX['name'])}|"
-    if len(_CLASS_CACHE) > 4096:
-        _CLASS_CACHE.clear()
-    _CLASS_CACHE[key] = hit
-    return hit
+    return put_bounded(_CLASS_CACHE, key, hit, 4096)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -235,9 +231,7 @@ def ip_version(text: str) -> int:
             v = ipaddress.ip_address(text).version if "%" not in text else 0
         except ValueError:
             v = 0
-        if len(_IP_CACHE) > 4096:
-            _IP_CACHE.clear()
-        _IP_CACHE[text] = v
+        put_bounded(_IP_CACHE, text, v, 4096)
     return v
 
 

@@ -21,6 +21,7 @@ from typing import Any
 import orjson
 
 from agent import __version__ as AGENT_VERSION
+from agent.caches import put_bounded
 
 __all__ = ["ECS_VERSION", "ecs_document", "ecs_json", "to_ecs"]
 
@@ -194,9 +195,7 @@ def _split_args(command: str) -> tuple[tuple[str, ...], int]:
     out = (tuple(a if len(a) <= KEYWORD_LIMIT else a[:KEYWORD_LIMIT] for a in args[:MAX_ARGS] if a),
            len(args))
     if len(command) <= 4096:
-        if len(_ARGS_CACHE) >= _CACHE_MAX:
-            _ARGS_CACHE.clear()
-        _ARGS_CACHE[command] = out
+        put_bounded(_ARGS_CACHE, command, out, _CACHE_MAX)
     return out
 
 
@@ -258,10 +257,7 @@ def _threat_forms(mitre: Any) -> tuple[dict[str, Any], Any, dict[str, Any]] | No
     threat = _threat(fw, t_id, t_name, q_id, q_name)
     result = None if threat is None else (
         threat, _fragment(threat), {k: _fragment(v) if type(v) is dict else v for k, v in threat.items()})
-    if len(_MITRE_CACHE) >= _CACHE_MAX:
-        _MITRE_CACHE.clear()
-    _MITRE_CACHE[key] = result
-    return result
+    return put_bounded(_MITRE_CACHE, key, result, _CACHE_MAX)
 
 
 def _threat(fw: Any, t_id: Any, t_name: Any, q_id: Any, q_name: Any) -> dict[str, Any] | None:
@@ -622,13 +618,6 @@ _SESSION_CACHE: dict[tuple, tuple[tuple[Any, Any, Any], tuple[Any, Any, Any]]] =
 _LABELS_CACHE: dict[tuple, tuple[Any, Any]] = {}
 
 
-def _put(cache: dict, key: Any, value: Any) -> Any:
-    if len(cache) >= _CACHE_MAX:
-        cache.clear()
-    cache[key] = value
-    return value
-
-
 def _frag_or_none(obj: Any) -> Any:
     return None if obj is None else _fragment(obj)
 
@@ -639,8 +628,9 @@ def _categorized(key: tuple) -> tuple[_Categorized, _Categorized]:
     cats, types = _categorize(rtype, action, etype, stype, ai, verdict)
     kind = "alert" if verdict == "deny" or verdict == "warn" or etype == "detection" else "event"
     tags = _TAGS[verdict]
-    return _put(_CATEGORIZE_CACHE, key, ((kind, cats, types, tags),
-                                         (kind, _fragment(cats), _fragment(types), _fragment(tags))))
+    return put_bounded(_CATEGORIZE_CACHE, key, ((kind, cats, types, tags),
+                                                (kind, _fragment(cats), _fragment(types), _fragment(tags))),
+                       _CACHE_MAX)
 
 
 def _observer(product: Any, version: Any, host_name: Any) -> tuple[dict[str, str], dict[str, str] | None]:
@@ -657,7 +647,7 @@ def _observer(product: Any, version: Any, host_name: Any) -> tuple[dict[str, str
 
 def _observer_cached(key: tuple) -> tuple[tuple[Any, Any], tuple[Any, Any]]:
     obs, host = _observer(*key)
-    return _put(_OBSERVER_CACHE, key, ((obs, host), (_fragment(obs), _frag_or_none(host))))
+    return put_bounded(_OBSERVER_CACHE, key, ((obs, host), (_fragment(obs), _frag_or_none(host))), _CACHE_MAX)
 
 
 def _rule(guard: Any, ruleset: Any) -> dict[str, str]:
@@ -675,7 +665,7 @@ def _rule(guard: Any, ruleset: Any) -> dict[str, str]:
 
 
 def _rule_cached(key: tuple) -> tuple[Any, Any]:
-    return _put(_RULE_CACHE, key, _both(_rule(*key)))
+    return put_bounded(_RULE_CACHE, key, _both(_rule(*key)), _CACHE_MAX)
 
 
 def _session(sid: Any, run_id: Any, environment: Any, user_id: Any, tenant: Any
@@ -692,14 +682,14 @@ def _session(sid: Any, run_id: Any, environment: Any, user_id: Any, tenant: Any
 
 def _session_cached(key: tuple) -> tuple[tuple[Any, Any, Any], tuple[Any, Any, Any]]:
     parts = _session(*key)
-    return _put(_SESSION_CACHE, key, (parts, tuple(_frag_or_none(p) for p in parts)))
+    return put_bounded(_SESSION_CACHE, key, (parts, tuple(_frag_or_none(p) for p in parts)), _CACHE_MAX)
 
 
 def _labels_cached(labels: dict) -> tuple[Any, Any]:
     out = _labels(labels)
     if out is labels:
         out = dict(labels)  # never keep a caller's object: it could change after this event
-    return _put(_LABELS_CACHE, tuple(labels.items()), (out, _frag_or_none(out)))
+    return put_bounded(_LABELS_CACHE, tuple(labels.items()), (out, _frag_or_none(out)), _CACHE_MAX)
 
 
 def _network(doc: dict[str, Any], resource: dict) -> None:
@@ -862,9 +852,7 @@ def _compile_template(key: bytes, event: dict, holes: tuple) -> bytes:
         render = namespace["render"]
         if render(*holes) != want:
             render = False
-    if len(_TEMPLATES) >= _TEMPLATE_MAX:
-        _TEMPLATES.clear()
-    _TEMPLATES[key] = render
+    put_bounded(_TEMPLATES, key, render, _TEMPLATE_MAX)
     return want
 
 
@@ -878,8 +866,5 @@ def _metadata_hole(metadata: Any) -> bytes:
         return _dumps(metadata_json(metadata))
     hole = _META_HOLES.get(raw)
     if hole is None:
-        hole = _dumps(raw.decode())
-        if len(_META_HOLES) >= _META_MAX:
-            _META_HOLES.clear()
-        _META_HOLES[raw] = hole
+        hole = put_bounded(_META_HOLES, raw, _dumps(raw.decode()), _META_MAX)
     return hole

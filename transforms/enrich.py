@@ -24,6 +24,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from agent.caches import put_bounded
 from agent.config_loader import ConfigError, load_section
 from agent.event import MITRE_TACTIC_PATTERN, MITRE_TECHNIQUE_PATTERN
 from transforms.config import EnrichmentConfig, MitreRule
@@ -214,9 +215,7 @@ class Enricher:
         key = (guard, event["action"], event_type, event["event_category"], res["type"], state)
         mitre = self._cache.get(key, self)
         if mitre is self:
-            if len(self._cache) >= _CACHE_MAX:
-                self._cache.clear()
-            mitre = self._cache[key] = self._plan(key)
+            mitre = put_bounded(self._cache, key, self._plan(key), _CACHE_MAX)
         if type(mitre) is _Gated:
             path = res.get("path")
             mitre = mitre.fallback if path is None or not mitre.gate(path) else mitre.rules
