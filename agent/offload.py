@@ -275,13 +275,14 @@ def build_offload(enabled: bool, config_source: str) -> OffloadHelper | None:
 
 # -- the helper process ---------------------------------------------------------------------------
 class _Jobs:
-    """The helper's job handlers, built from the agent's config on first use."""
+    """The helper's job handlers, built from the agent's config (its mapping context at once, each
+    output's renderer in ``warm_up`` or on first use)."""
 
     def __init__(self, config_path: str):
         from agent.config import load_config
 
         self.config = load_config(config_path)
-        self._context: Any = None
+        self._context = self.config.mapping_context()
         self._renderers: dict[str, Any] = {}
 
     def warm_up(self) -> None:
@@ -289,7 +290,6 @@ class _Jobs:
         import agent.inputs.base  # noqa: F401
         import outputs.render  # noqa: F401
 
-        self._context = self.config.mapping_context()
         for name, out_cfg in self.config.outputs.items():
             if not out_cfg.enabled:  # no drain, so no render jobs
                 continue
@@ -307,8 +307,6 @@ class _Jobs:
     def map(self, payload: tuple) -> tuple:
         from agent.inputs.base import Line, map_lines
 
-        if self._context is None:
-            self._context = self.config.mapping_context()
         source, kind, max_line_bytes, raw = payload
         lines = [Line(s, e, d, o, ln) for s, e, d, o, ln in raw]
         events, quarantine = map_lines(lines, source=source, context=self._context, kind=kind,
