@@ -14,7 +14,6 @@ bytes, and context) -> same event -> same encoded bytes. No clock, no randomness
 
 from __future__ import annotations
 
-import hashlib
 import ipaddress
 import re
 import uuid
@@ -737,6 +736,8 @@ def _map_certification(r: dict, ctx: MappingContext, raw: bytes | None) -> dict:
     sev_raw = data.get("severity")
     severity = "high" if sev_raw is None else normalize_severity(sev_raw, field_name="data.severity")
     body = raw.strip() if raw is not None else orjson.dumps(r, option=orjson.OPT_SORT_KEYS)
+    import hashlib  # here: it loads OpenSSL (~3.3 MiB resident), which the lean helper otherwise never needs
+
     digest = hashlib.sha256(body).hexdigest()
     resource, indicator = _resource(action, data.get("target"), {})
     category = _CATEGORY_FOR_RESOURCE[resource["type"]]
