@@ -100,12 +100,11 @@ class OffloadHelper:
         if self._closed or time.monotonic() < self._retry_at:
             return False
         import gevent
-        import gevent.subprocess
+
+        from agent.spawn import spawn
 
         try:
-            self._proc = gevent.subprocess.Popen(
-                [sys.executable, "-m", "agent.offload", "--config", self.config_path],
-                stdin=gevent.subprocess.PIPE, stdout=gevent.subprocess.PIPE, close_fds=True)
+            self._proc = spawn([sys.executable, "-m", "agent.offload", "--config", self.config_path])
         except OSError as exc:
             self._note_failure(f"cannot start: {exc.strerror}")
             return False
@@ -238,8 +237,10 @@ class OffloadHelper:
         if proc is not None:
             try:
                 proc.stdin.close()
-                proc.wait(timeout=5)
+                exited = proc.wait(timeout=5) is not None
             except Exception:
+                exited = False
+            if not exited:
                 proc.kill()
         self._answer_locally()
 

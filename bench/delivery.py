@@ -15,9 +15,11 @@ default ``[metrics]`` endpoint served, on an ephemeral loopback port):
    payload MiB/s (decoded request bodies, and gzip bytes on the wire); CPU seconds per 100k events of the
    agent and its helper process (utime + stime of every thread, /proc/<pid>/stat); peak RSS (VmHWM of
    each, and the polled peak of their sum; the target is judged on the sum of the VmHWMs), and the polled
-   peak of their PSS sum (shared library pages counted once). The spool cursor reaching N (delivered
-   *and* committed) is printed too. ``<kind>-drain`` spools the N lines first (output disabled), then
-   times delivery alone. The CPU other processes used meanwhile is printed when it skews the figures.
+   peak of their PSS sum (shared library pages counted once). A child caught between its fork and its
+   exec is still the agent's image and shows the agent's pages as its own: such readings are not
+   counted. The spool cursor reaching N (delivered *and* committed) is printed too. ``<kind>-drain``
+   spools the N lines first (output disabled), then times delivery alone. The CPU other processes
+   used meanwhile is printed when it skews the figures.
 2. ``latency``: one agent fans out to both mocks while a writer thread appends lines at a steady rate
    (default 2,000/s for 20 s); each mock stamps the first arrival of every event id (ES ``_id``, HEC
    ``event.event_id``, both the hushd line's id) with ``time.time()`` when it starts handling the
@@ -409,6 +411,13 @@ def _children(pid: int) -> list[int]:
     return out
 
 
+def _cmdline(pid: int) -> bytes:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return b""
+
+
 def _rss(pid: int) -> int:
     return proc_kib(pid, "VmRSS")
 
@@ -432,6 +441,8 @@ class TreeMonitor(threading.Thread):
         self.peak_sum = 0
         self.peak_pss_sum = 0
         self._samples = 0
+        self._cmdline: bytes | None = None
+        self.pre_exec_samples = 0
         self._done = threading.Event()
 
     def sample(self) -> None:
@@ -445,6 +456,8 @@ class TreeMonitor(threading.Thread):
         self._samples += 1
         with_pss = self._samples % 10 == 1 or self._done.is_set()
         for p in pids:
+            if p != self.pid and self._not_exec_yet(p):
+                continue
             c = cpu_seconds(p)
             if c:
                 self.cpu[p] = c
@@ -455,6 +468,16 @@ class TreeMonitor(threading.Thread):
             pss += _pss(p) if with_pss else 0
         self.peak_sum = max(self.peak_sum, total)
         self.peak_pss_sum = max(self.peak_pss_sum, pss)
+
+    def _not_exec_yet(self, pid: int) -> bool:
+        """A child still running the agent's image (between fork or vfork and exec) shows the agent's
+        own pages as its RSS (~40 MiB with a fork): counting them would count the agent twice."""
+        if self._cmdline is None:
+            self._cmdline = _cmdline(self.pid)
+        if _cmdline(pid) == self._cmdline:
+            self.pre_exec_samples += 1
+            return True
+        return False
 
     def run(self) -> None:
         while not self._done.is_set():
@@ -485,8 +508,10 @@ def rss_detail(tree: TreeMonitor) -> str:
     main = tree.hwm.get(tree.pid, 0) / 2**20
     helpers = [v / 2**20 for p, v in tree.hwm.items() if p != tree.pid]
     parts = f"agent {main:.1f}" + "".join(f" + helper {h:.1f}" for h in helpers)
+    skipped = (f"; {tree.pre_exec_samples} reading(s) of a child not yet exec'd (the agent's own pages) "
+               "not counted" if tree.pre_exec_samples else "")
     return (f"VmHWM {parts}; polled peak of the sum {tree.peak_sum / 2**20:.1f}, of the PSS sum "
-            f"{tree.peak_pss_sum / 2**20:.1f}")
+            f"{tree.peak_pss_sum / 2**20:.1f}{skipped}")
 
 
 def cpu_ticks() -> list[int]:
