@@ -31,11 +31,12 @@ default ``[metrics]`` endpoint served, on an ephemeral loopback port):
 Each mock runs in its own process (this script with ``--serve-mock``) so it neither shares the GIL
 with the agent nor with this script's pollers, and its CPU is measured from /proc like the agent's.
 If the mock used most of a core while the agent waited on it, the output says the mock was the
-bottleneck. The full ES mock maps every document (~60 us of CPU each), so it cannot take 40,000/s
-on the one core the agent leaves free: ES throughput runs use a lean ``_bulk`` sink by default
-(``LeanBulkSink``: per-item ``create`` results and 409 on a known ``_id``, from the action lines
-only); ``--mock full`` uses outputs.mocks.elasticsearch (``--mock-spec-check`` adds its vendor-spec
-check). The latency run always uses the full mocks.
+bottleneck. The ES mock checking everything maps every document (~60 us of CPU each), so it cannot
+take 40,000/s on the one core the agent leaves free: ES throughput runs use the same mock
+(outputs.mocks.elasticsearch) in its lean mode by default (``parse_sources=False``, no mapping
+check: each item costs the parse of its action line; per-item results, 409 on a known ``_id`` and
+data-stream rules are the mock's own); ``--mock full`` parses and maps every document
+(``--mock-spec-check`` adds its vendor-spec check). The latency run always uses the full mocks.
 
 ``--profile`` measures the delivery side alone in this process: a first supervisor fills the spool
 (outputs disabled), then a second one with the output enabled runs under cProfile (gevent
@@ -129,6 +130,7 @@ class Recorder:
         self.acked = 0
         self._ack_events: dict[tuple[str, int], int] = {}
         self.arrivals: dict[str, float] = {}
+        self.first_document: Any = None
 
     # MockServer assigns its fault schedule to ``app.faults``; the vendor app reads it (HEC ack delay).
     @property
@@ -152,6 +154,8 @@ class Recorder:
                 self.body_bytes += len(req.body)
                 self.first_arrival = self.first_arrival or now
                 self.last_arrival = now
+                if self.kind == "es" and self.first_document is None:
+                    self.first_document = _json(req.body.split(b"\n", 2)[1])  # the first source
                 if self.record_ids:
                     rx = _ES_ID if self.kind == "es" else _HEC_ID
                     for m in rx.finditer(req.body):
@@ -227,14 +231,9 @@ class Recorder:
         return self.inner.control(req)
 
     def sample(self) -> Any:
-        """One stored document (to show which format actually arrived)."""
-        if isinstance(self.inner, LeanBulkSink):
-            return self.inner.first_source
+        """One document as it arrived (to show which format did): the ES mock keeps no sources here."""
         if self.kind == "es":
-            for idx in self.inner.indices.values():
-                for doc in idx.docs.values():
-                    return doc
-            return None
+            return self.first_document
         return self.inner.events[0] if self.inner.events else None
 
 
@@ -246,79 +245,14 @@ def _json(body: bytes) -> dict[str, Any]:
     return v if isinstance(v, dict) else {}
 
 
-class LeanBulkSink:
-    """A ``_bulk`` endpoint cheap enough to take 40,000+ documents/s on one core: it reads only the
-    action lines (``create`` + ``_id``) and answers one result per action in order, 201 ``created`` or
-    409 ``version_conflict_engine_exception`` for an ``_id`` it already has, exactly as the full
-    mock (outputs/mocks/elasticsearch.py) and Elasticsearch do. It skips what makes the full mock cost
-    ~60 us per document: parsing every source, the mapping check and the vendor-spec check (the tests
-    cover those). Every other path goes to the full mock."""
-
-    def __init__(self, full: Any):
-        self.full = full
-        self.max_body = full.max_body
-        self.max_decoded_body = full.max_decoded_body
-        self.faults = full.faults
-        self.counters = {"bulk_requests": 0, "created": 0, "conflicts": 0}
-        self.first_source: Any = None
-        self._ids: set[bytes] = set()
-        self._lock = threading.Lock()
-
-    def handle(self, req: Any) -> Any:
-        from outputs.mocks.server import MockResponse
-
-        if not (req.method == "POST" and req.path.endswith("/_bulk")):
-            return self.full.handle(req)
-        import orjson
-
-        lines = req.body.split(b"\n")
-        items = []
-        errors = False
-        with self._lock:
-            self.counters["bulk_requests"] += 1
-            if self.first_source is None and len(lines) > 1:
-                self.first_source = orjson.loads(lines[1])
-            for k in range(0, len(lines) - 1, 2):
-                meta = orjson.loads(lines[k])["create"]
-                doc_id = meta["_id"].encode()
-                if doc_id in self._ids:
-                    self.counters["conflicts"] += 1
-                    errors = True
-                    items.append({"create": {"_index": meta["_index"], "_id": meta["_id"], "status": 409,
-                                             "error": {"type": "version_conflict_engine_exception",
-                                                       "reason": "document already exists"}}})
-                    continue
-                self._ids.add(doc_id)
-                self.counters["created"] += 1
-                items.append({"create": {"_index": meta["_index"], "_id": meta["_id"], "_version": 1,
-                                         "result": "created", "_seq_no": self.counters["created"],
-                                         "_primary_term": 1, "status": 201,
-                                         "_shards": {"total": 2, "successful": 1, "failed": 0}}})
-        body = orjson.dumps({"errors": errors, "took": 1, "items": items})
-        return MockResponse(200, body, {"Content-Type": "application/json"})
-
-    def stats(self) -> dict[str, Any]:
-        return dict(self.counters)
-
-    def reset(self) -> None:
-        self.full.reset()
-
-    def fault_response(self, fault: Any) -> Any:
-        return self.full.fault_response(fault)
-
-    def too_large(self, length: int) -> Any:
-        return self.full.too_large(length)
-
-    def control(self, req: Any) -> Any:
-        return self.full.control(req)
-
-
 def build_mock_app(kind: str, *, spec_check: bool, lean: bool = False) -> Any:
     if kind == "es":
         from outputs.mocks.elasticsearch import ElasticsearchMock
 
-        full = ElasticsearchMock(check_spec=spec_check, keep_sources=False)
-        return LeanBulkSink(full) if lean else full
+        if lean:
+            return ElasticsearchMock(check_spec=False, keep_sources=False, check_mappings=False,
+                                     parse_sources=False)
+        return ElasticsearchMock(check_spec=spec_check, keep_sources=False)
     from outputs.mocks.splunk_hec import HecToken, SplunkHecApp
 
     # The HEC mock keeps every event: its count of stored events is what the bench reads.
@@ -1141,8 +1075,8 @@ def main() -> None:
     ap.add_argument("--input-set", action="append", default=[], metavar="KEY=TOML",
                     help="extra [inputs.audit] setting, e.g. --input-set 'scan_interval=\"10ms\"'")
     ap.add_argument("--mock", default="lean", choices=["lean", "full"],
-                    help="ES throughput runs: 'lean' answers _bulk from the action lines only (fast "
-                         "enough for 40k/s); 'full' is outputs.mocks.elasticsearch (maps every document)")
+                    help="ES throughput runs: 'lean' is the ES mock with parse_sources=False (reads the "
+                         "action lines only: fast enough for 40k/s); 'full' maps every document")
     ap.add_argument("--mock-spec-check", action="store_true",
                     help="full ES mock: check every request/response against the vendor spec")
     ap.add_argument("--timeout", type=float, default=TIMEOUT_S)

@@ -119,8 +119,11 @@ class ElasticsearchMock(MockApp):
                  max_content_length: int = DEFAULT_MAX_CONTENT_LENGTH, check_spec: bool = True,
                  spec_path: str | None = None, keep_sources: bool = True,
                  auto_create_index: bool = True, check_mappings: bool = True,
-                 health: str = "green"):
+                 health: str = "green", parse_sources: bool = True):
         super().__init__()
+        if not parse_sources and check_spec:
+            raise ValueError("the vendor-spec check reads every source: parse_sources=False needs "
+                             "check_spec=False")
         self.max_body = max_content_length
         self._api_keys = {_decode_api_key(k) for k in api_keys}
         self._users = dict(users or {})
@@ -132,6 +135,11 @@ class ElasticsearchMock(MockApp):
         #: Off only for throughput benchmarks: the type checks cost the mock more than the rest.
         self.check_mappings = check_mappings
         self.health = health
+        #: Off only for throughput benchmarks (bench/delivery.py): a source stays the bytes it came as
+        #: unless something must read it (an item fault, an update, the mapping check, keep_sources), so
+        #: answering costs the action line's parse alone (parsing a ~1.5 KB ECS document costs more than
+        #: the rest of the item). A data stream's ``@timestamp`` is then found by a byte search.
+        self.parse_sources = parse_sources
         self.spec = es_spec.load_cached(spec_path) if check_spec else None
         #: Test hook: rewrites a bulk response body before it is checked (to prove the check works).
         self.response_filter: Callable[[dict[str, Any]], dict[str, Any]] | None = None
@@ -300,7 +308,8 @@ class ElasticsearchMock(MockApp):
         with self._lock:
             self.counters["bulk_requests"] += 1
             self.counters["bytes_decoded"] += len(req.body)
-        lines = es_spec.parse_ndjson(req.body)  # once, for the spec check and the mock alike
+        # Parsed once, for the spec check and the mock alike (lean mode: unparsed lines)
+        lines = es_spec.parse_ndjson(req.body) if self.parse_sources else _ndjson_lines(req.body)
         if self.spec is not None:
             problems = self.spec.check_request(req.method, req.path, req.query, req.headers, req.body,
                                                lines)
@@ -310,7 +319,7 @@ class ElasticsearchMock(MockApp):
             return self._error(400, "illegal_argument_exception",
                                "The bulk request must be terminated by a newline [\\n]")
         try:
-            actions = _parse_actions(lines)
+            actions = _parse_actions(lines, None if self.parse_sources else _load)
         except ValueError as exc:
             return self._error(400, "x_content_parse_exception", str(exc))
         items = []
@@ -332,6 +341,9 @@ class ElasticsearchMock(MockApp):
                ) -> dict[str, Any]:
         target = meta.get("_index") or path_index
         doc_id = meta.get("_id")
+        if type(source) is bytes and (self.item_faults or kind == "update" or self.check_mappings
+                                      or self.keep_sources):
+            source = _load(source)  # lean mode, and something reads this one
         if not target:
             return self._item_error(None, doc_id, 400, "action_request_validation_exception",
                                     "Validation Failed: 1: index is missing;")
@@ -353,7 +365,7 @@ class ElasticsearchMock(MockApp):
                 return self._item_error(target, doc_id, 400, "illegal_argument_exception",
                                         "only write ops with an op_type of create are allowed in "
                                         "data streams")
-            if not isinstance(source, dict) or "@timestamp" not in source:
+            if not _has_timestamp(source):
                 return self._item_error(target, doc_id, 400, "document_parsing_exception",
                                         "[1:1] failed to parse: data stream timestamp field "
                                         "[@timestamp] is missing")
@@ -558,13 +570,35 @@ def _decode_api_key(value: str) -> str:
         return ""
 
 
-def _parse_actions(lines: list[Any]) -> list[tuple[str, dict[str, Any], Any]]:
-    """(kind, metadata, source) per action of ``es_spec.parse_ndjson`` lines, or ``ValueError`` with
-    Elasticsearch's wording for a malformed body."""
+def _ndjson_lines(body: bytes) -> list[bytes]:
+    """``es_spec.parse_ndjson``'s lines, unparsed (lean mode)."""
+    return [line[:-1] if line.endswith(b"\r") else line for line in body.split(b"\n") if line.strip()]
+
+
+def _load(line: bytes) -> Any:
+    try:
+        return orjson.loads(line)
+    except orjson.JSONDecodeError:
+        return es_spec.NOT_JSON
+
+
+def _has_timestamp(source: Any) -> bool:
+    """What a data stream requires of a document. A source left unparsed (lean mode) is searched for
+    the key instead: an object holding ``"@timestamp":`` anywhere passes."""
+    if type(source) is bytes:
+        return source.startswith(b"{") and b'"@timestamp":' in source
+    return isinstance(source, dict) and "@timestamp" in source
+
+
+def _parse_actions(lines: list[Any], load: Callable[[bytes], Any] | None = None
+                   ) -> list[tuple[str, dict[str, Any], Any]]:
+    """(kind, metadata, source) per action of ``es_spec.parse_ndjson`` lines (or of raw lines, each
+    action line parsed with ``load``: sources stay bytes), or ``ValueError`` with Elasticsearch's
+    wording for a malformed body."""
     out = []
     i = 0
     while i < len(lines):
-        action = lines[i]
+        action = lines[i] if load is None else load(lines[i])
         if not isinstance(action, dict) or len(action) != 1:
             raise ValueError(f"Malformed action/metadata line [{i + 1}], expected a single action")
         kind, meta = next(iter(action.items()))
@@ -678,7 +712,8 @@ def build_app(args: argparse.Namespace) -> ElasticsearchMock:
     """``python -m outputs.mocks elasticsearch``: ``--token`` values are API keys (encoded or
     'id:key'); ``--option`` keys: ``user=name:password``, ``bearer=token``, ``ingest_only=<key>``,
     ``max_content_length=<bytes>``, ``check_spec=false``, ``keep_sources=false``,
-    ``auto_create_index=false``, ``check_mappings=false`` (benchmarks), ``health=green|yellow|red``."""
+    ``auto_create_index=false``, ``check_mappings=false`` and ``parse_sources=false`` (benchmarks; the
+    latter needs ``check_spec=false``), ``health=green|yellow|red``."""
     o = args.options
     users = {}
     if o.get("user"):
@@ -693,4 +728,5 @@ def build_app(args: argparse.Namespace) -> ElasticsearchMock:
         keep_sources=o.get("keep_sources", "true").lower() != "false",
         auto_create_index=o.get("auto_create_index", "true").lower() != "false",
         check_mappings=o.get("check_mappings", "true").lower() != "false",
-        health=o.get("health", "green"))
+        health=o.get("health", "green"),
+        parse_sources=o.get("parse_sources", "true").lower() != "false")

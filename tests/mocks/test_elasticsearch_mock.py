@@ -337,3 +337,52 @@ def test_python_dash_m_runner_serves_the_mock() -> None:
     finally:
         proc.terminate()
         proc.wait(timeout=10)
+
+
+def _answers(app: ElasticsearchMock, *bodies: bytes) -> list[object]:
+    with MockServer(app) as server:
+        out: list[object] = []
+        for body in bodies:
+            r = bulk(server, body)
+            out.append((r.status_code, results(r) if r.status_code == 200 else r.json()["error"]["type"]))
+        return out
+
+
+def test_lean_mode_answers_as_the_parsing_mode_does() -> None:
+    """``parse_sources=False`` (the throughput benchmark's mock) leaves sources unparsed unless
+    something reads them: every answer must still be the one the parsing mock gives."""
+    bodies = [
+        ndjson(create("a"), doc(), create("b"), doc(), create("a"), doc()),  # 201 201 409
+        ndjson(create("c"), {"message": "no timestamp"}, create("d", "classic"), {"x": 1},
+               {"index": {"_index": "classic", "_id": "d"}}, {"x": 2},
+               {"delete": {"_index": "classic", "_id": "d"}}, {"update": {"_index": "classic", "_id": "z"}},
+               {"doc": {"x": 3}}),
+        ndjson(create("e"), doc()) + b'{"create": {"_index": "logs-x-y"}}\nnot json\n',
+        b'{"create": {"_index": "logs-x-y"}}\n',  # a create without its source line
+        b'{"nope": {}}\n{}\n',  # malformed action line
+        ndjson(create("f"), doc()).rstrip(b"\n"),  # no final newline
+    ]
+    parsing = ElasticsearchMock(check_spec=False, check_mappings=False, keep_sources=False)
+    lean = ElasticsearchMock(check_spec=False, check_mappings=False, keep_sources=False,
+                             parse_sources=False)
+    want = _answers(parsing, *bodies)
+    assert want[0] == (200, [("create", 201, None), ("create", 201, None),
+                             ("create", 409, "version_conflict_engine_exception")])
+    assert want[1][1][0] == ("create", 400, "document_parsing_exception")  # no @timestamp
+    assert _answers(lean, *bodies) == want
+    assert lean.counters["created"] == parsing.counters["created"]
+    assert lean.counters["conflicts"] == parsing.counters["conflicts"] == 1
+
+
+def test_lean_mode_still_reads_sources_an_item_fault_selects_on() -> None:
+    lean = ElasticsearchMock(check_spec=False, check_mappings=False, keep_sources=False,
+                             parse_sources=False)
+    lean.add_item_fault(ItemFault(field="user.name", value="bad"))
+    body = ndjson(create("a"), doc(user={"name": "ok"}), create("b"), doc(user={"name": "bad"}))
+    assert _answers(lean, body) == [(200, [("create", 201, None),
+                                           ("create", 400, "document_parsing_exception")])]
+
+
+def test_lean_mode_cannot_be_combined_with_the_spec_check() -> None:
+    with pytest.raises(ValueError, match="check_spec=False"):
+        ElasticsearchMock(parse_sources=False)
