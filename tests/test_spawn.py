@@ -30,6 +30,7 @@ def test_the_child_talks_on_its_pipes_and_its_exit_code_is_collected(monkeypatch
     assert out.endswith(b"|" + b"cba" * 100_000)
     assert child.wait(timeout=30) == 7
     assert child.returncode == 7
+    assert not os.path.exists(f"/proc/{child.pid}")  # reaped: no zombie left behind
 
 
 def test_the_child_inherits_no_descriptor_of_the_agent_beyond_0_1_2(tmp_path):
