@@ -84,7 +84,11 @@ def spawn(argv: list[str]) -> SpawnedChild:
 
 def _close_inherited_on_exec() -> None:
     """Mark every descriptor above 2 close-on-exec (those the agent inherited are not)."""
-    for name in os.listdir("/proc/self/fd"):
+    try:
+        names = os.listdir("/proc/self/fd")
+    except OSError:  # no /proc (a bare chroot): the child may then inherit what the agent inherited
+        return
+    for name in names:
         fd = int(name)
         if fd > 2:
             try:
