@@ -240,9 +240,19 @@ class Output:
             return item.body
         return pipeline.render(item.event, item.body)
 
-    def send(self, batch: list[DeliveryItem]) -> Outcome:
-        """One delivery attempt of ``batch`` (each item's ``data`` already encoded). Called from
-        several greenlets at once when the output's concurrency is above 1."""
+    def packer(self) -> Callable[[bytes], Any] | None:
+        """For an output whose request body is its items' ``data`` joined in order and compressed:
+        the function that makes that body (``HttpClient.payload``). The drain then builds the body
+        before the first attempt and keeps only it while the batch is in flight (outputs.packing), and
+        ``send`` gets it as ``packed`` with items whose ``data`` is empty. None (the default): ``send``
+        always gets items with their data."""
+        return None
+
+    def send(self, batch: list[DeliveryItem], packed: Any = None) -> Outcome:
+        """One delivery attempt of ``batch`` (each item's ``data`` already encoded, unless ``packed``
+        is given: then the request body, made by ``packer()``, and ``batch`` the items it was made
+        of, in order). Called from several greenlets at once when the output's concurrency is above
+        1."""
         raise NotImplementedError
 
     def refresh_credentials(self) -> None:

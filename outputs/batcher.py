@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from typing import Any
 
 from outputs.base import DeliveryItem
 
@@ -38,6 +39,9 @@ class Batch:
     delivered: int = 0
     dlq: int = 0
     sent_at: float = field(default=0.0)
+    #: While every attempt is of the whole batch: its request body (outputs.packing.Packed), and the
+    #: items' data is empty. None otherwise.
+    packed: Any = None
 
 
 class Batcher:

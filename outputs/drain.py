@@ -43,6 +43,7 @@ from outputs.batcher import Batch, Batcher
 from outputs.breaker import Breaker
 from outputs.health import HealthMonitor
 from outputs.inflight import CommitWindow
+from outputs.packing import Packed, pack, unpack
 from outputs.ratelimit import RateLimiter
 from outputs.render import Renderer, items_of
 from outputs.replay import replay_batches
@@ -418,7 +419,11 @@ class Drain:
                     log.warning("credential refresh failed", extra={"output": self.name,
                                                                     "error": describe_error(exc)})
             batch.attempts += 1
-            outcome = self._attempt(batch, items)
+            if items is batch.items and batch.packed is None:
+                make_payload = self.output.packer()
+                if make_payload is not None:
+                    batch.packed = pack(items, make_payload)  # on the batch: a re-entry finds it
+            outcome = self._attempt(batch, items, batch.packed if items is batch.items else None)
             status = outcome.status
             if outcome.retry_after is not None and status is not Status.DELIVERED:
                 # Retry-After speaks to the client, not to one request (RFC 9110 §10.2.3): no batch
@@ -456,6 +461,9 @@ class Drain:
                 attempt = 0
             elif status is Status.PARTIAL:
                 failed, again = outcome.failed, outcome.retry_items
+                if again and batch.packed is not None:  # a part is sent next: its items need their bytes
+                    unpack(batch.packed, batch.items)
+                    batch.packed = None
                 if failed:
                     st.note_failure(outcome.reason)
                     self._to_dlq(batch, failed, outcome.reason, outcome.excerpt, attempts=attempt + 1)
@@ -472,6 +480,9 @@ class Drain:
                     st.note_failure(outcome.reason)
                     self._to_dlq(batch, items, outcome.reason, outcome.excerpt, attempts=attempt + 1)
                 else:
+                    if batch.packed is not None:
+                        unpack(batch.packed, batch.items)
+                        batch.packed = None
                     mid = len(items) // 2
                     queue.appendleft(items[mid:])
                     queue.appendleft(items[:mid])
@@ -499,13 +510,13 @@ class Drain:
             return None
         return probe
 
-    def _attempt(self, batch: Batch, items: list[DeliveryItem]) -> Outcome:
+    def _attempt(self, batch: Batch, items: list[DeliveryItem], packed: Packed | None = None) -> Outcome:
         st = self.stats
         nbytes = batch.nbytes if items is batch.items else sum(len(i.data) for i in items)
         st.batch_bytes.observe(nbytes)
         started = time.monotonic()
         try:
-            outcome = self.output.send(items)
+            outcome = self.output.send(items) if packed is None else self.output.send(items, packed.payload)
         except Exception as exc:  # an output bug must not kill delivery of the others
             log.exception("output raised", extra={"output": self.name})
             outcome = Outcome.retry(f"output error: {type(exc).__name__}")

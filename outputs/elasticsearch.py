@@ -39,6 +39,7 @@ import threading
 import time
 import urllib.parse
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, ClassVar, Literal
 
@@ -347,10 +348,15 @@ class ElasticsearchOutput(Output):
 
     # ---------------------------------------------------------------------------- delivery
 
-    def send(self, batch: list[DeliveryItem]) -> Outcome:
+    def packer(self) -> Callable[[bytes], Payload] | None:
+        """The ``_bulk`` body is the items' action and source lines joined: packed while in flight."""
+        return self._ensure_client().payload if self.config.compression == "gzip" else None
+
+    def send(self, batch: list[DeliveryItem], packed: Payload | None = None) -> Outcome:
         # Encoded for the wire at once: the joined NDJSON (up to batch_max_bytes) is not kept while
         # the request is in flight.
-        body = self._ensure_client().payload(b"".join(item.data or self.encode(item) for item in batch))
+        body = packed if packed is not None else self._ensure_client().payload(
+            b"".join(item.data or self.encode(item) for item in batch))
         try:
             resp = self._request("POST", "/_bulk", body, {"Content-Type": NDJSON})
         except TransportError as exc:

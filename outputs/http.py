@@ -111,6 +111,10 @@ class Payload:
     data: bytes
     gzipped: bool
 
+    def raw(self) -> bytes:
+        """The body before compression (a per-item retry of a packed batch cuts its items from it)."""
+        return gunzip_bytes(self.data) if self.gzipped else self.data
+
 
 @dataclass(frozen=True, slots=True)
 class HttpResponse:
@@ -461,6 +465,12 @@ def gzip_bytes(data: bytes, level: int = 1, *, codec: Any = None) -> bytes:
     mod = codec or (_isal_zlib if _isal_zlib is not None and level <= ISAL_MAX_LEVEL else zlib)
     c = mod.compressobj(level, mod.DEFLATED, 31)
     return c.compress(data) + c.flush()
+
+
+def gunzip_bytes(data: bytes) -> bytes:
+    """What ``gzip_bytes`` compressed (one gzip member), with ISA-L when installed."""
+    mod = _isal_zlib if _isal_zlib is not None else zlib
+    return mod.decompress(data, 31)
 
 
 # Quoted parts of OS/OpenSSL reasons name hosts ("certificate is not valid for '10.0.0.5'"); the
