@@ -240,12 +240,12 @@ class Output:
             return item.body
         return pipeline.render(item.event, item.body)
 
-    def packer(self) -> Callable[[bytes], Any] | None:
+    def packer(self) -> Callable[[list[bytes]], Any] | None:
         """For an output whose request body is its items' ``data`` joined in order and compressed:
-        the function that makes that body (``HttpClient.payload``). The drain then builds the body
-        before the first attempt and keeps only it while the batch is in flight (outputs.packing), and
-        ``send`` gets it as ``packed`` with items whose ``data`` is empty. None (the default): ``send``
-        always gets items with their data."""
+        the function that makes that body from the list of their data (``HttpClient.payload``). The
+        drain then builds the body before the first attempt and keeps only it while the batch is in
+        flight (outputs.packing), and ``send`` gets it as ``packed`` with items whose ``data`` is
+        empty. None (the default): ``send`` always gets items with their data."""
         return None
 
     def send(self, batch: list[DeliveryItem], packed: Any = None) -> Outcome:

@@ -348,7 +348,7 @@ class ElasticsearchOutput(Output):
 
     # ---------------------------------------------------------------------------- delivery
 
-    def packer(self) -> Callable[[bytes], Payload] | None:
+    def packer(self) -> Callable[[list[bytes]], Payload] | None:
         """The ``_bulk`` body is the items' action and source lines joined: packed while in flight."""
         return self._ensure_client().payload if self.config.compression == "gzip" else None
 
@@ -356,7 +356,7 @@ class ElasticsearchOutput(Output):
         # Encoded for the wire at once: the joined NDJSON (up to batch_max_bytes) is not kept while
         # the request is in flight.
         body = packed if packed is not None else self._ensure_client().payload(
-            b"".join(item.data or self.encode(item) for item in batch))
+            [item.data or self.encode(item) for item in batch])
         try:
             resp = self._request("POST", "/_bulk", body, {"Content-Type": NDJSON})
         except TransportError as exc:

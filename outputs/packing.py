@@ -28,10 +28,10 @@ class Packed:
     lengths: list[int]
 
 
-def pack(items: list[DeliveryItem], make_payload: Callable[[bytes], Payload]) -> Packed:
-    """The request body of ``items`` (``make_payload`` of their joined data); their data is dropped."""
+def pack(items: list[DeliveryItem], make_payload: Callable[[list[bytes]], Payload]) -> Packed:
+    """The request body of ``items`` (``make_payload`` of their data, in order); their data is dropped."""
     datas = [item.data for item in items]
-    payload = make_payload(b"".join(datas))
+    payload = make_payload(datas)
     lengths = [len(d) for d in datas]
     for item in items:
         item.data = b""

@@ -301,7 +301,7 @@ class SplunkHecOutput(Output):
 
     # ---------------------------------------------------------------------------- delivery
 
-    def packer(self) -> Callable[[bytes], Payload] | None:
+    def packer(self) -> Callable[[list[bytes]], Payload] | None:
         """The request body is the items' event envelopes joined: packed while in flight (and while
         waiting for the indexer ack)."""
         if self._client is None:
@@ -316,7 +316,7 @@ class SplunkHecOutput(Output):
         # Encoded for the wire at once: the joined events are not kept while the request (and, with
         # acks, the wait for its ack) is in flight.
         body = packed if packed is not None else self._client.payload(
-            b"".join(item.data or self.encode(item) for item in batch))
+            [item.data or self.encode(item) for item in batch])
         headers = {"Content-Type": "application/json"}
         channel = ""
         if self.acks is not None:

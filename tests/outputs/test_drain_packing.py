@@ -44,7 +44,7 @@ class PackingFake(Fake):
         return orjson.dumps({"n": orjson.loads(item.body)["n"]}) + b"\n"
 
     def packer(self):
-        return lambda body: Payload(gzip_bytes(body), True)
+        return lambda parts: Payload(gzip_bytes(parts), True)
 
     def send(self, batch, packed=None):
         raw = gunzip_bytes(packed.data) if packed is not None else b"".join(i.data for i in batch)
@@ -77,7 +77,7 @@ def unpacks(monkeypatch):
 def test_pack_then_unpack_gives_each_item_its_exact_bytes():
     items = [DeliveryItem(i, {}, b"", b"", line(i) * (40 * (i % 3)), None) for i in range(7)]
     want = [i.data for i in items]
-    packed = pack(items, lambda body: Payload(gzip_bytes(body), True))
+    packed = pack(items, lambda parts: Payload(gzip_bytes(parts), True))
     assert all(i.data == b"" for i in items)
     assert len(packed.payload.data) < sum(map(len, want))
     unpack(packed, items)

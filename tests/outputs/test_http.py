@@ -219,6 +219,41 @@ def test_gzip_bytes_isal_and_zlib_both_give_standard_gzip(level: int) -> None:
         assert out[:2] == b"\x1f\x8b" and gzip.decompress(out) == body
 
 
+@pytest.mark.parametrize("level", [1, 6])
+def test_a_body_given_in_parts_is_compressed_in_groups_without_being_joined(
+        level: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Parts (a batch's encoded events) go to the compressor at most ~GZIP_GROUP_BYTES at a time, and
+    the result decodes to the parts joined; ``gunzip_bytes`` is its inverse."""
+    import outputs.http as http_mod
+
+    monkeypatch.setattr(http_mod, "GZIP_GROUP_BYTES", 10_000)
+    parts = [os.urandom(300) + BODY * (i % 7) for i in range(400)]
+    fed: list[int] = []
+
+    class Recording:
+        DEFLATED = 8
+
+        def compressobj(self, lvl: int, method: int, wbits: int) -> object:
+            import zlib
+
+            inner = zlib.compressobj(lvl, method, wbits)
+
+            class Obj:
+                def compress(self, data: bytes) -> bytes:
+                    fed.append(len(data))
+                    return inner.compress(data)
+
+                def flush(self) -> bytes:
+                    return inner.flush()
+            return Obj()
+
+    out = gzip_bytes(parts, level, codec=Recording())
+    assert gzip.decompress(out) == b"".join(parts)
+    assert http_mod.gunzip_bytes(out) == b"".join(parts)
+    assert len(fed) > 10 and max(fed) < 10_000 + max(map(len, parts))  # never the whole body at once
+    assert gzip.decompress(gzip_bytes([], level)) == b""
+
+
 def test_gzip_bytes_uses_isal_for_fast_levels_only(monkeypatch: pytest.MonkeyPatch) -> None:
     import outputs.http as http_mod
 
