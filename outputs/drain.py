@@ -108,6 +108,7 @@ class Drain:
         self._offload = offload  # agent.offload.OffloadHelper, or None
         self._renderer: Renderer | None = None
         self._use_offload = False
+        self._packs = False  # batches travel packed (Output.packer, outputs.packing)
         self.concurrency = cfg.concurrency or output.default_concurrency
         self.max_bytes = int(cfg.batch_max_bytes or output.default_batch_max_bytes)
         self._window_size = self.concurrency + 2  # in flight, plus batches read ahead
@@ -156,6 +157,7 @@ class Drain:
         self._use_offload = self._offload is not None and self._renderer.release
         if not self._open():
             return
+        self._packs = output.packer() is not None
         helpers = [gevent.spawn(self._commit_loop)]
         if self.config.healthcheck_interval > 0:
             monitor = HealthMonitor(output, self.stats, interval=self.config.healthcheck_interval,
@@ -336,6 +338,11 @@ class Drain:
         self._window.register(batch)
         self.stats.in_flight_batches += 1
         self.stats.in_flight += len(batch.items)
+        if self._packs:
+            # Here, not in the batch's greenlet: that one runs only when this loop yields, and while
+            # a backlog renders in the agent it does not, so unpacked batches would fill every send
+            # slot (~25 MiB at Elasticsearch's 5 MiB batches).
+            self._pack(batch)
         self._pool.spawn(self._deliver, batch)
 
     # -- DLQ replay ------------------------------------------------------------------------------
@@ -406,6 +413,8 @@ class Drain:
         st = self.stats
         queue: deque[list[DeliveryItem]] = deque([batch.items])
         attempt = 0
+        if self._packs and batch.packed is None:
+            self._pack(batch)  # a replayed batch, or a re-entry after an error once unpacked
         while queue:
             items = queue[0]
             probe = self._await_turn(batch, len(items))
@@ -419,10 +428,6 @@ class Drain:
                     log.warning("credential refresh failed", extra={"output": self.name,
                                                                     "error": describe_error(exc)})
             batch.attempts += 1
-            if items is batch.items and batch.packed is None:
-                make_payload = self.output.packer()
-                if make_payload is not None:
-                    batch.packed = pack(items, make_payload)  # on the batch: a re-entry finds it
             outcome = self._attempt(batch, items, batch.packed if items is batch.items else None)
             status = outcome.status
             if outcome.retry_after is not None and status is not Status.DELIVERED:
@@ -487,6 +492,13 @@ class Drain:
                     queue.appendleft(items[mid:])
                     queue.appendleft(items[:mid])
         return True
+
+    def _pack(self, batch: Batch) -> None:
+        """Keep only ``batch``'s request body while it is in flight (outputs.packing); on the batch,
+        so a re-entry of ``_deliver_items`` after an error finds it."""
+        make_payload = self.output.packer()
+        if make_payload is not None and batch.items:
+            batch.packed = pack(batch.items, make_payload)
 
     def _await_turn(self, batch: Batch, n_events: int) -> bool | None:
         """Wait for the breaker and the rate limiter. Returns whether this attempt is the breaker's

@@ -169,3 +169,26 @@ def test_after_an_internal_error_the_batch_starts_over_from_its_packed_body(spoo
     assert refusals and out.bodies == [[0, 1, 2, 3], [0, 1, 2, 3]]
     assert out.payloads[0] is out.payloads[1]
     assert unpacks == [] and drain.stats.dlq == 1
+
+
+def test_batches_waiting_for_a_send_slot_are_packed_already(spool):
+    """Packing happens as a batch is dispatched, not when its greenlet first runs: with every send
+    slot taken, the batches registered behind them hold no encoded events either."""
+    from tests.outputs.drain_kit import Gate, start, stop, wait_until
+
+    fill(spool, 40)
+    gate = Gate()
+    out = PackingFake("f", cfg(batch_max_events=5, concurrency=2), rule=gate)
+    drain = Drain(out, spool, spool.reader())
+    g = start(drain)
+    try:
+        wait_until(lambda: gate.waiting == 2 and len(drain._window) == 3)
+        waiting = list(drain._window._open)  # 2 sending, 1 waiting for a slot
+        assert all(b.packed is not None for b in waiting)
+        assert not any(i.data for b in waiting for i in b.items)
+        gate.open()
+        wait_until(caught_up(spool, "f"))
+    finally:
+        gate.open()
+        stop(drain, g)
+    assert sorted(out.received) == list(range(40))

@@ -200,6 +200,34 @@ def test_large_bodies_are_compressed_off_the_loop_to_the_same_bytes(server: Mock
     assert req.raw_length < len(big) // 4
 
 
+@pytest.mark.parametrize(("isal", "level", "offloaded"),
+                         [(True, 1, False), (True, 6, True), (False, 1, True)])
+def test_only_slow_compression_of_large_bodies_goes_to_the_threadpool(
+        monkeypatch: pytest.MonkeyPatch, isal: bool, level: int, offloaded: bool) -> None:
+    """ISA-L compresses a 5 MiB body in ~2 ms, in the caller; zlib (levels 4..9, or no ISA-L wheel)
+    takes ~13 ms and runs in gevent's threadpool. Small bodies never leave the caller."""
+    import threading
+
+    import outputs.http as http_mod
+
+    if not isal:
+        monkeypatch.setattr(http_mod, "_isal_zlib", None)
+    real_gzip = http_mod.gzip_bytes
+    elsewhere: list[int] = []  # sizes compressed off this thread
+
+    def recording_gzip(data, lvl=1, **kw):
+        if threading.get_native_id() != here:
+            elsewhere.append(len(data))
+        return real_gzip(data, lvl, **kw)
+
+    here = threading.get_native_id()
+    monkeypatch.setattr(http_mod, "gzip_bytes", recording_gzip)
+    big = [BODY] * (http_mod.OFFLOAD_BYTES // len(BODY) + 1)
+    assert gzip.decompress(http_mod.compress_off_loop(big, level)) == b"".join(big)
+    assert gzip.decompress(http_mod.compress_off_loop(BODY, level)) == BODY
+    assert elsewhere == ([len(big)] if offloaded else [])
+
+
 def test_gzip_bytes_round_trip_and_level() -> None:
     assert gzip.decompress(gzip_bytes(BODY, 1)) == BODY
     assert gzip.decompress(gzip_bytes(BODY, 9)) == BODY
