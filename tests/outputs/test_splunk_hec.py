@@ -678,3 +678,27 @@ def test_an_unreadable_token_file_is_a_retry_not_a_crash(hec: tuple[RecordingHec
     assert TOKEN not in outcome.reason
     token_file.write_text(TOKEN + "\n")
     assert out.send(items(out, 1)).status is Status.DELIVERED
+
+
+def test_with_acks_the_default_concurrency_is_16_slots(hec: tuple[RecordingHec, MockServer],
+                                                       tmp_path: Any) -> None:
+    """A batch keeps its slot until acked: 4 slots capped acked delivery near 5,000 events/s. The
+    drain's concurrency is 16 with acks, 4 without, and an explicit setting wins."""
+    from outputs.drain import Drain
+    from spool.store import Spool
+
+    _, server = hec
+    spool = Spool(str(tmp_path / "spool.db"))
+    try:
+        def slots(**over: Any) -> int:
+            out = make_output(server, **over)
+            try:
+                return Drain(out, spool, spool.reader()).concurrency
+            finally:
+                out.close()
+
+        assert slots(token=ACK_TOKEN, ack=True) == 16
+        assert slots() == 4
+        assert slots(token=ACK_TOKEN, ack=True, concurrency=2) == 2
+    finally:
+        spool.close()
