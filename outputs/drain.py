@@ -496,9 +496,12 @@ class Drain:
     def _pack(self, batch: Batch) -> None:
         """Keep only ``batch``'s request body while it is in flight (outputs.packing); on the batch,
         so a re-entry of ``_deliver_items`` after an error finds it."""
-        make_payload = self.output.packer()
-        if make_payload is not None and batch.items:
-            batch.packed = pack(batch.items, make_payload)
+        try:
+            make_payload = self.output.packer()
+            if make_payload is not None and batch.items:
+                batch.packed = pack(batch.items, make_payload)
+        except Exception as exc:  # unpacked, the batch still goes: send() builds its own body
+            log.warning("could not pack a batch", extra={"output": self.name, "error": describe_error(exc)})
 
     def _await_turn(self, batch: Batch, n_events: int) -> bool | None:
         """Wait for the breaker and the rate limiter. Returns whether this attempt is the breaker's

@@ -192,3 +192,18 @@ def test_batches_waiting_for_a_send_slot_are_packed_already(spool):
         gate.open()
         stop(drain, g)
     assert sorted(out.received) == list(range(40))
+
+
+def test_a_batch_that_cannot_be_packed_is_sent_unpacked(spool):
+    fill(spool, 6)
+
+    class Failing(PackingFake):
+        def packer(self):
+            def broken(parts):
+                raise MemoryError("no room to compress")
+            return broken
+
+    out = Failing("f", cfg(batch_max_events=3))
+    drain = Drain(out, spool, spool.reader())
+    run_until(drain, caught_up(spool, "f"))
+    assert out.bodies == [[0, 1, 2], [3, 4, 5]] and out.payloads == [None, None]
