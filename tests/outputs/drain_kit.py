@@ -74,7 +74,10 @@ class Fake(Output):
 
     def send(self, batch: list[DeliveryItem]) -> Outcome:
         self.calls.append("send")
-        numbers = ns(batch)
+        return self.answer(batch, ns(batch))
+
+    def answer(self, batch: list[DeliveryItem], numbers: list[int]) -> Outcome:
+        """Record an attempt of the events ``numbers``; answer from the script, else the rule."""
         self.sent.append(numbers)
         step = self.script.pop(0) if self.script else self.rule
         outcome = step(batch) if step is not None else None
