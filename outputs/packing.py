@@ -4,8 +4,8 @@ Why: an Elasticsearch ``_bulk`` or Splunk HEC request is its items' ``data`` joi
 5 MiB, and a batch keeps its items until it is finished (a per-item retry, a split and the DLQ work
 on items). With 4 batches in flight, and HEC batches waiting for their indexer ack, a backlog drain
 held ~20 MiB of encoded events that were already on the wire as ~3% of that in gzip. So for an output
-with a ``packer`` the drain builds the body once, before the first attempt, and drops the items'
-bytes (``pack``):
+with a ``packer`` the drain builds the body once, as it dispatches the batch, and drops the items'
+bytes (``pack``); ``Batch.packed`` holds it:
 
 - every attempt of the whole batch (a retry after a timeout, a 5xx, a 429, an ack timeout) sends
   that same body: no joining or compressing again;
