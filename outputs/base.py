@@ -241,12 +241,22 @@ class Output:
         return pipeline.render(item.event, item.body)
 
     def packer(self) -> Callable[[list[bytes]], Any] | None:
-        """For an output whose request body is its items' ``data`` joined in order and compressed:
-        the function that makes that body from the list of their data (``HttpClient.payload``). The
-        drain then builds the body before the first attempt and keeps only it while the batch is in
-        flight (outputs.packing), and ``send`` gets it as ``packed`` with items whose ``data`` is
-        empty. None (the default): ``send`` always gets items with their data."""
+        """For an output whose request body is its items' ``data`` joined in order (compressed when
+        its config says so): the function that makes that body from the list of their data
+        (``HttpClient.payload``). The drain then builds the body as it dispatches a batch and keeps
+        only it while the batch is in flight (outputs.packing), and ``send`` gets it as ``packed``
+        with items whose ``data`` is empty. None (the default): ``send`` always gets items with their
+        data."""
         return None
+
+    def request_body(self, batch: list[DeliveryItem], packed: Any = None) -> Any:
+        """For an output with a ``packer``: the body of one attempt, ``packed`` as the drain gave it,
+        else made from the items' data (encoding an item that has none)."""
+        if packed is not None:
+            return packed
+        make_payload = self.packer()
+        assert make_payload is not None, "request_body() is for outputs with a packer()"
+        return make_payload([item.data or self.encode(item) for item in batch])
 
     def send(self, batch: list[DeliveryItem], packed: Any = None) -> Outcome:
         """One delivery attempt of ``batch`` (each item's ``data`` already encoded, unless ``packed``

@@ -348,15 +348,12 @@ class ElasticsearchOutput(Output):
 
     # ---------------------------------------------------------------------------- delivery
 
-    def packer(self) -> Callable[[list[bytes]], Payload] | None:
+    def packer(self) -> Callable[[list[bytes]], Payload]:
         """The ``_bulk`` body is the items' action and source lines joined: packed while in flight."""
-        return self._ensure_client().payload if self.config.compression == "gzip" else None
+        return self._ensure_client().payload
 
     def send(self, batch: list[DeliveryItem], packed: Payload | None = None) -> Outcome:
-        # Encoded for the wire at once: the joined NDJSON (up to batch_max_bytes) is not kept while
-        # the request is in flight.
-        body = packed if packed is not None else self._ensure_client().payload(
-            [item.data or self.encode(item) for item in batch])
+        body = self.request_body(batch, packed)
         try:
             resp = self._request("POST", "/_bulk", body, {"Content-Type": NDJSON})
         except TransportError as exc:

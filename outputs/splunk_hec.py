@@ -309,22 +309,16 @@ class SplunkHecOutput(Output):
 
     # ---------------------------------------------------------------------------- delivery
 
-    def packer(self) -> Callable[[list[bytes]], Payload] | None:
+    def packer(self) -> Callable[[list[bytes]], Payload]:
         """The request body is the items' event envelopes joined: packed while in flight (and while
         waiting for the indexer ack)."""
         if self._client is None:
             self.open()
         assert self._client is not None
-        return self._client.payload if self.config.compression == "gzip" else None
+        return self._client.payload
 
     def send(self, batch: list[DeliveryItem], packed: Payload | None = None) -> Outcome:
-        if self._client is None:
-            self.open()
-        assert self._client is not None
-        # Encoded for the wire at once: the joined events are not kept while the request (and, with
-        # acks, the wait for its ack) is in flight.
-        body = packed if packed is not None else self._client.payload(
-            [item.data or self.encode(item) for item in batch])
+        body = self.request_body(batch, packed)
         headers = {"Content-Type": "application/json"}
         channel = ""
         if self.acks is not None:

@@ -78,6 +78,16 @@ def test_pack_then_unpack_gives_each_item_its_exact_bytes():
     assert [i.data for i in items] == want
 
 
+def test_an_uncompressed_body_unpacks_to_the_same_bytes():
+    """``compression = "none"``: the packed body is the joined data itself, cut back the same way."""
+    items = [DeliveryItem(i, {}, b"", b"", line(i) * (i % 4), None) for i in range(9)]
+    want = [i.data for i in items]
+    packed = pack(items, lambda parts: Payload(b"".join(parts), False))
+    assert packed.payload.data == b"".join(want) and not any(i.data for i in items)
+    unpack(packed, items)
+    assert [i.data for i in items] == want
+
+
 def test_a_delivered_batch_is_sent_packed_and_never_unpacked(spool, unpacks):
     fill(spool, 12)
     out = PackingFake("f", cfg(batch_max_events=5))
