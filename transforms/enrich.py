@@ -82,9 +82,10 @@ class _Globs:
     tests; only other shapes use a regex (``fnmatch.translate`` with leading ``.*`` backtracks on every
     path, several microseconds per rule on the hot path)."""
 
-    __slots__ = ("contains", "exact", "prefixes", "regex", "suffixes")
+    __slots__ = ("contains", "exact", "patterns", "prefixes", "regex", "suffixes")
 
     def __init__(self, patterns: list[str]) -> None:
+        self.patterns = tuple(patterns)
         exact, prefixes, suffixes, contains, other = set(), [], [], [], []
         for p in patterns:
             inner = p.strip("*")
@@ -119,7 +120,7 @@ class _Rule:
     """A MitreRule compiled for matching, with the ``mitre`` value it adds."""
 
     __slots__ = ("action", "category", "decision", "event_type", "guard", "mitre", "name", "path",
-                 "path_patterns", "resource_name", "resource_type")
+                 "resource_name", "resource_type")
 
     def __init__(self, r: MitreRule) -> None:
         self.name = r.name
@@ -130,7 +131,6 @@ class _Rule:
         self.resource_type = frozenset(r.resource_type) or None
         self.decision = frozenset(r.decision) or None
         self.path = _globs(r.path)
-        self.path_patterns = tuple(r.path)
         self.resource_name = _globs(r.resource_name)
         self.mitre = {"framework": r.framework,
                       "tactic": {"id": r.tactic.id, "name": r.tactic.name},
@@ -260,7 +260,7 @@ class Enricher:
                        r.resource_name.match if r.resource_name is not None else None, r.mitre)
                       for r in candidates)
         if len(targeted) > 1 and all(r.path is not None and r.resource_name is None for r in targeted):
-            gate = _Globs([p for r in targeted for p in r.path_patterns]).match
+            gate = _Globs([p for r in targeted for p in r.path.patterns]).match
             return _Gated(gate, rules, last.mitre if terminal else None)
         return rules
 

@@ -22,7 +22,7 @@ def _event(action: str, path: str | None, decision: str = "blocked") -> dict:
 def _paths(enricher: Enricher) -> list[str | None]:
     out: list[str | None] = [None, "", "/home/agent/project/file-1.txt", "/etc/passwdx", "x/.ssh", "README"]
     for rule in enricher.rules:
-        for p in rule.path_patterns:
+        for p in (rule.path.patterns if rule.path is not None else ()):
             core = p.strip("*")
             out += [core, "/home/u/" + core.lstrip("/"), core + "/tail", "pre" + core, core[:-1],
                     core.upper()]
