@@ -309,7 +309,7 @@ class ElasticsearchMock(MockApp):
             self.counters["bulk_requests"] += 1
             self.counters["bytes_decoded"] += len(req.body)
         # Parsed once, for the spec check and the mock alike (lean mode: unparsed lines)
-        lines = es_spec.parse_ndjson(req.body) if self.parse_sources else _ndjson_lines(req.body)
+        lines = es_spec.parse_ndjson(req.body) if self.parse_sources else es_spec.ndjson_lines(req.body)
         if self.spec is not None:
             problems = self.spec.check_request(req.method, req.path, req.query, req.headers, req.body,
                                                lines)
@@ -319,7 +319,7 @@ class ElasticsearchMock(MockApp):
             return self._error(400, "illegal_argument_exception",
                                "The bulk request must be terminated by a newline [\\n]")
         try:
-            actions = _parse_actions(lines, None if self.parse_sources else _load)
+            actions = _parse_actions(lines, None if self.parse_sources else es_spec.load_line)
         except ValueError as exc:
             return self._error(400, "x_content_parse_exception", str(exc))
         items = []
@@ -343,7 +343,7 @@ class ElasticsearchMock(MockApp):
         doc_id = meta.get("_id")
         if type(source) is bytes and (self.item_faults or kind == "update" or self.check_mappings
                                       or self.keep_sources):
-            source = _load(source)  # lean mode, and something reads this one
+            source = es_spec.load_line(source)  # lean mode, and something reads this one
         if not target:
             return self._item_error(None, doc_id, 400, "action_request_validation_exception",
                                     "Validation Failed: 1: index is missing;")
@@ -568,18 +568,6 @@ def _decode_api_key(value: str) -> str:
         return base64.b64decode(value, validate=True).decode()
     except (binascii.Error, UnicodeDecodeError):
         return ""
-
-
-def _ndjson_lines(body: bytes) -> list[bytes]:
-    """``es_spec.parse_ndjson``'s lines, unparsed (lean mode)."""
-    return [line[:-1] if line.endswith(b"\r") else line for line in body.split(b"\n") if line.strip()]
-
-
-def _load(line: bytes) -> Any:
-    try:
-        return orjson.loads(line)
-    except orjson.JSONDecodeError:
-        return es_spec.NOT_JSON
 
 
 def _has_timestamp(source: Any) -> bool:

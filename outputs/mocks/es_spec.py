@@ -295,21 +295,23 @@ def _constrained_names(doc: Mapping[str, Any]) -> frozenset[str]:
 NOT_JSON: Any = type("NotJson", (), {"__repr__": lambda self: "NOT_JSON"})()
 
 
+def ndjson_lines(body: bytes) -> list[bytes]:
+    """Every non-empty line of an NDJSON body, unparsed; a ``\\r`` before the ``\\n`` is allowed, as
+    the operation's description says."""
+    return [line[:-1] if line.endswith(b"\r") else line for line in body.split(b"\n") if line.strip()]
+
+
+def load_line(line: bytes) -> Any:
+    """One NDJSON line parsed, or ``NOT_JSON``."""
+    try:
+        return orjson.loads(line)
+    except orjson.JSONDecodeError:
+        return NOT_JSON
+
+
 def parse_ndjson(body: bytes) -> list[Any]:
-    """Every non-empty line of an NDJSON body, parsed (``NOT_JSON`` where a line is not JSON); a
-    ``\\r`` before the ``\\n`` is allowed, as the operation's description says."""
-    out: list[Any] = []
-    loads = orjson.loads
-    for line in body.split(b"\n"):
-        if line.endswith(b"\r"):
-            line = line[:-1]
-        if not line.strip():
-            continue
-        try:
-            out.append(loads(line))
-        except orjson.JSONDecodeError:
-            out.append(NOT_JSON)
-    return out
+    """Every non-empty line of an NDJSON body, parsed (``NOT_JSON`` where a line is not JSON)."""
+    return [load_line(line) for line in ndjson_lines(body)]
 
 
 def _errors(validator: Any, instance: Any) -> list[str]:
