@@ -100,6 +100,7 @@ class OffloadHelper:
         if self._closed or time.monotonic() < self._retry_at:
             return False
         import gevent
+        import gevent.event
 
         from agent.spawn import spawn
 
@@ -109,8 +110,6 @@ class OffloadHelper:
             self._note_failure(f"cannot start: {exc.strerror}")
             return False
         _widen_pipes(self._proc)
-        import gevent.event
-
         self._ready_event = gevent.event.Event()
         gevent.spawn(self._read_answers, self._proc)
         return True

@@ -457,6 +457,8 @@ GZIP_GROUP_BYTES = 256 * 1024
 
 
 def compress_off_loop(data: bytes | Sequence[bytes], level: int = 1) -> bytes:
+    """``gzip_bytes(data, level)``, in gevent's threadpool when zlib compresses a large body
+    (``OFFLOAD_BYTES``), in the caller otherwise."""
     if _isal_zlib is not None and level <= ISAL_MAX_LEVEL:
         return gzip_bytes(data, level)
     size = len(data) if isinstance(data, bytes) else sum(map(len, data))

@@ -856,7 +856,6 @@ def _compile_template(key: bytes, event: dict, holes: tuple) -> bytes:
     return want
 
 
-
 def _metadata_hole(metadata: Any) -> bytes:
     """``orjson.dumps(metadata_json(metadata))``: the JSON string of the metadata's JSON, escaped once
     per distinct metadata (checks repeat theirs: contributing policies and the policy hash)."""
