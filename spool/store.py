@@ -164,6 +164,11 @@ class SpoolReader:
     def first_seq(self) -> int | None:
         return _first_seq(self._conn)
 
+    def get_cursor(self, output: str) -> Cursor | None:
+        """``Spool.get_cursor`` on this connection: a WAL reader never waits for the writer, while
+        ``Spool``'s own connection is behind the lock an append transaction holds."""
+        return _get_cursor(self._conn, output)
+
     def close(self) -> None:
         self._conn.close()
 

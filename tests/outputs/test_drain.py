@@ -6,6 +6,7 @@ from __future__ import annotations
 import uuid
 
 import gevent
+import gevent.event
 import orjson
 import pytest
 
@@ -137,6 +138,28 @@ def test_rewind_while_running_replays(spool):
     drain.stop()
     g.join(timeout=5)
     assert out.received[10:] == [6, 7, 8, 9]
+
+
+def test_the_rewind_check_does_not_wait_for_the_spools_write_lock(spool):
+    """A drain checks its cursor's generation on every wake-up. On the spool's own connection that
+    check queued behind the append transaction holding the spool's lock, which delayed delivery."""
+    fill(spool, 3)
+    spool.ensure_cursor("r")
+    drain = Drain(Recorder("r", cfg()), spool, spool.reader())
+    drain._reset()
+    done = gevent.event.Event()
+
+    def transaction_in_progress() -> None:
+        with spool._lock:
+            done.wait()
+
+    holder = gevent.spawn(transaction_in_progress)
+    gevent.sleep(0)
+    assert gevent.with_timeout(2, drain._cursor_moved, timeout_value="waited") is False
+    done.set()
+    holder.join()
+    spool.rewind("r", count=2)  # what `clawd-agent cursor rewind` does
+    assert drain._cursor_moved() is True
 
 
 def test_a_dead_output_does_not_slow_the_other(spool):
