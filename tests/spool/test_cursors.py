@@ -1,3 +1,7 @@
+import sqlite3
+import time
+
+import gevent
 import pytest
 
 from spool import Cursor, RewindError, Spool
@@ -103,8 +107,9 @@ def test_enable_disable_list_delete(spool):
 
 def test_cursor_commits_skip_the_fsync_and_event_appends_keep_it(spool_path):
     """A lost cursor commit only re-sends events; a lost event is lost. In WAL mode a NORMAL commit
-    skips its fsync and the next FULL append's fsync covers it."""
-    s = Spool(spool_path, durability="full")
+    skips its fsync and the next FULL append's fsync covers it. Without the threadpool (``offload``
+    off) the cursor is committed on the appends' connection, switched to NORMAL for it."""
+    s = Spool(spool_path, durability="full", offload=False)
     try:
         statements: list[str] = []
         s._conn.set_trace_callback(statements.append)
@@ -126,3 +131,65 @@ def test_cursor_commits_skip_the_fsync_and_event_appends_keep_it(spool_path):
         assert again.get_cursor("o") == Cursor(2, 0)
     finally:
         again.close()
+
+
+def test_cursor_commits_run_in_the_loop_on_a_connection_that_never_syncs_or_checkpoints(spool_path):
+    """With the threadpool (the agent), a cursor commit runs right in the calling greenlet on a
+    second connection: NORMAL (no fsync), no automatic checkpoint (that stays with the appends, in
+    the threadpool), and nothing on the appends' connection."""
+    s = Spool(spool_path, durability="full")
+    try:
+        fill(s, 3)
+        s.ensure_cursor("o")
+        statements: list[str] = []
+        s._conn.set_trace_callback(statements.append)
+        assert s.commit_cursor("o", 2, 0)
+        assert statements == []
+        assert s._quick is not None
+        assert s._quick.execute("PRAGMA synchronous").fetchone()[0] == 1
+        assert s._quick.execute("PRAGMA wal_autocheckpoint").fetchone()[0] == 0
+        assert s._quick.execute("PRAGMA busy_timeout").fetchone()[0] == 0  # never waits in the loop
+        assert s._conn.execute("PRAGMA synchronous").fetchone()[0] == 2
+        assert s.get_cursor("o") == Cursor(2, 0)
+        assert s.rewind("o", seq=1) == Cursor(1, 1)
+        assert s.commit_cursor("o", 3, 0) is False  # still a compare-and-set
+    finally:
+        s.close()
+    again = Spool(spool_path, durability="full")
+    try:
+        assert again.get_cursor("o") == Cursor(1, 1)
+    finally:
+        again.close()
+
+
+def test_a_cursor_commit_never_blocks_the_loop_while_another_process_writes(spool_path):
+    """Another process (the CLI) holding SQLite's write lock makes the in-loop connection answer
+    busy at once; the commit then waits in the threadpool while the loop keeps running."""
+    s = Spool(spool_path)
+    cli = sqlite3.connect(spool_path, isolation_level=None)
+    try:
+        fill(s, 3)
+        s.ensure_cursor("o")
+        cli.execute("BEGIN IMMEDIATE")
+        ticks: list[float] = []
+
+        def ticker() -> None:
+            while True:
+                ticks.append(time.monotonic())
+                gevent.sleep(0.01)
+
+        def cli_commits_later() -> None:
+            gevent.sleep(0.3)
+            cli.execute("COMMIT")
+
+        t = gevent.spawn(ticker)
+        later = gevent.spawn(cli_commits_later)
+        assert s.commit_cursor("o", 2, 0)
+        t.kill()
+        later.join()
+        assert s.quick_busy == 1
+        assert len(ticks) >= 10  # ~30 ticks: the loop ran while the commit waited for the CLI
+        assert s.get_cursor("o") == Cursor(2, 0)
+    finally:
+        cli.close()
+        s.close()
