@@ -94,7 +94,8 @@ class FileOutput(Output):
             os.replace(path, f"{path}.1")
         self._reopen()
 
-    def send(self, batch: list[DeliveryItem]) -> Outcome:
+    def send(self, batch: list[DeliveryItem], packed: None = None) -> Outcome:
+        """``packed`` is never given: this output has no ``packer()``, its items keep their bytes."""
         data = b"".join((item.data or item.body) + b"\n" for item in batch)
         try:
             if self._fd is None:

@@ -20,7 +20,8 @@ class StdoutOutput(Output):
     send_reads_events = False
     type_name = "stdout"
 
-    def send(self, batch: list[DeliveryItem]) -> Outcome:
+    def send(self, batch: list[DeliveryItem], packed: None = None) -> Outcome:
+        """``packed`` is never given: this output has no ``packer()``, its items keep their bytes."""
         data = b"".join((item.data or item.body) + b"\n" for item in batch)
         try:
             fd = sys.stdout.fileno()
