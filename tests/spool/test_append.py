@@ -14,6 +14,40 @@ def test_append_inserts_rows_in_order(spool):
     assert spool.get_offsets("in")["k"].offset == 50
 
 
+@pytest.mark.parametrize("n", [1, 2, 3, 255, 256, 257, 600, 1000])
+def test_a_batch_of_any_size_is_stored_whole_and_in_order(spool, n):
+    evs = [e._replace(body=b"body %d" % i) for i, e in enumerate(events(n))]
+    assert spool.append(batch(evs)) == AppendResult(n, 0)
+    rows = spool.read_after(0, 2 * n)
+    assert [(r.seq, r.event_id, r.ts_ms, r.body) for r in rows] == [
+        (i + 1, e.event_id, e.ts_ms, e.body) for i, e in enumerate(evs)]
+
+
+def test_events_go_in_one_statement_per_up_to_256_not_one_per_row(spool_path):
+    """Each statement step gives up the GIL and takes it back; per row, in the agent's threadpool,
+    that hand-off could wait for the busy loop thread every time."""
+    s = Spool(spool_path, offload=False)
+    try:
+        statements: list[str] = []
+        s._conn.set_trace_callback(statements.append)
+        s.append(batch(events(600)))
+        inserts = [st for st in statements if st.startswith("INSERT OR IGNORE INTO events")]
+        assert [st.count("(x'") for st in inserts] == [256, 256, 64, 16, 8]
+    finally:
+        s.close()
+
+
+def test_duplicates_inside_a_big_batch_and_already_stored_are_skipped_in_order(spool):
+    evs = events(600)
+    spool.append(batch(evs[::2]))  # 300 stored
+    mixed = [e for pair in zip(evs, evs, strict=True) for e in pair]  # each twice, half stored already
+    res = spool.append(batch(mixed))
+    assert res == AppendResult(300, 900)
+    rows = spool.read_after(300, 1000)
+    assert [r.event_id for r in rows] == [e.event_id for e in evs[1::2]]
+    assert spool.counters()["duplicates_total"] == 900
+
+
 def test_duplicate_event_ids_are_ignored_and_counted(spool):
     evs = events(4)
     spool.append(batch(evs[:3]))
