@@ -7,7 +7,8 @@ agent's own code with the agent's own config file, so its answers are the bytes 
 computed itself (tests compare them).
 
 Jobs (``kind``):
-- ``"map"``: ``(source, input_kind, max_line_bytes, [(start, end, data, overlong, length), ...])`` ->
+- ``"map"``: ``(source, input_kind, max_line_bytes, [(start, end, data, overlong, length), ...])``, or
+  with ``(start, data)`` of a ``LineBlock`` (complete lines in one piece) in place of the list, ->
   ``([(event_id, ts_ms, body), ...], [(source, offset, reason, excerpt), ...])`` (agent.inputs.mapper);
 - ``"render"``: ``(output_name, [(seq, event_id, body), ...])`` -> ``outputs.render.Renderer.render``'s
   answer for that output (outputs.render).
@@ -305,10 +306,11 @@ class _Jobs:
         return renderer
 
     def map(self, payload: tuple) -> tuple:
-        from agent.inputs.base import Line, map_lines
+        from agent.inputs.base import Line, LineBlock, map_lines
 
         source, kind, max_line_bytes, raw = payload
-        lines = [Line(s, e, d, o, ln) for s, e, d, o, ln in raw]
+        lines = (LineBlock(*raw).lines() if isinstance(raw, tuple)
+                 else [Line(s, e, d, o, ln) for s, e, d, o, ln in raw])
         events, quarantine = map_lines(lines, source=source, context=self._context, kind=kind,
                                        max_line_bytes=max_line_bytes)
         return [tuple(e) for e in events], [tuple(q) for q in quarantine]

@@ -12,7 +12,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from agent.inputs.base import Line, map_lines
+from agent.inputs.base import Line, LineBlock, map_lines
 from agent.mapping import MappingContext
 from agent.offload import OffloadHelper
 from spool.types import EncodedEvent, QuarantineRecord
@@ -44,7 +44,10 @@ class InlineMapper:
     def __init__(self, context: MappingContext):
         self.context = context
 
-    def submit(self, lines: list[Line], *, source: str, kind: str | None, max_line_bytes: int) -> Any:
+    def submit(self, lines: list[Line] | LineBlock, *, source: str, kind: str | None,
+               max_line_bytes: int) -> Any:
+        if isinstance(lines, LineBlock):
+            lines = lines.lines()
         return _Done(map_lines(lines, source=source, context=self.context, kind=kind,
                                max_line_bytes=max_line_bytes))
 
@@ -105,11 +108,15 @@ class ProcessMapper:
         self._lines_this_second += n
         return self._lines_this_second
 
-    def submit(self, lines: list[Line], *, source: str, kind: str | None, max_line_bytes: int) -> Any:
-        demand = self._demand(len(lines))
-        if len(lines) < self.inline_max_lines or (not self.helper.running and demand < self.start_lines):
+    def submit(self, lines: list[Line] | LineBlock, *, source: str, kind: str | None,
+               max_line_bytes: int) -> Any:
+        n = len(lines)
+        demand = self._demand(n)
+        if n < self.inline_max_lines or (not self.helper.running and demand < self.start_lines):
             return self.inline.submit(lines, source=source, kind=kind, max_line_bytes=max_line_bytes)
-        raw = [(ln.start, ln.end, ln.data, ln.overlong, ln.length) for ln in lines]
+        # A block travels as its bytes (the helper cuts it); lines as plain tuples.
+        raw: Any = ((lines.start, lines.data) if isinstance(lines, LineBlock)
+                    else [(ln.start, ln.end, ln.data, ln.overlong, ln.length) for ln in lines])
 
         def fallback() -> Mapped:
             return self.inline.submit(lines, source=source, kind=kind, max_line_bytes=max_line_bytes).get()

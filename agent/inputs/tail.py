@@ -119,7 +119,7 @@ class _FileReader:
             data = os.pread(self.fd, cfg.read_chunk_bytes, self.splitter.read_pos)
             if not data:
                 break
-            lines = self.splitter.feed(data)
+            lines = self.splitter.feed_block(data)
             if lines or self.splitter.consumed != self.offset:
                 self._commit(lines, self.splitter.consumed)
             gevent.sleep(0)  # let other files and inputs run between chunks

@@ -9,7 +9,7 @@ import textwrap
 import pytest
 
 from agent.config import load_config, parse_config
-from agent.inputs.base import Line, LineSplitter
+from agent.inputs.base import Line, LineBlock, LineSplitter
 from agent.inputs.mapper import InlineMapper, ProcessMapper, build_mapper
 from agent.inputs.tail import TailInput
 from agent.offload import OffloadHelper, build_offload
@@ -77,6 +77,25 @@ def test_helper_maps_to_the_same_bytes_as_inline(config_path, ready_helper):
     assert len(events) == len(AUDIT_LINES) + 50 and sum(len(r[1]) for r in results) == 2
     # the config's privacy rule ran in the helper: no original resource name reaches the spool bytes
     assert all(b"/home/agent/file-" not in e[2] for e in events)
+
+
+def test_a_block_of_lines_maps_in_the_helper_to_the_same_bytes_as_its_lines_inline(config_path,
+                                                                                    ready_helper):
+    """A tail hands the helper its complete lines as one block (agent.inputs.base.LineBlock), which
+    the helper cuts itself: same events, same quarantine records and offsets."""
+    context = load_config(str(config_path)).mapping_context()
+    bad = [b"{not json\n", b"\n"]
+    data = b"".join(list(AUDIT_LINES) + bad + [audit_line(i) for i in range(50)])
+    block = LineSplitter(BIG, 1000).feed_block(data)
+    assert isinstance(block, LineBlock)
+    pm = ProcessMapper(ready_helper, context, inline_max_lines=0)
+    got = pm.submit(block, source="a.jsonl", kind=None, max_line_bytes=BIG).get(timeout=60)
+    assert ready_helper.jobs_done == 1
+    want = InlineMapper(context).submit(LineSplitter(BIG, 1000).feed(data), source="a.jsonl", kind=None,
+                                        max_line_bytes=BIG).get()
+    assert got == want
+    assert len(got[0]) == len(AUDIT_LINES) + 50
+    assert [q.offset for q in got[1]] == [1000 + len(b"".join(AUDIT_LINES))]
 
 
 def test_a_dead_helper_loses_nothing_and_is_replaced(config_path, ready_helper, monkeypatch):

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import uuid
 
 import pytest
 
-from agent.inputs.base import LineSplitter
+from agent.inputs.base import LineBlock, LineSplitter
 from agent.inputs.tail import TailInput
 from spool.types import SpoolFull
 from tests.inputs.helpers import (
@@ -322,6 +323,36 @@ def test_line_splitter_offsets():
     out = s.feed(b"yy\nz\n")
     assert [(x.start, x.overlong, x.length) for x in out] == [(106, True, 22), (129, False, 0)]
     assert s.consumed == 131 and s.read_pos == 131
+
+
+def _as_lines(out) -> list[tuple]:
+    lines = out.lines() if isinstance(out, LineBlock) else out
+    return [(x.start, x.end, x.data, x.overlong, x.length) for x in lines]
+
+
+@pytest.mark.parametrize("max_line_bytes", [1 << 20, 40, 10])
+def test_feed_block_gives_the_lines_feed_gives_for_any_chunking(max_line_bytes):
+    """The tail reads with ``feed_block``: complete lines as one block (cut in the helper), or
+    ``feed``'s lines when one of them could be overlong. Either way, the same lines and offsets."""
+    rng = random.Random(max_line_bytes)
+    stream = b"".join(rng.choice([b"", b"short", b"x" * 30, b"y" * 300, b"  "]) + b"\n"
+                      for _ in range(400)) + b"tail without newline"
+    for _ in range(20):
+        cuts = sorted(rng.sample(range(1, len(stream)), 30))
+        chunks = [stream[a:b] for a, b in zip([0, *cuts], [*cuts, len(stream)], strict=True)]
+        by_line, by_block = LineSplitter(max_line_bytes, 7), LineSplitter(max_line_bytes, 7)
+        want, got, blocks = [], [], 0
+        for chunk in chunks:
+            want += _as_lines(by_line.feed(chunk))
+            out = by_block.feed_block(chunk)
+            blocks += isinstance(out, LineBlock)
+            if isinstance(out, LineBlock):
+                assert len(out) == len(out.lines()) and out.data.endswith(b"\n")
+            got += _as_lines(out)
+            assert by_block.consumed == by_line.consumed and by_block.read_pos == by_line.read_pos
+        assert got == want
+        assert _as_lines(by_block.flush()) == _as_lines(by_line.flush())
+        assert (blocks > 0) == (max_line_bytes > 1000)  # blocks only where no line can be overlong
 
 
 def test_many_appends_no_loss_no_duplicates(env):
