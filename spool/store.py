@@ -9,6 +9,7 @@ See docs/spool.md for durability, retention, size limits and the rationale of ea
 from __future__ import annotations
 
 import contextlib
+import itertools
 import logging
 import os
 import sqlite3
@@ -65,27 +66,34 @@ SQLITE_BUSY = 5
 #: A batch is cut greedily into these sizes, so at most nine distinct statements exist and all stay
 #: in the sqlite3 module's statement cache (one per batch size would fill it with large statements).
 INSERT_ROWS = (256, 128, 64, 32, 16, 8, 4, 2, 1)
+#: ``?1`` is the ingest time and ``?2`` the input, shared by every row; then each event's id, time, body.
 _INSERT_ROWS_SQL = {
     n: "INSERT OR IGNORE INTO events(event_id, ts_ms, ingested_ms, input, body) VALUES "
-       + ",".join(("(?, ?, ?, ?, ?)",) * n)
+       + ",".join(f"(?{3 * i + 3}, ?{3 * i + 4}, ?1, ?2, ?{3 * i + 5})" for i in range(n))
     for n in INSERT_ROWS
 }
 
 
-def _insert_events(conn: sqlite3.Connection, rows: list[tuple[Any, ...]]) -> int:
-    """Insert ``rows`` with one statement per up to 256 of them, not one per row (executemany): the
-    sqlite3 module gives up the GIL around each statement step and must take it back after, and in
-    the agent the loop thread holds it most of the time, so each per-row hand-off could wait for it
-    (bench/spool_append.py: 73-92k -> 113-119k events/s through the threadpool). Returns the number
-    inserted (duplicates ignored)."""
+def _insert_events(conn: sqlite3.Connection, events: Sequence[tuple[bytes, int, bytes]], ingested_ms: int,
+                   input: str) -> int:
+    """Insert ``events`` ((event_id, ts_ms, body) each) with one statement per up to 256 of them,
+    not one per row (executemany): the sqlite3 module gives up the GIL around each statement step and
+    must take it back after, and in the agent the loop thread holds it most of the time, so each
+    per-row hand-off could wait for it. The parameters are the events' own fields laid end to end (no
+    row tuple built per event). Returns the number inserted (duplicates ignored)."""
+    flat = itertools.chain.from_iterable
     inserted = i = 0
-    total = len(rows)
+    total = len(events)
     for n in INSERT_ROWS:
         while total - i >= n:
-            part = rows[i:i + n]
-            inserted += conn.execute(_INSERT_ROWS_SQL[n], [v for row in part for v in row]).rowcount
+            params = [ingested_ms, input, *flat(events[i:i + n])]
+            if len(params) != 2 + 3 * n:  # each event must be exactly (event_id, ts_ms, body)
+                raise ValueError("events must be (event_id, ts_ms, body) triples")
+            inserted += conn.execute(_INSERT_ROWS_SQL[n], params).rowcount
             i += n
     return inserted
+
+
 _UPSERT_OFFSET = (
     'INSERT INTO input_offsets(input, file_key, path, "offset", marker, marker_len, updated_ms) '
     "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT(input, file_key) DO UPDATE SET path = excluded.path, "
@@ -482,7 +490,7 @@ class Spool:
             inserted = 0
             if events:
                 inp = b.input
-                inserted = _insert_events(conn, [(e[0], e[1], now, inp, e[2]) for e in events])
+                inserted = _insert_events(conn, events, now, inp)
                 duplicates += len(events) - inserted
             if b.offsets:
                 conn.executemany(

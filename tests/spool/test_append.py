@@ -37,6 +37,16 @@ def test_events_go_in_one_statement_per_up_to_256_not_one_per_row(spool_path):
         s.close()
 
 
+def test_an_event_that_is_not_a_triple_fails_the_batch_and_writes_nothing(spool):
+    """Events are laid end to end as the statement's parameters: a wrong shape must not shift them."""
+    evs = events(3)
+    bad = [*evs[:2], (*evs[2], b"extra")]
+    with pytest.raises(ValueError, match="triples"):
+        spool.append(batch(bad, offset=9))  # type: ignore[arg-type]
+    assert spool.read_after(0, 10) == []
+    assert spool.get_offsets("in") == {}
+
+
 def test_duplicates_inside_a_big_batch_and_already_stored_are_skipped_in_order(spool):
     evs = events(600)
     spool.append(batch(evs[::2]))  # 300 stored
