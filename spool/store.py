@@ -370,10 +370,10 @@ class Spool:
                 return _run_in_pool(fn, *args)
             return fn(*args)
 
-    def _tx(self, body: Callable[[sqlite3.Connection], T]) -> T:
-        """Run ``body`` in one ``BEGIN IMMEDIATE`` transaction; roll back on any error. A full disk
-        (SQLITE_FULL) becomes ``SpoolFull``."""
-        conn = self._conn
+    def _tx(self, body: Callable[[sqlite3.Connection], T], conn: sqlite3.Connection | None = None) -> T:
+        """Run ``body`` in one ``BEGIN IMMEDIATE`` transaction (on ``conn``, by default the spool's
+        connection); roll back on any error. A full disk (SQLITE_FULL) becomes ``SpoolFull``."""
+        conn = conn or self._conn
         try:
             conn.execute("BEGIN IMMEDIATE")
             try:
@@ -430,22 +430,13 @@ class Spool:
         with self._lock:
             if self._closed:
                 raise SpoolError("spool is closed")
-            conn = self._quick or self._open_quick()
             try:
-                conn.execute("BEGIN IMMEDIATE")
-            except sqlite3.OperationalError as exc:
+                return self._tx(body, self._quick or self._open_quick())
+            except sqlite3.OperationalError as exc:  # rolled back: nothing of it was written
                 if (getattr(exc, "sqlite_errorcode", 0) & 0xFF) != SQLITE_BUSY:
                     raise
-                self.quick_busy += 1
-                return self._write_unsynced(body)
-            try:
-                result = body(conn)
-                conn.execute("COMMIT")
-            except BaseException:
-                if conn.in_transaction:
-                    conn.execute("ROLLBACK")
-                raise
-            return result
+            self.quick_busy += 1
+            return self._write_unsynced(body)
 
     def _open_quick(self) -> sqlite3.Connection:
         conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=0)
