@@ -62,7 +62,8 @@ DROP_CHUNK_ROWS = 1000
 SQLITE_FULL = 13
 SQLITE_BUSY = 5
 
-#: Rows per multi-row INSERT, largest first (5 parameters each; SQLite allows 32,766 since 3.32).
+#: Rows per multi-row INSERT, largest first (3 parameters a row and 2 shared: 770 at most, where
+#: SQLite allows 32,766 since 3.32 and 999 before).
 #: A batch is cut greedily into these sizes, so at most nine distinct statements exist and all stay
 #: in the sqlite3 module's statement cache (one per batch size would fill it with large statements).
 INSERT_ROWS = (256, 128, 64, 32, 16, 8, 4, 2, 1)
@@ -75,7 +76,7 @@ _INSERT_ROWS_SQL = {
 
 
 def _insert_events(conn: sqlite3.Connection, events: Sequence[tuple[bytes, int, bytes]], ingested_ms: int,
-                   input: str) -> int:
+                   input_name: str) -> int:
     """Insert ``events`` ((event_id, ts_ms, body) each) with one statement per up to 256 of them,
     not one per row (executemany): the sqlite3 module gives up the GIL around each statement step and
     must take it back after, and in the agent the loop thread holds it most of the time, so each
@@ -86,7 +87,7 @@ def _insert_events(conn: sqlite3.Connection, events: Sequence[tuple[bytes, int, 
     total = len(events)
     for n in INSERT_ROWS:
         while total - i >= n:
-            params = [ingested_ms, input, *flat(events[i:i + n])]
+            params = [ingested_ms, input_name, *flat(events[i:i + n])]
             if len(params) != 2 + 3 * n:  # each event must be exactly (event_id, ts_ms, body)
                 raise ValueError("events must be (event_id, ts_ms, body) triples")
             inserted += conn.execute(_INSERT_ROWS_SQL[n], params).rowcount
