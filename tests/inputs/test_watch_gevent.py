@@ -84,3 +84,40 @@ def test_stat_scan_alone_delivers_everything(tmp_path):
     facts, n = _run(tmp_path, "0.1", "0")
     assert "wakeups" not in facts
     assert facts["status"]["stats"]["ingested"] == n and facts["status"]["stats"]["duplicates"] == 0
+
+
+def test_watchdogs_reader_waits_after_events_so_the_kernel_merges_appends():
+    """After a read that returned events (handled at once), the next read waits ``COALESCE_S``: a file
+    appended to meanwhile then costs one inotify event instead of one per write."""
+    from agent.inputs import watch
+
+    calls: list[str] = []
+
+    class FakeInotifyFD:
+        def __init__(self) -> None:
+            self.batches: list[list[int]] = [[1, 2], [], [3], [4]]
+
+        def read_events(self, **kw: object) -> list[int]:
+            calls.append("read")
+            return self.batches.pop(0)
+
+    watch._coalesce_reads(FakeInotifyFD, 0.002, lambda s: calls.append(f"sleep {s}"))
+    watch._coalesce_reads(FakeInotifyFD, 0.002, lambda s: calls.append("twice"))  # wraps once only
+    fd = FakeInotifyFD()
+    assert [fd.read_events() for _ in range(4)] == [[1, 2], [], [3], [4]]
+    assert calls == ["read", "sleep 0.002", "read", "read", "sleep 0.002", "read"]
+
+
+def test_the_agents_private_watchdog_coalesces_its_inotify_reads():
+    """Under monkey patching (the agent) watchdog is a private copy: the wait is on that copy, and
+    with the real sleep (it runs in watchdog's OS thread)."""
+    script = (
+        "from gevent import monkey; monkey.patch_all()\n"
+        "from agent.inputs import watch\n"
+        "observer, _ = watch._watchdog_api()\n"
+        "print(observer.__init__.__globals__['InotifyFD'].read_events.coalescing)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True,
+                          timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "True"
