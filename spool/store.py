@@ -444,6 +444,7 @@ class Spool:
         conn.execute("PRAGMA busy_timeout = 0")
         conn.execute(f"PRAGMA synchronous = {min(DURABILITY[self.durability], DURABILITY['normal'])}")
         conn.execute("PRAGMA wal_autocheckpoint = 0")
+        conn.execute("PRAGMA cache_size = -64")  # KiB: it only ever touches the cursors table
         self._quick = conn
         return conn
 
