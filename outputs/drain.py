@@ -109,7 +109,8 @@ class Drain:
         self._offload = offload  # agent.offload.OffloadHelper, or None
         self._renderer: Renderer | None = None
         self._use_offload = False
-        self._packs = False  # batches travel packed (Output.packer, outputs.packing)
+        #: Output.packer(), taken once the output is open: batches travel packed (outputs.packing).
+        self._packer: Callable[[list[bytes]], Any] | None = None
         self.concurrency = cfg.concurrency or output.default_concurrency
         self.max_bytes = int(cfg.batch_max_bytes or output.default_batch_max_bytes)
         self._window_size = self.concurrency + 2  # in flight, plus batches read ahead
@@ -158,7 +159,7 @@ class Drain:
         self._use_offload = self._offload is not None and self._renderer.release
         if not self._open():
             return
-        self._packs = output.packer() is not None
+        self._packer = output.packer()
         helpers = [gevent.spawn(self._commit_loop)]
         if self.config.healthcheck_interval > 0:
             monitor = HealthMonitor(output, self.stats, interval=self.config.healthcheck_interval,
@@ -342,7 +343,7 @@ class Drain:
         self._window.register(batch)
         self.stats.in_flight_batches += 1
         self.stats.in_flight += len(batch.items)
-        if self._packs:
+        if self._packer is not None:
             # Here, not in the batch's greenlet: that one runs only when this loop yields, and while
             # a backlog renders in the agent it does not, so unpacked batches would fill every send
             # slot (~25 MiB at Elasticsearch's 5 MiB batches).
@@ -417,7 +418,7 @@ class Drain:
         st = self.stats
         queue: deque[list[DeliveryItem]] = deque([batch.items])
         attempt = 0
-        if self._packs and batch.packed is None:
+        if self._packer is not None and batch.packed is None:
             self._pack(batch)  # a replayed batch, or a re-entry after an error once unpacked
         while queue:
             items = queue[0]
@@ -500,10 +501,10 @@ class Drain:
     def _pack(self, batch: Batch) -> None:
         """Keep only ``batch``'s request body while it is in flight (outputs.packing); on the batch,
         so a re-entry of ``_deliver_items`` after an error finds it."""
+        assert self._packer is not None
         try:
-            make_payload = self.output.packer()
-            if make_payload is not None and batch.items:
-                batch.packed = pack(batch.items, make_payload)
+            if batch.items:
+                batch.packed = pack(batch.items, self._packer)
         except Exception as exc:  # unpacked, the batch still goes: send() builds its own body
             log.warning("could not pack a batch", extra={"output": self.name, "error": describe_error(exc)})
 
