@@ -121,11 +121,16 @@ def wal_limits(max_bytes: int | None, page_size: int) -> tuple[int, int]:
     return pages, max(pages * page_size, min(JOURNAL_SIZE_LIMIT, max_bytes // 4))
 
 
-def _is_disk_full(exc: BaseException) -> bool:
+def _sqlite_error(exc: BaseException, primary_code: int) -> bool:
+    """``exc`` is SQLite's error with this primary result code (the low byte of an extended one)."""
     return (
         isinstance(exc, sqlite3.OperationalError)
-        and (getattr(exc, "sqlite_errorcode", 0) & 0xFF) == SQLITE_FULL
+        and (getattr(exc, "sqlite_errorcode", 0) & 0xFF) == primary_code
     )
+
+
+def _is_disk_full(exc: BaseException) -> bool:
+    return _sqlite_error(exc, SQLITE_FULL)
 
 
 def _ro_uri(path: str) -> str:
@@ -434,7 +439,7 @@ class Spool:
             try:
                 return self._tx(body, self._quick or self._open_quick())
             except sqlite3.OperationalError as exc:  # rolled back: nothing of it was written
-                if (getattr(exc, "sqlite_errorcode", 0) & 0xFF) != SQLITE_BUSY:
+                if not _sqlite_error(exc, SQLITE_BUSY):
                     raise
             self.quick_busy += 1
             return self._write_unsynced(body)
