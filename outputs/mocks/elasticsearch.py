@@ -15,6 +15,9 @@ operation description in ../shared/vendor-specs/elasticsearch):
   ``document_parsing_exception`` as in Elasticsearch. Injectable per-item errors: ``ItemFault``.
 - ``http.max_content_length`` (100mb by default; applies to the decompressed body) -> 413 with an
   empty body (elastic/elasticsearch#2902, #76705).
+- ``filter_path`` response filtering on successful answers (outputs.mocks.es_filter_path), as every
+  Elasticsearch API has it: the agent's ``_bulk`` asks for ``errors`` and each item's ``status`` and
+  ``error`` only, as Logstash and Beats do.
 - Auth: API key, basic, bearer; 401 with ``WWW-Authenticate``; an ``ingest_only`` principal may write
   documents but gets 403 on template, ILM and index-creation PUTs (a typical ingest API key).
 - ``_cluster/health``, ``_index_template``, ``_ilm/policy``, ``_alias``, index creation,
@@ -47,7 +50,7 @@ from typing import Any
 
 import orjson
 
-from outputs.mocks import es_spec
+from outputs.mocks import es_filter_path, es_spec
 from outputs.mocks.server import Fault, MockApp, MockRequest, MockResponse
 
 log = logging.getLogger("clawd_agent.mocks.elasticsearch")
@@ -201,6 +204,15 @@ class ElasticsearchMock(MockApp):
     # ------------------------------------------------------------------ dispatch
 
     def handle(self, req: MockRequest) -> MockResponse:
+        resp = self._route(req)
+        filter_path = req.query.get("filter_path")
+        # _bulk filters its own answer (after the spec check of the whole one, without a re-parse)
+        if (filter_path and 200 <= resp.status < 300 and resp.body[:1] == b"{"
+                and not _BULK.match(req.path)):
+            resp.body = orjson.dumps(es_filter_path.compile_filter(filter_path)(orjson.loads(resp.body)))
+        return resp
+
+    def _route(self, req: MockRequest) -> MockResponse:
         principal = self._authenticate(req)
         if principal is None:
             return self._error(401, "security_exception",
@@ -335,6 +347,9 @@ class ElasticsearchMock(MockApp):
             problems = self.spec.check_response(200, body, len(actions))
             if problems:
                 return self._violation(500, "response", problems)
+        filter_path = req.query.get("filter_path")
+        if filter_path:
+            body = es_filter_path.compile_filter(filter_path)(body)
         return MockResponse(200, orjson.dumps(body), {"Content-Type": "application/json"})
 
     def _apply(self, kind: str, meta: dict[str, Any], source: Any, path_index: str | None

@@ -234,6 +234,39 @@ def test_partial_failure_counts_exactly(mock: tuple[ElasticsearchMock, MockServe
     assert app.count(DS) == 17
 
 
+def test_bulk_answers_are_filtered_and_a_rejection_is_named_by_its_position(
+        mock: tuple[ElasticsearchMock, MockServer]) -> None:
+    """The _bulk request asks for filter_path (what classification reads: errors, status, error,
+    failure_store); the filtered answer repeats no _id, so the DLQ excerpt names the rejected event
+    by its place in the batch."""
+    app, server = mock
+    out = output(server.url)
+    batch = make_items(6, out=out)
+    app.add_item_fault(ItemFault(field="n", value=4, status=400, type="mapper_parsing_exception",
+                                 reason="failed to parse field [n]"))
+    queries: list[dict[str, str]] = []
+    answers: list[bytes] = []
+    original = app.handle
+
+    def spy(req: Any) -> Any:
+        resp = original(req)
+        if req.path == "/_bulk":
+            queries.append(dict(req.query))
+            answers.append(resp.body)
+        return resp
+
+    app.handle = spy  # type: ignore[method-assign]
+    outcome = out.send(batch)
+    assert queries == [{"filter_path": "errors,items.*.error,items.*.status,items.*.failure_store"}]
+    items = orjson.loads(answers[0])["items"]
+    assert items[0] == {"create": {"status": 201}}  # nothing but what was asked for
+    assert set(items[4]["create"]) == {"status", "error"}
+    assert outcome.status is Status.PARTIAL
+    assert [it.seq for it in outcome.failed] == [4]
+    assert orjson.loads(outcome.excerpt)[0]["_id"] == batch[4].event["event_id"]
+    assert app.count(DS) == 5
+
+
 def test_errors_false_fast_path_does_not_walk_items(mock: tuple[ElasticsearchMock, MockServer],
                                                     monkeypatch: pytest.MonkeyPatch) -> None:
     _, server = mock
