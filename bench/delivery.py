@@ -17,7 +17,9 @@ default ``[metrics]`` endpoint served, on an ephemeral loopback port):
    each, and the polled peak of their sum; the target is judged on the sum of the VmHWMs), and the polled
    peak of their PSS sum (shared library pages counted once). A child caught between its fork and its
    exec is still the agent's image and shows the agent's pages as its own: such readings are not
-   counted. The spool cursor reaching N (delivered *and* committed) is printed too. ``<kind>-drain``
+   counted. The spool cursor reaching N (delivered *and* committed) is printed too. ``CPU ceiling``:
+   the rate the machine's cores could carry at the CPU the agent, its helper and the mock spent per
+   event (they share the cores here): a run close to it is CPU bound. ``<kind>-drain``
    spools the N lines first (output disabled), then times delivery alone. The CPU other processes
    used meanwhile is printed when it skews the figures.
 2. ``latency``: one agent fans out to both mocks while a writer thread appends lines at a steady rate
@@ -1002,6 +1004,20 @@ def verdict(ok: bool) -> str:
     return "meets target" if ok else "BELOW TARGET"
 
 
+def cpu_ceiling(r: Throughput) -> str:
+    """The rate this machine's cores could carry at the CPU this run spent per event (agent, helper and
+    mock, which share them here; steal and the kernel's own work not counted): a run near it is CPU
+    bound, and a target above it needs less CPU per event, not more parallelism."""
+    agent_us = r.cpu_per_100k * 10
+    mock_us = r.mock_cpu_s / r.n * 1e6 if r.n else 0.0
+    cores = os.cpu_count() or 1
+    line = (f"{cores / ((agent_us + mock_us) / 1e6):>9,.0f} events/s  ({agent_us:.1f} us agent + "
+            f"{mock_us:.1f} us mock per event on {cores} cores")
+    if r.kind == "es":
+        line += f"; {TARGETS['es_rate']:,.0f}/s needs <= {cores / TARGETS['es_rate'] * 1e6:.0f} us in all"
+    return line + ")"
+
+
 def print_throughput(r: Throughput) -> None:
     label = {"es": "file -> spool -> ES (ecs)", "hec": "file -> spool -> HEC", "hec-ack":
              "file -> spool -> HEC (acks)", "es-drain": "spool -> ES (ecs), drain only",
@@ -1021,6 +1037,7 @@ def print_throughput(r: Throughput) -> None:
     print(f"{'agent CPU':<28}: {r.cpu_per_100k:>9.2f} s per 100k events  ({r.agent_cores:.2f} cores "
           f"busy on average; agent + mapping helper, {what})")
     print(f"{'mock CPU':<28}: {r.mock_cpu_s:>9.2f} s  ({r.mock_cores:.2f} of a core while receiving)")
+    print(f"{'CPU ceiling':<28}: {cpu_ceiling(r)}")
     print(f"{'peak RSS':<28}: {r.rss_mib:>9.1f} MiB  target <= {TARGETS['rss_mib']:.0f}: "
           f"{verdict(r.rss_mib <= TARGETS['rss_mib'])}  ({r.rss_detail})")
     if r.document:
