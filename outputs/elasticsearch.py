@@ -212,11 +212,8 @@ class ElasticsearchOutput(Output):
         prefix = self._route_prefix(item, route) if route or self._dated else self._prefix
         eid = event.get("event_id") if event else None
         if type(eid) is not str or not eid:
-            eid = self._doc_id(item)
+            eid = doc_id(item)
         return b"".join((prefix, orjson.dumps(eid), b"}}\n", doc_bytes, b"\n"))
-
-    def _doc_id(self, item: DeliveryItem) -> str:
-        return doc_id(item)
 
     def _route_prefix(self, item: DeliveryItem, route: dict[str, str] | None) -> bytes:
         """The action prefix for a routed or dated event, built once per index (a dated index changes
@@ -247,19 +244,15 @@ class ElasticsearchOutput(Output):
             index = self.config.index or data_stream_name(self.config.data_stream_dataset,
                                                           self.config.data_stream_namespace)
         if "%" in index:
-            ts = str(self._event(item).get("timestamp", "")) or time.strftime("%Y-%m-%dT",
+            ts = str(_event_of(item).get("timestamp", "")) or time.strftime("%Y-%m-%dT",
                                                                                 time.gmtime())
             index = index.replace("%Y", ts[0:4]).replace("%m", ts[5:7]).replace("%d", ts[8:10])
         return index
 
-    @staticmethod
-    def _event(item: DeliveryItem) -> dict[str, Any]:
-        return _event_of(item)
-
     def _with_timestamp(self, item: DeliveryItem, doc_bytes: bytes) -> bytes:
         """Data streams refuse documents without ``@timestamp``; the canonical event has
         ``timestamp``, so copy it (the ECS transform already sets ``@timestamp``)."""
-        ts = self._event(item).get("timestamp")
+        ts = _event_of(item).get("timestamp")
         if not ts or not doc_bytes.startswith(b"{"):
             return doc_bytes
         sep = b"" if doc_bytes[1:].lstrip().startswith(b"}") else b","

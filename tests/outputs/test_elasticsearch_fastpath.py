@@ -10,7 +10,7 @@ import orjson
 import pytest
 
 from outputs.base import DeliveryItem
-from outputs.elasticsearch import ElasticsearchOutput, ElasticsearchOutputConfig
+from outputs.elasticsearch import ElasticsearchOutput, ElasticsearchOutputConfig, doc_id
 
 EVENT = {"event_id": "0194e1a2-7c3d-7b11-9f00-3c1d2e4f5a01", "timestamp": "2026-02-07T09:30:12.481Z"}
 
@@ -29,7 +29,7 @@ def uncached(out: ElasticsearchOutput, item: DeliveryItem) -> bytes:
     prefix = out._prefix
     if item.route or out._dated:
         prefix = out._action_prefix(out._route_index(item, item.route or {}))
-    return prefix + orjson.dumps(out._doc_id(item)) + b"}}\n" + doc_bytes + b"\n"
+    return prefix + orjson.dumps(doc_id(item)) + b"}}\n" + doc_bytes + b"\n"
 
 
 ROUTES = [None, {}, {"index": "alerts"}, {"index": "a-%Y.%m.%d"}, {"dataset": "d"}, {"namespace": "n"},
