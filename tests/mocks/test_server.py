@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import socket
 import subprocess
 import sys
 import time
@@ -147,6 +148,24 @@ def test_keep_alive_connection_reused(server: MockServer) -> None:
         for _ in range(3):
             assert s.post(server.url + "/k", data=b"x").status_code == 200
     assert server.stats()["seen"] == 3
+
+
+def test_connections_send_without_nagle_delay(server: MockServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    """TCP_NODELAY on every accepted connection, as Elasticsearch sets it: with Nagle's algorithm, a
+    small answer's body (written after its headers) waited for the client's delayed ACK, ~40 ms."""
+    from outputs.mocks import server as mock_server
+
+    flags: list[int] = []
+    setup = mock_server._Handler.setup
+
+    def recording_setup(self: mock_server._Handler) -> None:
+        setup(self)
+        flags.append(self.connection.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY))
+
+    monkeypatch.setattr(mock_server._Handler, "setup", recording_setup)
+    with requests.Session() as s:
+        assert s.post(server.url + "/small", data=b"x").status_code == 200
+    assert flags and all(flags)
 
 
 @pytest.fixture(scope="module")
