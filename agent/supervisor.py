@@ -22,6 +22,7 @@ import gevent.pool
 from gevent.pywsgi import WSGIServer
 
 from agent.config import AgentConfig
+from agent.listen import start_without_nagle
 from agent.metrics import AgentMetrics, health_document, output_extra
 from agent.offload import IDLE_RETIRE_S
 from outputs.drain import Drain
@@ -182,7 +183,7 @@ class Supervisor:
 
         addr = self.config.metrics.listen
         self.metrics_server = WSGIServer((addr.host, addr.port), app, log=None)
-        self.metrics_server.start()
+        start_without_nagle(self.metrics_server)
 
     # -- periodic loops ------------------------------------------------------------------------
     def _heartbeat_loop(self) -> None:

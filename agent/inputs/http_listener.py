@@ -36,6 +36,7 @@ from agent.inputs.base import (
     quarantine_reason,
 )
 from agent.inputs.config import HttpInputConfig, input_config
+from agent.listen import start_without_nagle
 from agent.mapping import MappingContext, MappingError
 from agent.signature import SignatureError, verify_certification_signature
 from spool.types import IngestBatch, QuarantineRecord, SpoolFull
@@ -99,7 +100,7 @@ class HttpInput:
             environ={},
         )
         self._server.environ_class = pywsgi.SecureEnviron
-        self._server.start()
+        start_without_nagle(self._server)
         self.address = self._server.address[:2]
         log.info("%s: listening on http://%s:%d", self.name, *self.address)
 

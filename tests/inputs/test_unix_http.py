@@ -174,6 +174,27 @@ def test_http_200_only_after_commit(env):
     assert _get(inp.address, "/healthz") == 200
 
 
+def test_http_connections_answer_without_nagle_delay(env, monkeypatch):
+    """Accepted connections have TCP_NODELAY (agent.listen): pywsgi sends headers and body apart, and
+    with Nagle's algorithm the body waited ~40 ms for the client's delayed ACK on every keep-alive
+    request, which capped a sink posting one request at a time at ~22 a second."""
+    from gevent import pywsgi
+
+    _d, _spool, writer, add = env
+    inp = http(add, writer)
+    flags = []
+    handle = pywsgi.WSGIHandler.handle
+
+    def recording_handle(self):
+        flags.append(self.socket.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY))
+        return handle(self)
+
+    monkeypatch.setattr(pywsgi.WSGIHandler, "handle", recording_handle)
+    status, _h, _body = _post(inp.address, "/audit-webhook", AUDIT_LINES[0].strip())
+    assert status == 200
+    assert flags and all(flags)
+
+
 def test_http_ndjson_body(env):
     _d, spool, writer, add = env
     inp = http(add, writer)
