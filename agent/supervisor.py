@@ -189,9 +189,17 @@ class Supervisor:
     def _heartbeat_loop(self) -> None:
         while not self._stopping:
             gevent.sleep(self.config.agent.heartbeat_interval)
-            self.record_state()
+            self._record_state_logged()
             if self.offload is not None:
                 self.offload.retire_if_idle(IDLE_RETIRE_S)
+
+    def _record_state_logged(self) -> None:
+        """``record_state``, logging a failure instead of raising: neither the heartbeat loop nor a
+        shutdown may die of one (a shutdown that raised left the process running)."""
+        try:
+            self.record_state()
+        except Exception:
+            log.exception("recording the agent's state in the spool failed")
 
     def record_state(self) -> None:
         """Persist what `status` shows when it cannot ask this process: heartbeat, counters, errors."""
@@ -255,8 +263,11 @@ class Supervisor:
         if self.offload is not None:
             self.offload.close()
         self._loops.kill(block=True, timeout=2)
-        self.record_state()
-        self.spool.clear_agent_state()
+        self._record_state_logged()
+        try:
+            self.spool.clear_agent_state()  # `status` then says no agent runs
+        except Exception:
+            log.exception("clearing the agent's state in the spool failed")
         if self.metrics_server is not None:
             self.metrics_server.stop(timeout=1)
         self.spool.close()

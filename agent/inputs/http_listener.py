@@ -262,7 +262,8 @@ class HttpInput:
             "name": self.name,
             "type": "http",
             "address": f"{self.address[0]}:{self.address[1]}" if self.address else None,
-            "responses": dict(self.responses),
+            # JSON object keys are strings: the status is stored as JSON (Spool.set_input_stats)
+            "responses": {str(code): n for code, n in sorted(self.responses.items())},
             "stats": self.stats.as_dict(),
             "last_event_ms": self.stats.last_event_ms,
             "time_ms": now_ms(),

@@ -195,6 +195,17 @@ def test_http_connections_answer_without_nagle_delay(env, monkeypatch):
     assert flags and all(flags)
 
 
+def test_http_status_is_stored_as_json_after_requests(env):
+    """The input's status (answers counted by HTTP status) goes into the spool as JSON on every
+    heartbeat and at shutdown: integer keys made both raise, so the agent could not stop."""
+    _d, spool, writer, add = env
+    inp = http(add, writer)
+    assert _post(inp.address, "/audit-webhook", AUDIT_LINES[0].strip())[0] == 200
+    assert _post(inp.address, "/audit-webhook", b"not json")[0] == 400
+    spool.set_input_stats({"http": inp.status()})
+    assert spool.get_input_stats()["http"]["responses"] == {"200": 1, "400": 1}
+
+
 def test_http_ndjson_body(env):
     _d, spool, writer, add = env
     inp = http(add, writer)

@@ -82,3 +82,56 @@ def test_check_config_names_the_key(tmp_path):
     res = cli("check-config", config=cfg)
     assert res.returncode != 0
     assert "[outputs.archive] fsync: expected true or false, got a string" in res.stderr
+
+
+def test_http_input_agent_heartbeats_and_stops_after_serving(tmp_path):
+    """Through the real process: after the http input answered requests, the heartbeat still records
+    the agent's state and SIGTERM stops it cleanly. The input counted answers by integer status,
+    which the state's JSON refused: every heartbeat raised, and so did the shutdown, which left the
+    process running."""
+    import contextlib
+    import socket
+    import sqlite3
+
+    import requests
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    cfg = write_config(tmp_path, inputs=f"""
+[inputs.hook]
+type = "http"
+listen = "127.0.0.1:{port}"
+""")
+    agent = Agent(cfg, tmp_path / "agent.log").start()
+    try:
+        url = f"http://127.0.0.1:{port}"
+        wait_for(lambda: _answers(url + "/healthz"), 20, "the http input to listen")
+        with requests.Session() as session:
+            for i in range(3):
+                r = session.post(url + "/audit-webhook", data=audit_line(i), timeout=10,
+                                 headers={"Content-Type": "application/json"})
+                assert r.status_code == 200
+        wait_for(lambda: _delivered(tmp_path) == [line_id(i) for i in range(3)], 20, "delivery")
+
+        def recorded() -> dict:
+            with contextlib.closing(sqlite3.connect(tmp_path / "state" / "spool.db")) as db:
+                row = db.execute("SELECT value FROM agent_state WHERE key = 'input_stats'").fetchone()
+            return json.loads(row[0])["hook"] if row else {}
+
+        wait_for(lambda: recorded().get("responses", {}).get("200", 0) >= 3, 20,
+                 "a heartbeat with the answers")
+    finally:
+        code = agent.stop(timeout=20) if agent.alive() else agent.proc.returncode
+    log = (tmp_path / "agent.log").read_text()
+    assert code == 0, log[-2000:]
+    assert "Traceback" not in log and "failed with" not in log
+
+
+def _answers(url: str) -> bool:
+    import requests
+
+    try:
+        return requests.get(url, timeout=1).status_code == 200
+    except requests.RequestException:
+        return False
