@@ -1,24 +1,60 @@
-"""Starting the agent's own HTTP servers (the ``http`` input, the metrics endpoint) on a socket that
-answers at once.
+"""The agent's own HTTP servers (the ``http`` input, the metrics endpoint): started on a socket that
+answers at once, and stopped without waiting on idle keep-alive connections.
 
-Why: gevent's ``pywsgi`` writes a response's headers and its body in separate sends. With Nagle's
-algorithm on (the default for a listening socket), the body then waits for the client's delayed ACK
-of the headers, ~40 ms on Linux, on every request of a keep-alive connection: a hushd sink posting
-its records one request at a time could deliver ~22 a second. Servers built for this traffic turn it
-off (Elasticsearch's ``network.tcp.no_delay`` defaults to true); accepted connections inherit
-``TCP_NODELAY`` from the listening socket.
+- **No Nagle delay.** gevent's ``pywsgi`` writes a response's headers and its body in separate sends.
+  With Nagle's algorithm on (the default for a listening socket), the body then waits for the
+  client's delayed ACK of the headers, ~40 ms on Linux, on every request of a keep-alive connection:
+  a hushd sink posting its records one request at a time could deliver ~22 a second. Servers built
+  for this traffic turn it off (Elasticsearch's ``network.tcp.no_delay`` defaults to true); accepted
+  connections inherit ``TCP_NODELAY`` from the listening socket.
+- **A stop that does not wait for idle clients.** ``WSGIServer.stop(timeout)`` waits for every
+  connection's handler, and a keep-alive connection's handler waits for the client's next request:
+  a sink or a scraper that keeps its connection open held every shutdown for the whole timeout.
+  ``stop_gracefully`` closes the connections waiting for a request at once; a request in progress
+  finishes (the spool commit behind its answer included) and its connection closes after it.
 """
 
 from __future__ import annotations
 
+import contextlib
 import socket
+from typing import Any
 
+from gevent import pywsgi
 from gevent.pywsgi import WSGIServer
 
 
+class GracefulHandler(pywsgi.WSGIHandler):
+    """Marks its connection idle while it waits for the next request line, and takes no further
+    request once its server is stopping."""
+
+    def read_requestline(self) -> str:
+        server: Any = self.server
+        if server.stopping:
+            return ""  # ends the connection (pywsgi closes it on an empty request line)
+        server.idle_handlers.add(self)
+        try:
+            return super().read_requestline()
+        finally:
+            server.idle_handlers.discard(self)
+
+
 def start_without_nagle(server: WSGIServer) -> None:
-    """Bind ``server``'s socket, set ``TCP_NODELAY`` on it (TCP only), and start serving."""
+    """Bind ``server``'s socket, set ``TCP_NODELAY`` on it (TCP only), and start serving. Build the
+    server with ``handler_class=GracefulHandler`` to stop it with ``stop_gracefully``."""
+    server.stopping = False  # type: ignore[attr-defined]
+    server.idle_handlers = set()  # type: ignore[attr-defined]
     server.init_socket()
     if server.socket.family in (socket.AF_INET, socket.AF_INET6):
         server.socket.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     server.start()
+
+
+def stop_gracefully(server: WSGIServer, timeout: float) -> None:
+    """Stop accepting, close the connections waiting for a request (``GracefulHandler``), and give
+    requests in progress up to ``timeout`` to finish."""
+    server.stopping = True  # type: ignore[attr-defined]
+    for handler in list(server.idle_handlers):  # type: ignore[attr-defined]
+        with contextlib.suppress(OSError):
+            handler.socket.shutdown(socket.SHUT_RD)  # its read returns end-of-file at once
+    server.stop(timeout=timeout)

@@ -22,7 +22,7 @@ import gevent.pool
 from gevent.pywsgi import WSGIServer
 
 from agent.config import AgentConfig
-from agent.listen import start_without_nagle
+from agent.listen import GracefulHandler, start_without_nagle, stop_gracefully
 from agent.metrics import AgentMetrics, health_document, output_extra
 from agent.offload import IDLE_RETIRE_S
 from outputs.drain import Drain
@@ -182,7 +182,8 @@ class Supervisor:
             return [b"not found\n"]
 
         addr = self.config.metrics.listen
-        self.metrics_server = WSGIServer((addr.host, addr.port), app, log=None)
+        self.metrics_server = WSGIServer((addr.host, addr.port), app, log=None,
+                                         handler_class=GracefulHandler)
         start_without_nagle(self.metrics_server)
 
     # -- periodic loops ------------------------------------------------------------------------
@@ -269,7 +270,7 @@ class Supervisor:
         except Exception:
             log.exception("clearing the agent's state in the spool failed")
         if self.metrics_server is not None:
-            self.metrics_server.stop(timeout=1)
+            stop_gracefully(self.metrics_server, 1)
         self.spool.close()
         log.info("agent stopped", extra={"exit_code": self.exit_code})
         self._stopped.set()

@@ -36,7 +36,7 @@ from agent.inputs.base import (
     quarantine_reason,
 )
 from agent.inputs.config import HttpInputConfig, input_config
-from agent.listen import start_without_nagle
+from agent.listen import GracefulHandler, start_without_nagle, stop_gracefully
 from agent.mapping import MappingContext, MappingError
 from agent.signature import SignatureError, verify_certification_signature
 from spool.types import IngestBatch, QuarantineRecord, SpoolFull
@@ -96,6 +96,7 @@ class HttpInput:
     def start(self) -> None:
         self._server = pywsgi.WSGIServer(
             (self.config.listen.host, self.config.listen.port), self._app, spawn=Pool(256),
+            handler_class=GracefulHandler,
             log=_AccessLog(self.name), error_log=logging.getLogger(f"{__name__}.error"),
             environ={},
         )
@@ -108,7 +109,7 @@ class HttpInput:
         """Stop accepting; requests in flight finish (their commit included) within ``timeout``."""
         self._stop.set()
         if self._server is not None:
-            self._server.stop(timeout=timeout)
+            stop_gracefully(self._server, timeout)
 
     # -- WSGI -----------------------------------------------------------------------------------
 

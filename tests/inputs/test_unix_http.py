@@ -10,6 +10,7 @@ import stat
 import uuid
 
 import gevent
+import gevent.event
 import orjson
 import pytest
 from gevent import socket
@@ -204,6 +205,56 @@ def test_http_status_is_stored_as_json_after_requests(env):
     assert _post(inp.address, "/audit-webhook", b"not json")[0] == 400
     spool.set_input_stats({"http": inp.status()})
     assert spool.get_input_stats()["http"]["responses"] == {"200": 1, "400": 1}
+
+
+def _read_response(sock) -> bytes:
+    """One whole HTTP/1.1 answer (with Content-Length) from a keep-alive connection."""
+    data = b""
+    while b"\r\n\r\n" not in data:
+        data += sock.recv(65536)
+    head, _, body = data.partition(b"\r\n\r\n")
+    length = int(next(v for k, _, v in (h.partition(b": ") for h in head.split(b"\r\n")[1:])
+                      if k.lower() == b"content-length"))
+    while len(body) < length:
+        body += sock.recv(65536)
+    return head
+
+
+def test_http_stop_closes_idle_keepalive_connections_and_finishes_requests(env):
+    """A client keeping its connection open (hushd's sink) no longer holds the stop for its whole
+    timeout: the idle connection closes at once, while a request in progress still gets its answer
+    after its commit."""
+    import select
+
+    _d, spool, writer, add = env
+    inp = http(add, writer)
+    release = gevent.event.Event()
+    real_write = writer.write
+
+    def slow_write(batch):
+        release.wait()
+        return real_write(batch)
+
+    writer.write = slow_write
+    idle = socket.create_connection(inp.address)
+    idle.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert _read_response(idle).startswith(b"HTTP/1.1 200")  # kept alive, now waiting
+    busy = socket.create_connection(inp.address)
+    body = AUDIT_LINES[0].strip()
+    busy.sendall(b"POST /audit-webhook HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                 b"Content-Length: %d\r\n\r\n%s" % (len(body), body))
+    gevent.sleep(0.2)  # the busy request reaches the blocked commit
+    stopper = gevent.spawn(inp.stop, 60.0)
+    idle.settimeout(10)
+    assert idle.recv(1) == b""  # closed by the stop, not after its 60 s
+    assert select.select([busy], [], [], 0)[0] == []  # the request in progress has no answer yet
+    release.set()
+    assert _read_response(busy).startswith(b"HTTP/1.1 200")
+    stopper.join(timeout=30)
+    assert stopper.successful()
+    assert event_ids(spool) == [line_id(AUDIT_LINES[0])]
+    idle.close()
+    busy.close()
 
 
 def test_http_ndjson_body(env):
