@@ -34,6 +34,22 @@ import gevent
 
 log = logging.getLogger(__name__)
 
+
+class _EmitterStopRace(logging.Filter):
+    """watchdog 7 logs "InotifyEmitter.queue_events() called when the thread is inactive" at ERROR
+    when an emitter is stopped while its thread is reading (``queue_events`` in
+    watchdog/observers/inotify.py): a race of its own stop, which every agent shutdown and every
+    unschedule of a directory can hit, not a fault. An operator must not see an error on a clean
+    stop: that message is dropped, and every other watchdog message passes."""
+
+    MESSAGE = "InotifyEmitter.queue_events() called when the thread is inactive"
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.msg != self.MESSAGE
+
+
+logging.getLogger("watchdog.observers.inotify").addFilter(_EmitterStopRace())
+
 _watchdog: tuple[Any, Any] | None = None
 _load_lock = threading.Lock()
 
