@@ -87,6 +87,7 @@ class UnixSocketInput:
         self.connections_total = 0
         self._stop = Event()
         self._group = Group()
+        self._conns: set[socket.socket] = set()  # open client connections, ended by stop()
         self._server: StreamServer | None = None
         self._listener: socket.socket | None = None
 
@@ -126,6 +127,11 @@ class UnixSocketInput:
         self._stop.set()
         if self._server is not None:
             self._server.stop(timeout=0)  # closes the listener; handlers go on below
+        # A client that keeps its connection open (hushd streams into one) would hold the stop for
+        # the whole timeout: its reads end now, and each handler commits what it had received.
+        for conn in list(self._conns):
+            with contextlib.suppress(OSError):
+                conn.shutdown(socket.SHUT_RD)
         self._group.join(timeout)
         self._group.kill(block=True)
         with contextlib.suppress(OSError):
@@ -136,9 +142,10 @@ class UnixSocketInput:
     def _handle(self, conn: socket.socket, _addr: Any) -> None:
         self.connections += 1
         self.connections_total += 1
+        self._conns.add(conn)
         splitter = LineSplitter(self.config.max_line_bytes, 0)
         try:
-            while not self._stop.is_set():
+            while True:  # until end of file: the client's close, or stop() ending the reads
                 try:
                     data = conn.recv(self.config.read_chunk_bytes)
                 except OSError as exc:
@@ -154,6 +161,7 @@ class UnixSocketInput:
             return
         finally:
             self.connections -= 1
+            self._conns.discard(conn)
             conn.close()
 
     def _write(self, lines: list) -> None:

@@ -92,6 +92,26 @@ def test_unix_bad_lines_quarantined_with_connection_offset(env):
     assert "exceeds max_line_bytes (2000)" in q[1].reason
 
 
+def test_unix_stop_ends_open_connections_and_keeps_what_they_sent(env):
+    """A client keeping its connection open (hushd streams into one) no longer holds the stop for its
+    whole timeout: its reads end, its complete lines are in the spool, and the line it had not
+    finished is quarantined (with its offset) rather than dropped."""
+    d, spool, writer, add = env
+    path = d / "ev.sock"
+    inp = add(UnixSocketInput("unix", {"path": str(path)}, writer))
+    client = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    client.connect(str(path))
+    client.sendall(AUDIT_LINES[0] + b'{"partial": ')
+    wait_until(lambda: len(event_ids(spool)) == 1)
+    stopper = gevent.spawn(inp.stop, 60.0)
+    stopper.join(timeout=20)
+    assert stopper.dead and stopper.successful()  # not after its 60 s
+    assert event_ids(spool) == [line_id(AUDIT_LINES[0])]
+    q = spool.quarantine_list()
+    assert [(e.offset, e.reason.startswith("invalid JSON")) for e in q] == [(len(AUDIT_LINES[0]), True)]
+    client.close()
+
+
 def test_unix_many_concurrent_clients(env):
     d, spool, writer, add = env
     path = d / "ev.sock"
