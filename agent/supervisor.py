@@ -251,6 +251,15 @@ class Supervisor:
             return
         self._stopping = True
         log.info("agent stopping")
+        try:
+            self._shut_down()
+        except Exception:  # the process must still exit (run_forever waits for _stopped)
+            log.exception("shutdown failed; exiting anyway")
+            self.exit_code = self.exit_code or 1
+        finally:
+            self._stopped.set()
+
+    def _shut_down(self) -> None:
         for inp in self.inputs.values():
             try:
                 inp.stop()
@@ -273,7 +282,6 @@ class Supervisor:
             stop_gracefully(self.metrics_server, 1)
         self.spool.close()
         log.info("agent stopped", extra={"exit_code": self.exit_code})
-        self._stopped.set()
 
 
 def _input_status(inp: Any) -> dict[str, Any]:
