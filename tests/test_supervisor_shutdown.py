@@ -8,21 +8,12 @@ from unittest import mock
 
 from agent.config import load_config
 from agent.supervisor import Supervisor
+from tests.integration.harness import write_config
 
 
 def _supervisor(tmp_path: Path) -> Supervisor:
-    cfg = tmp_path / "agent.toml"
-    cfg.write_text(f"""
-[agent]
-data_dir = "{tmp_path}/state"
-[inputs.audit]
-type = "file"
-paths = ["{tmp_path}/in/*.jsonl"]
-[outputs.archive]
-type = "file"
-path = "{tmp_path}/out.jsonl"
-""")
-    sup = Supervisor(load_config(cfg))
+    """A supervisor of the integration tests' config whose spool and writer are mocks."""
+    sup = Supervisor(load_config(write_config(tmp_path)))
     sup.spool = mock.MagicMock()
     sup.writer = mock.MagicMock()
     return sup
