@@ -10,8 +10,8 @@ answers at once, and stopped without waiting on idle keep-alive connections.
 - **A stop that does not wait for idle clients.** ``WSGIServer.stop(timeout)`` waits for every
   connection's handler, and a keep-alive connection's handler waits for the client's next request:
   a sink or a scraper that keeps its connection open held every shutdown for the whole timeout.
-  ``stop_gracefully`` closes the connections waiting for a request at once; a request in progress
-  finishes (the spool commit behind its answer included) and its connection closes after it.
+  ``AgentWSGIServer.stop_gracefully`` closes the connections waiting for a request at once; a
+  request in progress finishes (the spool commit behind its answer included), then its connection.
 """
 
 from __future__ import annotations
@@ -21,15 +21,16 @@ import socket
 from typing import Any
 
 from gevent import pywsgi
-from gevent.pywsgi import WSGIServer
 
 
-class GracefulHandler(pywsgi.WSGIHandler):
+class _GracefulHandler(pywsgi.WSGIHandler):
     """Marks its connection idle while it waits for the next request line, and takes no further
     request once its server is stopping."""
 
+    server: AgentWSGIServer
+
     def read_requestline(self) -> str:
-        server: Any = self.server
+        server = self.server
         if server.stopping:
             return ""  # ends the connection (pywsgi closes it on an empty request line)
         server.idle_handlers.add(self)
@@ -39,22 +40,26 @@ class GracefulHandler(pywsgi.WSGIHandler):
             server.idle_handlers.discard(self)
 
 
-def start_without_nagle(server: WSGIServer) -> None:
-    """Bind ``server``'s socket, set ``TCP_NODELAY`` on it (TCP only), and start serving. Build the
-    server with ``handler_class=GracefulHandler`` to stop it with ``stop_gracefully``."""
-    server.stopping = False  # type: ignore[attr-defined]
-    server.idle_handlers = set()  # type: ignore[attr-defined]
-    server.init_socket()
-    if server.socket.family in (socket.AF_INET, socket.AF_INET6):
-        server.socket.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    server.start()
+class AgentWSGIServer(pywsgi.WSGIServer):
+    """``pywsgi.WSGIServer`` listening with ``TCP_NODELAY``, stopped by ``stop_gracefully``."""
 
+    handler_class = _GracefulHandler
 
-def stop_gracefully(server: WSGIServer, timeout: float) -> None:
-    """Stop accepting, close the connections waiting for a request (``GracefulHandler``), and give
-    requests in progress up to ``timeout`` to finish."""
-    server.stopping = True  # type: ignore[attr-defined]
-    for handler in list(server.idle_handlers):  # type: ignore[attr-defined]
-        with contextlib.suppress(OSError):
-            handler.socket.shutdown(socket.SHUT_RD)  # its read returns end-of-file at once
-    server.stop(timeout=timeout)
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.stopping = False
+        self.idle_handlers: set[_GracefulHandler] = set()
+
+    def init_socket(self) -> None:
+        super().init_socket()
+        if self.socket.family in (socket.AF_INET, socket.AF_INET6):  # accepted sockets inherit it
+            self.socket.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+    def stop_gracefully(self, timeout: float) -> None:
+        """Stop accepting, close the connections waiting for a request, and give requests in
+        progress up to ``timeout`` to finish."""
+        self.stopping = True
+        for handler in list(self.idle_handlers):
+            with contextlib.suppress(OSError):
+                handler.socket.shutdown(socket.SHUT_RD)  # its read returns end-of-file at once
+        self.stop(timeout=timeout)

@@ -19,10 +19,9 @@ from typing import Any
 import gevent
 import gevent.event
 import gevent.pool
-from gevent.pywsgi import WSGIServer
 
 from agent.config import AgentConfig
-from agent.listen import GracefulHandler, start_without_nagle, stop_gracefully
+from agent.listen import AgentWSGIServer
 from agent.metrics import AgentMetrics, health_document, output_extra
 from agent.offload import IDLE_RETIRE_S
 from outputs.drain import Drain
@@ -62,7 +61,7 @@ class Supervisor:
         self.offload: Any = None
         self.drains: dict[str, Drain] = {}
         self.metrics: AgentMetrics | None = None
-        self.metrics_server: WSGIServer | None = None
+        self.metrics_server: AgentWSGIServer | None = None
         self._drain_group = gevent.pool.Group()
         self._loops = gevent.pool.Group()
         self._stopped = gevent.event.Event()
@@ -182,9 +181,8 @@ class Supervisor:
             return [b"not found\n"]
 
         addr = self.config.metrics.listen
-        self.metrics_server = WSGIServer((addr.host, addr.port), app, log=None,
-                                         handler_class=GracefulHandler)
-        start_without_nagle(self.metrics_server)
+        self.metrics_server = AgentWSGIServer((addr.host, addr.port), app, log=None)
+        self.metrics_server.start()
 
     # -- periodic loops ------------------------------------------------------------------------
     def _heartbeat_loop(self) -> None:
@@ -279,7 +277,7 @@ class Supervisor:
         except Exception:
             log.exception("clearing the agent's state in the spool failed")
         if self.metrics_server is not None:
-            stop_gracefully(self.metrics_server, 1)
+            self.metrics_server.stop_gracefully(1)
         self.spool.close()
         log.info("agent stopped", extra={"exit_code": self.exit_code})
 

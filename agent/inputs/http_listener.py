@@ -36,7 +36,7 @@ from agent.inputs.base import (
     quarantine_reason,
 )
 from agent.inputs.config import HttpInputConfig, input_config
-from agent.listen import GracefulHandler, start_without_nagle, stop_gracefully
+from agent.listen import AgentWSGIServer
 from agent.mapping import MappingContext, MappingError
 from agent.signature import SignatureError, verify_certification_signature
 from spool.types import IngestBatch, QuarantineRecord, SpoolFull
@@ -88,20 +88,19 @@ class HttpInput:
         self.stats = InputStats()
         self.responses: dict[int, int] = {}
         self._stop = Event()
-        self._server: pywsgi.WSGIServer | None = None
+        self._server: AgentWSGIServer | None = None
         self.address: tuple[str, int] | None = None
 
     # -- lifecycle ------------------------------------------------------------------------------
 
     def start(self) -> None:
-        self._server = pywsgi.WSGIServer(
+        self._server = AgentWSGIServer(
             (self.config.listen.host, self.config.listen.port), self._app, spawn=Pool(256),
-            handler_class=GracefulHandler,
             log=_AccessLog(self.name), error_log=logging.getLogger(f"{__name__}.error"),
             environ={},
         )
         self._server.environ_class = pywsgi.SecureEnviron
-        start_without_nagle(self._server)
+        self._server.start()
         self.address = self._server.address[:2]
         log.info("%s: listening on http://%s:%d", self.name, *self.address)
 
@@ -109,7 +108,7 @@ class HttpInput:
         """Stop accepting; requests in flight finish (their commit included) within ``timeout``."""
         self._stop.set()
         if self._server is not None:
-            stop_gracefully(self._server, timeout)
+            self._server.stop_gracefully(timeout)
 
     # -- WSGI -----------------------------------------------------------------------------------
 
