@@ -45,7 +45,6 @@ import threading
 import time
 import urllib.parse
 import uuid
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, ClassVar, Literal
 
@@ -54,9 +53,9 @@ import orjson
 from agent.caches import put_bounded
 from agent.config_loader import doc, secret_field
 from agent.config_types import Duration, Secret
-from outputs.base import DeliveryItem, Outcome, Output
+from outputs.base import DeliveryItem, Outcome
 from outputs.http import (
-    HttpClient,
+    HttpOutput,
     HttpOutputConfig,
     HttpResponse,
     Payload,
@@ -169,7 +168,7 @@ def api_key_header(value: str) -> str:
     return f"ApiKey {value}"
 
 
-class ElasticsearchOutput(Output):
+class ElasticsearchOutput(HttpOutput):
     type_name = "elasticsearch"
     send_reads_events = False  # item.event is read only by encode()
     default_batch_max_bytes: ClassVar[int] = 5 * 1024 * 1024
@@ -182,7 +181,6 @@ class ElasticsearchOutput(Output):
         self._down_until = [0.0] * len(self.hosts)
         self._rr = itertools.count()
         self._lock = threading.Lock()
-        self._client: HttpClient | None = None
         target = config.index or data_stream_name(config.data_stream_dataset,
                                                   config.data_stream_namespace)
         self._dated = "%" in target
@@ -261,23 +259,11 @@ class ElasticsearchOutput(Output):
     # ---------------------------------------------------------------------------- transport
 
     def open(self) -> None:
-        self._ensure_client()
+        self.client()
         if self.config.bootstrap:
             self.bootstrap_warnings = self._bootstrap()
 
-    def _ensure_client(self) -> HttpClient:
-        if self._client is None:
-            pool = (getattr(self.config, "concurrency", 0) or self.default_concurrency) + 1
-            self._client = HttpClient(self.config, pool_size=pool, on_response=self.on_response,
-                                      auth=self._auth_header)
-        return self._client
-
-    def close(self) -> None:
-        if self._client is not None:
-            self._client.close()
-            self._client = None
-
-    def _auth_header(self) -> dict[str, str]:
+    def client_auth(self) -> dict[str, str]:
         c = self.config
         if c.api_key is not None:
             return {"Authorization": api_key_header(c.api_key.reveal())}
@@ -291,7 +277,7 @@ class ElasticsearchOutput(Output):
     def secrets(self) -> list[str]:
         """Every form a credential of this output can take on the wire, for redaction."""
         # The headers, the proxy and our Authorization header, each with its credential part.
-        out = self._ensure_client().secrets()
+        out = self.client().secrets()
         for s in (self.config.api_key, self.config.password, self.config.bearer_token):
             if s is not None:
                 out.append(reveal_or_empty(s))
@@ -318,7 +304,7 @@ class ElasticsearchOutput(Output):
         """One request to the first node that answers; ``TransportError`` if none does. A failed
         node is marked down; re-sending to the next node is safe because every write is a
         ``create`` with a fixed ``_id``."""
-        client = self._ensure_client()
+        client = self.client()
         order = self._order() if fail_over else self._order()[:1]
         errors: list[str] = []
         for i in order:
@@ -334,10 +320,6 @@ class ElasticsearchOutput(Output):
         raise TransportError("; ".join(errors))
 
     # ---------------------------------------------------------------------------- delivery
-
-    def packer(self) -> Callable[[list[bytes]], Payload]:
-        """The ``_bulk`` body is the items' action and source lines joined: packed while in flight."""
-        return self._ensure_client().payload
 
     def send(self, batch: list[DeliveryItem], packed: Payload | None = None) -> Outcome:
         body = self.request_body(batch, packed)

@@ -51,7 +51,7 @@ if TYPE_CHECKING:
 from agent import __version__
 from agent.config_loader import doc, secret_field
 from agent.config_types import Duration, Secret
-from outputs.base import Outcome, OutputConfig
+from outputs.base import Outcome, Output, OutputConfig
 
 USER_AGENT = f"clawd-agent/{__version__}"
 EXCERPT_LIMIT = 300
@@ -405,6 +405,40 @@ class HttpClient:
 
     def close(self) -> None:
         self._session.close()
+
+
+class HttpOutput(Output):
+    """An output that speaks HTTP: one ``HttpClient`` per output, built on first use, sized to the
+    output's send slots, reporting every response to the drain's metrics (``on_response``), with the
+    output's credential headers (``client_auth``). Its request body is its items' data joined and
+    compressed by that client, so batches travel packed (``packer``)."""
+
+    #: Connections kept beyond the send slots (HEC's ack queries run beside its sends).
+    extra_connections: int = 1
+
+    def __init__(self, name: str, config: HttpOutputConfig):
+        super().__init__(name, config)
+        self._client: HttpClient | None = None
+
+    def client_auth(self) -> Mapping[str, str]:
+        """The output's credential headers, asked for at each request (a rotated ``file:`` secret
+        applies at once)."""
+        return {}
+
+    def client(self) -> HttpClient:
+        if self._client is None:
+            slots = getattr(self.config, "concurrency", 0) or self.default_concurrency
+            self._client = HttpClient(self.config, pool_size=slots + self.extra_connections,
+                                      on_response=self.on_response, auth=self.client_auth)
+        return self._client
+
+    def close(self) -> None:
+        if self._client is not None:
+            self._client.close()
+            self._client = None
+
+    def packer(self) -> Callable[[list[bytes]], Payload]:
+        return self.client().payload
 
 
 def reveal_or_empty(secret: Secret) -> str:

@@ -50,9 +50,9 @@ import orjson
 from agent.config_loader import doc, secret_field
 from agent.config_types import Duration, Secret
 from agent.event import timestamp_to_ms
-from outputs.base import DeliveryItem, Outcome, Output
+from outputs.base import DeliveryItem, Outcome
 from outputs.http import (
-    HttpClient,
+    HttpOutput,
     HttpOutputConfig,
     HttpResponse,
     Payload,
@@ -193,7 +193,7 @@ def parse_hec_answer(body: bytes) -> dict[str, Any]:
     return parsed if isinstance(parsed, dict) else {}
 
 
-class SplunkHecOutput(Output):
+class SplunkHecOutput(HttpOutput):
     type_name = "splunk_hec"
     send_reads_events = False  # item.event is read only by encode()
     #: Under Splunk Cloud's default 1 MB ``max_content_length``, measured before compression.
@@ -205,6 +205,8 @@ class SplunkHecOutput(Output):
     #: keeps up to 1,000,000 acked requests pending per channel
     #: (``max_number_of_acked_requests_pending_query_per_ack_channel``, delivery-peers.md §4).
     ack_default_concurrency: ClassVar[int] = 16
+    #: Ack queries run beside the sends: a connection more than HttpOutput's spare one.
+    extra_connections = 2
     config: SplunkHecOutputConfig
 
     def __init__(self, name: str, config: SplunkHecOutputConfig):
@@ -221,7 +223,6 @@ class SplunkHecOutput(Output):
         self._static_fields = dict(config.indexed_fields)
         self._getters = [(name, EVENT_FIELDS[name]) for name in config.event_fields]
         self._meta_cache: dict[tuple[str, str, str, str], bytes] = {}
-        self._client: HttpClient | None = None
         self.acks: AckTracker | None = None
         self._warned_no_ack_id = False
 
@@ -274,9 +275,7 @@ class SplunkHecOutput(Output):
     # ---------------------------------------------------------------------------- lifecycle
 
     def open(self) -> None:
-        pool = max(2, int(getattr(self.config, "concurrency", 0) or self.default_concurrency) + 2)
-        self._client = HttpClient(self.config, pool_size=pool, on_response=self.on_response,
-                                  auth=lambda: {"Authorization": "Splunk " + self.token()})
+        self.client()
         if self.config.ack and self.acks is None:
             self.acks = AckTracker(self)
 
@@ -284,9 +283,10 @@ class SplunkHecOutput(Output):
         if self.acks is not None:
             self.acks.close()
             self.acks = None
-        if self._client is not None:
-            self._client.close()
-            self._client = None
+        super().close()
+
+    def client_auth(self) -> dict[str, str]:
+        return {"Authorization": "Splunk " + self.token()}
 
     def token(self) -> str:
         assert self.config.token is not None
@@ -294,28 +294,14 @@ class SplunkHecOutput(Output):
 
     def secrets(self) -> list[str]:
         """The token (and every header and proxy credential), for redaction."""
-        if self._client is None:
-            self.open()
-        assert self._client is not None
-        return self._client.secrets()
+        return self.client().secrets()
 
     def request(self, method: str, url: str, body: bytes | Payload | None = None,
                 headers: dict[str, str] | None = None, *, compress: bool | None = None
                 ) -> HttpResponse:
-        if self._client is None:
-            self.open()
-        assert self._client is not None
-        return self._client.request(method, url, body, headers, compress=compress)
+        return self.client().request(method, url, body, headers, compress=compress)
 
     # ---------------------------------------------------------------------------- delivery
-
-    def packer(self) -> Callable[[list[bytes]], Payload]:
-        """The request body is the items' event envelopes joined: packed while in flight (and while
-        waiting for the indexer ack)."""
-        if self._client is None:
-            self.open()
-        assert self._client is not None
-        return self._client.payload
 
     def send(self, batch: list[DeliveryItem], packed: Payload | None = None) -> Outcome:
         body = self.request_body(batch, packed)
