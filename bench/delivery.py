@@ -1120,7 +1120,7 @@ def main() -> None:
         return
     runs = [r.strip() for r in args.runs.split(",") if r.strip()]
     print(f"clawd-agent delivery bench: {args.events:,} hushd audit lines, durability={args.durability}, "
-          f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f}, python {sys.version.split()[0]}"
+          f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f}, {_ingest.interpreter()}"
           + (f", batch_max_wait={args.batch_max_wait}" if args.batch_max_wait else "")
           + (f", hec ack_poll_interval={args.hec_ack_poll}" if args.hec_ack_poll else "")
           + "".join(f", {x}" for x in args.set)

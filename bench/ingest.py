@@ -28,6 +28,7 @@ import signal
 import sqlite3
 import subprocess
 import sys
+import sysconfig
 import tempfile
 import threading
 import time
@@ -283,6 +284,20 @@ def run_profile(n: int, durability: str, top: int) -> None:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+def interpreter() -> str:
+    """The Python the agent runs on, as the figures depend on it: its version, path, and whether
+    libpython is a shared library (a source build's ``--enable-shared``, pyenv's default, which with no
+    ``--enable-optimizations``/``--with-lto`` costs ~12% more CPU per event than Debian's
+    /usr/bin/python3.11, whose libpython is linked in and built with PGO and LTO)."""
+    with open("/proc/self/maps") as f:
+        shared = any("libpython" in line for line in f)
+    flags = sysconfig.get_config_var("CONFIG_ARGS") or ""
+    built = [name for name in ("--enable-optimizations", "--with-lto") if name in flags]
+    return (f"python {sys.version.split()[0]} ({os.path.realpath(sys.executable)}, "
+            f"libpython {'shared' if shared else 'linked in'}"
+            + (f", {' '.join(built)}" if built else "") + ")")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--events", type=int, default=DEFAULT_EVENTS)
@@ -297,7 +312,7 @@ def main() -> None:
         run_profile(n, args.durability, args.top)
         return
     print(f"clawd-agent bench: {n:,} hushd audit lines, durability={args.durability}, "
-          f"{os.cpu_count()} CPUs, python {sys.version.split()[0]}")
+          f"{os.cpu_count()} CPUs, {interpreter()}")
     offload = not args.no_offload
     print(f"offload helper: {'on' if offload else 'off'}")
     r = run_process(n, durability=args.durability, e2e=False, offload=offload)
