@@ -6,7 +6,7 @@
 # The interpreter of the venv: the distribution's CPython 3.11 where there is one that can make a venv
 # (Debian's /usr/bin/python3.11: libpython linked into the executable, built with profile-guided and
 # link-time optimization), else python3 on the PATH. A source build with a shared libpython and no
-# --enable-optimizations/--with-lto (pyenv's default, this VM's python3) runs the agent with ~12% more
+# --enable-optimizations/--with-lto (pyenv's default, this VM's python3) runs the agent with ~10% more
 # CPU per event: docs/outputs.md §9. `make PYTHON=python3 ...` picks the PATH's.
 DISTRO_PYTHON := /usr/bin/python3.11
 PYTHON ?= $(shell $(DISTRO_PYTHON) -c 'import ensurepip, venv' >/dev/null 2>&1 && echo $(DISTRO_PYTHON) || echo python3)

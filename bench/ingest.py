@@ -287,7 +287,7 @@ def run_profile(n: int, durability: str, top: int) -> None:
 def interpreter() -> str:
     """The Python the agent runs on, as the figures depend on it: its version, path, and whether
     libpython is a shared library (a source build's ``--enable-shared``, pyenv's default, which with no
-    ``--enable-optimizations``/``--with-lto`` costs ~12% more CPU per event than Debian's
+    ``--enable-optimizations``/``--with-lto`` costs ~10% more CPU per event than Debian's
     /usr/bin/python3.11, whose libpython is linked in and built with PGO and LTO)."""
     with open("/proc/self/maps") as f:
         shared = any("libpython" in line for line in f)
