@@ -3,6 +3,7 @@ can make a venv, else python3 on the PATH), checked with ``make -n`` in a copy o
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
@@ -14,9 +15,12 @@ ROOT = Path(__file__).resolve().parents[1]
 def _venv_command(tmp_path: Path, distro_python: str) -> str:
     for name in ("Makefile", "requirements.txt", "requirements-dev.txt", "setup.cfg"):
         shutil.copy(ROOT / name, tmp_path / name)
-    out = subprocess.run(["make", "-n", f"DISTRO_PYTHON={distro_python}", ".venv/.installed"],
-                         cwd=tmp_path, capture_output=True, text=True, check=True).stdout
-    return out.splitlines()[0]
+    # As a top-level make: not the sub-make of `make test` (its flags, PYTHON, "Entering directory")
+    env = {k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MFLAGS", "MAKELEVEL", "PYTHON")}
+    out = subprocess.run(["make", "-n", "--no-print-directory", f"DISTRO_PYTHON={distro_python}",
+                          ".venv/.installed"], cwd=tmp_path, env=env, capture_output=True, text=True,
+                         check=True).stdout
+    return next(line for line in out.splitlines() if " -m venv " in line)
 
 
 def test_a_distribution_python_that_can_make_a_venv_is_used(tmp_path: Path) -> None:
