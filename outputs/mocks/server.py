@@ -23,19 +23,13 @@ import ssl
 import struct
 import threading
 import time
-import zlib
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import asdict, dataclass, field, fields
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
-try:  # ISA-L inflates the same gzip ~3x faster than zlib: the mocks share a benchmark's two cores
-    from isal import isal_zlib as _inflate
-    _INFLATE_ERRORS: tuple[type[Exception], ...] = (zlib.error, _inflate.error)
-except ImportError:  # pragma: no cover - isal is a runtime dependency; zlib is the fallback
-    _inflate = zlib  # type: ignore[assignment]
-    _INFLATE_ERRORS = (zlib.error,)
+from outputs.http import INFLATE, INFLATE_ERRORS
 
 CONTROL_PREFIX = "/_mock/"
 #: Kinds a FaultSchedule applies before the app; the rest (``ack_delay``) are the app's to take.
@@ -291,7 +285,7 @@ class _Handler(BaseHTTPRequestHandler):
             except _TooLarge:
                 self._respond(app.too_large(limit + 1), count=True)
                 return
-            except (*_INFLATE_ERRORS, EOFError, ValueError) as exc:
+            except (*INFLATE_ERRORS, EOFError, ValueError) as exc:
                 body, error = raw, f"invalid gzip body: {exc}"
         elif encoding not in ("", "identity"):
             error = f"unsupported content encoding {encoding}"
@@ -368,7 +362,7 @@ def _gunzip(data: bytes, limit: int) -> bytes:
     out = []
     total = 0
     while data:
-        d = _inflate.decompressobj(31)
+        d = INFLATE.decompressobj(31)  # ISA-L where installed: the mocks share a bench's cores
         chunk = d.decompress(data, limit + 1 - total)
         total += len(chunk)
         out.append(chunk)
