@@ -228,6 +228,12 @@ class Output:
         self.name = name
         self.config = config
 
+    @property
+    def send_slots(self) -> int:
+        """Batches in flight at once: the config's ``concurrency``, or this output's default for 0
+        (the drain's pool; an HTTP output's connection pool is sized from it)."""
+        return self.config.concurrency or self.default_concurrency
+
     def open(self) -> None:
         """Acquire resources (files, sessions). Called once before the first send."""
 

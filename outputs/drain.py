@@ -111,7 +111,7 @@ class Drain:
         self._use_offload = False
         #: Output.packer(), taken once the output is open: batches travel packed (outputs.packing).
         self._packer: Callable[[list[bytes]], Any] | None = None
-        self.concurrency = cfg.concurrency or output.default_concurrency
+        self.concurrency = output.send_slots
         self.max_bytes = int(cfg.batch_max_bytes or output.default_batch_max_bytes)
         self._window_size = self.concurrency + 2  # in flight, plus batches read ahead
         self._chunk = min(READ_CHUNK_MAX, max(READ_CHUNK, cfg.batch_max_events))

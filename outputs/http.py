@@ -427,8 +427,7 @@ class HttpOutput(Output):
 
     def client(self) -> HttpClient:
         if self._client is None:
-            slots = getattr(self.config, "concurrency", 0) or self.default_concurrency
-            self._client = HttpClient(self.config, pool_size=slots + self.extra_connections,
+            self._client = HttpClient(self.config, pool_size=self.send_slots + self.extra_connections,
                                       on_response=self.on_response, auth=self.client_auth)
         return self._client
 
