@@ -33,9 +33,10 @@ class FileInputConfig:
         default=Size(256 * 1024))
     rotate_wait: Duration = doc("How long a rotated file is drained before it is closed.",
                                 default=Duration(5))
-    scan_interval: Duration = doc("Periodic stat scan (the truth; watchdog only wakes sooner).",
+    scan_interval: Duration = doc("Periodic stat scan (the truth; the watch only wakes sooner).",
                                   default=Duration(1))
-    watch: bool = doc("Use watchdog (inotify) change events to read sooner.", default=True)
+    watch: bool = doc("Read sooner on file change events (inotify, read by the loop; watchdog's observer "
+                      "where there is no inotify).", default=True)
 
     def validate(self) -> None:
         if not self.paths:

@@ -116,7 +116,10 @@ class _FileReader:
                 self.marker, self.marker_len = compute_marker(self.fd, size)
             if self.splitter.read_pos >= size:
                 break
-            data = os.pread(self.fd, cfg.read_chunk_bytes, self.splitter.read_pos)
+            # What the file holds past the read position, not a whole chunk: pread allocates the size it
+            # is asked for (a 256 KiB chunk is an mmap, an mremap and a munmap for a 1 KB line)
+            data = os.pread(self.fd, min(cfg.read_chunk_bytes, size - self.splitter.read_pos),
+                            self.splitter.read_pos)
             if not data:
                 break
             lines = self.splitter.feed_block(data)

@@ -1,25 +1,34 @@
-"""watchdog <-> gevent bridge: inotify change events wake tailer greenlets sooner.
+"""inotify <-> gevent: file change events wake tailer greenlets sooner.
 
+On Linux the gevent loop reads inotify itself (``_InotifyWatches``): watchdog's binding of the system
+calls (``watchdog.observers.inotify_c``: ``inotify_init``, ``inotify_add_watch``, ``inotify_rm_watch``
+and its parser of ``struct inotify_event``) on a non-blocking descriptor that a loop io watcher waits
+on. An append then costs one read in the hub and no thread at all. watchdog's ``Observer`` runs three
+OS threads and two queues per event, which at 50 appends a second cost ~40% of the agent's CPU (GIL
+and futex hand-offs between those threads and the loop) and whose only output here was "this path
+changed".
+
+Elsewhere (no inotify), or if inotify cannot be set up, watchdog's ``Observer`` does the watching.
 The agent calls ``gevent.monkey.patch_all()`` before anything else, so a plain ``import watchdog``
 would build watchdog on gevent's ``threading``/``queue``/``select``: its "threads" would be greenlets,
 its inotify read would run on the gevent loop, and its queue (a subclass of ``queue.Queue``, which gevent
 replaces) breaks outright. Instead this module loads a *private copy* of watchdog against the original,
 unpatched stdlib (``gevent.monkey.saved`` holds the originals; ``threading`` and ``queue`` are re-executed
 from source against them). Its observer, emitter and inotify threads are then real OS threads that block
-in ``poll``/``read`` on the inotify fd without touching the gevent loop.
+in ``poll``/``read`` on the inotify fd without touching the gevent loop. The only thing those threads do
+to the gevent side is ``async_watcher.send()`` (libev/libuv async watchers are the documented
+thread-safe way to wake a loop) after appending the changed directory to a ``collections.deque``
+(thread-safe append/popleft). The async callback runs in the hub and only sets gevent ``Event``s.
+Coalesced sends are fine: a woken tailer reads every file to EOF.
 
-The only thing those threads do to the gevent side is ``async_watcher.send()`` (libev/libuv async
-watchers are the documented thread-safe way to wake a loop) after appending the changed directory to a
-``collections.deque`` (thread-safe append/popleft). The async callback runs in the hub and only sets
-gevent ``Event``s. Coalesced sends are fine: a woken tailer reads every file to EOF.
-
-watchdog only lowers latency; the periodic stat scan of the tailer stays the truth (a missed or
-overflowed inotify queue costs at most one scan interval).
+Either way the watch only lowers latency; the periodic stat scan of the tailer stays the truth (a
+missed or overflowed inotify queue costs at most one scan interval, and an overflow causes a scan).
 """
 
 from __future__ import annotations
 
 import collections
+import ctypes
 import importlib
 import importlib.util
 import logging
@@ -220,22 +229,154 @@ def _observer() -> _Observer:
 _CONTENT_EVENTS = frozenset({"modified", "opened", "closed", "closed_no_write"})
 
 
-class DirectoryWatcher:
-    """Calls ``on_change(changes)`` in the gevent hub with what watchdog reported in the watched
-    directories since the last call: ``{path: structural}``, where structural means the path came, went
-    or moved (a glob may match other files now) and not structural means only its content or open state
-    changed (its reader, if any, has more to read). The caller decides what each needs, so an append
-    wakes one reader instead of re-scanning globs. Create, use and close it from the gevent thread that
-    owns the tailer."""
+def _inotify_api() -> Any:
+    """watchdog's inotify binding (``watchdog.observers.inotify_c``), or None where there is none.
+    Only its system-call wrappers, constants and event parser are used: nothing of it runs a thread."""
+    try:
+        from watchdog.observers import inotify_c
+    except Exception:  # not Linux, or a libc without inotify (watchdog raises UnsupportedLibcError)
+        return None
+    return inotify_c
 
-    def __init__(self, on_change: Callable[[dict[str, bool]], None]) -> None:
-        self._on_change = on_change
+
+#: Set False to watch through watchdog's Observer even where inotify is available (tests).
+INOTIFY = True
+
+
+class _InotifyWatches:
+    """Directory watches read by the gevent loop: an io watcher on a non-blocking inotify descriptor.
+
+    ``on_events(changes)`` is called in the hub with ``{path: structural}``: structural when a file came,
+    went or moved (``IN_CREATE``, ``IN_DELETE``, ``IN_MOVED_FROM``/``IN_MOVED_TO``), or the watched
+    directory itself did (its own path), or the kernel's queue overflowed (every watched directory:
+    the caller scans); otherwise only a file's content changed (``IN_MODIFY``). After a read that
+    returned events the descriptor is left unwatched for ``COALESCE_S``, so the kernel merges the
+    identical ``IN_MODIFY`` events of a file appended to meanwhile into one (inotify(7)); the first
+    write after a quiet spell is read at once."""
+
+    def __init__(self, api: Any, on_events: Callable[[dict[str, bool]], None]) -> None:
+        c = api.InotifyConstants
+        self._api = api
+        self._structural = c.IN_CREATE | c.IN_DELETE | c.IN_MOVED_FROM | c.IN_MOVED_TO
+        self._self_gone = c.IN_DELETE_SELF | c.IN_MOVE_SELF
+        self._mask = c.IN_MODIFY | self._structural | self._self_gone
+        self._ignored, self._overflow = c.IN_IGNORED, c.IN_Q_OVERFLOW
+        self._on_events = on_events
+        fd = api.inotify_init()
+        if fd < 0:
+            err = ctypes.get_errno()
+            raise OSError(err, os.strerror(err))
+        os.set_blocking(fd, False)
+        os.set_inheritable(fd, False)  # the mapping helper is spawned: it must not hold our watches
+        self.fd = fd
+        loop = gevent.get_hub().loop
+        self._io = loop.io(fd, 1)
+        self._io.ref = False
+        self._timer = loop.timer(COALESCE_S)
+        self._timer.ref = False
+        # watch descriptor -> the directories it watches: two names of one directory (a symlink and its
+        # target) get the same descriptor from the kernel, and each name's paths are reported
+        self._dirs: dict[int, list[str]] = {}
+        self._wds: dict[str, int] = {}
+        self.events_seen = 0
+        self._io.start(self._readable)
+
+    def add(self, directory: str) -> None:
+        wd = self._api.inotify_add_watch(self.fd, os.fsencode(directory), self._mask)
+        if wd < 0:
+            err = ctypes.get_errno()
+            raise OSError(err, f"inotify_add_watch: {os.strerror(err)}")
+        names = self._dirs.setdefault(wd, [])
+        if directory not in names:
+            names.append(directory)
+        self._wds[directory] = wd
+
+    def remove(self, directory: str) -> None:
+        wd = self._wds.pop(directory, None)
+        names = self._dirs.get(wd, []) if wd is not None else []
+        if directory in names:
+            names.remove(directory)
+            if not names:
+                del self._dirs[wd]
+                self._api.inotify_rm_watch(self.fd, wd)  # fails (EINVAL) only for a watch already gone
+
+    def _readable(self) -> None:  # in the hub: must not block (the descriptor is non-blocking)
+        chunks = []
+        while True:
+            try:
+                data = os.read(self.fd, 65536)
+            except BlockingIOError:
+                break
+            except OSError:  # closed under us
+                return
+            if not data:
+                break
+            chunks.append(data)
+        if not chunks:
+            return
+        changes = self._changes(b"".join(chunks))
+        self._io.stop()  # let the kernel merge what comes in the next COALESCE_S
+        self._timer.start(self._rearm)
+        if changes:
+            try:
+                self._on_events(changes)
+            except Exception:
+                log.exception("watch wake-up callback failed")
+
+    def _rearm(self) -> None:
+        self._io.start(self._readable)
+
+    def _changes(self, buffer: bytes) -> dict[str, bool]:
+        changes: dict[str, bool] = {}
+        dirs = self._dirs
+        for wd, mask, _cookie, name in self._api.InotifyFD._parse_event_buffer(buffer):
+            self.events_seen += 1
+            if mask & self._overflow:
+                log.warning("inotify queue overflowed; the tailer scans every watched directory")
+                for names in dirs.values():
+                    changes.update(dict.fromkeys(names, True))
+                continue
+            names = dirs.get(wd)
+            if names is None:
+                continue
+            if mask & self._ignored:  # the watch is gone (directory deleted, moved or unmounted)
+                del dirs[wd]
+                for directory in names:
+                    if self._wds.get(directory) == wd:
+                        del self._wds[directory]
+                    changes[directory] = True
+                continue
+            structural = bool(mask & (self._self_gone if not name else self._structural))
+            for directory in names:
+                path = os.path.join(directory, os.fsdecode(name)) if name else directory
+                changes[path] = changes.get(path, False) or structural
+        return changes
+
+    @property
+    def directories(self) -> frozenset[str]:
+        return frozenset(self._wds)
+
+    def close(self) -> None:
+        self._io.stop()
+        self._io.close()
+        self._timer.stop()
+        self._timer.close()
+        self._dirs.clear()
+        self._wds.clear()
+        os.close(self.fd)  # drops every watch
+
+
+class _ObserverWatches:
+    """Directory watches through watchdog's Observer (real OS threads), waking the hub with an async
+    watcher; ``on_events`` as ``_InotifyWatches``'s."""
+
+    def __init__(self, on_events: Callable[[dict[str, bool]], None]) -> None:
+        self._on_events = on_events
         self._pending: collections.deque[tuple[str, bool]] = collections.deque()
         self._async = gevent.get_hub().loop.async_()
         self._async.ref = False
         self._async.start(self._drain)
         self._dirs: set[str] = set()
-        self.wakeups = 0          # async callbacks run (for tests and stats)
         self.events_seen = 0      # watchdog events received (in the watchdog thread)
         obs = _observer()
         bridge = self
@@ -253,7 +394,6 @@ class DirectoryWatcher:
         self._handler = _Handler()
 
     def _drain(self) -> None:  # in the hub: must not block
-        self.wakeups += 1
         changes: dict[str, bool] = {}
         while self._pending:
             path, structural = self._pending.popleft()
@@ -261,31 +401,83 @@ class DirectoryWatcher:
         if not changes:  # an earlier wake-up took these events (async sends coalesce)
             return
         try:
-            self._on_change(changes)
+            self._on_events(changes)
         except Exception:
             log.exception("watch wake-up callback failed")
+
+    def add(self, directory: str) -> None:
+        _observer().schedule(directory, self._handler)
+        self._dirs.add(directory)
+
+    def remove(self, directory: str) -> None:
+        if directory in self._dirs:
+            self._dirs.discard(directory)
+            _observer().unschedule(directory, self._handler)
 
     @property
     def directories(self) -> frozenset[str]:
         return frozenset(self._dirs)
 
+    def close(self) -> None:
+        for d in list(self._dirs):
+            self.remove(d)
+        self._async.stop()
+        self._async.close()
+
+
+class DirectoryWatcher:
+    """Calls ``on_change(changes)`` in the gevent hub with what changed in the watched directories since
+    the last call: ``{path: structural}``, where structural means the path came, went or moved (a glob
+    may match other files now) and not structural means only its content or open state changed (its
+    reader, if any, has more to read). The caller decides what each needs, so an append wakes one
+    reader instead of re-scanning globs. Create, use and close it from the gevent thread that owns the
+    tailer. ``backend`` is ``"inotify"`` (Linux: read by the loop) or ``"watchdog"`` (Observer threads)."""
+
+    def __init__(self, on_change: Callable[[dict[str, bool]], None]) -> None:
+        self._on_change = on_change
+        self.wakeups = 0          # callbacks run (for tests and stats)
+        api = _inotify_api() if INOTIFY else None
+        self._watches: _InotifyWatches | _ObserverWatches | None = None
+        if api is not None:
+            try:
+                self._watches = _InotifyWatches(api, self._deliver)
+                self.backend = "inotify"
+            except OSError as exc:  # e.g. fs.inotify.max_user_instances reached
+                log.warning("inotify unavailable (%s); watching through watchdog's observer", exc)
+        if self._watches is None:
+            self._watches = _ObserverWatches(self._deliver)
+            self.backend = "watchdog"
+
+    def _deliver(self, changes: dict[str, bool]) -> None:
+        self.wakeups += 1
+        self._on_change(changes)
+
+    @property
+    def events_seen(self) -> int:
+        return self._watches.events_seen if self._watches is not None else 0
+
+    @property
+    def directories(self) -> frozenset[str]:
+        return self._watches.directories if self._watches is not None else frozenset()
+
     def set_directories(self, wanted: set[str]) -> None:
         """Watch exactly the existing directories of ``wanted`` (missing ones are retried by the caller's
-        next scan)."""
-        obs = _observer()
-        for d in self._dirs - wanted:
-            obs.unschedule(d, self._handler)
-            self._dirs.discard(d)
-        for d in wanted - self._dirs:
+        next scan; so is a directory whose watch the kernel dropped when it was deleted or moved)."""
+        watches = self._watches
+        if watches is None:
+            return
+        have = watches.directories
+        for d in have - wanted:
+            watches.remove(d)
+        for d in wanted - have:
             if not os.path.isdir(d):
                 continue
             try:
-                obs.schedule(d, self._handler)
-                self._dirs.add(d)
+                watches.add(d)
             except OSError as exc:
                 log.warning("cannot watch %s (%s); the stat scan still covers it", d, exc)
 
     def close(self) -> None:
-        self.set_directories(set())
-        self._async.stop()
-        self._async.close()
+        watches, self._watches = self._watches, None
+        if watches is not None:
+            watches.close()

@@ -1,7 +1,9 @@
 """Agent-like harness: monkey-patch first (as agent/cli.py does), then tail into a real spool.
 
-Usage: python -m tests.inputs.harness_tail <spool> <glob> <scan_interval_s> <watch 0|1> <stop-file> <out.json>
-Stops when <stop-file> exists, then writes its status (and watchdog thread facts) to <out.json>.
+Usage: python -m tests.inputs.harness_tail <spool> <glob> <scan_interval_s> <watch 0|1|observer>
+       <stop-file> <out.json>
+``observer`` watches through watchdog's Observer threads instead of the loop's own inotify reader.
+Stops when <stop-file> exists, then writes its status (and watch facts) to <out.json>.
 """
 
 from gevent import monkey
@@ -24,7 +26,11 @@ def main() -> None:
     spool_path, pattern, scan, watch, stop_file, out = sys.argv[1:7]
     spool = Spool(spool_path, durability="normal")
     writer = SpoolWriter(spool).start()
-    tail = TailInput("tail", {"paths": [pattern], "scan_interval": float(scan), "watch": watch == "1"},
+    if watch == "observer":
+        from agent.inputs import watch as w
+
+        w.INOTIFY = False
+    tail = TailInput("tail", {"paths": [pattern], "scan_interval": float(scan), "watch": watch != "0"},
                      writer, spool)
     tail.start()
     ticks = [0]
@@ -41,9 +47,12 @@ def main() -> None:
     if tail._watcher is not None:
         from agent.inputs import watch as w
 
-        obs = w._observer().observer
         facts.update(wakeups=tail._watcher.wakeups, events_seen=tail._watcher.events_seen,
-                     observer_native_id=obs.native_id, main_native_id=threading.get_native_id())
+                     backend=tail._watcher.backend, main_native_id=threading.get_native_id(),
+                     observer_created=w._shared is not None)
+        obs = w._shared.observer if w._shared is not None else None
+        if obs is not None:
+            facts["observer_native_id"] = obs.native_id
     tail.stop()
     # counters move just after the commit the parent already saw: read them once readers have stopped
     facts["status"]["stats"] = tail.status()["stats"]
