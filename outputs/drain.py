@@ -301,6 +301,10 @@ class Drain:
             rejected += rejected_here
         else:
             items, filtered, rejected = self._renderer.render_items(rows)
+        if rejected:
+            # Before any batch of this chunk is dispatched: those batches' ranges cover the rejected
+            # rows, and once one finishes the cursor (or a done range) passes them for good.
+            self._reject(rejected)
         add = self._batcher.add
         dispatch = self._dispatch
         for item in items:
@@ -310,18 +314,35 @@ class Drain:
                     dispatch(batch)
         self._read_pos = rows[-1].seq
         self.stats.filtered += filtered
-        if rejected:
-            self._reject(rejected)
         if not self._batcher.pending:
             self._flush()  # only skipped rows since the last batch: a finished range
 
     def _reject(self, rejected: list[tuple[DeliveryItem, str]]) -> None:
-        """Events that can never be sent (corrupt row, a transform refused it): DLQ, grouped by reason."""
+        """Events that can never be sent (corrupt row, a transform refused it): DLQ, grouped by reason.
+
+        Returns only once every group is stored: a failed write (the CLI holding the write lock, a
+        full disk) is retried with backoff, as a send is, since a crash would restart the drain
+        behind nothing and the next write may well succeed. Raises ``_Restart`` when stopping first:
+        nothing of the chunk was dispatched, so its rows stay in the spool for the next run."""
         by_reason: dict[str, list[DeliveryItem]] = {}
         for item, reason in rejected:
             by_reason.setdefault(reason, []).append(item)
-        for reason, items in by_reason.items():
-            self._to_dlq(None, items, reason, "", attempts=0)
+        groups = list(by_reason.items())
+        attempt = 0
+        while groups:
+            reason, items = groups[0]
+            try:
+                self._to_dlq(None, items, reason, "", attempts=0)
+            except Exception as exc:
+                attempt += 1
+                log.exception("storing rejected events in the DLQ failed; retrying",
+                              extra={"output": self.name})
+                self.stats.note_failure(f"internal error: {describe_error(exc)}")
+                if self._sleep(self._backoff(attempt, None)):
+                    raise _Restart from exc
+                continue
+            groups.pop(0)  # stored: a retry must not store this group twice
+            attempt = 0
 
     def _dispatch(self, batch: Batch) -> None:
         """Register ``batch`` for ordered commit and start sending it. Blocks while the window is full
