@@ -385,7 +385,12 @@ class Drain:
                                          max_events=self.config.batch_max_events,
                                          max_bytes=self.max_bytes)
         for reason, dlq_ids in failed.items():
-            self.spool.dlq_requeue(dlq_ids, reason)
+            try:
+                self.spool.dlq_requeue(dlq_ids, reason)
+            except Exception as exc:  # still marked: the next poll renders and requeues them again
+                log.error("could not requeue replayed DLQ entries", extra={"output": self.name,
+                                                                          "error": describe_error(exc)})
+                self.stats.note_failure(f"internal error: {describe_error(exc)}")
         for batch in batches:
             batch.epoch = _NO_EPOCH
             assert batch.replay_ids is not None
@@ -602,8 +607,12 @@ class Drain:
         if not items:
             return
         if batch is not None and batch.replay_ids is not None:
-            ids = [i for i in (batch.replay_ids.pop(id(item), None) for item in items) if i is not None]
+            owned = batch.replay_ids
+            ids = [owned[id(item)] for item in items if id(item) in owned]
             self.spool.dlq_requeue(ids, reason, excerpt or None)
+            # Only once stored: if the write fails, the batch is tried again and must still own them.
+            for item in items:
+                owned.pop(id(item), None)
             self._replay_inflight.difference_update(ids)
             log.error("replayed events failed again; kept in the DLQ",
                       extra={"output": self.name, "count": len(ids), "reason": reason})

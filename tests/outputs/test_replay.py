@@ -117,3 +117,60 @@ def test_replay_sends_what_the_rules_would_no_longer_route_here_and_batches_by_c
     assert spool.dlq_request_replay("f") == 3
     run_until(Drain(out2, spool, spool.reader()), lambda: spool.dlq_list("f") == [])
     assert sorted(map(len, out2.sent)) == [1, 2] and sorted(out2.received) == [0, 1, 2]
+
+
+def requeue_locked_once(spool: Spool) -> list[int]:
+    """The first ``dlq_requeue`` fails as a locked spool does; later ones store. Returns the calls."""
+    real, calls = spool.dlq_requeue, []
+
+    def dlq_requeue(*args, **kw):
+        calls.append(1)
+        if len(calls) == 1:
+            raise sqlite3.OperationalError("database is locked")
+        return real(*args, **kw)
+
+    spool.dlq_requeue = dlq_requeue  # type: ignore[method-assign]
+    return calls
+
+
+def test_a_replay_refused_again_is_kept_with_its_reason_when_the_first_requeue_fails(spool):
+    """The failed requeue is retried with the batch; the entry is not forgotten by the drain (left
+    marked, out of reach of later polls) as it was when its id was taken before the write."""
+    fill(spool, 3)
+    out = Fake("f", cfg(), rule=reject({2}))
+    drain = Drain(out, spool, spool.reader())
+    g = start(drain)
+    wait_until(lambda: len(spool.dlq_list("f")) == 1 and caught_up(spool, "f")())
+    (first,) = spool.dlq_list("f")
+    out.rule = reject({2}, reason="HTTP 400 still bad")
+    calls = requeue_locked_once(spool)
+    spool.dlq_request_replay("f", [first.id])
+    wait_until(lambda: spool.dlq_get(first.id).reason == "HTTP 400 still bad" or g.dead)
+    stop(drain, g)
+    assert len(calls) == 2 and spool.dlq_replay_ids("f") == set()
+    assert spool.dlq_get(first.id).attempts == first.attempts + 1 and drain._replay_inflight == set()
+
+
+def test_a_replay_that_cannot_be_encoded_any_more_survives_a_failed_requeue(spool):
+    fill(spool, 2)
+    spool.ensure_cursor("f")
+    spool.dlq_add("f", spool.read_after(0, 2), "old failure")
+    spool.commit_cursor("f", 2, 0)
+    spool.dlq_request_replay("f")
+    calls = requeue_locked_once(spool)
+
+    class Refusing(Fake):
+        def encode(self, item):
+            if orjson.loads(item.body)["n"] == 1:
+                raise ValueError("no CEF mapping")
+            return super().encode(item)
+
+    out = Refusing("f", cfg())
+    drain = Drain(out, spool, spool.reader())
+    g = start(drain)
+    wait_until(lambda: spool.dlq_replay_ids("f") == set() or g.dead)
+    assert not g.dead, f"the drain died: {g.exception!r}"
+    stop(drain, g)
+    (kept,) = spool.dlq_list("f")
+    assert len(calls) == 2 and kept.reason == "replay: encode failed: ValueError: no CEF mapping"
+    assert out.received == [0]
