@@ -660,10 +660,13 @@ class Spool:
     ) -> Cursor:
         """Move an output's cursor so events are sent again; bumps its generation.
 
-        Exactly one of: ``seq`` (cursor = seq: events after it are re-sent), ``since_ms`` (from the first
-        event whose event time is >= since_ms), ``event_id`` (from that event), ``count`` (the last
-        ``count`` delivered events). Raises ``RewindError`` if the target lies below the oldest retained
-        event (the message names it), or the output or event is unknown.
+        Exactly one of: ``seq`` (cursor = seq: events after it are re-sent; the one way to move it
+        forward, skipping), ``since_ms`` (from the first event whose event time is >= since_ms),
+        ``event_id`` (from that event), ``count`` (the last ``count`` delivered events). The last three
+        never move the cursor forward: on an output still behind the requested point it stays where it
+        is, since jumping there would skip its backlog (nothing delivered, nothing in the DLQ). Raises
+        ``RewindError`` if the target lies below the oldest retained event (the message names it), or
+        the output or event is unknown.
         """
         given = [x for x in (seq, since_ms, event_id, count) if x is not None]
         if len(given) != 1:
@@ -741,7 +744,9 @@ class Spool:
                 )
             else:
                 target = 0
-        if target < floor:
+        if seq is None and target > cur.seq:
+            target = cur.seq  # behind the requested point already: everything from it will be sent
+        elif target < floor:
             raise RewindError(f"cannot rewind {output!r} to seq {target}: {oldest()} (lowest cursor {floor})")
         gen = cur.generation + 1
         c.execute(

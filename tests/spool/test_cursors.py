@@ -49,7 +49,8 @@ def test_rewind_by_event_time(spool):
     spool.ensure_cursor("o")
     spool.commit_cursor("o", 10, 0)
     assert spool.rewind("o", since_ms=1_004) == Cursor(4, 1)  # seq 5 (ts 1004) is re-sent
-    assert spool.rewind("o", since_ms=5_000) == Cursor(10, 2)  # nothing that late: nothing re-sent
+    # nothing that late: nothing more re-sent, and 5..10, due again since the rewind above, not skipped
+    assert spool.rewind("o", since_ms=5_000) == Cursor(4, 2)
     assert spool.rewind("o", since_ms=0) == Cursor(0, 3)
 
 
@@ -77,6 +78,41 @@ def test_rewind_by_count_and_by_seq(spool):
         spool.rewind("o", seq=1, count=1)
     with pytest.raises(RewindError, match="no cursor for output 'x'"):
         spool.rewind("x", seq=1)
+
+
+def test_a_rewind_by_time_or_event_id_never_moves_a_lagging_cursor_forward(spool):
+    """The output has delivered up to seq 2 only: "from ts 1005 on", "from event 8" or "from a time
+    later than every event" must not skip its backlog 3.. (nothing delivered, nothing in the DLQ)."""
+    evs = fill(spool, 10, ts0=1_000)  # seq 1..10, ts 1000..1009
+    spool.ensure_cursor("o")
+    spool.commit_cursor("o", 2, 0)
+    assert spool.rewind("o", since_ms=1_005) == Cursor(2, 1)
+    assert spool.rewind("o", since_ms=99_999) == Cursor(2, 2)
+    assert spool.rewind("o", event_id=evs[7].event_id) == Cursor(2, 3)
+    assert spool.rewind("o", event_id=evs[2].event_id) == Cursor(2, 4)  # exactly the next one: same
+    assert spool.rewind("o", seq=9) == Cursor(9, 5)  # an explicit seq may still skip forward
+
+
+def test_a_clamped_rewind_clears_the_finished_ranges_so_the_requested_events_are_sent_again(spool):
+    """Seq 5..8 were delivered ahead of a stuck seq 3: asked for "from seq 7 on", the cursor stays
+    at 2 and 7..8 are sent again (with 5..6: at-least-once), not left as finished."""
+    evs = fill(spool, 10)
+    spool.ensure_cursor("o")
+    spool.commit_cursor("o", 2, 0, [(5, 8)])
+    assert spool.rewind("o", event_id=evs[6].event_id) == Cursor(2, 1)
+    assert spool.get_cursor_done("o") == (Cursor(2, 1), [])
+
+
+def test_a_rewind_by_time_of_a_cursor_behind_retention_leaves_it_there(spool):
+    """A disabled cursor holds nothing back: events it never delivered were pruned. Asking it to
+    replay from a retained time leaves it where it is (everything retained follows it anyway)."""
+    fill(spool, 10, ts0=1_000)
+    spool.ensure_cursor("o")
+    spool.commit_cursor("o", 2, 0)
+    spool.set_enabled("o", False)
+    assert spool.prune(retention_s=0, enabled_outputs=[], now=10**15) == 10
+    fill(spool, 3, ts0=2_000)  # seq 11..13
+    assert spool.rewind("o", since_ms=2_001) == Cursor(2, 1)
 
 
 def test_rewind_below_retention_is_refused_with_the_oldest_point(spool):
