@@ -165,6 +165,8 @@ def cursor_rewind(config_path: str, output: str, since: str | None, event_id: st
     """Move an output's cursor back so its events are delivered again.
 
     Safe while the agent runs: the running output notices and re-sends from the new position.
+    --since, --event-id and --count never move the cursor forward: an output still behind that
+    point keeps its position (and its backlog). Only --seq can skip forward.
 
     Example: clawd-agent cursor rewind splunk --since 2026-11-26T08:00:00Z
     """
@@ -191,8 +193,22 @@ def cursor_rewind(config_path: str, output: str, since: str | None, event_id: st
         raise click.ClickException(str(exc)) from None
     finally:
         spool.close()
-    click.echo(f"{output}: cursor {before.seq} -> {after.seq} (generation {after.generation}); "
-               f"{max(0, before.seq - after.seq)} events or fewer will be delivered again")
+    click.echo(_rewind_summary(output, before.seq, after.seq, after.generation))
+
+
+def _rewind_summary(output: str, before: int, after: int, generation: int) -> str:
+    """What a rewind did, in words: only ``--seq`` moves a cursor forward (skipping), and an output
+    already behind the requested point is left where it is, which the operator should not mistake
+    for "nothing happens"."""
+    head = f"{output}: cursor {before} -> {after} (generation {generation})"
+    if after < before:
+        return f"{head}; {before - after} events or fewer will be delivered again"
+    if after > before:
+        return (f"{head}: moved FORWARD; the {after - before} events seq {before + 1}..{after} "
+                "will not be delivered to this output")
+    return (f"{output}: cursor stays at {before} (generation {generation}): it is already at or "
+            "before the requested point, so the events from there on are still to be delivered; "
+            "none is skipped")
 
 
 def _event_id_bytes(value: str) -> bytes:
