@@ -9,15 +9,13 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import re
 import types
 import typing
 from typing import Any, Literal, TypeVar, get_args, get_origin
 
-from agent.config_types import Duration, ListenAddress, Secret, Size
+from agent.config_types import Duration, ListenAddress, Secret, Size, expand_env
 
 T = TypeVar("T")
-_ENV_RE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
 
 class ConfigError(ValueError):
@@ -32,7 +30,8 @@ def doc(text: str, **kw: Any) -> Any:
 
 
 def secret_field(text: str) -> Any:
-    """A credential field: literal, ``${ENV}`` or ``file:/path``; never printed."""
+    """A credential field: literal (``${ENV}`` expanded anywhere in it) or ``file:/path``; never
+    printed."""
     return dataclasses.field(default=None, metadata={"doc": text, "secret": True})
 
 
@@ -125,13 +124,10 @@ def _convert(hint: Any, value: Any, where: str, env: dict[str, str], field: Any)
 
 
 def _expand_env(value: str, where: str, env: dict[str, str]) -> str:
-    def sub(m: re.Match[str]) -> str:
-        name = m.group(1)
-        if name not in env:
-            raise ConfigError(f"{where}: environment variable {name} is not set")
-        return env[name]
-
-    return _ENV_RE.sub(sub, value)
+    try:
+        return expand_env(value, env)[0]
+    except ValueError as exc:
+        raise ConfigError(f"{where}: {exc}") from None
 
 
 def _tname(value: Any) -> str:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import re
 import threading
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,6 +27,29 @@ _SIZE_UNITS = {
 _DURATION_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
 _SIZE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([a-zA-Z]*)\s*$")
 _DURATION_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)\s*$")
+# ${NAME}, or $${NAME} for a literal "${NAME}".
+_ENV_RE = re.compile(r"\$(\$?)\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+def expand_env(value: str, env: Mapping[str, str]) -> tuple[str, dict[str, str]]:
+    """``value`` with every ``${NAME}`` replaced by that environment variable and every ``$${NAME}``
+    by a literal ``${NAME}``, and the variables used (name -> value). The one implementation for
+    every string of agent.toml, secrets included. An unset variable is a ``ValueError`` that names
+    the variable (never a value)."""
+    used: dict[str, str] = {}
+
+    def sub(m: re.Match[str]) -> str:
+        name = m.group(2)
+        if m.group(1):
+            return "${" + name + "}"
+        if name not in env:
+            raise ValueError(f"environment variable {name} is not set")
+        used[name] = env[name]
+        return env[name]
+
+    if "${" not in value:
+        return value, used
+    return _ENV_RE.sub(sub, value), used
 
 
 class Size(int):
@@ -67,37 +91,41 @@ class Duration(float):
 class Secret:
     """A credential that never shows itself in repr, logs, status or errors.
 
-    Written in agent.toml as a literal, as ``${ENV_VAR}`` or as ``file:/path``. A ``file:`` secret is
-    re-read when the file's mtime or size changes (and on ``refresh()``, e.g. after a 401), so
-    rotating a credential needs no restart.
+    Written in agent.toml as a literal, as ``file:/path``, or with ``${ENV_VAR}`` anywhere in it
+    (``"Bearer ${API_TOKEN}"``, ``"http://u:${PASS}@proxy:3128"``), expanded at load like any other
+    string (``expand_env``). A ``file:`` secret is re-read when the file's mtime or size changes (and
+    on ``refresh()``, e.g. after a 401), so rotating a credential needs no restart; the environment of
+    a running process does not change, so an expanded value is final.
+
+    ``parts`` are the values of the variables expanded into it: secrets as well, so redaction can
+    mask each of them where a service echoes only that piece.
     """
 
-    __slots__ = ("_lock", "_path", "_stamp", "_value", "source")
+    __slots__ = ("_lock", "_path", "_stamp", "_value", "parts", "source")
 
-    def __init__(self, value: str | None = None, *, path: str | None = None, source: str = "literal"):
+    def __init__(self, value: str | None = None, *, path: str | None = None, source: str = "literal",
+                 parts: tuple[str, ...] = ()):
         self._value = value
         self._path = path
         self._stamp: tuple[int, int] | None = None
         self._lock = threading.Lock()
         self.source = source
+        self.parts = parts
 
     @classmethod
-    def parse(cls, raw: str, env: dict[str, str] | None = None) -> Secret:
+    def parse(cls, raw: str, env: Mapping[str, str] | None = None) -> Secret:
         env = os.environ if env is None else env
         if raw.startswith("file:"):
-            path = raw[len("file:") :]
+            path, _ = expand_env(raw[len("file:") :], env)
             if not path:
                 raise ValueError("expected 'file:/path/to/secret', got an empty path")
             secret = cls(path=path, source=f"file:{path}")
             secret.reveal()  # fail at load time, not at first send
             return secret
-        m = re.fullmatch(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}", raw)
-        if m:
-            name = m.group(1)
-            if name not in env:
-                raise ValueError(f"environment variable {name} is not set")
-            return cls(env[name], source=f"env:{name}")
-        return cls(raw)
+        value, used = expand_env(raw, env)
+        if not used:
+            return cls(value)
+        return cls(value, source="env:" + ",".join(used), parts=tuple(used.values()))
 
     def reveal(self) -> str:
         """The secret's current value: only for building a request, never for logging."""

@@ -78,8 +78,10 @@ class HttpOutputConfig(OutputConfig):
     client_cert: str = doc("PEM client certificate for mutual TLS.", default="")
     client_key: str = doc("PEM private key of client_cert (if not inside client_cert).", default="")
     proxy: Secret | None = secret_field("HTTP(S) proxy URL (may hold credentials, so it is a "
-                                        "secret); unset uses none, whatever the environment says.")
-    headers: dict[str, Secret] = doc("Extra request headers; values are secrets (never logged).",
+                                        "secret, e.g. 'http://u:${PROXY_PASS}@proxy:3128'); unset "
+                                        "uses none, whatever the environment says.")
+    headers: dict[str, Secret] = doc("Extra request headers; values are secrets (never logged), "
+                                     "e.g. {Authorization = \"Bearer ${API_TOKEN}\"}.",
                                      default_factory=dict)
     compression: Literal["gzip", "none"] = doc("Request body compression.", default="gzip")
     compression_level: int = doc("gzip level 1 (fast) .. 9 (small).", default=1)
@@ -306,8 +308,12 @@ class HttpClient:
 
     def secrets(self) -> list[str]:
         """Current values of this client's secrets, for excerpt redaction: each header value and
-        its credential part (after an auth scheme word), the proxy URL and its user:password."""
+        its credential part (after an auth scheme word), the proxy URL and its user:password, and
+        the value of each ``${ENV}`` expanded into one of them."""
         out: list[str] = []
+        for secret in (*self.config.headers.values(), self.config.proxy):
+            if secret is not None:
+                out += secret.parts
         values = [reveal_or_empty(v) for v in self.config.headers.values()]
         if self._auth is not None:
             with contextlib.suppress(ValueError):  # unreadable now: nothing of it can be echoed

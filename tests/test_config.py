@@ -124,3 +124,85 @@ def test_docs_example_config_is_valid(tmp_path):
     cfg = parse_config(text, "docs/examples/agent.toml", env={"CLAWD_WEBHOOK_TOKEN": "t"})
     assert set(cfg.inputs) == {"hushd_audit", "openclaw", "hushd_webhook", "local"}
     assert cfg.outputs["denials"].filter.denied_only is True
+
+
+HEC = """
+[outputs.hec]
+type = "splunk_hec"
+endpoint = "https://splunk.example:8088"
+token = "${HEC_TOKEN}"
+proxy = "http://shipper:${PROXY_PASS}@proxy.example:3128"
+headers = {Authorization2 = "Bearer ${API_TOKEN}", X-Static = "k-$${NOT_EXPANDED}"}
+"""
+HEC_ENV = {"HEC_TOKEN": "canary-hec-1", "PROXY_PASS": "canary-pw-2", "API_TOKEN": "canary-api-3"}
+
+
+def test_env_is_expanded_anywhere_in_a_secret_and_stays_secret(caplog):
+    """A ${ENV} inside a secret value (a header, a proxy URL) is expanded like in any other string;
+    before, only a whole-value ${NAME} was, and "Bearer ${API_TOKEN}" went out literally."""
+    hec = parse_config(MINIMAL + HEC, env=HEC_ENV).outputs["hec"]
+    assert hec.token.reveal() == "canary-hec-1"
+    assert hec.proxy.reveal() == "http://shipper:canary-pw-2@proxy.example:3128"
+    assert hec.headers["Authorization2"].reveal() == "Bearer canary-api-3"
+    assert hec.headers["X-Static"].reveal() == "k-${NOT_EXPANDED}"  # $${ is the literal escape
+    with caplog.at_level(logging.DEBUG):
+        logging.getLogger("t").info("config %r %s %s", hec, hec.proxy, hec.headers)
+    shown = repr(hec) + str(hec.proxy) + str(hec.headers) + caplog.text
+    assert "canary" not in shown
+    assert "env:PROXY_PASS" in repr(hec.proxy)
+
+
+def test_env_expanded_into_a_secret_is_masked_in_excerpts():
+    """The piece a variable put into a secret is masked on its own too, where a service echoes only
+    it (here a header whose value is not 'scheme credential')."""
+    from outputs.http import HttpClient, excerpt
+
+    hec = parse_config(MINIMAL + HEC.replace("X-Static = \"k-$${NOT_EXPANDED}\"",
+                                             "X-Key = \"k=${KEY_PART}\""),
+                       env={**HEC_ENV, "KEY_PART": "canary-part-4"}).outputs["hec"]
+    client = HttpClient(hec, pool_size=1)
+    try:
+        shown = excerpt(b"rejected key canary-part-4 (pw canary-pw-2)", client.secrets())
+    finally:
+        client.close()
+    assert "canary" not in shown, shown
+
+
+@pytest.mark.parametrize("where", ["token", "proxy", "headers"])
+def test_unset_env_inside_a_secret_is_a_config_error_naming_the_variable(where):
+    env = {**HEC_ENV}
+    del env[{"token": "HEC_TOKEN", "proxy": "PROXY_PASS", "headers": "API_TOKEN"}[where]]
+    with pytest.raises(ConfigError) as err:
+        parse_config(MINIMAL + HEC, env=env)
+    msg = str(err.value)
+    assert f"[outputs.hec] {where}" in msg
+    assert "environment variable" in msg and "is not set" in msg
+    assert "canary" not in msg
+
+
+def test_check_config_fails_on_an_unset_env_inside_a_secret(tmp_path, monkeypatch):
+    from click.testing import CliRunner
+
+    from agent.cli import cli
+
+    cfg = tmp_path / "agent.toml"
+    cfg.write_text(MINIMAL + HEC)
+    for k, v in HEC_ENV.items():
+        monkeypatch.setenv(k, v)
+    assert CliRunner().invoke(cli, ["check-config", "-c", str(cfg)]).exit_code == 0
+    monkeypatch.delenv("API_TOKEN")
+    res = CliRunner().invoke(cli, ["check-config", "-c", str(cfg)])
+    assert res.exit_code != 0
+    assert "[outputs.hec] headers.Authorization2: environment variable API_TOKEN is not set" in res.output
+    assert "canary" not in res.output
+
+
+def test_dollar_dollar_brace_is_a_literal_in_plain_strings_too():
+    cfg = parse_config(MINIMAL + "[agent]\nenvironment = 'a-$${HOME}-${E}'\n", env={"E": "x"})
+    assert cfg.agent.environment == "a-${HOME}-x"
+
+
+def test_file_secret_path_may_use_env(tmp_path):
+    (tmp_path / "tok").write_text("from-file\n")
+    s = Secret.parse("file:${SECRETS_DIR}/tok", {"SECRETS_DIR": str(tmp_path)})
+    assert s.reveal() == "from-file"
