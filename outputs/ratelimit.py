@@ -7,8 +7,10 @@ The rate never drops below a small floor (1/64 of the ceiling, and at least 0.1 
 1 event/s) so delivery always moves.
 
 An unlimited dimension (config 0) that gets throttled starts limiting at half the rate it was
-actually sending at (measured over the last two seconds, or since its first send if more recent),
-and becomes unlimited again once it has recovered to that rate.
+actually sending at, and becomes unlimited again once it has recovered to that rate. That rate is
+what was reserved in the two seconds up to the latest reservation, over the time from the first of
+those reservations to the throttled answer: a slow request (or a slow 429) is measured over its own
+duration, and an idle pause before it does not count.
 
 Buckets use the "debt" form: a reservation always succeeds and returns how long to wait before
 sending, so a batch larger than the bucket's burst never deadlocks, and concurrent senders queue up
@@ -58,14 +60,17 @@ class AdaptiveBucket:
         return 0.0 if self._tokens >= 0 else -self._tokens / self.rate
 
     def observed_rate(self) -> float:
-        """Units/s actually reserved over the last two seconds (while unlimited), over the time
-        actually observed (at least 0.1 s), so a young or quiet output is not judged as slow."""
-        now = self._clock()
-        recent = [(t, n) for t, n in self._sent if now - t <= OBSERVE_WINDOW_S]
-        if not recent:
+        """Units/s actually sent while unlimited: the reservations of the two seconds up to the
+        latest one (``reserve`` keeps just those), over the time from the first of them until now
+        (at least 0.1 s).
+
+        The window ends at the latest reservation, not at now: measured back from now, an attempt
+        that took longer than the window (a slow bulk request, a server that answers 429 slowly)
+        left nothing in it, and one 429 dropped the rate to the floor instead of halving it."""
+        if not self._sent:
             return 0.0
-        span = max(MIN_SPAN_S, now - recent[0][0])
-        return sum(n for _, n in recent) / span
+        span = max(MIN_SPAN_S, self._clock() - self._sent[0][0])
+        return sum(n for _, n in self._sent) / span
 
     def throttled(self) -> None:
         """Multiplicative decrease."""

@@ -99,3 +99,39 @@ def test_a_throttled_outcome_halves_the_outputs_rate_and_success_recovers_it(tmp
     assert seen[0] == (250, 25_000)  # halved twice before the success
     assert drain.limiter.current() == (300, 30_000)  # then + 5% of the configured rate
     assert drain.breaker.state == 0  # throttling is not a breaker failure
+
+
+def test_one_429_after_a_slow_request_halves_the_rate_it_was_sending_at():
+    """A 500-event batch every 2.5 s (each request takes 2.5 s), then a 429: the observation window
+    was anchored at now, so it held no reservation and one 429 dropped the ceiling to the floor
+    (0.1 requests/s, 1 event/s: the next batch waited 500 s)."""
+    clock = Clock()
+    lim = RateLimiter(0, 0, clock=clock)
+    for _ in range(10):
+        assert lim.reserve(500) == 0.0
+        clock.t += 2.5
+    lim.throttled()
+    assert lim.current() == (pytest.approx(0.2), pytest.approx(100))  # half of 0.4 req/s, 200 ev/s
+    assert lim.reserve(500) == pytest.approx(5.0)  # 500 events at 100/s
+
+
+def test_concurrent_slow_requests_are_all_counted():
+    clock = Clock()
+    b = AdaptiveBucket(0, 1, clock)
+    for _ in range(4):  # four batches in flight at once
+        b.reserve(100)
+        clock.t += 0.01
+    clock.t += 9.96  # the first answer (429) comes 10 s after the first send
+    b.throttled()
+    assert b.rate == pytest.approx(20)  # 400 events in 10 s, halved
+
+
+def test_an_idle_pause_before_the_throttled_request_does_not_count():
+    clock = Clock()
+    b = AdaptiveBucket(0, 1, clock)
+    b.reserve(100)
+    clock.t += 3600  # an hour of nothing
+    b.reserve(300)
+    clock.t += 3.0
+    b.throttled()
+    assert b.rate == pytest.approx(50)  # 300 events in 3 s, halved
