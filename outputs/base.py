@@ -43,8 +43,9 @@ class RouteConfig:
                              default_factory=FilterConfig)
     set: dict[str, str] = doc("Route values for the receiving output (e.g. index, sourcetype).",
                               default_factory=dict)
-    to: str = doc("Name of another output: matching events go there instead of here, bypassing its "
-                  "filter; empty keeps them here.", default="")
+    to: str = doc("Name of another output: matching events go there instead of here, "
+                  "bypassing its filter and its own routing rules; empty keeps them here. Rules may "
+                  "not form a loop.", default="")
 
 
 @dataclass

@@ -65,6 +65,53 @@ def test_check_routes_names_the_output_and_the_rule():
         check_routes(outs)
 
 
+def chain(order: str = "abc") -> dict[str, OutputConfig]:
+    """a sends critical events to b, b sends denials to c; c's own filter takes nothing."""
+    defs = {
+        "a": OutputConfig(type="fake", routes=[RouteConfig(when=FilterConfig(min_severity="critical"),
+                                                           set={"from": "a"}, to="b")]),
+        "b": OutputConfig(type="fake", routes=[RouteConfig(when=FilterConfig(denied_only=True),
+                                                           set={"from": "b"}, to="c")]),
+        "c": OutputConfig(type="fake", filter=FilterConfig(event_types=["nothing-matches"])),
+    }
+    return {n: defs[n] for n in order}
+
+
+def delivered_by(outs: dict[str, OutputConfig], ev: dict) -> dict[str, object]:
+    got = {n: compile_selector(n, outs)(ev) for n in outs}
+    return {n: r for n, r in got.items() if r is not NOT_HERE}
+
+
+@pytest.mark.parametrize("order", ["abc", "cba", "bca"])
+def test_an_event_redirected_to_b_is_not_redirected_again_by_bs_rules(order):
+    """Docs: "the target's own rules do not apply to it (no chains)". Before, c's selector counted
+    b's rule for every event b's filter accepted, so a critical denial went to b *and* c."""
+    outs = chain(order)
+    assert delivered_by(outs, make_event(1, severity="critical", allowed=False)) == {"b": {"from": "a"}}
+    # what a did not redirect, b's rules still route: a denial that is not critical goes to c
+    assert delivered_by(outs, make_event(2, severity="high", allowed=False)) == {"a": None,
+                                                                                 "c": {"from": "b"}}
+    assert delivered_by(outs, make_event(3, severity="info")) == {"a": None, "b": None}
+
+
+def test_a_loop_of_routing_rules_is_an_error_naming_the_rule():
+    crit = FilterConfig(min_severity="critical")
+    outs = {
+        "a": OutputConfig(type="fake", routes=[RouteConfig(when=crit, to="b")]),
+        "x": OutputConfig(type="fake", routes=[RouteConfig(when=crit, to="a")]),
+        "b": OutputConfig(type="fake", routes=[RouteConfig(when=FilterConfig(denied_only=True), to="c"),
+                                               RouteConfig(when=crit, to="a")]),
+        "c": OutputConfig(type="fake"),
+    }
+    msg = r"\[outputs.a\] routes\[0\].to: routing rules form a loop \(a -> b -> a\)"
+    with pytest.raises(ValueError, match=msg):
+        check_routes(outs)
+    with pytest.raises(ValueError, match=msg):  # before, both a and b delivered a critical event
+        compile_selector("c", outs)
+    outs["b"].routes.pop()
+    check_routes(outs)  # x -> a -> b -> c is a chain, not a loop
+
+
 TOML = """
 [agent]
 data_dir = "/tmp/x"
