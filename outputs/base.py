@@ -43,7 +43,7 @@ class RouteConfig:
                              default_factory=FilterConfig)
     set: dict[str, str] = doc("Route values for the receiving output (e.g. index, sourcetype).",
                               default_factory=dict)
-    to: str = doc("Name of another output: matching events go there instead of here, "
+    to: str = doc("Name of another, enabled output: matching events go there instead of here, "
                   "bypassing its filter and its own routing rules; empty keeps them here. Rules may "
                   "not form a loop.", default="")
 

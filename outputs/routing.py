@@ -17,8 +17,9 @@ redirected to. An event redirected to B by A and also accepted by B itself is de
 with the redirecting rule's values; redirected to B by two outputs, it gets the values of the one
 evaluated first (upstream first, then in the order of agent.toml).
 
-Rules are checked at load (``check_routes``): a ``to`` must name another output, and rules may not
-form a loop (A -> B -> A, directly or through other outputs, even when their ``when``s differ), because
+Rules are checked at load (``check_routes``): a ``to`` must name another, enabled output (events
+sent to a disabled one would be delivered by nobody and never reach the DLQ), and rules may not form
+a loop (A -> B -> A, directly or through other outputs, even when their ``when``s differ), because
 "B's rules do not apply to what A sent it" has no consistent meaning around a loop. Rules of a
 disabled output still redirect (disabling A stops A's deliveries, not its routing decisions).
 """
@@ -40,8 +41,8 @@ _Rule = tuple[Callable[[Event], bool] | None, dict[str, str] | None, str]
 
 
 def check_routes(outputs: Mapping[str, OutputConfig]) -> None:
-    """Raise ``ValueError("[outputs.A] routes[i].to: ...")`` for a rule that points nowhere or
-    closes a loop."""
+    """Raise ``ValueError("[outputs.A] routes[i].to: ...")`` for a rule that points nowhere, at a
+    disabled output, or closes a loop."""
     for name, cfg in outputs.items():
         for i, rule in enumerate(cfg.routes):
             if not rule.to:
@@ -52,6 +53,10 @@ def check_routes(outputs: Mapping[str, OutputConfig]) -> None:
             if rule.to not in outputs:
                 raise ValueError(f"{where}: unknown output {rule.to!r} "
                                  f"(known: {', '.join(sorted(outputs))})")
+            if not outputs[rule.to].enabled:
+                raise ValueError(f"{where}: output {rule.to!r} is disabled, so the events this rule "
+                                 f"sends there would be delivered by nobody (enable it or remove "
+                                 f"the rule)")
     redirect_order(outputs)
 
 

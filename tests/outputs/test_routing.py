@@ -112,6 +112,18 @@ def test_a_loop_of_routing_rules_is_an_error_naming_the_rule():
     check_routes(outs)  # x -> a -> b -> c is a chain, not a loop
 
 
+def test_a_route_to_a_disabled_output_is_an_error_naming_rule_and_output():
+    """No drain runs for a disabled output and its cursor holds back no retention, so the events a
+    rule sent there were delivered by nobody, never reached the DLQ, and were pruned later."""
+    outs = outputs()
+    outs["pager"].enabled = False
+    with pytest.raises(ValueError, match=r"\[outputs.siem\] routes\[0\].to: output 'pager' is disabled"):
+        check_routes(outs)
+    outs["pager"].enabled = True
+    outs["siem"].enabled = False  # a disabled output's rules still redirect: that is fine
+    check_routes(outs)
+
+
 TOML = """
 [agent]
 data_dir = "/tmp/x"
@@ -139,6 +151,21 @@ def test_routes_load_from_toml_and_an_unknown_target_names_file_and_key():
     with pytest.raises(ConfigError, match=r"^agent.toml: \[outputs.siem\] routes\[0\].to: unknown output "
                                           r"'pagr' \(known: pager, siem\)"):
         parse_config(TOML.format(to="pagr"), "agent.toml")
+
+
+def test_check_config_rejects_a_route_to_a_disabled_output(tmp_path):
+    from click.testing import CliRunner
+
+    from agent.cli import cli
+
+    path = tmp_path / "agent.toml"
+    path.write_text(TOML.format(to="pager"))
+    assert CliRunner().invoke(cli, ["check-config", "-c", str(path)]).exit_code == 0
+    path.write_text(TOML.format(to="pager") + "enabled = false\n")
+    res = CliRunner().invoke(cli, ["check-config", "-c", str(path)])
+    assert res.exit_code != 0
+    assert (f"{path}: [outputs.siem] routes[0].to: output 'pager' is disabled, so the events this "
+            "rule sends there would be delivered by nobody") in res.output
 
 
 def test_two_drains_split_the_stream_as_the_rules_say(tmp_path):
