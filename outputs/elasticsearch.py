@@ -8,9 +8,14 @@ Data streams accept only ``create`` anyway (``op_type`` must be ``create``; docs
 holds per backing index, so a retry that straddles a rollover can still duplicate one event.
 
 Per-item classification (a 200 response may carry failed items; ../shared/reference/delivery-peers.md
-§4.2 and §5, Logstash's documented policy): 2xx and 409 delivered; 429 and 5xx (and 403
-``cluster_block_exception``, which an operator fixes) retried item by item; 400, 404 and any other 4xx
-sent to the DLQ with Elasticsearch's ``error.type`` and ``error.reason``. The whole-request status goes
+§4.2 and §5, Logstash's documented policy): 2xx and 409 delivered; 408, 429 and 5xx retried item by
+item, and so is a 403 whose ``error.type`` is ``cluster_block_exception`` (an index write or read-only
+block, ``FORBIDDEN/8/index write (api)``, which an operator lifts; the flood-stage disk block
+``read_only_allow_delete`` answers 429 ``cluster_block_exception`` since Elasticsearch 7.7, "we changed
+the status code to today's 429 from the previous 403", elastic/elasticsearch#58410 on #50166); 400,
+404 and any other 4xx, a 403 ``security_exception`` included (the credential may not write to that one
+index, e.g. a routed one: retrying cannot change that), go to the DLQ with Elasticsearch's
+``error.type`` and ``error.reason``. The whole-request status goes
 through ``http.outcome_for_status``: 413 (``http.max_content_length``, 100 MB by default) splits the
 batch, 429 throttles with ``Retry-After``, 401/403 are authentication failures.
 
@@ -446,8 +451,9 @@ def doc_id(item: DeliveryItem) -> str:
 
 def classify_items(batch: list[DeliveryItem], items: list[Any], secrets: list[str]) -> Outcome:
     """Turn the per-item results of an ``errors: true`` bulk response into one Outcome, counting
-    exactly: delivered (2xx, 409 on create), ``retry_items`` (429, 5xx, 403 cluster blocks) and
-    ``failed`` (400, 404, other 4xx) with Elasticsearch's reason."""
+    exactly: delivered (2xx, 409 on create), ``retry_items`` (408, 429, 5xx, 403
+    ``cluster_block_exception``) and ``failed`` (400, 404, any other 4xx, a 403 of another type such
+    as ``security_exception``) with Elasticsearch's reason (module docstring)."""
     failed: list[DeliveryItem] = []
     retry: list[DeliveryItem] = []
     ok = dup = failure_store = 0
@@ -467,7 +473,8 @@ def classify_items(batch: list[DeliveryItem], items: list[Any], secrets: list[st
             continue
         err = op.get("error") if isinstance(op.get("error"), dict) else {}
         label = f"{status} {err.get('type', 'error')}"
-        if status == 429 or status >= 500 or status == 403 or status == 408:
+        if status == 429 or status >= 500 or status == 408 or (
+                status == 403 and err.get("type") == "cluster_block_exception"):
             retry.append(item)
             throttled = throttled or status == 429
         else:

@@ -234,6 +234,33 @@ def test_partial_failure_counts_exactly(mock: tuple[ElasticsearchMock, MockServe
     assert app.count(DS) == 17
 
 
+def test_an_item_403_is_retried_only_for_a_cluster_block(mock: tuple[ElasticsearchMock, MockServer]
+                                                        ) -> None:
+    """A per-item 403 cluster_block_exception (an index write block an operator lifts) is retried; a
+    per-item 403 security_exception (the key may not write to a routed index) cannot change by
+    retrying and goes to the DLQ with Elasticsearch's reason, instead of stalling the output."""
+    app, server = mock
+    out = output(server.url)
+    batch = make_items(4)
+    batch[1].route = {"index": "restricted-alerts"}
+    batch[2].route = {"index": "blocked-alerts"}
+    for item in batch:
+        item.data = out.encode(item)
+    app.add_item_fault(ItemFault(index="restricted-alerts", status=403, type="security_exception",
+                                 reason="action [indices:data/write/bulk[s]] is unauthorized for API "
+                                        "key id [k1] on indices [restricted-alerts]"))
+    app.add_item_fault(ItemFault(index="blocked-alerts", status=403, type="cluster_block_exception",
+                                 count=1, reason="index [blocked-alerts] blocked by: "
+                                                 "[FORBIDDEN/8/index write (api)];"))
+    outcome = out.send(batch)
+    assert outcome.status is Status.PARTIAL
+    assert [it.seq for it in outcome.failed] == [1]
+    assert [it.seq for it in outcome.retry_items] == [2]
+    assert "security_exception: action [indices:data/write/bulk[s]] is unauthorized" in outcome.reason
+    assert out.send(outcome.retry_items).status is Status.DELIVERED  # the block was lifted
+    assert app.count("blocked-alerts") == 1 and app.count(DS) == 2
+
+
 def test_bulk_answers_are_filtered_and_a_rejection_is_named_by_its_position(
         mock: tuple[ElasticsearchMock, MockServer]) -> None:
     """The _bulk request asks for filter_path (what classification reads: errors, status, error,
