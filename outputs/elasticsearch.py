@@ -208,8 +208,7 @@ class ElasticsearchOutput(HttpOutput):
         event = item.event
         pipeline = self.pipeline
         doc_bytes = pipeline.render(event, item.body) if pipeline is not None else item.body
-        # find(), not 'in': bytes 'in' first tries the needle as an int (and discards a TypeError)
-        if doc_bytes.find(b'"@timestamp"') < 0:
+        if not doc_bytes.startswith(b'{"@timestamp":') and not _top_level_timestamp(doc_bytes):
             doc_bytes = self._with_timestamp(item, doc_bytes)
         route = item.route
         prefix = self._route_prefix(item, route) if route or self._dated else self._prefix
@@ -434,6 +433,21 @@ def _event_of(item: DeliveryItem) -> dict[str, Any]:
     except orjson.JSONDecodeError:
         return {}
     return ev if isinstance(ev, dict) else {}
+
+
+def _top_level_timestamp(doc_bytes: bytes) -> bool:
+    """Whether a document has a top-level ``@timestamp`` (what a data stream requires), for one that
+    does not start with it (ECS documents do: their keys are sorted and ``@`` sorts first). Nearly
+    always one byte search: a canonical document has no ``@timestamp`` anywhere. Only a document that
+    holds the key somewhere else, e.g. in its verbatim ``metadata``, is parsed to tell where."""
+    # find(), not 'in': bytes 'in' first tries the needle as an int (and discards a TypeError)
+    if doc_bytes.find(b'"@timestamp"') < 0:
+        return False
+    try:
+        doc = orjson.loads(doc_bytes)
+    except orjson.JSONDecodeError:
+        return True  # not ours to fix: Elasticsearch will say what is wrong with it
+    return not isinstance(doc, dict) or "@timestamp" in doc
 
 
 def doc_id(item: DeliveryItem) -> str:

@@ -125,6 +125,32 @@ def test_encode_is_a_create_action_with_the_event_id_and_the_document() -> None:
     assert doc["@timestamp"] == item.event["timestamp"] and doc["n"] == 0, "canonical + @timestamp"
 
 
+def test_a_nested_at_timestamp_does_not_hide_a_missing_top_level_one(
+        mock: tuple[ElasticsearchMock, MockServer]) -> None:
+    """format = canonical keeps the source's metadata verbatim: an "@timestamp" key inside it is not
+    the top-level field a data stream requires, so the event's timestamp is still added (else the
+    data stream rejects the event with 400 and it lands in the DLQ). A top-level one that is not the
+    first key is found and not duplicated."""
+    app, server = mock
+    out = output(server.url, format="canonical")
+    nested, = make_items(1, metadata={"@timestamp": "2020-01-01T00:00:00Z", "k": 1})
+    nested.data = out.encode(nested)
+    doc = orjson.loads(nested.data.split(b"\n")[1])
+    assert doc["@timestamp"] == nested.event["timestamp"]
+    assert doc["metadata"] == {"@timestamp": "2020-01-01T00:00:00Z", "k": 1}
+    assert out.send([nested]).status is Status.DELIVERED
+    assert app.count(DS) == 1
+
+    class Unsorted:
+        def render(self, event: dict[str, Any], body: bytes) -> bytes:
+            return orjson.dumps({"n": event["n"], "@timestamp": "2026-01-01T00:00:00Z"})
+
+    out.pipeline = Unsorted()  # type: ignore[attr-defined]
+    later, = make_items(1, start=1)
+    source = out.encode(later).split(b"\n")[1]
+    assert source == b'{"n":1,"@timestamp":"2026-01-01T00:00:00Z"}'
+
+
 def test_the_id_comes_from_the_event_or_the_spool_s_raw_uuid_bytes() -> None:
     out = ElasticsearchOutput("es", ElasticsearchOutputConfig(hosts=["http://x"]))
     (item,) = make_items(1, start=41)
