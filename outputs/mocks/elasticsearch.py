@@ -18,7 +18,8 @@ operation description in ../shared/vendor-specs/elasticsearch):
 - ``filter_path`` response filtering on successful answers (outputs.mocks.es_filter_path), as every
   Elasticsearch API has it: the agent's ``_bulk`` asks for ``errors`` and each item's ``status`` and
   ``error`` only, as Logstash and Beats do.
-- Auth: API key, basic, bearer; 401 with ``WWW-Authenticate``; an ``ingest_only`` principal may write
+- Auth: API key (the header's credential must be base64 of 'id:key', as Elasticsearch decodes it),
+  basic, bearer; 401 with ``WWW-Authenticate``; an ``ingest_only`` principal may write
   documents but gets 403 on template, ILM and index-creation PUTs (a typical ingest API key).
 - ``_cluster/health``, ``_index_template``, ``_ilm/policy``, ``_alias``, index creation,
   ``<index>/_count``, ``<index>/_doc/<id>``; ``docs(index)`` and ``/_mock/docs`` let tests read what
@@ -297,7 +298,7 @@ class ElasticsearchMock(MockApp):
         scheme, value = scheme.lower(), value.strip()
         principal = None
         if scheme == "apikey":
-            decoded = _decode_api_key(value)
+            decoded = _api_key_credential(value)
             principal = decoded if decoded in self._api_keys else None
         elif scheme == "basic":
             try:
@@ -576,13 +577,26 @@ class ElasticsearchMock(MockApp):
 
 
 def _decode_api_key(value: str) -> str:
-    """'id:key' for an encoded API key or one already in that form ('' when undecodable)."""
+    """'id:key' of a configured API key, encoded or already in that form ('' when undecodable). For
+    the mock's own configuration only: a request's header goes through ``_api_key_credential``."""
     if ":" in value:
         return value
     try:
         return base64.b64decode(value, validate=True).decode()
     except (binascii.Error, UnicodeDecodeError):
         return ""
+
+
+def _api_key_credential(value: str) -> str:
+    """'id:key' of an ``Authorization: ApiKey`` credential, or '' (401) when it is not one. As
+    Elasticsearch (ApiKeyService.parseApiKey): the value is base64-decoded (Java's basic decoder:
+    padding optional, any character outside the alphabet is an error, so 'id:key' sent in clear is
+    refused) and must hold a ':' after a non-empty id ("invalid ApiKey value")."""
+    try:
+        decoded = base64.b64decode(value + "=" * (-len(value) % 4), validate=True).decode()
+    except (binascii.Error, UnicodeDecodeError):
+        return ""
+    return decoded if decoded.find(":") >= 1 else ""
 
 
 def _has_timestamp(source: Any) -> bool:

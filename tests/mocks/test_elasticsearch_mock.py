@@ -249,11 +249,16 @@ def test_auth_modes(secured: tuple[ElasticsearchMock, MockServer]) -> None:
     assert bulk(server, body, {"Authorization": f"ApiKey {encoded}"}).status_code == 200
     assert bulk(server, body, {"Authorization": "ApiKey " + base64.b64encode(b"x:y").decode()
                                }).status_code == 401
+    # Elasticsearch base64-decodes the credential: 'id:key' in clear, or base64 without ':', is refused
+    assert bulk(server, body, {"Authorization": f"ApiKey {API_KEY_ID}:{API_KEY}"}).status_code == 401
+    assert bulk(server, body, {"Authorization": "ApiKey " + base64.b64encode(
+        f"{API_KEY_ID}{API_KEY}".encode()).decode()}).status_code == 401
+    assert bulk(server, body, {"Authorization": f"ApiKey {encoded.rstrip('=')}"}).status_code == 200
     basic = base64.b64encode(b"elastic:changeme").decode()
     assert bulk(server, body, {"Authorization": f"Basic {basic}"}).status_code == 200
     assert bulk(server, body, {"Authorization": "Bearer tok123"}).status_code == 200
     assert bulk(server, body, {"Authorization": "Bearer nope"}).status_code == 401
-    assert app.stats()["auth_failures"] == 3 and app.count(DS) == 1
+    assert app.stats()["auth_failures"] == 5 and app.count(DS) == 1
 
 
 def test_ingest_only_principal_writes_but_cannot_manage() -> None:
