@@ -78,6 +78,11 @@ BULK_PATH = "/_bulk?filter_path=errors,items.*.error,items.*.status,items.*.fail
 #: Above the built-in ``logs-*-*`` template (100) and Elastic's advice for overlapping patterns
 #: ("assign ... a priority higher than 500", elastic.co/docs/manage-data/data-store/templates).
 TEMPLATE_PRIORITY = 501
+DEFAULT_ILM_POLICY = "clawdstrike-security"
+#: The policy a dated index gets when ``ilm_policy`` is left at its default: one without rollover,
+#: under its own name so it never replaces the rollover policy that data streams and rollover
+#: aliases of other outputs (or the same cluster's other agents) share (``ilm_policy_body``).
+DATED_ILM_POLICY = "clawdstrike-security-dated"
 _PREFIX_CACHE_MAX = 1024
 _INDEX_NAME_FORBIDDEN = re.compile(r'[\\/*?"<>| ,#:A-Z]')
 
@@ -106,8 +111,9 @@ class ElasticsearchOutputConfig(HttpOutputConfig):
     bootstrap: bool = doc("At start, PUT the index template and ILM policy (idempotent; missing "
                           "privileges only warn).", default=False)
     template_name: str = doc("Name of the bootstrapped index template.", default="clawdstrike-security")
+    #: A dated index gets DATED_ILM_POLICY while this is left at its default (ilm_policy_name).
     ilm_policy: str = doc("Name of the bootstrapped ILM policy ('' = no policy).",
-                          default="clawdstrike-security")
+                          default=DEFAULT_ILM_POLICY)
     ilm_delete_after: Duration | None = doc("Delete phase of the ILM policy (unset keeps data).",
                                             default=None)
     host_down_for: Duration = doc("After a connection error, skip that node for this long (unless "
@@ -383,9 +389,9 @@ class ElasticsearchOutput(HttpOutput):
         ``manage_index_templates`` privileges included, only warn: delivery goes on."""
         warnings: list[str] = []
         steps: list[tuple[str, str, dict[str, Any]]] = []
-        if self.config.ilm_policy:
-            steps.append(("ILM policy", f"/_ilm/policy/{self.config.ilm_policy}",
-                          ilm_policy_body(self.config)))
+        policy = ilm_policy_name(self.config)
+        if policy:
+            steps.append(("ILM policy", f"/_ilm/policy/{policy}", ilm_policy_body(self.config)))
         steps.append(("index template", f"/_index_template/{self.config.template_name}",
                       index_template_body(self.config)))
         for what, path, body in steps:
@@ -590,7 +596,7 @@ def index_template_body(config: ElasticsearchOutputConfig) -> dict[str, Any]:
     dates are not guessed, and the fields we emit get their ECS types."""
     settings: dict[str, Any] = {"index.mapping.total_fields.limit": 2000}
     if config.ilm_policy:
-        settings["index.lifecycle.name"] = config.ilm_policy
+        settings["index.lifecycle.name"] = ilm_policy_name(config)
     body: dict[str, Any] = {
         "priority": TEMPLATE_PRIORITY,
         "_meta": {"managed_by": "clawd-agent", "description": "Clawdstrike security events (ECS)"},
@@ -616,11 +622,40 @@ def index_template_body(config: ElasticsearchOutputConfig) -> dict[str, Any]:
     return body
 
 
+def _dated(config: ElasticsearchOutputConfig) -> bool:
+    return "%" in config.index
+
+
+def ilm_policy_name(config: ElasticsearchOutputConfig) -> str:
+    """The ILM policy this output bootstraps and names in its template: ``ilm_policy``, except that a
+    dated index with the default name gets ``DATED_ILM_POLICY`` (its policy has no rollover, so it
+    must not overwrite the shared rollover policy of that name)."""
+    if config.ilm_policy == DEFAULT_ILM_POLICY and _dated(config):
+        return DATED_ILM_POLICY
+    return config.ilm_policy
+
+
 def ilm_policy_body(config: ElasticsearchOutputConfig) -> dict[str, Any]:
     """Hot phase rolling over at Elastic's defaults for logs (50 GB primary shard or 30 days);
-    a delete phase only when ``ilm_delete_after`` is set."""
-    phases: dict[str, Any] = {"hot": {"actions": {"rollover": {"max_primary_shard_size": "50gb",
-                                                               "max_age": "30d"}}}}
+    a delete phase only when ``ilm_delete_after`` is set.
+
+    A dated index (``clawd-%Y.%m.%d``) gets no rollover: the rollover action needs a data stream or an
+    index whose ``index.lifecycle.rollover_alias`` names an alias it is the write index of ("The
+    index.lifecycle.rollover_alias must be configured as the alias to roll over", ILM rollover action
+    docs), and a dated index has neither, so ILM would stop in the hot phase with "setting
+    [index.lifecycle.rollover_alias] for index [...] is empty or not defined" (ERROR step; the known
+    failure of robcowart/elastiflow#558) and never reach the delete phase: retention silently not
+    enforced. Its hot phase only sets the recovery priority Elastic's docs suggest for hot indices
+    (``set_priority`` 100, ILM "Set priority" action), and without rollover ``min_age`` of the delete
+    phase counts from the index's creation ("If you do not use rollover in the ILM policy, min_age is
+    calculated relative to the creation_date of the original index", ILM troubleshooting, "How
+    min_age is calculated")."""
+    hot: dict[str, Any]
+    if _dated(config):
+        hot = {"set_priority": {"priority": 100}}
+    else:
+        hot = {"rollover": {"max_primary_shard_size": "50gb", "max_age": "30d"}}
+    phases: dict[str, Any] = {"hot": {"actions": hot}}
     if config.ilm_delete_after is not None:
         phases["delete"] = {"min_age": f"{int(config.ilm_delete_after)}s", "actions": {"delete": {}}}
     return {"policy": {"_meta": {"managed_by": "clawd-agent"}, "phases": phases}}

@@ -21,7 +21,9 @@ operation description in ../shared/vendor-specs/elasticsearch):
 - Auth: API key (the header's credential must be base64 of 'id:key', as Elasticsearch decodes it),
   basic, bearer; 401 with ``WWW-Authenticate``; an ``ingest_only`` principal may write
   documents but gets 403 on template, ILM and index-creation PUTs (a typical ingest API key).
-- ``_cluster/health``, ``_index_template``, ``_ilm/policy``, ``_alias``, index creation,
+- ``_cluster/health``, ``_index_template``, ``_ilm/policy``, ``<index>/_ilm/explain`` (whether the
+  index's policy can run: a rollover action without a data stream or rollover alias is ILM's ERROR
+  step), ``_alias``, index creation,
   ``<index>/_count``, ``<index>/_doc/<id>``; ``docs(index)`` and ``/_mock/docs`` let tests read what
   was stored.
 
@@ -109,6 +111,7 @@ class _Index:
     docs: dict[str, Any] = field(default_factory=dict)
     versions: dict[str, int] = field(default_factory=dict)
     mapping: dict[str, str] = field(default_factory=dict)  # dotted field -> type
+    settings: dict[str, Any] = field(default_factory=dict)  # flat: "index.lifecycle.name" -> value
     seq_no: int = 0
     uuid: str = field(default_factory=lambda: uuid.uuid4().hex[:22])
 
@@ -248,6 +251,8 @@ class ElasticsearchMock(MockApp):
             return self._get_alias(parts[1])
         if len(parts) == 1 and method == "PUT" and not parts[0].startswith("_"):
             return self._create_index(parts[0], req)
+        if len(parts) == 3 and parts[1:] == ["_ilm", "explain"] and method == "GET":
+            return self._ilm_explain(parts[0])
         if len(parts) == 2 and parts[1] == "_count" and method in ("GET", "POST"):
             if not self._concrete(parts[0]) and parts[0] not in self.data_streams:
                 return self._index_not_found(parts[0])
@@ -490,6 +495,7 @@ class ElasticsearchMock(MockApp):
         if template:
             props = template.get("template", {}).get("mappings", {}).get("properties", {})
             idx.mapping.update(_flatten_mapping(props))
+            idx.settings.update(_flat_settings(template.get("template", {}).get("settings") or {}))
         self.indices[name] = idx
         return idx
 
@@ -509,12 +515,50 @@ class ElasticsearchMock(MockApp):
                 return self._error(400, "resource_already_exists_exception",
                                    f"index [{name}] already exists")
             body = orjson.loads(req.body) if req.body else {}
-            self._new_index(name)
+            idx = self._new_index(name)
+            idx.settings.update(_flat_settings(body.get("settings") or {}))
             for alias, opts in (body.get("aliases") or {}).items():
                 if (opts or {}).get("is_write_index", True):
                     self.aliases[alias] = name
         return MockResponse.json(200, {"acknowledged": True, "shards_acknowledged": True,
                                        "index": name})
+
+    def _ilm_explain(self, target: str) -> MockResponse:
+        """``GET <target>/_ilm/explain``, for what the mock can judge without running ILM: whether the
+        index's policy can run on it. The rollover action needs a data stream, or an
+        ``index.lifecycle.rollover_alias`` naming an alias whose write index this is (ILM rollover
+        action docs); else Elasticsearch's ILM stops in the hot phase at ``check-rollover-ready`` in
+        the ERROR step with "setting [index.lifecycle.rollover_alias] for index [...] is empty or not
+        defined" (as reported in robcowart/elastiflow#558), and no later phase (delete) runs."""
+        with self._lock:
+            indices = self._concrete(target)
+            if not indices:
+                return self._index_not_found(target)
+            return MockResponse.json(200, {"indices": {i.name: self._ilm_state(i) for i in indices}})
+
+    def _ilm_state(self, idx: _Index) -> dict[str, Any]:
+        name = idx.settings.get("index.lifecycle.name")
+        if not name:
+            return {"index": idx.name, "managed": False}
+        state: dict[str, Any] = {"index": idx.name, "managed": True, "policy": name, "phase": "hot"}
+        policy = self.ilm_policies.get(name)
+        problem = ""
+        if policy is None:
+            problem = f"policy [{name}] does not exist"
+        else:
+            hot = ((policy.get("phases") or {}).get("hot") or {}).get("actions") or {}
+            if "rollover" not in hot:
+                return {**state, "action": "complete", "step": "complete"}
+            alias = idx.settings.get("index.lifecycle.rollover_alias")
+            if not idx.data_stream and not alias:
+                problem = (f"setting [index.lifecycle.rollover_alias] for index [{idx.name}] is empty "
+                           "or not defined")
+            elif not idx.data_stream and self.aliases.get(alias) != idx.name:
+                problem = f"index [{idx.name}] is not the write index for alias [{alias}]"
+        if problem:
+            return {**state, "action": "rollover", "step": "ERROR", "failed_step": "check-rollover-ready",
+                    "step_info": {"type": "illegal_argument_exception", "reason": problem}}
+        return {**state, "action": "rollover", "step": "check-rollover-ready"}
 
     def _get_alias(self, alias: str) -> MockResponse:
         with self._lock:
@@ -641,6 +685,20 @@ def _get_dotted(source: Any, dotted: str) -> Any:
             return _MISSING
         node = node[part]
     return node
+
+
+def _flat_settings(settings: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Index settings as Elasticsearch normalises them: dotted keys with the ``index.`` prefix
+    (``{"index": {"lifecycle": {"name": "p"}}}`` and ``{"lifecycle.name": "p"}`` are both
+    ``index.lifecycle.name``)."""
+    out: dict[str, Any] = {}
+    for key, value in settings.items():
+        path = f"{prefix}{key}"
+        if isinstance(value, Mapping):
+            out.update(_flat_settings(value, path + "."))
+        else:
+            out[path if path.startswith("index.") else f"index.{path}"] = value
+    return out
 
 
 def _flatten_mapping(props: Mapping[str, Any], prefix: str = "") -> dict[str, str]:

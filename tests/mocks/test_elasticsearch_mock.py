@@ -295,6 +295,47 @@ def test_health_templates_ilm_alias_and_index_creation(es: tuple[ElasticsearchMo
     assert requests.get(server.url + "/nope/_count").status_code == 404
 
 
+def test_ilm_explain_reports_a_rollover_policy_that_cannot_run(es: tuple[ElasticsearchMock, MockServer]
+                                                                ) -> None:
+    """A policy with a rollover action on a classic index without index.lifecycle.rollover_alias is
+    ILM's ERROR step (robcowart/elastiflow#558); with a rollover alias, on a data stream, or without
+    rollover it can run."""
+    _, server = es
+    rollover = {"policy": {"phases": {"hot": {"actions": {"rollover": {"max_age": "30d"}}},
+                                      "delete": {"min_age": "30d", "actions": {"delete": {}}}}}}
+    assert requests.put(server.url + "/_ilm/policy/roll", json=rollover).ok
+    assert requests.put(server.url + "/_ilm/policy/keep", json={"policy": {"phases": {
+        "delete": {"min_age": "30d", "actions": {"delete": {}}}}}}).ok
+    for name, pattern, settings in (
+            ("dated", "daily-*", {"index.lifecycle.name": "roll"}),
+            ("alias", "events-*", {"index": {"lifecycle": {"name": "roll", "rollover_alias": "events"}}}),
+            ("plain", "plain-*", {"index.lifecycle.name": "keep"}),
+            ("stream", "logs-x-*", {"index.lifecycle.name": "roll"})):
+        assert requests.put(f"{server.url}/_index_template/{name}", json={
+            "index_patterns": [pattern], "priority": 200, "template": {"settings": settings},
+            **({"data_stream": {}} if name == "stream" else {})}).ok
+    assert requests.put(server.url + "/events-000001", json={"aliases": {"events": {
+        "is_write_index": True}}}).ok
+    for index in ("daily-2026.11.01", "events", "plain-1", "unmanaged-1", "logs-x-default"):
+        assert bulk(server, ndjson(create("1", index), doc())).status_code == 200
+
+    def explain(target: str) -> dict[str, object]:
+        r = requests.get(f"{server.url}/{target}/_ilm/explain")
+        assert r.status_code == 200
+        (state,) = r.json()["indices"].values()
+        return state
+
+    dated = explain("daily-2026.11.01")
+    assert dated["step"] == "ERROR" and dated["failed_step"] == "check-rollover-ready"
+    assert dated["step_info"]["reason"] == ("setting [index.lifecycle.rollover_alias] for index "
+                                            "[daily-2026.11.01] is empty or not defined")
+    assert explain("events")["step"] == "check-rollover-ready"
+    assert explain("logs-x-default")["step"] == "check-rollover-ready"
+    assert explain("plain-1")["step"] == "complete"
+    assert explain("unmanaged-1") == {"index": "unmanaged-1", "managed": False}
+    assert requests.get(server.url + "/nope/_ilm/explain").status_code == 404
+
+
 def test_injected_faults_answer_with_elasticsearch_error_bodies(es: tuple[ElasticsearchMock, MockServer]
                                                                 ) -> None:
     app, server = es

@@ -14,8 +14,9 @@ from typing import Any
 
 import orjson
 import pytest
+import requests
 
-from agent.config_types import Secret
+from agent.config_types import Duration, Secret
 from outputs.base import DeliveryItem, Status
 from outputs.elasticsearch import (
     CLAWDSTRIKE_FIELDS,
@@ -24,6 +25,7 @@ from outputs.elasticsearch import (
     ElasticsearchOutputConfig,
     api_key_header,
     decode_cloud_id,
+    ilm_policy_body,
     index_template_body,
 )
 from outputs.mocks.elasticsearch import ElasticsearchMock, ItemFault
@@ -491,6 +493,47 @@ def test_bootstrap_of_a_rollover_alias_creates_the_first_index_once(
     assert output(server.url, bootstrap=True, index="clawd-events").bootstrap_warnings == []
     assert out.send(make_items(4, out=out)).status is Status.DELIVERED
     assert app.count("clawd-events-000001") == 4
+
+
+def ilm_steps(server: MockServer, target: str) -> dict[str, str]:
+    """Index -> ILM step (``step_info`` reason when in ERROR), from the mock's ``_ilm/explain``."""
+    states = requests.get(f"{server.url}/{target}/_ilm/explain").json()["indices"]
+    return {name: st.get("step_info", {}).get("reason") or st.get("step", "unmanaged")
+            for name, st in states.items()}
+
+
+def test_bootstrap_of_a_dated_index_installs_a_policy_ilm_can_run(
+        mock: tuple[ElasticsearchMock, MockServer]) -> None:
+    """A dated index has no rollover alias, so its policy must not roll over: ILM would stop each
+    daily index in the hot phase (ERROR: no index.lifecycle.rollover_alias) and never delete it.
+    With the default ilm_policy the dated policy has its own name, so the rollover policy a data
+    stream output of the same cluster installs under the default name is left alone."""
+    app, server = mock
+    retention = Duration(30 * 86400)
+    streams = output(server.url, bootstrap=True, ilm_delete_after=retention)
+    dated = output(server.url, bootstrap=True, index="clawd-%Y.%m.%d", template_name="clawd-dated",
+                   ilm_delete_after=retention)
+    assert streams.bootstrap_warnings == [] and dated.bootstrap_warnings == []
+    assert "rollover" in app.ilm_policies["clawdstrike-security"]["phases"]["hot"]["actions"]
+    policy = app.ilm_policies["clawdstrike-security-dated"]["phases"]
+    assert "rollover" not in policy["hot"]["actions"]
+    assert policy["delete"] == {"min_age": "2592000s", "actions": {"delete": {}}}
+    assert app.templates["clawd-dated"]["template"]["settings"]["index.lifecycle.name"] == \
+        "clawdstrike-security-dated"
+    for out in (streams, dated):
+        assert out.send(make_items(3, out=out)).status is Status.DELIVERED
+    assert ilm_steps(server, "clawd-*") == {f"clawd-2026.11.0{d}": "complete" for d in (1, 2, 3)}
+    assert set(ilm_steps(server, DS).values()) == {"check-rollover-ready"}
+
+
+def test_an_explicit_ilm_policy_name_is_kept_for_a_dated_index() -> None:
+    cfg = ElasticsearchOutputConfig(hosts=["http://x:9200"], index="clawd-%Y.%m.%d", ilm_policy="mine")
+    assert index_template_body(cfg)["template"]["settings"]["index.lifecycle.name"] == "mine"
+    assert "rollover" not in ilm_policy_body(cfg)["policy"]["phases"]["hot"]["actions"]
+    alias = ElasticsearchOutputConfig(hosts=["http://x:9200"], index="clawd-events")
+    assert index_template_body(alias)["template"]["settings"]["index.lifecycle.name"] == \
+        "clawdstrike-security"
+    assert "rollover" in ilm_policy_body(alias)["policy"]["phases"]["hot"]["actions"]
 
 
 def test_bootstrap_without_privileges_warns_and_delivery_continues(
