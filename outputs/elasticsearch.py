@@ -25,6 +25,17 @@ elastic.co/guide/en/elasticsearch/guide/current/indexing-performance.html) and t
 couple tens of megabytes per request" (elastic.co/guide/en/elasticsearch/reference/current/
 tune-for-indexing-speed.html); hence a 5 MiB default.
 
+Failure store (elastic.co/docs/manage-data/data-store/data-streams/failure-store, generally available
+since Elasticsearch 9.1): when a data stream's failure store is enabled, a document that fails its
+ingest pipeline or conflicts with the mappings is stored in the failure store instead, and "clients
+receive a successful response with a flag indicating the failure was redirected": a 2xx item with
+``failure_store: used`` (elastic/elasticsearch#112816), so the answer says ``errors: false``. Such an
+event is delivered (the cluster holds it; resending it would fail the same way), but it is not in the
+data stream: ``send`` looks for the flag with one byte search before its fast path, and a batch with
+any counts them per data stream (``failure_store_events``), names them in the outcome's reason, and
+logs a warning. Rejected items of a data stream without one say ``failure_store: not_enabled``; they
+go to the DLQ like any other rejection.
+
 Response filtering: every ``_bulk`` asks for ``filter_path=errors,items.*.error,items.*.status,
 items.*.failure_store`` ("Response Filtering", elastic.co/docs/reference/elasticsearch/rest-apis/
 common-options), all the classification reads. Logstash's default ``bulk_path`` and Beats' bulk client
@@ -50,6 +61,7 @@ import threading
 import time
 import urllib.parse
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, ClassVar, Literal
 
@@ -58,7 +70,7 @@ import orjson
 from agent.caches import put_bounded
 from agent.config_loader import doc, secret_field
 from agent.config_types import Duration, Secret
-from outputs.base import DeliveryItem, Outcome
+from outputs.base import DeliveryItem, Outcome, Status
 from outputs.http import (
     HttpOutput,
     HttpOutputConfig,
@@ -194,11 +206,16 @@ class ElasticsearchOutput(HttpOutput):
         self._lock = threading.Lock()
         target = config.index or data_stream_name(config.data_stream_dataset,
                                                   config.data_stream_namespace)
+        self._target = target
         self._dated = "%" in target
         self._prefix = self._action_prefix(target)
         self._prefixes: dict[str, bytes] = {}  # index -> action prefix, for routed and dated events
         self._day_prefixes: dict[str, bytes] = {}  # "YYYY-MM-DD" -> action prefix (dated, unrouted)
         self.bootstrap_warnings: list[str] = []
+        #: Events Elasticsearch stored in a data stream's failure store instead of the data stream
+        #: (delivered, but not searchable where expected), by data stream, since start.
+        self.failure_store_events: dict[str, int] = {}
+        self._failure_store_logged: dict[str, tuple[float, int]] = {}  # stream -> (last log, count then)
 
     # ---------------------------------------------------------------------------- encoding
 
@@ -340,8 +357,12 @@ class ElasticsearchOutput(HttpOutput):
         if resp.status != 200:
             return self._request_failure(resp)
         head = resp.body[:80].replace(b" ", b"")
-        if b'"errors":false' in head:
-            return Outcome.delivered()  # fast path: nothing failed, no need to walk the items
+        # Fast path: nothing failed and nothing went to a failure store (a redirected document is a
+        # success item with "failure_store":"used", so errors is false: module docstring). One byte
+        # search of the filtered answer (~27 bytes an item), no walk of the items.
+        stored = resp.body.find(b'"failure_store"') >= 0
+        if b'"errors":false' in head and not stored:
+            return Outcome.delivered()
         try:
             parsed = orjson.loads(resp.body)
             items = parsed["items"]
@@ -349,12 +370,57 @@ class ElasticsearchOutput(HttpOutput):
         except (orjson.JSONDecodeError, KeyError, TypeError):
             return Outcome.retry("bulk: HTTP 200 without a bulk response body",
                                  excerpt=excerpt(resp.body, self.secrets()))
-        if errors is False:
+        counted = isinstance(items, list) and len(items) == len(batch)
+        if errors is False and not (stored and counted):
             return Outcome.delivered()
-        if not isinstance(items, list) or len(items) != len(batch):
+        if not counted:
             return Outcome.retry(f"bulk: {len(items) if isinstance(items, list) else 'no'} results "
                                  f"for {len(batch)} actions", excerpt=excerpt(resp.body, self.secrets()))
-        return classify_items(batch, items, self.secrets())
+        outcome, redirected = _classify(batch, items, self.secrets(), self._index_of(batch, body))
+        if redirected:
+            self._note_failure_store(redirected)
+        return outcome
+
+    def _index_of(self, batch: list[DeliveryItem], body: Payload) -> Callable[[int], str]:
+        """The target of the batch's i-th action, for the few items that went to a failure store:
+        the output's own target for an unrouted, undated event, else its action line (the item's
+        data, or the i-th pair of lines of the body: Elasticsearch answered one item per action, so
+        the body is exactly two lines per ``create``)."""
+        lines: list[bytes] = []
+
+        def index_of(i: int) -> str:
+            item = batch[i]
+            if not item.route and not self._dated:
+                return self._target
+            data = item.data
+            if not data:
+                if not lines:
+                    lines.extend(body.raw().split(b"\n"))
+                data = lines[2 * i]
+            try:
+                return str(orjson.loads(data.split(b"\n", 1)[0])["create"]["_index"])
+            except (orjson.JSONDecodeError, KeyError, TypeError, AttributeError):
+                return "?"
+
+        return index_of
+
+    def _note_failure_store(self, redirected: dict[str, int]) -> None:
+        """Count events Elasticsearch put in a failure store, and say so in a warning: at once for a
+        data stream the first time, then at most once a minute per data stream, with the events
+        since the last line (the reason of a delivered batch is not logged by the drain)."""
+        now = time.monotonic()
+        with self._lock:
+            for stream, n in redirected.items():
+                total = self.failure_store_events[stream] = self.failure_store_events.get(stream, 0) + n
+                last, then = self._failure_store_logged.get(stream, (None, 0))
+                if last is not None and now - last < 60.0:
+                    continue
+                self._failure_store_logged[stream] = (now, total)
+                n = total - then
+                log.warning("output %s: %d event%s went to the failure store of %s (stored as failed "
+                            "documents, not in the data stream; %d since start; search "
+                            "%s::failures for Elasticsearch's reasons)", self.name, n,
+                            "s" if n != 1 else "", stream, total, stream)
 
     def _request_failure(self, resp: HttpResponse) -> Outcome:
         outcome = outcome_for_status(resp, "bulk", self.secrets())
@@ -469,24 +535,37 @@ def doc_id(item: DeliveryItem) -> str:
     return str(_event_of(item).get("event_id", ""))
 
 
-def classify_items(batch: list[DeliveryItem], items: list[Any], secrets: list[str]) -> Outcome:
-    """Turn the per-item results of an ``errors: true`` bulk response into one Outcome, counting
-    exactly: delivered (2xx, 409 on create), ``retry_items`` (408, 429, 5xx, 403
-    ``cluster_block_exception``) and ``failed`` (400, 404, any other 4xx, a 403 of another type such
-    as ``security_exception``) with Elasticsearch's reason (module docstring)."""
+def classify_items(batch: list[DeliveryItem], items: list[Any], secrets: list[str],
+                   index_of: Callable[[int], str] | None = None) -> Outcome:
+    """Turn the per-item results of a bulk response into one Outcome, counting exactly: delivered
+    (2xx, 409 on create), ``retry_items`` (408, 429, 5xx, 403 ``cluster_block_exception``) and
+    ``failed`` (400, 404, any other 4xx, a 403 of another type such as ``security_exception``) with
+    Elasticsearch's reason (module docstring). Items stored in a failure store (2xx with
+    ``failure_store: used``) are delivered, and the reason says how many went to which data
+    stream's failure store (``index_of(i)`` names the i-th action's target), even when nothing else
+    happened."""
+    return _classify(batch, items, secrets, index_of)[0]
+
+
+def _classify(batch: list[DeliveryItem], items: list[Any], secrets: list[str],
+              index_of: Callable[[int], str] | None) -> tuple[Outcome, dict[str, int]]:
+    """``classify_items``, and the events stored in a failure store by data stream."""
     failed: list[DeliveryItem] = []
     retry: list[DeliveryItem] = []
-    ok = dup = failure_store = 0
+    ok = dup = 0
+    redirected: dict[str, int] = {}
     throttled = False
     reasons: dict[str, int] = {}
     samples: list[dict[str, Any]] = []
-    for item, result in zip(batch, items, strict=True):
+    for i, (item, result) in enumerate(zip(batch, items, strict=True)):
         op = next(iter(result.values())) if isinstance(result, dict) and result else {}
         status = op.get("status", 0) if isinstance(op, dict) else 0
         if 200 <= status < 300:
-            ok += 1
             if op.get("failure_store") == "used":
-                failure_store += 1
+                stream = index_of(i) if index_of is not None else "its data stream"
+                redirected[stream] = redirected.get(stream, 0) + 1
+            else:
+                ok += 1
             continue
         if status == 409:
             dup += 1
@@ -503,19 +582,25 @@ def classify_items(batch: list[DeliveryItem], items: list[Any], secrets: list[st
                 samples.append({"_id": doc_id(item), "status": status, "type": err.get("type"),
                                 "reason": err.get("reason")})
         reasons[label] = reasons.get(label, 0) + 1
+    stored = "; ".join(f"{n} event{'s' if n != 1 else ''} went to the failure store of {stream}"
+                       for stream, n in sorted(redirected.items()))
     if not failed and not retry:
-        return Outcome.delivered()
+        if not redirected:
+            return Outcome.delivered(), redirected
+        return Outcome(Status.DELIVERED, f"bulk: {ok} indexed, {dup} already indexed; {stored} "
+                                         "(stored as failed documents, not in the data stream)"), redirected
     summary = ", ".join(f"{n} x {label}" for label, n in sorted(reasons.items()))
     reason = (f"bulk: {ok} indexed, {dup} already indexed, {len(failed)} rejected, "
               f"{len(retry)} to retry ({summary})")
-    if failure_store:
-        reason += f"; {failure_store} sent to the failure store"
+    if redirected:
+        reason += f"; {stored}"
     if samples:
         first = samples[0]
         reason += "; first rejection: " + excerpt(f"{first['type']}: {first['reason']}".encode(),
                                                   secrets, limit=200)
     ex = excerpt(orjson.dumps(samples), secrets) if samples else ""
-    return Outcome.partial(reason, failed=failed, retry_items=retry, throttled=throttled, excerpt=ex)
+    return (Outcome.partial(reason, failed=failed, retry_items=retry, throttled=throttled, excerpt=ex),
+            redirected)
 
 
 def _error_cause(body: bytes, secrets: list[str]) -> str:

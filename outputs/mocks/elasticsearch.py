@@ -13,11 +13,20 @@ operation description in ../shared/vendor-specs/elasticsearch):
 - Mappings: a template's explicit field types and dynamically inferred ones are enforced, so a wrong
   type (an IP field holding a host name, an object where a value was seen) is a per-item 400
   ``document_parsing_exception`` as in Elasticsearch. Injectable per-item errors: ``ItemFault``.
+- Failure store (elastic.co/docs/manage-data/data-store/data-streams/failure-store): for a data
+  stream whose failure store is enabled (``failure_store`` patterns, or its template's
+  ``data_stream_options.failure_store.enabled``), a ``create`` that fails with a per-item 400 (a
+  mapping conflict, a missing ``@timestamp``, an injected ingest or parsing fault) is stored in the
+  ``.fs-<stream>-<date>-000001`` failure index instead and answered as a success, ``status`` 201 with
+  ``failure_store: used`` (so ``errors`` stays false); without one, the rejected item carries
+  ``failure_store: not_enabled`` (BulkOperation.processFailure; elastic/elasticsearch#112816). 409
+  and 429 are never redirected ("Failure stores do not capture failures caused by backpressure or
+  document version conflicts"). ``docs("<stream>::failures")`` reads the failure documents.
 - ``http.max_content_length`` (100mb by default; applies to the decompressed body) -> 413 with an
   empty body (elastic/elasticsearch#2902, #76705).
 - ``filter_path`` response filtering on successful answers (outputs.mocks.es_filter_path), as every
-  Elasticsearch API has it: the agent's ``_bulk`` asks for ``errors`` and each item's ``status`` and
-  ``error`` only, as Logstash and Beats do.
+  Elasticsearch API has it: the agent's ``_bulk`` asks for ``errors`` and each item's ``status``,
+  ``error`` and ``failure_store`` only (Logstash and Beats ask for the first three).
 - Auth: API key (the header's credential must be base64 of 'id:key', as Elasticsearch decodes it),
   basic, bearer; 401 with ``WWW-Authenticate``; an ``ingest_only`` principal may write
   documents but gets 403 on template, ILM and index-creation PUTs (a typical ingest API key).
@@ -119,14 +128,16 @@ class _Index:
 class ElasticsearchMock(MockApp):
     """The ``_bulk`` mock. Credentials: ``api_keys`` ('id:key' or the encoded form), ``users``
     ({name: password}), ``bearer_tokens``; none configured = security off. ``ingest_only`` lists
-    credentials (any form) that may not manage templates, ILM policies or indices."""
+    credentials (any form) that may not manage templates, ILM policies or indices.
+    ``failure_store``: data stream name patterns whose failure store is enabled (module docstring)."""
 
     def __init__(self, *, api_keys: Iterable[str] = (), users: Mapping[str, str] | None = None,
                  bearer_tokens: Iterable[str] = (), ingest_only: Iterable[str] = (),
                  max_content_length: int = DEFAULT_MAX_CONTENT_LENGTH, check_spec: bool = True,
                  spec_path: str | None = None, keep_sources: bool = True,
                  auto_create_index: bool = True, check_mappings: bool = True,
-                 health: str = "green", parse_sources: bool = True):
+                 health: str = "green", parse_sources: bool = True,
+                 failure_store: Iterable[str] = ()):
         super().__init__()
         if not parse_sources and check_spec:
             raise ValueError("the vendor-spec check reads every source: parse_sources=False needs "
@@ -142,6 +153,7 @@ class ElasticsearchMock(MockApp):
         #: Off only for throughput benchmarks: the type checks cost the mock more than the rest.
         self.check_mappings = check_mappings
         self.health = health
+        self.failure_store_patterns = list(failure_store)
         #: Off only for throughput benchmarks (bench/delivery.py): a source stays the bytes it came as
         #: unless something must read it (an item fault, an update, the mapping check, keep_sources), so
         #: answering costs the action line's parse alone (parsing a ~1.5 KB ECS document costs more than
@@ -160,6 +172,7 @@ class ElasticsearchMock(MockApp):
         with self._lock:
             self.indices: dict[str, _Index] = {}
             self.data_streams: dict[str, list[str]] = {}
+            self.failure_indices: dict[str, str] = {}  # data stream -> its failure store index
             self.aliases: dict[str, str] = {}
             self.templates: dict[str, dict[str, Any]] = {}
             self.ilm_policies: dict[str, dict[str, Any]] = {}
@@ -167,7 +180,8 @@ class ElasticsearchMock(MockApp):
             self.spec_violations: list[str] = []
             self.counters: dict[str, int] = {"bulk_requests": 0, "actions": 0, "created": 0,
                                              "updated": 0, "deleted": 0, "conflicts": 0,
-                                             "bytes_decoded": 0, "auth_failures": 0}
+                                             "bytes_decoded": 0, "auth_failures": 0,
+                                             "failure_store": 0}
             self.item_errors: dict[str, int] = {}
             self.last_auth = ""
 
@@ -198,6 +212,10 @@ class ElasticsearchMock(MockApp):
         return len(self.docs(target))
 
     def _concrete(self, target: str) -> list[_Index]:
+        stream, _, selector = target.partition("::")
+        if selector == "failures":  # Elasticsearch's selector for a data stream's failure store
+            name = self.failure_indices.get(stream)
+            return [self.indices[name]] if name in self.indices else []
         names = self.data_streams.get(target) or (
             [self.aliases[target]] if target in self.aliases else [target])
         if "*" in target:
@@ -360,6 +378,55 @@ class ElasticsearchMock(MockApp):
 
     def _apply(self, kind: str, meta: dict[str, Any], source: Any, path_index: str | None
                ) -> dict[str, Any]:
+        result = self._apply_action(kind, meta, source, path_index)
+        if result.get("status") != 400 or kind != "create" or "error" not in result:
+            return result
+        target = meta.get("_index") or path_index
+        if not target or not self._is_stream(target):
+            return result
+        if not self._failure_store_enabled(target):
+            result["failure_store"] = "not_enabled"
+            return result
+        return self._store_failure(target, meta.get("_id"), source, result["error"])
+
+    def _is_stream(self, target: str) -> bool:
+        return target in self.data_streams or (target not in self.indices and
+                                               target not in self.aliases and
+                                               self._stream_template(target) is not None)
+
+    def _failure_store_enabled(self, stream: str) -> bool:
+        template = self._stream_template(stream) or {}
+        options = (template.get("template") or {}).get("data_stream_options") or {}
+        enabled = (options.get("failure_store") or {}).get("enabled")
+        if enabled is not None:
+            return bool(enabled)
+        return any(fnmatch.fnmatchcase(stream, p) for p in self.failure_store_patterns)
+
+    def _store_failure(self, stream: str, doc_id: Any, source: Any, error: dict[str, Any]
+                       ) -> dict[str, Any]:
+        """Index a failed document into the data stream's failure store (created on first use, as
+        Elasticsearch's lazy failure-store rollover does) and answer it as a success."""
+        self._stream_write_index(stream)  # auto-created as for any write to a new data stream
+        name = self.failure_indices.get(stream)
+        if name is None:
+            name = f".fs-{stream}-{time.strftime('%Y.%m.%d', time.gmtime())}-000001"
+            self.failure_indices[stream] = name
+            self.indices[name] = _Index(name, stream)
+        idx = self.indices[name]
+        if type(source) is bytes:
+            source = es_spec.load_line(source)
+        failure_id = base64.urlsafe_b64encode(uuid.uuid4().bytes[:15]).decode()
+        idx.docs[failure_id] = {
+            "@timestamp": time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime()),
+            "document": {"id": doc_id, "index": stream, "source": source},
+            "error": {"type": error.get("type"), "message": error.get("reason")},
+        } if self.keep_sources else None
+        idx.versions[failure_id] = 1
+        self.counters["failure_store"] += 1
+        return {**self._ok(idx, failure_id, "created", 201), "failure_store": "used"}
+
+    def _apply_action(self, kind: str, meta: dict[str, Any], source: Any, path_index: str | None
+                      ) -> dict[str, Any]:
         target = meta.get("_index") or path_index
         doc_id = meta.get("_id")
         if type(source) is bytes and (self.item_faults or kind == "update" or self.check_mappings
@@ -378,10 +445,7 @@ class ElasticsearchMock(MockApp):
                 return self._item_error(target, doc_id, fault.status, fault.type,
                                         fault.reason or f"injected {fault.type}"
                                         + (f" for field [{fault.field}]" if fault.field else ""))
-        is_stream = target in self.data_streams or (target not in self.indices and
-                                                    target not in self.aliases and
-                                                    self._stream_template(target))
-        if is_stream:
+        if self._is_stream(target):
             if kind != "create":
                 return self._item_error(target, doc_id, 400, "illegal_argument_exception",
                                         "only write ops with an op_type of create are allowed in "
@@ -788,7 +852,8 @@ def build_app(args: argparse.Namespace) -> ElasticsearchMock:
     'id:key'); ``--option`` keys: ``user=name:password``, ``bearer=token``, ``ingest_only=<key>``,
     ``max_content_length=<bytes>``, ``check_spec=false``, ``keep_sources=false``,
     ``auto_create_index=false``, ``check_mappings=false`` and ``parse_sources=false`` (benchmarks; the
-    latter needs ``check_spec=false``), ``health=green|yellow|red``."""
+    latter needs ``check_spec=false``), ``health=green|yellow|red``, ``failure_store=<pattern>[,...]``
+    (data streams whose failure store is enabled)."""
     o = args.options
     users = {}
     if o.get("user"):
@@ -804,4 +869,5 @@ def build_app(args: argparse.Namespace) -> ElasticsearchMock:
         auto_create_index=o.get("auto_create_index", "true").lower() != "false",
         check_mappings=o.get("check_mappings", "true").lower() != "false",
         health=o.get("health", "green"),
-        parse_sources=o.get("parse_sources", "true").lower() != "false")
+        parse_sources=o.get("parse_sources", "true").lower() != "false",
+        failure_store=[p for p in o.get("failure_store", "").split(",") if p])

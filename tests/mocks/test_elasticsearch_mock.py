@@ -295,6 +295,42 @@ def test_health_templates_ilm_alias_and_index_creation(es: tuple[ElasticsearchMo
     assert requests.get(server.url + "/nope/_count").status_code == 404
 
 
+def test_failure_store_takes_mapping_and_ingest_failures_of_a_data_stream_only(
+        es: tuple[ElasticsearchMock, MockServer]) -> None:
+    """As Elasticsearch with a failure store enabled (here by the template's data_stream_options): a
+    create that fails with a per-item 400 is stored in the .fs- failure index and answered 201 with
+    failure_store: used, so errors stays false; a 409 or 429 is never redirected; a data stream
+    without one marks its rejections failure_store: not_enabled; a classic index has no such field.
+    Every answer is checked against the _bulk spec (FailureStoreStatus enum)."""
+    app, server = es
+    assert requests.put(server.url + "/_index_template/fs", json={
+        "index_patterns": ["logs-fs-*"], "priority": 200, "data_stream": {},
+        "template": {"data_stream_options": {"failure_store": {"enabled": True}},
+                     "mappings": {"properties": {"n": {"type": "long"}}}}}).ok
+    stream = "logs-fs-default"
+    r = bulk(server, ndjson(create("1", stream), doc(n=1), create("2", stream), doc(n="two"),
+                            create("3", stream), {"message": "no timestamp"}))
+    assert r.json()["errors"] is False
+    items = [i["create"] for i in r.json()["items"]]
+    assert [(i["status"], i.get("failure_store")) for i in items] == [(201, None), (201, "used"),
+                                                                      (201, "used")]
+    assert items[1]["_index"].startswith(".fs-logs-fs-default-") and items[1]["result"] == "created"
+    assert app.count(stream) == 1
+    failures = app.docs(stream + "::failures")
+    assert sorted(f["document"]["id"] for f in failures.values()) == ["2", "3"]
+    assert {f["error"]["type"] for f in failures.values()} == {"document_parsing_exception"}
+    app.add_item_fault(ItemFault(status=429, type="es_rejected_execution_exception", count=1))
+    r = bulk(server, ndjson(create("4", stream), doc(n=4), create("1", stream), doc(n=1)))
+    assert r.json()["errors"] is True
+    assert [(i["create"]["status"], i["create"].get("failure_store")) for i in r.json()["items"]] == [
+        (429, None), (409, None)]
+    r = bulk(server, ndjson(create("1"), doc(), create("2"), {"message": "no timestamp"},
+                            create("3", "classic"), {"a": 1}, create("4", "classic"), {"a": {"b": 1}}))
+    assert [(i["create"]["status"], i["create"].get("failure_store")) for i in r.json()["items"]] == [
+        (201, None), (400, "not_enabled"), (201, None), (400, None)]
+    assert app.stats()["failure_store"] == 2 and app.stats()["spec_violations"] == []
+
+
 def test_ilm_explain_reports_a_rollover_policy_that_cannot_run(es: tuple[ElasticsearchMock, MockServer]
                                                                 ) -> None:
     """A policy with a rollover action on a classic index without index.lifecycle.rollover_alias is

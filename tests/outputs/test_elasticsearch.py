@@ -315,11 +315,61 @@ def test_bulk_answers_are_filtered_and_a_rejection_is_named_by_its_position(
     assert queries == [{"filter_path": "errors,items.*.error,items.*.status,items.*.failure_store"}]
     items = orjson.loads(answers[0])["items"]
     assert items[0] == {"create": {"status": 201}}  # nothing but what was asked for
-    assert set(items[4]["create"]) == {"status", "error"}
+    # a data stream without a failure store says so on a rejected item (Elasticsearch 9.x)
+    assert items[4]["create"] == {"status": 400, "failure_store": "not_enabled",
+                                  "error": items[4]["create"]["error"]}
     assert outcome.status is Status.PARTIAL
     assert [it.seq for it in outcome.failed] == [4]
     assert orjson.loads(outcome.excerpt)[0]["_id"] == batch[4].event["event_id"]
     assert app.count(DS) == 5
+
+
+@pytest.mark.parametrize("packed", [False, True], ids=["items", "packed"])
+def test_events_redirected_to_a_failure_store_are_counted_and_named(
+        packed: bool, caplog: pytest.LogCaptureFixture) -> None:
+    """With a data stream's failure store enabled, Elasticsearch stores a document that fails its
+    mapping or ingest pipeline there and answers a success item with failure_store: used, so the
+    whole answer says errors: false. Those events are delivered, but not into the data stream: the
+    outcome's reason, a warning and the output's counter say how many went to which failure store."""
+    prod = "logs-clawdstrike.security-prod"
+    app = ElasticsearchMock(failure_store=["logs-clawdstrike.security-*"])
+    with MockServer(app) as server:
+        out = output(server.url)
+        batch = make_items(5)
+        batch[4].route = {"namespace": "prod"}
+        for item in batch:
+            item.data = out.encode(item)
+        for n in (1, 4):
+            app.add_item_fault(ItemFault(field="n", value=n, status=400, type="document_parsing_exception",
+                                         reason=f"failed to parse field [n] of doc {n}"))
+        answers: list[bytes] = []
+        original = app.handle
+
+        def spy(req: Any) -> Any:
+            resp = original(req)
+            answers.append(resp.body)
+            return resp
+
+        app.handle = spy  # type: ignore[method-assign]
+        body = None
+        if packed:  # as the drain sends a batch: the body built once, the items' bytes dropped
+            body = out.request_body(batch)
+            for item in batch:
+                item.data = b""
+        with caplog.at_level(logging.WARNING):
+            outcome = out.send(batch, body)
+        assert orjson.loads(answers[0])["errors"] is False
+        assert outcome.status is Status.DELIVERED
+        assert outcome.reason == (f"bulk: 3 indexed, 0 already indexed; 1 event went to the failure "
+                                  f"store of {DS}; 1 event went to the failure store of {prod} (stored "
+                                  "as failed documents, not in the data stream)")
+        assert out.failure_store_events == {DS: 1, prod: 1}
+        assert f"1 event went to the failure store of {DS}" in caplog.text
+        assert app.count(DS) == 3 and app.count(prod) == 0
+        (failure,) = app.docs(f"{DS}::failures").values()
+        assert failure["document"]["id"] == batch[1].event["event_id"]
+        assert failure["error"]["type"] == "document_parsing_exception"
+        assert app.stats()["spec_violations"] == []
 
 
 def test_errors_false_fast_path_does_not_walk_items(mock: tuple[ElasticsearchMock, MockServer],
