@@ -102,6 +102,7 @@ class AgentCollector(Collector):
         yield from (delivered, filtered, failures, retries, dlq, in_flight, up, replayed,
                     batches_in_flight, requests, request_seconds, batch_bytes, breaker, rate_requests,
                     rate_events, health_ok)
+        yield from _destination_counters(self._drains()).values()
 
         stats = self._spool_stats()
         yield GaugeMetricFamily("clawd_agent_spool_rows", "Events held in the spool",
@@ -140,6 +141,20 @@ class AgentMetrics:
         self.batch_latency.labels(output, outcome.status.value).observe(seconds)
 
 
+def _destination_counters(drains: dict[str, Any]) -> dict[str, CounterMetricFamily]:
+    """``Output.destination_counters()`` of every output, one family per counter name."""
+    families: dict[str, CounterMetricFamily] = {}
+    for name, drain in drains.items():
+        for counter, (help_text, label, counts) in drain.output.destination_counters().items():
+            family = families.get(counter)
+            if family is None:
+                family = families[counter] = CounterMetricFamily(
+                    f"clawd_agent_output_{counter}", help_text, labels=["output", label])
+            for value, n in sorted(counts.items()):
+                family.add_metric([name, value], n)
+    return families
+
+
 def output_healthy(drain: Any) -> bool:
     """An output is healthy when its last attempt succeeded, its breaker is not open and its
     destination's health check (when it ran) passed."""
@@ -158,6 +173,8 @@ def output_extra(drain: Any) -> dict[str, Any]:
         "breaker": drain.breaker.state_name, "breaker_reason": drain.breaker.reason,
         "health_ok": st.health_ok, "health_reason": st.health_reason,
         "rate_limit_requests": round(req_rate, 3), "rate_limit_events": round(ev_rate, 3),
+        **{counter: counts for counter, (_help, _label, counts)
+           in drain.output.destination_counters().items() if counts},
     }
 
 

@@ -288,3 +288,10 @@ class Output:
     def healthcheck(self) -> tuple[bool, str]:
         """Cheap liveness probe of the destination; never delivers or pages anything."""
         return True, "ok"
+
+    def destination_counters(self) -> dict[str, tuple[str, str, dict[str, int]]]:
+        """What only this kind of destination reports, for metrics and ``status``: ``{name: (help,
+        label, {label value: count})}``, exported as ``clawd_agent_output_<name>{output, <label>}``
+        (e.g. Elasticsearch's events stored in a data stream's failure store, by data stream).
+        Counts since start; none by default."""
+        return {}

@@ -124,7 +124,9 @@ class ElasticsearchOutputConfig(HttpOutputConfig):
                           "privileges only warn).", default=False)
     template_name: str = doc("Name of the bootstrapped index template.", default="clawdstrike-security")
     #: A dated index gets DATED_ILM_POLICY while this is left at its default (ilm_policy_name).
-    ilm_policy: str = doc("Name of the bootstrapped ILM policy ('' = no policy).",
+    ilm_policy: str = doc("Name of the bootstrapped ILM policy ('' = no policy). A dated `index` "
+                          "(with `%Y`...) gets a policy without rollover, named "
+                          f"'{DATED_ILM_POLICY}' while this is left at its default.",
                           default=DEFAULT_ILM_POLICY)
     ilm_delete_after: Duration | None = doc("Delete phase of the ILM policy (unset keeps data).",
                                             default=None)
@@ -380,6 +382,11 @@ class ElasticsearchOutput(HttpOutput):
         if redirected:
             self._note_failure_store(redirected)
         return outcome
+
+    def destination_counters(self) -> dict[str, tuple[str, str, dict[str, int]]]:
+        return {"events_failure_store": (
+            "Events Elasticsearch stored in a data stream's failure store instead of the data stream",
+            "data_stream", dict(self.failure_store_events))}
 
     def _index_of(self, batch: list[DeliveryItem], body: Payload) -> Callable[[int], str]:
         """The target of the batch's i-th action, for the few items that went to a failure store:

@@ -10,6 +10,7 @@ import logging
 import socket
 import uuid
 from collections.abc import Iterator
+from types import SimpleNamespace
 from typing import Any
 
 import orjson
@@ -364,6 +365,13 @@ def test_events_redirected_to_a_failure_store_are_counted_and_named(
                                   f"store of {DS}; 1 event went to the failure store of {prod} (stored "
                                   "as failed documents, not in the data stream)")
         assert out.failure_store_events == {DS: 1, prod: 1}
+        # exported per output and data stream (agent.metrics), and so in `status` too
+        from agent.metrics import _destination_counters
+
+        family = _destination_counters({"es": SimpleNamespace(output=out)})["events_failure_store"]
+        assert family.name == "clawd_agent_output_events_failure_store"
+        assert {(x.labels["output"], x.labels["data_stream"]): x.value for x in family.samples
+                if x.name.endswith("_total")} == {("es", DS): 1, ("es", prod): 1}
         assert f"1 event went to the failure store of {DS}" in caplog.text
         assert app.count(DS) == 3 and app.count(prod) == 0
         (failure,) = app.docs(f"{DS}::failures").values()
