@@ -42,7 +42,7 @@ import socket
 import urllib.parse
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 import orjson
@@ -393,6 +393,18 @@ class SplunkHecOutput(HttpOutput):
         return False, f"hec health: HTTP {resp.status}" + (f" code {code} {text}" if text else "")
 
 
+@dataclass(eq=False)
+class AckChannel:
+    """One ack channel: its GUID and the requests waiting on an ackId it gave."""
+
+    guid: str
+    #: ackId -> the waiting send's result
+    waiters: dict[int, gevent.event.AsyncResult] = field(default_factory=dict)
+    #: Replaced (HEC refused it, or its ack space is in doubt): no new request goes on it, but it is
+    #: still polled until its waiters resolve.
+    retired: bool = False
+
+
 class AckTracker:
     """Indexer acknowledgement for one output: channels, pending ackIds, and ONE poller greenlet.
 
@@ -400,6 +412,10 @@ class AckTracker:
     batches every pending id of a channel into one ``/ack`` query per round, so N in-flight requests
     cost one query per channel per round, not N. The round's wait starts at ``ack_poll_interval``
     and doubles (to ``ack_poll_max_interval``) while no ack arrives: slow indexers are polled less.
+
+    A replaced channel is *retired*, not forgotten: a request already sent on it registers there
+    and is polled like any other until it resolves (otherwise it would hold its slot for the whole
+    ``ack_timeout`` and then be sent again although HEC acknowledged it).
     """
 
     def __init__(self, output: SplunkHecOutput):
@@ -407,8 +423,9 @@ class AckTracker:
 
         self.output = output
         cfg = output.config
-        self.channels = [str(uuid.uuid4()) for _ in range(cfg.channels)]
-        self.pending: dict[str, dict[int, gevent.event.AsyncResult]] = {c: {} for c in self.channels}
+        self.live = [AckChannel(str(uuid.uuid4())) for _ in range(cfg.channels)]
+        #: every channel still of use: the live ones and the retired ones with waiters
+        self.known: dict[str, AckChannel] = {c.guid: c for c in self.live}
         self.interval = float(cfg.ack_poll_interval)
         self.queries = 0
         self.disabled_reason = ""
@@ -417,37 +434,61 @@ class AckTracker:
         self._closed = False
         self._rr = itertools.count()
 
+    @property
+    def channels(self) -> list[str]:
+        """The GUIDs new requests go on."""
+        return [c.guid for c in self.live]
+
+    def pending_count(self) -> int:
+        return sum(len(c.waiters) for c in self.known.values())
+
     def pick_channel(self) -> str:
         """The channel with the fewest pending requests (round robin among equals)."""
-        start = next(self._rr) % len(self.channels)
-        order = self.channels[start:] + self.channels[:start]
-        return min(order, key=lambda c: len(self.pending.get(c, ())))
+        start = next(self._rr) % len(self.live)
+        order = self.live[start:] + self.live[:start]
+        return min(order, key=lambda c: len(c.waiters)).guid
 
-    def replace_channel(self, channel: str) -> str:
-        """HEC refused ``channel``: use a new GUID in its place; its waiters re-send."""
-        if channel not in self.channels:
-            return channel
-        new = str(uuid.uuid4())
-        self.channels[self.channels.index(channel)] = new
-        waiters = self.pending.pop(channel, {})
-        self.pending[new] = {}
-        for result in waiters.values():
-            result.set(Outcome.retry("hec: ack channel refused by HEC; re-sending on a new channel"))
-        return new
+    def replace_channel(self, guid: str) -> str:
+        """HEC refused ``guid`` (code 11): new requests use a new GUID in its place. The old
+        channel is retired, not dropped: requests already sent on it are still polled."""
+        ch = self.known.get(guid)
+        if ch is None or ch.retired:
+            return guid
+        new = AckChannel(str(uuid.uuid4()))
+        self.live[self.live.index(ch)] = new
+        self.known[new.guid] = new
+        ch.retired = True
+        self._forget_if_done(ch)
+        return new.guid
 
-    def wait(self, channel: str, ack_id: int) -> Outcome:
+    def _forget_if_done(self, ch: AckChannel) -> None:
+        if ch.retired and not ch.waiters:
+            self.known.pop(ch.guid, None)
+
+    def _resolve_all(self, ch: AckChannel, outcome: Outcome) -> None:
+        for result in ch.waiters.values():
+            result.set(outcome)
+        ch.waiters.clear()
+        self._forget_if_done(ch)
+
+    def wait(self, guid: str, ack_id: int) -> Outcome:
         import gevent
         import gevent.event
 
+        ch = self.known.get(guid)
+        if ch is None:  # retired and forgotten meanwhile: keep it known while this request waits
+            ch = self.known[guid] = AckChannel(guid, retired=True)
         result: gevent.event.AsyncResult = gevent.event.AsyncResult()
-        self.pending.setdefault(channel, {})[ack_id] = result
+        ch.waiters[ack_id] = result
         self._ensure_poller()
         self._wake.set()
         timeout = float(self.output.config.ack_timeout)
         try:
             return result.get(timeout=timeout)
         except gevent.Timeout:
-            self.pending.get(channel, {}).pop(ack_id, None)
+            if ch.waiters.get(ack_id) is result:
+                del ch.waiters[ack_id]
+            self._forget_if_done(ch)
             return Outcome.retry(f"hec: ack timeout: not acknowledged within {timeout:g}s; "
                                  "re-sending (at-least-once)")
 
@@ -462,10 +503,8 @@ class AckTracker:
         if self._poller is not None:
             self._poller.kill(block=False)
             self._poller = None
-        for waiters in self.pending.values():
-            for result in waiters.values():
-                result.set(Outcome.retry("hec: output closing before the ack arrived"))
-            waiters.clear()
+        for ch in list(self.known.values()):
+            self._resolve_all(ch, Outcome.retry("hec: output closing before the ack arrived"))
 
     def next_interval(self, progressed: bool) -> float:
         """The wait before the next round: back to ``ack_poll_interval`` after a round that got an
@@ -482,7 +521,7 @@ class AckTracker:
 
         self.interval = float(self.output.config.ack_poll_interval)
         while not self._closed:
-            if not any(self.pending.values()):
+            if not self.pending_count():
                 self._wake.clear()
                 self._wake.wait()
                 self.interval = float(self.output.config.ack_poll_interval)
@@ -497,46 +536,52 @@ class AckTracker:
             self.next_interval(progressed)
 
     def poll_once(self) -> bool:
-        """One round: query every channel's pending ids. True when any ack came back."""
+        """One round: query the pending ids of every channel, live or retired. True when any ack
+        came back."""
         progressed = False
-        for channel in list(self.channels):
-            ids = list(self.pending.get(channel, {}))
+        for ch in list(self.known.values()):
+            ids = list(ch.waiters)
             for i in range(0, len(ids), MAX_ACKS_PER_QUERY):
-                if channel not in self.channels:
-                    break  # replaced during this round
-                progressed |= self._query(channel, ids[i:i + MAX_ACKS_PER_QUERY])
+                chunk = [ack_id for ack_id in ids[i:i + MAX_ACKS_PER_QUERY] if ack_id in ch.waiters]
+                if chunk:  # (a refused channel resolved its waiters during this round)
+                    progressed |= self._query(ch, chunk)
         return progressed
 
-    def _query(self, channel: str, ids: list[int]) -> bool:
+    def _query(self, ch: AckChannel, ids: list[int]) -> bool:
         out = self.output
         self.queries += 1
         try:
             resp = out.request("POST", out.ack_url, orjson.dumps({"acks": ids}),
-                               {CHANNEL_HEADER: channel, "Content-Type": "application/json"},
+                               {CHANNEL_HEADER: ch.guid, "Content-Type": "application/json"},
                                compress=False)
         except TransportError as exc:
             log.debug("output %s: ack query failed: %s", out.name, exc)
             return False
         answer = parse_hec_answer(resp.body)
-        waiters = self.pending.get(channel, {})
         if resp.status == 200 and isinstance(answer.get("acks"), dict):
             acked = [int(k) for k, v in answer["acks"].items() if v is True and k.isdigit()]
+            asked = set(ids)
             for ack_id in acked:
-                result = waiters.pop(ack_id, None)
+                result = ch.waiters.pop(ack_id, None) if ack_id in asked else None
                 if result is not None:
                     result.set(Outcome.delivered())
+            self._forget_if_done(ch)
             return bool(acked)
         code = answer.get("code")
         if resp.status == 400 and code == 14:
             self._ack_disabled()
         elif resp.status == 400 and code in (10, 11):
-            self.replace_channel(channel)
+            # HEC does not know the channel: nothing on it can be confirmed any more.
+            self.replace_channel(ch.guid)
+            self._resolve_all(ch, Outcome.retry(
+                "hec: ack channel refused by HEC; re-sending on a new channel"))
         elif resp.status in (401, 403):
             for ack_id in ids:
-                result = waiters.pop(ack_id, None)
+                result = ch.waiters.pop(ack_id, None)
                 if result is not None:
                     result.set(Outcome.retry(f"hec: ack query: HTTP {resp.status} (credentials "
                                              "refused)", auth_failure=True))
+            self._forget_if_done(ch)
         else:  # busy, 5xx, a proxy: keep waiting; the ack timeout bounds it
             log.debug("output %s: ack query: HTTP %s", out.name, resp.status)
         return False
@@ -549,10 +594,8 @@ class AckTracker:
                                 "acknowledgement is off for this token; set ack = false (or enable "
                                 "it on the token)")
         log.error("output %s: %s", self.output.name, self.disabled_reason)
-        for waiters in self.pending.values():
-            for result in waiters.values():
-                result.set(Outcome.permanent(self.disabled_reason))
-            waiters.clear()
+        for ch in list(self.known.values()):
+            self._resolve_all(ch, Outcome.permanent(self.disabled_reason))
 
 
 def _decode(body: bytes) -> dict[str, Any]:

@@ -23,7 +23,12 @@ from outputs.base import DeliveryItem, Outcome, Status
 from outputs.mocks.server import Fault, MockRequest, MockResponse, MockServer
 from outputs.mocks.splunk_hec import HecToken, SplunkHecApp
 from outputs.registry import OUTPUT_TYPES
-from outputs.splunk_hec import SplunkHecOutput, SplunkHecOutputConfig, collector_paths
+from outputs.splunk_hec import (
+    AckChannel,
+    SplunkHecOutput,
+    SplunkHecOutputConfig,
+    collector_paths,
+)
 
 TOKEN = "canary-7f3e9b2c-hec-token-do-not-leak"
 ACK_TOKEN = "canary-ack-5d1a0e44-hec-token"
@@ -497,12 +502,41 @@ def test_refused_channel_is_replaced(hec: tuple[RecordingHec, MockServer]) -> No
     out = ack_output(server, channels=1)
     try:
         assert out.acks is not None
-        out.acks.channels[0] = "not-a-guid"
-        out.acks.pending["not-a-guid"] = {}
+        bad = AckChannel("not-a-guid")
+        out.acks.live[0] = bad
+        out.acks.known = {bad.guid: bad}
         outcome = out.send(items(out, 1))
         assert outcome.status is Status.RETRY and "code 11" in outcome.reason
         uuid.UUID(out.acks.channels[0])  # a fresh GUID took its place
         assert out.send(items(out, 1)).status is Status.DELIVERED
+    finally:
+        out.close()
+
+
+def test_request_accepted_on_a_channel_replaced_meanwhile_is_still_polled(
+        hec: tuple[RecordingHec, MockServer]) -> None:
+    """A concurrent code 11 (or an /ack 10/11) replaces channel C while a request sent on C is in
+    flight; HEC accepted that request with an ackId on C. It must still be polled on C: before,
+    the poller visited only the live channels, so the request held its slot for the whole
+    ack_timeout and was then sent again (a duplicate) although HEC had acknowledged it."""
+    app, server = hec
+    out = ack_output(server, channels=1, ack_timeout="3s")
+    real = out.request
+
+    def request(method: str, url: str, body: Any = None, headers: Any = None, **kw: Any) -> Any:
+        resp = real(method, url, body, headers, **kw)
+        if url.endswith("/event"):  # another send got code 11 on this channel just now
+            assert out.acks is not None
+            out.acks.replace_channel(headers["X-Splunk-Request-Channel"])
+        return resp
+
+    out.request = request  # type: ignore[method-assign]
+    try:
+        outcome = out.send(items(out, 1))
+        assert outcome.status is Status.DELIVERED, (outcome.reason, app.stats())
+        assert app.stats()["acks_pending"] == 0  # HEC's true was collected
+        assert out.acks is not None and out.acks.pending_count() == 0
+        assert len(out.acks.known) == 1  # the retired channel is forgotten once resolved
     finally:
         out.close()
 
