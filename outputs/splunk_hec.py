@@ -31,7 +31,8 @@ Contract (sources; docs/outputs/splunk_hec.md has the full table):
   only ("Splunk Cloud Platform supports the HTTP Event Collector Indexer Acknowledgment for AWS
   Kinesis Firehose" only, same page); behind a load balancer the ack queries must reach the indexer
   that took the request (sticky sessions; vectordotdev/vector#19417 shows false acks and duplicates
-  behind an ALB).
+  behind an ALB). ackIds restart at 0 when an indexer restarts and are counted per indexer, so
+  AckTracker keeps every ``true`` tied to one request (its docstring).
 """
 
 from __future__ import annotations
@@ -84,7 +85,7 @@ CONFIG_CODES: dict[int, str] = {
     16: "HEC refused query-string authorization",
 }
 HEC_TEXT: dict[int, str] = {
-    1: "Token disabled", 2: "Token is required", 3: "Invalid authorization", 4: "Invalid token",
+    0: "Success", 1: "Token disabled", 2: "Token is required", 3: "Invalid authorization", 4: "Invalid token",
     5: "No data", 6: "Invalid data format", 7: "Incorrect index", 8: "Internal server error",
     9: "Server is busy", 10: "Data channel is missing", 11: "Invalid data channel",
     12: "Event field is required", 13: "Event field cannot be blank", 14: "ACK is disabled",
@@ -145,7 +146,9 @@ class SplunkHecOutputConfig(HttpOutputConfig):
     ack: bool = doc("Indexer acknowledgement: a batch counts as delivered only once HEC confirms it "
                     "was indexed (Splunk Enterprise only; see docs/outputs/splunk_hec.md).",
                     default=False)
-    channels: int = doc("Ack channels (one GUID each) the requests are spread over.", default=4)
+    channels: int = doc("Ack channels (one GUID each) the requests are spread over; raised to "
+                        "`concurrency` when lower, as a channel carries one request at a time.",
+                        default=4)
     ack_poll_interval: Duration = doc(
         "First wait between ack queries; doubled while no ack arrives. Each batch holds one of the "
         "`concurrency` slots until acked (16 slots by default with acks), so this bounds acked "
@@ -306,21 +309,49 @@ class SplunkHecOutput(HttpOutput):
     def send(self, batch: list[DeliveryItem], packed: Payload | None = None) -> Outcome:
         body = self.request_body(batch, packed)
         headers = {"Content-Type": "application/json"}
-        channel = ""
-        if self.acks is not None:
-            channel = self.acks.pick_channel()
-            headers[CHANNEL_HEADER] = channel
+        acks = self.acks
+        if acks is None:
+            outcome = self._post(body, headers, batch, None)
+            assert isinstance(outcome, Outcome)
+            return outcome
+        # The channel is this request's alone until its answer is read and its ackId registered,
+        # and the poller does not query it meanwhile (AckTracker's docstring says why).
+        ch = acks.acquire()
+        if ch is None:
+            return Outcome.retry("hec: output closing")
+        headers[CHANNEL_HEADER] = ch.guid
+        try:
+            posted = self._post(body, headers, batch, ch)
+        finally:
+            acks.release(ch)
+        if isinstance(posted, Outcome):
+            return posted
+        return acks.wait(ch, *posted)
+
+    def _post(self, body: bytes | Payload, headers: dict[str, str], batch: list[DeliveryItem],
+              ch: AckChannel | None) -> Outcome | tuple[int, gevent.event.AsyncResult]:
+        """One POST: its Outcome, or (with acks) the ackId registered on ``ch`` and its result."""
         try:
             resp = self.request("POST", self.event_url, body, headers)
         except TransportError as exc:
+            if ch is not None and self.acks is not None:
+                # HEC may have taken it and given it an ackId this output never saw.
+                self.acks.ack_space_unknown(ch)
             return Outcome.retry(f"hec: {exc}")
         answer = parse_hec_answer(resp.body)
+        code = answer.get("code")
+        if (ch is not None and self.acks is not None and
+                (not isinstance(code, int) or isinstance(code, bool) or code not in HEC_TEXT) and
+                (200 <= resp.status < 300 or resp.status >= 500)):
+            # Not HEC's own answer (a proxy or gateway): it may have passed the request on.
+            self.acks.ack_space_unknown(ch)
         if resp.status == 200:
-            return self._accepted(answer, channel)
-        return self._refused(resp, answer, batch, channel)
+            return self._accepted(answer, ch)
+        return self._refused(resp, answer, batch, ch)
 
-    def _accepted(self, answer: dict[str, Any], channel: str) -> Outcome:
-        if self.acks is None:
+    def _accepted(self, answer: dict[str, Any], ch: AckChannel | None
+                  ) -> Outcome | tuple[int, gevent.event.AsyncResult]:
+        if self.acks is None or ch is None:
             return Outcome.delivered()
         ack_id = answer.get("ackId")
         if not isinstance(ack_id, int) or isinstance(ack_id, bool):
@@ -332,10 +363,10 @@ class SplunkHecOutput(HttpOutput):
                             "acknowledgement is off for this token); delivering without acks",
                             self.name)
             return Outcome.delivered()
-        return self.acks.wait(channel, ack_id)
+        return ack_id, self.acks.register(ch, ack_id)
 
     def _refused(self, resp: HttpResponse, answer: dict[str, Any], batch: list[DeliveryItem],
-                 channel: str) -> Outcome:
+                 ch: AckChannel | None) -> Outcome:
         code = answer.get("code")
         if not isinstance(code, int) or isinstance(code, bool) or code not in HEC_TEXT:
             return outcome_for_status(resp, "hec", self.secrets())
@@ -347,8 +378,8 @@ class SplunkHecOutput(HttpOutput):
             return Outcome.retry(reason + " (credentials refused)", auth_failure=True, excerpt=ex)
         if code in CONFIG_CODES:
             return Outcome.retry(f"{reason}: {CONFIG_CODES[code]}", auth_failure=True, excerpt=ex)
-        if code == 11 and self.acks is not None:
-            self.acks.replace_channel(channel)
+        if code == 11 and self.acks is not None and ch is not None:
+            self.acks.replace_channel(ch.guid)
             return Outcome.retry(reason + " (new channel)", excerpt=ex)
         if code in (8, 9):
             return Outcome.retry(reason, parse_retry_after(resp.headers.get("Retry-After")),
@@ -403,19 +434,43 @@ class AckChannel:
     #: Replaced (HEC refused it, or its ack space is in doubt): no new request goes on it, but it is
     #: still polled until its waiters resolve.
     retired: bool = False
+    #: A POST or an ack query on it is under way (one at a time).
+    busy: bool = False
 
 
 class AckTracker:
     """Indexer acknowledgement for one output: channels, pending ackIds, and ONE poller greenlet.
 
     ``send`` registers its ackId and waits on a gevent ``AsyncResult`` for the Outcome; the poller
-    batches every pending id of a channel into one ``/ack`` query per round, so N in-flight requests
-    cost one query per channel per round, not N. The round's wait starts at ``ack_poll_interval``
-    and doubles (to ``ack_poll_max_interval``) while no ack arrives: slow indexers are polled less.
+    batches every pending id of a channel into one ``/ack`` query per round (one query per channel
+    that has waiters, not one per request; with as many channels as slots, requests rarely share
+    one, so that is close to one small query per waiting batch). The round's wait starts at
+    ``ack_poll_interval`` and doubles (to ``ack_poll_max_interval``) while no ack arrives: slow
+    indexers are polled less.
 
     A replaced channel is *retired*, not forgotten: a request already sent on it registers there
     and is polled like any other until it resolves (otherwise it would hold its slot for the whole
     ``ack_timeout`` and then be sent again although HEC acknowledged it).
+
+    **A ``true`` must name one request.** ackIds are a per-channel counter held by the indexer that
+    took the request: they start again at 0 when it restarts, and two indexers behind a load
+    balancer count separately. Keyed by (channel, ackId) alone, a ``true`` could confirm an older
+    request that holds the same id (its data lost in the restart) if the query ran before the new
+    request's answer was registered. So:
+
+    - one thing at a time per channel: a POST holds its channel (``acquire``/``release``) until its
+      answer is read and its ackId registered, and the poller queries only idle channels and holds
+      them while it does. When a query runs, every ackId HEC gave on that channel is registered,
+      so the ids it asks about are the ones this output knows;
+    - a registration that finds (channel, ackId) still pending means the channel's ack space
+      restarted: the older request is re-sent (its ``true`` can no longer be told from the new
+      one's; in a restart its data is gone), and the channel is retired;
+    - a POST on a channel that got no HEC answer (transport error, a proxy's 2xx/5xx page) may hold
+      an ackId this output never saw: every request waiting on that channel is re-sent and the
+      channel retired (``ack_space_unknown``).
+
+    Channels are at least as many as send slots, so a send finds an idle one without waiting
+    (unless the poller holds the last one for the length of a query).
     """
 
     def __init__(self, output: SplunkHecOutput):
@@ -423,13 +478,15 @@ class AckTracker:
 
         self.output = output
         cfg = output.config
-        self.live = [AckChannel(str(uuid.uuid4())) for _ in range(cfg.channels)]
+        self.live = [AckChannel(str(uuid.uuid4()))
+                     for _ in range(max(cfg.channels, output.send_slots))]
         #: every channel still of use: the live ones and the retired ones with waiters
         self.known: dict[str, AckChannel] = {c.guid: c for c in self.live}
         self.interval = float(cfg.ack_poll_interval)
         self.queries = 0
         self.disabled_reason = ""
         self._wake = gevent.event.Event()
+        self._idle = gevent.event.Event()  # set when a channel turns idle
         self._poller: gevent.Greenlet | None = None
         self._closed = False
         self._rr = itertools.count()
@@ -442,11 +499,55 @@ class AckTracker:
     def pending_count(self) -> int:
         return sum(len(c.waiters) for c in self.known.values())
 
-    def pick_channel(self) -> str:
-        """The channel with the fewest pending requests (round robin among equals)."""
-        start = next(self._rr) % len(self.live)
-        order = self.live[start:] + self.live[:start]
-        return min(order, key=lambda c: len(c.waiters)).guid
+    def acquire(self) -> AckChannel | None:
+        """An idle live channel for one POST, the one with the fewest waiters (round robin among
+        equals), marked busy; waits while none is idle. None once closed."""
+        while not self._closed:
+            idle = [c for c in self.live if not c.busy]
+            if idle:
+                start = next(self._rr) % len(idle)
+                ch = min(idle[start:] + idle[:start], key=lambda c: len(c.waiters))
+                ch.busy = True
+                return ch
+            self._idle.clear()
+            self._idle.wait()
+        return None
+
+    def release(self, ch: AckChannel) -> None:
+        ch.busy = False
+        self._idle.set()
+        self._forget_if_done(ch)
+
+    def register(self, ch: AckChannel, ack_id: int) -> gevent.event.AsyncResult:
+        """The result the request that got ``ack_id`` on ``ch`` waits on (called while it holds
+        ``ch``). A request still pending on the same id is re-sent and the channel retired."""
+        import gevent.event
+
+        older = ch.waiters.pop(ack_id, None)
+        if older is not None:
+            log.warning("output %s: HEC gave ackId %d again on one channel (indexer restart, or "
+                        "several indexers without sticky sessions); re-sending the older batch "
+                        "and replacing the channel", self.output.name, ack_id)
+            older.set(Outcome.retry(
+                f"hec: ackId {ack_id} was given again on this batch's ack channel (the indexer "
+                "restarted, or another indexer answered): its ack can no longer be told from the "
+                "new request's; re-sending (at-least-once)"))
+            self.replace_channel(ch.guid)
+        result: gevent.event.AsyncResult = gevent.event.AsyncResult()
+        ch.waiters[ack_id] = result
+        self._ensure_poller()
+        self._wake.set()
+        return result
+
+    def ack_space_unknown(self, ch: AckChannel) -> None:
+        """A request on ``ch`` got no HEC answer: HEC may have given it an ackId that equals one a
+        waiting request holds (after a restart), so no ``true`` on ``ch`` can be trusted. Its
+        waiters are re-sent; the channel is retired."""
+        self.replace_channel(ch.guid)
+        self._resolve_all(ch, Outcome.retry(
+            "hec: a request on this batch's ack channel got no HEC answer, so it may hold an "
+            "ackId this output never saw; acks on the channel can no longer be told apart: "
+            "re-sending (at-least-once)"))
 
     def replace_channel(self, guid: str) -> str:
         """HEC refused ``guid`` (code 11): new requests use a new GUID in its place. The old
@@ -462,7 +563,7 @@ class AckTracker:
         return new.guid
 
     def _forget_if_done(self, ch: AckChannel) -> None:
-        if ch.retired and not ch.waiters:
+        if ch.retired and not ch.waiters and not ch.busy:
             self.known.pop(ch.guid, None)
 
     def _resolve_all(self, ch: AckChannel, outcome: Outcome) -> None:
@@ -471,22 +572,14 @@ class AckTracker:
         ch.waiters.clear()
         self._forget_if_done(ch)
 
-    def wait(self, guid: str, ack_id: int) -> Outcome:
+    def wait(self, ch: AckChannel, ack_id: int, result: gevent.event.AsyncResult) -> Outcome:
         import gevent
-        import gevent.event
 
-        ch = self.known.get(guid)
-        if ch is None:  # retired and forgotten meanwhile: keep it known while this request waits
-            ch = self.known[guid] = AckChannel(guid, retired=True)
-        result: gevent.event.AsyncResult = gevent.event.AsyncResult()
-        ch.waiters[ack_id] = result
-        self._ensure_poller()
-        self._wake.set()
         timeout = float(self.output.config.ack_timeout)
         try:
             return result.get(timeout=timeout)
         except gevent.Timeout:
-            if ch.waiters.get(ack_id) is result:
+            if ch.waiters.get(ack_id) is result:  # (never another request's entry)
                 del ch.waiters[ack_id]
             self._forget_if_done(ch)
             return Outcome.retry(f"hec: ack timeout: not acknowledged within {timeout:g}s; "
@@ -500,6 +593,7 @@ class AckTracker:
 
     def close(self) -> None:
         self._closed = True
+        self._idle.set()
         if self._poller is not None:
             self._poller.kill(block=False)
             self._poller = None
@@ -536,15 +630,21 @@ class AckTracker:
             self.next_interval(progressed)
 
     def poll_once(self) -> bool:
-        """One round: query the pending ids of every channel, live or retired. True when any ack
-        came back."""
+        """One round: query the pending ids of every idle channel, live or retired (a channel with
+        a POST under way waits for the next round). True when any ack came back."""
         progressed = False
         for ch in list(self.known.values()):
-            ids = list(ch.waiters)
-            for i in range(0, len(ids), MAX_ACKS_PER_QUERY):
-                chunk = [ack_id for ack_id in ids[i:i + MAX_ACKS_PER_QUERY] if ack_id in ch.waiters]
-                if chunk:  # (a refused channel resolved its waiters during this round)
-                    progressed |= self._query(ch, chunk)
+            if ch.busy or not ch.waiters:
+                continue
+            ch.busy = True
+            try:
+                ids = list(ch.waiters)
+                for i in range(0, len(ids), MAX_ACKS_PER_QUERY):
+                    chunk = [a for a in ids[i:i + MAX_ACKS_PER_QUERY] if a in ch.waiters]
+                    if chunk:  # (a refused channel resolved its waiters during this round)
+                        progressed |= self._query(ch, chunk)
+            finally:
+                self.release(ch)
         return progressed
 
     def _query(self, ch: AckChannel, ids: list[int]) -> bool:

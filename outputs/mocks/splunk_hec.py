@@ -164,6 +164,21 @@ class SplunkHecApp(MockApp):
                 self._event_request = [self._event_request[i] for i in keep]
             return n
 
+    def restart(self) -> int:
+        """Simulate an indexer restart. Ack state lives in the indexer's memory (the mock's choice,
+        the premise of the ackId-reuse review finding): every channel is forgotten, so its ackIds
+        start again at 0, and the events of requests not yet indexed (ack still in the future, or
+        lost) are dropped. Returns the number of requests dropped."""
+        now = time.monotonic()
+        with self._lock:
+            lost = {ch.requests[a] for ch in self._channels.values()
+                    for a, ready in ch.pending.items() if ready is None or ready > now}
+            keep = [i for i, r in enumerate(self._event_request) if r not in lost]
+            self.events = [self.events[i] for i in keep]
+            self._event_request = [self._event_request[i] for i in keep]
+            self._channels.clear()
+            return len(lost)
+
     def reset(self) -> None:
         with self._lock:
             self.events.clear()
@@ -217,7 +232,8 @@ class SplunkHecApp(MockApp):
 
     def control(self, req: MockRequest) -> MockResponse | None:
         """``POST /_mock/hec`` {"busy", "queues_full", "ack_unavailable", "ack_delay",
-        "lose_acks", "drop_events"}; ``POST /_mock/hec/tokens`` [HecToken dicts] (upsert)."""
+        "lose_acks", "drop_events", "restart"}; ``POST /_mock/hec/tokens`` [HecToken dicts]
+        (upsert)."""
         if req.method != "POST" or req.path not in ("/_mock/hec", "/_mock/hec/tokens"):
             return None
         data = json.loads(req.body or b"{}")
@@ -233,7 +249,9 @@ class SplunkHecApp(MockApp):
             self.ack_delay = float(data["ack_delay"])
         if data.get("lose_acks"):
             lost = self.lose_acks(drop_events=bool(data.get("drop_events", True)))
-        return MockResponse.json(200, {"lost_acks": lost, **self.stats()})
+        dropped = self.restart() if data.get("restart") else 0
+        return MockResponse.json(200, {"lost_acks": lost, "restart_dropped": dropped,
+                                       **self.stats()})
 
     # -- endpoints --------------------------------------------------------------------------------
 

@@ -232,6 +232,22 @@ def test_lose_acks_simulates_indexer_restart(hec: tuple[SplunkHecApp, MockServer
     assert ack_query(server, ch, [ack_id]).json()["acks"] == {str(ack_id): False}
 
 
+def test_restart_starts_ack_ids_again_and_drops_what_was_not_indexed(
+        hec: tuple[SplunkHecApp, MockServer]) -> None:
+    app, server = hec
+    ch = str(uuid.uuid4())
+    hdr = {"X-Splunk-Request-Channel": ch}
+    assert post(server, '{"event":"indexed"}', token=ACK_TOKEN, headers=hdr).json()["ackId"] == 0
+    app.ack_delay = 60
+    assert post(server, '{"event":"pending"}', token=ACK_TOKEN, headers=hdr).json()["ackId"] == 1
+    r = requests.post(server.url + "/_mock/hec", json={"restart": True})
+    assert r.json()["restart_dropped"] == 1
+    assert [e["event"] for e in app.events] == ["indexed"]
+    app.ack_delay = 0
+    assert post(server, '{"event":"new"}', token=ACK_TOKEN, headers=hdr).json()["ackId"] == 0
+    assert ack_query(server, ch, [0, 1]).json()["acks"] == {"0": True, "1": False}
+
+
 def test_ack_query_errors(hec: tuple[SplunkHecApp, MockServer]) -> None:
     app, server = hec
     ch = str(uuid.uuid4())

@@ -20,6 +20,7 @@ import pytest
 
 from agent.config_loader import load_section
 from outputs.base import DeliveryItem, Outcome, Status
+from outputs.http import TransportError
 from outputs.mocks.server import Fault, MockRequest, MockResponse, MockServer
 from outputs.mocks.splunk_hec import HecToken, SplunkHecApp
 from outputs.registry import OUTPUT_TYPES
@@ -448,9 +449,11 @@ def test_poll_interval_backs_off_while_no_ack_arrives(hec: tuple[RecordingHec, M
 
 
 def test_several_channels_and_batched_polls(hec: tuple[RecordingHec, MockServer]) -> None:
+    """More batches waiting than channels (8 sends straight to the output, 4 slots): they share the
+    channels and one ack query per channel carries several ackIds."""
     app, server = hec
     app.ack_delay = 0.1
-    out = ack_output(server, channels=4)
+    out = ack_output(server, channels=4, concurrency=4)
     try:
         sends = [gevent.spawn(out.send, items(out, 2, start=2 * i)) for i in range(8)]
         outcomes = [g.get() for g in sends]
@@ -462,6 +465,102 @@ def test_several_channels_and_batched_polls(hec: tuple[RecordingHec, MockServer]
         ack_bodies = [json.loads(r.body)["acks"] for r in app.requests if r.path.endswith("/ack")]
         assert any(len(ids) > 1 for ids in ack_bodies)  # one query carries several ackIds
         assert len(app.events) == 16
+    finally:
+        out.close()
+
+
+def test_at_least_as_many_channels_as_send_slots(hec: tuple[RecordingHec, MockServer]) -> None:
+    """A channel carries one POST at a time, so each send slot must find one idle."""
+    _, server = hec
+    for over, expected in [({}, 16), ({"channels": 20}, 20), ({"concurrency": 2}, 4)]:
+        out = ack_output(server, **over)
+        assert out.acks is not None and len(out.acks.channels) == expected
+        out.close()
+
+
+def _when(condition: Any) -> None:
+    """Let other greenlets run until ``condition()`` holds (bounded, not a timing assertion)."""
+    for _ in range(1000):
+        if condition():
+            return
+        gevent.sleep(0.01)
+    raise AssertionError("condition never held")
+
+
+def test_ack_ids_that_start_again_never_confirm_another_batch(
+        hec: tuple[RecordingHec, MockServer]) -> None:
+    """Batch A waits on ackId 0 of channel C; the indexer restarts (A's data is gone, C's ackIds
+    start again at 0); batch B is sent on C, gets ackId 0 and is indexed. A poll round runs after B
+    was indexed and before its answer is registered (the review's interleaving, made
+    deterministic). Before, the query's `true` for 0 (B's) marked A delivered, and B then waited
+    for a `true` already spent until its ack timeout. Now C is not queried while B's POST is under
+    way; B's registration finds 0 taken, A is re-sent, C is replaced, and B is confirmed."""
+    app, server = hec
+    app.ack_delay = 3600
+    out = ack_output(server, channels=1, concurrency=1, ack_timeout="5s")
+    assert out.acks is not None
+    acks = out.acks
+    real = out.request
+    try:
+        batch_a = items(out, 2)
+        waiting_a = gevent.spawn(out.send, batch_a)
+        _when(lambda: acks.pending_count() == 1)  # A accepted with ackId 0, not indexed yet
+        assert app.restart() == 1
+        app.ack_delay = 0
+
+        def request(method: str, url: str, body: Any = None, headers: Any = None,
+                    **kw: Any) -> Any:
+            resp = real(method, url, body, headers, **kw)
+            if url.endswith("/event"):  # B is indexed; its answer is not registered yet
+                acks.poll_once()
+            return resp
+
+        out.request = request  # type: ignore[method-assign]
+        outcome_b = out.send(items(out, 2, start=2))
+        outcome_a = waiting_a.get(timeout=10)
+        assert outcome_a.status is Status.RETRY, "A's data was lost in the restart"
+        assert "ackId 0 was given again" in outcome_a.reason
+        assert outcome_b.status is Status.DELIVERED, outcome_b.reason
+        assert sorted(e["event"]["seq"] for e in app.events) == [2, 3]
+        out.request = real  # type: ignore[method-assign]
+        assert out.send(batch_a).status is Status.DELIVERED
+        assert sorted(e["event"]["seq"] for e in app.events) == [0, 1, 2, 3]
+    finally:
+        out.close()
+
+
+def test_a_post_without_hec_answer_makes_its_channel_acks_untrustworthy(
+        hec: tuple[RecordingHec, MockServer]) -> None:
+    """A waits on ackId 0 of C; the indexer restarts; B is sent on C, indexed with ackId 0, but its
+    answer is lost (connection reset). Before, the next poll's `true` for 0 (B's) marked A
+    delivered. Now a POST without a HEC answer re-sends every batch waiting on its channel."""
+    app, server = hec
+    app.ack_delay = 3600
+    out = ack_output(server, channels=1, concurrency=1, ack_timeout="5s")
+    assert out.acks is not None
+    acks = out.acks
+    real = out.request
+    try:
+        waiting_a = gevent.spawn(out.send, items(out, 2))
+        _when(lambda: acks.pending_count() == 1)
+        app.restart()
+        app.ack_delay = 0
+
+        def request(method: str, url: str, body: Any = None, headers: Any = None,
+                    **kw: Any) -> Any:
+            resp = real(method, url, body, headers, **kw)
+            if url.endswith("/event"):
+                raise TransportError("ConnectionError: Connection reset by peer")
+            return resp
+
+        out.request = request  # type: ignore[method-assign]
+        outcome_b = out.send(items(out, 2, start=2))
+        out.request = real  # type: ignore[method-assign]
+        assert outcome_b.status is Status.RETRY
+        assert [e["event"]["seq"] for e in app.events] == [2, 3]  # HEC took B
+        outcome_a = waiting_a.get(timeout=10)
+        assert outcome_a.status is Status.RETRY, "A's data was lost in the restart"
+        assert "no HEC answer" in outcome_a.reason
     finally:
         out.close()
 
@@ -499,12 +598,12 @@ def test_ack_disabled_answer_is_a_permanent_config_error(hec: tuple[RecordingHec
 
 def test_refused_channel_is_replaced(hec: tuple[RecordingHec, MockServer]) -> None:
     _, server = hec
-    out = ack_output(server, channels=1)
+    out = ack_output(server, channels=1, concurrency=1)
     try:
         assert out.acks is not None
         bad = AckChannel("not-a-guid")
-        out.acks.live[0] = bad
-        out.acks.known = {bad.guid: bad}
+        out.acks.known.pop(out.acks.live[0].guid)
+        out.acks.live[0] = out.acks.known[bad.guid] = bad
         outcome = out.send(items(out, 1))
         assert outcome.status is Status.RETRY and "code 11" in outcome.reason
         uuid.UUID(out.acks.channels[0])  # a fresh GUID took its place
@@ -536,7 +635,7 @@ def test_request_accepted_on_a_channel_replaced_meanwhile_is_still_polled(
         assert outcome.status is Status.DELIVERED, (outcome.reason, app.stats())
         assert app.stats()["acks_pending"] == 0  # HEC's true was collected
         assert out.acks is not None and out.acks.pending_count() == 0
-        assert len(out.acks.known) == 1  # the retired channel is forgotten once resolved
+        assert len(out.acks.known) == len(out.acks.live)  # the retired one is forgotten
     finally:
         out.close()
 
@@ -664,7 +763,30 @@ from outputs.base import DeliveryItem
 from outputs.mocks.server import Fault, MockServer
 from outputs.mocks.splunk_hec import HecToken, SplunkHecApp
 from outputs.splunk_hec import SplunkHecOutput, SplunkHecOutputConfig
-app = SplunkHecApp([HecToken("tok-123456", use_ack=True)], ack_delay=0.1)
+import threading, time
+
+
+class Overlap(SplunkHecApp):
+    """Records how many requests (POSTs and ack queries) were in flight on one channel at once."""
+
+    def __init__(self, *a, **kw):
+        super().__init__(*a, **kw)
+        self.inflight, self.most, self.guard = {}, 0, threading.Lock()
+
+    def handle(self, req):
+        ch = req.headers.get("X-Splunk-Request-Channel", "")
+        with self.guard:
+            self.inflight[ch] = self.inflight.get(ch, 0) + 1
+            self.most = max(self.most, self.inflight[ch])
+        try:
+            time.sleep(0.02)  # (a gevent sleep here) lets other requests overlap this one
+            return super().handle(req)
+        finally:
+            with self.guard:
+                self.inflight[ch] -= 1
+
+
+app = Overlap([HecToken("tok-123456", use_ack=True)], ack_delay=0.1)
 srv = MockServer(app).start()
 cfg = load_section(SplunkHecOutputConfig, {"type": "splunk_hec", "endpoint": srv.url,
                    "token": "tok-123456", "ack": True, "ack_poll_interval": "50ms"}, "t")
@@ -678,7 +800,8 @@ def item(i):
 srv.faults.add(Fault("reset"))
 sends = [gevent.spawn(out.send, [item(i)]) for i in range(10)]
 print(json.dumps({"outcomes": sorted(g.get(timeout=30).status.value for g in sends),
-                  "stored": len(app.events), "channels": app.stats()["channels"]}))
+                  "stored": len(app.events), "channels": app.stats()["channels"],
+                  "most_on_one_channel": app.most}))
 out.close()
 srv.stop()
 '''
@@ -687,7 +810,8 @@ srv.stop()
 @pytest.mark.integration
 def test_concurrent_acked_sends_under_gevent_patching() -> None:
     """As in the agent (gevent.monkey.patch_all): the mock's threads and the output's requests are
-    greenlets in one hub; concurrent sends spread over the channels and are all acknowledged."""
+    greenlets in one hub; concurrent sends spread over the channels and are all acknowledged, and
+    a channel never carries two requests at once (a POST and an ack query included)."""
     root = Path(__file__).resolve().parents[2]
     proc = subprocess.run([sys.executable, "-c", PATCHED_SCRIPT], cwd=root, capture_output=True,
                           text=True, timeout=120)
@@ -695,7 +819,8 @@ def test_concurrent_acked_sends_under_gevent_patching() -> None:
     result = json.loads(proc.stdout.strip().splitlines()[-1])
     assert result["outcomes"] == ["delivered"] * 9 + ["retry"]  # one request hit the reset
     assert result["stored"] == 9
-    assert result["channels"] == 4
+    assert result["channels"] == 9  # one channel per concurrent send (16 with acks)
+    assert result["most_on_one_channel"] == 1
 
 
 def test_an_unreadable_token_file_is_a_retry_not_a_crash(hec: tuple[RecordingHec, MockServer],
