@@ -16,6 +16,11 @@ Contract (sources; docs/outputs/splunk_hec.md has the full table):
   (500) and 9 server busy (503) are retryable, as are 408, 429, other 5xx and transport errors; 1-4
   (token disabled/required/invalid authorization/invalid token, 401/403) are authentication failures;
   6, 7, 12, 13, 15 name one bad event (``invalid-event-number``, 0-based); 413 splits the batch.
+- Only HEC's own answer counts as delivered: HTTP 200 with a JSON ``code`` 0. Any other 2xx (a
+  proxy, a captive portal, a wrong ``path``) is retried. With ack = true, code 0 without an
+  ``ackId`` means the token has no indexer acknowledgement: that 200 only says the data "appears to
+  be valid" (AboutHECIDXAck), so it is a configuration error (retry with auth_failure: the output
+  pauses and keeps the data), not a delivery.
 - A bad event stops HEC at that event: the ones before it are indexed, it and the ones after it are
   not (moby/moby#35862; vectordotdev/vector#11434). So the outcome is PARTIAL, not SPLIT: the prefix
   is accepted, the named event goes to the DLQ (for code 7 "Incorrect index", every event of the rest
@@ -74,6 +79,13 @@ COLLECTOR = "/services/collector"
 #: ackIds per ack query (NiFi's QuerySplunkIndexingStatus batches the same way, ``max-query-size``).
 MAX_ACKS_PER_QUERY = 1000
 
+#: HEC codes of an accepted request; only these (with HTTP 200) count as delivered.
+SUCCESS_CODES = frozenset({0})
+#: ack = true and HEC answered code 0 without an ackId.
+NO_ACK_ID = ("hec: ack = true but HEC answered 'Success' without an ackId: indexer acknowledgement "
+             "is off for this token, so nothing will confirm the events were indexed; set ack = "
+             "false (delivery then means 'accepted') or enable indexer acknowledgement on the "
+             "token. Output paused, data kept (each retry may index the batch again)")
 #: HEC codes that name one bad event in the request (with ``invalid-event-number``).
 BAD_EVENT_CODES = frozenset({6, 7, 12, 13, 15})
 #: HEC codes that mean the token is refused: re-read ``file:`` credentials, open the breaker.
@@ -187,6 +199,15 @@ def collector_paths(path: str) -> tuple[str, str]:
     return base + "/ack", base + "/health"
 
 
+def hec_code(answer: dict[str, Any]) -> int | None:
+    """The answer's HEC code when it is one HEC documents; None for anything else (a proxy's JSON,
+    an HTML page, an empty body)."""
+    code = answer.get("code")
+    if isinstance(code, int) and not isinstance(code, bool) and code in HEC_TEXT:
+        return code
+    return None
+
+
 def parse_hec_answer(body: bytes) -> dict[str, Any]:
     """HEC's JSON answer, or {} when the body is not one (a proxy's HTML page)."""
     try:
@@ -227,7 +248,8 @@ class SplunkHecOutput(HttpOutput):
         self._getters = [(name, EVENT_FIELDS[name]) for name in config.event_fields]
         self._meta_cache: dict[tuple[str, str, str, str], bytes] = {}
         self.acks: AckTracker | None = None
-        self._warned_no_ack_id = False
+        #: Set while HEC answers code 0 without an ackId although ack = true (health reports it).
+        self.no_ack_id_reason = ""
 
     # ---------------------------------------------------------------------------- encoding
 
@@ -339,14 +361,19 @@ class SplunkHecOutput(HttpOutput):
                 self.acks.ack_space_unknown(ch)
             return Outcome.retry(f"hec: {exc}")
         answer = parse_hec_answer(resp.body)
-        code = answer.get("code")
-        if (ch is not None and self.acks is not None and
-                (not isinstance(code, int) or isinstance(code, bool) or code not in HEC_TEXT) and
-                (200 <= resp.status < 300 or resp.status >= 500)):
+        code = hec_code(answer)
+        if ch is not None and self.acks is not None and code is None and \
+                (200 <= resp.status < 300 or resp.status >= 500):
             # Not HEC's own answer (a proxy or gateway): it may have passed the request on.
             self.acks.ack_space_unknown(ch)
-        if resp.status == 200:
+        if resp.status == 200 and code in SUCCESS_CODES:
             return self._accepted(answer, ch)
+        if 200 <= resp.status < 300 and code is None:
+            # A proxy, a captive portal or a wrong `path` answering 2xx with its own page: nothing
+            # says HEC took the events.
+            return Outcome.retry(f"hec: HTTP {resp.status} without HEC's answer (a proxy, captive "
+                                 "portal or wrong `path`?): nothing confirms the events were "
+                                 "taken; retrying", excerpt=excerpt(resp.body, self.secrets()))
         return self._refused(resp, answer, batch, ch)
 
     def _accepted(self, answer: dict[str, Any], ch: AckChannel | None
@@ -355,20 +382,21 @@ class SplunkHecOutput(HttpOutput):
             return Outcome.delivered()
         ack_id = answer.get("ackId")
         if not isinstance(ack_id, int) or isinstance(ack_id, bool):
-            # The token does not use indexer acknowledgement: HEC accepted the data and will never
-            # confirm more (Vector does the same). Say so once; health reports it.
-            if not self._warned_no_ack_id:
-                self._warned_no_ack_id = True
-                log.warning("output %s: ack = true but HEC returned no ackId (indexer "
-                            "acknowledgement is off for this token); delivering without acks",
-                            self.name)
-            return Outcome.delivered()
+            # The token does not use indexer acknowledgement: HEC took the data, but its 200 only
+            # means "appears valid" (AboutHECIDXAck) and nothing will confirm indexing, which is
+            # what ack = true asks for. A configuration error like codes 10 and 16: keep the data
+            # and pause the output (auth_failure opens the breaker), with a clear reason.
+            if not self.no_ack_id_reason:
+                log.error("output %s: %s", self.name, NO_ACK_ID)
+            self.no_ack_id_reason = NO_ACK_ID
+            return Outcome.retry(NO_ACK_ID, auth_failure=True)
+        self.no_ack_id_reason = ""
         return ack_id, self.acks.register(ch, ack_id)
 
     def _refused(self, resp: HttpResponse, answer: dict[str, Any], batch: list[DeliveryItem],
                  ch: AckChannel | None) -> Outcome:
-        code = answer.get("code")
-        if not isinstance(code, int) or isinstance(code, bool) or code not in HEC_TEXT:
+        code = hec_code(answer)
+        if code is None:
             return outcome_for_status(resp, "hec", self.secrets())
         reason = f"hec: HTTP {resp.status} code {code} {HEC_TEXT[code]}"
         ex = excerpt(resp.body, self.secrets())
@@ -413,6 +441,8 @@ class SplunkHecOutput(HttpOutput):
         a bad token; 503 codes 18-20 queues full / ack service unavailable."""
         if self.acks is not None and self.acks.disabled_reason:
             return False, self.acks.disabled_reason
+        if self.no_ack_id_reason:
+            return False, self.no_ack_id_reason
         try:
             resp = self.request("GET", self.health_url, compress=False)
         except TransportError as exc:

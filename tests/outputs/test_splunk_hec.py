@@ -565,16 +565,58 @@ def test_a_post_without_hec_answer_makes_its_channel_acks_untrustworthy(
         out.close()
 
 
-def test_token_without_acks_delivers_with_a_warning(hec: tuple[RecordingHec, MockServer],
-                                                    caplog: pytest.LogCaptureFixture) -> None:
+def test_ack_true_with_a_token_without_acks_pauses_and_keeps_the_data(
+        hec: tuple[RecordingHec, MockServer], caplog: pytest.LogCaptureFixture) -> None:
+    """ack = true, token without acks: HEC answers code 0 and no ackId. Its 200 means 'appears
+    valid', and nothing will confirm indexing. Before, the batch counted as delivered (the cursor
+    passed events ack = true had not confirmed); now a configuration error like codes 10 and 16."""
     _, server = hec
     out = make_output(server, ack=True)  # TOKEN has acks off: no ackId in the answer
     try:
-        with caplog.at_level(logging.WARNING, logger="clawd_agent.outputs.splunk_hec"):
-            assert out.send(items(out, 1)).status is Status.DELIVERED
-        assert "no ackId" in caplog.text
+        with caplog.at_level(logging.ERROR, logger="clawd_agent.outputs.splunk_hec"):
+            outcome = out.send(items(out, 1))
+        assert outcome.status is Status.RETRY and outcome.auth_failure  # breaker, data kept
+        assert "without an ackId" in outcome.reason and "set ack = false" in outcome.reason
+        assert "without an ackId" in caplog.text
+        ok, reason = out.healthcheck()
+        assert not ok and "without an ackId" in reason
     finally:
         out.close()
+
+
+class PageProxy(SplunkHecApp):
+    """A proxy, captive portal or wrong `path` that answers 2xx with its own page."""
+
+    status = 200
+    body = b"<html>Please log in</html>"
+
+    def handle(self, req: MockRequest) -> MockResponse:
+        if req.path.endswith("/event"):
+            return MockResponse(self.status, self.body, {"Content-Type": "text/html"})
+        return super().handle(req)
+
+
+@pytest.mark.parametrize(("ack", "status", "body"), [
+    (True, 200, b"<html>Please log in</html>"),
+    (False, 200, b"<html>Please log in</html>"),
+    (False, 200, b'{"status":"ok"}'),
+    (False, 204, b""),
+])
+def test_a_2xx_that_is_not_hec_success_is_not_delivered(ack: bool, status: int, body: bytes) -> None:
+    """Only HEC's own answer, code 0, counts as delivered; before, any 200 did (with ack = true, a
+    200 without an ackId was taken for a token without acks), so the cursor passed events that
+    were stored nowhere."""
+    app = PageProxy([HecToken(TOKEN), HecToken(ACK_TOKEN, use_ack=True)])
+    app.status, app.body = status, body
+    with MockServer(app) as server:
+        out = make_output(server, token=ACK_TOKEN if ack else TOKEN, ack=ack)
+        try:
+            outcome = out.send(items(out, 3))
+        finally:
+            out.close()
+    assert app.events == []
+    assert outcome.status is Status.RETRY, outcome
+    assert "without HEC's answer" in outcome.reason and not outcome.auth_failure
 
 
 def test_ack_disabled_answer_is_a_permanent_config_error(hec: tuple[RecordingHec, MockServer]) -> None:
@@ -590,8 +632,9 @@ def test_ack_disabled_answer_is_a_permanent_config_error(hec: tuple[RecordingHec
         assert "ACK is disabled" in outcome.reason and "set ack = false" in outcome.reason
         ok, reason = out.healthcheck()
         assert not ok and "ACK is disabled" in reason
-        # Later batches are accepted without an ackId: delivered, not dead-lettered.
-        assert out.send(items(out, 1, start=5)).status is Status.DELIVERED
+        # Later batches are accepted without an ackId: kept in the spool, the output paused.
+        later = out.send(items(out, 1, start=5))
+        assert later.status is Status.RETRY and later.auth_failure
     finally:
         out.close()
 
