@@ -13,14 +13,25 @@ Contract (sources; docs/outputs/splunk_hec.md has the full table):
   ``default_batch_max_bytes`` stays under 1 MB measured before compression, so it holds either way.
 - Error codes (Splunk "Troubleshoot HTTP Event Collector", "Possible error codes"; the code -> HTTP
   status table in gjanders/SplunkAdmins splunkadmins_hec_reply_code_lookup.csv): 8 internal error
-  (500) and 9 server busy (503) are retryable, as are 408, 429, other 5xx and transport errors; 1-4
-  (token disabled/required/invalid authorization/invalid token, 401/403) are authentication failures;
+  (500) and 9 server busy (503) are retryable (9 in part, below), as are 408, 429, other 5xx and
+  transport errors; 1-4 (token disabled/required/invalid authorization/invalid token, 401/403)
+  are authentication failures;
   6, 7, 12, 13, 15 name one bad event (``invalid-event-number``, 0-based); 413 splits the batch.
 - Only HEC's own answer counts as delivered: HTTP 200 with a JSON ``code`` 0. Any other 2xx (a
   proxy, a captive portal, a wrong ``path``) is retried. With ack = true, code 0 without an
   ``ackId`` means the token has no indexer acknowledgement: that 200 only says the data "appears to
   be valid" (AboutHECIDXAck), so it is a configuration error (retry with auth_failure: the output
   pauses and keeps the data), not a delivery.
+- 503 code 9 "Server is busy" can carry ``invalid-event-number`` too: "The Splunk backend can offer
+  information on how many events it was able to process before sending an error ... the key
+  indicates when the payload processing stopped" (open-telemetry/opentelemetry-collector-contrib
+  #36113, by a Splunk maintainer of the OTel HEC exporter); real answers carry
+  ``{"text":"Server is busy","code":9,"invalid-event-number":0}`` (splunk/splunk-connect-for-
+  kubernetes#474, #555), so the number counts from 0 like the bad-event codes'. The issue's own
+  example counts one lower ("10 ... we can try resending by dropping the first 9 events"), so
+  with ack = false the first N-1 events are accepted and the rest re-sent (PARTIAL): at worst one
+  event is indexed twice, and the prefix is not re-sent whole. With ack = true nothing of it is
+  confirmed, so the whole batch is re-sent.
 - A bad event stops HEC at that event: the ones before it are indexed, it and the ones after it are
   not (moby/moby#35862; vectordotdev/vector#11434). So the outcome is PARTIAL, not SPLIT: the prefix
   is accepted, the named event goes to the DLQ (for code 7 "Incorrect index", every event of the rest
@@ -409,12 +420,30 @@ class SplunkHecOutput(HttpOutput):
         if code == 11 and self.acks is not None and ch is not None:
             self.acks.replace_channel(ch.guid)
             return Outcome.retry(reason + " (new channel)", excerpt=ex)
-        if code in (8, 9):
+        if code == 9:
+            return self._busy(answer.get("invalid-event-number"), batch, reason,
+                              parse_retry_after(resp.headers.get("Retry-After")), ex)
+        if code == 8:
             return Outcome.retry(reason, parse_retry_after(resp.headers.get("Retry-After")),
                                  excerpt=ex)
         outcome = outcome_for_status(resp, "hec", self.secrets())
         outcome.reason = reason
         return outcome
+
+    def _busy(self, number: Any, batch: list[DeliveryItem], reason: str,
+              retry_after: float | None, ex: str) -> Outcome:
+        """503 code 9 "Server is busy". HEC may have taken the events before ``invalid-event-number``
+        (the number of the event where it stopped; module docstring). Without acks, the events
+        that surely went in are accepted and the rest re-sent, so they are not indexed twice; the
+        one just before the number is re-sent too, as the sources count it one lower (at worst one
+        duplicate, never a loss). With acks nothing of it is confirmed: the whole batch goes again."""
+        if (self.acks is not None or not isinstance(number, int) or isinstance(number, bool)
+                or not 1 < number <= len(batch)):
+            return Outcome.retry(reason, retry_after, excerpt=ex)
+        taken = number - 1
+        return Outcome.partial(reason + f" (HEC took the first {taken} of {len(batch)} events; "
+                               "re-sending the rest)", retry_items=batch[taken:],
+                               retry_after=retry_after, excerpt=ex)
 
     def _bad_event(self, code: int, number: Any, batch: list[DeliveryItem], reason: str,
                    ex: str) -> Outcome:

@@ -108,6 +108,18 @@ class _Channel:
     requests: dict[int, int] = field(default_factory=dict)
 
 
+@dataclass
+class CodeFault:
+    """The next ``count`` event requests answer HEC ``code``. For 9 "Server is busy",
+    ``after_events`` events are taken first and the answer names the next one with
+    ``invalid-event-number`` (HEC stopped there; open-telemetry/opentelemetry-collector-contrib
+    #36113)."""
+
+    code: int
+    count: int = 1
+    after_events: int = 0
+
+
 class _BadEvent(Exception):
     def __init__(self, code: int):
         super().__init__(code)
@@ -133,6 +145,7 @@ class SplunkHecApp(MockApp):
         self.busy = False  # every event POST answers 503 code 9
         self.queues_full = False  # health 503 code 18 and event POSTs 503 code 9
         self.ack_unavailable = False  # health 503 code 19; ack queries 503 code 9
+        self.code_faults: list[CodeFault] = []
         self.events: list[dict[str, Any]] = []
         self._event_request: list[int] = []  # request id of each stored event, parallel to events
         self._channels: dict[str, _Channel] = {}
@@ -144,6 +157,22 @@ class SplunkHecApp(MockApp):
     def set_token(self, token: HecToken) -> None:
         with self._lock:
             self.tokens[token.value] = token
+
+    def add_code_fault(self, code: int, *, count: int = 1, after_events: int = 0) -> None:
+        if code not in HEC_CODES:
+            raise ValueError(f"code_fault: unknown HEC code {code}")
+        with self._lock:
+            self.code_faults.append(CodeFault(code, count, after_events))
+
+    def _take_code_fault(self) -> CodeFault | None:
+        with self._lock:
+            if not self.code_faults:
+                return None
+            fault = self.code_faults[0]
+            fault.count -= 1
+            if fault.count <= 0:
+                self.code_faults.pop(0)
+            return fault
 
     def lose_acks(self, *, drop_events: bool = True) -> int:
         """Simulate an indexer restart: every pending ack stays false forever. With ``drop_events``
@@ -185,6 +214,7 @@ class SplunkHecApp(MockApp):
             self._event_request.clear()
             self._channels.clear()
             self._counts.clear()
+            self.code_faults.clear()
             self.busy = self.queues_full = self.ack_unavailable = False
 
     # -- MockApp ----------------------------------------------------------------------------------
@@ -232,8 +262,8 @@ class SplunkHecApp(MockApp):
 
     def control(self, req: MockRequest) -> MockResponse | None:
         """``POST /_mock/hec`` {"busy", "queues_full", "ack_unavailable", "ack_delay",
-        "lose_acks", "drop_events", "restart"}; ``POST /_mock/hec/tokens`` [HecToken dicts]
-        (upsert)."""
+        "lose_acks", "drop_events", "restart", "code_faults": [{"code", "count", "after_events"}]};
+        ``POST /_mock/hec/tokens`` [HecToken dicts] (upsert)."""
         if req.method != "POST" or req.path not in ("/_mock/hec", "/_mock/hec/tokens"):
             return None
         data = json.loads(req.body or b"{}")
@@ -247,6 +277,9 @@ class SplunkHecApp(MockApp):
                 setattr(self, key, bool(data[key]))
         if "ack_delay" in data:
             self.ack_delay = float(data["ack_delay"])
+        for f in data.get("code_faults", []):
+            self.add_code_fault(int(f["code"]), count=int(f.get("count", 1)),
+                                after_events=int(f.get("after_events", 0)))
         if data.get("lose_acks"):
             lost = self.lose_acks(drop_events=bool(data.get("drop_events", True)))
         dropped = self.restart() if data.get("restart") else 0
@@ -261,7 +294,8 @@ class SplunkHecApp(MockApp):
             return error
         assert token is not None
         if self.busy or self.queues_full:
-            return hec_response(9)
+            # Real answers name event 0 (splunk/splunk-connect-for-kubernetes#474, #555).
+            return hec_response(9, **{"invalid-event-number": 0})
         channel = req.headers.get(CHANNEL_HEADER) or req.query.get("channel", "")
         if token.use_ack and not channel:
             return hec_response(10)
@@ -274,14 +308,22 @@ class SplunkHecApp(MockApp):
         with self._lock:
             self._request_seq += 1
             request_id = self._request_seq
+        fault = self._take_code_fault()
+        if fault is not None and fault.code != 9:
+            return hec_response(fault.code)
         accepted: list[dict[str, Any]] = []
         bad: tuple[int, int] | None = None
         for n, item in enumerate(_split_events(req.body)):
+            if fault is not None and n == fault.after_events:
+                bad = (n, 9)  # busy: HEC stopped here, the events before it are taken
+                break
             try:
                 accepted.append(self._check_event(item, token))
             except _BadEvent as exc:
                 bad = (n, exc.code)
                 break
+        if fault is not None and bad is None:  # fewer events than after_events: all taken
+            bad = (len(accepted), 9)
         with self._lock:
             # HEC indexes the events before the first bad one (moby/moby#35862).
             self.events.extend(accepted)

@@ -154,8 +154,18 @@ def test_body_limit_applies_to_the_bytes_sent(hec: tuple[SplunkHecApp, MockServe
 def test_busy_is_503_code_9(hec: tuple[SplunkHecApp, MockServer]) -> None:
     app, server = hec
     app.busy = True
-    assert answer(post(server, '{"event":"x"}')) == (503, 9)
+    r = post(server, '{"event":"x"}')
+    assert answer(r) == (503, 9) and r.json()["invalid-event-number"] == 0
     assert app.events == []
+
+
+def test_busy_code_fault_takes_a_prefix(hec: tuple[SplunkHecApp, MockServer]) -> None:
+    app, server = hec
+    requests.post(server.url + "/_mock/hec", json={"code_faults": [{"code": 9, "after_events": 2}]})
+    r = post(server, '{"event":"a"}{"event":"b"}{"event":"c"}')
+    assert answer(r) == (503, 9) and r.json()["invalid-event-number"] == 2
+    assert [e["event"] for e in app.events] == ["a", "b"]
+    assert answer(post(server, '{"event":"c"}')) == (200, 0)  # one request only
 
 
 def test_scheduled_faults_answer_like_hec(hec: tuple[SplunkHecApp, MockServer]) -> None:

@@ -259,9 +259,37 @@ def test_busy_server(hec: tuple[RecordingHec, MockServer]) -> None:
     app, server = hec
     app.busy = True
     out = make_output(server)
-    outcome = out.send(items(out, 2))
+    outcome = out.send(items(out, 2))  # invalid-event-number 0: nothing taken
     assert outcome.status is Status.RETRY and "Server is busy" in outcome.reason
     assert app.events == []
+
+
+def test_busy_after_a_prefix_resends_only_the_rest(hec: tuple[RecordingHec, MockServer]) -> None:
+    """503 code 9 with invalid-event-number 4: HEC took events 0-3 of 6 (OTel contrib #36113).
+    Before, the whole batch was re-sent and the prefix indexed twice. Now the events surely taken
+    (0-2) are accepted and 3-5 re-sent: at most the one before the number is indexed twice."""
+    app, server = hec
+    app.add_code_fault(9, after_events=4)
+    out = make_output(server)
+    batch = items(out, 6)
+    outcome = out.send(batch)
+    assert outcome.status is Status.PARTIAL and "code 9 Server is busy" in outcome.reason
+    assert outcome.failed == [] and outcome.retry_items == batch[3:]
+    assert out.send(outcome.retry_items).status is Status.DELIVERED
+    assert sorted(e["event"]["seq"] for e in app.events) == [0, 1, 2, 3, 3, 4, 5]
+
+
+def test_busy_after_a_prefix_with_acks_resends_everything(
+        hec: tuple[RecordingHec, MockServer]) -> None:
+    """With acks the prefix HEC took has no ackId: nothing of it is confirmed."""
+    app, server = hec
+    app.add_code_fault(9, after_events=4)
+    out = ack_output(server)
+    try:
+        outcome = out.send(items(out, 6))
+        assert outcome.status is Status.RETRY and "code 9" in outcome.reason
+    finally:
+        out.close()
 
 
 @pytest.mark.parametrize(("setup", "code"), [
