@@ -17,7 +17,17 @@ Contract (sources; docs/outputs/splunk_hec.md has the full table):
   transport errors; 1-4 (token disabled/required/invalid authorization/invalid token, 401/403)
   are authentication failures;
   6, 7, 12, 13, 15 name one bad event (``invalid-event-number``, 0-based); 413 splits the batch.
-- Only HEC's own answer counts as delivered: HTTP 200 with a JSON ``code`` 0. Any other 2xx (a
+- Codes 23-27 (Splunk Enterprise 9.x's table; not read on Splunk's page here, whose stored copies
+  end before the table: **[secondary]**, from open-telemetry/opentelemetry-collector-contrib#51393,
+  "code 24/25 approaching-capacity warnings returned on a 200 ... The data was accepted, so it is
+  not resent", and a HEC-compatible receiver's design notes in the code corpus quoting the Splunk
+  Enterprise 9.3 table "23 503 Server is shutting down, 24 200 HEC queue approaching capacity, 25
+  200 HEC ACK approaching capacity, 26 429 HEC queue at capacity, 27 429 HEC ACK channel at
+  capacity"): 23 is retried like 9; 24/25 are successes (with a warning in the log); 26/27 are
+  throttling (retry, the rate halves, Retry-After honoured), and 27 also replaces the channel,
+  whose pending acks are what is full (the per-channel limit
+  ``max_number_of_acked_requests_pending_query_per_ack_channel``, delivery-peers.md §4.1).
+- Only HEC's own answer counts as delivered: HTTP 200 with a JSON ``code`` 0 (or 24/25). Any other 2xx (a
   proxy, a captive portal, a wrong ``path``) is retried. With ack = true, code 0 without an
   ``ackId`` means the token has no indexer acknowledgement: that 200 only says the data "appears to
   be valid" (AboutHECIDXAck), so it is a configuration error (retry with auth_failure: the output
@@ -90,8 +100,9 @@ COLLECTOR = "/services/collector"
 #: ackIds per ack query (NiFi's QuerySplunkIndexingStatus batches the same way, ``max-query-size``).
 MAX_ACKS_PER_QUERY = 1000
 
-#: HEC codes of an accepted request; only these (with HTTP 200) count as delivered.
-SUCCESS_CODES = frozenset({0})
+#: HEC codes of an accepted request; only these (with HTTP 200) count as delivered. 24 and 25 are
+#: "approaching capacity" warnings on a 200: the data was taken.
+SUCCESS_CODES = frozenset({0, 24, 25})
 #: ack = true and HEC answered code 0 without an ackId.
 NO_ACK_ID = ("hec: ack = true but HEC answered 'Success' without an ackId: indexer acknowledgement "
              "is off for this token, so nothing will confirm the events were indexed; set ack = "
@@ -115,7 +126,9 @@ HEC_TEXT: dict[int, str] = {
     15: "Error in handling indexed fields", 16: "Query string authorization is not enabled",
     18: "HEC is unhealthy, queues are full", 19: "HEC is unhealthy, ack service unavailable",
     20: "HEC is unhealthy, queues are full, ack service unavailable", 21: "Invalid token",
-    22: "Token disabled",
+    22: "Token disabled", 23: "Server is shutting down", 24: "HEC queue approaching capacity",
+    25: "HEC ACK approaching capacity", 26: "HEC queue at capacity",
+    27: "HEC ACK channel at capacity",
 }
 
 
@@ -261,6 +274,7 @@ class SplunkHecOutput(HttpOutput):
         self.acks: AckTracker | None = None
         #: Set while HEC answers code 0 without an ackId although ack = true (health reports it).
         self.no_ack_id_reason = ""
+        self._capacity_code: int | None = 0
 
     # ---------------------------------------------------------------------------- encoding
 
@@ -378,6 +392,7 @@ class SplunkHecOutput(HttpOutput):
             # Not HEC's own answer (a proxy or gateway): it may have passed the request on.
             self.acks.ack_space_unknown(ch)
         if resp.status == 200 and code in SUCCESS_CODES:
+            self._note_capacity(code)
             return self._accepted(answer, ch)
         if 200 <= resp.status < 300 and code is None:
             # A proxy, a captive portal or a wrong `path` answering 2xx with its own page: nothing
@@ -386,6 +401,13 @@ class SplunkHecOutput(HttpOutput):
                                  "portal or wrong `path`?): nothing confirms the events were "
                                  "taken; retrying", excerpt=excerpt(resp.body, self.secrets()))
         return self._refused(resp, answer, batch, ch)
+
+    def _note_capacity(self, code: int | None) -> None:
+        """Log HEC's "approaching capacity" (24/25) once each time it starts."""
+        if code != self._capacity_code and code in (24, 25):
+            log.warning("output %s: HEC answered code %d '%s' (the data was taken)", self.name,
+                        code, HEC_TEXT[code])
+        self._capacity_code = code
 
     def _accepted(self, answer: dict[str, Any], ch: AckChannel | None
                   ) -> Outcome | tuple[int, gevent.event.AsyncResult]:
@@ -423,9 +445,15 @@ class SplunkHecOutput(HttpOutput):
         if code == 9:
             return self._busy(answer.get("invalid-event-number"), batch, reason,
                               parse_retry_after(resp.headers.get("Retry-After")), ex)
-        if code == 8:
+        if code in (8, 23):
             return Outcome.retry(reason, parse_retry_after(resp.headers.get("Retry-After")),
                                  excerpt=ex)
+        if code in (26, 27):
+            if code == 27 and self.acks is not None and ch is not None:
+                self.acks.replace_channel(ch.guid)
+                reason += " (new channel)"
+            return Outcome.retry(reason, parse_retry_after(resp.headers.get("Retry-After")),
+                                 throttled=True, excerpt=ex)
         outcome = outcome_for_status(resp, "hec", self.secrets())
         outcome.reason = reason
         return outcome

@@ -5,7 +5,10 @@ Splunk publishes no machine-readable HEC spec, so this follows the documented co
 
 - Status codes and their HTTP statuses: Splunk's "Troubleshoot HTTP Event Collector" page, "Possible
   error codes" (docs.splunk.com/Documentation/Splunk/latest/Data/TroubleshootHTTPEventCollector), as
-  tabulated in gjanders/SplunkAdmins lookups/splunkadmins_hec_reply_code_lookup.csv (codes 0-22).
+  tabulated in gjanders/SplunkAdmins lookups/splunkadmins_hec_reply_code_lookup.csv (codes 0-22);
+  codes 23-27 of Splunk Enterprise 9.x as quoted by others ([secondary]; outputs/splunk_hec.py's
+  docstring): 23 shutting down (503), 24/25 approaching capacity (200, data taken), 26/27 queue /
+  ACK channel at capacity (429). ``code_faults`` make the mock answer any of them.
 - Authentication: "Format events for HTTP Event Collector" (docs.splunk.com/Documentation/Splunk/
   latest/Data/FormateventsforHTTPEventCollector): ``Authorization: Splunk <token>``, HTTP Basic with
   the token as the password, or ``?token=`` when query-string authentication is enabled (else code 16).
@@ -68,9 +71,15 @@ HEC_CODES: dict[int, tuple[int, str]] = {
     20: (503, "HEC is unhealthy, queues are full, ack service unavailable"),
     21: (400, "Invalid token"),
     22: (400, "Token disabled"),
+    # Splunk Enterprise 9.x adds these ([secondary], see outputs/splunk_hec.py's docstring).
+    23: (503, "Server is shutting down"),
+    24: (200, "HEC queue approaching capacity"),
+    25: (200, "HEC ACK approaching capacity"),
+    26: (429, "HEC queue at capacity"),
+    27: (429, "HEC ACK channel at capacity"),
 }
 #: The HEC code a scheduled ``status`` fault answers with, so faults look like HEC's own errors.
-FAULT_CODES = {400: 6, 401: 3, 403: 4, 500: 8, 503: 9}
+FAULT_CODES = {400: 6, 401: 3, 403: 4, 429: 26, 500: 8, 503: 9}
 
 EVENT_PATHS = frozenset({"/services/collector", "/services/collector/event",
                          "/services/collector/event/1.0"})
@@ -110,7 +119,8 @@ class _Channel:
 
 @dataclass
 class CodeFault:
-    """The next ``count`` event requests answer HEC ``code``. For 9 "Server is busy",
+    """The next ``count`` event requests answer HEC ``code`` with its HTTP status (24/25: the events
+    are taken, as with code 0; others: nothing is taken). For 9 "Server is busy",
     ``after_events`` events are taken first and the answer names the next one with
     ``invalid-event-number`` (HEC stopped there; open-telemetry/opentelemetry-collector-contrib
     #36113)."""
@@ -309,7 +319,10 @@ class SplunkHecApp(MockApp):
             self._request_seq += 1
             request_id = self._request_seq
         fault = self._take_code_fault()
-        if fault is not None and fault.code != 9:
+        success = 0
+        if fault is not None and fault.code in (24, 25):  # taken, with a capacity warning
+            success, fault = fault.code, None
+        elif fault is not None and fault.code != 9:
             return hec_response(fault.code)
         accepted: list[dict[str, Any]] = []
         bad: tuple[int, int] | None = None
@@ -331,8 +344,8 @@ class SplunkHecApp(MockApp):
         if bad is not None:
             return hec_response(bad[1], **{"invalid-event-number": bad[0]})
         if not token.use_ack:
-            return hec_response(0)
-        return hec_response(0, ackId=self._allocate_ack(channel, request_id, req.path))
+            return hec_response(success)
+        return hec_response(success, ackId=self._allocate_ack(channel, request_id, req.path))
 
     def _ack(self, req: MockRequest) -> MockResponse:
         token, error = self._authenticate(req)

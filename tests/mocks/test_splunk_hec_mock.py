@@ -53,6 +53,8 @@ def test_code_table_matches_documented_http_statuses() -> None:
     assert {HEC_CODES[c][0] for c in (1, 4)} == {403}
     assert {HEC_CODES[c][0] for c in (2, 3)} == {401}
     assert HEC_CODES[17] == (200, "HEC is healthy")
+    assert {c: HEC_CODES[c][0] for c in range(23, 28)} == {23: 503, 24: 200, 25: 200, 26: 429,
+                                                           27: 429}
 
 
 def test_batch_of_concatenated_events_is_stored(hec: tuple[SplunkHecApp, MockServer]) -> None:
@@ -159,6 +161,20 @@ def test_busy_is_503_code_9(hec: tuple[SplunkHecApp, MockServer]) -> None:
     assert app.events == []
 
 
+@pytest.mark.parametrize(("code", "status", "stored"), [
+    (23, 503, 0), (24, 200, 1), (25, 200, 1), (26, 429, 0), (27, 429, 0)])
+def test_code_faults_23_to_27(hec: tuple[SplunkHecApp, MockServer], code: int, status: int,
+                              stored: int) -> None:
+    app, server = hec
+    requests.post(server.url + "/_mock/hec", json={"code_faults": [{"code": code}]})
+    ch = str(uuid.uuid4())
+    r = post(server, '{"event":"x"}', token=ACK_TOKEN, headers={"X-Splunk-Request-Channel": ch})
+    assert answer(r) == (status, code) and r.json()["text"] == HEC_CODES[code][1]
+    assert len(app.events) == stored
+    assert ("ackId" in r.json()) == (stored == 1)  # 24/25 took the data: it has an ackId
+    assert answer(post(server, '{"event":"y"}')) == (200, 0)  # one request only
+
+
 def test_busy_code_fault_takes_a_prefix(hec: tuple[SplunkHecApp, MockServer]) -> None:
     app, server = hec
     requests.post(server.url + "/_mock/hec", json={"code_faults": [{"code": 9, "after_events": 2}]})
@@ -175,6 +191,8 @@ def test_scheduled_faults_answer_like_hec(hec: tuple[SplunkHecApp, MockServer]) 
     assert answer(r) == (503, 9) and r.headers["Retry-After"] == "3"
     server.faults.add(Fault("status", status=500))
     assert answer(post(server, '{"event":"x"}')) == (500, 8)
+    server.faults.add(Fault("status", status=429))
+    assert answer(post(server, '{"event":"x"}')) == (429, 26)
 
 
 def test_channel_required_and_validated_with_ack_token(hec: tuple[SplunkHecApp, MockServer]) -> None:

@@ -243,6 +243,43 @@ def test_scheduled_faults(hec: tuple[RecordingHec, MockServer], fault: Fault, ch
     assert out.send(items(out, 3)).status is Status.DELIVERED  # the fault was one request
 
 
+@pytest.mark.parametrize(("code", "check"), [
+    (23, lambda o: o.status is Status.RETRY and not o.throttled and o.retry_after == 5),
+    (24, lambda o: o.status is Status.DELIVERED),
+    (25, lambda o: o.status is Status.DELIVERED),
+    (26, lambda o: o.status is Status.RETRY and o.throttled and o.retry_after == 5),
+    (27, lambda o: o.status is Status.RETRY and o.throttled and o.retry_after == 5),
+])
+@pytest.mark.parametrize("ack", [False, True])
+def test_codes_23_to_27(code: int, check: Any, ack: bool) -> None:
+    """Splunk Enterprise 9.x's codes 23-27 ([secondary] sources in the module docstring): 23
+    shutting down (503) is retried, 24/25 approaching capacity (200) are successes (with acks: once
+    acked), 26/27 at capacity (429) are throttling; 27 also replaces the ack channel."""
+
+    class Answering(SplunkHecApp):
+        def handle(self, req: MockRequest) -> MockResponse:
+            resp = super().handle(req)
+            if req.path.endswith("/event") and resp.status != 200:
+                resp.headers["Retry-After"] = "5"
+            return resp
+
+    app = Answering([HecToken(TOKEN), HecToken(ACK_TOKEN, use_ack=True)])
+    app.add_code_fault(code)
+    with MockServer(app) as server:
+        out = make_output(server, token=ACK_TOKEN if ack else TOKEN, ack=ack)
+        try:
+            channels = list(out.acks.channels) if out.acks is not None else []
+            outcome = out.send(items(out, 2))
+            assert check(outcome), outcome
+            assert outcome.status is Status.DELIVERED or f"code {code} " in outcome.reason
+            assert len(app.events) == (2 if code in (24, 25) else 0)
+            if out.acks is not None:
+                replaced = set(channels) - set(out.acks.channels)
+                assert len(replaced) == (1 if code == 27 else 0)
+        finally:
+            out.close()
+
+
 def test_connection_reset_and_refused_are_retries(hec: tuple[RecordingHec, MockServer]) -> None:
     _, server = hec
     out = make_output(server)
