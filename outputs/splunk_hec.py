@@ -163,8 +163,12 @@ class SplunkHecOutputConfig(HttpOutputConfig):
     type: str = doc("Output type.", default="splunk_hec")
     endpoint: str = doc("HEC base URL: https://splunk.example.com:8088, or Splunk Cloud's "
                         "https://http-inputs-<stack>.splunkcloud.com.", default="")
-    path: str = doc("Event endpoint path (a proxy may prefix it); the ack and health endpoints are "
-                    "its /services/collector siblings.", default="/services/collector/event")
+    path: str = doc("Event endpoint path (a proxy may prefix it or use its own). The ack and health "
+                    "endpoints are its /services/collector siblings, or, for a path without "
+                    "/services/collector, its siblings (/hec/event: /hec/ack, /hec/health).",
+                    default="/services/collector/event")
+    ack_path: str = doc("Ack endpoint path; empty derives it from `path`.", default="")
+    health_path: str = doc("Health endpoint path; empty derives it from `path`.", default="")
     token: Secret | None = secret_field("HEC token (sent as 'Authorization: Splunk <token>').")
     format: Literal["canonical", "ecs", "ocsf", "cef"] = doc(
         "Event format: JSON formats go as an object in `event`, cef as a string.", default="canonical")
@@ -203,6 +207,10 @@ class SplunkHecOutputConfig(HttpOutputConfig):
             raise ValueError("endpoint: put the token in `token`, not in the URL")
         if not self.path.startswith("/"):
             raise ValueError("path: expected an absolute path like /services/collector/event")
+        for key in ("ack_path", "health_path"):
+            value = getattr(self, key)
+            if value and not value.startswith("/"):
+                raise ValueError(f"{key}: expected an absolute path like /services/collector/ack")
         if self.token is None:
             raise ValueError("token: required")
         unknown = [f for f in self.event_fields if f not in EVENT_FIELDS]
@@ -217,9 +225,11 @@ class SplunkHecOutputConfig(HttpOutputConfig):
 
 
 def collector_paths(path: str) -> tuple[str, str]:
-    """The ack and health paths next to an event ``path`` (a proxy prefix is kept)."""
+    """The ack and health paths next to an event ``path``: ``<prefix>/services/collector/ack`` and
+    ``/health`` (a proxy prefix is kept); for a path without /services/collector (a proxy's own,
+    like /hec/event), the siblings of its last segment (/hec/ack, /hec/health)."""
     i = path.find(COLLECTOR)
-    base = path[: i + len(COLLECTOR)] if i >= 0 else COLLECTOR
+    base = path[: i + len(COLLECTOR)] if i >= 0 else path.rstrip("/").rpartition("/")[0]
     return base + "/ack", base + "/health"
 
 
@@ -264,8 +274,8 @@ class SplunkHecOutput(HttpOutput):
         base = config.endpoint.rstrip("/")
         self.event_url = base + config.path
         ack_path, health_path = collector_paths(config.path)
-        self.ack_url = base + ack_path
-        self.health_url = base + health_path
+        self.ack_url = base + (config.ack_path or ack_path)
+        self.health_url = base + (config.health_path or health_path)
         self._host = config.host or socket.gethostname()
         self._sourcetype = config.sourcetype or SOURCETYPES[config.format]
         self._static_fields = dict(config.indexed_fields)

@@ -105,6 +105,8 @@ def test_registered() -> None:
     ({"endpoint": "https://splunk:8088", "token": "t", "event_fields": ["nope"]}, "event_fields"),
     ({"endpoint": "https://splunk:8088", "token": "t", "channels": 0}, "channels"),
     ({"endpoint": "https://splunk:8088", "token": "t", "path": "services/collector"}, "path"),
+    ({"endpoint": "https://splunk:8088", "token": "t", "ack_path": "ack"}, "ack_path"),
+    ({"endpoint": "https://splunk:8088", "token": "t", "health_path": "health"}, "health_path"),
 ])
 def test_config_validation(table: dict[str, Any], message: str) -> None:
     with pytest.raises(Exception, match=message):
@@ -122,6 +124,43 @@ def test_collector_paths_keep_a_proxy_prefix() -> None:
                                                             "/services/collector/health")
     assert collector_paths("/splunk/services/collector/event/1.0") == (
         "/splunk/services/collector/ack", "/splunk/services/collector/health")
+
+
+class ProxyPaths(SplunkHecApp):
+    """A reverse proxy that publishes HEC's endpoints under its own paths only."""
+
+    routes: dict[str, str] = {}
+
+    def handle(self, req: MockRequest) -> MockResponse:
+        target = self.routes.get(req.path)
+        if target is None:
+            return MockResponse.json(404, {"text": "not found", "code": 404})
+        req.path = target
+        return super().handle(req)
+
+
+@pytest.mark.parametrize(("over", "routes"), [
+    ({"path": "/hec/event"},
+     {"/hec/event": "/services/collector/event", "/hec/ack": "/services/collector/ack",
+      "/hec/health": "/services/collector/health"}),
+    ({"path": "/in/events", "ack_path": "/in/acks", "health_path": "/status/hec"},
+     {"/in/events": "/services/collector/event", "/in/acks": "/services/collector/ack",
+      "/status/hec": "/services/collector/health"}),
+])
+def test_a_proxy_with_its_own_paths(over: dict[str, str], routes: dict[str, str]) -> None:
+    """Before, a path without /services/collector gave the root /services/collector/ack and
+    /health: behind such a proxy the acks never came (ack timeout, then a re-send) and the health
+    check failed. Now they are the event path's siblings, or the ack_path/health_path settings."""
+    app = ProxyPaths([HecToken(ACK_TOKEN, use_ack=True)])
+    app.routes = routes
+    with MockServer(app) as server:
+        out = make_output(server, token=ACK_TOKEN, ack=True, ack_timeout="2s", **over)
+        try:
+            assert out.send(items(out, 2)).status is Status.DELIVERED
+            assert out.healthcheck() == (True, "HEC is healthy")
+        finally:
+            out.close()
+    assert len(app.events) == 2
 
 
 # ------------------------------------------------------------------------------------ envelope
