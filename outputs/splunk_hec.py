@@ -728,20 +728,33 @@ class AckTracker:
 
     def poll_once(self) -> bool:
         """One round: query the pending ids of every idle channel, live or retired (a channel with
-        a POST under way waits for the next round). True when any ack came back."""
-        progressed = False
-        for ch in list(self.known.values()):
-            if ch.busy or not ch.waiters:
-                continue
+        a POST under way waits for the next round), the channels at once: with as many channels as
+        send slots that is up to 16 small queries a round, and one after another they made the round
+        (so every waiting batch's slot) as long as their sum. True when any ack came back."""
+        import gevent
+
+        channels = [ch for ch in list(self.known.values()) if not ch.busy and ch.waiters]
+        for ch in channels:
             ch.busy = True
-            try:
-                ids = list(ch.waiters)
-                for i in range(0, len(ids), MAX_ACKS_PER_QUERY):
-                    chunk = [a for a in ids[i:i + MAX_ACKS_PER_QUERY] if a in ch.waiters]
-                    if chunk:  # (a refused channel resolved its waiters during this round)
-                        progressed |= self._query(ch, chunk)
-            finally:
-                self.release(ch)
+        if len(channels) == 1:
+            return self._poll_channel(channels[0])
+        polls = [gevent.spawn(self._poll_channel, ch) for ch in channels]
+        gevent.joinall(polls)
+        return any(g.value for g in polls)
+
+    def _poll_channel(self, ch: AckChannel) -> bool:
+        """The queries of one channel, which the round marked busy (released here)."""
+        progressed = False
+        try:
+            ids = list(ch.waiters)
+            for i in range(0, len(ids), MAX_ACKS_PER_QUERY):
+                chunk = [a for a in ids[i:i + MAX_ACKS_PER_QUERY] if a in ch.waiters]
+                if chunk:  # (a refused channel resolved its waiters during this round)
+                    progressed |= self._query(ch, chunk)
+        except Exception as exc:  # e.g. an unreadable token file: the next round tries again
+            log.warning("output %s: ack query failed: %s", self.output.name, type(exc).__name__)
+        finally:
+            self.release(ch)
         return progressed
 
     def _query(self, ch: AckChannel, ids: list[int]) -> bool:

@@ -1008,3 +1008,37 @@ def test_with_acks_the_default_concurrency_is_16_slots(hec: tuple[RecordingHec, 
         assert slots(token=ACK_TOKEN, ack=True, concurrency=2) == 2
     finally:
         spool.close()
+
+
+def test_one_poll_round_queries_its_channels_at_once(hec: tuple[RecordingHec, MockServer]) -> None:
+    """With as many channels as send slots, a round has up to 16 queries: run one after another
+    they made every waiting batch's slot wait for their sum. Each channel's queries still run alone
+    on that channel (it is busy meanwhile), and an ack found by any of them counts for the round."""
+    import gevent.event
+
+    _, server = hec
+    out = ack_output(server)
+    try:
+        out.open()
+        tracker = out.acks
+        assert tracker is not None
+        channels = tracker.live[:5]
+        for n, ch in enumerate(channels):
+            ch.waiters[n] = gevent.event.AsyncResult()
+        running: list[str] = []
+        most = [0]
+
+        def query(ch: Any, ids: list[int]) -> bool:
+            assert ch.busy  # no POST may take the channel while its query runs
+            running.append(ch.guid)
+            most[0] = max(most[0], len(running))
+            gevent.sleep(0.01)
+            running.remove(ch.guid)
+            return ch is channels[3]
+
+        tracker._query = query  # type: ignore[method-assign]
+        assert tracker.poll_once() is True
+        assert most[0] == 5
+        assert not any(ch.busy for ch in channels)  # all released after the round
+    finally:
+        out.close()
