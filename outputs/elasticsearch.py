@@ -546,8 +546,11 @@ def classify_items(batch: list[DeliveryItem], items: list[Any], secrets: list[st
                    index_of: Callable[[int], str] | None = None) -> Outcome:
     """Turn the per-item results of a bulk response into one Outcome, counting exactly: delivered
     (2xx, 409 on create), ``retry_items`` (408, 429, 5xx, 403 ``cluster_block_exception``) and
-    ``failed`` (400, 404, any other 4xx, a 403 of another type such as ``security_exception``) with
-    Elasticsearch's reason (module docstring). Items stored in a failure store (2xx with
+    ``failed`` (400, 404, any other 4xx, a 403 of another type such as ``security_exception`` on a
+    routed event's index) with Elasticsearch's reason (module docstring). A 403 of another type on an
+    event the output sends to its own target (no route) means the credential may not write where
+    the output writes: the whole batch is retried as an authentication failure (credentials re-read,
+    breaker opened, nothing to the DLQ), as a request-level 403 is. Items stored in a failure store (2xx with
     ``failure_store: used``) are delivered, and the reason says how many went to which data
     stream's failure store (``index_of(i)`` names the i-th action's target), even when nothing else
     happened."""
@@ -564,6 +567,7 @@ def _classify(batch: list[DeliveryItem], items: list[Any], secrets: list[str],
     throttled = False
     reasons: dict[str, int] = {}
     samples: list[dict[str, Any]] = []
+    forbidden: tuple[int, dict[str, Any]] | None = None  # first 403 on the output's own target
     for i, (item, result) in enumerate(zip(batch, items, strict=True)):
         op = next(iter(result.values())) if isinstance(result, dict) and result else {}
         status = op.get("status", 0) if isinstance(op, dict) else 0
@@ -583,6 +587,10 @@ def _classify(batch: list[DeliveryItem], items: list[Any], secrets: list[str],
                 status == 403 and err.get("type") == "cluster_block_exception"):
             retry.append(item)
             throttled = throttled or status == 429
+        elif status == 403 and not item.route:
+            retry.append(item)
+            if forbidden is None:
+                forbidden = (i, err)
         else:
             failed.append(item)
             if len(samples) < 3:
@@ -591,6 +599,13 @@ def _classify(batch: list[DeliveryItem], items: list[Any], secrets: list[str],
         reasons[label] = reasons.get(label, 0) + 1
     stored = "; ".join(f"{n} event{'s' if n != 1 else ''} went to the failure store of {stream}"
                        for stream, n in sorted(redirected.items()))
+    if forbidden is not None:
+        i, err = forbidden
+        target = index_of(i) if index_of is not None else "the output's target"
+        cause = excerpt(f"{err.get('type', 'error')}: {err.get('reason', '')}".encode(), secrets, limit=200)
+        return Outcome.retry(f"bulk: 403 on the output's own target {target}: the credentials may not "
+                             f"write there; retrying as an authentication failure ({cause})",
+                             auth_failure=True), redirected
     if not failed and not retry:
         if not redirected:
             return Outcome.delivered(), redirected

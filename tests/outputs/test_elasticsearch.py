@@ -290,6 +290,25 @@ def test_an_item_403_is_retried_only_for_a_cluster_block(mock: tuple[Elasticsear
     assert app.count("blocked-alerts") == 1 and app.count(DS) == 2
 
 
+def test_an_item_403_on_the_outputs_own_target_pauses_instead_of_filling_the_dlq(
+        mock: tuple[ElasticsearchMock, MockServer]) -> None:
+    """A key that lost its write privilege on the output's own data stream gets a 200 bulk answer with
+    a 403 security_exception on every item: every later event would fail the same way, so the batch
+    is retried as an authentication failure (breaker opened, credentials re-read), not sent item by
+    item to the DLQ while the breaker sees successes."""
+    app, server = mock
+    out = output(server.url)
+    batch = make_items(3, out=out)
+    app.add_item_fault(ItemFault(index=DS, status=403, type="security_exception",
+                                 reason=f"action [indices:data/write/bulk[s]] is unauthorized for API "
+                                        f"key id [k1] on indices [{DS}]"))
+    outcome = out.send(batch)
+    assert outcome.status is Status.RETRY and outcome.auth_failure
+    assert outcome.failed == [] and DS in outcome.reason and "security_exception" in outcome.reason
+    app.item_faults.clear()  # the role is given back
+    assert out.send(batch).status is Status.DELIVERED and app.count(DS) == 3
+
+
 def test_bulk_answers_are_filtered_and_a_rejection_is_named_by_its_position(
         mock: tuple[ElasticsearchMock, MockServer]) -> None:
     """The _bulk request asks for filter_path (what classification reads: errors, status, error,
