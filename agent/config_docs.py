@@ -30,11 +30,12 @@ Generated from the code by `python -m agent.config_docs`; do not edit by hand.
 `clawd-agent check-config` validates a file: an unknown key or a wrong type is an error that names the
 file and the key. Any string, credentials included, may use `${ENV_VAR}` anywhere in it
 (`"Bearer ${API_TOKEN}"`, `"http://shipper:${PROXY_PASS}@proxy:3128"`); an unset variable is an error
-that names it, and `$${NAME}` stands for a literal `${NAME}`. Credential keys (marked *secret*) also
-accept `file:/path` (the path may use `${ENV_VAR}` too), re-read when the file changes, so a rotated
-credential needs no restart; their values, and the variables expanded into them, never appear in logs,
-errors, status or metrics. Sizes are integers or strings such as `"100MiB"`; durations
-are seconds or strings such as `"250ms"`, `"10m"`, `"24h"`.
+that names it, and `$${NAME}` stands for a literal `${NAME}`. A variable in a URL's user info (before
+the `@`) holds the name or password as it is and is percent-encoded there. Credential keys (marked
+*secret*) also accept `file:/path` (the path may use `${ENV_VAR}` too), re-read when the file
+changes, so a rotated credential needs no restart; their values, and the variables expanded into
+them, never appear in logs, errors, status or metrics. Sizes are integers or strings such as
+`"100MiB"`; durations are seconds or strings such as `"250ms"`, `"10m"`, `"24h"`.
 """
 
 

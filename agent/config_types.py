@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import re
 import threading
+import urllib.parse
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,12 +32,33 @@ _DURATION_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)\s*$")
 _ENV_RE = re.compile(r"\$(\$?)\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
 
+def _userinfo_span(value: str) -> tuple[int, int]:
+    """Where the user info of a URL template lies (``scheme://USERINFO@host...``), or (0, 0)."""
+    scheme_end = value.find("://")
+    if scheme_end < 0:
+        return 0, 0
+    start = scheme_end + 3
+    end = len(value)
+    for delim in "/?#":
+        j = value.find(delim, start)
+        if j >= 0:
+            end = min(end, j)
+    at = value.rfind("@", start, end)
+    return (start, at) if at >= 0 else (0, 0)
+
+
 def expand_env(value: str, env: Mapping[str, str]) -> tuple[str, dict[str, str]]:
     """``value`` with every ``${NAME}`` replaced by that environment variable and every ``$${NAME}``
     by a literal ``${NAME}``, and the variables used (name -> value). The one implementation for
     every string of agent.toml, secrets included. An unset variable is a ``ValueError`` that names
-    the variable (never a value)."""
+    the variable (never a value).
+
+    A variable in the user info of a URL (``http://shipper:${PROXY_PASS}@proxy:3128``) holds the
+    password as it is and is percent-encoded there (RFC 3986 §3.2.1): a generated password with
+    ``@``, ``/``, ``?`` or ``#`` would otherwise end the user info early, and part of the secret
+    would become the host that is resolved and connected to."""
     used: dict[str, str] = {}
+    userinfo = _userinfo_span(value)
 
     def sub(m: re.Match[str]) -> str:
         name = m.group(2)
@@ -45,6 +67,8 @@ def expand_env(value: str, env: Mapping[str, str]) -> tuple[str, dict[str, str]]
         if name not in env:
             raise ValueError(f"environment variable {name} is not set")
         used[name] = env[name]
+        if userinfo[0] <= m.start() and m.end() <= userinfo[1]:
+            return urllib.parse.quote(env[name], safe="")
         return env[name]
 
     if "${" not in value:

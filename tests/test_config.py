@@ -206,3 +206,23 @@ def test_file_secret_path_may_use_env(tmp_path):
     (tmp_path / "tok").write_text("from-file\n")
     s = Secret.parse("file:${SECRETS_DIR}/tok", {"SECRETS_DIR": str(tmp_path)})
     assert s.reveal() == "from-file"
+
+
+def test_env_in_a_urls_user_info_is_percent_encoded_and_only_there():
+    """A generated proxy password may hold '@', '/', '?', '#' or ':': put into the URL as it is, the
+    rest of it became the proxy host (resolved, connected to) and the password was cut short."""
+    import urllib.parse
+
+    from requests.utils import get_auth_from_url
+
+    password = "s3cr3t@Pa55/x?y#z:w%"
+    env = {"PROXY_PASS": password, "USER": "ship per", "T": "a/b@c", "URL": "http://u:p@q:1"}
+    url = Secret.parse("http://${USER}:${PROXY_PASS}@proxy.internal:3128", env).reveal()
+    parts = urllib.parse.urlsplit(url)
+    assert parts.hostname == "proxy.internal" and parts.port == 3128
+    assert get_auth_from_url(url) == ("ship per", password)  # what requests sends to the proxy
+    # elsewhere a value is put in as it is: a header, a URL path, a whole URL from the environment
+    assert Secret.parse("Bearer ${T}", env).reveal() == "Bearer a/b@c"
+    assert Secret.parse("https://hooks.example/services/${T}", env).reveal() == \
+        "https://hooks.example/services/a/b@c"
+    assert Secret.parse("${URL}", env).reveal() == "http://u:p@q:1"
