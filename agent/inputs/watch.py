@@ -259,6 +259,7 @@ class _InotifyWatches:
         self._api = api
         self._structural = c.IN_CREATE | c.IN_DELETE | c.IN_MOVED_FROM | c.IN_MOVED_TO
         self._self_gone = c.IN_DELETE_SELF | c.IN_MOVE_SELF
+        self._moved_self = c.IN_MOVE_SELF
         self._mask = c.IN_MODIFY | self._structural | self._self_gone
         self._ignored, self._overflow = c.IN_IGNORED, c.IN_Q_OVERFLOW
         self._on_events = on_events
@@ -347,6 +348,15 @@ class _InotifyWatches:
                     changes[directory] = True
                 continue
             structural = bool(mask & (self._self_gone if not name else self._structural))
+            if not name and mask & self._moved_self:
+                # Renamed: the kernel keeps watching it under its new name, which we do not know,
+                # so its events would carry the old name. Drop the watch; the scan this causes
+                # watches whatever directory is at the old path now.
+                del dirs[wd]
+                for directory in names:
+                    if self._wds.get(directory) == wd:
+                        del self._wds[directory]
+                self._api.inotify_rm_watch(self.fd, wd)
             for directory in names:
                 path = os.path.join(directory, os.fsdecode(name)) if name else directory
                 changes[path] = changes.get(path, False) or structural
@@ -462,7 +472,8 @@ class DirectoryWatcher:
 
     def set_directories(self, wanted: set[str]) -> None:
         """Watch exactly the existing directories of ``wanted`` (missing ones are retried by the caller's
-        next scan; so is a directory whose watch the kernel dropped when it was deleted or moved)."""
+        next scan; with inotify, so is a watched directory that was deleted or renamed: its watch is
+        dropped, and the directory now at its path, if any, is watched)."""
         watches = self._watches
         if watches is None:
             return

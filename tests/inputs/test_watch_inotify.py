@@ -211,3 +211,24 @@ def test_paths_in_changes_are_strings_even_for_undecodable_names(tmp_path, watch
     name = os.fsdecode(b"bad-\xff.jsonl")
     Path(tmp_path, name).write_bytes(b"x")
     assert seen.wait_for(os.path.join(str(tmp_path), name)) is True
+
+
+def test_a_renamed_directory_is_no_longer_watched_and_its_replacement_is(tmp_path, watches):
+    """Rotation by directory (mv logs logs.old; mkdir logs): the kernel keeps watching the renamed
+    directory, whose events would then be reported under the old name, and the new directory would
+    go unwatched. The watch is dropped on IN_MOVE_SELF; the scan it causes watches the new one."""
+    seen = Collect()
+    w = watches(seen)
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    w.add(str(logs))
+    os.rename(logs, tmp_path / "logs.old")
+    logs.mkdir()
+    assert seen.wait_for(str(logs)) is True  # structural: the tailer scans
+    assert w.directories == frozenset()
+    w.add(str(logs))  # what the scan's set_directories does
+    seen.changes.clear()
+    (tmp_path / "logs.old" / "stale.log").write_bytes(b"x")
+    (logs / "new.log").write_bytes(b"x")
+    assert seen.wait_for(str(logs / "new.log")) is True
+    assert str(logs / "stale.log") not in seen.changes  # the old directory's files are not named as ours
