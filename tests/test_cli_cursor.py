@@ -5,35 +5,20 @@ from __future__ import annotations
 
 import uuid
 
-import orjson
 import pytest
 from click.testing import CliRunner
 
 from agent.cli import cli
-from spool.store import Spool
-from spool.types import EncodedEvent, IngestBatch
+from tests.cli_spool import spool_with_events
 
 
 @pytest.fixture
 def setup(tmp_path):
-    cfg = tmp_path / "agent.toml"
-    cfg.write_text(f"""
-[agent]
-data_dir = "{tmp_path}/state"
-[inputs.i]
-type = "file"
-paths = ["{tmp_path}/in/*.jsonl"]
-[outputs.es]
-type = "stdout"
-""")
-    (tmp_path / "state").mkdir()
-    spool = Spool(str(tmp_path / "state" / "spool.db"))
-    events = [EncodedEvent(uuid.UUID(int=i + 1).bytes, 1_000_000 + 1_000 * i,
-                           orjson.dumps({"n": i})) for i in range(10)]
-    spool.append(IngestBatch("i", events))  # seq 1..10, event time 1000..1009 s (1970-01-01T00:16:40Z..)
+    # seq 1..10, event time 1000..1009 s (1970-01-01T00:16:40Z..)
+    cfg, spool = spool_with_events(tmp_path, ["es"], (1_000_000 + 1_000 * i for i in range(10)))
     spool.ensure_cursor("es")
     spool.commit_cursor("es", 2, 0)  # lagging: 3..10 not delivered yet
-    yield str(cfg), spool
+    yield cfg, spool
     spool.close()
 
 

@@ -10,32 +10,16 @@ import pytest
 from click.testing import CliRunner
 
 from agent.cli import cli
-from spool.store import Spool
-from spool.types import EncodedEvent, IngestBatch
+from tests.cli_spool import spool_with_events
 
 
 @pytest.fixture
 def setup(tmp_path):
-    cfg = tmp_path / "agent.toml"
-    cfg.write_text(f"""
-[agent]
-data_dir = "{tmp_path}/state"
-[inputs.i]
-type = "file"
-paths = ["{tmp_path}/in/*.jsonl"]
-[outputs.es]
-type = "stdout"
-[outputs.splunk]
-type = "stdout"
-""")
-    (tmp_path / "state").mkdir()
-    spool = Spool(str(tmp_path / "state" / "spool.db"))
-    events = [EncodedEvent(uuid.UUID(int=i + 1).bytes, 1_000 + i, orjson.dumps({"n": i})) for i in range(5)]
-    spool.append(IngestBatch("i", events))
+    cfg, spool = spool_with_events(tmp_path, ["es", "splunk"], range(1_000, 1_005))
     rows = spool.read_after(0, 5)
     spool.dlq_add("es", rows[:3], "HTTP 400 mapper_parsing_exception", b'{"error":"bad field"}', attempts=2)
     spool.dlq_add("splunk", rows[3:], "HEC 6 invalid data format")
-    yield str(cfg), spool
+    yield cfg, spool
     spool.close()
 
 
