@@ -38,8 +38,10 @@ operation description in ../shared/vendor-specs/elasticsearch):
 
 Every request to ``_bulk`` and every response the app produces are checked with
 ``outputs.mocks.es_spec``; a violation answers 400 (request) or 500 (response) with
-"mock spec violation" and is recorded in ``stats()["spec_violations"]``. The one answer not checked
-is the 413, which has no body in Elasticsearch either.
+"mock spec violation" and is recorded in ``stats()["spec_violations"]``. A ``_bulk`` request answered
+by an injected fault (429, 503, 401, a reset) is checked too (``check_faulted``): its violations are
+recorded, and the fault still answers. The one answer not checked is the 413, which has no body in
+Elasticsearch either.
 """
 
 from __future__ import annotations
@@ -299,6 +301,18 @@ class ElasticsearchMock(MockApp):
             target = json.loads(req.body or b"{}").get("index", "*")
             return MockResponse.json(200, {"docs": self.docs(target)})
         return None
+
+    def check_faulted(self, req: MockRequest) -> None:
+        """A ``_bulk`` request answered by an injected fault (429, 503, 401, a reset) is checked
+        against the spec all the same, its violations recorded: a client must not get away with a
+        malformed request because the mock happened to refuse it."""
+        if self.spec is None or req.decode_error or not _BULK.match(req.path):
+            return
+        if req.method not in ("POST", "PUT"):
+            return
+        problems = self.spec.check_request(req.method, req.path, req.query, req.headers, req.body)
+        if problems:
+            self._record_violation("request (answered by an injected fault)", problems)
 
     def fault_response(self, fault: Fault) -> MockResponse:
         kinds = {429: "es_rejected_execution_exception", 503: "unavailable_shards_exception",

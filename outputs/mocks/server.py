@@ -192,6 +192,10 @@ class MockApp:
         """Vendor-specific control endpoints under ``/_mock/`` (e.g. HEC's lost acks); None = 404."""
         return None
 
+    def check_faulted(self, req: MockRequest) -> None:
+        """Run the vendor's conformance checks on a request a scheduled fault answers (recording any
+        violation as ``handle`` would); the fault's answer is sent whatever they find."""
+
     def fault_response(self, fault: Fault) -> MockResponse:
         """The answer for a scheduled ``status`` fault; vendors override it to use their body."""
         return MockResponse.json(fault.status, {"error": f"injected fault {fault.status}"})
@@ -265,31 +269,44 @@ class _Handler(BaseHTTPRequestHandler):
         fault = mock.faults.take(path)
         if fault is not None and fault.kind == "slow":
             time.sleep(fault.delay)
-        elif fault is not None and fault.kind == "reset":
-            mock.count("reset")
-            self._reset()
-            return
-        elif fault is not None and fault.kind == "status":
-            resp = app.fault_response(fault)
-            if fault.retry_after is not None:
-                resp.headers["Retry-After"] = str(max(0, round(fault.retry_after)))  # delta-seconds
-            self._respond(resp, count=True)
-            return
+            fault = None
         headers = Headers(self.headers.items())
         body, error = raw, ""
         encoding = headers.get("Content-Encoding", "").strip().lower()
+        too_large = False
+        limit = app.max_body if app.max_decoded_body is None else app.max_decoded_body
         if encoding == "gzip" and raw:
-            limit = app.max_body if app.max_decoded_body is None else app.max_decoded_body
             try:
                 body = _gunzip(raw, limit)
             except _TooLarge:
-                self._respond(app.too_large(limit + 1), count=True)
-                return
+                too_large = True
             except (*INFLATE_ERRORS, EOFError, ValueError) as exc:
                 body, error = raw, f"invalid gzip body: {exc}"
         elif encoding not in ("", "identity"):
             error = f"unsupported content encoding {encoding}"
         req = MockRequest(self.command, path, query, headers, body, len(raw), error)
+        if fault is not None:
+            # A faulted request is still the client's: the vendor's conformance checks run on it
+            # (violations recorded as for any request), then the fault answers instead of the app.
+            if not too_large:
+                try:
+                    app.check_faulted(req)
+                except Exception as exc:  # a mock bug shows as a 500, as in the app's own path
+                    self._respond(MockResponse.json(500, {"error": f"mock error: {type(exc).__name__}: "
+                                                                   f"{exc}"}), count=True)
+                    return
+            if fault.kind == "reset":
+                mock.count("reset")
+                self._reset()
+                return
+            resp = app.fault_response(fault)
+            if fault.retry_after is not None:
+                resp.headers["Retry-After"] = str(max(0, round(fault.retry_after)))  # delta-seconds
+            self._respond(resp, count=True)
+            return
+        if too_large:
+            self._respond(app.too_large(limit + 1), count=True)
+            return
         try:
             resp = app.handle(req)
         except Exception as exc:  # a mock bug must show as a 500, not a hung client

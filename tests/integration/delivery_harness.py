@@ -77,6 +77,7 @@ class Recorder(MockApp):
                           headers={k.lower(): req.headers[k] for k in req.headers})
         fault = self.app_faults.take(req.path, kinds=("status",))
         if fault is not None:
+            self.check_faulted(req)  # the vendor's spec check runs on a faulted request too
             resp = self.fault_response(fault)
             if fault.retry_after is not None:
                 resp.headers["Retry-After"] = str(max(0, round(fault.retry_after)))

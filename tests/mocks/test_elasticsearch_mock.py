@@ -383,6 +383,59 @@ def test_injected_faults_answer_with_elasticsearch_error_bodies(es: tuple[Elasti
     assert bulk(server, ndjson(create("1"), doc())).status_code == 200
 
 
+@pytest.mark.parametrize("injected", [
+    {"kind": "status", "status": 429, "retry_after": 3}, {"kind": "status", "status": 503},
+    {"kind": "status", "status": 401}, {"kind": "reset"}], ids=["429", "503", "401", "reset"])
+@pytest.mark.parametrize("gzipped", [False, True], ids=["plain", "gzip"])
+def test_a_malformed_request_answered_by_an_injected_fault_is_still_a_violation(
+        es: tuple[ElasticsearchMock, MockServer], injected: dict[str, object], gzipped: bool
+) -> None:
+    """The fault answers (the client sees the 429 with its Retry-After, or a reset), but the action
+    lines were checked first: a wrong client cannot hide behind a throttled or failed request."""
+    app, server = es
+    server.faults.extend([injected])
+    body = b'{"create":{"_index":5,"_id":"a"}}\n{"x":1}\n'
+    headers = {"Content-Encoding": "gzip"} if gzipped else {}
+    if injected["kind"] == "reset":
+        with pytest.raises(requests.ConnectionError):
+            bulk(server, gzip.compress(body) if gzipped else body, headers)
+    else:
+        r = bulk(server, gzip.compress(body) if gzipped else body, headers)
+        assert r.status_code == injected["status"]  # the fault, not the violation's 400, answered
+        assert r.json()["error"]["type"] != "mock_spec_violation"
+        if injected["status"] == 429:
+            assert r.headers["Retry-After"] == "3"
+    violations = app.stats()["spec_violations"]
+    assert len(violations) == 1 and "_index" in violations[0] and "string" in violations[0], violations
+    assert "injected fault" in violations[0]
+    assert app.count("*") == 0 and app.counters["bulk_requests"] == 0  # the app never took it
+
+
+def test_the_recording_mocks_own_429_checks_the_request_first() -> None:
+    """The E2E tests' recording mock answers ``app_faults`` itself (to know each 429's batch): the
+    spec check runs there too."""
+    from tests.integration.delivery_harness import RecordingElasticsearch
+
+    app = RecordingElasticsearch()
+    app.app_faults.add(Fault("status", status=429, retry_after=2, path="/_bulk"))
+    with MockServer(app) as server:
+        r = bulk(server, b'{"create":{"_index":5,"_id":"a"}}\n{"x":1}\n')
+    assert r.status_code == 429 and r.headers["Retry-After"] == "2"
+    assert [a.status for a in app.arrivals] == [429]
+    violations = app.stats()["spec_violations"]
+    assert len(violations) == 1 and "_index" in violations[0], violations
+
+
+def test_a_well_formed_request_answered_by_an_injected_fault_is_no_violation(
+        es: tuple[ElasticsearchMock, MockServer]) -> None:
+    app, server = es
+    server.faults.add(Fault("status", status=429, retry_after=1, count=2))
+    for _ in range(2):
+        assert bulk(server, ndjson(create("1"), doc())).status_code == 429
+    assert bulk(server, ndjson(create("1"), doc())).status_code == 200
+    assert app.stats()["spec_violations"] == [] and app.count(DS) == 1
+
+
 def test_gzip_bodies_are_decoded(es: tuple[ElasticsearchMock, MockServer]) -> None:
     app, server = es
     r = bulk(server, gzip.compress(ndjson(create("1"), doc())), {"Content-Encoding": "gzip"})
