@@ -262,6 +262,14 @@ def start_process_mock(kind: str, *, tls: TlsFiles | None = None, mtls: bool = F
     return mock
 
 
+def assert_es_spec_clean(es: Mock) -> None:
+    """The Elasticsearch mock checked every ``_bulk`` exchange against the vendor spec (the check was
+    on: ../shared/vendor-specs was found) and recorded no violation, faulted requests included."""
+    st = es.app.stats() if es.app is not None else es.stats()
+    assert st["spec_checked"] is True, "the Elasticsearch mock ran without its vendor-spec check"
+    assert st["spec_violations"] == []
+
+
 def hec_app(tokens: Iterable[str], *, ack: bool = False, **kwargs: Any) -> RecordingHec:
     return RecordingHec([HecToken(t, use_ack=ack) for t in tokens], **kwargs)
 

@@ -24,6 +24,7 @@ from tests.integration.delivery_harness import (
     HEC_EVENT,
     DeliveryAgent,
     Mock,
+    assert_es_spec_clean,
     closed_port,
     dlq_list,
     es_app,
@@ -114,7 +115,7 @@ def test_fan_out_to_hec_and_elasticsearch(tmp_path: Path, hec: Mock, es: Mock, a
     docs = es.app.docs(ES_STREAM)
     assert set(docs) == set(expected)
     assert es.app.counters["created"] == n  # no _id was created twice
-    assert es.app.stats()["spec_violations"] == []
+    assert_es_spec_clean(es)
     doc = docs[expected[0]]
     assert doc["ecs"]["version"].startswith("9."), "Elasticsearch receives ECS documents"
     assert doc["event"]["id"] == expected[0] and doc["file"]["path"] == _file_path(0)
@@ -175,6 +176,7 @@ def test_sixty_second_outage_recovers_without_loss(tmp_path: Path, es: Mock, age
     assert dlq_list(cfg) == []
     by_status = es.stats()["requests_by_status"]
     assert by_status.get("503", 0) >= 1 and by_status.get("reset", 0) >= 1
+    assert_es_spec_clean(es)  # the requests answered 503 or reset were checked too
 
 
 # ---------------------------------------------------------------------------------------- 3
@@ -208,6 +210,7 @@ def test_429_storm_honours_retry_after(tmp_path: Path, es: Mock, agents, concurr
             assert nxt.at - a.at >= retry_after - tolerance
     assert _es_ids(es) == set(expected)
     assert es.app.counters["created"] == 1000 and es.app.counters["conflicts"] == 0
+    assert_es_spec_clean(es)  # the throttled requests were checked too
 
 
 # ---------------------------------------------------------------------------------------- 4
@@ -249,6 +252,7 @@ def test_partial_bulk_failures_exact_counts(tmp_path: Path, es: Mock, agents) ->
         assert "document_parsing_exception" in e["reason"] + e["response_excerpt"]
     st = output_status(cfg, "es")
     assert st["dlq"] == len(rejected) and "document_parsing_exception" in (st["dlq_last_reason"] or "")
+    assert_es_spec_clean(es)
 
 
 # ---------------------------------------------------------------------------------------- 5
@@ -305,6 +309,7 @@ def test_dead_output_does_not_hold_back_the_other(tmp_path: Path, hec: Mock, es:
     if healthy == "es":
         wait_until(lambda: len(_es_ids(es)) >= n, WAIT, "every event in Elasticsearch")
         assert _es_ids(es) == set(expected)
+        assert_es_spec_clean(es)
     else:
         wait_until(lambda: len(set(hec.app.event_ids())) >= n, WAIT, "every event in HEC")
         assert set(hec.app.event_ids()) == set(expected)
@@ -347,6 +352,7 @@ def test_dlq_replay_after_fixing_the_destination(tmp_path: Path, es: Mock, agent
     assert _es_ids(es) == set(expected)
     assert es.app.counters["created"] == n
     assert output_status(cfg, "es")["dlq"] == 0
+    assert_es_spec_clean(es)  # replayed requests included
 
 
 # ---------------------------------------------------------------------------------------- 8
@@ -416,6 +422,7 @@ def test_canary_secrets_never_leak(tmp_path: Path, agents) -> None:
         es.stop()
 
     assert set(hec.app.event_ids()) == set(expected)
+    assert_es_spec_clean(es)  # the requests answered 401 were checked too
     forms = {
         "hec token": [hec_token.encode(), base64.b64encode(hec_token.encode())],
         "es api key": [es_key.encode(), base64.b64encode(es_key.encode()), *(p.encode() for p in

@@ -16,6 +16,7 @@ from tests.integration.delivery_harness import (
     ES_STREAM,
     DeliveryAgent,
     Mock,
+    assert_es_spec_clean,
     es_output,
     hec_app,
     hec_output,
@@ -115,6 +116,7 @@ def test_custom_ca_delivers_and_without_it_nothing_is_lost(tmp_path: Path, tls: 
                    and all(a > b for a, b in zip(_tls_errors(hec, es), before, strict=True)),
                    "new handshakes refused with the wrong CA")
         assert not set(more) & (set(hec.app.event_ids()) | set(es.es_docs(ES_STREAM)))
+        assert_es_spec_clean(es)
     finally:
         hec.stop()
         es.stop()
@@ -144,6 +146,7 @@ def test_mtls_delivers_with_a_client_certificate_and_is_refused_without(tmp_path
         assert sorted(hec.app.event_ids()) == sorted(ids)
         assert set(es.es_docs(ES_STREAM)) == set(ids)
         assert output_status(cfg, "es")["lag_events"] == 0
+        assert_es_spec_clean(es)
     finally:
         hec.stop()
         es.stop()
