@@ -21,7 +21,7 @@ import sys
 import threading
 import time
 import urllib.request
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -385,12 +385,30 @@ class DeliveryAgent(Agent):
         return self
 
 
+#: Lists collecting every ``run_cli`` result while a ``recording_cli()`` block is open.
+_cli_recorders: list[list[subprocess.CompletedProcess[str]]] = []
+
+
+@contextlib.contextmanager
+def recording_cli() -> Iterator[list[subprocess.CompletedProcess[str]]]:
+    """Every CLI call made in the block (the helpers' ``status``/``dlq_list`` polls included), with
+    its stdout and stderr: for a test that must search all the CLI printed."""
+    calls: list[subprocess.CompletedProcess[str]] = []
+    _cli_recorders.append(calls)
+    try:
+        yield calls
+    finally:
+        _cli_recorders.remove(calls)
+
+
 def run_cli(*args: str, config: Path, env: Mapping[str, str] | None = None,
             check: bool = True) -> subprocess.CompletedProcess[str]:
     """``clawd-agent <args> -c config`` (as harness.cli, with extra environment)."""
     full = dict(os.environ, PYTHONPATH=str(ROOT), **(env or {}))
     res = subprocess.run([sys.executable, "-m", "agent", *args, "-c", str(config)], cwd=ROOT,
                          env=full, capture_output=True, text=True, timeout=60)
+    for calls in _cli_recorders:
+        calls.append(res)
     if check and res.returncode not in (0, 1):  # status exits 1 when not healthy
         raise AssertionError(f"clawd-agent {' '.join(args)} exited {res.returncode}: {res.stderr}")
     return res

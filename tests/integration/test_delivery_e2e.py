@@ -34,6 +34,7 @@ from tests.integration.delivery_harness import (
     hec_output,
     metric,
     output_status,
+    recording_cli,
     run_cli,
     scrape,
     start_thread_mock,
@@ -358,9 +359,17 @@ def test_dlq_replay_after_fixing_the_destination(tmp_path: Path, es: Mock, agent
 # ---------------------------------------------------------------------------------------- 8
 
 
-def test_canary_secrets_never_leak(tmp_path: Path, agents) -> None:
+@pytest.fixture
+def cli_calls() -> Iterator[list]:
+    """Every CLI call the test makes (its own and the helpers' polls), with stdout and stderr."""
+    with recording_cli() as calls:
+        yield calls
+
+
+def test_canary_secrets_never_leak(tmp_path: Path, agents, cli_calls: list) -> None:
     """Unique canary credentials (HEC token, ES API key, a custom header), with authentication
-    failures on the way, appear in no log line, status, metrics, DLQ entry or spool byte."""
+    failures on the way, appear in no log line, status, metrics, DLQ entry, spool byte, nor in
+    anything any CLI call printed (stdout and stderr)."""
     hex_ = uuid.uuid4().hex
     hec_token = str(uuid.uuid4())  # HEC tokens are GUIDs
     es_key = f"cnryid{hex_[:10]}:cnrykey{hex_[10:]}"
@@ -423,6 +432,12 @@ def test_canary_secrets_never_leak(tmp_path: Path, agents) -> None:
 
     assert set(hec.app.event_ids()) == set(expected)
     assert_es_spec_clean(es)  # the requests answered 401 were checked too
+    commands = [" ".join(res.args[3:-2]) for res in cli_calls]
+    assert {"status", "status --json", "dlq list --json"} <= set(commands)
+    assert any(c.startswith("dlq show ") for c in commands)
+    for k, (command, res) in enumerate(zip(commands, cli_calls, strict=True)):
+        views[f"stderr of clawd-agent {command} (call {k})"] = res.stderr.encode()
+        views[f"stdout of clawd-agent {command} (call {k})"] = res.stdout.encode()
     forms = {
         "hec token": [hec_token.encode(), base64.b64encode(hec_token.encode())],
         "es api key": [es_key.encode(), base64.b64encode(es_key.encode()), *(p.encode() for p in
