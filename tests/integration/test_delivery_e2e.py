@@ -214,6 +214,47 @@ def test_429_storm_honours_retry_after(tmp_path: Path, es: Mock, agents, concurr
     assert_es_spec_clean(es)  # the throttled requests were checked too
 
 
+@pytest.mark.parametrize("concurrency", [1, 4])
+def test_hec_429_storm_honours_retry_after(tmp_path: Path, hec: Mock, agents, concurrency: int
+                                           ) -> None:
+    """Six event posts answered as HEC does when its queue is full (HTTP 429, code 26) with
+    Retry-After: 2. No batch is posted again sooner than that after its 429 (with one request in
+    flight: no post at all), every event is indexed exactly once and acknowledged, the DLQ empty."""
+    storm, retry_after, tolerance = 6, 2.0, 0.1
+    cfg = write_agent_config(tmp_path, {"splunk": hec_output(
+        hec, HEC_TOKEN, ack=True, ack_poll_interval="200ms", batch_max_events=50,
+        concurrency=concurrency)})
+    _start(agents, cfg, tmp_path)
+    src = tmp_path / "in" / "audit.jsonl"
+    expected = write_events(src, 0, 50)
+    wait_until(lambda: len(set(hec.app.event_ids())) == 50, WAIT, "the first batch")
+    hec.app.app_faults.add(Fault("status", status=429, retry_after=retry_after, count=storm,
+                                 path=HEC_EVENT))
+    expected += write_events(src, 50, 1000)
+    wait_until(lambda: len(set(hec.app.event_ids())) >= 1000, WAIT, "every event after the storm")
+    wait_until(lambda: output_status(cfg, "splunk")["lag_events"] == 0, WAIT, "acks to commit")
+
+    posts = hec.app.requests_to(HEC_EVENT)
+    throttled = [a for a in posts if a.status == 429]
+    assert len(throttled) == storm
+    for a in throttled:  # HEC's own answer: JSON, code 26, and the header
+        assert a.retry_after == "2" and a.answer == {"text": "HEC queue at capacity", "code": 26}
+        again = [b for b in posts if b.at > a.at and a.ids[0] in b.ids]
+        assert again, "a throttled batch was never posted again"
+        assert again[0].ids == a.ids, "the throttled batch was not re-sent as it was"
+        assert again[0].at - a.at >= retry_after - tolerance, (
+            f"batch re-sent {again[0].at - a.at:.3f}s after its 429")
+        if concurrency == 1:
+            nxt = next(b for b in posts if b.at > a.at)
+            assert nxt.at - a.at >= retry_after - tolerance
+    counts = Counter(hec.app.event_ids())
+    assert set(counts) == set(expected) and set(counts.values()) == {1}  # no loss, no duplicate
+    assert hec.app.unacked_posts() == []
+    assert dlq_list(cfg) == []
+    st = output_status(cfg, "splunk")
+    assert st["dlq"] == 0 and "HEC queue at capacity" in (st["last_error"] or "")
+
+
 # ---------------------------------------------------------------------------------------- 4
 
 
