@@ -284,6 +284,95 @@ def fault(kind: str = "status", **kw: Any) -> dict[str, Any]:
     return {"kind": kind, **kw}
 
 
+@dataclass
+class HeldConnection:
+    """One connection a ``HungPeer`` accepted: what the client sent; whether the client closed it."""
+
+    received: bytes = b""
+    closed_by_client: bool = False
+
+    @property
+    def complete(self) -> bool:
+        """A whole request arrived (headers and the Content-Length body): the client now waits for
+        the answer, it is not stuck sending."""
+        head, sep, body = self.received.partition(b"\r\n\r\n")
+        if not sep:
+            return False
+        for line in head.split(b"\r\n")[1:]:
+            name, _, value = line.partition(b":")
+            if name.strip().lower() == b"content-length":
+                return len(body) >= int(value.strip())
+        return True
+
+    def request_lines(self) -> list[str]:
+        """The request lines (``POST /_bulk?... HTTP/1.1``) among the bytes received."""
+        return [line.decode("latin-1") for line in self.received.split(b"\r\n")
+                if line.split(b" ", 1)[0] in (b"GET", b"POST", b"PUT", b"HEAD", b"DELETE")
+                and line.endswith((b" HTTP/1.1", b" HTTP/1.0"))]
+
+
+class HungPeer:
+    """A destination that accepts connections and reads whatever is sent but never answers, holding
+    every socket until ``stop``: a service hung after accepting (unlike a closed port, which is
+    refused at once). ``snapshot()`` says what it holds."""
+
+    def __init__(self) -> None:
+        self._listener = socket.socket()
+        self._listener.bind(("127.0.0.1", 0))
+        self._listener.listen(64)
+        self.port: int = self._listener.getsockname()[1]
+        self._lock = threading.Lock()
+        self._conns: list[tuple[socket.socket, HeldConnection]] = []
+        self._stopping = False
+        threading.Thread(target=self._accept, name="hung-peer", daemon=True).start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                sock, _ = self._listener.accept()
+            except OSError:
+                return
+            held = HeldConnection()
+            with self._lock:
+                if self._stopping:
+                    sock.close()
+                    return
+                self._conns.append((sock, held))
+            threading.Thread(target=self._read, args=(sock, held), daemon=True).start()
+
+    def _read(self, sock: socket.socket, held: HeldConnection) -> None:
+        while True:
+            try:
+                data = sock.recv(65536)
+            except OSError:
+                return
+            with self._lock:
+                if not data:
+                    held.closed_by_client = not self._stopping
+                    return
+                held.received += data
+
+    def snapshot(self) -> list[HeldConnection]:
+        with self._lock:
+            return [HeldConnection(h.received, h.closed_by_client) for _, h in self._conns]
+
+    def stop(self) -> None:
+        with self._lock:
+            self._stopping = True
+            conns = list(self._conns)
+        with contextlib.suppress(OSError):
+            self._listener.shutdown(socket.SHUT_RDWR)  # wakes the blocked accept()
+        self._listener.close()
+        for sock, _ in conns:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+            sock.close()
+
+
 def closed_port() -> int:
     """A loopback port nothing listens on (bound, then released): for a dead output, or a free
     port for the metrics listener."""

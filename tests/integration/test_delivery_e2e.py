@@ -23,6 +23,7 @@ from tests.integration.delivery_harness import (
     ES_STREAM,
     HEC_EVENT,
     DeliveryAgent,
+    HungPeer,
     Mock,
     assert_es_spec_clean,
     closed_port,
@@ -365,6 +366,68 @@ def test_dead_output_does_not_hold_back_the_other(tmp_path: Path, hec: Mock, es:
     assert "refused" in (gone["last_error"] or "").lower()
     assert ok["breaker"] == "closed" and ok["delivered_total"] == n and ok["dlq"] == 0
     assert doc["health"] == "degraded"
+
+
+@pytest.mark.parametrize("dead", ["es", "splunk"])
+def test_hung_output_does_not_hold_back_the_other(tmp_path: Path, hec: Mock, es: Mock, agents,
+                                                  dead: str) -> None:
+    """One output's peer accepts connections and reads the requests but never answers, and that
+    output's timeouts are an hour (far past every wait here), so its deliveries hang. The other
+    output delivers every event while the hung peer still holds those requests, complete and
+    unanswered; the hung output keeps its whole backlog in the spool (nothing in the DLQ), and the
+    agent stops cleanly, releasing the held connections. Proven by state and ordering, not time."""
+    peer = HungPeer()
+    try:
+        n = 2000
+        hang = {"connect_timeout": "3600s", "request_timeout": "3600s"}
+        cfg = write_agent_config(tmp_path, {
+            "splunk": hec_output(peer.url if dead == "splunk" else hec, HEC_TOKEN, ack=True,
+                                 ack_poll_interval="200ms", batch_max_events=200,
+                                 **(hang if dead == "splunk" else {})),
+            "es": es_output(peer.url if dead == "es" else es, batch_max_events=200,
+                            **(hang if dead == "es" else {})),
+        })
+        agent = _start(agents, cfg, tmp_path)
+        expected = write_events(tmp_path / "in" / "audit.jsonl", 0, n)
+        healthy = "es" if dead == "splunk" else "splunk"
+        delivery_path = HEC_EVENT if dead == "splunk" else BULK
+        if healthy == "es":
+            wait_until(lambda: len(_es_ids(es)) >= n, WAIT, "every event in Elasticsearch")
+        else:
+            wait_until(lambda: len(set(hec.app.event_ids())) >= n, WAIT, "every event in HEC")
+        wait_until(lambda: output_status(cfg, healthy)["lag_events"] == 0, WAIT, "the healthy cursor")
+        wait_until(lambda: output_status(cfg, healthy)["delivered_total"] == n, WAIT,
+                   "the delivered count recorded at the next heartbeat", lambda: status(cfg))
+
+        # The healthy output is complete: at this moment the hung peer holds the other output's
+        # delivery requests, each received whole, none answered, none given up by the agent.
+        held = [c for c in peer.snapshot() if any(f" {delivery_path}" in line
+                                                  for line in c.request_lines())]
+        summary = [(c.request_lines(), len(c.received), c.complete, c.closed_by_client)
+                   for c in peer.snapshot()]
+        assert held, f"the hung peer got no delivery request: {summary}"
+        assert all(c.complete and not c.closed_by_client for c in held), summary
+
+        if healthy == "es":
+            assert _es_ids(es) == set(expected)
+            assert_es_spec_clean(es)
+        else:
+            assert set(hec.app.event_ids()) == set(expected)
+            assert hec.app.unacked_posts() == []
+        doc = status(cfg)
+        gone, ok = doc["outputs"][dead], doc["outputs"][healthy]
+        assert gone["lag_events"] == n and gone["delivered_total"] == 0 and gone["dlq"] == 0
+        assert ok["breaker"] == "closed" and ok["delivered_total"] == n and ok["dlq"] == 0
+        assert dlq_list(cfg) == []
+
+        assert agent.stop() == 0  # a clean exit with requests still in flight
+        wait_until(lambda: all(c.closed_by_client for c in peer.snapshot()), WAIT,
+                   "the stopped agent to release the held connections")
+        after = status(cfg)["outputs"]
+        assert after[dead]["lag_events"] == n and after[dead]["dlq"] == 0  # still in the spool
+        assert after[healthy]["lag_events"] == 0
+    finally:
+        peer.stop()
 
 
 # ---------------------------------------------------------------------------------------- 7
