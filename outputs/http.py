@@ -188,8 +188,8 @@ def excerpt(body: bytes, secrets: Iterable[str] = (), limit: int = EXCERPT_LIMIT
     known = [s for s in secrets if s and len(s) >= 4]
     window = limit * 4
     text = body[:window].decode("utf-8", "replace")
-    for s in sorted(known, key=len, reverse=True):
-        text = text.replace(s, "***")
+    if known:
+        text = _echoes(tuple(sorted(set(known), key=len, reverse=True))).sub("***", text)
     if len(body) > window:
         text = _mask_cut_secret(text, known)
     text = _ASSIGNMENT.sub(lambda m: m.group(1) + m.group(2) + (m.group(3) or "") + m.group(4) + "***",
@@ -197,6 +197,22 @@ def excerpt(body: bytes, secrets: Iterable[str] = (), limit: int = EXCERPT_LIMIT
     text = _SCHEME_VALUE.sub(lambda m: m.group(1) + m.group(2) + "***", text)
     text = _CONTROL.sub(" ", text).strip()
     return text[:limit] + ("..." if len(text) > limit else "")
+
+
+@functools.lru_cache(maxsize=64)
+def _echoes(secrets: tuple[str, ...]) -> re.Pattern[str]:
+    """Every form in which a service may echo one of ``secrets`` back, any letter case: as it is,
+    JSON-escaped (``\\/``, ``\\uXXXX``, ``\\"``) and percent-encoded (a query string or a form
+    body). Longest first, so a secret containing another is masked whole."""
+    forms: dict[str, None] = {}
+    for s in secrets:
+        escaped = orjson.dumps(s).decode()[1:-1]
+        ascii_escaped = "".join(c if ord(c) < 128 else f"\\u{ord(c):04x}" for c in escaped)
+        for form in (s, escaped, escaped.replace("/", "\\/"), ascii_escaped,
+                     urllib.parse.quote(s, safe=""), urllib.parse.quote_plus(s)):
+            forms[form] = None
+    ordered = sorted(forms, key=len, reverse=True)
+    return re.compile("|".join(map(re.escape, ordered)), re.IGNORECASE)
 
 
 def _mask_cut_secret(text: str, secrets: list[str]) -> str:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import gzip
+import json
 import logging
 import os
 import socket
@@ -20,6 +21,7 @@ import sys
 import threading
 import time
 import traceback
+import urllib.parse
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from email.utils import format_datetime
@@ -742,6 +744,22 @@ def test_excerpt_redacts_known_secrets() -> None:
     out = excerpt(body, [TOKEN_CANARY, HEADER_CANARY])
     assert_clean(out)
     assert "bad token ***" in out
+
+
+@pytest.mark.parametrize("echo", [
+    lambda s: s.upper(),                                      # a service that upper-cases its input
+    lambda s: json.dumps(s)[1:-1],                            # JSON with \uXXXX escapes
+    lambda s: json.dumps(s, ensure_ascii=False)[1:-1].replace("/", "\\/"),  # JSON escaping '/'
+    lambda s: urllib.parse.quote(s, safe=""),                 # a query string
+    lambda s: urllib.parse.quote_plus(s),                     # a form body
+])
+def test_excerpt_masks_a_secret_echoed_in_another_case_or_encoding(echo) -> None:
+    secret = 'Pa/ss w\u00f6rd"CANARY-7d1e'.encode().decode("unicode_escape")
+    shown = echo(secret)
+    assert shown != secret
+    out = excerpt(f'{{"error":"rejected credential {shown} for user"}}'.encode(), [secret])
+    assert shown not in out and "CANARY-7D1E" not in out.upper(), out
+    assert "rejected credential *** for user" in out
 
 
 @pytest.mark.parametrize(("body", "kept"), [
