@@ -327,22 +327,13 @@ class Drain:
         by_reason: dict[str, list[DeliveryItem]] = {}
         for item, reason in rejected:
             by_reason.setdefault(reason, []).append(item)
-        groups = list(by_reason.items())
-        attempt = 0
-        while groups:
-            reason, items = groups[0]
-            try:
+        for reason, items in by_reason.items():
+            def store(items: list[DeliveryItem] = items, reason: str = reason) -> bool:
                 self._to_dlq(None, items, reason, "", attempts=0)
-            except Exception as exc:
-                attempt += 1
-                log.exception("storing rejected events in the DLQ failed; retrying",
-                              extra={"output": self.name})
-                self.stats.note_failure(f"internal error: {describe_error(exc)}")
-                if self._sleep(self._backoff(attempt, None)):
-                    raise _Restart from exc
-                continue
-            groups.pop(0)  # stored: a retry must not store this group twice
-            attempt = 0
+                return True
+
+            if not self._retrying("storing rejected events in the DLQ", store):
+                raise _Restart  # the next run reads the chunk again: a stored group may be stored twice
 
     def _dispatch(self, batch: Batch) -> None:
         """Register ``batch`` for ordered commit and start sending it. Blocks while the window is full
@@ -429,13 +420,19 @@ class Drain:
     def _deliver_guarded(self, batch: Batch) -> bool:
         """``_deliver_items``, where an unexpected error (e.g. the spool refusing a DLQ write) is a
         failed attempt retried with backoff, never a batch silently left unfinished."""
+        return self._retrying("delivering a batch", lambda: self._deliver_items(batch))
+
+    def _retrying(self, what: str, step: Callable[[], bool]) -> bool:
+        """``step()``'s answer, the step retried with backoff after an unexpected error (the spool
+        refusing a write while the CLI holds its lock, a full disk): such errors pass, and a crash
+        would restart the drain behind work it had not finished. False when stopping first."""
         attempt = 0
         while True:
             try:
-                return self._deliver_items(batch)
+                return step()
             except Exception as exc:
                 attempt += 1
-                log.exception("delivering a batch failed; retrying it", extra={"output": self.name})
+                log.exception("%s failed; retrying", what, extra={"output": self.name})
                 self.stats.note_failure(f"internal error: {describe_error(exc)}")
                 if self._sleep(self._backoff(attempt, None)):
                     return False
