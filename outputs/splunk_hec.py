@@ -455,15 +455,11 @@ class SplunkHecOutput(HttpOutput):
         if code == 9:
             return self._busy(answer.get("invalid-event-number"), batch, reason,
                               parse_retry_after(resp.headers.get("Retry-After")), ex)
-        if code in (8, 23):
-            return Outcome.retry(reason, parse_retry_after(resp.headers.get("Retry-After")),
-                                 excerpt=ex)
-        if code in (26, 27):
-            if code == 27 and self.acks is not None and ch is not None:
-                self.acks.replace_channel(ch.guid)
-                reason += " (new channel)"
-            return Outcome.retry(reason, parse_retry_after(resp.headers.get("Retry-After")),
-                                 throttled=True, excerpt=ex)
+        if code == 27 and self.acks is not None and ch is not None:
+            self.acks.replace_channel(ch.guid)  # its pending acks are what is full
+            reason += " (new channel)"
+        # The rest by their HTTP status, as any output's: 8 (500) and 23 (503) retried, 26 and 27
+        # (429) throttled, with Retry-After honoured; other codes as their 4xx says.
         outcome = outcome_for_status(resp, "hec", self.secrets())
         outcome.reason = reason
         return outcome
