@@ -209,7 +209,7 @@ class ElasticsearchOutput(HttpOutput):
         target = config.index or data_stream_name(config.data_stream_dataset,
                                                   config.data_stream_namespace)
         self._target = target
-        self._dated = "%" in target
+        self._dated = _dated(config)
         self._prefix = self._action_prefix(target)
         self._prefixes: dict[str, bytes] = {}  # index -> action prefix, for routed and dated events
         self._day_prefixes: dict[str, bytes] = {}  # "YYYY-MM-DD" -> action prefix (dated, unrouted)
@@ -730,6 +730,8 @@ def index_template_body(config: ElasticsearchOutputConfig) -> dict[str, Any]:
 
 
 def _dated(config: ElasticsearchOutputConfig) -> bool:
+    """Whether events go to an index named by their day (``clawd-%Y.%m.%d``); a data stream's
+    name has no such field."""
     return "%" in config.index
 
 
