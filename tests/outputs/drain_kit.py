@@ -126,9 +126,11 @@ def stop(drain: Drain, g: gevent.Greenlet) -> None:
 
 
 def run_until(drain: Drain, cond: Callable[[], bool], timeout: float = 10.0) -> None:
+    """Run ``drain`` until ``cond()``; a drain that dies meanwhile fails at once, with its error."""
     g = start(drain)
     try:
-        wait_until(cond, timeout)
+        wait_until(lambda: cond() or g.dead, timeout)
+        assert not g.dead, f"the drain died: {g.exception!r}"
     finally:
         stop(drain, g)
 

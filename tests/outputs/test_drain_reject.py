@@ -89,12 +89,7 @@ def test_a_failed_dlq_write_of_a_rejected_event_is_retried_and_the_drain_keeps_r
     calls = locked_once(spool)
     out = Rejecting("f", cfg(batch_max_events=5, concurrency=1))
     drain = Drain(out, spool, spool.reader())
-    g = start(drain)
-    try:
-        wait_until(lambda: caught_up(spool, "f")() or g.dead)
-        assert not g.dead, f"the drain died: {g.exception!r}"
-    finally:
-        stop(drain, g)
+    run_until(drain, caught_up(spool, "f"))
     assert len(calls) == 2 and dlq_seqs(spool) == [BAD_SEQ]  # stored once, on the second try
     assert drain.stats.last_error == "internal error: OperationalError"
     assert sorted(out.received) == [n for n in range(30) if n != 2]
@@ -151,12 +146,7 @@ def test_a_row_that_is_not_json_is_in_the_dlq_before_the_cursor_passes_it(spool)
     out = Reading("f", cfg(batch_max_events=2))
     calls = locked_once(spool)
     drain = Drain(out, spool, spool.reader())
-    g = start(drain)
-    try:
-        wait_until(lambda: caught_up(spool, "f")() or g.dead)
-        assert not g.dead, f"the drain died: {g.exception!r}"
-    finally:
-        stop(drain, g)
+    run_until(drain, caught_up(spool, "f"))
     (entry,) = spool.dlq_list("f")
     assert len(calls) == 2 and entry.seq == BAD_SEQ and entry.reason == "spool row is not valid JSON"
     assert sorted(out.received) == [0, 1, 3]
