@@ -591,6 +591,23 @@ def _when(condition: Any) -> None:
     raise AssertionError("condition never held")
 
 
+def _waiting_through_a_restart(app: RecordingHec, server: MockServer
+                                ) -> tuple[SplunkHecOutput, list[DeliveryItem], gevent.Greenlet]:
+    """Batch A sent on the output's one ack channel, accepted with ackId 0 and waiting; then the
+    indexer restarts (A's data is gone, the channel's ackIds start again at 0) and acks come at once.
+    (output, A, the greenlet sending A)."""
+    app.ack_delay = 3600
+    out = ack_output(server, channels=1, concurrency=1, ack_timeout="5s")
+    assert out.acks is not None
+    acks = out.acks
+    batch_a = items(out, 2)
+    waiting_a = gevent.spawn(out.send, batch_a)
+    _when(lambda: acks.pending_count() == 1)  # A accepted with ackId 0, not indexed yet
+    assert app.restart() == 1
+    app.ack_delay = 0
+    return out, batch_a, waiting_a
+
+
 def test_ack_ids_that_start_again_never_confirm_another_batch(
         hec: tuple[RecordingHec, MockServer]) -> None:
     """Batch A waits on ackId 0 of channel C; the indexer restarts (A's data is gone, C's ackIds
@@ -600,18 +617,11 @@ def test_ack_ids_that_start_again_never_confirm_another_batch(
     for a `true` already spent until its ack timeout. Now C is not queried while B's POST is under
     way; B's registration finds 0 taken, A is re-sent, C is replaced, and B is confirmed."""
     app, server = hec
-    app.ack_delay = 3600
-    out = ack_output(server, channels=1, concurrency=1, ack_timeout="5s")
-    assert out.acks is not None
+    out, batch_a, waiting_a = _waiting_through_a_restart(app, server)
     acks = out.acks
+    assert acks is not None
     real = out.request
     try:
-        batch_a = items(out, 2)
-        waiting_a = gevent.spawn(out.send, batch_a)
-        _when(lambda: acks.pending_count() == 1)  # A accepted with ackId 0, not indexed yet
-        assert app.restart() == 1
-        app.ack_delay = 0
-
         def request(method: str, url: str, body: Any = None, headers: Any = None,
                     **kw: Any) -> Any:
             resp = real(method, url, body, headers, **kw)
@@ -639,17 +649,9 @@ def test_a_post_without_hec_answer_makes_its_channel_acks_untrustworthy(
     answer is lost (connection reset). Before, the next poll's `true` for 0 (B's) marked A
     delivered. Now a POST without a HEC answer re-sends every batch waiting on its channel."""
     app, server = hec
-    app.ack_delay = 3600
-    out = ack_output(server, channels=1, concurrency=1, ack_timeout="5s")
-    assert out.acks is not None
-    acks = out.acks
+    out, _, waiting_a = _waiting_through_a_restart(app, server)
     real = out.request
     try:
-        waiting_a = gevent.spawn(out.send, items(out, 2))
-        _when(lambda: acks.pending_count() == 1)
-        app.restart()
-        app.ack_delay = 0
-
         def request(method: str, url: str, body: Any = None, headers: Any = None,
                     **kw: Any) -> Any:
             resp = real(method, url, body, headers, **kw)
