@@ -7,8 +7,11 @@ whether the agent runs or not (SQLite WAL lets a second process read and move cu
 from __future__ import annotations
 
 import os
+import sqlite3
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -40,6 +43,38 @@ def _open_spool(cfg: AgentConfig, readonly: bool = False) -> Any:
         return Spool.open_readonly(cfg.spool_path)
     return Spool(cfg.spool_path, durability=cfg.spool.durability, max_bytes=cfg.spool.max_bytes or None,
                  on_full=cfg.spool.on_full)
+
+
+@contextmanager
+def _spool(cfg: AgentConfig, readonly: bool = False) -> Iterator[Any]:
+    """The spool for one command, closed after it, with its errors made clear (``_spool_errors``)."""
+    with _spool_errors(cfg.spool_path):
+        spool = _open_spool(cfg, readonly)
+        try:
+            yield spool
+        finally:
+            spool.close()
+
+
+@contextmanager
+def _spool_errors(path: str) -> Iterator[None]:
+    """A spool the command cannot use is the operator's problem, not a bug: a file that is no spool
+    (or of a newer agent), one we may not write, or one whose write lock another process (the running
+    agent, while it writes) held past the busy timeout ends the command with an error, not a traceback.
+    Each command writes in one transaction, so a refused one changed nothing."""
+    from spool.types import SpoolError
+
+    try:
+        yield
+    except SpoolError as exc:
+        raise click.ClickException(str(exc)) from None
+    except sqlite3.OperationalError as exc:
+        if (getattr(exc, "sqlite_errorcode", 0) & 0xFF) not in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED):
+            raise click.ClickException(f"cannot use the spool {path}: {exc}") from None
+        raise click.ClickException(f"the spool {path} is locked by another process (the running agent "
+                                   "is writing); nothing was changed, try again") from None
+    except sqlite3.DatabaseError as exc:
+        raise click.ClickException(f"{path} is not a usable spool: {exc}") from None
 
 
 def _echo_json(obj: Any) -> None:
@@ -82,7 +117,9 @@ def status(config_path: str, as_json: bool) -> None:
     """
     from agent.status import collect_status, render_status
 
-    st = collect_status(_load(config_path))
+    cfg = _load(config_path)
+    with _spool_errors(cfg.spool_path):
+        st = collect_status(cfg)
     if as_json:
         _echo_json(st)
     else:
@@ -118,11 +155,8 @@ def cursor_show(config_path: str, output: str | None, as_json: bool) -> None:
     Example: clawd-agent cursor show archive
     """
     cfg = _load(config_path)
-    spool = _open_spool(cfg, readonly=True)
-    try:
+    with _spool(cfg, readonly=True) as spool:
         cursors = spool.stats().get("cursors", {})
-    finally:
-        spool.close()
     if output is not None:
         if output not in cursors:
             raise click.ClickException(f"no cursor for output {output!r} (known: {', '.join(cursors)})")
@@ -174,10 +208,7 @@ def cursor_rewind(config_path: str, output: str, since: str | None, event_id: st
     if len(chosen) != 1:
         raise click.UsageError("give exactly one of --since, --event-id, --count, --seq")
     cfg = _load(config_path)
-    spool = _open_spool(cfg)
-    from spool.types import RewindError
-
-    try:
+    with _spool(cfg) as spool:  # a RewindError (unknown output, pruned target) is a clear error too
         kwargs: dict[str, Any] = {}
         if since is not None:
             kwargs["since_ms"] = _parse_since(since)
@@ -189,10 +220,6 @@ def cursor_rewind(config_path: str, output: str, since: str | None, event_id: st
             kwargs["seq"] = seq
         before = spool.get_cursor(output)
         after = spool.rewind(output, **kwargs)
-    except RewindError as exc:
-        raise click.ClickException(str(exc)) from None
-    finally:
-        spool.close()
     click.echo(_rewind_summary(output, before.seq, after.seq, after.generation))
 
 
@@ -236,11 +263,8 @@ def quarantine_list(config_path: str, input_name: str | None, limit: int, as_jso
 
     Example: clawd-agent quarantine list --input hushd_audit
     """
-    spool = _open_spool(_load(config_path), readonly=True)
-    try:
+    with _spool(_load(config_path), readonly=True) as spool:
         entries = spool.quarantine_list(limit=limit, input=input_name)
-    finally:
-        spool.close()
     if as_json:
         _echo_json([_q_dict(e) for e in entries])
         return
@@ -259,11 +283,8 @@ def quarantine_show(config_path: str, entry_id: int) -> None:
 
     Example: clawd-agent quarantine show 12
     """
-    spool = _open_spool(_load(config_path), readonly=True)
-    try:
+    with _spool(_load(config_path), readonly=True) as spool:
         e = spool.quarantine_get(entry_id)
-    finally:
-        spool.close()
     if e is None:
         raise click.ClickException(f"no quarantine entry #{entry_id}")
     _echo_json(_q_dict(e))
@@ -282,11 +303,8 @@ def quarantine_purge(config_path: str, input_name: str | None, older_than: str |
     older_ms = _parse_since(older_than) if older_than else None
     if not yes:
         click.confirm("Delete the matching quarantine entries?", abort=True)
-    spool = _open_spool(_load(config_path))
-    try:
+    with _spool(_load(config_path)) as spool:
         n = spool.quarantine_purge(older_than_ms=older_ms, input=input_name)
-    finally:
-        spool.close()
     click.echo(f"purged {n} quarantine entries")
 
 
@@ -318,12 +336,9 @@ def dlq_list(config_path: str, output_name: str | None, limit: int, as_json: boo
 
     Example: clawd-agent dlq list --output splunk
     """
-    spool = _open_spool(_load(config_path), readonly=True)
-    try:
+    with _spool(_load(config_path), readonly=True) as spool:
         entries = spool.dlq_list(output_name, limit)
         pending = spool.dlq_replay_ids(output_name)
-    finally:
-        spool.close()
     if as_json:
         _echo_json([_dlq_dict(e, e.id in pending) for e in entries])
         return
@@ -343,12 +358,9 @@ def dlq_show(config_path: str, entry_id: int) -> None:
 
     Example: clawd-agent dlq show 42
     """
-    spool = _open_spool(_load(config_path), readonly=True)
-    try:
+    with _spool(_load(config_path), readonly=True) as spool:
         e = spool.dlq_get(entry_id)
         pending = spool.dlq_replay_ids(e.output) if e is not None else set()
-    finally:
-        spool.close()
     if e is None:
         raise click.ClickException(f"no DLQ entry #{entry_id}")
     doc = _dlq_dict(e, e.id in pending)
@@ -379,8 +391,7 @@ def dlq_replay(config_path: str, output_name: str | None, ids: tuple[int, ...], 
     if output_name is not None and output_name not in cfg.outputs:
         raise click.ClickException(f"output {output_name!r} is not configured (configured: "
                                    f"{', '.join(cfg.outputs)}); its entries cannot be replayed")
-    spool = _open_spool(cfg)
-    try:
+    with _spool(cfg) as spool:
         if ids:
             found = [e for e in (spool.dlq_get(i) for i in ids) if e is not None]
             missing = sorted(set(ids) - {e.id for e in found})
@@ -395,8 +406,6 @@ def dlq_replay(config_path: str, output_name: str | None, ids: tuple[int, ...], 
                                        "cannot be replayed; give --output or purge them")
         n = spool.dlq_request_replay(output_name, list(ids) if ids else None)
         running = _agent_running(spool)
-    finally:
-        spool.close()
     disabled = sorted(o for o in outputs if not cfg.outputs[o].enabled)
     when = "the running agent sends them now" if running else "they are sent when the agent starts"
     click.echo(f"replay requested for {n} DLQ entries; {when}")
@@ -419,11 +428,8 @@ def dlq_purge(config_path: str, output_name: str | None, older_than: str | None,
     older_ms = _parse_since(older_than) if older_than else None
     if not yes:
         click.confirm("Delete the matching DLQ entries?", abort=True)
-    spool = _open_spool(_load(config_path))
-    try:
+    with _spool(_load(config_path)) as spool:
         n = spool.dlq_purge(output=output_name, older_than_ms=older_ms, ids=list(ids) if ids else None)
-    finally:
-        spool.close()
     click.echo(f"purged {n} DLQ entries")
 
 

@@ -1,0 +1,53 @@
+"""A spool the CLI cannot use is the operator's problem, not a bug: a clear error, no traceback."""
+
+from __future__ import annotations
+
+import sqlite3
+
+import pytest
+from click.testing import CliRunner
+
+from agent.cli import cli
+from spool.store import Spool
+from tests.cli_spool import spool_with_events
+
+WRITES = [("dlq", "purge", "--yes"), ("dlq", "replay", "--all"), ("quarantine", "purge", "--yes"),
+          ("cursor", "rewind", "a", "--count", "1")]
+
+
+@pytest.fixture
+def spool_setup(tmp_path):
+    cfg, spool = spool_with_events(tmp_path, ["a"], range(1_000, 1_003))
+    spool.ensure_cursor("a", "end")
+    spool.dlq_add("a", spool.read_after(0, 1), "HTTP 400")
+    yield cfg, spool
+    spool.close()
+
+
+@pytest.mark.parametrize("args", WRITES, ids=lambda a: " ".join(a[:2]))
+def test_a_spool_locked_by_the_running_agent_is_a_clear_error(spool_setup, monkeypatch, args):
+    cfg, spool = spool_setup
+    monkeypatch.setitem(Spool.__init__.__kwdefaults__, "busy_timeout_ms", 50)  # not 5 s per test
+    holder = sqlite3.connect(spool.path, isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")  # what the agent does while it writes
+    try:
+        r = CliRunner().invoke(cli, [*args, "-c", cfg])
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+    assert r.exit_code == 1 and isinstance(r.exception, SystemExit), r.exception
+    assert "locked by another process" in r.output and "nothing was changed" in r.output
+    assert len(spool.dlq_list()) == 1 and spool.dlq_replay_ids() == set()
+
+
+@pytest.mark.parametrize("args", [("status",), ("dlq", "list"), ("cursor", "show"), *WRITES],
+                         ids=lambda a: " ".join(a[:2]))
+def test_a_file_that_is_not_a_spool_is_a_clear_error(tmp_path, args):
+    cfg, spool = spool_with_events(tmp_path, ["a"], [])
+    spool.close()
+    for side in ("", "-wal", "-shm"):
+        (tmp_path / "state" / f"spool.db{side}").unlink(missing_ok=True)
+    (tmp_path / "state" / "spool.db").write_bytes(b"not a database " * 100)
+    r = CliRunner().invoke(cli, [*args, "-c", cfg])
+    assert r.exit_code == 1 and isinstance(r.exception, SystemExit), r.exception
+    assert "Error:" in r.output and "spool.db" in r.output and "not a" in r.output
