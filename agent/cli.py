@@ -397,7 +397,8 @@ def dlq_replay(config_path: str, output_name: str | None, ids: tuple[int, ...], 
             missing = sorted(set(ids) - {e.id for e in found})
             if missing:
                 raise click.ClickException(f"no DLQ entry #{', #'.join(map(str, missing))}")
-            outputs = {e.output for e in found if output_name is None or e.output == output_name}
+            _check_entries_of(found, output_name)
+            outputs = {e.output for e in found}
         else:
             outputs = {e.output for e in spool.dlq_list(output_name, limit=1_000_000)}
         unknown = sorted(o for o in outputs if o not in cfg.outputs)
@@ -431,6 +432,15 @@ def dlq_purge(config_path: str, output_name: str | None, older_than: str | None,
     with _spool(_load(config_path)) as spool:
         n = spool.dlq_purge(output=output_name, older_than_ms=older_ms, ids=list(ids) if ids else None)
     click.echo(f"purged {n} DLQ entries")
+
+
+def _check_entries_of(entries: list[Any], output: str | None) -> None:
+    """``--id`` with ``--output``: an entry of another output would be skipped without a word (and
+    "replay requested for 0 DLQ entries" read as done), so name the mismatch instead."""
+    other = [e for e in entries if output is not None and e.output != output]
+    if other:
+        raise click.ClickException("; ".join(f"DLQ entry #{e.id} belongs to output {e.output!r}, not "
+                                             f"{output!r}" for e in other))
 
 
 def _dlq_dict(e: Any, replay_requested: bool) -> dict[str, Any]:

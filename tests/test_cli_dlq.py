@@ -89,3 +89,12 @@ def test_status_shows_dlq_count_and_last_reason(setup):
     text = run("status", config=cfg).output
     assert "DLQ 3, 3 waiting for replay, last reason: HTTP 400 mapper_parsing_exception" in text
     assert "DLQ 2, last reason: HEC 6 invalid data format" in text
+
+
+def test_replay_of_an_id_of_another_output_says_so(setup):
+    cfg, spool = setup
+    es_id = spool.dlq_list("es")[0].id
+    r = run("dlq", "replay", "--output", "splunk", "--id", str(es_id), config=cfg)
+    assert r.exit_code == 1, r.output
+    assert f"DLQ entry #{es_id} belongs to output 'es', not 'splunk'" in r.output
+    assert spool.dlq_replay_ids() == set()
