@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
 #: Bytes: one attempt's body (sum of the encoded events), 1 KiB .. 64 MiB.
 BYTES_BUCKETS = tuple(float(1024 * 4**i) for i in range(9))
+#: Seconds of delivery counts kept for ``OutputStats.rate`` (its window is at most this long).
+RATE_SECONDS = 120
 
 
 class Histogram:
@@ -74,14 +76,21 @@ class OutputStats:
     requests: dict[str, int] = field(default_factory=dict)
     request_seconds: Histogram = field(default_factory=lambda: Histogram(LATENCY_BUCKETS))
     batch_bytes: Histogram = field(default_factory=lambda: Histogram(BYTES_BUCKETS))
-    _recent: deque[tuple[float, int]] = field(default_factory=lambda: deque(maxlen=120))
+    #: ``[second, events delivered in it]``: one entry per second, not per batch (a 10 ms
+    #: ``batch_max_wait`` closes up to 100 batches a second, and a bounded list of those covered only
+    #: the last second or two of the minute ``rate()`` divides by).
+    _recent: deque[list[int]] = field(default_factory=lambda: deque(maxlen=RATE_SECONDS))
 
     def note_delivered(self, n: int) -> None:
         now = time.time()
         self.delivered += n
         self.last_success_ms = int(now * 1000)
         self.healthy = True
-        self._recent.append((now, n))
+        second = int(now)
+        if self._recent and self._recent[-1][0] == second:
+            self._recent[-1][1] += n
+        else:
+            self._recent.append([second, n])
 
     def note_failure(self, reason: str) -> None:
         self.failed_attempts += 1
@@ -97,7 +106,7 @@ class OutputStats:
     def rate(self, window_s: float = 60.0) -> float:
         """Events per second delivered over the last ``window_s`` seconds."""
         now = time.time()
-        total = sum(n for t, n in self._recent if now - t <= window_s)
+        total = sum(n for t, n in self._recent if now - t < window_s)
         return total / window_s
 
 

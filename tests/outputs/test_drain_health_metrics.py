@@ -112,3 +112,18 @@ def test_metrics_expose_every_per_output_figure(spool):
     assert value("clawd_agent_output_rate_limit_events_per_second") == 0
     assert value("clawd_agent_dlq_events") == 5
     assert value("clawd_agent_output_healthy") == 1
+
+
+def test_the_delivery_rate_counts_every_batch_of_the_window(monkeypatch):
+    """`status` shows ``rate()``: 100 events/s in batches of one (batch_max_wait is 10 ms, so a
+    moderate stream closes a batch per event or two) must read 100/s, not what the last 120 batches
+    held spread over the whole minute."""
+    clock = [1_000.0]
+    monkeypatch.setattr("outputs.stats.time.time", lambda: clock[0])
+    st = OutputStats()
+    for _ in range(6_000):
+        clock[0] += 0.01
+        st.note_delivered(1)
+    assert st.rate() == pytest.approx(100, rel=0.03)
+    clock[0] += 120
+    assert st.rate() == 0
