@@ -86,6 +86,10 @@ def collect_status(config: AgentConfig) -> dict[str, Any]:
                             "events_per_s": extra.get("rate_limit_events", 0.0)} if running else None),
         }
     orphans = sorted(set(cursors) - set(config.outputs))
+    # Entries of a removed output stay (the DLQ has no retention) and count in clawd_agent_dlq_events:
+    # show them too, or the operator never learns they are there to purge.
+    orphan_dlq = {name: {"count": d["count"], "last_reason": d["last_reason"]}
+                  for name, d in dlq_info.items() if name not in config.outputs}
 
     health = aggregate_health([o["healthy"] for o in outputs.values() if o["enabled"]]) if running \
         else "stopped"
@@ -104,6 +108,7 @@ def collect_status(config: AgentConfig) -> dict[str, Any]:
         "inputs": inputs,
         "outputs": outputs,
         "orphan_cursors": orphans,
+        "orphan_dlq": orphan_dlq,
     }
 
 
@@ -204,4 +209,9 @@ def render_status(st: dict[str, Any]) -> str:
             lines.append(f"  {'':<{nw}} {'; '.join(notes)}")
     if st.get("orphan_cursors"):
         lines.append(f"  cursors of outputs no longer configured: {', '.join(st['orphan_cursors'])}")
+    if st.get("orphan_dlq"):
+        dlqs = ", ".join(f"{n} {d['count']} (last reason: {d['last_reason'] or '-'})"
+                         for n, d in st["orphan_dlq"].items())
+        lines.append(f"  DLQ entries of outputs no longer configured: {dlqs}; "
+                     "`clawd-agent dlq purge --output NAME` removes them")
     return "\n".join(lines) + "\n"

@@ -98,3 +98,15 @@ def test_replay_of_an_id_of_another_output_says_so(setup):
     assert r.exit_code == 1, r.output
     assert f"DLQ entry #{es_id} belongs to output 'es', not 'splunk'" in r.output
     assert spool.dlq_replay_ids() == set()
+
+
+def test_status_shows_the_dlq_of_an_output_no_longer_configured(setup, tmp_path):
+    cfg, _ = setup
+    text = (tmp_path / "agent.toml").read_text()
+    (tmp_path / "agent.toml").write_text(text.replace('[outputs.es]\ntype = "stdout"\n', ""))
+    st = orjson.loads(run("status", "--json", config=cfg).output)
+    assert "es" not in st["outputs"]
+    assert st["orphan_dlq"] == {"es": {"count": 3, "last_reason": "HTTP 400 mapper_parsing_exception"}}
+    text = run("status", config=cfg).output
+    assert ("DLQ entries of outputs no longer configured: es 3 (last reason: HTTP 400 "
+            "mapper_parsing_exception)") in text
