@@ -22,6 +22,10 @@ import orjson
 from agent.config import DEFAULT_CONFIG_PATH, AgentConfig, load_config
 from agent.config_loader import ConfigError
 
+#: SQLite's largest integer: a bigger id, count, seq or time cannot be looked up (the driver raises
+#: OverflowError), so it is a usage error.
+SQLITE_INT_MAX = 2**63 - 1
+
 CONFIG_OPTION = click.option(
     "-c", "--config", "config_path", envvar="CLAWD_AGENT_CONFIG", default=DEFAULT_CONFIG_PATH,
     show_default=True, type=click.Path(dir_okay=False), help="agent.toml to use ($CLAWD_AGENT_CONFIG).")
@@ -75,6 +79,8 @@ def _spool_errors(path: str) -> Iterator[None]:
                                    "is writing); nothing was changed, try again") from None
     except sqlite3.DatabaseError as exc:
         raise click.ClickException(f"{path} is not a usable spool: {exc}") from None
+    except OverflowError:  # only the driver binds our numbers: an id, --limit, --count or --seq
+        raise click.BadParameter(f"a number above {SQLITE_INT_MAX}, the largest the spool holds") from None
 
 
 def _echo_json(obj: Any) -> None:
@@ -175,9 +181,13 @@ def _parse_since(value: str) -> int:
     from agent.config_types import Duration
 
     try:
-        return int((time.time() - Duration.parse(value)) * 1000)
+        ms = (time.time() - Duration.parse(value)) * 1000
     except ValueError:
         pass
+    else:
+        if ms < -SQLITE_INT_MAX:
+            raise click.BadParameter(f"{value!r} is too long ago")
+        return int(ms)
     try:
         dt = datetime.fromisoformat(value.replace("Z", "+00:00"))
     except ValueError:

@@ -51,3 +51,18 @@ def test_a_file_that_is_not_a_spool_is_a_clear_error(tmp_path, args):
     r = CliRunner().invoke(cli, [*args, "-c", cfg])
     assert r.exit_code == 1 and isinstance(r.exception, SystemExit), r.exception
     assert "Error:" in r.output and "spool.db" in r.output and "not a" in r.output
+
+
+@pytest.mark.parametrize("args", [("dlq", "show", "9" * 20), ("quarantine", "show", "9" * 20),
+                                  ("dlq", "purge", "--id", "9" * 20, "--yes"),
+                                  ("dlq", "replay", "--id", "9" * 20),
+                                  ("dlq", "list", "--limit", "9" * 20),
+                                  ("dlq", "purge", "--older-than", "9" * 20 + "d", "--yes"),
+                                  ("cursor", "rewind", "a", "--count", "9" * 20),
+                                  ("cursor", "rewind", "a", "--since", "9" * 20 + "d")],
+                         ids=lambda a: " ".join(a[:3]))
+def test_a_number_beyond_what_the_spool_stores_is_a_usage_error(spool_setup, args):
+    cfg, _ = spool_setup
+    r = CliRunner().invoke(cli, [*args, "-c", cfg])
+    assert r.exit_code == 2 and isinstance(r.exception, SystemExit), r.exception
+    assert "Error: Invalid value" in r.output
