@@ -68,7 +68,7 @@ class Supervisor:
         self._stopping = False
         self._signal = DataSignal()
         self._stats_cache: tuple[float, int, dict[str, Any]] = (-1e9, -1, {})
-        self._recorded: dict[str, tuple[int, int, int]] = {}
+        self._recorded: dict[str, tuple[int, int]] = {}
 
     # -- start ---------------------------------------------------------------------------------
     def start(self) -> None:
@@ -207,13 +207,13 @@ class Supervisor:
         self.spool.set_input_stats({n: _input_status(i) for n, i in self.inputs.items()})
         for name, drain in list(self.drains.items()):
             st = drain.stats
-            last = self._recorded.get(name, (0, 0, 0))
+            last = self._recorded.get(name, (0, 0))
             # Snapshot first: the write yields to the hub, and the drain keeps counting meanwhile.
-            now_counts = (st.delivered, st.failed_attempts, st.dlq)
+            # (DLQ'd events are counted by Spool.dlq_add as it stores them.)
+            now_counts = (st.delivered, st.failed_attempts)
             self.spool.record_output_state(
                 name, success_ms=st.last_success_ms, error_ms=st.last_error_ms, error=st.last_error,
-                delivered=now_counts[0] - last[0], failed=now_counts[1] - last[1],
-                dlq=now_counts[2] - last[2], extra=output_extra(drain))
+                delivered=now_counts[0] - last[0], failed=now_counts[1] - last[1], extra=output_extra(drain))
             self._recorded[name] = now_counts
 
     def _prune_loop(self) -> None:

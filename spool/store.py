@@ -1055,11 +1055,11 @@ class Spool:
         error: str | None = None,
         delivered: int = 0,
         failed: int = 0,
-        dlq: int = 0,
         extra: dict[str, Any] | None = None,
     ) -> None:
         """Add to an output's persisted totals and set its last success / error (``None`` = unchanged).
-        ``extra`` replaces the stored extra JSON when given."""
+        ``extra`` replaces the stored extra JSON when given. The DLQ total is not among them: ``dlq_add``
+        counts the rows it stores, in their own transaction."""
         self._write(
             lambda c: _upsert_output_state(
                 c,
@@ -1070,7 +1070,6 @@ class Spool:
                 error=error,
                 delivered=delivered,
                 failed=failed,
-                dlq=dlq,
                 extra=extra,
             )
         )
