@@ -162,9 +162,18 @@ class Secret:
                 raise ValueError(f"cannot read secret file {self._path}: {exc.strerror}") from None
             stamp = (st.st_mtime_ns, st.st_size)
             if stamp != self._stamp:
-                self._value = Path(self._path).read_text(encoding="utf-8").strip()
+                self._value = self._read()
                 self._stamp = stamp
             return self._value or ""
+
+    def _read(self) -> str:
+        """The file's text; a failed read (a directory, no permission, gone since the stat mid-rotation)
+        is the same ValueError as a failed stat, which callers turn into a config or credential error."""
+        assert self._path is not None
+        try:
+            return Path(self._path).read_text(encoding="utf-8").strip()
+        except OSError as exc:
+            raise ValueError(f"cannot read secret file {self._path}: {exc.strerror}") from None
 
     def refresh(self) -> None:
         """Force a re-read of a file: secret (after an authentication failure)."""

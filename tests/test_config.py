@@ -96,6 +96,13 @@ def test_missing_secret_file_is_a_config_error(tmp_path):
         parse_config(MINIMAL + f"[inputs.h]\ntype = 'http'\nbearer_token = 'file:{tmp_path}/nope'\n")
 
 
+def test_secret_file_that_exists_but_cannot_be_read_is_a_config_error(tmp_path):
+    """stat() succeeds but the read fails (a directory here; a file of mode 0600 owned by another user
+    alike): the same ValueError as a missing file, not a bare OSError with a traceback."""
+    with pytest.raises(ConfigError, match="cannot read secret file"):
+        parse_config(MINIMAL + f"[inputs.h]\ntype = 'http'\nbearer_token = 'file:{tmp_path}'\n")
+
+
 @pytest.mark.parametrize(("raw", "value"), [(10, 10), ("1KiB", 1024), ("2 MB", 2_000_000), ("1GiB", 1024**3)])
 def test_sizes(raw, value):
     assert Size.parse(raw) == value

@@ -373,6 +373,20 @@ def test_unreadable_secret_file_is_a_transport_error(server: MockServer, app: Re
     assert client.secrets() == []  # nothing readable, nothing to redact, no exception
 
 
+def test_secret_file_that_cannot_be_read_is_a_transport_error(server: MockServer, app: Recorder,
+                                                               tmp_path: Path) -> None:
+    """The file is there (stat works) but reading it fails: still a retryable TransportError."""
+    f = tmp_path / "token"
+    f.write_text(TOKEN_CANARY)
+    client = make_client(headers={"Authorization": Secret.parse(f"file:{f}")})
+    f.unlink()
+    f.mkdir()
+    with pytest.raises(TransportError, match="CredentialError: cannot read secret file") as info:
+        client.request("POST", url_of(server), BODY)
+    assert_clean_error(info.value, url_of(server))
+    assert app.requests == [] and client.secrets() == []
+
+
 def test_secrets_lists_header_values_their_credentials_and_proxy_parts() -> None:
     client = make_client(headers={"Authorization": Secret(f"Splunk {TOKEN_CANARY}")},
                          proxy=Secret(f"http://{PROXY_USER}:{PROXY_PASS}%40x@127.0.0.1:3128"))
