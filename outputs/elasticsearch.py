@@ -292,6 +292,9 @@ class ElasticsearchOutput(HttpOutput):
         if self.config.bootstrap:
             self.bootstrap_warnings = self._bootstrap()
 
+    def host_count(self) -> int:
+        return len(self.hosts)
+
     def client_auth(self) -> dict[str, str]:
         c = self.config
         if c.api_key is not None:

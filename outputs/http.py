@@ -280,13 +280,13 @@ class HttpClient:
     metrics: requests by status class and send latency); it gets ``"error"`` for transport errors.
     """
 
-    def __init__(self, config: HttpOutputConfig, *, pool_size: int = 4,
+    def __init__(self, config: HttpOutputConfig, *, pool_size: int = 4, hosts: int = 1,
                  on_response: Callable[[str, float], None] | None = None,
                  auth: Callable[[], Mapping[str, str]] | None = None):
-        """``auth()`` returns the output's credential headers, built from its secrets at each
-        request: a ``file:`` secret that cannot be read then becomes a retryable
-        ``TransportError("CredentialError: ...")`` here, like a configured header's, and its values
-        are redacted from excerpts by ``secrets()``."""
+        """``hosts``: how many hosts the output sends to (a pool is kept for each). ``auth()``
+        returns the output's credential headers, built from its secrets at each request: a ``file:``
+        secret that cannot be read then becomes a retryable ``TransportError("CredentialError: ...")``
+        here, like a configured header's, and its values are redacted from excerpts by ``secrets()``."""
         import requests
         import requests.adapters
         import urllib3.exceptions
@@ -302,10 +302,12 @@ class HttpClient:
         self._on_response = on_response
         self._session = requests.Session()
         self._session.trust_env = False  # no surprise proxies or netrc credentials from the env
-        # pool_connections: host pools kept (an output may reach a second host, e.g. a proxy);
+        # pool_connections: host pools kept, one for each host of the output at least: urllib3 closes
+        # the least recently used pool beyond it, so round robin over more hosts (Elasticsearch
+        # nodes) would open a new connection, TLS handshake included, for every request.
         # pool_maxsize: connections kept per host = the output's in-flight requests.
-        adapter = requests.adapters.HTTPAdapter(pool_connections=4, pool_maxsize=max(1, pool_size),
-                                                max_retries=0)
+        adapter = requests.adapters.HTTPAdapter(pool_connections=max(4, hosts),
+                                                pool_maxsize=max(1, pool_size), max_retries=0)
         self._session.mount("https://", adapter)
         self._session.mount("http://", adapter)
         if not config.tls_verify:
@@ -447,10 +449,15 @@ class HttpOutput(Output):
         applies at once)."""
         return {}
 
+    def host_count(self) -> int:
+        """How many hosts this output sends to: its client keeps a connection pool for each."""
+        return 1
+
     def client(self) -> HttpClient:
         if self._client is None:
             self._client = HttpClient(self.config, pool_size=self.send_slots + self.extra_connections,
-                                      on_response=self.on_response, auth=self.client_auth)
+                                      hosts=self.host_count(), on_response=self.on_response,
+                                      auth=self.client_auth)
         return self._client
 
     def close(self) -> None:

@@ -5,6 +5,7 @@ health, failover, and credentials that never leak."""
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import logging
 import socket
@@ -664,6 +665,30 @@ def test_round_robin_spreads_requests_over_hosts() -> None:
         for k in range(6):
             assert out.send(make_items(1, start=k, out=out)).status is Status.DELIVERED
         assert [a.stats()["bulk_requests"] for a in apps] == [3, 3]
+
+
+def test_round_robin_over_many_hosts_keeps_one_connection_per_host() -> None:
+    """Every host keeps its pooled connection, however many hosts the output lists (a pool per host
+    evicted in turn would mean a new TCP and TLS handshake on every request)."""
+    import threading
+
+    apps = [ElasticsearchMock() for _ in range(6)]
+    threads: list[set[int]] = [set() for _ in apps]
+    for app, seen in zip(apps, threads, strict=True):
+        handle = app.handle
+
+        def recording(req: Any, handle: Any = handle, seen: set[int] = seen) -> Any:
+            seen.add(threading.get_ident())  # one server thread per connection
+            return handle(req)
+
+        app.handle = recording  # type: ignore[method-assign]
+    with contextlib.ExitStack() as stack:
+        servers = [stack.enter_context(MockServer(app)) for app in apps]
+        out = output([s.url for s in servers])
+        for k in range(3 * len(apps)):
+            assert out.send(make_items(1, start=k, out=out)).status is Status.DELIVERED
+        assert [a.stats()["bulk_requests"] for a in apps] == [3] * len(apps)
+        assert [len(seen) for seen in threads] == [1] * len(apps)
 
 
 def test_real_ecs_documents_of_every_fixture_event_index_through_the_bootstrapped_template(
