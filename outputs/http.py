@@ -95,6 +95,9 @@ class HttpOutputConfig(OutputConfig):
             raise ValueError("compression_level: expected 1..9")
         if self.client_key and not self.client_cert:
             raise ValueError("client_key: needs client_cert")
+        for key in ("connect_timeout", "request_timeout"):  # urllib3 refuses 0 on every request
+            if getattr(self, key) <= 0:
+                raise ValueError(f"{key}: expected more than 0")
 
 
 class TransportError(Exception):

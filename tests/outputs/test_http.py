@@ -958,6 +958,8 @@ def test_config_loads_headers_and_proxy_as_secrets(tmp_path: Path) -> None:
     ({"compression_level": 10}, "compression_level"),
     ({"client_key": "/k.pem"}, "client_key"),
     ({"compression": "br"}, "compression"),
+    ({"connect_timeout": 0}, "connect_timeout"),  # urllib3 refuses 0: every request would fail
+    ({"request_timeout": "0s"}, "request_timeout"),
 ])
 def test_config_validation(table: dict[str, object], message: str) -> None:
     with pytest.raises(ConfigError, match=message):
