@@ -339,6 +339,7 @@ class ElasticsearchOutput(HttpOutput):
         client = self.client()
         order = self._order() if fail_over else self._order()[:1]
         errors: list[str] = []
+        auth_failure = False
         for i in order:
             try:
                 resp = client.request(method, self.hosts[i] + path, body, headers,
@@ -346,10 +347,11 @@ class ElasticsearchOutput(HttpOutput):
             except TransportError as exc:
                 self._down_until[i] = time.monotonic() + float(self.config.host_down_for)
                 errors.append(f"node {i + 1}/{len(self.hosts)}: {exc}")
+                auth_failure = auth_failure or exc.auth_failure
                 continue
             self._down_until[i] = 0.0
             return resp
-        raise TransportError("; ".join(errors))
+        raise TransportError("; ".join(errors), auth_failure=auth_failure)
 
     # ---------------------------------------------------------------------------- delivery
 
@@ -358,7 +360,7 @@ class ElasticsearchOutput(HttpOutput):
         try:
             resp = self._request("POST", BULK_PATH, body, {"Content-Type": NDJSON})
         except TransportError as exc:
-            return Outcome.retry(f"bulk: {exc}")
+            return Outcome.retry(f"bulk: {exc}", auth_failure=exc.auth_failure)
         if resp.status != 200:
             return self._request_failure(resp)
         head = resp.body[:80].replace(b" ", b"")

@@ -103,7 +103,13 @@ class HttpOutputConfig(OutputConfig):
 class TransportError(Exception):
     """The request did not get an HTTP answer (DNS, refused, reset, TLS, timeout). Retryable.
 
-    ``str()`` is safe to log: the error class and the OS reason, never the URL."""
+    ``str()`` is safe to log: the error class and the OS reason, never the URL. ``auth_failure``: the
+    proxy refused its credentials on the ``CONNECT`` of an https:// request (the 407 an http:// one
+    gets as an answer), so the output reports an authentication failure alike."""
+
+    def __init__(self, message: str, *, auth_failure: bool = False):
+        super().__init__(message)
+        self.auth_failure = auth_failure
 
 
 @dataclass(frozen=True, slots=True)
@@ -391,6 +397,7 @@ class HttpClient:
             send_headers["Content-Encoding"] = "gzip"
         timeouts = (timeout, timeout) if timeout is not None else self._timeout
         error = ""
+        proxy_auth = False
         try:
             r = self._session.request(method, url, data=body, headers=send_headers,
                                       timeout=timeouts, proxies=proxies, allow_redirects=False,
@@ -401,11 +408,12 @@ class HttpClient:
                 r.close()  # back to the pool when fully read; the socket is dropped otherwise
         except _send_errors() as exc:
             error = describe_transport_error(exc)
+            proxy_auth = tunnel_status(exc) == "407"
         # Raised outside the handler so the TransportError carries no __context__: requests'
         # exceptions hold the URL, and a webhook URL is a secret.
         if error:
             self._report("error", started)
-            raise TransportError(error)
+            raise TransportError(error, auth_failure=proxy_auth)
         elapsed = self._report(status_class(r.status_code), started)
         return HttpResponse(r.status_code, r.headers, content, elapsed)
 
@@ -602,11 +610,9 @@ def describe_transport_error(exc: BaseException) -> str:
               and isinstance(inner.errno, int) and inner.strerror):
             reason = _clean_reason(inner.strerror)
     if isinstance(exc, requests.exceptions.ProxyError):
-        # http.client: "Tunnel connection failed: 407 Proxy Authentication Required" (CONNECT)
-        texts = " | ".join(str(a) for e in _chain(exc) for a in e.args if isinstance(a, str))
-        m = _TUNNEL_STATUS.search(texts)
-        if m:
-            reason = f"proxy refused the tunnel (HTTP {m.group(1)})"
+        status = tunnel_status(exc)
+        if status:
+            reason = f"proxy refused the tunnel (HTTP {status})"
         elif not reason:
             reason = "proxy refused or unreachable"
     if not reason and isinstance(exc, requests.exceptions.SSLError):
@@ -617,6 +623,18 @@ def describe_transport_error(exc: BaseException) -> str:
 
 
 _TUNNEL_STATUS = re.compile(r"Tunnel connection failed: (\d{3})")
+
+
+def tunnel_status(exc: BaseException) -> str:
+    """The status a proxy refused a ``CONNECT`` with ("407"), or "" (http.client's message:
+    "Tunnel connection failed: 407 Proxy Authentication Required")."""
+    import requests
+
+    if not isinstance(exc, requests.exceptions.ProxyError):
+        return ""
+    texts = " | ".join(str(a) for e in _chain(exc) for a in e.args if isinstance(a, str))
+    m = _TUNNEL_STATUS.search(texts)
+    return m.group(1) if m else ""
 
 
 def _chain(exc: BaseException, depth: int = 8) -> list[BaseException]:

@@ -394,7 +394,7 @@ class SplunkHecOutput(HttpOutput):
             if ch is not None and self.acks is not None:
                 # HEC may have taken it and given it an ackId this output never saw.
                 self.acks.ack_space_unknown(ch)
-            return Outcome.retry(f"hec: {exc}")
+            return Outcome.retry(f"hec: {exc}", auth_failure=exc.auth_failure)
         answer = parse_hec_answer(resp.body)
         code = hec_code(answer)
         if ch is not None and self.acks is not None and code is None and \

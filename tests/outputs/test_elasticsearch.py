@@ -32,6 +32,8 @@ from outputs.elasticsearch import (
 )
 from outputs.mocks.elasticsearch import ElasticsearchMock, ItemFault
 from outputs.mocks.server import Fault, MockServer
+from tests.certs import TlsFiles, tls_files  # noqa: F401 - the fixture
+from tests.outputs.proxy import Proxy
 from tests.shared_paths import FIXTURES, SCHEMAS
 from transforms.config import FieldsConfig
 
@@ -665,6 +667,18 @@ def test_round_robin_spreads_requests_over_hosts() -> None:
         for k in range(6):
             assert out.send(make_items(1, start=k, out=out)).status is Status.DELIVERED
         assert [a.stats()["bulk_requests"] for a in apps] == [3, 3]
+
+
+def test_proxy_refusing_its_credentials_on_connect_is_an_auth_failure(tls_files: TlsFiles  # noqa: F811
+                                                                       ) -> None:
+    app = ElasticsearchMock()
+    with MockServer(app, certfile=str(tls_files.server_cert), keyfile=str(tls_files.server_key)) as server, \
+            Proxy("shipper", "right-password") as proxy:
+        out = output(server.url, proxy=Secret(f"http://shipper:wrong-password@127.0.0.1:{proxy.port}"),
+                     ca_file=str(tls_files.ca_cert))
+        outcome = out.send(make_items(1, out=out))
+        assert outcome.status is Status.RETRY and "407" in outcome.reason and outcome.auth_failure
+        assert app.stats()["bulk_requests"] == 0
 
 
 def test_round_robin_over_many_hosts_keeps_one_connection_per_host() -> None:

@@ -541,6 +541,7 @@ def test_wrong_proxy_credentials_https_is_a_clean_transport_error(tls_server: Mo
     client = make_client(proxy=Secret(wrong), ca_file=str(tls_files.ca_cert))
     err = send_expecting_error(client, url_of(tls_server))
     assert "407" in str(err)
+    assert err.auth_failure  # like the 407 answer of an http:// destination: credentials re-read
     assert_clean(str(err), wrong, f"{proxy.port}")
 
 
@@ -553,6 +554,7 @@ def test_unreachable_proxy_error_never_shows_its_credentials(scheme: str, tls_fi
     client = make_client(proxy=Secret(proxy_url), ca_file=str(tls_files.ca_cert))
     err = send_expecting_error(client, f"{scheme}://127.0.0.1:9/{PATH_CANARY}")
     assert_clean(str(err), proxy_url, str(port))
+    assert not err.auth_failure
 
 
 def test_proxy_with_an_unsupported_scheme_is_refused_without_the_url() -> None:

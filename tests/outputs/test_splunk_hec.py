@@ -30,6 +30,8 @@ from outputs.splunk_hec import (
     SplunkHecOutputConfig,
     collector_paths,
 )
+from tests.certs import TlsFiles, tls_files  # noqa: F401 - the fixture
+from tests.outputs.proxy import Proxy
 
 TOKEN = "canary-7f3e9b2c-hec-token-do-not-leak"
 ACK_TOKEN = "canary-ack-5d1a0e44-hec-token"
@@ -859,6 +861,21 @@ def test_header_secrets_from_files_are_re_read_on_refresh(hec: tuple[RecordingHe
     out.refresh_credentials()
     out.send(items(out, 1))
     assert app.requests[-1].headers["X-Gateway-Key"] == "gateway-key-2"
+
+
+def test_proxy_refusing_its_credentials_on_connect_is_an_auth_failure(tls_files: TlsFiles  # noqa: F811
+                                                                       ) -> None:
+    """An https:// endpoint through a proxy whose credentials are wrong (the tunnel's 407): an
+    authentication failure like a 407 answer of an http:// one, so ``file:`` secrets are re-read."""
+    app = RecordingHec([HecToken(TOKEN)])
+    with MockServer(app, certfile=str(tls_files.server_cert), keyfile=str(tls_files.server_key)) as server, \
+            Proxy("shipper", "right-password") as proxy:
+        wrong = f"http://shipper:wrong-password@127.0.0.1:{proxy.port}"
+        out = make_output(server, proxy=wrong, ca_file=str(tls_files.ca_cert))
+        outcome = out.send(items(out, 1))
+        assert outcome.status is Status.RETRY and "407" in outcome.reason
+        assert outcome.auth_failure and app.requests == []
+        out.close()
 
 
 class EchoingHec(SplunkHecApp):
