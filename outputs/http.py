@@ -305,6 +305,7 @@ class HttpClient:
             path = getattr(config, key)
             if path and not os.path.isfile(path):
                 raise ValueError(f"{key}: no such file {path}")
+        _check_key_unencrypted(config.client_key or config.client_cert)
         if config.proxy is not None:
             _check_proxy(config.proxy.reveal())
         self.config = config
@@ -635,6 +636,25 @@ def tunnel_status(exc: BaseException) -> str:
     texts = " | ".join(str(a) for e in _chain(exc) for a in e.args if isinstance(a, str))
     m = _TUNNEL_STATUS.search(texts)
     return m.group(1) if m else ""
+
+
+#: PEM markers of an encrypted private key: PKCS#8, and the legacy "Proc-Type: 4,ENCRYPTED" header.
+_ENCRYPTED_KEY_MARKERS = (b"-----BEGIN ENCRYPTED PRIVATE KEY-----", b"Proc-Type: 4,ENCRYPTED")
+
+
+def _check_key_unencrypted(path: str) -> None:
+    """Refuse an encrypted client key: with no passphrase given, OpenSSL asks for one on the terminal
+    (an agent run by hand would hang there, every output with it) and fails without a terminal."""
+    if not path:
+        return
+    try:
+        with open(path, "rb") as f:
+            pem = f.read(1 << 20)
+    except OSError as exc:
+        raise ValueError(f"cannot read {path}: {exc.strerror}") from None
+    if any(marker in pem for marker in _ENCRYPTED_KEY_MARKERS):
+        raise ValueError(f"{path}: an encrypted private key is not supported; decrypt it (e.g. "
+                         "openssl pkey -in KEY -out KEY.plain) and protect the file's permissions instead")
 
 
 def _chain(exc: BaseException, depth: int = 8) -> list[BaseException]:

@@ -466,6 +466,27 @@ def test_mtls_succeeds_with_a_combined_cert_and_key_file(mtls_server: MockServer
     assert client.request("POST", url_of(mtls_server), BODY).status == 200
 
 
+@pytest.mark.parametrize("combined", [False, True])
+def test_an_encrypted_client_key_is_refused_with_a_clear_error(tmp_path: Path, tls_files: TlsFiles,  # noqa: F811
+                                                               combined: bool) -> None:
+    """OpenSSL asks for an encrypted key's passphrase on the terminal (the agent run by hand would
+    hang there, blocking every output) and fails without one: refuse it when the client is made."""
+    from cryptography.hazmat.primitives import serialization
+
+    key = serialization.load_pem_private_key(tls_files.client_key.read_bytes(), password=None)
+    encrypted = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                  serialization.BestAvailableEncryption(b"passphrase"))
+    key_file = tmp_path / "client.key"
+    if combined:
+        key_file.write_bytes(tls_files.client_cert.read_bytes() + encrypted)
+        options = {"client_cert": str(key_file)}
+    else:
+        key_file.write_bytes(encrypted)
+        options = {"client_cert": str(tls_files.client_cert), "client_key": str(key_file)}
+    with pytest.raises(ValueError, match="encrypted private key"):
+        make_client(ca_file=str(tls_files.ca_cert), **options)
+
+
 def test_mtls_fails_without_a_client_cert(mtls_server: MockServer, app: Recorder,
                                           tls_files: TlsFiles) -> None:  # noqa: F811
     client = make_client(ca_file=str(tls_files.ca_cert))
