@@ -213,6 +213,7 @@ class Drain:
                 rows = self.reader.read_after(self._read_pos, self._chunk)
                 if rows:
                     self._consume(rows)
+                    self._flush_if_aged()
                     continue
                 batcher = self._batcher
                 if batcher.pending:
@@ -265,6 +266,16 @@ class Drain:
         batch = self._batcher.close(self._read_pos)
         if batch is not None:
             self._dispatch(batch)
+
+    def _flush_if_aged(self) -> None:
+        """Send the open batch once its oldest event waited ``batch_max_wait``, also while reads keep
+        finding rows: those may all be skipped (filtered, routed elsewhere), and a stream that never
+        pauses must not hold a matching event back until ``batch_max_events`` more match. Not while
+        every send slot is busy: the batch could not leave sooner, so it keeps growing meanwhile."""
+        batcher = self._batcher
+        if (batcher.pending and batcher.age(time.monotonic()) >= self.config.batch_max_wait
+                and self._pool.free_count() > 0 and len(self._window) < self._window_size):
+            self._flush()
 
     def _consume(self, rows: list[SpoolRow]) -> None:
         """Batch one chunk of rows, skipping the ranges a previous run already finished."""

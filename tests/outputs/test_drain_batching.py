@@ -117,3 +117,39 @@ def test_an_output_that_only_encodes_from_events_gets_bytes_in_send(spool):
     default = Fake("g", cfg(filter=filt), rule=lambda b: keep.extend(i.event["n"] for i in b))
     run_until(Drain(default, spool, spool.reader()), caught_up(spool, "g"))
     assert keep == [0, 1, 2, 3]  # an output that reads events in send() still gets them
+
+
+class _Trickle:
+    """A reader over a stream that never pauses: each read takes a few ms and finds a few new rows."""
+
+    def __init__(self, reader, rows_per_read: int = 10, seconds_per_read: float = 0.005):
+        self.reader, self.rows, self.seconds = reader, rows_per_read, seconds_per_read
+        self.pos = 0
+
+    def read_after(self, seq: int, limit: int):
+        gevent.sleep(self.seconds)
+        rows = self.reader.read_after(seq, min(limit, self.rows))
+        if rows:
+            self.pos = rows[-1].seq
+        return rows
+
+    def __getattr__(self, name):
+        return getattr(self.reader, name)
+
+
+def test_a_partial_batch_leaves_after_batch_max_wait_while_filtered_rows_keep_coming(spool):
+    """Before, the age of a pending batch was looked at only when a read found nothing: behind a
+    stream of rows the filter skips (a backlog, a busy host), a critical event waited for the stream
+    to pause or for batch_max_events more matches, however long that took."""
+    from outputs.base import FilterConfig
+
+    fill(spool, 1, severity="critical", allowed=False)
+    fill(spool, 400, start=1)
+    reader = _Trickle(spool.reader())
+    seen_at: list[int] = []
+    out = Fake("f", cfg(batch_max_events=100, batch_max_wait=0.02,
+                        filter=FilterConfig(min_severity="critical")),
+               rule=lambda batch: seen_at.append(reader.pos))
+    run_until(Drain(out, spool, reader), caught_up(spool, "f"))
+    assert out.sent == [[0]]
+    assert seen_at[0] < 200, f"sent only once the reader reached seq {seen_at[0]} of 401"
