@@ -117,9 +117,21 @@ class OutputConfig:
             raise ValueError("healthcheck_timeout: expected more than 0")
         self.transform_config().validate()
 
+    def check_route(self, values: dict[str, str]) -> None:
+        """Raise ``ValueError`` for route values (a routing rule's ``set``, this output's own or one
+        redirecting here) this output cannot deliver with, so the rule fails at load rather than each
+        of its events at the destination. Outputs that read no route values accept any."""
+
     def transform_config(self) -> TransformConfig:
         """The transform keys of this output, as the pipeline builder takes them."""
         return TransformConfig(**{f.name: getattr(self, f.name) for f in dataclasses.fields(TransformConfig)})
+
+
+def check_route_keys(values: dict[str, str], known: tuple[str, ...], output_type: str) -> None:
+    """An unknown key in a rule's ``set`` would be ignored without a word (e.g. ``idx``)."""
+    for key in values:
+        if key not in known:
+            raise ValueError(f"unknown key {key!r} ({output_type} reads: {', '.join(known)})")
 
 
 @dataclass(slots=True)

@@ -70,7 +70,7 @@ import orjson
 from agent.caches import put_bounded
 from agent.config_loader import doc, secret_field
 from agent.config_types import Duration, Secret
-from outputs.base import DeliveryItem, Outcome, Status
+from outputs.base import DeliveryItem, Outcome, Status, check_route_keys
 from outputs.http import (
     HttpOutput,
     HttpOutputConfig,
@@ -97,6 +97,8 @@ DEFAULT_ILM_POLICY = "clawdstrike-security"
 DATED_ILM_POLICY = "clawdstrike-security-dated"
 _PREFIX_CACHE_MAX = 1024
 _INDEX_NAME_FORBIDDEN = re.compile(r'[\\/*?"<>| ,#:A-Z]')
+#: The route values ``encode`` reads (``_route_index``).
+ROUTE_KEYS = ("index", "dataset", "namespace")
 
 
 @dataclass
@@ -152,10 +154,25 @@ class ElasticsearchOutputConfig(HttpOutputConfig):
             raise ValueError("set only one of api_key, username/password, bearer_token")
         if (self.password is None) != (not self.username):
             raise ValueError("username and password go together")
-        target = self.index or data_stream_name(self.data_stream_dataset, self.data_stream_namespace)
-        probe = target.replace("%Y", "2026").replace("%m", "01").replace("%d", "01")
-        if _INDEX_NAME_FORBIDDEN.search(probe) or probe.startswith(("-", "_", "+")):
-            raise ValueError(f"invalid index name {target!r} (lowercase, no spaces or \\/*?\"<>|,#:)")
+        check_index_name(self.index or data_stream_name(self.data_stream_dataset,
+                                                        self.data_stream_namespace))
+
+    def check_route(self, values: dict[str, str]) -> None:
+        """The index a rule's values name (as ``ElasticsearchOutput._route_index`` builds it) must be
+        one Elasticsearch accepts: otherwise every event of the rule is refused with a 400."""
+        check_route_keys(values, ROUTE_KEYS, "elasticsearch")
+        if values.get("index"):
+            check_index_name(values["index"])
+        elif values.get("dataset") or values.get("namespace"):
+            check_index_name(data_stream_name(values.get("dataset") or self.data_stream_dataset,
+                                              values.get("namespace") or self.data_stream_namespace))
+
+
+def check_index_name(target: str) -> None:
+    """``ValueError`` for an index name Elasticsearch refuses (``%Y %m %d`` expanded first)."""
+    probe = target.replace("%Y", "2026").replace("%m", "01").replace("%d", "01")
+    if _INDEX_NAME_FORBIDDEN.search(probe) or probe.startswith(("-", "_", "+")):
+        raise ValueError(f"invalid index name {target!r} (lowercase, no spaces or \\/*?\"<>|,#:)")
 
 
 def data_stream_name(dataset: str, namespace: str) -> str:

@@ -17,11 +17,13 @@ redirected to. An event redirected to B by A and also accepted by B itself is de
 with the redirecting rule's values; redirected to B by two outputs, it gets the values of the one
 evaluated first (upstream first, then in the order of agent.toml).
 
-Rules are checked at load (``check_routes``): a ``to`` must name another, enabled output (events
-sent to a disabled one would be delivered by nobody and never reach the DLQ), and rules may not form
-a loop (A -> B -> A, directly or through other outputs, even when their ``when``s differ), because
-"B's rules do not apply to what A sent it" has no consistent meaning around a loop. Rules of a
-disabled output still redirect (disabling A stops A's deliveries, not its routing decisions).
+Rules are checked at load (``check_routes``): a rule's ``set`` must suit the output that receives
+its events (``OutputConfig.check_route``: e.g. an index name Elasticsearch accepts), a ``to`` must
+name another, enabled output (events sent to a disabled one would be delivered by nobody and never
+reach the DLQ), and rules may not form a loop (A -> B -> A, directly or through other outputs, even
+when their ``when``s differ), because "B's rules do not apply to what A sent it" has no consistent
+meaning around a loop. Rules of a disabled output still redirect (disabling A stops A's deliveries,
+not its routing decisions).
 """
 
 from __future__ import annotations
@@ -57,7 +59,20 @@ def check_routes(outputs: Mapping[str, OutputConfig]) -> None:
                 raise ValueError(f"{where}: output {rule.to!r} is disabled, so the events this rule "
                                  f"sends there would be delivered by nobody (enable it or remove "
                                  f"the rule)")
+    for name, cfg in outputs.items():
+        for i, rule in enumerate(cfg.routes):
+            _check_set(name, i, rule.set, outputs[rule.to or name])
     redirect_order(outputs)
+
+
+def _check_set(name: str, i: int, values: dict[str, str], receiver: OutputConfig) -> None:
+    """The output that delivers a rule's events (``to``, else the rule's own) judges its ``set``."""
+    if not values:
+        return
+    try:
+        receiver.check_route(values)
+    except ValueError as exc:
+        raise ValueError(f"[outputs.{name}] routes[{i}].set: {exc}") from None
 
 
 def _targets(cfg: OutputConfig, outputs: Mapping[str, OutputConfig]) -> list[str]:

@@ -77,7 +77,7 @@ import orjson
 from agent.config_loader import doc, secret_field
 from agent.config_types import Duration, Secret
 from agent.event import timestamp_to_ms
-from outputs.base import DeliveryItem, Outcome
+from outputs.base import DeliveryItem, Outcome, check_route_keys
 from outputs.http import (
     HttpOutput,
     HttpOutputConfig,
@@ -153,6 +153,9 @@ EVENT_FIELDS: dict[str, Callable[[dict[str, Any]], Any]] = {
     "agent_id": _agent_id,
 }
 
+#: The route values the envelope reads (``SplunkHecOutput._meta``).
+ROUTE_KEYS = ("index", "sourcetype", "source", "host")
+
 #: Default sourcetype per document format when the config leaves it empty.
 SOURCETYPES = {"canonical": "clawdstrike:security_event", "ecs": "clawdstrike:ecs",
                "ocsf": "clawdstrike:ocsf", "cef": "cef"}
@@ -222,6 +225,9 @@ class SplunkHecOutputConfig(HttpOutputConfig):
             raise ValueError("ack_timeout/ack_poll_interval: expected more than 0")
         if self.ack_poll_max_interval < self.ack_poll_interval:
             raise ValueError("ack_poll_max_interval: expected at least ack_poll_interval")
+
+    def check_route(self, values: dict[str, str]) -> None:
+        check_route_keys(values, ROUTE_KEYS, "splunk_hec")
 
 
 def collector_paths(path: str) -> tuple[str, str]:

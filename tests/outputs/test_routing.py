@@ -193,3 +193,50 @@ def test_two_drains_split_the_stream_as_the_rules_say(tmp_path):
     assert got["siem"] == [(n, None) for n in range(6)] + [(n, {"index": "blocks"}) for n in (6, 7, 8)]
     assert got["pager"] == [(9, {"urgency": "page"}), (10, {"urgency": "page"})]
     assert drains[0].stats.filtered == 2 and drains[1].stats.filtered == 9
+
+
+VENDOR_TOML = """
+[agent]
+data_dir = "/tmp/x"
+[inputs.i]
+type = "file"
+paths = ["/tmp/x/*.jsonl"]
+[outputs.es]
+type = "elasticsearch"
+hosts = ["http://127.0.0.1:9200"]
+[outputs.splunk]
+type = "splunk_hec"
+endpoint = "http://127.0.0.1:8088"
+token = "t"
+[[outputs.{src}.routes]]
+when = {{ min_severity = "critical" }}
+set = {set}
+{to}
+"""
+
+
+@pytest.mark.parametrize(("src", "set_", "to", "error"), [
+    ("es", '{ index = "Clawd-Alerts" }', "", r"\[outputs.es\] routes\[0\].set: invalid index name "
+                                              r"'Clawd-Alerts'"),
+    ("es", '{ namespace = "Prod" }', "", r"routes\[0\].set: invalid index name "
+                                         r"'logs-clawdstrike.security-Prod'"),
+    ("splunk", '{ index = "Clawd-Alerts" }', 'to = "es"',  # checked by the receiving output
+     r"\[outputs.splunk\] routes\[0\].set: invalid index name 'Clawd-Alerts'"),
+    ("es", '{ sourcetype = "clawd:alert" }', "", r"routes\[0\].set: unknown key 'sourcetype' "
+                                                 r"\(elasticsearch reads: index, dataset, namespace\)"),
+    ("splunk", '{ idx = "alerts" }', "", r"routes\[0\].set: unknown key 'idx' \(splunk_hec reads: "
+                                         r"index, sourcetype, source, host\)"),
+])
+def test_route_values_the_receiving_vendor_cannot_take_are_a_config_error(src, set_, to, error):
+    """Before, such a rule loaded fine and its events were refused one by one at delivery (400
+    invalid_index_name_exception: DLQ), or its values were silently ignored (an unknown key)."""
+    with pytest.raises(ConfigError, match=error):
+        parse_config(VENDOR_TOML.format(src=src, set=set_, to=to), "agent.toml")
+
+
+def test_valid_route_values_load():
+    for src, set_, to in (("es", '{ index = "clawd-alerts-%Y.%m" }', ""),
+                          ("es", '{ dataset = "clawd.alerts" }', ""),
+                          ("splunk", '{ index = "clawd_blocks", sourcetype = "clawdstrike:block" }', ""),
+                          ("splunk", '{ index = "clawd-alerts" }', 'to = "es"')):
+        parse_config(VENDOR_TOML.format(src=src, set=set_, to=to), "agent.toml")
