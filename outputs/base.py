@@ -32,6 +32,17 @@ class FilterConfig:
     agents: list[str] = doc("Only these agent ids.", default_factory=list)
     denied_only: bool = doc("Only blocked events.", default=False)
 
+    def validate(self) -> None:
+        """The mapper produces only the canonical event types (agent.event.EventType), so any other
+        name is a typo that would match nothing: an `event_types` list would drop every event."""
+        from agent.event import EventType
+
+        known = [t.value for t in EventType]
+        for key in ("event_types", "exclude_event_types"):
+            for name in getattr(self, key):
+                if name not in known:
+                    raise ValueError(f"{key}: unknown event type {name!r} (known: {', '.join(known)})")
+
 
 @dataclass
 class RouteConfig:

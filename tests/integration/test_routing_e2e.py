@@ -32,7 +32,7 @@ type = "file"
 path = "{tmp_path}/out/alerts.jsonl"
 format = "ecs"
 batch_max_wait = 0
-filter = {{ event_types = ["nothing-matches-this"] }}
+filter = {{ agents = ["no-agent-has-this-id"] }}
 """
     cfg = write_config(tmp_path, extra=extra)
     n = 30  # audit_line(i) is a blocked, critical event when i % 3 == 0

@@ -37,3 +37,18 @@ def test_denied_only():
     accept = compile_filter(FilterConfig(denied_only=True))
     assert accept(ev(allowed=False))
     assert not accept(ev(allowed=True))
+
+
+def test_an_event_type_the_mapper_never_produces_is_a_config_error():
+    """Before, a typo (`guard-block`, `Guard_Block`, a hushd type like `check`) loaded fine and the
+    filter then matched nothing: an `event_types` list dropped every event without a word."""
+    import pytest
+
+    from agent.config_loader import ConfigError, load_section
+
+    for key in ("event_types", "exclude_event_types"):
+        for bad in ("guard-block", "Guard_Block", "check"):
+            with pytest.raises(ConfigError, match=rf"^x: {key}: unknown event type {bad!r} "
+                                                  r"\(known: policy_violation, policy_allow, "):
+                load_section(FilterConfig, {key: ["forbidden_path", bad]}, "x")
+    assert load_section(FilterConfig, {"event_types": ["forbidden_path", "detection"]}, "x")
