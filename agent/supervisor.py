@@ -48,6 +48,19 @@ class DataSignal:
             ev.set()
 
 
+def ensure_cursors(spool: Any, outputs: dict[str, Any]) -> None:
+    """Create the cursor of each output that has none, where its ``start_at`` says; but a new
+    ``start_at = "end"`` output that other outputs' rules redirect to starts no later than their
+    cursors: they skip the events their rules send it from their backlog (those are its events), so
+    starting after that backlog would leave those events delivered by nobody, not even DLQ'd."""
+    from outputs.routing import redirect_order, redirect_sources
+
+    for name in redirect_order(outputs):
+        sources = [spool.get_cursor(s) for s in redirect_sources(name, outputs)]
+        seqs = [c.seq for c in sources if c is not None]
+        spool.ensure_cursor(name, start=outputs[name].start_at, not_after=min(seqs) if seqs else None)
+
+
 class Supervisor:
     def __init__(self, config: AgentConfig):
         self.config = config
@@ -85,8 +98,8 @@ class Supervisor:
         from agent.offload import build_offload
 
         self.offload = build_offload(cfg.agent.offload, cfg.source)
+        ensure_cursors(self.spool, cfg.outputs)
         for name, out_cfg in cfg.outputs.items():
-            self.spool.ensure_cursor(name, start=out_cfg.start_at)
             self.spool.set_enabled(name, out_cfg.enabled)
         self.metrics = AgentMetrics(lambda: self.inputs, lambda: self.drains, self.spool_stats)
         for name, out_cfg in cfg.outputs.items():

@@ -67,7 +67,9 @@ class OutputConfig:
     enabled: bool = doc("A disabled output keeps its cursor but receives nothing and holds back "
                         "no retention.", default=True)
     start_at: Literal["beginning", "end"] = doc(
-        "Where a new output's cursor starts in the spool.", default="beginning")
+        "Where a new output's cursor starts in the spool; 'end' is no later than the cursors of "
+        "outputs whose routes redirect to this one (their backlog's redirected events are its own).",
+        default="beginning")
     batch_max_events: int = doc("Events per delivery attempt.", default=500)
     batch_max_wait: Duration = doc(
         "How long a partial batch may wait for more events. Short by default for alerting latency; "

@@ -79,6 +79,11 @@ def _targets(cfg: OutputConfig, outputs: Mapping[str, OutputConfig]) -> list[str
     return list(dict.fromkeys(r.to for r in cfg.routes if r.to and r.to in outputs))
 
 
+def redirect_sources(name: str, outputs: Mapping[str, OutputConfig]) -> list[str]:
+    """The outputs whose rules can redirect events to ``name``."""
+    return [n for n, cfg in outputs.items() if n != name and name in _targets(cfg, outputs)]
+
+
 def redirect_order(outputs: Mapping[str, OutputConfig]) -> list[str]:
     """The outputs, each after every output whose rules can redirect to it (otherwise in the order
     of agent.toml); ``ValueError`` naming the rule that closes a loop."""

@@ -598,9 +598,10 @@ class Spool:
     def get_cursor(self, output: str) -> Cursor | None:
         return self._read(lambda c: _get_cursor(c, output))
 
-    def ensure_cursor(self, output: str, start: str = "beginning") -> Cursor:
+    def ensure_cursor(self, output: str, start: str = "beginning", not_after: int | None = None) -> Cursor:
         """Create the output's cursor if missing: ``beginning`` = before the oldest retained event,
-        ``end`` = after the last one. An existing cursor is returned unchanged."""
+        ``end`` = after the last one, or at ``not_after`` if that is lower. An existing cursor is
+        returned unchanged."""
         if start not in ("beginning", "end"):
             raise ValueError(f"start must be 'beginning' or 'end', not {start!r}")
 
@@ -611,6 +612,8 @@ class Spool:
             last = _last_seq(c)
             first = _first_seq(c)
             seq = last if start == "end" or first is None else first - 1
+            if start == "end" and not_after is not None:
+                seq = min(seq, not_after)
             c.execute(
                 "INSERT INTO cursors(output, seq, generation, updated_ms, enabled) VALUES (?, ?, 0, ?, 1)",
                 (output, seq, now_ms()),

@@ -35,26 +35,3 @@ def test_state_that_cannot_be_recorded_does_not_stop_the_shutdown(tmp_path: Path
     sup.spool.clear_agent_state.assert_called_once()  # `status` says no agent runs
     sup.spool.close.assert_called_once()
 
-
-def test_recorded_state_counts_each_dlq_event_once(tmp_path: Path) -> None:
-    """``Spool.dlq_add`` counts the rows it stores in ``output_state.dlq_total`` in the same transaction;
-    the heartbeat's counters must not add the drain's DLQ count a second time."""
-    from spool.store import Spool
-    from spool.types import SpoolRow
-
-    sup = Supervisor(load_config(write_config(tmp_path)))
-    sup.spool = Spool(str(tmp_path / "spool.db"))
-    try:
-        rows = [SpoolRow(i, bytes(16), 0, b"{}") for i in (1, 2, 3)]
-        sup.spool.dlq_add("archive", rows, "HTTP 400: mapper_parsing_exception")
-        drain = mock.MagicMock()
-        drain.stats.delivered, drain.stats.failed_attempts, drain.stats.dlq = 0, 1, 3
-        drain.stats.last_success_ms = drain.stats.last_error_ms = None
-        drain.stats.last_error = ""
-        sup.drains = {"archive": drain}
-        with mock.patch("agent.supervisor.output_extra", return_value={}):
-            sup.record_state()
-            sup.record_state()  # a second heartbeat adds nothing either
-        assert sup.spool.read_output_states()["archive"].dlq_total == 3
-    finally:
-        sup.spool.close()
