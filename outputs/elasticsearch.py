@@ -330,6 +330,7 @@ class ElasticsearchOutput(HttpOutput):
         for s in (self.config.api_key, self.config.password, self.config.bearer_token):
             if s is not None:
                 out.append(reveal_or_empty(s))
+                out += s.parts  # each ${ENV} value in it: echoed alone, it is still a secret
         for v in list(out):  # and the secret half of a base64 'id:key' / 'user:password'
             scheme, _, cred = v.partition(" ")
             if scheme in ("ApiKey", "Basic"):

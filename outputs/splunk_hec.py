@@ -359,8 +359,10 @@ class SplunkHecOutput(HttpOutput):
         return self.config.token.reveal()
 
     def secrets(self) -> list[str]:
-        """The token (and every header and proxy credential), for redaction."""
-        return self.client().secrets()
+        """The token (and every header and proxy credential, and each ${ENV} value expanded into
+        one of them), for redaction."""
+        token = self.config.token
+        return self.client().secrets() + (list(token.parts) if token is not None else [])
 
     def request(self, method: str, url: str, body: bytes | Payload | None = None,
                 headers: dict[str, str] | None = None, *, compress: bool | None = None

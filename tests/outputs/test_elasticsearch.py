@@ -536,6 +536,15 @@ def test_secrets_include_the_secret_half_of_every_basic_or_apikey_value() -> Non
     assert base64.b64encode(f"shipper:{PASSWORD}".encode()).decode() in secrets
 
 
+@pytest.mark.parametrize("key", ["api_key", "password", "bearer_token"])
+def test_secrets_include_each_env_variable_expanded_into_a_credential(key: str) -> None:
+    """A destination may echo a variable's value alone (the key half of "id:${KEY}")."""
+    secret = Secret.parse("prefix-${ES_CANARY}", env={"ES_CANARY": "CANARY-env-part"})
+    extra = {"username": "shipper"} if key == "password" else {}
+    out = output("http://127.0.0.1:9", **{key: secret}, **extra)
+    assert "CANARY-env-part" in out.secrets()
+
+
 # ---------------------------------------------------------------------------- bootstrap and health
 
 

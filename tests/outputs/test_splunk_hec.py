@@ -115,6 +115,13 @@ def test_config_validation(table: dict[str, Any], message: str) -> None:
         load_section(SplunkHecOutputConfig, {"type": "splunk_hec", **table}, "t")
 
 
+def test_secrets_include_an_env_variable_expanded_into_the_token(hec: tuple[RecordingHec, MockServer],
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HEC_CANARY", "CANARY-token-part")
+    out = make_output(hec[1], token="tok-${HEC_CANARY}")
+    assert "CANARY-token-part" in out.secrets()
+
+
 def test_config_token_is_a_secret() -> None:
     cfg = load_section(SplunkHecOutputConfig, {"type": "splunk_hec", "endpoint": "https://s:8088",
                                                "token": TOKEN}, "t")
