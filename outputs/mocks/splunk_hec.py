@@ -20,6 +20,12 @@ Splunk publishes no machine-readable HEC spec, so this follows the documented co
   (``X-Splunk-Request-Channel`` or ``?channel=``), an ``ackId`` per request allocated per channel,
   ``POST /services/collector/ack {"acks":[...]}`` -> ``{"acks":{"N":true|false}}``; a ``true`` is
   reported once and then forgotten; ``false`` never tells pending from lost.
+- Idle ACK channels are removed: inputs.conf.spec [http] (Splunk 9.0.3), ``ackIdleCleanup`` "Whether
+  or not to remove ACK channels that have been idle after a period of time, as defined by the
+  'maxIdleTime' setting ... Default: true" and ``maxIdleTime`` "Default: 600 (10 minutes)" (older
+  specs said false; delivery-peers.md §4.1 quotes those). A removed channel's pending acks answer
+  false from then on and its GUID starts a new channel whose ackIds count from 0 again; the events
+  stay indexed. Idle = no event request and no ack query on it.
 - Body limit: ``limits.conf [http_input] max_content_length`` applies to the request content as sent
   (compressed when gzip; open-telemetry/opentelemetry-collector-contrib#13995); 1 MB here by default,
   as on Splunk Cloud (delivery-peers.md §4.1). Over it: HTTP 413.
@@ -111,6 +117,7 @@ class HecToken:
 @dataclass
 class _Channel:
     next_ack: int = 0
+    last_used: float = 0.0  # monotonic time of its last event request or ack query
     #: ackId -> monotonic time from which the query answers true (None: lost, never true)
     pending: dict[int, float | None] = field(default_factory=dict)
     #: ackId -> the request id whose events it covers (to drop them when acks are lost)
@@ -152,6 +159,9 @@ class SplunkHecApp(MockApp):
         self.ack_delay = ack_delay
         self.indexes: set[str] | None = set(indexes) if indexes is not None else None
         self.allow_query_string_auth = allow_query_string_auth
+        #: inputs.conf [http] ackIdleCleanup / maxIdleTime, Splunk's defaults (module docstring)
+        self.ack_idle_cleanup = True
+        self.max_idle_time = 600.0
         self.busy = False  # every event POST answers 503 code 9
         self.queues_full = False  # health 503 code 18 and event POSTs 503 code 9
         self.ack_unavailable = False  # health 503 code 19; ack queries 503 code 9
@@ -231,6 +241,7 @@ class SplunkHecApp(MockApp):
 
     def stats(self) -> dict[str, Any]:
         with self._lock:
+            self._remove_idle_channels(time.monotonic())
             return {
                 "events": len(self.events),
                 "channels": len(self._channels),
@@ -272,6 +283,7 @@ class SplunkHecApp(MockApp):
 
     def control(self, req: MockRequest) -> MockResponse | None:
         """``POST /_mock/hec`` {"busy", "queues_full", "ack_unavailable", "ack_delay",
+        "ack_idle_cleanup", "max_idle_time",
         "lose_acks", "drop_events", "restart", "code_faults": [{"code", "count", "after_events"}]};
         ``POST /_mock/hec/tokens`` [HecToken dicts] (upsert)."""
         if req.method != "POST" or req.path not in ("/_mock/hec", "/_mock/hec/tokens"):
@@ -287,6 +299,10 @@ class SplunkHecApp(MockApp):
                 setattr(self, key, bool(data[key]))
         if "ack_delay" in data:
             self.ack_delay = float(data["ack_delay"])
+        if "ack_idle_cleanup" in data:
+            self.ack_idle_cleanup = bool(data["ack_idle_cleanup"])
+        if "max_idle_time" in data:
+            self.max_idle_time = float(data["max_idle_time"])
         for f in data.get("code_faults", []):
             self.add_code_fault(int(f["code"]), count=int(f.get("count", 1)),
                                 after_events=int(f.get("after_events", 0)))
@@ -371,7 +387,10 @@ class SplunkHecApp(MockApp):
         out: dict[str, bool] = {}
         with self._lock:
             self._counts["ack_queries"] = self._counts.get("ack_queries", 0) + 1
+            self._remove_idle_channels(now)
             ch = self._channels.get(channel)
+            if ch is not None:
+                ch.last_used = now
             for ack_id in ids:
                 ready = ch.pending.get(ack_id) if ch is not None else None
                 done = ch is not None and ready is not None and ready <= now
@@ -447,13 +466,23 @@ class SplunkHecApp(MockApp):
     def _allocate_ack(self, channel: str, request_id: int, path: str) -> int:
         fault = self.faults.take(path, kinds=("ack_delay",))
         delay = fault.delay if fault is not None else self.ack_delay
+        now = time.monotonic()
         with self._lock:
+            self._remove_idle_channels(now)
             ch = self._channels.setdefault(channel, _Channel())
+            ch.last_used = now
             ack_id = ch.next_ack
             ch.next_ack += 1
-            ch.pending[ack_id] = None if delay < 0 else time.monotonic() + delay
+            ch.pending[ack_id] = None if delay < 0 else now + delay
             ch.requests[ack_id] = request_id
             return ack_id
+
+    def _remove_idle_channels(self, now: float) -> None:
+        """Drop the channels idle for ``max_idle_time`` (``ackIdleCleanup``); caller holds the lock."""
+        if self.ack_idle_cleanup:
+            for guid in [g for g, ch in self._channels.items()
+                         if now - ch.last_used >= self.max_idle_time]:
+                del self._channels[guid]
 
     def _count(self, key: str) -> None:
         with self._lock:
@@ -532,7 +561,7 @@ def _bool(value: str) -> bool:
 def build_app(args: argparse.Namespace) -> SplunkHecApp:
     """``python -m outputs.mocks splunk_hec [--token T ...] [--option ack=true] [--option
     ack_delay=0.5] [--option max_content_length=1000000] [--option indexes=main,security]
-    [--option allow_query_string_auth=true]``."""
+    [--option allow_query_string_auth=true] [--option max_idle_time=600]``."""
     opts: dict[str, str] = dict(args.options)
     use_ack = _bool(opts.pop("ack", "false"))
     indexes = opts.pop("indexes", None)
@@ -543,6 +572,7 @@ def build_app(args: argparse.Namespace) -> SplunkHecApp:
         indexes=[i.strip() for i in indexes.split(",") if i.strip()] if indexes else None,
         allow_query_string_auth=_bool(opts.pop("allow_query_string_auth", "false")),
     )
+    app.max_idle_time = float(opts.pop("max_idle_time", "600"))
     if opts:
         raise SystemExit(f"splunk_hec: unknown --option {sorted(opts)[0]!r}")
     return app

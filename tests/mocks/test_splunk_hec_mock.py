@@ -319,3 +319,38 @@ def test_unknown_path_and_wrong_method(hec: tuple[SplunkHecApp, MockServer]) -> 
     assert requests.get(server.url + EVENT).status_code == 405
     assert post(server, '{"event":"x"}', path="/services/collector/nope").status_code == 404
     assert answer(post(server, '{"event":"x"}', path="/services/collector")) == (200, 0)
+
+
+def test_idle_ack_channel_is_cleaned_up_and_its_ack_ids_start_again(
+        hec: tuple[SplunkHecApp, MockServer]) -> None:
+    """inputs.conf.spec (Splunk 9.0.3) [http]: ``ackIdleCleanup`` "Default: true" removes ACK
+    channels idle for ``maxIdleTime`` ("Default: 600"): their pending acks are gone (false), and
+    the same GUID then starts a new channel whose ackIds count from 0 again."""
+    app, server = hec
+    app.max_idle_time = 0.25
+    idle, used = str(uuid.uuid4()), str(uuid.uuid4())
+    app.ack_delay = 60  # not indexed yet: the acks stay pending
+    for ch in (idle, idle, used):
+        post(server, '{"event":"x"}', token=ACK_TOKEN, headers={"X-Splunk-Request-Channel": ch})
+    for _ in range(4):  # ``used`` is queried (so not idle); ``idle`` sees nothing
+        time.sleep(0.1)
+        assert ack_query(server, used, [0]).json() == {"acks": {"0": False}}
+    app.ack_delay = 0
+    assert ack_query(server, idle, [0, 1]).json() == {"acks": {"0": False, "1": False}}
+    assert post(server, '{"event":"y"}', token=ACK_TOKEN,
+                headers={"X-Splunk-Request-Channel": idle}).json()["ackId"] == 0
+    assert post(server, '{"event":"y"}', token=ACK_TOKEN,
+                headers={"X-Splunk-Request-Channel": used}).json()["ackId"] == 1
+    assert len(app.events) == 5  # the cleanup forgets ack state, not data
+
+
+def test_idle_ack_channel_cleanup_can_be_turned_off(hec: tuple[SplunkHecApp, MockServer]) -> None:
+    app, server = hec
+    app.max_idle_time = 0.1
+    app.ack_idle_cleanup = False
+    ch = str(uuid.uuid4())
+    hdr = {"X-Splunk-Request-Channel": ch}
+    assert post(server, '{"event":"a"}', token=ACK_TOKEN, headers=hdr).json()["ackId"] == 0
+    time.sleep(0.2)
+    assert ack_query(server, ch, [0]).json() == {"acks": {"0": True}}
+    assert post(server, '{"event":"b"}', token=ACK_TOKEN, headers=hdr).json()["ackId"] == 1
