@@ -9,7 +9,12 @@ operation description in ../shared/vendor-specs/elasticsearch):
 - ``create`` of an existing ``_id``: per-item 409 ``version_conflict_engine_exception``.
 - Data streams: a ``create`` into a name matching ``logs-*-*`` (or a template with ``data_stream``)
   auto-creates one with a ``.ds-`` backing index; any other op on a data stream is a per-item 400, and
-  so is a document without ``@timestamp``.
+  so is a document without ``@timestamp`` or with one that is not a date: "Every document indexed to a
+  data stream must contain a @timestamp field, mapped as a date or date_nanos field type. If the index
+  template doesn't specify a mapping for the @timestamp field, Elasticsearch maps @timestamp as a date
+  field with default options" (Data streams, Elasticsearch reference; elastic/elasticsearch#59244),
+  i.e. format ``strict_date_optional_time||epoch_millis`` (the ``date`` field type's default), and
+  never ``ignore_malformed`` (elastic/elasticsearch#96051).
 - Mappings: a template's explicit field types and dynamically inferred ones are enforced, so a wrong
   type (an IP field holding a host name, an object where a value was seen) is a per-item 400
   ``document_parsing_exception`` as in Elasticsearch. Injectable per-item errors: ``ItemFault``.
@@ -49,6 +54,7 @@ from __future__ import annotations
 import argparse
 import base64
 import binascii
+import datetime
 import fnmatch
 import ipaddress
 import itertools
@@ -557,8 +563,10 @@ class ElasticsearchMock(MockApp):
         if not backing:
             name = f".ds-{stream}-{time.strftime('%Y.%m.%d', time.gmtime())}-000001"
             self.data_streams[stream] = [name]
-            self._new_index(name, stream)
-            return self.indices[name]
+            idx = self._new_index(name, stream)
+            # a data stream's @timestamp is a date unless its template maps it (module docstring)
+            idx.mapping.setdefault("@timestamp", "date")
+            return idx
         return self.indices[backing[-1]]
 
     def _new_index(self, name: str, stream: str = "") -> _Index:
@@ -782,7 +790,9 @@ def _flatten_mapping(props: Mapping[str, Any], prefix: str = "") -> dict[str, st
             out[path] = "object"
             out.update(_flatten_mapping(spec["properties"], path + "."))
         elif isinstance(spec, dict):
-            out[path] = spec.get("type", "object")
+            kind = spec.get("type", "object")
+            # a date with its own ``format`` is not checked against the default one
+            out[path] = f"{kind}:custom_format" if kind in _DATES and "format" in spec else kind
     return out
 
 
@@ -822,7 +832,14 @@ def _check_fields(node: dict[str, Any], prefix: str, mapping: Mapping[str, str],
 
 
 _ANY_VALUE = frozenset({"keyword", "wildcard", "text", "match_only_text", "constant_keyword"})
-_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}")
+_DATES = frozenset({"date", "date_nanos"})
+#: The ``date`` type's default format, ``strict_date_optional_time||epoch_millis`` ("date" field type
+#: and "format" mapping parameter in the Elasticsearch reference): an ISO 8601 date of at least the
+#: year, the time optional and after a 'T', then an optional offset; or milliseconds since the epoch.
+_STRICT_DATE_OPTIONAL_TIME = re.compile(
+    r"(\d{4})(?:-(\d{2})(?:-(\d{2})(?:T(\d{2})(?::(\d{2})(?::(\d{2})(?:[.,]\d{1,9})?)?)?"
+    r"(?:Z|[+-]\d{2}(?::?\d{2})?)?)?)?)?")
+_EPOCH_MILLIS = re.compile(r"-?\d+(?:\.\d+)?")
 
 
 def _dynamic_type(v: Any) -> str:
@@ -851,8 +868,25 @@ def _value_fits(mapped: str, v: Any) -> bool:
         return True
     if mapped == "boolean":
         return isinstance(v, bool) or v in ("true", "false", "")
-    if mapped == "date" and isinstance(v, str):
-        return bool(_DATE.match(v)) or v.isdigit()
+    if mapped in _DATES:
+        if isinstance(v, bool):
+            return False
+        return not isinstance(v, str) or _is_default_date(v)
+    return True
+
+
+def _is_default_date(v: str) -> bool:
+    """Whether ``v`` parses with ``strict_date_optional_time||epoch_millis`` (ranges included)."""
+    if _EPOCH_MILLIS.fullmatch(v):
+        return True
+    m = _STRICT_DATE_OPTIONAL_TIME.fullmatch(v)
+    if m is None:
+        return False
+    year, month, day, hour, minute, second = (int(g) if g else None for g in m.groups())
+    try:
+        datetime.datetime(year, month or 1, day or 1, hour or 0, minute or 0, second or 0)
+    except ValueError:
+        return False
     return True
 
 

@@ -521,3 +521,29 @@ def test_lean_mode_still_reads_sources_an_item_fault_selects_on() -> None:
 def test_lean_mode_cannot_be_combined_with_the_spec_check() -> None:
     with pytest.raises(ValueError, match="check_spec=False"):
         ElasticsearchMock(parse_sources=False)
+
+
+@pytest.mark.parametrize("ts,status", [
+    ("2026-11-26T08:00:00.123Z", 201),
+    ("2026-11-26T08:00:00+01:00", 201),
+    ("2026-11-26", 201),
+    (1795680000123, 201),  # epoch_millis
+    ("1795680000123", 201),
+    ("yesterday", 400),
+    ("2026-11-26 08:00:00", 400),  # not strict_date_optional_time (space, not 'T')
+    ("2026-13-45T08:00:00Z", 400),
+    ({"value": "2026-11-26"}, 400),
+])
+def test_a_data_streams_timestamp_is_a_date(es: tuple[ElasticsearchMock, MockServer], ts: object,
+                                            status: int) -> None:
+    """"Every document indexed to a data stream must contain a @timestamp field, mapped as a date
+    or date_nanos field type. If the index template doesn't specify a mapping for the @timestamp
+    field, Elasticsearch maps @timestamp as a date field with default options" (Data streams,
+    Elasticsearch reference; elastic/elasticsearch#59244), whose default format is
+    strict_date_optional_time||epoch_millis ("date" field type); never ignore_malformed
+    (elastic/elasticsearch#96051)."""
+    app, server = es
+    r = bulk(server, ndjson(create("1"), {"@timestamp": ts, "message": "m"}))
+    assert [(s, e) for _, s, e in results(r)] == [
+        (status, None if status == 201 else "document_parsing_exception")]
+    assert app.stats()["spec_violations"] == []
