@@ -29,6 +29,11 @@ Splunk publishes no machine-readable HEC spec, so this follows the documented co
 - Body limit: ``limits.conf [http_input] max_content_length`` applies to the request content as sent
   (compressed when gzip; open-telemetry/opentelemetry-collector-contrib#13995); 1 MB here by default,
   as on Splunk Cloud (delivery-peers.md §4.1). Over it: HTTP 413.
+- Event size limit: inputs.conf.spec [http] ``maxEventSize`` "The maximum size of a single HEC (HTTP
+  Event Collector) event. HEC disregards and triggers a parsing error for events whose size is
+  greater than 'maxEventSize'. Default: 5MB" (Splunk 9.0.3); the answer is 400 code 6 "Invalid data
+  format" naming that event (signalfx/splunk-otel-collector-chart#696). Measured here on the event's
+  JSON object as decoded (after gzip).
 - Health: ``/services/collector/health[/1.0]`` -> 200 code 17 "HEC is healthy", 503 codes 18-20 when
   queues are full and/or the ack service is unavailable; with a token, 400 codes 21/22 for an invalid
   or disabled one (the SplunkAdmins table; Vector maps health 400 to a bad token).
@@ -156,6 +161,7 @@ class SplunkHecApp(MockApp):
             self.set_token(t if isinstance(t, HecToken) else HecToken(t))
         self.max_body = max_content_length
         self.max_decoded_body = 256 * 1024 * 1024
+        self.max_event_size = 5 * 1024 * 1024  # inputs.conf [http] maxEventSize (module docstring)
         self.ack_delay = ack_delay
         self.indexes: set[str] | None = set(indexes) if indexes is not None else None
         self.allow_query_string_auth = allow_query_string_auth
@@ -342,11 +348,13 @@ class SplunkHecApp(MockApp):
             return hec_response(fault.code)
         accepted: list[dict[str, Any]] = []
         bad: tuple[int, int] | None = None
-        for n, item in enumerate(_split_events(req.body)):
+        for n, (item, size) in enumerate(_split_events(req.body)):
             if fault is not None and n == fault.after_events:
                 bad = (n, 9)  # busy: HEC stopped here, the events before it are taken
                 break
             try:
+                if size > self.max_event_size:
+                    raise _BadEvent(6)
                 accepted.append(self._check_event(item, token))
             except _BadEvent as exc:
                 bad = (n, exc.code)
@@ -493,9 +501,10 @@ class _Unparseable:
     """Marks the point where the concatenated body stopped being JSON."""
 
 
-def _split_events(body: bytes) -> Iterable[Any]:
-    """Yield the concatenated JSON values of an /event body, then ``_Unparseable`` at the first
-    spot that does not parse (HEC reports that event number with code 6)."""
+def _split_events(body: bytes) -> Iterable[tuple[Any, int]]:
+    """Yield (value, its size in UTF-8 bytes) for the concatenated JSON values of an /event body,
+    then ``_Unparseable`` at the first spot that does not parse (HEC reports that event number with
+    code 6)."""
     text = body.decode("utf-8", "replace")
     decoder = json.JSONDecoder()
     pos, end = 0, len(text)
@@ -505,11 +514,13 @@ def _split_events(body: bytes) -> Iterable[Any]:
         if pos >= end:
             return
         try:
-            value, pos = decoder.raw_decode(text, pos)
+            value, end_of_value = decoder.raw_decode(text, pos)
         except json.JSONDecodeError:
-            yield _Unparseable()
+            yield _Unparseable(), 0
             return
-        yield value
+        chunk = text[pos:end_of_value]
+        yield value, len(chunk) if chunk.isascii() else len(chunk.encode())
+        pos = end_of_value
 
 
 def _valid_fields(fields: Any) -> bool:

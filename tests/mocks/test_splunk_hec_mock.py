@@ -354,3 +354,20 @@ def test_idle_ack_channel_cleanup_can_be_turned_off(hec: tuple[SplunkHecApp, Moc
     time.sleep(0.2)
     assert ack_query(server, ch, [0]).json() == {"acks": {"0": True}}
     assert post(server, '{"event":"b"}', token=ACK_TOKEN, headers=hdr).json()["ackId"] == 1
+
+
+def test_an_event_over_max_event_size_is_a_parsing_error(hec: tuple[SplunkHecApp, MockServer]) -> None:
+    """inputs.conf.spec [http] ``maxEventSize`` "The maximum size of a single HEC (HTTP Event
+    Collector) event. HEC disregards and triggers a parsing error for events whose size is greater
+    than 'maxEventSize'. Default: 5MB"; seen as 400 code 6 naming the event
+    (signalfx/splunk-otel-collector-chart#696). Applies to the decoded event, whatever the body's
+    compression."""
+    app, server = hec
+    assert app.max_event_size == 5 * 1024 * 1024
+    app.max_event_size = 200
+    big = json.dumps({"event": "x" * 300})
+    r = post(server, gzip.compress(('{"event":"ok"}' + big + '{"event":"after"}').encode()),
+             headers={"Content-Encoding": "gzip"})
+    assert answer(r) == (400, 6) and r.json()["invalid-event-number"] == 1
+    assert [e["event"] for e in app.events] == ["ok"]
+    assert answer(post(server, json.dumps({"event": "x" * 150}))) == (200, 0)
