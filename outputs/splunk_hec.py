@@ -161,6 +161,11 @@ SOURCETYPES = {"canonical": "clawdstrike:security_event", "ecs": "clawdstrike:ec
                "ocsf": "clawdstrike:ocsf", "cef": "cef"}
 
 
+#: inputs.conf [http] ``maxIdleTime``, Splunk's default (with ``ackIdleCleanup = true``, the default in
+#: 9.x): an ack channel idle this long is removed with its pending acks, so queries must come sooner.
+ACK_CHANNEL_IDLE_S = 600.0
+
+
 @dataclass
 class SplunkHecOutputConfig(HttpOutputConfig):
     type: str = doc("Output type.", default="splunk_hec")
@@ -225,6 +230,9 @@ class SplunkHecOutputConfig(HttpOutputConfig):
             raise ValueError("ack_timeout/ack_poll_interval: expected more than 0")
         if self.ack_poll_max_interval < self.ack_poll_interval:
             raise ValueError("ack_poll_max_interval: expected at least ack_poll_interval")
+        if self.ack_poll_max_interval >= ACK_CHANNEL_IDLE_S:
+            raise ValueError(f"ack_poll_max_interval: expected less than {ACK_CHANNEL_IDLE_S:.0f} s (HEC "
+                             "removes an ack channel idle that long, and its pending acks with it)")
 
     def check_route(self, values: dict[str, str]) -> None:
         check_route_keys(values, ROUTE_KEYS, "splunk_hec")

@@ -109,6 +109,8 @@ def test_registered() -> None:
     ({"endpoint": "https://splunk:8088", "token": "t", "path": "services/collector"}, "path"),
     ({"endpoint": "https://splunk:8088", "token": "t", "ack_path": "ack"}, "ack_path"),
     ({"endpoint": "https://splunk:8088", "token": "t", "health_path": "health"}, "health_path"),
+    ({"endpoint": "https://splunk:8088", "token": "t", "ack_poll_max_interval": "10m",
+      "ack_timeout": "20m"}, "ack_poll_max_interval"),
 ])
 def test_config_validation(table: dict[str, Any], message: str) -> None:
     with pytest.raises(Exception, match=message):
