@@ -526,8 +526,10 @@ def output_status(config: Path, name: str, env: Mapping[str, str] | None = None)
 
 
 def dlq_list(config: Path, output: str | None = None,
-             env: Mapping[str, str] | None = None) -> list[dict[str, Any]]:
+             env: Mapping[str, str] | None = None, limit: int | None = None) -> list[dict[str, Any]]:
+    """``dlq list --json`` (the CLI lists 100 entries unless ``limit`` says more)."""
     args = ["dlq", "list", "--json"] + (["--output", output] if output else [])
+    args += ["--limit", str(limit)] if limit else []
     res = run_cli(*args, config=config, env=env)
     assert res.returncode == 0, res.stderr
     return json.loads(res.stdout)
