@@ -76,7 +76,8 @@ class HttpOutputConfig(OutputConfig):
                            "lab; use ca_file for a private CA instead.", default=True)
     ca_file: str = doc("PEM bundle of CAs to trust instead of the system store.", default="")
     client_cert: str = doc("PEM client certificate for mutual TLS.", default="")
-    client_key: str = doc("PEM private key of client_cert (if not inside client_cert).", default="")
+    client_key: str = doc("PEM private key of client_cert (if not inside client_cert); unencrypted "
+                          "(an encrypted key is refused).", default="")
     proxy: Secret | None = secret_field("HTTP(S) proxy URL (may hold credentials, so it is a "
                                         "secret, e.g. 'http://u:${PROXY_PASS}@proxy:3128'); unset "
                                         "uses none, whatever the environment says.")
@@ -85,8 +86,8 @@ class HttpOutputConfig(OutputConfig):
                                      default_factory=dict)
     compression: Literal["gzip", "none"] = doc("Request body compression.", default="gzip")
     compression_level: int = doc("gzip level 1 (fast) .. 9 (small).", default=1)
-    connect_timeout: Duration = doc("TCP + TLS connect timeout.", default=Duration(5))
-    request_timeout: Duration = doc("Time to wait for the response after sending.",
+    connect_timeout: Duration = doc("TCP + TLS connect timeout (more than 0).", default=Duration(5))
+    request_timeout: Duration = doc("Time to wait for the response after sending (more than 0).",
                                     default=Duration(30))
 
     def validate(self) -> None:

@@ -194,15 +194,17 @@ class SplunkHecOutputConfig(HttpOutputConfig):
     ack: bool = doc("Indexer acknowledgement: a batch counts as delivered only once HEC confirms it "
                     "was indexed (Splunk Enterprise only; see docs/outputs/splunk_hec.md).",
                     default=False)
-    channels: int = doc("Ack channels (one GUID each) the requests are spread over; raised to "
-                        "`concurrency` when lower, as a channel carries one request at a time.",
-                        default=4)
+    channels: int = doc("Ack channels (one GUID each) the requests are spread over; raised to the "
+                        "send slots (`concurrency`, 16 by default with acks) when lower, as a channel "
+                        "carries one request at a time.", default=4)
     ack_poll_interval: Duration = doc(
         "First wait between ack queries; doubled while no ack arrives. Each batch holds one of the "
         "`concurrency` slots until acked (16 slots by default with acks), so this bounds acked "
         "throughput.", default=Duration(0.25))
     ack_poll_max_interval: Duration = doc("Longest wait between ack queries (Splunk's guidance: "
-                                          "10 s).", default=Duration(10))
+                                          "10 s); less than 600 s, HEC's maxIdleTime, after which "
+                                          "an idle ack channel is removed with its pending acks.",
+                                          default=Duration(10))
     ack_timeout: Duration = doc("A batch not acknowledged within this is re-sent (at-least-once).",
                                 default=Duration(300))
 
