@@ -115,7 +115,11 @@ def run(config_path: str) -> None:
 @CONFIG_OPTION
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def status(config_path: str, as_json: bool) -> None:
-    """Inputs, outputs (cursor, lag, last success and error, rate), spool size and health.
+    """Inputs, outputs (cursor, lag, last success and error, rate, DLQ), spool size and health.
+
+    rate/s is an output's delivered events per second over the last 60 s, as of the agent's last
+    heartbeat (0 when it is not running). dlq is the entries stored now, with the last reason;
+    entries of outputs no longer configured are listed too (orphan_dlq in --json) until purged.
 
     Works whether the agent runs or not. Exit code 0 when healthy, 1 when degraded, failing or stopped.
 
@@ -427,7 +431,7 @@ def dlq_replay(config_path: str, output_name: str | None, ids: tuple[int, ...], 
 @dlq.command("purge")
 @CONFIG_OPTION
 @click.option("--output", "output_name", help="Only entries of this output.")
-@click.option("--older-than", help="Only entries older than this age (e.g. 7d).")
+@click.option("--older-than", help="Only entries older than this (an age: 7d, or an RFC 3339 time).")
 @click.option("--id", "ids", type=int, multiple=True, help="Only this entry (repeatable).")
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
 def dlq_purge(config_path: str, output_name: str | None, older_than: str | None, ids: tuple[int, ...],
