@@ -173,8 +173,8 @@ def output_extra(drain: Any) -> dict[str, Any]:
         "breaker": drain.breaker.state_name, "breaker_reason": drain.breaker.reason,
         "health_ok": st.health_ok, "health_reason": st.health_reason,
         "rate_limit_requests": round(req_rate, 3), "rate_limit_events": round(ev_rate, 3),
-        **{counter: counts for counter, (_help, _label, counts)
-           in drain.output.destination_counters().items() if counts},
+        "destination": {counter: counts for counter, (_help, _label, counts)
+                        in drain.output.destination_counters().items() if counts},
     }
 
 

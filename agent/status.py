@@ -82,6 +82,8 @@ def collect_status(config: AgentConfig) -> dict[str, Any]:
             "health_check": ({"ok": extra.get("health_ok"), "reason": extra.get("health_reason", "")}
                              if running else None),
             "in_flight_batches": extra.get("in_flight_batches", 0) if running else 0,
+            # since the (last) agent's start, by label value: Output.destination_counters()
+            "destination_counters": extra.get("destination") or {},
             "rate_limit": ({"requests_per_s": extra.get("rate_limit_requests", 0.0),
                             "events_per_s": extra.get("rate_limit_events", 0.0)} if running else None),
         }
@@ -125,6 +127,8 @@ def _output_notes(o: dict[str, Any]) -> list[str]:
     if rl.get("requests_per_s") or rl.get("events_per_s"):
         notes.append(f"rate limit {rl.get('requests_per_s') or '-'} req/s, "
                      f"{rl.get('events_per_s') or '-'} ev/s")
+    for counter, counts in (o.get("destination_counters") or {}).items():
+        notes.append(f"{counter}: " + ", ".join(f"{label} {n}" for label, n in counts.items()))
     if o.get("dlq"):
         pending = f", {o['dlq_replay_pending']} waiting for replay" if o.get("dlq_replay_pending") else ""
         notes.append(f"DLQ {o['dlq']}{pending}, last reason: {o.get('dlq_last_reason') or '-'}")

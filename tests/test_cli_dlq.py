@@ -110,3 +110,34 @@ def test_status_shows_the_dlq_of_an_output_no_longer_configured(setup, tmp_path)
     text = run("status", config=cfg).output
     assert ("DLQ entries of outputs no longer configured: es 3 (last reason: HTTP 400 "
             "mapper_parsing_exception)") in text
+
+
+def test_status_shows_destination_counters_the_agent_recorded(setup):
+    """What only one kind of destination reports (Elasticsearch's failure store) reaches `status`
+    under the counter's name, as the heartbeat records it (agent.metrics.output_extra)."""
+    from types import SimpleNamespace
+
+    from agent.metrics import output_extra
+
+    cfg, spool = setup
+    output = SimpleNamespace(destination_counters=lambda: {"events_failure_store": (
+        "help", "data_stream", {"logs-clawdstrike.security-default": 4})})
+    drain = mock_drain(output)
+    spool.record_output_state("es", extra=output_extra(drain))
+    st = orjson.loads(run("status", "--json", config=cfg).output)
+    assert st["outputs"]["es"]["destination_counters"] == {
+        "events_failure_store": {"logs-clawdstrike.security-default": 4}}
+    assert "events_failure_store: logs-clawdstrike.security-default 4" in run("status", config=cfg).output
+
+
+def mock_drain(output):
+    from unittest import mock
+
+    from outputs.stats import OutputStats
+
+    drain = mock.MagicMock()
+    drain.stats = OutputStats()
+    drain.limiter.current.return_value = (0.0, 0.0)
+    drain.breaker.state_name, drain.breaker.reason = "closed", ""
+    drain.output = output
+    return drain
