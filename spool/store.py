@@ -750,7 +750,8 @@ class Spool:
         if seq is None and target > cur.seq:
             target = cur.seq  # behind the requested point already: everything from it will be sent
         elif target < floor:
-            raise RewindError(f"cannot rewind {output!r} to seq {target}: {oldest()} (lowest cursor {floor})")
+            raise RewindError(f"cannot rewind {output!r} to seq {target}: {oldest()} (the lowest seq it "
+                              f"can rewind to is {floor})")
         gen = cur.generation + 1
         c.execute(
             "UPDATE cursors SET seq = ?, generation = ?, done = '', updated_ms = ? WHERE output = ?",
