@@ -77,6 +77,8 @@ def _spool_errors(path: str) -> Iterator[None]:
             raise click.ClickException(f"cannot use the spool {path}: {exc}") from None
         raise click.ClickException(f"the spool {path} is locked by another process (the running agent "
                                    "is writing); nothing was changed, try again") from None
+    except sqlite3.ProgrammingError:  # a DatabaseError too, but our misuse of the API: a bug
+        raise
     except sqlite3.DatabaseError as exc:
         raise click.ClickException(f"{path} is not a usable spool: {exc}") from None
     except OverflowError:  # only the driver binds our numbers: an id, --limit, --count or --seq

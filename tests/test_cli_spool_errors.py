@@ -66,3 +66,17 @@ def test_a_number_beyond_what_the_spool_stores_is_a_usage_error(spool_setup, arg
     r = CliRunner().invoke(cli, [*args, "-c", cfg])
     assert r.exit_code == 2 and isinstance(r.exception, SystemExit), r.exception
     assert "Error: Invalid value" in r.output
+
+
+def test_a_programming_error_is_not_blamed_on_the_spool(spool_setup, monkeypatch):
+    """sqlite3.ProgrammingError is a DatabaseError too, but it is our bug (a wrong binding, a closed
+    connection), not a file that is no spool: it must not read "not a usable spool" with exit 1."""
+    cfg, _ = spool_setup
+
+    def broken(*_args, **_kwargs):
+        raise sqlite3.ProgrammingError("Incorrect number of bindings supplied")
+
+    monkeypatch.setattr(Spool, "dlq_purge", broken)
+    r = CliRunner().invoke(cli, ["dlq", "purge", "--yes", "-c", cfg])
+    assert isinstance(r.exception, sqlite3.ProgrammingError), r.output
+    assert "not a usable spool" not in r.output
