@@ -177,7 +177,6 @@ def test_sigkill_while_delivering_to_hec_and_elasticsearch_loses_nothing(tmp_pat
     hec_dlq_ids = {e["event_id"] for e in hec_dlq}
     assert not ids - set(counts) - hec_dlq_ids, f"{len(ids - set(counts) - hec_dlq_ids)} lost for splunk"
     assert set(counts) <= ids
-    assert all(e["reason"] for e in hec_dlq)
     assert hec_dlq == [], "HEC refused nothing for good"
     hec_dupes = sum(c - 1 for c in counts.values())
     assert hec_dupes <= hec_max, f"{hec_dupes} duplicates at HEC after {kills} kills"
