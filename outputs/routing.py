@@ -87,11 +87,7 @@ def redirect_sources(name: str, outputs: Mapping[str, OutputConfig]) -> list[str
 def redirect_order(outputs: Mapping[str, OutputConfig]) -> list[str]:
     """The outputs, each after every output whose rules can redirect to it (otherwise in the order
     of agent.toml); ``ValueError`` naming the rule that closes a loop."""
-    preds: dict[str, set[str]] = {n: set() for n in outputs}
-    for name, cfg in outputs.items():
-        for target in _targets(cfg, outputs):
-            if target != name:
-                preds[target].add(name)
+    preds = {n: set(redirect_sources(n, outputs)) for n in outputs}
     order: list[str] = []
     left = dict.fromkeys(outputs)
     while left:
@@ -107,7 +103,7 @@ def _loop_error(outputs: Mapping[str, OutputConfig], stuck: set[str]) -> str:
     """Name a loop among ``stuck`` (outputs that each have a redirecting output among them): walk
     back through those until one repeats, then name the loop from its first output in agent.toml."""
     def pred(name: str) -> str:
-        return next(o for o in outputs if o in stuck and o != name and name in _targets(outputs[o], outputs))
+        return next(o for o in redirect_sources(name, outputs) if o in stuck)
 
     back = [next(n for n in outputs if n in stuck)]
     while (p := pred(back[-1])) not in back:
@@ -139,9 +135,8 @@ def _upstream(name: str, outputs: Mapping[str, OutputConfig]) -> set[str]:
     found: set[str] = set()
     todo = [name]
     while todo:
-        target = todo.pop()
-        for other, ocfg in outputs.items():
-            if other != name and other not in found and target in _targets(ocfg, outputs):
+        for other in redirect_sources(todo.pop(), outputs):
+            if other != name and other not in found:
                 found.add(other)
                 todo.append(other)
     return found
