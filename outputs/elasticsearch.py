@@ -154,18 +154,25 @@ class ElasticsearchOutputConfig(HttpOutputConfig):
             raise ValueError("set only one of api_key, username/password, bearer_token")
         if (self.password is None) != (not self.username):
             raise ValueError("username and password go together")
-        check_index_name(self.index or data_stream_name(self.data_stream_dataset,
-                                                        self.data_stream_namespace))
+        check_index_name(route_target(self, {}))
 
     def check_route(self, values: dict[str, str]) -> None:
         """The index a rule's values name (as ``ElasticsearchOutput._route_index`` builds it) must be
         one Elasticsearch accepts: otherwise every event of the rule is refused with a 400."""
         check_route_keys(values, ROUTE_KEYS, "elasticsearch")
-        if values.get("index"):
-            check_index_name(values["index"])
-        elif values.get("dataset") or values.get("namespace"):
-            check_index_name(data_stream_name(values.get("dataset") or self.data_stream_dataset,
-                                              values.get("namespace") or self.data_stream_namespace))
+        check_index_name(route_target(self, values))
+
+
+def route_target(config: ElasticsearchOutputConfig, route: dict[str, str]) -> str:
+    """The index or data stream an event with these route values goes to, before ``%Y %m %d`` are
+    filled in: the route's ``index``, else a data stream named from its ``dataset``/``namespace``
+    (the config's for the one not set), else the output's own target."""
+    if route.get("index"):
+        return route["index"]
+    if route.get("dataset") or route.get("namespace"):
+        return data_stream_name(route.get("dataset") or config.data_stream_dataset,
+                                route.get("namespace") or config.data_stream_namespace)
+    return config.index or data_stream_name(config.data_stream_dataset, config.data_stream_namespace)
 
 
 def check_index_name(target: str) -> None:
@@ -223,8 +230,7 @@ class ElasticsearchOutput(HttpOutput):
         self._down_until = [0.0] * len(self.hosts)
         self._rr = itertools.count()
         self._lock = threading.Lock()
-        target = config.index or data_stream_name(config.data_stream_dataset,
-                                                  config.data_stream_namespace)
+        target = route_target(config, {})
         self._target = target
         self._dated = _dated(config)
         self._prefix = self._action_prefix(target)
@@ -279,14 +285,7 @@ class ElasticsearchOutput(HttpOutput):
         return prefix
 
     def _route_index(self, item: DeliveryItem, route: dict[str, str]) -> str:
-        if route.get("index"):
-            index = route["index"]
-        elif route.get("dataset") or route.get("namespace"):
-            index = data_stream_name(route.get("dataset") or self.config.data_stream_dataset,
-                                     route.get("namespace") or self.config.data_stream_namespace)
-        else:
-            index = self.config.index or data_stream_name(self.config.data_stream_dataset,
-                                                          self.config.data_stream_namespace)
+        index = route_target(self.config, route)
         if "%" in index:
             ts = str(_event_of(item).get("timestamp", "")) or time.strftime("%Y-%m-%dT",
                                                                                 time.gmtime())
@@ -494,7 +493,7 @@ class ElasticsearchOutput(HttpOutput):
             w = self._put(what, path, body)
             if w:
                 warnings.append(w)
-        if self.config.index and self.config.ilm_policy and "%" not in self.config.index:
+        if self.config.index and self.config.ilm_policy and not self._dated:
             w = self._bootstrap_write_alias()
             if w:
                 warnings.append(w)
@@ -744,7 +743,7 @@ def index_template_body(config: ElasticsearchOutputConfig) -> dict[str, Any]:
     if config.index:
         base = config.index.split("%", 1)[0].rstrip("-_.") or config.index
         body["index_patterns"] = [f"{base}*"]
-        if config.ilm_policy and "%" not in config.index:
+        if config.ilm_policy and not _dated(config):
             settings["index.lifecycle.rollover_alias"] = config.index
     else:
         body["index_patterns"] = [f"logs-{config.data_stream_dataset}-*"]
