@@ -341,26 +341,26 @@ class _InotifyWatches:
             if names is None:
                 continue
             if mask & self._ignored:  # the watch is gone (directory deleted, moved or unmounted)
-                del dirs[wd]
-                for directory in names:
-                    if self._wds.get(directory) == wd:
-                        del self._wds[directory]
-                    changes[directory] = True
+                self._forget(wd)
+                changes.update(dict.fromkeys(names, True))
                 continue
             structural = bool(mask & (self._self_gone if not name else self._structural))
             if not name and mask & self._moved_self:
                 # Renamed: the kernel keeps watching it under its new name, which we do not know,
                 # so its events would carry the old name. Drop the watch; the scan this causes
                 # watches whatever directory is at the old path now.
-                del dirs[wd]
-                for directory in names:
-                    if self._wds.get(directory) == wd:
-                        del self._wds[directory]
+                self._forget(wd)
                 self._api.inotify_rm_watch(self.fd, wd)
             for directory in names:
                 path = os.path.join(directory, os.fsdecode(name)) if name else directory
                 changes[path] = changes.get(path, False) or structural
         return changes
+
+    def _forget(self, wd: int) -> None:
+        """Drop watch descriptor ``wd`` and the directory names it stood for."""
+        for directory in self._dirs.pop(wd, []):
+            if self._wds.get(directory) == wd:
+                del self._wds[directory]
 
     @property
     def directories(self) -> frozenset[str]:
