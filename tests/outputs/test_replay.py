@@ -70,12 +70,17 @@ def test_a_request_made_while_stopped_is_sent_by_the_next_run(spool):
     assert later.sent == [[0, 3]]
 
 
-def test_replay_waits_for_an_open_breaker_like_any_batch(spool):
+def two_delivered_to_the_dlq_and_requested_for_replay(spool: Spool) -> None:
+    """Events 1 and 2 went to output f's DLQ, its cursor passed them, and a replay is requested."""
     fill(spool, 2)
     spool.ensure_cursor("f")
     spool.dlq_add("f", spool.read_after(0, 2), "old failure")
     spool.commit_cursor("f", 2, 0)
     spool.dlq_request_replay("f")
+
+
+def test_replay_waits_for_an_open_breaker_like_any_batch(spool):
+    two_delivered_to_the_dlq_and_requested_for_replay(spool)
     down = [lambda b: Outcome.retry("connection refused")]
     out = Fake("f", cfg(breaker_failures=1, breaker_cooldown=0.05, breaker_cooldown_max=0.05), script=down)
     drain = Drain(out, spool, spool.reader())
@@ -152,11 +157,7 @@ def test_a_replay_refused_again_is_kept_with_its_reason_when_the_first_requeue_f
 
 
 def test_a_replay_that_cannot_be_encoded_any_more_survives_a_failed_requeue(spool):
-    fill(spool, 2)
-    spool.ensure_cursor("f")
-    spool.dlq_add("f", spool.read_after(0, 2), "old failure")
-    spool.commit_cursor("f", 2, 0)
-    spool.dlq_request_replay("f")
+    two_delivered_to_the_dlq_and_requested_for_replay(spool)
     calls = requeue_locked_once(spool)
 
     class Refusing(Fake):
