@@ -66,6 +66,7 @@ def _spool_errors(path: str) -> Iterator[None]:
     (or of a newer agent), one we may not write, or one whose write lock another process (the running
     agent, while it writes) held past the busy timeout ends the command with an error, not a traceback.
     Each command writes in one transaction, so a refused one changed nothing."""
+    from spool.store import is_locked
     from spool.types import SpoolError
 
     try:
@@ -73,7 +74,7 @@ def _spool_errors(path: str) -> Iterator[None]:
     except SpoolError as exc:
         raise click.ClickException(str(exc)) from None
     except sqlite3.OperationalError as exc:
-        if (getattr(exc, "sqlite_errorcode", 0) & 0xFF) not in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED):
+        if not is_locked(exc):
             raise click.ClickException(f"cannot use the spool {path}: {exc}") from None
         raise click.ClickException(f"the spool {path} is locked by another process (the running agent "
                                    "is writing); nothing was changed, try again") from None

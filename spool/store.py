@@ -133,6 +133,12 @@ def _is_disk_full(exc: BaseException) -> bool:
     return _sqlite_error(exc, SQLITE_FULL)
 
 
+def is_locked(exc: BaseException) -> bool:
+    """``exc`` says another connection held the database past the busy timeout (SQLITE_BUSY, or
+    SQLITE_LOCKED): nothing of the statement was written."""
+    return _sqlite_error(exc, SQLITE_BUSY) or _sqlite_error(exc, sqlite3.SQLITE_LOCKED)
+
+
 def _ro_uri(path: str) -> str:
     return "file:" + urllib.parse.quote(os.path.abspath(path)) + "?mode=ro"
 
