@@ -79,6 +79,7 @@ from outputs.http import (
     TransportError,
     excerpt,
     outcome_for_status,
+    outcome_for_transport,
     reveal_or_empty,
 )
 
@@ -377,7 +378,7 @@ class ElasticsearchOutput(HttpOutput):
         try:
             resp = self._request("POST", BULK_PATH, body, {"Content-Type": NDJSON})
         except TransportError as exc:
-            return Outcome.retry(f"bulk: {exc}", auth_failure=exc.auth_failure)
+            return outcome_for_transport(exc, "bulk")
         if resp.status != 200:
             return self._request_failure(resp)
         head = resp.body[:80].replace(b" ", b"")

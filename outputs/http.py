@@ -264,6 +264,13 @@ def outcome_for_status(resp: HttpResponse, what: str, secrets: Iterable[str] = (
     return Outcome.permanent(reason, excerpt=ex)
 
 
+def outcome_for_transport(exc: TransportError, what: str) -> Outcome:
+    """The Outcome of a request that got no HTTP answer: retried; an authentication failure when a
+    proxy refused its credentials on the tunnel's CONNECT (``TransportError.auth_failure``), as its
+    407 answer to a plain-HTTP request is (``outcome_for_status``)."""
+    return Outcome.retry(f"{what}: {exc}", auth_failure=exc.auth_failure)
+
+
 class _BadBody(Exception):
     """The answer's body could not be read within the limits (size or total time)."""
 

@@ -86,6 +86,7 @@ from outputs.http import (
     TransportError,
     excerpt,
     outcome_for_status,
+    outcome_for_transport,
     parse_retry_after,
 )
 
@@ -412,7 +413,7 @@ class SplunkHecOutput(HttpOutput):
             if ch is not None and self.acks is not None:
                 # HEC may have taken it and given it an ackId this output never saw.
                 self.acks.ack_space_unknown(ch)
-            return Outcome.retry(f"hec: {exc}", auth_failure=exc.auth_failure)
+            return outcome_for_transport(exc, "hec")
         answer = parse_hec_answer(resp.body)
         code = hec_code(answer)
         if ch is not None and self.acks is not None and code is None and \
