@@ -142,10 +142,25 @@ def _include_fn(filters: Filters) -> Callable[[Any], Any]:
         if type(node) is dict:
             return on_dict(node)
         if type(node) is list:
-            return [k for k in map(include, node) if k is not EMPTY] or EMPTY
+            return _each(include, node)
         return EMPTY  # a value where the filter goes deeper
 
     return include
+
+
+def _each(fn: Callable[[Any], Any], node: list[Any]) -> Any:
+    """``fn`` over a list's elements, EMPTY ones dropped. An element that is the same object as the
+    one before it takes that one's result (``fn`` is a pure function of the element): the
+    Elasticsearch mock's lean ``_bulk`` answer repeats one item object for every like result."""
+    out = []
+    last: Any = _each  # no element is this function
+    kept: Any = EMPTY
+    for x in node:
+        if x is not last:
+            last, kept = x, fn(x)
+        if kept is not EMPTY:
+            out.append(kept)
+    return out or EMPTY
 
 
 def _exclude(node: Any, filters: Filters) -> Any:

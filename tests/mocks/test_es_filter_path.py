@@ -55,6 +55,18 @@ def test_filter_path_semantics(value: str, doc: dict, want: dict) -> None:
     assert json.dumps(doc, sort_keys=True) == before  # the answer object itself is not changed
 
 
+@pytest.mark.parametrize("value", ["errors,items.*.error,items.*.status", "items.*.status",
+                                   "items.**", "items", "took", "items.*.nothing", "*.*.*.status"])
+def test_a_repeated_item_object_filters_as_equal_copies_do(value: str) -> None:
+    """A list holding one object several times (the lean ES mock's answer) filters to what the same
+    list of distinct equal copies does."""
+    a, b = BULK_ANSWER["items"]
+    shared = {"errors": True, "items": [a, a, a, b, a, b, b]}
+    copies = json.loads(json.dumps(shared))
+    assert compile_filter(value)(shared) == compile_filter(value)(copies)
+    assert json.dumps(compile_filter(value)(shared)) == json.dumps(compile_filter(value)(copies))
+
+
 @pytest.fixture
 def es() -> Iterator[tuple[ElasticsearchMock, MockServer]]:
     app = ElasticsearchMock()  # with the vendor-spec check on: it judges the whole answer
