@@ -848,13 +848,12 @@ def _lean_actions(body: bytes) -> list[tuple[str, dict[str, Any], int, int]]:
         start, i = i, j + 1
         if body[start] in _WHITESPACE and not body[start:j].strip():
             continue  # a blank line is no line
-        end = j - 1 if body[j - 1] == 13 else j  # nor is a \r before the \n part of one
-        if source:
-            append((kind, meta, start, end))
+        if source:  # a \r before the \n is no part of a line
+            append((kind, meta, start, j - 1 if body[j - 1] == 13 else j))
             source = False
             continue
         try:
-            action = loads(body[start:end])
+            action = loads(body[start:j])  # ... and, as JSON whitespace, changes no action line
         except orjson.JSONDecodeError:
             action = es_spec.NOT_JSON
         if type(action) is not dict or len(action) != 1:
