@@ -74,6 +74,13 @@ def _crafted() -> list[bytes]:
             if "id" not in v:
                 rec["id"] = f"0000{n:04d}-{k:04d}-4000-8000-000000000000"
             out.append(orjson.dumps(rec))
+    deep: dict[str, Any] = {"token": "deep-secret-value"}
+    for _ in range(300):  # deeper than orjson encodes: the metadata cache cannot key it
+        deep = {"d": deep}
+    odd = (("00000099", deep), ("00000098", deep["d"]["d"]), ("00000097", {"n": 10 ** 30}))
+    for head, metadata in odd:
+        rec = {**base, "id": f"{head}-0000-4000-8000-000000000000", "metadata": metadata}
+        out.append(json.dumps(rec).encode())
     out.append(b'{"not json ' + _SECRETS["aws"].encode())
     out.append(orjson.dumps({"what": _SECRETS["password"]}))
     out.append(orjson.dumps({"id": "x", "timestamp": "bad " + _SECRETS["github"], "event_type": "check",
@@ -114,6 +121,7 @@ def _privacies() -> dict[str, PrivacyConfig | None]:
         "all-builtin": PrivacyConfig(builtin=["secrets", "email", "ipv4", "ipv6"]),
         "user": PrivacyConfig(builtin=["secrets"], rules=[
             RedactRule(pattern=r"agent-0\d+"), RedactRule(pattern=r"dev-lap"), RedactRule(pattern=r"securi"),
+            RedactRule(pattern=r"0000-4000-80"),  # matches the crafted ids (source.id = event_id)
             RedactRule(pattern=r"file-1\d*7", style="keep", keep_first=2),
             RedactRule(pattern=r"forbidden", path="decision.reason")]),
         "paths": PrivacyConfig(builtin=[], rules=[RedactRule(path="resource.path"),
