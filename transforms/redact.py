@@ -186,9 +186,8 @@ def _compile_fast_check() -> Callable[..., Callable[[dict], bool]]:
     new value is examined (``S``). ``source.id`` equal to ``event_id`` (a hushd UUID, new in every event)
     is skipped: an id of that shape cannot match. Metadata is looked up here by its JSON in ``CO``, the
     cache of whole free-form objects known clean that ``D`` fills: a hit costs one ``dumps`` and a set
-    lookup instead of a method call (~2,000 instructions); a miss goes to ``D``, which walks the object
-    (a value orjson cannot encode raises TypeError: the caller then walks the whole event). Objects
-    with keys this version does not know are walked.
+    lookup instead of a method call (~2,000 instructions); a miss, or an object orjson cannot encode,
+    goes to ``D``, which walks it. Objects with keys this version does not know are walked.
     """
     lines = ["def make(C, M, D, S, CK, CO):", " def fast_check(e):"]
     for f in FIELDS:
@@ -217,7 +216,10 @@ def _compile_fast_check() -> Callable[..., Callable[[dict], bool]]:
                       "    if v and not (C.issuperset(v.values()) and CK.issuperset(v)) and D(v): "
                       "return True"]
         else:
-            lines += [f"    v = e.get({f.name!r})", "    if v and dumps(v) not in CO and D(v): return True"]
+            lines += [f"    v = e.get({f.name!r})", "    if v:",
+                      "        try:", "            hit = dumps(v) in CO",
+                      "        except TypeError:", "            hit = False",
+                      "        if not hit and D(v): return True"]
     lines += ["    if not K.issuperset(e):",  # fields this version does not know: walk them
               "        for k in e.keys() - K:",
               "            if D(e[k]): return True",
