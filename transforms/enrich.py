@@ -80,9 +80,14 @@ class _Globs:
     """Glob patterns where ``*`` also matches ``/``. The usual shapes (``/etc/shadow``, ``*.pem``,
     ``/etc/cron.*``, ``*/.ssh/*``) become one set lookup and C-level ``startswith``/``endswith``/``in``
     tests; only other shapes use a regex (``fnmatch.translate`` with leading ``.*`` backtracks on every
-    path, several microseconds per rule on the hot path)."""
+    path, several microseconds per rule on the hot path).
 
-    __slots__ = ("contains", "exact", "patterns", "prefixes", "regex", "suffixes")
+    ``match(text) -> bool`` is generated per instance as one ``or`` chain with the ``*x*`` parts as
+    constants: a blocked file event's path meets the default table's gate of 13 of them, and the chain
+    costs ~40% less than a loop over them (no iterator, no per-part store/load).
+    """
+
+    __slots__ = ("contains", "exact", "match", "patterns", "prefixes", "regex", "suffixes")
 
     def __init__(self, patterns: list[str]) -> None:
         self.patterns = tuple(patterns)
@@ -102,14 +107,19 @@ class _Globs:
         self.exact = frozenset(exact)
         self.prefixes, self.suffixes, self.contains = tuple(prefixes), tuple(suffixes), tuple(contains)
         self.regex = re.compile("|".join(f"(?:{fnmatch.translate(p)})" for p in other)) if other else None
+        self.match: Callable[[str], bool] = self._compile_match()
 
-    def match(self, text: str) -> bool:
-        if text in self.exact or text.startswith(self.prefixes) or text.endswith(self.suffixes):
-            return True
-        for part in self.contains:
-            if part in text:
-                return True
-        return self.regex is not None and self.regex.match(text) is not None
+    def _compile_match(self) -> Callable[[str], bool]:
+        tests = ["text in exact", "text.startswith(prefixes)", "text.endswith(suffixes)"]
+        tests += [f"{part!r} in text" for part in self.contains]
+        if self.regex is not None:
+            tests.append("regex(text) is not None")
+        source = f"def match(text):\n    return {' or '.join(tests)}\n"
+        namespace: dict[str, Any] = {"exact": self.exact, "prefixes": self.prefixes,
+                                     "suffixes": self.suffixes,
+                                     "regex": self.regex.match if self.regex is not None else None}
+        exec(compile(source, "<transforms.enrich glob match>", "exec"), namespace)
+        return namespace["match"]
 
 
 def _globs(patterns: list[str]) -> _Globs | None:
