@@ -166,6 +166,10 @@ PROTECTED: frozenset[Path] = frozenset(
 _FREE_FORM = frozenset(p for p, f in SCHEMA.items() if f.kind in (ANY_OBJECT, LABELS))
 _SKIP_TOP = frozenset(p[0] for p in PROTECTED if len(p) == 1)  # event_id, timestamp, enums
 _IP_TYPES = frozenset(("ipv4-addr", "ipv6-addr"))
+#: ``source.id`` equal to ``event_id`` (hushd's own UUID) is a copy of a fixed-format field: value
+#: patterns and copies leave it, as they leave ``event_id`` (masking one copy of a visible id hides
+#: nothing and breaks the SIEM's link to the source record). A path rule naming it still masks it.
+_SOURCE_ID = ("source", "id")
 MIN_COPY_LENGTH = 4  # shorter masked values are masked where they are whole fields, not inside text
 
 
@@ -184,7 +188,7 @@ def _compile_fast_check() -> Callable[..., Callable[[dict], bool]]:
     session, threat.indicator, labels) is tested with one C-level ``clean.issuperset(values)``: a value
     seen before (an enum, a guard name, a host, an agent id...) is a set hit, and only an object with a
     new value is examined (``S``). ``source.id`` equal to ``event_id`` (a hushd UUID, new in every event)
-    is skipped: an id of that shape cannot match. Metadata is looked up here by its JSON in ``CO``, the
+    is skipped: the slow path leaves that copy of the id too (``_SOURCE_ID``). Metadata is looked up here by its JSON in ``CO``, the
     cache of whole free-form objects known clean that ``D`` fills: a hit costs one ``dumps`` and a set
     lookup instead of a method call (~2,000 instructions); a miss, or an object orjson cannot encode,
     goes to ``D``, which walks it. Objects with keys this version does not know are walked.
@@ -547,6 +551,8 @@ class Redactor:
         for container, key, path, value in reversed(_leaves(out, ())):
             if path in PROTECTED or (len(path) == 1 and path[0] in _SKIP_TOP):
                 continue
+            if path == _SOURCE_ID and value == out["event_id"]:
+                continue  # the event id's copy: as fixed as the id itself (the fast check skips it too)
             if type(value) is not str:
                 continue
             new, dropped = value, False
@@ -580,7 +586,7 @@ class Redactor:
         for container, key, path, value in reversed(_leaves(out, ())):
             if type(value) is not str or path in PROTECTED or value in masked_values:
                 continue
-            if len(path) == 1 and path[0] in _SKIP_TOP:
+            if (len(path) == 1 and path[0] in _SKIP_TOP) or (path == _SOURCE_ID and value == out["event_id"]):
                 continue
             hit = copies.get(value)
             if hit is not None:

@@ -172,6 +172,20 @@ def test_the_mitre_names_are_never_redacted():
     assert out["mitre"] == ev["mitre"]
 
 
+def test_source_id_equal_to_the_event_id_is_left_whether_or_not_another_field_is_masked():
+    """The fast check skips source.id when it is the event id; the slow path must leave it too, or a
+    user pattern that matches ids masks it only in events where something else needed masking."""
+    uuid_part = RedactRule(pattern=r"[0-9a-f]{8}-[0-9a-f]{4}-")
+    clean, dirty = captured(1), event_with(detail="ghp_aBcDeFgHiJkLmNoPqRsTuVwXyZ0123456789")
+    for ev in (clean, dirty):
+        assert ev["source"]["id"] == ev["event_id"] and re.match(uuid_part.pattern, ev["event_id"])
+        out = compile_redactor(PrivacyConfig(rules=[uuid_part]))(ev)
+        assert out["source"]["id"] == ev["event_id"]
+    assert run(PrivacyConfig(rules=[uuid_part]), dirty)["metadata"]["detail"] == "[REDACTED]"
+    # a path rule that names it still masks it
+    assert run(RedactConfig(rules=[RedactRule(path="source.id")]), clean)["source"]["id"] == "[REDACTED]"
+
+
 # --------------------------------------------------------------------------------- every copy, styles
 
 def test_a_path_rule_masks_every_copy_of_the_value():
