@@ -1,5 +1,5 @@
 """The Elasticsearch render loop (``Renderer.render`` / ``render_items``: decode, route, ECS, action
-line) gives exactly the bytes recorded in tests/golden/render-es.sha256, for a varied corpus: every
+line) gives exactly the bytes recorded in render-es.sha256 (beside this file), for a varied corpus: every
 golden input and real hushd capture, generated hushd lines, each with optional fields removed, routed,
 filtered, dated, and rows that fail (bad JSON, events the ECS transform cannot render).
 
@@ -36,7 +36,7 @@ from tests.integration.harness import audit_line  # noqa: E402
 from transforms.config import EnrichmentConfig, PrivacyConfig  # noqa: E402
 from transforms.pipeline import build_pipeline, compile_ingest  # noqa: E402
 
-GOLDEN = ROOT / "tests" / "golden" / "render-es.sha256"
+GOLDEN = Path(__file__).resolve().parent / "render-es.sha256"
 
 #: Fields an event may lack; each is removed in turn (nested ones as "parent.child").
 OPTIONAL = ("metadata", "mitre", "labels", "session", "agent", "threat", "decision.reason",
