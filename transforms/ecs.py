@@ -812,7 +812,7 @@ def _templated(event: dict) -> bytes | None:
                  _dumps(source, option=_SORT),
                  _dumps(event["event_id"]),
                  h_reason,
-                 _dumps(_file(path), option=_SORT) if path is not None else None,
+                 _file_hole(path) if path is not None else None,
                  h_message,
                  None if indicator is None else _dumps(indicator, option=_SORT))
     except (TypeError, ValueError):  # e.g. an id orjson cannot encode: the general path raises it
@@ -857,6 +857,29 @@ def _compile_template(key: bytes, event: dict, holes: tuple) -> bytes:
             render = False
     put_bounded(_TEMPLATES, key, render, _TEMPLATE_MAX)
     return want
+
+
+def _file_hole(path: str) -> bytes:
+    """``_dumps(_file(path), option=_SORT)`` for a str path: the object is built in sorted key order
+    (directory, extension, name, path), so orjson need not sort it (~800 instructions a file event).
+    The parts are ``_file``'s; an overlong path, whose parts are cut, takes ``_file`` itself."""
+    if len(path) > KEYWORD_LIMIT:
+        return _dumps(_file(path), option=_SORT)
+    head, sep, name = path.rpartition("/")
+    if not sep:
+        head, sep, name = path.rpartition("\\")
+    f: dict[str, str] = {}
+    if head:
+        f["directory"] = head
+    elif sep:  # the root ("/x")
+        f["directory"] = sep
+    if name:
+        stem, _, ext = name.rpartition(".")
+        if stem and ext:  # ".env" is a dotfile, not an extension
+            f["extension"] = ext
+        f["name"] = name
+    f["path"] = path
+    return _dumps(f)
 
 
 def _metadata_hole(metadata: Any) -> bytes:

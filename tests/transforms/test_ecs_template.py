@@ -192,3 +192,9 @@ def test_a_non_string_path_raises_what_it_raised(path):
 def test_metadata_hole_is_the_encoded_metadata_string(metadata):
     for _ in range(2):  # the second from the cache
         assert ecs_mod._metadata_hole(metadata) == orjson.dumps(ecs_mod.metadata_json(metadata))
+
+
+@pytest.mark.parametrize("path", ["/p/dir/f.txt", "rel", "C:\\w\\x.y", "/", "/d/.env", "/a/b.", "a.b/c",
+                                  "/a/", "x\\", "\u00e9/\"q\".\\", "/x/" + "l" * 2000, "d/" + "n" * 1030])
+def test_file_hole_is_the_sorted_file_object(path):
+    assert ecs_mod._file_hole(path) == orjson.dumps(ecs_mod._file(path), option=orjson.OPT_SORT_KEYS)
