@@ -188,10 +188,11 @@ def _compile_fast_check() -> Callable[..., Callable[[dict], bool]]:
     session, threat.indicator, labels) is tested with one C-level ``clean.issuperset(values)``: a value
     seen before (an enum, a guard name, a host, an agent id...) is a set hit, and only an object with a
     new value is examined (``S``). ``source.id`` equal to ``event_id`` (a hushd UUID, new in every event)
-    is skipped: the slow path leaves that copy of the id too (``_SOURCE_ID``). Metadata is looked up here by its JSON in ``CO``, the
-    cache of whole free-form objects known clean that ``D`` fills: a hit costs one ``dumps`` and a set
-    lookup instead of a method call (~2,000 instructions); a miss, or an object orjson cannot encode,
-    goes to ``D``, which walks it. Objects with keys this version does not know are walked.
+    is skipped: the slow path leaves that copy of the id too (``_SOURCE_ID``). Metadata is looked up
+    here by its JSON in ``CO``, the cache of whole free-form objects known clean that ``D`` fills: a hit
+    costs one ``dumps`` and a set lookup instead of a method call (~2,000 instructions); a miss, or an
+    object orjson cannot encode, goes to ``D``, which walks it. Objects with keys this version does not
+    know are walked.
     """
     lines = ["def make(C, M, D, S, CK, CO):", " def fast_check(e):"]
     for f in FIELDS:
