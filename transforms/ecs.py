@@ -144,33 +144,36 @@ def _cut(s: str) -> str:
 
 def _file(path: str) -> dict[str, str]:
     """file.path/name/directory/extension; POSIX separators, backslash only for a path without '/'.
-    (rpartition, one call each, instead of rfind and slices: this runs for every file event.)"""
+    (rpartition, one call each, instead of rfind and slices: this runs for every file event.) The keys
+    are inserted in sorted order, so a template's file part is encoded without OPT_SORT_KEYS (same
+    bytes, ~800 instructions less per file event)."""
     if type(path) is not str:
         path[:KEYWORD_LIMIT], path.rfind("/")  # raise what a non-string path raised (DLQ reasons quote it)
     head, sep, name = path.rpartition("/")
     if not sep:
         head, sep, name = path.rpartition("\\")
     stem, _, ext = name.rpartition(".")
+    f: dict[str, str] = {}
     if len(path) <= KEYWORD_LIMIT:  # so is every part: nothing to cut
-        f = {"path": path}
         if head:
             f["directory"] = head
         elif sep:  # the root ("/x")
             f["directory"] = sep
         if name:
-            f["name"] = name
             if stem and ext:  # ".env" is a dotfile, not an extension
                 f["extension"] = ext
+            f["name"] = name
+        f["path"] = path
         return f
-    f = {"path": path[:KEYWORD_LIMIT]}
     if head:
         f["directory"] = head[:KEYWORD_LIMIT]
     elif sep:
         f["directory"] = sep
     if name:
-        f["name"] = name[:KEYWORD_LIMIT]
         if stem and ext:
             f["extension"] = ext[:KEYWORD_LIMIT]
+        f["name"] = name[:KEYWORD_LIMIT]
+    f["path"] = path[:KEYWORD_LIMIT]
     return f
 
 
@@ -812,7 +815,7 @@ def _templated(event: dict) -> bytes | None:
                  _dumps(source, option=_SORT),
                  _dumps(event["event_id"]),
                  h_reason,
-                 _file_hole(path) if path is not None else None,
+                 _dumps(_file(path)) if path is not None else None,  # in sorted order
                  h_message,
                  None if indicator is None else _dumps(indicator, option=_SORT))
     except (TypeError, ValueError):  # e.g. an id orjson cannot encode: the general path raises it
@@ -857,29 +860,6 @@ def _compile_template(key: bytes, event: dict, holes: tuple) -> bytes:
             render = False
     put_bounded(_TEMPLATES, key, render, _TEMPLATE_MAX)
     return want
-
-
-def _file_hole(path: str) -> bytes:
-    """``_dumps(_file(path), option=_SORT)`` for a str path: the object is built in sorted key order
-    (directory, extension, name, path), so orjson need not sort it (~800 instructions a file event).
-    The parts are ``_file``'s; an overlong path, whose parts are cut, takes ``_file`` itself."""
-    if len(path) > KEYWORD_LIMIT:
-        return _dumps(_file(path), option=_SORT)
-    head, sep, name = path.rpartition("/")
-    if not sep:
-        head, sep, name = path.rpartition("\\")
-    f: dict[str, str] = {}
-    if head:
-        f["directory"] = head
-    elif sep:  # the root ("/x")
-        f["directory"] = sep
-    if name:
-        stem, _, ext = name.rpartition(".")
-        if stem and ext:  # ".env" is a dotfile, not an extension
-            f["extension"] = ext
-        f["name"] = name
-    f["path"] = path
-    return _dumps(f)
 
 
 def _metadata_hole(metadata: Any) -> bytes:

@@ -196,5 +196,6 @@ def test_metadata_hole_is_the_encoded_metadata_string(metadata):
 
 @pytest.mark.parametrize("path", ["/p/dir/f.txt", "rel", "C:\\w\\x.y", "/", "/d/.env", "/a/b.", "a.b/c",
                                   "/a/", "x\\", "\u00e9/\"q\".\\", "/x/" + "l" * 2000, "d/" + "n" * 1030])
-def test_file_hole_is_the_sorted_file_object(path):
-    assert ecs_mod._file_hole(path) == orjson.dumps(ecs_mod._file(path), option=orjson.OPT_SORT_KEYS)
+def test_the_file_object_is_built_in_sorted_key_order(path):
+    """A template's file part is encoded without sorting (transforms.ecs._templated)."""
+    assert orjson.dumps(ecs_mod._file(path)) == orjson.dumps(ecs_mod._file(path), option=orjson.OPT_SORT_KEYS)
