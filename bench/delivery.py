@@ -439,6 +439,14 @@ class TreeMonitor(threading.Thread):
         return sum(self.hwm.values())
 
 
+def cpu_split(tree: TreeMonitor, seconds: float) -> str:
+    """Cores each process kept busy: the agent's loop and its helper share the render work
+    (outputs.drain OFFLOAD_SHARE), so the one near 1.0 is the one that sets the pace."""
+    main = tree.cpu.get(tree.pid, 0.0) / seconds
+    helpers = [c / seconds for p, c in tree.cpu.items() if p != tree.pid]
+    return f"agent {main:.2f}" + "".join(f" + helper {h:.2f}" for h in helpers)
+
+
 def rss_detail(tree: TreeMonitor) -> str:
     """Who holds the memory: the agent's VmHWM and each helper's, and the polled peak of their sum."""
     main = tree.hwm.get(tree.pid, 0) / 2**20
@@ -593,6 +601,7 @@ class Throughput:
     requests: int = 0
     cpu_per_100k: float = 0.0
     agent_cores: float = 0.0
+    cpu_split: str = ""
     mock_cpu_s: float = 0.0
     mock_cores: float = 0.0
     rss_mib: float = 0.0
@@ -678,6 +687,7 @@ def run_throughput(kind: str, n: int, args: argparse.Namespace) -> Throughput:
         r.accepted = summary["accepted"]
         r.cpu_per_100k = cpu / n * 100_000
         r.agent_cores = cpu / max(t_cursor - agent.t0, 1e-9)
+        r.cpu_split = cpu_split(tree, max(t_cursor - agent.t0, 1e-9))
         r.mock_cpu_s = mock_cpu
         active = max(summary["last_arrival"], done) - (summary["first_arrival"] or done)
         r.mock_cores = mock_cpu / max(active, 1e-9)
@@ -1035,7 +1045,7 @@ def print_throughput(r: Throughput) -> None:
           f"requests; {r.wire_mib_s:.1f} MiB/s gzip on the wire)")
     what = "delivery only" if r.kind.endswith("-drain") else "ingest included"
     print(f"{'agent CPU':<28}: {r.cpu_per_100k:>9.2f} s per 100k events  ({r.agent_cores:.2f} cores "
-          f"busy on average; agent + mapping helper, {what})")
+          f"busy on average: {r.cpu_split}; {what})")
     print(f"{'mock CPU':<28}: {r.mock_cpu_s:>9.2f} s  ({r.mock_cores:.2f} of a core while receiving)")
     print(f"{'CPU ceiling':<28}: {cpu_ceiling(r)}")
     print(f"{'peak RSS':<28}: {r.rss_mib:>9.1f} MiB  target <= {TARGETS['rss_mib']:.0f}: "
