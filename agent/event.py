@@ -470,6 +470,11 @@ def validate_event(ev: Any) -> None:
 
 
 _SORT = orjson.OPT_SORT_KEYS
+_dumps = orjson.dumps
+# b"".join of two parts allocates the exact total size and copies into it (~1,000 instructions);
+# bytes(memoryview(b)) does the same through the buffer protocol (~2,000). With one part, join would
+# hand the same object back, so the empty second part is what makes it a copy.
+_join = b"".join
 
 
 def encode_event(ev: dict) -> bytes:
@@ -478,7 +483,7 @@ def encode_event(ev: dict) -> bytes:
     The result is copied to an exact-size ``bytes``: orjson returns its whole working buffer (4 KiB or
     more for a 700-byte event), and ingest holds tens of thousands of bodies while a transaction
     commits, which made the buffers the largest part of the agent's peak RSS."""
-    return bytes(memoryview(orjson.dumps(ev, option=_SORT)))
+    return _join((_dumps(ev, option=_SORT), b""))
 
 
 _TS_RE = re.compile(r"^(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2}):(\d{2})(?:\.(\d{1,9}))?Z$")
