@@ -14,7 +14,7 @@ from dataclasses import dataclass, fields
 from typing import TYPE_CHECKING, Any
 
 from agent.event import encode_event, timestamp_to_ms
-from agent.mapping import MappingContext, MappingError, map_record, parse_line
+from agent.mapping import MappingContext, MappingError, encode_line, map_record
 from spool.types import EXCERPT_MAX, AppendResult, EncodedEvent, IngestBatch, QuarantineRecord, SpoolFull
 
 if TYPE_CHECKING:  # the offload helper maps lines with this module and never imports gevent
@@ -238,8 +238,7 @@ def map_lines(lines: list[Line], *, source: str, context: MappingContext, kind: 
     events: list[EncodedEvent] = []
     quarantine: list[QuarantineRecord] = []
     # The hot loop: the callables bound to locals (each saves an attribute or global lookup per event).
-    append, parse, blank = events.append, parse_line, _BLANK_START
-    fromhex, to_ms, body, new = bytes.fromhex, timestamp_to_ms, encode_event, _new_encoded
+    append, encode_one, blank, new = events.append, encode_line, _BLANK_START, _new_encoded
     for line in lines:
         if line.overlong:
             quarantine.append(QuarantineRecord(
@@ -251,10 +250,8 @@ def map_lines(lines: list[Line], *, source: str, context: MappingContext, kind: 
         if not data or (data[0] in blank and not data.strip()):
             continue
         try:
-            ev = parse(data, context=context, kind=kind)
-            # encode(ev), inlined (one Python call less per line): same tuple, same order of work
-            append(new(EncodedEvent, (fromhex(ev["event_id"].replace("-", "")), to_ms(ev["timestamp"]),
-                                      body(ev))))
+            # parse_line then encode(ev), as one call (agent.mapping.encode_line): same tuple, same order
+            append(new(EncodedEvent, encode_one(data, context, kind)))
         except MappingError as exc:
             quarantine.append(QuarantineRecord(source, line.start, quarantine_reason(exc.reason, context),
                                                excerpt(data, context)))
