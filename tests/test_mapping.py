@@ -295,3 +295,33 @@ def test_a_mapper_bug_on_a_rare_shape_is_quarantined_not_spooled(monkeypatch):
         map_record(record, context=MappingContext())
     monkeypatch.setitem(mapping._MAPPERS, "openclaw_audit", real)
     assert map_record(record, context=MappingContext())["decision"]["severity"] in ("high", "critical")
+
+
+@pytest.mark.parametrize("ts", [
+    "2026-11-26T08:01:02Z", "2026-11-26T08:01:02.5Z", "2026-11-26T08:01:02.25Z", "2026-11-26T08:01:02.125Z",
+    "2026-11-26T08:01:02.123456Z", "2026-11-26T08:01:02.123456789Z", "2026-11-26T08:01:02.1234567891Z",
+    "2026-12-31T23:59:60.999Z", "2026-11-26t08:01:02.125z", "2026-11-26T10:01:02.125+02:00",
+    "2026-11-26T08:01:02.12a4Z", "2026-11-26T08:01:02.\u0661\u0662\u0663Z", 1795679462125,
+    "2026-02-30T08:01:02Z",
+])
+@pytest.mark.parametrize("kind", [None, "hushd_audit"])
+def test_encode_line_is_parse_line_then_encode(ts, kind):
+    """encode_line takes ts_ms from the mapper's timestamp check: it must give what timestamp_to_ms
+    gives on the event parse_line returns, for every timestamp shape, on a cold and a warm cache."""
+    from agent.event import timestamp_to_ms
+    from agent.mapping import _CANON_SECONDS, MappingError, encode_line
+
+    line = orjson.dumps({"id": "0b9c4d1e-2f3a-4b5c-8d6e-7f8091a2b3c4", "timestamp": ts, "event_type": "check",
+                         "action_type": "shell", "decision": "allowed"})
+    _CANON_SECONDS.clear()
+    for _ in range(2):
+        try:
+            ev = parse_line(line, context=CTX, kind=kind)
+        except MappingError as exc:
+            with pytest.raises(MappingError) as raised:
+                encode_line(line, CTX, kind)
+            assert raised.value.reason == exc.reason
+            continue
+        want = (bytes.fromhex(ev["event_id"].replace("-", "")), timestamp_to_ms(ev["timestamp"]),
+                encode_event(ev))
+        assert encode_line(line, CTX, kind) == want
