@@ -568,9 +568,11 @@ def _map_hushd(r: dict, ctx: MappingContext, kind: str = "hushd_audit") -> tuple
     indicator = None
     if mode == _REQUEST:
         if action in _FILE_ACTIONS and type(target) is str and target:
-            # _resource's file branch, inlined: most hushd records are file checks (a call less)
+            # _resource's file branch, inlined: most hushd records are file checks (a call less), and
+            # the indicator is only built for the blocked ones, the only ones that carry it
             resource = {"type": "file", "name": target, "path": target}
-            indicator = {"type": "file", "value": target}
+            if allowed is False:
+                indicator = {"type": "file", "value": target}
             if not category:
                 category = "file"
         else:
