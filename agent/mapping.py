@@ -134,6 +134,8 @@ def normalize_severity(value: Any, *, field_name: str = "severity") -> str:
 
 _UUID_RE = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
 _UUID_MATCH = _UUID_RE.match
+# hushd writes its ids in lowercase: one that already is needs no .lower() copy (a str allocation)
+_LOWER_UUID_MATCH = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$").match
 
 
 def derive_event_id(kind: str, source_id: str) -> str:
@@ -599,9 +601,13 @@ def _map_hushd(r: dict, ctx: MappingContext, kind: str = "hushd_audit") -> tuple
         if ph is not None:
             decision["policy_hash"] = ph
 
+    if len(rid) == 36 and _LOWER_UUID_MATCH(rid):
+        event_id = rid
+    else:
+        event_id = rid.lower() if len(rid) == 36 and _UUID_MATCH(rid) else derive_event_id(kind, rid)
     ev: dict[str, Any] = {
         "schema_version": SCHEMA_VERSION,
-        "event_id": rid.lower() if len(rid) == 36 and _UUID_MATCH(rid) else derive_event_id(kind, rid),
+        "event_id": event_id,
         "event_type": event_type,
         "event_category": category,
         "timestamp": ts,
