@@ -30,6 +30,7 @@ from agent.event import (
     TIMESTAMP_PATTERN,
     EventValidationError,
     SourceKind,
+    encode_event,
     timestamp_to_ms,
     validate_event,
 )
@@ -1094,33 +1095,12 @@ def parse_line(line: bytes, *, context: MappingContext, kind: str | None = None)
     """Decode one JSON line (strict UTF-8, one JSON object) and map it. Raises ``MappingError`` with
     ``invalid UTF-8 at byte N``, ``invalid JSON: ...``, ``not a JSON object``, ``unknown record shape
     (keys: ...)`` or a field reason."""
-    try:
-        record = orjson.loads(line)
-    except orjson.JSONDecodeError as exc:
-        raise _undecodable(line, exc) from None
-    if type(record) is not dict:
-        raise MappingError("not a JSON object")
-    if kind is None and "action_type" in record and "event_type" in record:
-        ev = _map_hushd(record, context)[0]  # hot path: what detect_kind would pick, without two calls
-    else:
-        ev = _map_record(record, line, kind, context)
-    post = context.postprocess
-    return ev if post is None else post(ev)
+    return _parse(line, context, kind)[0]
 
 
-_fromhex = bytes.fromhex
-_dumps, _join, _SORT = orjson.dumps, b"".join, orjson.OPT_SORT_KEYS  # what encode_event does
-
-
-def encode_line(line: bytes, context: MappingContext, kind: str | None) -> tuple[bytes, int, bytes]:
-    """``parse_line``, then what the spool stores of the event: (16-byte id, epoch ms, ``encode_event``
-    body), computed from the transformed event in that order. Raises what they raise.
-
-    The ingest hot path (``agent.inputs.base.map_lines``): one call per line instead of four, and the
-    ms of a hushd record's timestamp come from the mapper's timestamp check (``_map_hushd``) when the
-    transform kept that very string (a transform that copies the event keeps its values; identity,
-    not equality, so a changed timestamp is always converted again).
-    """
+def _parse(line: bytes, context: MappingContext, kind: str | None) -> tuple[dict, dict, int | None]:
+    """(event after the ingest transform, event before it, epoch ms of the latter's timestamp or None
+    when the mapper did not work them out): ``parse_line``'s work, and what ``encode_line`` reuses."""
     try:
         record = orjson.loads(line)
     except orjson.JSONDecodeError as exc:
@@ -1132,17 +1112,24 @@ def encode_line(line: bytes, context: MappingContext, kind: str | None) -> tuple
     else:
         ev, ms = _map_record(record, line, kind, context), None
     post = context.postprocess
-    if post is None:
-        out = ev
-    else:
-        out = post(ev)
-        if out is not ev and ms is not None:
-            raw = _fromhex(out["event_id"].replace("-", ""))  # first, as before: it may raise first
-            ts = out["timestamp"]
-            if ts is not ev["timestamp"]:
-                ms = timestamp_to_ms(ts)
-            return raw, ms, _join((_dumps(out, option=_SORT), b""))
-    raw = _fromhex(out["event_id"].replace("-", ""))
-    if ms is None:
-        ms = timestamp_to_ms(out["timestamp"])
-    return raw, ms, _join((_dumps(out, option=_SORT), b""))  # encode_event(out), without the call
+    return (ev if post is None else post(ev)), ev, ms
+
+
+_fromhex = bytes.fromhex
+
+
+def encode_line(line: bytes, context: MappingContext, kind: str | None) -> tuple[bytes, int, bytes]:
+    """``parse_line``, then what the spool stores of the event: (16-byte id, epoch ms, ``encode_event``
+    body), computed from the transformed event in that order. Raises what they raise.
+
+    The ingest hot path (``agent.inputs.base.map_lines``): one call per line instead of four, and the
+    ms of a hushd record's timestamp come from the mapper's timestamp check (``_map_hushd``) when the
+    transform kept that very string (a transform that copies the event keeps its values; identity,
+    not equality, so a changed timestamp is always converted again).
+    """
+    out, ev, ms = _parse(line, context, kind)
+    raw = _fromhex(out["event_id"].replace("-", ""))  # first, as before: it may raise first
+    ts = out["timestamp"]
+    if ms is None or ts is not ev["timestamp"]:
+        ms = timestamp_to_ms(ts)
+    return raw, ms, encode_event(out)
