@@ -593,6 +593,7 @@ class Throughput:
     rate_first: float = 0.0
     rate_start: float = 0.0
     cursor_rate: float = 0.0
+    ingest_rate: float = 0.0  # first row spooled -> the N-th spooled (0: not measured)
     startup_s: float = 0.0
     deliver_s: float = 0.0
     payload_mib_s: float = 0.0
@@ -644,14 +645,18 @@ def run_throughput(kind: str, n: int, args: argparse.Namespace) -> Throughput:
         mock_cpu0 = mock.cpu()
         busy0, self0 = machine_busy_seconds(), time.process_time()
         agent = AgentProcess(tmp, cfg)
-        t_first = t_cursor = 0.0
+        t_first = t_cursor = t_spooled = 0.0
         summary: dict[str, Any] = {}
         deadline = agent.t0 + args.timeout
         while time.time() < deadline:
             agent.check_alive()
             now = time.time()
-            if not t_first and (query(agent.db, "SELECT max(seq) FROM events") or 0) > 0:
-                t_first = now
+            if not t_spooled:
+                spooled = query(agent.db, "SELECT max(seq) FROM events") or 0
+                if not t_first and spooled > 0:
+                    t_first = now
+                if spooled >= n:
+                    t_spooled = now
             if not t_cursor and agent.cursor(name) >= n:
                 t_cursor = now
             if t_cursor:
@@ -680,6 +685,8 @@ def run_throughput(kind: str, n: int, args: argparse.Namespace) -> Throughput:
         r.rate_first = n / max(r.deliver_s, 1e-9)
         r.rate_start = n / max(done - agent.t0, 1e-9)
         r.cursor_rate = n / max(t_cursor - (t_first or agent.t0), 1e-9)
+        if not drain_only and t_spooled:
+            r.ingest_rate = n / max(t_spooled - (t_first or agent.t0), 1e-9)
         r.payload_mib = summary["body_bytes"] / 2**20
         r.payload_mib_s = r.payload_mib / max(r.deliver_s, 1e-9)
         r.wire_mib_s = summary["raw_bytes"] / 2**20 / max(r.deliver_s, 1e-9)
@@ -1040,7 +1047,8 @@ def print_throughput(r: Throughput) -> None:
     print(f"{label:<28}: {r.rate_first:>9,.0f} {w}  {start} -> N-th event acknowledged by "
           f"the mock ({r.deliver_s:.2f}s){target}")
     print(f"{'from process start':<28}: {r.rate_start:>9,.0f} {w}  (startup {r.startup_s:.2f}s); "
-          f"to cursor = N: {r.cursor_rate:,.0f} {w}")
+          f"to cursor = N: {r.cursor_rate:,.0f} {w}"
+          + (f"; all N spooled at {r.ingest_rate:,.0f} {w}" if r.ingest_rate else ""))
     print(f"{'payload':<28}: {r.payload_mib_s:>9.1f} MiB/s  ({r.payload_mib:.0f} MiB in {r.requests:,} "
           f"requests; {r.wire_mib_s:.1f} MiB/s gzip on the wire)")
     what = "delivery only" if r.kind.endswith("-drain") else "ingest included"
