@@ -246,55 +246,6 @@ class OffloadHelper:
         self._answer_locally()
 
 
-def process_cpu_seconds(pid: int) -> float | None:
-    """utime + stime of a process (Linux ``/proc/<pid>/stat``), or None where it cannot be read."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            fields = f.read().rpartition(b")")[2].split()
-    except OSError:
-        return None
-    return (int(fields[11]) + int(fields[12])) / _CLK_TCK
-
-
-_CLK_TCK = float(getattr(__import__("os"), "sysconf", lambda _n: 100)("SC_CLK_TCK"))
-
-
-class ShareBalancer:
-    """The share of a chunk's render work to send to the helper, moved towards the process with spare
-    CPU: every ``interval`` it compares the cores the agent and the helper kept busy and moves the share
-    one ``step`` towards the idler one. No one share fits: while files are being ingested the helper
-    maps every line (~115k instructions each) and has little room; once ingest is done, rendering is
-    most of what is left, and the agent still reads the spool, batches, compresses and sends, so the
-    helper should take ~3/4 of it. Without /proc (or before the helper runs) the share stays put."""
-
-    def __init__(self, helper: OffloadHelper, share: float, *, lo: float = 0.2, hi: float = 0.85,
-                 step: float = 0.05, interval: float = 0.5, margin: float = 0.05):
-        self.helper = helper
-        self.share = share
-        self.lo, self.hi, self.step, self.interval, self.margin = lo, hi, step, interval, margin
-        self._last: tuple[float, float, float, int | None] | None = None  # (wall, own, helper cpu, pid)
-
-    def update(self) -> float:
-        """The share to use now (cheap: a clock read, and two /proc reads once per ``interval``)."""
-        now = time.monotonic()
-        last = self._last
-        if last is not None and now - last[0] < self.interval:
-            return self.share
-        pid = self.helper.pid
-        helper_cpu = process_cpu_seconds(pid) if pid is not None else None
-        own = time.process_time()
-        self._last = (now, own, helper_cpu if helper_cpu is not None else 0.0, pid)
-        if last is None or helper_cpu is None or pid != last[3]:
-            return self.share  # first reading, or a new helper: its CPU restarted from zero
-        dt = now - last[0]
-        own_busy, helper_busy = (own - last[1]) / dt, (helper_cpu - last[2]) / dt
-        if own_busy > helper_busy + self.margin:
-            self.share = min(self.hi, self.share + self.step)
-        elif helper_busy > own_busy + self.margin:
-            self.share = max(self.lo, self.share - self.step)
-        return self.share
-
-
 #: Pipe buffer asked for (Linux ``F_SETPIPE_SZ``; unprivileged processes get up to
 #: /proc/sys/fs/pipe-max-size, 1 MiB by default). A job or answer is ~1-3 MiB; with the default 64 KiB a
 #: frame crossed in ~40 rounds of "writer fills, reader wakes and drains", each a syscall and a loop

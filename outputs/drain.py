@@ -66,9 +66,8 @@ REPLAY_POLL_S = 1.0
 #: 2,000 (backlog drain 94 against 98 MiB), at no loss of speed measurable on this VM.
 READ_CHUNK = 1000
 READ_CHUNK_MAX = 1500
-#: With the offload helper: the share of each chunk rendered there at first (the rest renders here
-#: meanwhile; the helper also maps ingest), then moved towards whichever process has spare CPU
-#: (agent.offload.ShareBalancer), and the smallest chunk worth splitting.
+#: With the offload helper: the share of each chunk rendered there (the rest renders here meanwhile;
+#: the helper also maps ingest), and the smallest chunk worth splitting.
 OFFLOAD_SHARE = 0.5
 OFFLOAD_MIN_ROWS = 512
 #: ... and only while the helper has fewer jobs than this waiting: behind a queue of ingest chunks a
@@ -108,7 +107,6 @@ class Drain:
         self._rng = rng or random.Random()
         self._pipeline_factory = pipeline_factory
         self._offload = offload  # agent.offload.OffloadHelper, or None
-        self._share: Any = None  # agent.offload.ShareBalancer, made on first use
         self._renderer: Renderer | None = None
         self._use_offload = False
         #: Output.packer(), taken once the output is open: batches travel packed (outputs.packing).
@@ -303,11 +301,7 @@ class Drain:
         """Render a chunk and batch what it gives. With the offload helper, its first part renders
         there while the rest renders here, so both cores work on it; the order of events is kept."""
         if self._use_offload and len(rows) >= OFFLOAD_MIN_ROWS and self._offload.queued < OFFLOAD_MAX_QUEUED:
-            if self._share is None:
-                from agent.offload import ShareBalancer
-
-                self._share = ShareBalancer(self._offload, OFFLOAD_SHARE)
-            cut = int(len(rows) * self._share.update())
+            cut = int(len(rows) * OFFLOAD_SHARE)
             there = [(r[0], r[1], r[3]) for r in rows[:cut]]
             renderer = self._renderer
             pending = self._offload.submit("render", (self.name, there), lambda: renderer.render(there))
