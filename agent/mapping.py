@@ -161,7 +161,27 @@ _VALID_DATES: set[str] = set()  # "YYYY-MM-DD" prefixes already proven valid by 
 # the second's epoch milliseconds (``timestamp_to_ms``), so the ingest path gets an event's ``ts_ms``
 # from the same lookup plus its first three fraction digits (``_MILLIS``).
 _CANON_SECONDS: dict[str, int] = {}
-_MILLIS = {f"{i:03d}": i for i in range(1000)}  # "042" -> 42: a lookup costs ~2/3 of int() on a slice
+#: The first 1..3 fraction digits -> ms ("5" -> 500, "05" -> 50, "042" -> 42): a lookup costs ~2/3 of
+#: int() on a slice, and needs no padding of a short fraction.
+_MILLIS = {f"{i:0{w}d}": i * 10 ** (3 - w) for w in (1, 2, 3) for i in range(10**w)}
+
+
+def _known_canonical_ms(value: str) -> int | None:
+    """Epoch ms of a timestamp already canonical (``Z``, no fraction or 1..9 ASCII digits) in a second
+    seen canonical before, or None when that is not known (``normalize_timestamp`` decides then). The
+    hot path of both ``normalize_timestamp`` and the hushd mapper, which also keeps the ms for the
+    spool's ``ts_ms`` (``timestamp_to_ms`` cost ~6,600 instructions a line on its own)."""
+    second = _CANON_SECONDS.get(value[:19])
+    if second is None:
+        return None
+    n = len(value)
+    if n == 20:
+        return second if value[19] == "Z" else None
+    if 21 < n < 31 and value[19] == "." and value[-1] == "Z":
+        frac = value[20:-1]
+        if frac.isdigit() and frac.isascii():
+            return second + _MILLIS[frac[:3]]
+    return None
 
 
 def normalize_timestamp(value: Any, *, field_name: str = "timestamp") -> str:
@@ -171,17 +191,10 @@ def normalize_timestamp(value: Any, *, field_name: str = "timestamp") -> str:
     (-> 3 fractional digits).
     """
     if type(value) is str:
-        head = value[:19]  # sliced once: a slice costs as much as the set lookup
-        if head in _CANON_SECONDS:  # the hot path: a second already seen in canonical form
-            n = len(value)
-            if n == 20:
-                if value[19] == "Z":
-                    return value
-            elif 21 < n < 31 and value[19] == "." and value[-1] == "Z":
-                frac = value[20:-1]
-                if frac.isdigit() and frac.isascii():
-                    return value
+        if _known_canonical_ms(value) is not None:  # the hot path: a second already seen canonical
+            return value
         if _TS_CANONICAL(value) is not None and value[:10] in _VALID_DATES:
+            head = value[:19]
             put_bounded(_CANON_SECONDS, head, timestamp_to_ms(head + "Z"), 4097)
             return value  # already canonical UTC ``Z`` with <= 9 digits, on a known-valid date
         m = _RFC3339_RE.match(value)
@@ -518,23 +531,10 @@ def _map_hushd(r: dict, ctx: MappingContext, kind: str = "hushd_audit") -> tuple
     rid = r.get("id")
     if type(rid) is not str or not rid:
         _require_str(r, "id")
-    # normalize_timestamp's fast path, inlined, with the event's epoch ms (the spool's ts_ms) from the
-    # same lookup: a canonical second already seen plus ``Z`` or a 3..9 digit fraction is returned
-    # unchanged there, and its ms are the second's plus the first three digits (timestamp_to_ms, which
-    # took ~6,600 instructions a line on its own). Anything else takes normalize_timestamp, and the ms
-    # are left to timestamp_to_ms after the ingest transform, as before.
+    # normalize_timestamp's hot path, with the event's epoch ms (the spool's ts_ms) kept; anything else
+    # takes normalize_timestamp, and the ms are left to timestamp_to_ms after the ingest transform.
     ts = r.get("timestamp")
-    ms = None
-    second = _CANON_SECONDS.get(ts[:19]) if type(ts) is str else None
-    if second is not None:
-        n = len(ts)
-        if n == 20:
-            if ts[19] == "Z":
-                ms = second
-        elif 23 < n < 31 and ts[19] == "." and ts[-1] == "Z":
-            frac = ts[20:-1]
-            if frac.isdigit() and frac.isascii():
-                ms = second + _MILLIS[ts[20:23]]
+    ms = _known_canonical_ms(ts) if type(ts) is str else None
     if ms is None:
         ts = normalize_timestamp(ts)
     src_type = r.get("event_type")
