@@ -550,10 +550,8 @@ class Redactor:
 
     def _apply_value_rules(self, out: dict, copies: dict[str, tuple[str, bool]]) -> None:
         for container, key, path, value in reversed(_leaves(out, ())):
-            if path in PROTECTED or (len(path) == 1 and path[0] in _SKIP_TOP):
+            if _left_by_values(out, path, value):
                 continue
-            if path == _SOURCE_ID and value == out["event_id"]:
-                continue  # the event id's copy: as fixed as the id itself (the fast check skips it too)
             if type(value) is not str:
                 continue
             new, dropped = value, False
@@ -585,9 +583,7 @@ class Redactor:
         inner = sorted(((o, m) for o, (m, _) in copies.items() if len(o) >= MIN_COPY_LENGTH),
                        key=lambda t: -len(t[0]))
         for container, key, path, value in reversed(_leaves(out, ())):
-            if type(value) is not str or path in PROTECTED or value in masked_values:
-                continue
-            if (len(path) == 1 and path[0] in _SKIP_TOP) or (path == _SOURCE_ID and value == out["event_id"]):
+            if type(value) is not str or value in masked_values or _left_by_values(out, path, value):
                 continue
             hit = copies.get(value)
             if hit is not None:
@@ -603,6 +599,13 @@ class Redactor:
                     new = new.replace(original, masked)
             if new != value:
                 container[key] = new
+
+
+def _left_by_values(out: dict, path: Path, value: Any) -> bool:
+    """Value patterns and copies leave this leaf: a fixed-format field, or ``source.id`` holding the
+    event id (the fast check skips it too; a path rule naming it still masks it, ``_mask_leaf``)."""
+    return (path in PROTECTED or (len(path) == 1 and path[0] in _SKIP_TOP)
+            or (path == _SOURCE_ID and value == out["event_id"]))
 
 
 def _substitute(s: str, rule: _ValueRule, copies: dict[str, tuple[str, bool]]) -> tuple[str, bool]:
