@@ -26,7 +26,6 @@ back-off after repeated failures. The helper exits when the agent closes its std
 from __future__ import annotations
 
 import contextlib
-import gc
 import logging
 import pickle
 import struct
@@ -299,8 +298,10 @@ class _Jobs:
                 self._renderer(name)
         # Modules, config and renderers live as long as the helper: keep the cyclic collector from
         # scanning them again on each collection of the jobs' short-lived dicts (~3% of a map and
-        # render job's instructions, callgrind), as the agent does after its start (gc.freeze).
-        gc.freeze()
+        # render job's instructions, callgrind), as the agent does after its start.
+        from agent.gc_tuning import settle_collector
+
+        settle_collector()
 
     def _renderer(self, name: str) -> Any:
         from outputs.render import Renderer

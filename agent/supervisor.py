@@ -8,7 +8,6 @@ backoff stops at once; the spool keeps its batch); state is recorded; the spool 
 
 from __future__ import annotations
 
-import gc
 import logging
 import os
 import signal
@@ -21,6 +20,7 @@ import gevent.event
 import gevent.pool
 
 from agent.config import AgentConfig
+from agent.gc_tuning import settle_collector
 from agent.listen import AgentWSGIServer
 from agent.metrics import AgentMetrics, health_document, output_extra
 from agent.offload import IDLE_RETIRE_S
@@ -121,9 +121,7 @@ class Supervisor:
         self._spawn_loop(self._heartbeat_loop)
         self._spawn_loop(self._prune_loop)
         self.record_state()
-        # Start-up objects (modules, config, greenlets) live for the whole run: keep the collector from
-        # re-scanning them on every collection of the short-lived event dicts of the hot path.
-        gc.freeze()
+        settle_collector()  # start-up objects are frozen out of collections; hot-path thresholds
         log.info("agent started", extra={"inputs": sorted(self.inputs), "outputs": sorted(self.drains),
                                          "spool": cfg.spool_path, "pid": os.getpid()})
 

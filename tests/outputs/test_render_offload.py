@@ -179,6 +179,8 @@ def test_the_helper_maps_and_renders_without_the_agents_sending_and_storing_modu
         jobs.warm_up()
         import gc
         assert gc.get_freeze_count() > 0, "start-up objects are not frozen out of the collector"
+        from agent.gc_tuning import GEN0_THRESHOLD
+        assert gc.get_threshold()[0] == GEN0_THRESHOLD, gc.get_threshold()
         lines, pos = [], 0
         for raw in open({str(audit)!r}, "rb").read().splitlines(keepends=True):
             lines.append((pos, pos + len(raw), raw.rstrip(b"\\n"), False, len(raw)))
