@@ -23,6 +23,7 @@ import gevent.lock
 import orjson
 
 from . import schema
+from .recent import RecentRows
 from .types import (
     EXCERPT_MAX,
     REASON_MAX,
@@ -182,10 +183,13 @@ def _run_in_pool(fn: Callable[..., T], *args: Any) -> T:
 class SpoolReader:
     """A read-only connection of its own, for one output's drain greenlet (or the CLI)."""
 
-    def __init__(self, path: str, *, busy_timeout_ms: int = DEFAULT_BUSY_TIMEOUT_MS):
+    def __init__(self, path: str, *, busy_timeout_ms: int = DEFAULT_BUSY_TIMEOUT_MS,
+                 recent: RecentRows | None = None):
         if not os.path.exists(path):
             raise SpoolError(f"no spool at {path}")
         self.path = path
+        #: The appending ``Spool``'s latest committed rows (spool.recent), read before SQLite.
+        self.recent = recent
         self._conn = sqlite3.connect(
             _ro_uri(path),
             uri=True,
@@ -195,7 +199,12 @@ class SpoolReader:
         )
 
     def read_after(self, seq: int, limit: int) -> list[SpoolRow]:
-        """Up to ``limit`` events with ``seq`` greater than the given one, in ``seq`` order."""
+        """Up to ``limit`` events with ``seq`` greater than the given one, in ``seq`` order: from the
+        rows this process appended last when they start there (spool.recent), else from SQLite."""
+        if self.recent is not None:
+            rows = self.recent.after(seq, limit)
+            if rows is not None:
+                return rows
         cur = self._conn.execute(
             "SELECT seq, event_id, ts_ms, body FROM events WHERE seq > ? ORDER BY seq LIMIT ?", (seq, limit)
         )
@@ -267,6 +276,8 @@ class Spool:
         self.max_bytes = max_bytes
         self.on_full = on_full
         self.readonly = readonly
+        #: The rows of the latest appends, for this process's drains (spool.recent).
+        self.recent: RecentRows | None = None if readonly else RecentRows()
         self.busy_timeout_ms = busy_timeout_ms
         self._offload = offload and not readonly
         self._lock = gevent.lock.RLock()
@@ -354,7 +365,7 @@ class Spool:
 
     def reader(self) -> SpoolReader:
         """A new read-only connection for one drain greenlet (close it when done)."""
-        return SpoolReader(self.path, busy_timeout_ms=self.busy_timeout_ms)
+        return SpoolReader(self.path, busy_timeout_ms=self.busy_timeout_ms, recent=self.recent)
 
     def close(self) -> None:
         with self._lock:
@@ -471,8 +482,10 @@ class Spool:
 
     def append_many(self, batches: Sequence[IngestBatch]) -> list[AppendResult]:
         """``append`` for several batches in ONE transaction (group commit): all commit, or none."""
-        results, dropped = self._call(self._tx, lambda conn: self._append_tx(conn, batches))
+        results, dropped, fresh = self._call(self._tx, lambda conn: self._append_tx(conn, batches))
         self.append_commits += 1
+        if fresh is not None and self.recent is not None:
+            self.recent.add(*fresh)  # committed: the drains may read these rows from memory
         if dropped:
             log.warning(
                 "spool %s over max_bytes=%d: dropped the %d oldest events (delivered or not)",
@@ -484,11 +497,16 @@ class Spool:
 
     def _append_tx(
         self, conn: sqlite3.Connection, batches: Sequence[IngestBatch]
-    ) -> tuple[list[AppendResult], int]:
+    ) -> tuple[list[AppendResult], int, tuple[int, list[SpoolRow]] | None]:
+        """The append transaction's body. Returns each batch's result, the events dropped to make room,
+        and (first seq, rows) of the events inserted when their sequence numbers are known for sure
+        (every event inserted, and the sequence moved by exactly their number), else None."""
         now = now_ms()
-        boundary = _last_seq(conn) if self.max_bytes is not None else 0
+        recent = self.recent
+        boundary = _last_seq(conn) if self.max_bytes is not None or recent is not None else 0
         results = []
         duplicates = 0
+        total = 0
         for b in batches:
             events = b.events
             inserted = 0
@@ -496,6 +514,7 @@ class Spool:
                 inp = b.input
                 inserted = _insert_events(conn, events, now, inp)
                 duplicates += len(events) - inserted
+                total += inserted
             if b.offsets:
                 conn.executemany(
                     _UPSERT_OFFSET,
@@ -515,7 +534,13 @@ class Spool:
                 "UPDATE counters SET value = value + ? WHERE name = 'duplicates_total'", (duplicates,)
             )
         dropped = self._enforce_size(conn, boundary) if self.max_bytes is not None else 0
-        return results, dropped
+        fresh = None
+        if recent is not None and total and not duplicates and _last_seq(conn) == boundary + total:
+            make = SpoolRow._make
+            appended = itertools.chain.from_iterable(b.events for b in batches)
+            fresh = (boundary + 1, [make((seq, e[0], e[1], e[2]))
+                                    for seq, e in zip(itertools.count(boundary + 1), appended)])
+        return results, dropped, fresh
 
     def _sizes(self, conn: sqlite3.Connection) -> tuple[int, int]:
         """(bytes of used database pages, bytes of the WAL file)."""
