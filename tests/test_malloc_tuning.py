@@ -16,16 +16,16 @@ ROOT = Path(__file__).resolve().parents[1]
 
 pytestmark = pytest.mark.skipif(glibc_version() is None, reason="the tuning applies to glibc only")
 
-#: In a fresh interpreter: free one 4 MiB block (mmapped, as every block >= 128 KiB is at first), then
-#: allocate 300 KiB blocks and say whether they sit in the heap ([heap] in /proc/self/maps) and what
+#: In a fresh interpreter: free one 8 MiB block (mmapped, as every block >= 128 KiB is at first), then
+#: allocate 1.5 MiB blocks and say whether they sit in the heap ([heap] in /proc/self/maps) and what
 #: the environment a child process would get says.
 PROBE = textwrap.dedent("""
     import ctypes, os, sys
     from agent.malloc_tuning import pin_mmap_threshold
     pinned = pin_mmap_threshold() if sys.argv[1] == "pin" else None
-    big = bytearray(4 << 20)
+    big = bytearray(8 << 20)
     del big
-    blocks = [bytearray(300 * 1024) for _ in range(8)]
+    blocks = [bytearray(int(sys.argv[2]) * 1024) for _ in range(8)]
     heap = next(line.split()[0] for line in open("/proc/self/maps") if line.rstrip().endswith("[heap]"))
     lo, hi = (int(x, 16) for x in heap.split("-"))
     addresses = [ctypes.addressof((ctypes.c_char * len(b)).from_buffer(b)) for b in blocks]
@@ -33,10 +33,10 @@ PROBE = textwrap.dedent("""
 """)
 
 
-def probe(mode: str, env: dict[str, str] | None = None) -> list[str]:
+def probe(mode: str, env: dict[str, str] | None = None, kib: int = 1536) -> list[str]:
     base = {k: v for k, v in os.environ.items() if k != ENV_VAR}
-    done = subprocess.run([sys.executable, "-c", PROBE, mode], cwd=ROOT, capture_output=True, text=True,
-                          env={**base, **(env or {})}, timeout=60)
+    done = subprocess.run([sys.executable, "-c", PROBE, mode, str(kib)], cwd=ROOT, capture_output=True,
+                          text=True, env={**base, **(env or {})}, timeout=60)
     assert done.returncode == 0, done.stderr
     return done.stdout.split()
 
@@ -54,6 +54,14 @@ def test_pinned_big_blocks_stay_out_of_the_heap_and_child_processes_inherit_the_
     assert pinned == "True"
     assert int(in_heap) == 0
     assert env == str(MMAP_THRESHOLD)  # the offload helper starts with it
+
+
+def test_buffers_below_the_threshold_reuse_the_heap():
+    """A chunk's 256 KiB read and ~0.7 MiB helper answer are not a fresh mapping (page faults) each."""
+    assert MMAP_THRESHOLD > 768 * 1024
+    pinned, in_heap, _ = probe("pin", kib=768)
+    assert pinned == "True"
+    assert int(in_heap) == 8
 
 
 def test_an_operators_own_setting_is_kept():
