@@ -28,8 +28,10 @@ from __future__ import annotations
 import contextlib
 import logging
 import pickle
+import queue
 import struct
 import sys
+import threading
 import time
 from collections import deque
 from collections.abc import Callable
@@ -334,19 +336,39 @@ def _serve(config_path: str) -> int:
     hello = pickle.dumps(_HELLO, protocol=5)
     stdout.write(_LEN.pack(len(hello)) + hello)
     stdout.flush()
-    while True:
-        head = stdin.read(4)
-        if len(head) < 4:
-            return 0
-        (n,) = _LEN.unpack(head)
-        job_id, kind, payload = pickle.loads(stdin.read(n))
+    # Answers are written by a thread of their own (a pipe write runs without the interpreter lock):
+    # while the agent's loop is busy elsewhere it does not read them, an answer (~0.7 MiB) fills the
+    # pipe, and writing it here would stop the next job too.
+    answers: queue.SimpleQueue[bytes | None] = queue.SimpleQueue()
+    writer = threading.Thread(target=_write_answers, args=(answers, stdout), daemon=True)
+    writer.start()
+    try:
+        while True:
+            head = stdin.read(4)
+            if len(head) < 4:
+                return 0
+            (n,) = _LEN.unpack(head)
+            job_id, kind, payload = pickle.loads(stdin.read(n))
+            try:
+                answer: tuple = (job_id, True, handlers[kind](payload))
+            except Exception as exc:  # answered, so the agent computes this one job itself
+                answer = (job_id, False, f"{type(exc).__name__}: {str(exc)[:200]}")
+            data = pickle.dumps(answer, protocol=5)
+            answers.put(_LEN.pack(len(data)) + data)
+            del answer, data, payload  # the queue holds the only copy
+    finally:
+        answers.put(None)
+        writer.join()
+
+
+def _write_answers(answers: queue.SimpleQueue[bytes | None], stdout: Any) -> None:
+    """Write the answers in order until ``None``; stop if the agent is gone (its end of the pipe)."""
+    while (frame := answers.get()) is not None:
         try:
-            answer: tuple = (job_id, True, handlers[kind](payload))
-        except Exception as exc:  # answered, so the agent computes this one job itself
-            answer = (job_id, False, f"{type(exc).__name__}: {str(exc)[:200]}")
-        data = pickle.dumps(answer, protocol=5)
-        stdout.write(_LEN.pack(len(data)) + data)
-        stdout.flush()
+            stdout.write(frame)
+            stdout.flush()
+        except OSError:
+            return
 
 
 if __name__ == "__main__":

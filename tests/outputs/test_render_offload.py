@@ -197,3 +197,51 @@ def test_the_helper_maps_and_renders_without_the_agents_sending_and_storing_modu
                           timeout=60)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == ""
+
+
+def test_the_helper_keeps_taking_jobs_while_its_answers_wait_unread(tmp_path):
+    """The agent reads answers only when its loop gets to them. An answer that does not fit in the
+    pipe meanwhile must not stop the helper: it goes on reading and computing the jobs sent after
+    it (its answers are written by a thread of their own), and every answer then comes, in order."""
+    import pickle
+    import subprocess
+    import sys
+    import threading
+
+    from agent.offload import _HELLO, _LEN
+
+    path = tmp_path / "agent.toml"
+    path.write_text(textwrap.dedent(CONFIG.format(out=tmp_path / "arch.jsonl")))
+    context = load_config(str(path)).mapping_context()
+    events = [encode(parse_line(line, context=context)) for line in AUDIT_LINES]
+    rows = [(seq, e.event_id, e.body) for seq, e in enumerate(events * (400 // len(events) + 1), 1)][:400]
+    jobs = [pickle.dumps((i, "render", ("hec", rows)), protocol=5) for i in range(1, 9)]
+    proc = subprocess.Popen([sys.executable, "-m", "agent.offload", "--config", str(path)],
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, cwd=Path(__file__).parents[2])
+
+    def frame() -> tuple:
+        (n,) = _LEN.unpack(proc.stdout.read(4))
+        return pickle.loads(proc.stdout.read(n))
+
+    try:
+        assert frame() == _HELLO
+
+        def send() -> None:
+            for job in jobs:
+                proc.stdin.write(_LEN.pack(len(job)) + job)
+            proc.stdin.flush()
+
+        sender = threading.Thread(target=send, daemon=True)
+        sender.start()
+        # Nothing is read meanwhile: eight jobs of ~0.4 MiB each pass through a 64 KiB pipe only if
+        # the helper keeps reading them while its first answers (~0.5 MiB each) wait in its queue.
+        # The timeout only tells a deadlock from a slow machine.
+        sender.join(timeout=120)
+        assert not sender.is_alive(), "the helper stopped taking jobs while an answer waited unread"
+        answers = [frame() for _ in jobs]
+        assert [(job_id, ok) for job_id, ok, _ in answers] == [(i, True) for i in range(1, 9)]
+        assert all(len(answer[0]) == len(rows) for _, _, answer in answers)
+        assert len(pickle.dumps(answers[0], protocol=5)) > 256 * 1024  # larger than any pipe's default
+    finally:
+        proc.kill()  # a helper stuck writing (the failure above) never reads the end of its input
+        proc.wait(timeout=30)
