@@ -4,6 +4,7 @@ mocks (issue 4). Prints figures next to the issue's targets; asserts nothing.
     .venv/bin/python bench/delivery.py [--events 200000] [--runs es,es-drain,hec,hec-ack,latency]
         [--rate 2000] [--duration 20] [--profile [--profile-output es] | --profile-steady]
         [--set KEY=TOML] [--agent-set|--spool-set|--input-set KEY=TOML] [--durability full]
+        [--repeat N]
 
 Runs (each a fresh temp dir, a real ``python -m agent run`` process, ``durability = "full"`` and the
 default ``[metrics]`` endpoint served, on an ephemeral loopback port):
@@ -1114,6 +1115,9 @@ def main() -> None:
                          "action lines only: fast enough for 40k/s); 'full' maps every document")
     ap.add_argument("--mock-spec-check", action="store_true",
                     help="full ES mock: check every request/response against the vendor spec")
+    ap.add_argument("--repeat", type=int, default=1, metavar="N",
+                    help="throughput runs: each N times in turn (es, hec, es, hec, ...), then a summary of "
+                         "each kind's rates: a shared host's phases move single figures by +-20%%")
     ap.add_argument("--timeout", type=float, default=TIMEOUT_S)
     ap.add_argument("--profile", action="store_true", help="profile the delivery side in-process")
     ap.add_argument("--profile-output", default="es", choices=["es", "hec", "hec-ack"])
@@ -1147,11 +1151,35 @@ def main() -> None:
           + "".join(f", input {x}" for x in args.input_set)
           + f"; ES mock for throughput: {args.mock}")
     print()
-    for kind in runs:
-        if kind == "latency":
-            print_latency(run_latency(args), args)
-            continue
-        print_throughput(run_throughput(kind, args.events, args))
+    results: dict[str, list[Throughput]] = {}
+    for round_no in range(max(1, args.repeat)):
+        for kind in runs:
+            if kind == "latency":
+                if round_no == 0:
+                    print_latency(run_latency(args), args)
+                continue
+            if args.repeat > 1:
+                print(f"[{kind}, run {round_no + 1} of {args.repeat}]")
+            results.setdefault(kind, []).append(run_throughput(kind, args.events, args))
+            print_throughput(results[kind][-1])
+    if args.repeat > 1:
+        for kind, rs in results.items():
+            print(summary_line(kind, rs))
+
+
+def summary_line(kind: str, rs: list[Throughput]) -> str:
+    """Median, range and, for the Elasticsearch run, how many runs met the target rate."""
+    rates = sorted(r.rate_first for r in rs)
+    mid = len(rates) // 2
+    median = rates[mid] if len(rates) % 2 else (rates[mid - 1] + rates[mid]) / 2
+    cpu = sorted(r.cpu_per_100k for r in rs)
+    rss = max(r.rss_mib for r in rs)
+    line = (f"{kind} over {len(rs)} runs: median {median:,.0f} events/s, {rates[0]:,.0f}-{rates[-1]:,.0f}; "
+            f"agent CPU {cpu[0]:.2f}-{cpu[-1]:.2f} s per 100k; peak RSS up to {rss:.1f} MiB")
+    if kind == "es":
+        met = sum(rate >= TARGETS["es_rate"] for rate in rates)
+        line += f"; {met} of {len(rs)} at >= {TARGETS['es_rate']:,.0f}/s"
+    return line
 
 
 if __name__ == "__main__":
