@@ -104,12 +104,13 @@ def run(config_path: str) -> None:
     Example: clawd-agent run -c /etc/clawd-agent/agent.toml
     """
     from agent.logs import setup_logging
-    from agent.malloc_tuning import pin_mmap_threshold
+    from agent.malloc_tuning import pin_arena_max, pin_mmap_threshold
     from agent.supervisor import Supervisor
 
     cfg = _load(config_path)
     setup_logging(cfg.agent.log_level, cfg.agent.log_format)
     pin_mmap_threshold()
+    pin_arena_max()
     sup = Supervisor(cfg)
     sys.exit(sup.run_forever())
 
@@ -576,9 +577,10 @@ def demo(state_dir: str) -> None:
     Example: clawd-agent demo
     """
     from agent.demo import run_demo
-    from agent.malloc_tuning import pin_mmap_threshold
+    from agent.malloc_tuning import pin_arena_max, pin_mmap_threshold
 
     pin_mmap_threshold()
+    pin_arena_max()
     sys.exit(run_demo(Path(state_dir)))
 
 

@@ -69,3 +69,28 @@ def test_an_operators_own_setting_is_kept():
     assert pinned == "True"
     assert env == "262144"
     assert int(in_heap) == 0  # glibc applied the operator's fixed value at start-up
+
+
+ARENA_PROBE = textwrap.dedent("""
+    import os
+    from agent.malloc_tuning import pin_arena_max
+    print(pin_arena_max(), os.environ.get("MALLOC_ARENA_MAX"))
+""")
+
+
+def _arena_probe(env: dict[str, str] | None = None) -> list[str]:
+    base = {k: v for k, v in os.environ.items() if k != "MALLOC_ARENA_MAX"}
+    done = subprocess.run([sys.executable, "-c", ARENA_PROBE], cwd=ROOT, capture_output=True, text=True,
+                          env={**base, **(env or {})}, timeout=60)
+    assert done.returncode == 0, done.stderr
+    return done.stdout.split()
+
+
+def test_one_arena_is_pinned_and_inherited_by_child_processes():
+    from agent.malloc_tuning import ARENA_MAX
+
+    assert _arena_probe() == ["True", str(ARENA_MAX)]
+
+
+def test_an_operators_own_arena_setting_is_kept():
+    assert _arena_probe({"MALLOC_ARENA_MAX": "4"}) == ["True", "4"]
