@@ -13,23 +13,28 @@ published only after their transaction committed, so nothing uncommitted is ever
 
 from __future__ import annotations
 
+import weakref
 from collections import deque
+from typing import Any
 
 from .types import SpoolRow
 
-#: Rows kept (whole transactions; the oldest go first). ~1 KB of body each, shared with nothing once
-#: the input dropped its batch: ~3 MiB. A drain reads up to 1,500 at once.
+#: Rows kept at most (whole transactions; the oldest go first), ~1 KB of body each: ~3 MiB. A drain
+#: reads up to 1,500 at once. Rows every reader has gone past are dropped at once, so a drain that
+#: keeps up leaves little more than the transaction it has not read yet.
 MAX_ROWS = 3000
 
 
 class RecentRows:
     """Consecutive runs of committed rows, oldest first; ``after(seq, limit)`` like a read."""
 
-    __slots__ = ("_rows", "_runs", "hits", "max_rows", "misses")
+    __slots__ = ("_positions", "_rows", "_runs", "hits", "max_rows", "misses")
 
     def __init__(self, max_rows: int = MAX_ROWS):
         self._runs: deque[tuple[int, list[SpoolRow]]] = deque()  # (first seq, rows)
         self._rows = 0
+        #: Each reader's last position (the seq it read after), while the reader exists.
+        self._positions: weakref.WeakKeyDictionary[Any, int] = weakref.WeakKeyDictionary()
         self.max_rows = max_rows
         #: Reads answered here, and reads that went to SQLite (for tests and the benchmark).
         self.hits = 0
@@ -44,10 +49,14 @@ class RecentRows:
         while self._rows > self.max_rows and len(self._runs) > 1:
             self._rows -= len(self._runs.popleft()[1])
 
-    def after(self, seq: int, limit: int) -> list[SpoolRow] | None:
+    def after(self, seq: int, limit: int, reader: Any = None) -> list[SpoolRow] | None:
         """Up to ``limit`` rows from ``seq + 1`` on, or None when ``seq + 1`` is not held here (then
         the caller reads SQLite). Stops at the first gap between runs: the rows after it are read on
-        the next call, from here or from SQLite."""
+        the next call, from here or from SQLite. ``reader`` (any object that can be weakly referenced)
+        is done with every row up to ``seq``: once all readers are, those rows are dropped."""
+        if reader is not None:
+            self._positions[reader] = seq
+            self._drop_read()
         want = seq + 1
         out: list[SpoolRow] | None = None
         for first, rows in self._runs:
@@ -65,6 +74,17 @@ class RecentRows:
         else:
             self.hits += 1
         return out
+
+    def _drop_read(self) -> None:
+        done = min(self._positions.values())
+        runs = self._runs
+        while runs and runs[0][0] + len(runs[0][1]) - 1 <= done:
+            self._rows -= len(runs.popleft()[1])
+
+    @property
+    def rows(self) -> int:
+        """Rows held now."""
+        return self._rows
 
     def clear(self) -> None:
         self._runs.clear()

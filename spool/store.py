@@ -202,7 +202,7 @@ class SpoolReader:
         """Up to ``limit`` events with ``seq`` greater than the given one, in ``seq`` order: from the
         rows this process appended last when they start there (spool.recent), else from SQLite."""
         if self.recent is not None:
-            rows = self.recent.after(seq, limit)
+            rows = self.recent.after(seq, limit, self)
             if rows is not None:
                 return rows
         cur = self._conn.execute(

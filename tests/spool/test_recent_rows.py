@@ -50,6 +50,37 @@ def test_the_oldest_runs_go_first_past_max_rows_but_the_newest_always_stays():
     assert recent.after(12, 100) is not None and recent.after(6, 100) is None
 
 
+class _Reader:
+    """Any object a weak reference can point to stands for a reader."""
+
+
+def test_rows_every_reader_has_gone_past_are_dropped():
+    recent = RecentRows()
+    fast, slow = _Reader(), _Reader()
+    recent.add(1, _rows(1, 5))
+    recent.add(6, _rows(6, 5))
+    assert [r.seq for r in recent.after(0, 100, slow)] == list(range(1, 11))
+    assert recent.after(10, 100, fast) is None and recent.rows == 10  # caught up; slow still at 0
+    recent.after(5, 100, slow)  # the slow reader is done with 1..5: nobody needs that run now
+    assert recent.rows == 5 and recent.after(0, 100) is None
+    recent.after(10, 100, slow)
+    assert recent.rows == 0
+    recent.add(11, _rows(11, 5))
+    assert [r.seq for r in recent.after(10, 100, fast)] == list(range(11, 16))
+    del slow  # a reader that is gone holds nothing back
+    recent.after(15, 100, fast)
+    assert recent.rows == 0
+
+
+def test_a_reader_behind_keeps_rows_up_to_the_bound():
+    recent = RecentRows(max_rows=10)
+    stuck = _Reader()
+    recent.after(0, 100, stuck)
+    for first in range(1, 30, 5):
+        recent.add(first, _rows(first, 5))
+    assert recent.rows == 10  # not more: the stuck reader reads SQLite when it moves again
+
+
 def test_a_returned_list_is_the_readers_own():
     recent = RecentRows()
     recent.add(1, _rows(1, 4))
