@@ -42,15 +42,21 @@ def pin_mmap_threshold() -> bool:
     """Fix the threshold in this process and, through the environment, in the processes it starts.
     An operator's own ``MALLOC_MMAP_THRESHOLD_`` (applied by glibc at start-up) is left as it is.
     True when the threshold is fixed."""
+    return _pin(_M_MMAP_THRESHOLD, MMAP_THRESHOLD, ENV_VAR)
+
+
+def _pin(param: int, value: int, env_var: str) -> bool:
+    """``mallopt(param, value)`` here and ``env_var`` for child processes (glibc reads it at their
+    start), unless the operator set ``env_var`` (then glibc applied it here already)."""
     if glibc_version() is None:
         return False
-    if ENV_VAR in os.environ:
+    if env_var in os.environ:
         return True
     import ctypes
 
-    if ctypes.CDLL(None).mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD) != 1:
+    if ctypes.CDLL(None).mallopt(param, value) != 1:
         return False
-    os.environ[ENV_VAR] = str(MMAP_THRESHOLD)
+    os.environ[env_var] = str(value)
     return True
 
 
@@ -69,13 +75,4 @@ _M_ARENA_MAX = -8  # <malloc.h>
 def pin_arena_max() -> bool:
     """``ARENA_MAX`` in this process (call it before starting threads) and, through the environment,
     in the processes it starts. An operator's own ``MALLOC_ARENA_MAX`` is left as it is. True when set."""
-    if glibc_version() is None:
-        return False
-    if ARENA_ENV_VAR in os.environ:
-        return True
-    import ctypes
-
-    if ctypes.CDLL(None).mallopt(_M_ARENA_MAX, ARENA_MAX) != 1:
-        return False
-    os.environ[ARENA_ENV_VAR] = str(ARENA_MAX)
-    return True
+    return _pin(_M_ARENA_MAX, ARENA_MAX, ARENA_ENV_VAR)
