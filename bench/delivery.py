@@ -61,6 +61,7 @@ import re
 import shutil
 import signal
 import sqlite3
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -1170,8 +1171,7 @@ def main() -> None:
 def summary_line(kind: str, rs: list[Throughput]) -> str:
     """Median, range and, for the Elasticsearch run, how many runs met the target rate."""
     rates = sorted(r.rate_first for r in rs)
-    mid = len(rates) // 2
-    median = rates[mid] if len(rates) % 2 else (rates[mid - 1] + rates[mid]) / 2
+    median = statistics.median(rates)
     cpu = sorted(r.cpu_per_100k for r in rs)
     rss = max(r.rss_mib for r in rs)
     line = (f"{kind} over {len(rs)} runs: median {median:,.0f} events/s, {rates[0]:,.0f}-{rates[-1]:,.0f}; "
