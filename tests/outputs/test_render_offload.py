@@ -245,3 +245,43 @@ def test_the_helper_keeps_taking_jobs_while_its_answers_wait_unread(tmp_path):
     finally:
         proc.kill()  # a helper stuck writing (the failure above) never reads the end of its input
         proc.wait(timeout=30)
+
+
+def test_answers_go_out_whole_and_in_order_when_the_pipe_takes_them_in_pieces(monkeypatch):
+    """The helper writes each answer as (length, pickle) with gathering writes and no joined copy; a
+    write the pipe cut short (as a signal can) goes on from the byte where it stopped."""
+    import os
+    import queue
+    import threading
+
+    from agent import offload
+
+    real_writev = os.writev
+    calls = []
+
+    def short_writev(fd, views):  # at most 1,000 bytes a call, often mid-part
+        taken, budget = [], 1000
+        for v in views:
+            if budget <= 0:
+                break
+            taken.append(bytes(v[:budget]))
+            budget -= len(taken[-1])
+        calls.append(len(taken))
+        return real_writev(fd, taken)
+
+    monkeypatch.setattr(offload.os, "writev", short_writev)
+    frames = [(offload._LEN.pack(n), bytes([i]) * n) for i, n in enumerate((0, 1, 999, 1000, 1001, 70_000))]
+    answers: queue.SimpleQueue = queue.SimpleQueue()
+    for frame in frames:
+        answers.put(frame)
+    answers.put(None)
+    r, w = os.pipe()
+    got: list[bytes] = []
+    reader = threading.Thread(target=lambda: got.extend(iter(lambda: os.read(r, 65536), b"")))
+    reader.start()
+    offload._write_answers(answers, w)
+    os.close(w)
+    reader.join(timeout=10)
+    os.close(r)
+    assert b"".join(got) == b"".join(h + d for h, d in frames)
+    assert len(calls) > 70 and max(calls) == 2  # cut short many times, parts gathered across a cut
