@@ -503,7 +503,7 @@ class Spool:
         (every event inserted, and the sequence moved by exactly their number), else None."""
         now = now_ms()
         recent = self.recent
-        boundary = _last_seq(conn) if self.max_bytes is not None or recent is not None else 0
+        boundary = _last_seq(conn)  # size enforcement and the in-memory rows both start from it
         results = []
         duplicates = 0
         total = 0
