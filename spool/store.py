@@ -277,7 +277,7 @@ class Spool:
         self.on_full = on_full
         self.readonly = readonly
         #: The rows of the latest appends, for this process's drains (spool.recent).
-        self.recent: RecentRows | None = None if readonly else RecentRows()
+        self.recent: RecentRows | None = None
         self.busy_timeout_ms = busy_timeout_ms
         self._offload = offload and not readonly
         self._lock = gevent.lock.RLock()
@@ -292,6 +292,7 @@ class Spool:
             self._conn = self._open_readonly()
         else:
             self._conn = self._open_writable()
+            self.recent = RecentRows(committed=_last_seq(self._conn))
 
     @classmethod
     def open_readonly(cls, path: str | os.PathLike[str]) -> Spool:
@@ -482,10 +483,19 @@ class Spool:
 
     def append_many(self, batches: Sequence[IngestBatch]) -> list[AppendResult]:
         """``append`` for several batches in ONE transaction (group commit): all commit, or none."""
-        results, dropped, fresh = self._call(self._tx, lambda conn: self._append_tx(conn, batches))
+        recent = self.recent
+        if recent is not None:
+            recent.appending += 1
+        try:
+            results, dropped, fresh, last = self._call(self._tx, lambda conn: self._append_tx(conn, batches))
+            if recent is not None:
+                if fresh is not None:
+                    recent.add(*fresh)  # committed: the drains may read these rows from memory
+                recent.committed_to(last)
+        finally:
+            if recent is not None:
+                recent.appending -= 1
         self.append_commits += 1
-        if fresh is not None and self.recent is not None:
-            self.recent.add(*fresh)  # committed: the drains may read these rows from memory
         if dropped:
             log.warning(
                 "spool %s over max_bytes=%d: dropped the %d oldest events (delivered or not)",
@@ -497,7 +507,7 @@ class Spool:
 
     def _append_tx(
         self, conn: sqlite3.Connection, batches: Sequence[IngestBatch]
-    ) -> tuple[list[AppendResult], int, tuple[int, list[SpoolRow]] | None]:
+    ) -> tuple[list[AppendResult], int, tuple[int, list[SpoolRow]] | None, int]:
         """The append transaction's body. Returns each batch's result, the events dropped to make room,
         and (first seq, rows) of the events inserted when their sequence numbers are known for sure
         (every event inserted, and the sequence moved by exactly their number), else None."""
@@ -535,12 +545,13 @@ class Spool:
             )
         dropped = self._enforce_size(conn, boundary) if self.max_bytes is not None else 0
         fresh = None
-        if recent is not None and total and not duplicates and _last_seq(conn) == boundary + total:
+        last = _last_seq(conn)
+        if recent is not None and total and not duplicates and last == boundary + total:
             make = SpoolRow._make
             appended = itertools.chain.from_iterable(b.events for b in batches)
             fresh = (boundary + 1, [make((seq, e[0], e[1], e[2]))
                                     for seq, e in zip(itertools.count(boundary + 1), appended)])
-        return results, dropped, fresh
+        return results, dropped, fresh, last
 
     def _sizes(self, conn: sqlite3.Connection) -> tuple[int, int]:
         """(bytes of used database pages, bytes of the WAL file)."""

@@ -161,3 +161,71 @@ def test_a_read_only_spool_keeps_no_rows(spool_path):
     Spool(spool_path).close()
     with Spool.open_readonly(spool_path) as ro:
         assert ro.recent is None
+
+
+class _ReadBeforePublishing(RecentRows):
+    """Reads through ``reader`` from ``pos`` at the instant an append has committed in SQLite and not
+    yet published its rows here: where a drain woken by a timer can read."""
+
+    __slots__ = ("pos", "reader", "seen")
+
+    def add(self, first_seq, rows):
+        if getattr(self, "reader", None) is not None:
+            self.seen.append(self.reader.read_after(self.pos, 1500))
+        super().add(first_seq, rows)
+
+
+def _hooked(s: Spool) -> tuple[_ReadBeforePublishing, SpoolReader]:
+    s.recent = hooked = _ReadBeforePublishing(committed=s.recent.committed)
+    hooked.reader, hooked.seen = None, []
+    return hooked, s.reader()
+
+
+def test_a_read_between_commit_and_publishing_waits_for_the_rows_in_memory(spool_path):
+    """Committed but not yet published: the reader, which had every earlier row, is told "nothing
+    yet" rather than reading the rows back from SQLite, and then gets them from memory."""
+    with Spool(spool_path) as s:
+        hooked, reader = _hooked(s)
+        s.append(batch(events(5)))
+        assert [r.seq for r in reader.read_after(0, 1500)] == [1, 2, 3, 4, 5]
+        hooked.reader, hooked.pos = reader, 5
+        s.append(batch(events(4)))
+        assert hooked.seen == [[]] and s.recent.waits == 1
+        hooked.reader = None
+        misses = s.recent.misses
+        assert [r.seq for r in reader.read_after(5, 1500)] == [6, 7, 8, 9]
+        assert s.recent.misses == misses  # from memory, not SQLite
+        assert reader.read_after(9, 1500) == []  # caught up, no append running: asks SQLite
+        assert s.recent.misses == misses + 1
+        reader.close()
+
+
+def test_a_reader_behind_reads_sqlite_while_an_append_runs(spool_path):
+    """Rows stored before this process opened the spool are not "committed by an append under way":
+    a reader behind them reads them at once, whatever is being appended."""
+    with Spool(spool_path) as s:
+        s.append(batch(events(10)))
+    with Spool(spool_path) as s:
+        hooked, reader = _hooked(s)
+        hooked.reader, hooked.pos = reader, 0
+        s.append(batch(events(3)))
+        assert [r.seq for r in hooked.seen[0]] == list(range(1, 14))  # up to the committed, unpublished rows
+        assert s.recent.waits == 0
+        reader.close()
+
+
+def test_rows_another_writer_appended_are_read_once_no_append_runs(spool_path):
+    """Another handle's rows (a second writer of the same file) are not this process's: they are
+    read from SQLite, after at most the wait for this process's running append, and in order."""
+    with Spool(spool_path) as mine, Spool(spool_path) as other:
+        reader = mine.reader()
+        mine.append(batch(events(2)))
+        assert len(reader.read_after(0, 1500)) == 2
+        other.append(batch(events(3)))
+        mine.recent.appending += 1  # an append of this process is under way
+        assert reader.read_after(2, 1500) == []
+        mine.recent.appending -= 1
+        assert [r.seq for r in reader.read_after(2, 1500)] == [3, 4, 5]
+        mine.append(batch(events(2)))
+        assert [r.seq for r in reader.read_after(5, 1500)] == [6, 7]
+        reader.close()
