@@ -306,8 +306,10 @@ class _Jobs:
         # scanning them again on each collection of the jobs' short-lived dicts (~3% of a map and
         # render job's instructions, callgrind), as the agent does after its start.
         from agent.gc_tuning import settle_collector
+        from agent.gil_tuning import shorten_switch_interval
 
         settle_collector()
+        shorten_switch_interval()  # the answer writer thread gets the lock back sooner
 
     def _renderer(self, name: str) -> Any:
         from outputs.render import Renderer

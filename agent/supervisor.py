@@ -21,6 +21,7 @@ import gevent.pool
 
 from agent.config import AgentConfig
 from agent.gc_tuning import settle_collector
+from agent.gil_tuning import shorten_switch_interval
 from agent.listen import AgentWSGIServer
 from agent.metrics import AgentMetrics, health_document, output_extra
 from agent.offload import IDLE_RETIRE_S
@@ -122,6 +123,7 @@ class Supervisor:
         self._spawn_loop(self._prune_loop)
         self.record_state()
         settle_collector()  # start-up objects are frozen out of collections; hot-path thresholds
+        shorten_switch_interval()  # SQLite's thread gets the interpreter lock back sooner
         log.info("agent started", extra={"inputs": sorted(self.inputs), "outputs": sorted(self.drains),
                                          "spool": cfg.spool_path, "pid": os.getpid()})
 
