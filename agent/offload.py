@@ -194,7 +194,7 @@ class OffloadHelper:
         self._last_submit = time.monotonic()
         self._next_id += 1
         job = _Job(self._next_id, (self._next_id, kind, payload), fallback)
-        data = pickle.dumps(job.request, protocol=5)
+        size, parts = pickle_parts(job.request)
         # One lock around start-up, queueing and writing: starting the helper yields to the loop (two
         # greenlets must not start two helpers), and a job is queued right before its bytes go out,
         # so answers, which come back in pipe order, always meet their own job.
@@ -205,10 +205,12 @@ class OffloadHelper:
                 proc = self._proc
                 self._jobs.append(job)
                 try:
-                    # Two writes, not a joined copy of the job (~0.3-1 MiB): the buffered writer
-                    # hands a write larger than its buffer to the pipe as it is.
-                    proc.stdin.write(_LEN.pack(len(data)))
-                    proc.stdin.write(data)
+                    # The parts as they are, not a joined copy of the job (~0.3-1 MiB): the buffered
+                    # writer hands a write larger than its buffer to the pipe as it is.
+                    write = proc.stdin.write
+                    write(_LEN.pack(size))
+                    for part in parts:
+                        write(part)
                     proc.stdin.flush()
                 except OSError:
                     self._lost(proc, "broken pipe")
@@ -358,15 +360,43 @@ def _serve(config_path: str) -> int:
                 answer: tuple = (job_id, True, handlers[kind](payload))
             except Exception as exc:  # answered, so the agent computes this one job itself
                 answer = (job_id, False, f"{type(exc).__name__}: {str(exc)[:200]}")
-            data = pickle.dumps(answer, protocol=5)
-            answers.put((_LEN.pack(len(data)), data))  # not joined: a copy of ~0.7 MiB per chunk
-            del answer, data, payload  # the queue holds the only copy
+            size, parts = pickle_parts(answer)
+            answers.put((_LEN.pack(size), *parts))  # not joined: a copy of ~0.7 MiB per chunk
+            del answer, parts, payload  # the queue holds the only copy
     finally:
         answers.put(None)
         writer.join()
 
 
-def _write_answers(answers: queue.SimpleQueue[tuple[bytes, bytes] | None], fd: int) -> None:
+class _Parts:
+    """A ``Pickler``'s file: keeps each piece it writes (its frames, ~64 KiB each, and any larger
+    bytes object as it is) instead of copying them into one buffer."""
+
+    __slots__ = ("parts", "size")
+
+    def __init__(self) -> None:
+        self.parts: list[bytes] = []
+        self.size = 0
+
+    def write(self, data: bytes) -> int:
+        if type(data) is not bytes:  # a view the pickler may reuse: keep a copy
+            data = bytes(data)
+        self.parts.append(data)
+        self.size += len(data)
+        return len(data)
+
+
+def pickle_parts(obj: Any) -> tuple[int, list[bytes]]:
+    """``obj`` pickled (protocol 5) as (total size, pieces in order); ``b"".join`` of the pieces is
+    ``pickle.dumps(obj, protocol=5)``'s bytes, framed the same way. ``pickle.dumps`` builds one buffer
+    that grows by reallocation: for a chunk's answer (~360 events of ~1.1 KB, or ~750 rendered ones)
+    that cost 1.4-2.1 µs an event on the 2-core VM, against 0.3 this way."""
+    sink = _Parts()
+    pickle.Pickler(sink, protocol=5).dump(obj)
+    return sink.size, sink.parts
+
+
+def _write_answers(answers: queue.SimpleQueue[tuple[bytes, ...] | None], fd: int) -> None:
     """Write the answers (length, pickle) in order until ``None``, each with one gathering write
     (no joined copy; a write the pipe cut short goes on from where it stopped); stop if the agent
     is gone (its end of the pipe)."""
@@ -377,11 +407,15 @@ def _write_answers(answers: queue.SimpleQueue[tuple[bytes, bytes] | None], fd: i
             return
 
 
+#: Buffers given to one ``writev`` at most (Linux's IOV_MAX is 1024).
+WRITEV_MAX_PARTS = 512
+
+
 def _write_all(fd: int, parts: tuple[bytes, ...]) -> None:
-    """``parts`` to the blocking ``fd`` as one gathering write, continued where a short one stopped."""
+    """``parts`` to the blocking ``fd`` with gathering writes, continued where a short one stopped."""
     views = [memoryview(p) for p in parts]
     while views:
-        done = os.writev(fd, views)
+        done = os.writev(fd, views[:WRITEV_MAX_PARTS])
         while views and done >= len(views[0]):
             done -= len(views[0])
             views.pop(0)

@@ -285,3 +285,46 @@ def test_answers_go_out_whole_and_in_order_when_the_pipe_takes_them_in_pieces(mo
     os.close(r)
     assert b"".join(got) == b"".join(h + d for h, d in frames)
     assert len(calls) > 70 and max(calls) == 2  # cut short many times, parts gathered across a cut
+
+
+def test_a_frame_pickled_in_parts_is_the_pickle_of_one_buffer():
+    """``pickle_parts`` gives the very bytes ``pickle.dumps`` gives, in pieces; a large bytes object
+    (a map job's block of lines) is one of them as it is, not copied."""
+    import os
+    import pickle
+
+    from agent.offload import pickle_parts
+
+    block = os.urandom(256 * 1024)
+    cases = [
+        (7, True, ([(os.urandom(16), 1_700_000_000_000 + i, os.urandom(1100)) for i in range(360)], [])),
+        (8, True, ([(i, os.urandom(16), b"", os.urandom(1500), None) for i in range(750)], 0, [])),
+        (9, "map", ("/var/log/a.jsonl", None, 65536, (0, block))),
+        (0, True, "ready"),
+    ]
+    for obj in cases:
+        size, parts = pickle_parts(obj)
+        assert b"".join(parts) == pickle.dumps(obj, protocol=5) and size == sum(map(len, parts))
+        assert pickle.loads(b"".join(parts)) == obj
+    assert any(part is block for part in pickle_parts(cases[2])[1])
+
+
+def test_a_frame_of_more_parts_than_one_writev_takes_goes_out_whole():
+    """Linux takes at most 1,024 buffers in one ``writev``: more parts go out in several."""
+    import os
+    import threading
+
+    from agent import offload
+
+    parts = tuple(bytes([i % 251]) * (1 + i % 7) for i in range(3000))
+    r, w = os.pipe()
+    got: list[bytes] = []
+    reader = threading.Thread(target=lambda: got.extend(iter(lambda: os.read(r, 65536), b"")), daemon=True)
+    reader.start()
+    try:
+        offload._write_all(w, parts)
+    finally:
+        os.close(w)
+        reader.join(timeout=10)
+        os.close(r)
+    assert b"".join(got) == b"".join(parts)
