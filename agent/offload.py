@@ -346,7 +346,7 @@ def _serve(config_path: str) -> int:
     # Answers are written by a thread of their own (a pipe write runs without the interpreter lock):
     # while the agent's loop is busy elsewhere it does not read them, an answer (~0.7 MiB) fills the
     # pipe, and writing it here would stop the next job too.
-    answers: queue.SimpleQueue[tuple[bytes, bytes] | None] = queue.SimpleQueue()
+    answers: queue.SimpleQueue[tuple[bytes, ...] | None] = queue.SimpleQueue()
     writer = threading.Thread(target=_write_answers, args=(answers, out_fd), daemon=True)
     writer.start()
     try:
@@ -414,13 +414,14 @@ WRITEV_MAX_PARTS = 512
 def _write_all(fd: int, parts: tuple[bytes, ...]) -> None:
     """``parts`` to the blocking ``fd`` with gathering writes, continued where a short one stopped."""
     views = [memoryview(p) for p in parts]
-    while views:
-        done = os.writev(fd, views[:WRITEV_MAX_PARTS])
-        while views and done >= len(views[0]):
-            done -= len(views[0])
-            views.pop(0)
+    i = 0
+    while i < len(views):
+        done = os.writev(fd, views[i:i + WRITEV_MAX_PARTS])
+        while i < len(views) and done >= len(views[i]):
+            done -= len(views[i])
+            i += 1
         if done:
-            views[0] = views[0][done:]
+            views[i] = views[i][done:]
 
 
 if __name__ == "__main__":

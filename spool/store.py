@@ -244,13 +244,6 @@ class SpoolReader:
         self.close()
 
 
-def _wal_bytes(path: str) -> int:
-    try:
-        return os.path.getsize(path + "-wal")
-    except OSError:
-        return 0
-
-
 def _last_seq(conn: sqlite3.Connection) -> int:
     """Highest seq ever allocated (stays put when rows are pruned); 0 for an empty spool."""
     row = conn.execute("SELECT seq FROM sqlite_sequence WHERE name = 'events'").fetchone()
@@ -312,6 +305,8 @@ class Spool:
         #: an estimate of those written since the last one started.
         self._checkpoint_bytes: int | None = None
         self._wal_since_checkpoint = 0
+        #: The file's page size, once read (``_sizes``).
+        self._page_size: int | None = None
         #: The background checkpoint's connection, and the checkpoint running now (at most one).
         self._ckpt_conn: sqlite3.Connection | None = None
         self._ckpt_pending: Any = None
@@ -600,11 +595,18 @@ class Spool:
         return results, dropped, fresh, last
 
     def _sizes(self, conn: sqlite3.Connection) -> tuple[int, int]:
-        """(bytes of used database pages, bytes of the WAL file)."""
-        page_size = conn.execute("PRAGMA page_size").fetchone()[0]
+        """(bytes of used database pages, bytes of the WAL file). Runs in every append transaction
+        with a ``max_bytes``: the page size, fixed once the file exists, is asked for only once (each
+        statement gives SQLite's thread's interpreter lock up and takes it back)."""
+        if self._page_size is None:
+            self._page_size = conn.execute("PRAGMA page_size").fetchone()[0]
         pages = conn.execute("PRAGMA page_count").fetchone()[0]
         free = conn.execute("PRAGMA freelist_count").fetchone()[0]
-        return (pages - free) * page_size, _wal_bytes(self.path)
+        try:
+            wal = os.path.getsize(self.path + "-wal")
+        except OSError:
+            wal = 0
+        return (pages - free) * self._page_size, wal
 
     def _start_checkpoint(self) -> None:
         """Checkpoint the WAL in a thread of its own (gevent's threadpool), beside the appends: done in

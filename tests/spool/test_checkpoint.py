@@ -7,6 +7,7 @@ from __future__ import annotations
 import logging
 import os
 import sqlite3
+import time
 
 import gevent
 
@@ -26,7 +27,9 @@ def _wal_size(path: str) -> int:
 
 def _settle(s: Spool) -> None:
     """Let a checkpoint running in the threadpool finish (its result is handed over in the hub)."""
+    deadline = time.monotonic() + 30  # tells a checkpoint that never ends from a slow machine
     while s._ckpt_pending is not None:
+        assert time.monotonic() < deadline, "the background checkpoint never finished"
         gevent.sleep(0.01)
 
 

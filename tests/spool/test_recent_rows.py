@@ -170,7 +170,7 @@ class _ReadBeforePublishing(RecentRows):
     __slots__ = ("pos", "reader", "seen")
 
     def add(self, first_seq, rows):
-        if getattr(self, "reader", None) is not None:
+        if self.reader is not None:
             self.seen.append(self.reader.read_after(self.pos, 1500))
         super().add(first_seq, rows)
 
