@@ -168,6 +168,40 @@ def test_gzip_post_server_decodes_the_exact_bytes(server: MockServer, app: Recor
     assert req.headers["User-Agent"].startswith("clawd-agent/")
 
 
+def test_requests_carry_what_a_session_request_would_send(server: MockServer, app: Recorder) -> None:
+    """The client sends through the adapter, not Session.request: the same headers must still go out
+    (requests' defaults under the caller's, Content-Length, the URL's query as given, encoded once)."""
+    client = make_client(compression="none")
+    url = f"{server.url}/a%20b/{PATH_CANARY}?token={TOKEN_CANARY}&x=%2F"
+    client.request("POST", url, b"abc", {"Accept": "application/json"})
+    client.request("POST", url, None)
+    client.request("GET", url)
+    with_body, empty_post, get = app.requests
+    assert with_body.headers["Content-Length"] == "3" and with_body.body == b"abc"
+    assert with_body.headers["Accept"] == "application/json"  # the caller's header wins
+    assert empty_post.headers["Accept"] == "*/*" and "gzip" in empty_post.headers["Accept-Encoding"]
+    assert empty_post.headers["Content-Length"] == "0"
+    assert get.headers.get("Content-Length") is None and get.method == "GET"
+    assert with_body.path == f"/a%20b/{PATH_CANARY}" and with_body.query == {"token": TOKEN_CANARY, "x": "/"}
+
+
+def test_a_cookie_the_server_sets_goes_back_with_later_requests(server: MockServer, app: Recorder) -> None:
+    """Splunk behind a load balancer: HEC acks are per indexer, and the balancer keeps a client on one
+    indexer with a sticky cookie, which every later request (ack queries included) must carry."""
+    node = iter(("node-2", "node-2", "node-5"))
+
+    def respond(req: MockRequest) -> MockResponse:
+        value = next(node, "node-5")
+        return MockResponse.json(200, {"ok": True}, {"Set-Cookie": f"AWSALB={value}; Path=/"})
+
+    app.respond = respond
+    client = make_client()
+    for _ in range(4):
+        client.request("POST", url_of(server), BODY)
+    cookies = [r.headers.get("Cookie") for r in app.requests]
+    assert cookies == [None, "AWSALB=node-2", "AWSALB=node-2", "AWSALB=node-5"]
+
+
 def test_a_payload_is_compressed_once_and_sent_as_it_is(server: MockServer, app: Recorder) -> None:
     """``payload()`` encodes for the wire up front (the output then drops the raw bytes while the
     request is in flight); ``request`` sends it untouched, and says gzip only if it is gzip."""
