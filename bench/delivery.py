@@ -91,6 +91,7 @@ def _load_ingest_bench() -> Any:
 
 _ingest = _load_ingest_bench()
 query, vm_hwm, proc_kib, write_input = _ingest.query, _ingest.vm_hwm, _ingest.proc_kib, _ingest.write_input
+terminate = _ingest.terminate
 
 DEFAULT_EVENTS = 200_000
 POLL_S = 0.02
@@ -322,12 +323,7 @@ class MockProcess:
         return cpu_seconds(self.proc.pid)
 
     def stop(self) -> None:
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            self.proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
+        terminate(self.proc, 10)
 
 
 def cpu_seconds(pid: int) -> float:
@@ -574,12 +570,7 @@ class AgentProcess:
     def stop(self) -> TreeMonitor:
         """SIGTERM, after a last reading of CPU and memory of the agent and its helper processes."""
         self.tree.stop()
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            self.proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
+        terminate(self.proc, 30)
         self._log.close()
         return self.tree
 

@@ -121,6 +121,16 @@ def proc_kib(pid: int, key: str, file: str = "status") -> int:
     return 0
 
 
+def terminate(proc: subprocess.Popen, timeout: float) -> None:
+    """SIGTERM, then SIGKILL if ``proc`` has not exited within ``timeout`` seconds."""
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
 def vm_hwm(pid: int) -> int:
     """Peak resident set size of the process so far."""
     return proc_kib(pid, "VmHWM")
@@ -175,12 +185,7 @@ def run_process(n: int, *, durability: str, e2e: bool, offload: bool = True) -> 
             time.sleep(POLL_S)
         hwm = vm_hwm(proc.pid)
         peak_polled = rss.stop()
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        terminate(proc, 30)
         log.close()
         if t_all is None or (e2e and t_out is None):
             raise RuntimeError(f"timed out after {TIMEOUT_S}s; see {tmp}/agent.log")

@@ -30,7 +30,6 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
-import signal
 import statistics
 import subprocess
 import sys
@@ -156,11 +155,7 @@ def run_once(shipper: str, n: int, queue: str, batch: int, workers: int) -> dict
                 "accepted": summary["accepted"]}
     finally:
         if proc is not None and proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+            delivery.terminate(proc, 10)
         mock.stop()
         shutil.rmtree(tmp, ignore_errors=True)
 
