@@ -334,7 +334,7 @@ class HttpClient:
         # What Session.request would merge under the caller's headers: requests' defaults (Accept,
         # Accept-Encoding, Connection) with this agent's User-Agent.
         self._base_headers = {**self._session.headers, "User-Agent": USER_AGENT}
-        self._urls: dict[str, str] = {}  # URL as given -> as requests prepares it (parsed, requoted)
+        self._urls: dict[str, tuple[str, str | None]] = {}  # URL as given -> _prepare_url's answer
         if not config.tls_verify:
             self._session.verify = False
             # An explicit choice (documented as lab-only); urllib3 would warn on every request,
@@ -448,16 +448,17 @@ class HttpClient:
 
         prepared = self._urls.get(url)
         if prepared is None:
-            probe = PreparedRequest()
-            probe.prepare_url(url, None)
-            if len(self._urls) >= MAX_PREPARED_URLS:
-                self._urls.clear()
-            prepared = self._urls[url] = probe.url or url
+            prepared = self._prepare_url(url)
         req = PreparedRequest()
-        req.method = method
-        req.url = prepared
+        req.method = method.upper()
+        req.url, basic = prepared
+        unset = [k for k, v in headers.items() if v is None]  # Session.request drops them too
+        for k in unset:
+            del headers[k]
         for item in headers.items():
             check_header_validity(item)
+        if basic is not None:  # credentials in the URL win, as in PreparedRequest.prepare_auth
+            headers["Authorization"] = basic
         req.headers = headers
         req.body = body
         if body is not None:  # as PreparedRequest.prepare_body (http.client sets 0 for a bare POST)
@@ -472,6 +473,22 @@ class HttpClient:
         if r.raw is not None and r.raw.headers.get("Set-Cookie") is not None:
             extract_cookies_to_jar(jar, req, r.raw)
         return r
+
+    def _prepare_url(self, url: str) -> tuple[str, str | None]:
+        """``url`` as requests prepares it (parsed, IDNA host, requoted) without its user:password, and
+        the Basic ``Authorization`` value those give (None without them), kept for the next request."""
+        from requests.auth import _basic_auth_str
+        from requests.models import PreparedRequest
+        from requests.utils import get_auth_from_url
+
+        probe = PreparedRequest()
+        probe.prepare_url(url, None)
+        user, password = get_auth_from_url(probe.url or url)
+        basic = _basic_auth_str(user, password) if (user or password) else None
+        if len(self._urls) >= MAX_PREPARED_URLS:
+            self._urls.clear()
+        out = self._urls[url] = (probe.url or url, basic)
+        return out
 
     def _resolve(self, headers: Mapping[str, str] | None
                  ) -> tuple[CaseInsensitiveDict[str], dict[str, str] | None]:

@@ -185,6 +185,20 @@ def test_requests_carry_what_a_session_request_would_send(server: MockServer, ap
     assert with_body.path == f"/a%20b/{PATH_CANARY}" and with_body.query == {"token": TOKEN_CANARY, "x": "/"}
 
 
+def test_url_credentials_method_case_and_unset_headers_as_session_request(server: MockServer,
+                                                                          app: Recorder) -> None:
+    """user:password in a URL (a webhook's) become Basic auth and never go on the request line; a
+    lower-case method is sent upper-case; a header the caller unsets (None) is not sent."""
+    client = make_client(compression="none")
+    host = server.url.split("://", 1)[1]
+    client.request("post", f"http://hook%40user:{TOKEN_CANARY}@{host}/hook", b"{}", {"Accept": None})
+    (req,) = app.requests
+    assert req.method == "POST" and req.path == "/hook"
+    user_pass = base64.b64decode(req.headers["Authorization"].removeprefix("Basic ")).decode()
+    assert user_pass == f"hook@user:{TOKEN_CANARY}"
+    assert req.headers.get("Accept") is None
+
+
 def test_a_cookie_the_server_sets_goes_back_with_later_requests(server: MockServer, app: Recorder) -> None:
     """Splunk behind a load balancer: HEC acks are per indexer, and the balancer keeps a client on one
     indexer with a sticky cookie, which every later request (ack queries included) must carry."""
