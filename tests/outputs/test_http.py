@@ -758,6 +758,17 @@ def test_redirects_are_returned_not_followed(server: MockServer, app: Recorder) 
         "POST", url_of(server), BODY)
     assert resp.status == 302 and resp.headers["Location"].endswith("/elsewhere")
     assert [r.path for r in app.requests] == [f"/{PATH_CANARY}/collector"]
+
+
+def test_a_redirect_answer_keeps_its_body_within_the_limit(server: MockServer, app: Recorder,
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    """A 3xx answer is read like any other: its excerpt is kept, and an oversized body is refused
+    (requests' redirect bookkeeping read it whole, without cap or deadline, even with redirects off)."""
+    app.respond = lambda req: MockResponse(301, b"moved to the new cluster", {"Location": "/new"})
+    assert make_client().request("POST", url_of(server), BODY).body == b"moved to the new cluster"
+    monkeypatch.setattr(http_mod, "MAX_RESPONSE_BYTES", 1000)
+    app.respond = lambda req: MockResponse(302, b"y" * 300_000, {"Location": "/new"})
+    assert "too large" in str(send_expecting_error(make_client(), url_of(server)))
     assert status_class(302) == "permanent"
 
 
