@@ -97,3 +97,44 @@ def test_a_failed_checkpoint_is_reported_and_the_appends_go_on(spool_path, caplo
         assert s.checkpoint_error == "OperationalError: disk I/O error"
         assert any("background checkpoint failed" in r.getMessage() for r in caplog.records)
         assert s.stats()["rows"] == 500
+
+
+class _AppendAfterPassive:
+    """The checkpoint's connection, with an append landing between its PASSIVE and RESTART steps:
+    what the loop's appends do in the agent, made deterministic here."""
+
+    def __init__(self, conn: sqlite3.Connection, append: object):
+        self._conn = conn
+        self._append = append
+
+    def execute(self, sql: str) -> sqlite3.Cursor:
+        cur = self._conn.execute(sql)
+        if "PASSIVE" in sql:
+            self._append()  # type: ignore[operator]
+        return cur
+
+
+def test_frames_appended_during_the_checkpoint_do_not_keep_the_wal_growing(spool_path):
+    """After a background checkpoint the next append starts the WAL again from its beginning, even when
+    an append landed while it copied: its frames are copied too (the RESTART step). The first step
+    alone (PASSIVE) leaves them, and every later append then goes on at the WAL's end, until the
+    appends' own fallback checkpoint at 2 x 16 MiB."""
+    with Spool(spool_path) as s:
+        for _ in range(10):
+            s.append(batch(events(100, size=1000)))
+        writer = sqlite3.connect(spool_path, isolation_level=None)
+        writer.execute("CREATE TABLE meanwhile (x BLOB)")
+        writer.execute("PRAGMA wal_checkpoint(TRUNCATE)")  # an empty WAL file: its growth is visible
+        assert _wal_size(spool_path) == 0
+        conn = sqlite3.connect(spool_path, isolation_level=None, check_same_thread=False)
+        s._ckpt_conn = _AppendAfterPassive(conn, lambda: writer.execute(  # type: ignore[assignment]
+            "INSERT INTO meanwhile VALUES (randomblob(200000))"))
+        s._checkpoint()
+        after_checkpoint = _wal_size(spool_path)  # the frames of the append made meanwhile
+        writer.execute("INSERT INTO meanwhile VALUES (randomblob(100))")
+        after_next_append = _wal_size(spool_path)
+        writer.close()
+        conn.close()
+        s._ckpt_conn = None
+    assert after_checkpoint > 200000
+    assert after_next_append == after_checkpoint, "the next append went on at the WAL's end"
