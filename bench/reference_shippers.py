@@ -37,6 +37,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import delivery  # the mock process, CPU readings and the input generator
@@ -53,12 +54,21 @@ def _rsyslog_modules() -> str | None:
     return None
 
 
-def syslog_ng(tmp: Path, port: int, queue: str, batch: int, workers: int) -> list[str] | None:
+def _syslog_ng_binary() -> str | None:
+    """syslog-ng, when its http() module is installed too."""
+    binary = shutil.which("syslog-ng")
+    return binary if binary and list(Path("/usr/lib/syslog-ng").glob("*/libhttp.so")) else None
+
+
+def _rsyslogd_binary() -> str | None:
+    """rsyslogd, when its Elasticsearch module is installed too."""
+    binary = shutil.which("rsyslogd") or "/usr/sbin/rsyslogd"
+    return binary if os.path.exists(binary) and _rsyslog_modules() is not None else None
+
+
+def syslog_ng(binary: str, tmp: Path, port: int, queue: str, batch: int, workers: int) -> list[str]:
     """``file()`` source from the start of the file, ``json-parser()``, and the ``http()`` destination
     building the bulk body itself (an action line and the fields as JSON per message)."""
-    binary = shutil.which("syslog-ng")
-    if binary is None or not list(Path("/usr/lib/syslog-ng").glob("*/libhttp.so")):
-        return None
     buffer = (f'disk-buffer(reliable(yes) disk-buf-size(4294967296) mem-buf-size(16777216) dir("{tmp}/buf"))'
               if queue == "disk" else "")
     (tmp / "buf").mkdir()
@@ -80,13 +90,10 @@ log {{ source(s); parser(p); destination(d); }};
             "-c", str(tmp / "ctl"), "--no-caps"]
 
 
-def rsyslog(tmp: Path, port: int, queue: str, batch: int, workers: int) -> list[str] | None:
+def rsyslog(binary: str, tmp: Path, port: int, queue: str, batch: int, workers: int) -> list[str]:
     """imfile from the start of the file, mmjsonparse (``cookie=""``: the line is plain JSON) and
     omelasticsearch in bulk mode (a request per dequeued batch, up to 10 MiB)."""
-    binary = shutil.which("rsyslogd") or "/usr/sbin/rsyslogd"
     mods = _rsyslog_modules()
-    if not os.path.exists(binary) or mods is None:
-        return None
     q = (f'queue.type="LinkedList" queue.size="200000" queue.dequeueBatchSize="{batch}" '
          f'queue.workerThreads="{workers}"')
     action_q = q if queue == "memory" else (f'{q} queue.filename="es" queue.spoolDirectory="{tmp}/buf" '
@@ -113,8 +120,9 @@ input(type="imfile" File="{tmp}/in/audit.jsonl" Tag="hushd" ruleset="ship" readM
     return [binary, "-n", "-f", str(conf), "-i", str(tmp / "rsyslogd.pid")]
 
 
-SHIPPERS: dict[str, Callable[[Path, int, str, int, int], list[str] | None]] = {
-    "syslog-ng": syslog_ng, "rsyslog": rsyslog}
+#: Each shipper: where its binary is (None: not installed), and its command line for a run.
+SHIPPERS: dict[str, tuple[Callable[[], str | None], Callable[[str, Path, int, str, int, int], list[str]]]] = {
+    "syslog-ng": (_syslog_ng_binary, syslog_ng), "rsyslog": (_rsyslogd_binary, rsyslog)}
 
 
 def version(cmd: list[str]) -> str:
@@ -123,15 +131,13 @@ def version(cmd: list[str]) -> str:
     return out[0].replace("compiled with:", "").strip() if out else "?"
 
 
-def run_once(shipper: str, n: int, queue: str, batch: int, workers: int) -> dict[str, float] | None:
+def run_once(shipper: str, binary: str, n: int, queue: str, batch: int, workers: int) -> dict[str, Any]:
     tmp = Path(tempfile.mkdtemp(prefix=f"clawd-bench-{shipper}-"))
     mock = delivery.MockProcess.start("es", expect=n, lean=True)
     proc = None
     try:
         delivery.write_input(tmp, n)
-        cmd = SHIPPERS[shipper](tmp, int(mock.url.rsplit(":", 1)[1]), queue, batch, workers)
-        if cmd is None:
-            return None
+        cmd = SHIPPERS[shipper][1](binary, tmp, int(mock.url.rsplit(":", 1)[1]), queue, batch, workers)
         mock_cpu0 = mock.cpu()
         t0 = time.time()
         proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
@@ -172,13 +178,14 @@ def main() -> int:
     print(f"C shippers -> lean ES mock: {args.events:,} hushd audit lines, batch {args.batch}, "
           f"{args.workers} workers, {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f}")
     for shipper in args.shipper.split(","):
+        binary = SHIPPERS[shipper][0]()
+        if binary is None:
+            print(f"{shipper}: not installed (see this script's docstring)")
+            continue
         for queue in args.queue.split(","):
             rates = []
             for _ in range(args.repeat):
-                r = run_once(shipper, args.events, queue, args.batch, args.workers)
-                if r is None:
-                    print(f"{shipper}: not installed (see this script's docstring)")
-                    break
+                r = run_once(shipper, binary, args.events, queue, args.batch, args.workers)
                 rates.append(r["rate"])
                 print(f"{shipper:9} {queue:6} queue: {r['rate']:>9,.0f} events/s first request -> N-th "
                       f"event stored; CPU {r['cpu_100k']:.2f} s per 100k events; peak RSS "
@@ -187,8 +194,6 @@ def main() -> int:
             if len(rates) > 1:
                 print(f"{shipper:9} {queue:6} median {statistics.median(rates):,.0f} events/s "
                       f"({min(rates):,.0f}-{max(rates):,.0f})")
-            if not rates:
-                break
     return 0
 
 

@@ -452,22 +452,22 @@ class HttpClient:
         req = PreparedRequest()
         req.method = method.upper()
         req.url, basic = prepared
-        unset = [k for k, v in headers.items() if v is None]  # Session.request drops them too
-        for k in unset:
-            del headers[k]
-        for item in headers.items():
-            check_header_validity(item)
+        for item in list(headers.items()):
+            if item[1] is None:  # unset by the caller: Session.request drops it too
+                del headers[item[0]]
+            else:
+                check_header_validity(item)
         if basic is not None:  # credentials in the URL win, as in PreparedRequest.prepare_auth
             headers["Authorization"] = basic
         req.headers = headers
         req.body = body
         if body is not None:  # as PreparedRequest.prepare_body (http.client sets 0 for a bare POST)
             headers["Content-Length"] = str(len(body))
-        jar = self._session.cookies
+        session = self._session
+        jar = session.cookies
         if jar:
             req.prepare_cookies(jar)
         req.hooks = {"response": []}
-        session = self._session
         r = self._adapter.send(req, stream=True, timeout=timeouts, verify=session.verify,
                                cert=session.cert, proxies=proxies or {})
         if r.raw is not None and r.raw.headers.get("Set-Cookie") is not None:
@@ -483,11 +483,11 @@ class HttpClient:
 
         probe = PreparedRequest()
         probe.prepare_url(url, None)
-        user, password = get_auth_from_url(probe.url or url)
-        basic = _basic_auth_str(user, password) if (user or password) else None
+        prepared = probe.url or url
+        user, password = get_auth_from_url(prepared)
         if len(self._urls) >= MAX_PREPARED_URLS:
             self._urls.clear()
-        out = self._urls[url] = (probe.url or url, basic)
+        out = self._urls[url] = (prepared, _basic_auth_str(user, password) if user or password else None)
         return out
 
     def _resolve(self, headers: Mapping[str, str] | None

@@ -362,7 +362,7 @@ class Spool:
             if mode.lower() != "wal":
                 raise SpoolError(f"{self.path}: cannot enable WAL mode (journal_mode={mode})")
             conn.execute(f"PRAGMA synchronous = {DURABILITY[self.durability]}")
-            page_size = conn.execute("PRAGMA page_size").fetchone()[0]
+            page_size = self._page_size = conn.execute("PRAGMA page_size").fetchone()[0]
             ckpt_pages, wal_limit = wal_limits(self.max_bytes, page_size)
             if self._offload and (self.max_bytes is None or self.max_bytes >= BACKGROUND_CHECKPOINT_MIN_SPOOL
                                   * FALLBACK_CHECKPOINT_FACTOR * ckpt_pages * page_size):
@@ -534,7 +534,7 @@ class Spool:
             # What the WAL grew by, about: the bodies, plus the pages every transaction rewrites (the
             # sequence, offsets, index). The file's size says nothing: it stays at its largest.
             body_bytes = sum(len(e[2]) for b in batches for e in b.events)
-            self._wal_since_checkpoint += body_bytes * WAL_BYTES_PER_BODY_BYTE + 4 * PAGE_SIZE
+            self._wal_since_checkpoint += body_bytes * WAL_BYTES_PER_BODY_BYTE + 4 * (self._page_size or 0)
             if self._wal_since_checkpoint >= self._checkpoint_bytes:
                 self._start_checkpoint()
         if dropped:
@@ -596,8 +596,9 @@ class Spool:
 
     def _sizes(self, conn: sqlite3.Connection) -> tuple[int, int]:
         """(bytes of used database pages, bytes of the WAL file). Runs in every append transaction
-        with a ``max_bytes``: the page size, fixed once the file exists, is asked for only once (each
-        statement gives SQLite's thread's interpreter lock up and takes it back)."""
+        with a ``max_bytes``: the page size, fixed once the file exists, is read when a writable spool
+        opens, and on a read-only one's first call (each statement gives SQLite's thread's interpreter
+        lock up and takes it back)."""
         if self._page_size is None:
             self._page_size = conn.execute("PRAGMA page_size").fetchone()[0]
         pages = conn.execute("PRAGMA page_count").fetchone()[0]
