@@ -477,6 +477,11 @@ class SplunkHecOutput(HttpOutput):
         if code == 27 and self.acks is not None and ch is not None:
             self.acks.replace_channel(ch.guid)  # its pending acks are what is full
             reason += " (new channel)"
+        if 200 <= resp.status < 300:
+            # HEC answers success as HTTP 200 with code 0 (24/25): another 2xx, or a 200 carrying an
+            # error code (a gateway that answers 200 and passes HEC's body on), confirms nothing.
+            return Outcome.retry(reason + ": only HTTP 200 with code 0, 24 or 25 means HEC took the "
+                                 "events; retrying", excerpt=ex)
         # The rest by their HTTP status, as any output's: 8 (500) and 23 (503) retried, 26 and 27
         # (429) throttled, with Retry-After honoured; other codes as their 4xx says.
         outcome = outcome_for_status(resp, "hec", self.secrets())
@@ -596,6 +601,8 @@ class AckTracker:
         self.known: dict[str, AckChannel] = {c.guid: c for c in self.live}
         self.interval = float(cfg.ack_poll_interval)
         self.queries = 0
+        #: Why acks cannot work (code 14, or an ack endpoint that is not HEC's); "" once an ack
+        #: query is answered again. The health check reports it.
         self.disabled_reason = ""
         self._wake = gevent.event.Event()
         self._idle = gevent.event.Event()  # set when a channel turns idle
@@ -784,6 +791,9 @@ class AckTracker:
             return False
         answer = parse_hec_answer(resp.body)
         if resp.status == 200 and isinstance(answer.get("acks"), dict):
+            if self.disabled_reason:
+                log.info("output %s: ack queries are answered again", out.name)
+                self.disabled_reason = ""
             acked = [int(k) for k, v in answer["acks"].items() if v is True and k.isdigit()]
             asked = set(ids)
             for ack_id in acked:
@@ -807,9 +817,26 @@ class AckTracker:
                     result.set(Outcome.retry(f"hec: ack query: HTTP {resp.status} (credentials "
                                              "refused)", auth_failure=True))
             self._forget_if_done(ch)
-        else:  # busy, 5xx, a proxy: keep waiting; the ack timeout bounds it
+        elif 400 <= resp.status < 500 and resp.status not in (408, 429) and hec_code(answer) is None:
+            self._no_ack_endpoint(ch, resp.status)
+        else:  # busy, 5xx, a timeout: keep waiting; the ack timeout bounds it
             log.debug("output %s: ack query: HTTP %s", out.name, resp.status)
         return False
+
+    def _no_ack_endpoint(self, ch: AckChannel, status: int) -> None:
+        """A 4xx that is not HEC's answer (no HEC code; Splunk's own "not found" page carries
+        ``"code": 404``): a wrong ``ack_path``, or a proxy without the ack route. A real ack endpoint
+        answers 200 ``{"acks": ...}``, 400 with a HEC code, or 401/403; waiting would only let every
+        batch time out and be sent again, indexed each time. A configuration error like a missing
+        ``ackId``: the batches are retried with auth_failure (the breaker opens: the output pauses
+        and keeps its data)."""
+        reason = (f"hec: the ack endpoint answered HTTP {status} without HEC's answer (a wrong "
+                  "`ack_path`, or a proxy without the ack route): acks cannot be read; fix the "
+                  "path, or set ack = false")
+        if reason != self.disabled_reason:
+            log.error("output %s: %s", self.output.name, reason)
+        self.disabled_reason = reason
+        self._resolve_all(ch, Outcome.retry(reason, auth_failure=True))
 
     def _ack_disabled(self) -> None:
         """HEC says the token has no indexer acknowledgement (code 14): a configuration error.

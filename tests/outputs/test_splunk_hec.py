@@ -736,6 +736,102 @@ def test_a_2xx_that_is_not_hec_success_is_not_delivered(ack: bool, status: int, 
     assert "without HEC's answer" in outcome.reason and not outcome.auth_failure
 
 
+
+class StatusRewriter(SplunkHecApp):
+    """A front end that passes HEC's JSON body on under another status: every answer of the event
+    endpoint as ``event_status`` (a gateway answering 200 to everything, or 202)."""
+
+    event_status = 200
+
+    def handle(self, req: MockRequest) -> MockResponse:
+        resp = super().handle(req)
+        if req.path.endswith("/event"):
+            resp.status = self.event_status
+        return resp
+
+
+@pytest.mark.parametrize("code", [8, 9, 23, 26])
+def test_a_200_carrying_a_hec_error_code_is_not_delivered(code: int) -> None:
+    """Only HTTP 200 with code 0 (24, 25) means HEC took the events; a gateway that answers 200 and
+    passes HEC's error body on was counted delivered, and the cursor passed events stored nowhere."""
+    app = StatusRewriter([HecToken(TOKEN)])
+    app.add_code_fault(code)
+    with MockServer(app) as server:
+        out = make_output(server)
+        try:
+            outcome = out.send(items(out, 3))
+        finally:
+            out.close()
+    assert app.events == []
+    assert outcome.status is Status.RETRY, outcome
+    assert f"code {code} " in outcome.reason
+
+
+def test_a_wrong_path_to_the_health_endpoint_is_not_delivered() -> None:
+    """``path`` set to the health endpoint: HEC answers 200 code 17 "HEC is healthy", stores nothing."""
+    app = SplunkHecApp([HecToken(TOKEN)])
+    with MockServer(app) as server:
+        out = make_output(server, path="/services/collector/health")
+        try:
+            outcome = out.send(items(out, 3))
+        finally:
+            out.close()
+    assert app.events == []
+    assert outcome.status is Status.RETRY and "nothing confirms" in outcome.reason
+
+
+def test_with_acks_a_202_success_body_still_waits_for_the_ack() -> None:
+    """A front end answering 202 with HEC's success body and an ackId: not HEC's 200, so nothing is
+    confirmed; before, it was counted delivered at once, without the ack ack = true asks for."""
+    app = StatusRewriter([HecToken(ACK_TOKEN, use_ack=True)], ack_delay=3600)
+    app.event_status = 202
+    with MockServer(app) as server:
+        out = make_output(server, token=ACK_TOKEN, ack=True)
+        try:
+            outcome = out.send(items(out, 2))
+        finally:
+            out.close()
+    assert outcome.status is Status.RETRY, outcome
+    assert "HTTP 202 code 0" in outcome.reason
+
+
+@pytest.mark.parametrize(("status", "body"), [
+    (404, b'{"text":"The requested URL was not found on this server.","code":404}'),
+    (405, b"<html>Method Not Allowed</html>"),
+])
+def test_an_ack_endpoint_that_is_not_hecs_pauses_the_output(
+        caplog: pytest.LogCaptureFixture, status: int, body: bytes) -> None:
+    """A wrong ``ack_path`` or a proxy without the ack route: each batch was indexed, waited for the
+    ack timeout, and was sent again, indexed again, with no end and only a DEBUG line. Now the
+    waiting batch is retried as a configuration error (the breaker pauses the output, the data
+    stays), the log says why, and the health check fails until acks are answered again."""
+
+    class NoAckRoute(SplunkHecApp):
+        def handle(self, req: MockRequest) -> MockResponse:
+            if req.path.endswith("/nope"):
+                return MockResponse(status, body, {})
+            return super().handle(req)
+
+    app = NoAckRoute([HecToken(ACK_TOKEN, use_ack=True)])
+    with MockServer(app) as server:
+        out = make_output(server, token=ACK_TOKEN, ack=True, ack_path="/services/collector/nope",
+                          ack_timeout="30s")
+        try:
+            with caplog.at_level(logging.ERROR):
+                outcome = out.send(items(out, 2))
+            assert outcome.status is Status.RETRY and outcome.auth_failure, outcome
+            assert f"HTTP {status}" in outcome.reason and "ack_path" in outcome.reason
+            assert any("ack_path" in r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR)
+            ok, reason = out.healthcheck()
+            assert not ok and "ack_path" in reason
+            out.config.ack_path = ""  # fixed: acks are answered again, health recovers
+            out.ack_url = out.ack_url.replace("/nope", "/ack")
+            assert out.send(items(out, 1, start=5)).status is Status.DELIVERED
+            assert out.healthcheck() == (True, "HEC is healthy")
+        finally:
+            out.close()
+    assert len(app.events) == 3  # the 2 events once (HEC took them), then the third
+
 def test_ack_disabled_answer_is_a_permanent_config_error(hec: tuple[RecordingHec, MockServer]) -> None:
     app, server = hec
     app.ack_delay = 3600
@@ -752,6 +848,11 @@ def test_ack_disabled_answer_is_a_permanent_config_error(hec: tuple[RecordingHec
         # Later batches are accepted without an ackId: kept in the spool, the output paused.
         later = out.send(items(out, 1, start=5))
         assert later.status is Status.RETRY and later.auth_failure
+        # The admin turns acks back on: batches are acknowledged again, and health recovers.
+        app.tokens[ACK_TOKEN].use_ack = True
+        app.ack_delay = 0
+        assert out.send(items(out, 1, start=6)).status is Status.DELIVERED
+        assert out.healthcheck() == (True, "HEC is healthy")
     finally:
         out.close()
 
