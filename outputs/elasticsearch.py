@@ -15,9 +15,10 @@ block, ``FORBIDDEN/8/index write (api)``, which an operator lifts; the flood-sta
 the status code to today's 429 from the previous 403", elastic/elasticsearch#58410 on #50166); 400,
 404 and any other 4xx, a 403 ``security_exception`` included (the credential may not write to that one
 index, e.g. a routed one: retrying cannot change that), go to the DLQ with Elasticsearch's
-``error.type`` and ``error.reason``. The whole-request status goes
-through ``http.outcome_for_status``: 413 (``http.max_content_length``, 100 MB by default) splits the
-batch, 429 throttles with ``Retry-After``, 401/403 are authentication failures.
+``error.type`` and ``error.reason``. The whole-request status goes through
+``http.outcome_for_status``: 413 (``http.max_content_length``, 100 MB by default) splits the batch,
+429 throttles with ``Retry-After``, 401/403 are authentication failures; but a 2xx other than 200 is
+retried (``_bulk`` answers 200 only: another 2xx is a proxy's or a gateway's and confirms nothing).
 
 Batch size: Elastic's guidance is to size bulk requests in bytes, "a good bulk size to start playing
 with is around 5-15MB in size" (Elasticsearch: The Definitive Guide, "Indexing Performance Tips",
@@ -380,6 +381,13 @@ class ElasticsearchOutput(HttpOutput):
         except TransportError as exc:
             return outcome_for_transport(exc, "bulk")
         if resp.status != 200:
+            if 200 <= resp.status < 300:
+                # `_bulk` answers 200 and only 200 (the vendor spec defines no other success): a 202,
+                # 204 or 207 comes from something else in front (a gateway, a proxy) and says
+                # nothing about any document.
+                return Outcome.retry(f"bulk: HTTP {resp.status} is not Elasticsearch's bulk answer "
+                                     "(a proxy or gateway?): nothing confirms the events were "
+                                     "indexed; retrying", excerpt=excerpt(resp.body, self.secrets()))
             return self._request_failure(resp)
         head = resp.body[:80].replace(b" ", b"")
         # Fast path: nothing failed and nothing went to a failure store (a redirected document is a

@@ -455,6 +455,25 @@ def test_a_200_without_a_bulk_body_is_retried(mock: tuple[ElasticsearchMock, Moc
     assert outcome.status is Status.RETRY and "without a bulk response" in outcome.reason
 
 
+
+@pytest.mark.parametrize(("status", "body"), [
+    (202, b'{"errors":false,"items":[]}'),
+    (204, b""),
+    (207, b"<html>multi-status</html>"),
+])
+def test_a_2xx_other_than_200_is_retried_not_delivered(mock: tuple[ElasticsearchMock, MockServer],
+                                                       status: int, body: bytes) -> None:
+    """``_bulk`` answers 200 only; another 2xx (a gateway in front) was counted delivered, so the
+    cursor passed events that were indexed nowhere."""
+    app, server = mock
+    from outputs.mocks.server import MockResponse
+
+    app.handle = lambda req: MockResponse(status, body, {})  # type: ignore[method-assign]
+    outcome = output(server.url).send(make_items(2))
+    assert outcome.status is Status.RETRY, outcome
+    assert f"HTTP {status} is not Elasticsearch's bulk answer" in outcome.reason
+
+
 # ---------------------------------------------------------------------------- auth
 
 API_ID, API_SECRET = "CANARYid1", "CANARY-api-secret-8f1e"
