@@ -40,7 +40,7 @@ import gevent.pool
 
 from outputs.base import DeliveryItem, Outcome, Output, Status
 from outputs.batcher import Batch, Batcher
-from outputs.breaker import Breaker
+from outputs.breaker import HALF_OPEN, Breaker
 from outputs.health import HealthMonitor
 from outputs.inflight import CommitWindow
 from outputs.packing import Packed, pack, unpack
@@ -543,26 +543,44 @@ class Drain:
             log.warning("could not pack a batch", extra={"output": self.name, "error": describe_error(exc)})
 
     def _await_turn(self, batch: Batch, n_events: int) -> bool | None:
-        """Wait for the breaker and the rate limiter. Returns whether this attempt is the breaker's
-        half-open probe, or None when the batch must stop (stopping, or abandoned by a rewind)."""
+        """Wait for the breaker, a running Retry-After and the rate limiter. Returns whether this
+        attempt is the breaker's half-open probe, or None when the batch must stop (stopping, or
+        abandoned by a rewind).
+
+        The limiter's wait comes last, and after it everything is checked again: another batch's
+        answer may have opened the breaker (an auth failure) or set a Retry-After meanwhile, and
+        after a 429 halves the rate these waits are the long ones. Its tokens are taken once."""
+        breaker = self.breaker
+        probe = False
+        due: float | None = None  # when the tokens reserved from the rate limiter are due
         while True:
             if self._stopping or (batch.epoch != _NO_EPOCH and batch.epoch != self._generation):
-                return None
-            wait, probe = self.breaker.allow()
-            if wait <= 0:
-                wait = self._hold_until - time.monotonic()  # a Retry-After still running
-                if wait <= 0:
-                    break
                 if probe:
-                    self.breaker.probe_abandoned()
-            if self._sleep(min(wait, IDLE_WAIT_S)):
+                    breaker.probe_abandoned()
                 return None
-        delay = self.limiter.reserve(n_events)
-        if delay > 0 and self._sleep(delay):
+            if probe and breaker.state != HALF_OPEN:
+                probe = False  # closed meanwhile (send as any other), or opened again (wait)
             if probe:
-                self.breaker.probe_abandoned()
-            return None
-        return probe
+                wait = 0.0
+            else:
+                wait, probe = breaker.allow()
+            if wait <= 0:
+                now = time.monotonic()
+                wait = self._hold_until - now  # a Retry-After still running
+                if wait > 0:
+                    if probe:
+                        breaker.probe_abandoned()
+                        probe = False
+                else:
+                    if due is None:
+                        due = now + self.limiter.reserve(n_events)
+                    wait = due - now
+                    if wait <= 0:
+                        return probe
+            if self._sleep(min(wait, IDLE_WAIT_S)):
+                if probe:
+                    breaker.probe_abandoned()
+                return None
 
     def _attempt(self, batch: Batch, items: list[DeliveryItem], packed: Packed | None = None) -> Outcome:
         st = self.stats

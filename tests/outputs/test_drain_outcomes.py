@@ -170,3 +170,57 @@ def test_retry_after_pauses_every_batch_of_the_output(spool):
     assert sorted(out.received) == list(range(40))
     later = [t for t in starts[1:] if t > answered[0]]
     assert later and min(later) - answered[0] >= 0.4 - 0.02
+
+
+def test_a_sender_waiting_on_the_rate_limiter_still_honours_a_later_retry_after(spool):
+    """A batch waiting for its rate-limit tokens when another batch's 429 arrives: it used to send
+    as soon as its tokens were due, before the Retry-After had passed."""
+    import time
+
+    import gevent
+
+    fill(spool, 10)
+    starts: list[float] = []
+    answered: list[float] = []
+
+    def rule(batch):
+        starts.append(time.monotonic())
+        if len(starts) == 1:
+            gevent.sleep(0.2)  # meanwhile the second batch reserves its token, due in ~1 s
+            answered.append(time.monotonic())
+            return Outcome.retry("HTTP 429", retry_after=1.5, throttled=True)
+        return None
+
+    out = Fake("f", cfg(concurrency=2, batch_max_events=5, rate_limit_requests=1.0,
+                        retry_after_max=10), rule=rule)
+    run_until(Drain(out, spool, spool.reader()), caught_up(spool, "f"), timeout=20)
+    assert sorted(out.received) == list(range(10))
+    later = [t - answered[0] for t in starts[1:] if t > answered[0]]
+    assert later and min(later) >= 1.5 - 0.02, later
+
+
+def test_a_sender_waiting_on_the_rate_limiter_does_not_send_through_an_open_breaker(spool):
+    """An auth failure opens the breaker at once: a batch that was waiting for its rate-limit tokens
+    meanwhile used to send anyway, with the credentials just refused."""
+    import gevent
+
+    fill(spool, 10)
+    states: list[str] = []
+    drains: list[Drain] = []
+
+    def rule(batch):
+        states.append(drains[0].breaker.state_name)
+        if len(states) == 1:
+            gevent.sleep(0.2)
+            return Outcome.retry("HTTP 401 (credentials refused)", auth_failure=True)
+        return None
+
+    out = Fake("f", cfg(concurrency=2, batch_max_events=5, rate_limit_requests=1.0,
+                        breaker_cooldown=30, breaker_failures=5), rule=rule)
+    drain = Drain(out, spool, spool.reader())
+    drains.append(drain)
+    g = gevent.spawn(drain.run)
+    gevent.sleep(1.6)  # the second batch's token was due after ~1 s
+    drain.stop()
+    g.join(5)
+    assert states == ["closed"], states  # nothing went out while the breaker was open
