@@ -156,12 +156,19 @@ class ElasticsearchOutputConfig(HttpOutputConfig):
             raise ValueError("set only one of api_key, username/password, bearer_token")
         if (self.password is None) != (not self.username):
             raise ValueError("username and password go together")
+        if not self.index:
+            check_data_stream_part("dataset", self.data_stream_dataset)
+            check_data_stream_part("namespace", self.data_stream_namespace)
         check_index_name(route_target(self, {}))
 
     def check_route(self, values: dict[str, str]) -> None:
         """The index a rule's values name (as ``ElasticsearchOutput._route_index`` builds it) must be
         one Elasticsearch accepts: otherwise every event of the rule is refused with a 400."""
         check_route_keys(values, ROUTE_KEYS, "elasticsearch")
+        if not values.get("index"):
+            for key in ("dataset", "namespace"):
+                if values.get(key):
+                    check_data_stream_part(key, values[key])
         check_index_name(route_target(self, values))
 
 
@@ -178,10 +185,32 @@ def route_target(config: ElasticsearchOutputConfig, route: dict[str, str]) -> st
 
 
 def check_index_name(target: str) -> None:
-    """``ValueError`` for an index name Elasticsearch refuses (``%Y %m %d`` expanded first)."""
+    """``ValueError`` for an index name Elasticsearch refuses (``%Y %m %d`` expanded first). The
+    create-index API's rules (elastic.co/guide/en/elasticsearch/reference/current/
+    indices-create-index.html, "Index names must meet the following criteria"): lowercase only; none
+    of ``\\ / * ? " < > |``, space, comma, ``#`` (nor ``:``, deprecated since 7.0); not starting
+    with ``-``, ``_`` or ``+``; not ``.`` or ``..``; at most 255 bytes."""
     probe = target.replace("%Y", "2026").replace("%m", "01").replace("%d", "01")
-    if _INDEX_NAME_FORBIDDEN.search(probe) or probe.startswith(("-", "_", "+")):
-        raise ValueError(f"invalid index name {target!r} (lowercase, no spaces or \\/*?\"<>|,#:)")
+    if probe != probe.lower():
+        raise ValueError(f"invalid index name {target!r}: must be lowercase")
+    if _INDEX_NAME_FORBIDDEN.search(probe) or probe.startswith(("-", "_", "+")) or probe in (".", ".."):
+        raise ValueError(f"invalid index name {target!r} (no spaces or \\/*?\"<>|,#:, not starting "
+                         "with -_+, not . or ..)")
+    if len(probe.encode("utf-8")) > 255:
+        raise ValueError(f"invalid index name {target[:40]!r}...: longer than 255 bytes")
+
+
+def check_data_stream_part(what: str, value: str) -> None:
+    """``ValueError`` for a dataset or namespace the data stream naming scheme refuses. Beyond the
+    index name rules, ECS 9.4 ``data_stream.dataset`` / ``data_stream.namespace``: "Must not contain
+    `-`", "No longer than 100 characters" (the ``-`` separates ``<type>-<dataset>-<namespace>``)."""
+    if not value:
+        raise ValueError(f"data stream {what} must not be empty")
+    if "-" in value:
+        raise ValueError(f"data stream {what} {value!r} must not contain '-' (it separates "
+                         "logs-<dataset>-<namespace>)")
+    if len(value) > 100:
+        raise ValueError(f"data stream {what} {value[:40]!r}... is longer than 100 characters")
 
 
 def data_stream_name(dataset: str, namespace: str) -> str:

@@ -8,6 +8,7 @@ import base64
 import contextlib
 import json
 import logging
+import re
 import socket
 import uuid
 from collections.abc import Iterator
@@ -98,6 +99,41 @@ def test_config_validation() -> None:
         with pytest.raises(ValueError):
             check(**bad)
 
+
+
+@pytest.mark.parametrize(("kw", "message"), [
+    ({"data_stream_namespace": "team-a"}, "must not contain '-'"),
+    ({"data_stream_dataset": "clawd-strike"}, "must not contain '-'"),
+    ({"data_stream_dataset": "d" * 101}, "longer than 100"),
+    ({"data_stream_namespace": ""}, "must not be empty"),
+    ({"index": "\u00c4rger"}, "must be lowercase"),  # upper case beyond ASCII
+    ({"index": "."}, "not . or .."),
+    ({"index": ".."}, "not . or .."),
+    ({"index": "a" * 256}, "longer than 255 bytes"),
+    ({"index": "\u00e4" * 128}, "longer than 255 bytes"),  # 256 bytes in UTF-8
+])
+def test_names_elasticsearch_or_the_data_stream_scheme_refuse_fail_at_load(kw: dict[str, str],
+                                                                            message: str) -> None:
+    """Each of these was accepted, and every event then came back a per-item 400
+    (``invalid_index_name_exception``) into the DLQ; a ``-`` in a dataset or namespace breaks the
+    ``logs-<dataset>-<namespace>`` split (ECS 9.4 ``data_stream.*``: "Must not contain `-`", "No
+    longer than 100 characters"; the create-index API's name rules)."""
+    with pytest.raises(ValueError, match=re.escape(message)):
+        ElasticsearchOutputConfig(hosts=["https://es"], **kw).validate()
+
+
+def test_names_within_the_rules_pass_and_routes_are_checked_alike() -> None:
+    cfg = ElasticsearchOutputConfig(hosts=["https://es"], data_stream_dataset="d" * 100,
+                                    data_stream_namespace="prod_eu.1")
+    cfg.validate()
+    ElasticsearchOutputConfig(hosts=["https://es"], index=".hidden-%Y.%m.%d").validate()
+    ElasticsearchOutputConfig(hosts=["https://es"], index="a" * 255).validate()
+    cfg.check_route({"namespace": "team_a"})
+    with pytest.raises(ValueError, match="must not contain '-'"):
+        cfg.check_route({"namespace": "team-a"})
+    cfg.check_route({"index": "team-a"})  # a classic index may hold '-'
+    with pytest.raises(ValueError, match="must be lowercase"):
+        cfg.check_route({"index": "Team"})
 
 def test_cloud_id_decoding() -> None:
     # The example Cloud ID of Elastic's Beats docs ("Configure the output for Elastic Cloud").
