@@ -127,6 +127,11 @@ class ElasticsearchOutputConfig(HttpOutputConfig):
     bootstrap: bool = doc("At start, PUT the index template and ILM policy (idempotent; missing "
                           "privileges only warn).", default=False)
     template_name: str = doc("Name of the bootstrapped index template.", default="clawdstrike-security")
+    template_priority: int = doc(
+        "Priority of the bootstrapped index template: above the built-in logs template's 100 and, as "
+        "Elastic advises for overlapping patterns, above 500. Elasticsearch refuses two templates of "
+        "the same priority whose patterns overlap: give each output's template its own.",
+        default=TEMPLATE_PRIORITY)
     #: A dated index gets DATED_ILM_POLICY while this is left at its default (ilm_policy_name).
     ilm_policy: str = doc("Name of the bootstrapped ILM policy ('' = no policy). A dated `index` "
                           "(with `%Y`...) gets a policy without rollover, named "
@@ -521,16 +526,26 @@ class ElasticsearchOutput(HttpOutput):
         Each step is idempotent. Failures, 403 for missing ``manage_ilm`` /
         ``manage_index_templates`` privileges included, only warn: delivery goes on."""
         warnings: list[str] = []
-        steps: list[tuple[str, str, dict[str, Any]]] = []
         policy = ilm_policy_name(self.config)
+        policy_ok = True
         if policy:
-            steps.append(("ILM policy", f"/_ilm/policy/{policy}", ilm_policy_body(self.config)))
-        steps.append(("index template", f"/_index_template/{self.config.template_name}",
-                      index_template_body(self.config)))
-        for what, path, body in steps:
-            w = self._put(what, path, body)
+            w = self._put("ILM policy", f"/_ilm/policy/{policy}", ilm_policy_body(self.config))
             if w:
                 warnings.append(w)
+                policy_ok = self._policy_exists(policy)
+        if policy_ok:
+            w = self._put("index template", f"/_index_template/{self.config.template_name}",
+                          index_template_body(self.config))
+            if w:
+                warnings.append(w)
+        else:
+            # A template naming a policy that does not exist is accepted, and its indices then sit
+            # in ILM's ERROR step ("policy [x] does not exist", elastic/elasticsearch#33074): never
+            # rolled over nor deleted. Ranked above the built-in logs template (priority 100), it
+            # would also take away the lifecycle those indices get without the bootstrap.
+            warnings.append(f"index template not put: its ILM policy {policy!r} could not be put "
+                            "nor found, and indices would sit in ILM's ERROR step under it; the "
+                            "cluster's own templates and lifecycle apply")
         if self.config.index and self.config.ilm_policy and not self._dated:
             w = self._bootstrap_write_alias()
             if w:
@@ -549,6 +564,14 @@ class ElasticsearchOutput(HttpOutput):
         hint = " (missing privilege: manage_ilm / manage_index_templates)" if resp.status == 403 else ""
         err = _error_cause(resp.body, self.secrets())
         return f"{what}: HTTP {resp.status}{hint}" + (f" ({err})" if err else "")
+
+    def _policy_exists(self, policy: str) -> bool:
+        """Whether the ILM policy is there already (an operator's, or put before), after our PUT of it
+        failed (e.g. 403: the credential may manage templates but not ILM)."""
+        try:
+            return self._request("GET", f"/_ilm/policy/{policy}").status == 200
+        except TransportError:
+            return False
 
     def _bootstrap_write_alias(self) -> str:
         alias = self.config.index
@@ -765,7 +788,7 @@ def index_template_body(config: ElasticsearchOutputConfig) -> dict[str, Any]:
     if config.ilm_policy:
         settings["index.lifecycle.name"] = ilm_policy_name(config)
     body: dict[str, Any] = {
-        "priority": TEMPLATE_PRIORITY,
+        "priority": config.template_priority,
         "_meta": {"managed_by": "clawd-agent", "description": "Clawdstrike security events (ECS)"},
         "template": {
             "settings": settings,
@@ -779,14 +802,23 @@ def index_template_body(config: ElasticsearchOutputConfig) -> dict[str, Any]:
         },
     }
     if config.index:
-        base = config.index.split("%", 1)[0].rstrip("-_.") or config.index
-        body["index_patterns"] = [f"{base}*"]
+        body["index_patterns"] = [template_pattern(config.index)]
         if config.ilm_policy and not _dated(config):
             settings["index.lifecycle.rollover_alias"] = config.index
     else:
         body["index_patterns"] = [f"logs-{config.data_stream_dataset}-*"]
         body["data_stream"] = {}
     return body
+
+
+def template_pattern(index: str) -> str:
+    """The index pattern of a classic index's template: the indices it names and no wider. A rollover
+    alias ``clawd`` writes to ``clawd-000001``...; a dated ``clawd-%Y.%m.%d`` to ``clawd-2026.11.01``.
+    Cutting the separator too (``clawd*``) made it overlap another output's ``clawd-events*``, and
+    Elasticsearch refuses a second template of the same priority whose patterns overlap."""
+    if "%" in index:
+        return re.sub(r"\*+", "*", re.sub(r"%[Ymd]", "*", index))
+    return f"{index}-*"
 
 
 def _dated(config: ElasticsearchOutputConfig) -> bool:

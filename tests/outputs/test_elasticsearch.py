@@ -566,8 +566,11 @@ def test_canary_credentials_never_appear_in_reasons_excerpts_or_logs(
     outcomes = [out.send(make_items(3, out=out))]
     from outputs.mocks.server import MockResponse
 
-    app.handle = lambda req: MockResponse.json(  # type: ignore[method-assign]
+    echo = MockResponse.json(
         400, {"error": {"type": "x", "reason": f"echo {API_SECRET} ApiKey {encoded}"}, "status": 400})
+    # (the policy is there: the template's PUT goes ahead after the policy's failed, and echoes too)
+    app.handle = lambda req: (MockResponse.json(200, {})  # type: ignore[method-assign]
+                              if req.method == "GET" else echo)
     outcomes.append(out.send(make_items(1, out=out)))
     warnings = out._bootstrap()
     assert len(warnings) == 2 and all("echo" in w for w in warnings)
@@ -686,12 +689,54 @@ def test_bootstrap_without_privileges_warns_and_delivery_continues(
     with MockServer(app) as server:
         with caplog.at_level(logging.WARNING):
             out = output(server.url, bootstrap=True, username="ingest", password=Secret(PASSWORD))
-        assert len(out.bootstrap_warnings) == 2
-        assert all("HTTP 403" in w and "privilege" in w for w in out.bootstrap_warnings)
+        policy, template = out.bootstrap_warnings
+        assert "ILM policy: HTTP 403" in policy and "privilege" in policy
+        assert "index template not put" in template  # it would name the policy that is not there
         assert "delivery continues" in caplog.text
         assert app.stats()["templates"] == []
         assert out.send(make_items(2, out=out)).status is Status.DELIVERED
 
+
+
+def test_a_template_never_names_an_ilm_policy_that_is_not_there() -> None:
+    """A credential that may manage templates but not ILM: the policy's PUT is refused (403) and only
+    warned about, and the template used to go in anyway naming it. Its indices then sit in ILM's
+    ERROR step ("policy [x] does not exist"), never rolled over nor deleted, and at priority 501
+    it takes away the built-in logs lifecycle they get without the bootstrap. A policy already
+    there (an operator's) is used."""
+    app = ElasticsearchMock()
+    with MockServer(app) as server:
+        server.faults.add(Fault("status", status=403, path="/_ilm/", count=-1))
+        out = output(server.url, bootstrap=True)
+        assert app.stats()["templates"] == [] and app.stats()["ilm_policies"] == []
+        assert any("index template not put" in w for w in out.bootstrap_warnings)
+        assert out.send(make_items(2, out=out)).status is Status.DELIVERED  # the built-in template
+        server.faults.clear()
+        app.ilm_policies["clawdstrike-security"] = ilm_policy_body(out.config)["policy"]
+        from outputs.mocks.server import MockResponse
+
+        handle = app.handle
+        app.handle = lambda req: (MockResponse.json(403, {"status": 403})  # type: ignore[method-assign]
+                                  if req.method == "PUT" and req.path.startswith("/_ilm/")
+                                  else handle(req))
+        again = output(server.url, bootstrap=True)
+        assert len(again.bootstrap_warnings) == 1 and "ILM policy: HTTP 403" in again.bootstrap_warnings[0]
+        assert app.templates["clawdstrike-security"]["template"]["settings"][
+            "index.lifecycle.name"] == "clawdstrike-security"
+
+
+@pytest.mark.parametrize(("index", "pattern"), [
+    ("clawd", "clawd-*"),
+    ("clawd-%Y.%m.%d", "clawd-*.*.*"),
+    ("clawd-events-%Y%m%d", "clawd-events-*"),
+])
+def test_a_classic_index_template_matches_its_own_indices_only(index: str, pattern: str) -> None:
+    """``clawd-%Y.%m.%d`` used to give ``clawd*``, which also matches another output's
+    ``clawd-events-...``: Elasticsearch refuses a second template of the same priority whose patterns
+    overlap (and the priority is now configurable for templates that must overlap)."""
+    cfg = ElasticsearchOutputConfig(hosts=["http://x:9200"], index=index, template_priority=620)
+    body = index_template_body(cfg)
+    assert body["index_patterns"] == [pattern] and body["priority"] == 620
 
 def test_healthcheck(mock: tuple[ElasticsearchMock, MockServer]) -> None:
     app, server = mock
