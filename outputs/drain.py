@@ -467,6 +467,7 @@ class Drain:
                     log.warning("credential refresh failed", extra={"output": self.name,
                                                                     "error": describe_error(exc)})
             batch.attempts += 1
+            sent_at = time.monotonic()
             outcome = self._attempt(batch, items, batch.packed if items is batch.items else None)
             status = outcome.status
             if outcome.retry_after is not None and status is not Status.DELIVERED:
@@ -475,7 +476,7 @@ class Drain:
                 hold = min(outcome.retry_after, self.config.retry_after_max)
                 self._hold_until = max(self._hold_until, time.monotonic() + hold)
             if outcome.throttled:
-                self.limiter.throttled()
+                self.limiter.throttled(sent_at)
             if status is Status.RETRY:
                 st.note_failure(outcome.reason)
                 if outcome.auth_failure:

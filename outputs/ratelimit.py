@@ -12,6 +12,11 @@ what was reserved in the two seconds up to the latest reservation, over the time
 those reservations to the throttled answer: a slow request (or a slow 429) is measured over its own
 duration, and an idle pause before it does not count.
 
+A throttled answer halves the rate once per round of requests, as TCP halves its window once per
+round trip: answers to requests sent before the latest decrease took effect were refused at the old
+rate, and say nothing about the new one. With four requests in flight, one burst of 429s used to
+halve it four times (100 requests/s to 6.25), and recovery then took ~19 more successes.
+
 Buckets use the "debt" form: a reservation always succeeds and returns how long to wait before
 sending, so a batch larger than the bucket's burst never deadlocks, and concurrent senders queue up
 fairly behind each other's debt.
@@ -103,11 +108,20 @@ class RateLimiter:
                  clock: Callable[[], float] = time.monotonic):
         self.requests = AdaptiveBucket(requests_per_s, 0.1, clock)
         self.events = AdaptiveBucket(events_per_s, 1.0, clock)
+        self._clock = clock
+        #: When the latest decrease took effect (None: never).
+        self._decreased_at: float | None = None
 
     def reserve(self, events: int) -> float:
         return max(self.requests.reserve(1), self.events.reserve(events))
 
-    def throttled(self) -> None:
+    def throttled(self, sent_at: float | None = None) -> None:
+        """A throttled answer to a request sent at ``sent_at`` (the limiter's clock): halves the rate,
+        unless the request went out before the latest decrease (module docstring). Without
+        ``sent_at`` it always halves."""
+        if sent_at is not None and self._decreased_at is not None and sent_at < self._decreased_at:
+            return
+        self._decreased_at = self._clock()
         self.requests.throttled()
         self.events.throttled()
 

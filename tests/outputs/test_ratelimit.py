@@ -135,3 +135,46 @@ def test_an_idle_pause_before_the_throttled_request_does_not_count():
     clock.t += 3.0
     b.throttled()
     assert b.rate == pytest.approx(50)  # 300 events in 3 s, halved
+
+
+def test_a_burst_of_429s_to_requests_in_flight_halves_the_rate_once():
+    """Four requests sent at the old rate all answered 429: one decrease, as TCP halves its window
+    once per round trip (it used to halve four times, 100 requests/s to 6.25). A request sent after
+    the decrease and throttled again halves it again."""
+    clock = Clock()
+    limiter = RateLimiter(requests_per_s=100, clock=clock)
+    sent = [clock.t + i * 0.01 for i in range(4)]
+    clock.t += 0.2
+    for t in sent:
+        limiter.throttled(t)
+    assert limiter.current()[0] == pytest.approx(50)
+    clock.t += 0.1
+    limiter.throttled(clock.t - 0.05)  # sent after the decrease took effect
+    assert limiter.current()[0] == pytest.approx(25)
+    limiter.throttled()  # without a send time: always
+    assert limiter.current()[0] == pytest.approx(12.5)
+
+
+def test_the_drain_halves_once_for_a_burst_of_429s_to_its_requests_in_flight(tmp_path):
+    import gevent
+
+    spool = Spool(str(tmp_path / "s.db"))
+    fill(spool, 40)
+    calls: list[int] = []
+    rates: list[float] = []
+    drains: list[Drain] = []
+
+    def rule(batch):
+        calls.append(1)
+        if len(calls) <= 4:  # four requests in flight at once, all refused
+            gevent.sleep(0.1)
+            return Outcome.retry("HTTP 429", retry_after=0.01, throttled=True)
+        rates.append(drains[0].limiter.current()[0])
+        return None
+
+    out = Fake("f", cfg(concurrency=4, batch_max_events=10, rate_limit_requests=1000), rule=rule)
+    drain = Drain(out, spool, spool.reader())
+    drains.append(drain)
+    run_until(drain, caught_up(spool, "f"))
+    spool.close()
+    assert rates[0] == 500  # halved once, not 1000 / 16
