@@ -694,7 +694,9 @@ def _classify(batch: list[DeliveryItem], items: list[Any], secrets: list[str],
             return Outcome.delivered(), redirected
         return Outcome(Status.DELIVERED, f"bulk: {ok} indexed, {dup} already indexed; {stored} "
                                          "(stored as failed documents, not in the data stream)"), redirected
-    summary = ", ".join(f"{n} x {label}" for label, n in sorted(reasons.items()))
+    # The labels hold each error's `type`, the destination's words like `reason`: redacted alike.
+    summary = excerpt(", ".join(f"{n} x {label}" for label, n in sorted(reasons.items())).encode(),
+                      secrets, limit=400)
     reason = (f"bulk: {ok} indexed, {dup} already indexed, {len(failed)} rejected, "
               f"{len(retry)} to retry ({summary})")
     if redirected:

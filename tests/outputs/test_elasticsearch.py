@@ -27,6 +27,7 @@ from outputs.elasticsearch import (
     ElasticsearchOutput,
     ElasticsearchOutputConfig,
     api_key_header,
+    classify_items,
     decode_cloud_id,
     ilm_policy_body,
     index_template_body,
@@ -593,6 +594,18 @@ def test_secrets_include_the_secret_half_of_every_basic_or_apikey_value() -> Non
     assert PASSWORD in secrets and "CANARY-gw-pass" in secrets and proxy_auth in secrets
     assert base64.b64encode(f"shipper:{PASSWORD}".encode()).decode() in secrets
 
+
+
+def test_an_error_type_echoing_a_credential_is_masked_in_the_reason() -> None:
+    """The reason listed each error's ``type`` as the destination wrote it, while its ``reason``
+    was masked: a server echoing a credential there leaked it into the DLQ, status and logs."""
+    items = make_items(2)
+    answer = [{"create": {"status": 400, "error": {"type": f"echo_{API_SECRET}", "reason": "x"}}},
+              {"create": {"status": 400, "error": {"type": "mapper_parsing_exception",
+                                                   "reason": f"token={API_SECRET}"}}}]
+    outcome = classify_items(items, answer, [API_SECRET])
+    assert len(outcome.failed) == 2
+    assert API_SECRET not in outcome.reason + outcome.excerpt and "mapper_parsing_exception" in outcome.reason
 
 @pytest.mark.parametrize("key", ["api_key", "password", "bearer_token"])
 def test_secrets_include_each_env_variable_expanded_into_a_credential(key: str) -> None:
