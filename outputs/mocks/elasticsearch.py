@@ -7,14 +7,24 @@ operation description in ../shared/vendor-specs/elasticsearch):
 - NDJSON bodies (gzip too), ``index``/``create``/``update``/``delete``, one result per action in order,
   HTTP 200 with ``errors: true`` when items fail, the final newline required.
 - ``create`` of an existing ``_id``: per-item 409 ``version_conflict_engine_exception``.
-- Data streams: a ``create`` into a name matching ``logs-*-*`` (or a template with ``data_stream``)
+- Templates: a new index or data stream gets the matching composable template of the highest
+  priority, Elasticsearch's built-in ``logs`` template (``logs-*-*``, data stream, priority 100)
+  included: a user template must outrank it to make such a name a classic index.
+- Data streams: a ``create`` into a name whose template has ``data_stream`` (``logs-*-*`` by default)
   auto-creates one with a ``.ds-`` backing index; any other op on a data stream is a per-item 400, and
-  so is a document without ``@timestamp`` or with one that is not a date: "Every document indexed to a
-  data stream must contain a @timestamp field, mapped as a date or date_nanos field type. If the index
-  template doesn't specify a mapping for the @timestamp field, Elasticsearch maps @timestamp as a date
-  field with default options" (Data streams, Elasticsearch reference; elastic/elasticsearch#59244),
-  i.e. format ``strict_date_optional_time||epoch_millis`` (the ``date`` field type's default), and
-  never ``ignore_malformed`` (elastic/elasticsearch#96051).
+  so is a document whose ``@timestamp`` has no value (absent, null, ``[]``: "is missing"), more than
+  one ("encountered multiple values", DataStreamTimestampFieldMapper) or one that is not a date:
+  "Every document indexed to a data stream must contain a @timestamp field, mapped as a date or
+  date_nanos field type. If the index template doesn't specify a mapping for the @timestamp field,
+  Elasticsearch maps @timestamp as a date field with default options" (Data streams, Elasticsearch
+  reference; elastic/elasticsearch#59244), i.e. format ``strict_date_optional_time||epoch_millis``
+  (the ``date`` field type's default), and never ``ignore_malformed`` (elastic/elasticsearch#96051).
+- Index names: an index auto-created by ``_bulk`` or made by ``PUT /<index>`` must meet "Index names
+  must meet the following criteria" (create index API reference: lowercase; none of ``\\ / * ? " < >
+  | , #``, a space or ``:``; not starting with ``-``, ``_``, ``+``; not ``.`` or ``..``; at most 255
+  UTF-8 bytes), else ``invalid_index_name_exception`` (per item, or the request's 400); an
+  auto-created data stream's name is checked as Elasticsearch checks it (``illegal_argument_exception``
+  "data_stream [<name>] must be lowercase"...).
 - Mappings: a template's explicit field types and dynamically inferred ones are enforced, so a wrong
   type (an IP field holding a host name, an object where a value was seen) is a per-item 400
   ``document_parsing_exception`` as in Elasticsearch. Injectable per-item errors: ``ItemFault``.
@@ -82,6 +92,11 @@ _WWW_AUTHENTICATE = 'Basic realm="security", charset="UTF-8", Bearer realm="secu
 _NUMERIC = frozenset({"long", "integer", "short", "byte", "double", "float", "half_float",
                       "scaled_float", "unsigned_long"})
 _MISSING = object()
+#: Elasticsearch's built-in ``logs`` composable template (stack templates, on by default): "The
+#: managed logs index template has a priority of 100" (elastic.co/docs/solutions/observability/logs/
+#: logs-index-template-defaults), pattern ``logs-*-*``, data stream enabled.
+_BUILTIN_LOGS_TEMPLATE: dict[str, Any] = {"index_patterns": ["logs-*-*"], "data_stream": {},
+                                          "priority": 100}
 
 
 @dataclass
@@ -431,7 +446,7 @@ class ElasticsearchMock(MockApp):
                     idx = streams.get(target) if type(target) is str else None
                     if idx is None and type(target) is str and target in data_streams:
                         idx = streams[target] = self._stream_write_index(target)
-                    # _has_timestamp of the source line, read in place ('{' is 123)
+                    # _timestamp_problem of the source line (the key found), read in place ('{' is 123)
                     if (idx is not None and type(doc_id) is str and doc_id not in idx.docs
                             and body[start] == 123 and find(b'"@timestamp":', start, end) >= 0):
                         idx.docs[doc_id] = None
@@ -455,8 +470,8 @@ class ElasticsearchMock(MockApp):
         if result.get("status") != 400 or kind != "create" or "error" not in result:
             return result
         target = meta.get("_index") or path_index
-        if not target or not self._is_stream(target):
-            return result
+        if not target or not self._is_stream(target) or self._stream_refusal(target):
+            return result  # a data stream that cannot be created has no failure store either
         if not self._failure_store_enabled(target):
             result["failure_store"] = "not_enabled"
             return result
@@ -519,14 +534,18 @@ class ElasticsearchMock(MockApp):
                                         fault.reason or f"injected {fault.type}"
                                         + (f" for field [{fault.field}]" if fault.field else ""))
         if self._is_stream(target):
+            refusal = self._stream_refusal(target) if kind != "delete" else None
+            if refusal:  # auto-creation comes first: Elasticsearch fails the item with its error
+                return self._item_error(target, doc_id, 400, refusal["type"], refusal["reason"],
+                                        extra=refusal)
             if kind != "create":
                 return self._item_error(target, doc_id, 400, "illegal_argument_exception",
                                         "only write ops with an op_type of create are allowed in "
                                         "data streams")
-            if not _has_timestamp(source):
+            problem = _timestamp_problem(source)
+            if problem:
                 return self._item_error(target, doc_id, 400, "document_parsing_exception",
-                                        "[1:1] failed to parse: data stream timestamp field "
-                                        "[@timestamp] is missing")
+                                        f"[1:1] failed to parse: {problem}")
             idx = self._stream_write_index(target)
         else:
             name = self.aliases.get(target, target)
@@ -535,6 +554,10 @@ class ElasticsearchMock(MockApp):
                 if kind in ("delete", "update") or not self.auto_create_index:
                     return self._item_error(target, doc_id, 404, "index_not_found_exception",
                                             f"no such index [{target}]")
+                invalid = _invalid_index_name(name)
+                if invalid:
+                    return self._item_error(target, doc_id, 400, invalid["type"], invalid["reason"],
+                                            extra=invalid)
                 idx = self._new_index(name)
         if doc_id is None and kind in ("index", "create"):
             doc_id = base64.urlsafe_b64encode(uuid.uuid4().bytes[:15]).decode()
@@ -584,35 +607,49 @@ class ElasticsearchMock(MockApp):
         return _ok_item(idx.name, doc_id, idx.versions.get(doc_id, 1), result, idx.seq_no - 1, status)
 
     def _item_error(self, index: str | None, doc_id: Any, status: int, etype: str, reason: str,
-                    idx: _Index | None = None) -> dict[str, Any]:
+                    idx: _Index | None = None, extra: Mapping[str, Any] | None = None
+                    ) -> dict[str, Any]:
+        """A failed action's result; ``extra``: the error's other fields (an index-name error's)."""
         key = f"{status} {etype}"
         self.item_errors[key] = self.item_errors.get(key, 0) + 1
-        error: dict[str, Any] = {"type": etype, "reason": reason}
+        error: dict[str, Any] = {**(extra or {}), "type": etype, "reason": reason}
         if idx is not None:
             error.update({"index_uuid": idx.uuid, "shard": "0", "index": idx.name})
         return {"_index": index or "", "_id": doc_id, "status": status, "error": error}
 
     # ------------------------------------------------------------------ indices, streams, mappings
 
+    def _template(self, name: str) -> dict[str, Any] | None:
+        """The composable template Elasticsearch applies to a new index or data stream ``name``: of
+        those matching it, the one with the highest priority ("the index template with the highest
+        priority is used", Index templates), Elasticsearch's built-in ``logs`` template included
+        (``_BUILTIN_LOGS_TEMPLATE``). A user template must outrank it, not tie with it: Elasticsearch
+        refuses a template whose patterns overlap another's of the same priority."""
+        best: dict[str, Any] | None = None
+        best_priority = -1
+        for t in (_BUILTIN_LOGS_TEMPLATE, *self.templates.values()):
+            priority = int(t.get("priority") or 0)
+            if priority > best_priority and any(fnmatch.fnmatchcase(name, p)
+                                                for p in t.get("index_patterns", [])):
+                best, best_priority = t, priority
+        return best
+
     def _stream_template(self, name: str) -> dict[str, Any] | None:
-        """The highest-priority template with ``data_stream`` matching ``name``; ``logs-*-*`` is
-        always one, as Elasticsearch's built-in logs template."""
-        best: tuple[int, dict[str, Any]] | None = None
-        for t in self.templates.values():
-            if any(fnmatch.fnmatchcase(name, p) for p in t.get("index_patterns", [])):
-                prio = int(t.get("priority", 0))
-                if best is None or prio > best[0]:
-                    best = (prio, t)
-        if best is not None:
-            return best[1] if "data_stream" in best[1] else None
-        if fnmatch.fnmatchcase(name, "logs-*-*"):
-            return {"index_patterns": ["logs-*-*"], "data_stream": {}, "priority": 100}
-        return None
+        """The template making ``name`` a data stream: the one that applies, if it has ``data_stream``."""
+        template = self._template(name)
+        return template if template is not None and "data_stream" in template else None
+
+    def _stream_refusal(self, stream: str) -> dict[str, str] | None:
+        """The error auto-creating data stream ``stream`` raises (its name, then its first backing
+        index's, e.g. too long with the ``.ds-`` prefix and date), None when it exists or can be."""
+        if stream in self.data_streams:
+            return None
+        return _invalid_stream_name(stream) or _invalid_index_name(_backing_index_name(stream))
 
     def _stream_write_index(self, stream: str) -> _Index:
         backing = self.data_streams.get(stream)
         if not backing:
-            name = f".ds-{stream}-{time.strftime('%Y.%m.%d', time.gmtime())}-000001"
+            name = _backing_index_name(stream)
             self.data_streams[stream] = [name]
             idx = self._new_index(name, stream)
             # a data stream's @timestamp is a date unless its template maps it (module docstring)
@@ -622,13 +659,7 @@ class ElasticsearchMock(MockApp):
 
     def _new_index(self, name: str, stream: str = "") -> _Index:
         idx = _Index(name, stream)
-        template = None
-        best = -1
-        for t in self.templates.values():
-            patterns = t.get("index_patterns", [])
-            if any(fnmatch.fnmatchcase(stream or name, p) for p in patterns) and t.get(
-                    "priority", 0) > best:
-                template, best = t, t.get("priority", 0)
+        template = self._template(stream or name)  # only the winner's mappings and settings apply
         if template:
             props = template.get("template", {}).get("mappings", {}).get("properties", {})
             idx.mapping.update(_flatten_mapping(props))
@@ -648,6 +679,9 @@ class ElasticsearchMock(MockApp):
 
     def _create_index(self, name: str, req: MockRequest) -> MockResponse:
         with self._lock:
+            invalid = _invalid_index_name(name)
+            if invalid:  # the request's 400, the error as a bulk item's (validateIndexName)
+                return self._error(400, invalid["type"], invalid["reason"], extra=invalid)
             if name in self.indices or name in self.aliases:
                 return self._error(400, "resource_already_exists_exception",
                                    f"index [{name}] already exists")
@@ -728,10 +762,12 @@ class ElasticsearchMock(MockApp):
 
     # ------------------------------------------------------------------ errors
 
-    def _error(self, status: int, etype: str, reason: str,
-               headers: dict[str, str] | None = None) -> MockResponse:
-        body = {"error": {"root_cause": [{"type": etype, "reason": reason}], "type": etype,
-                          "reason": reason}, "status": status}
+    def _error(self, status: int, etype: str, reason: str, headers: dict[str, str] | None = None,
+               extra: Mapping[str, Any] | None = None) -> MockResponse:
+        """Elasticsearch's error body; ``extra``: the exception's other fields (``index`` of an
+        index-name error), which it renders in the error and its root cause alike."""
+        cause = {**(extra or {}), "type": etype, "reason": reason}
+        body = {"error": {"root_cause": [cause], **cause}, "status": status}
         if self.spec is not None:
             problems = self.spec.check_response(status, body)
             if problems:  # pragma: no cover - the mock's own bug
@@ -775,12 +811,91 @@ def _api_key_credential(value: str) -> str:
     return decoded if decoded.find(":") >= 1 else ""
 
 
-def _has_timestamp(source: Any) -> bool:
-    """What a data stream requires of a document. A source left unparsed (lean mode) is searched for
-    the key instead: an object holding ``"@timestamp":`` anywhere passes."""
+_TIMESTAMP_MISSING = "data stream timestamp field [@timestamp] is missing"
+_TIMESTAMP_MULTIPLE = "data stream timestamp field [@timestamp] encountered multiple values"
+
+
+def _timestamp_problem(source: Any) -> str:
+    """Why a data stream refuses a document's ``@timestamp`` ('' when it has exactly one value), in
+    DataStreamTimestampFieldMapper.postParse's words: no value indexed is "is missing" (the key
+    absent, ``null``, ``[]``: a null indexes nothing), more than one "encountered multiple values" (two
+    dates in an array; a one-element array is one value). A source left unparsed (lean mode) is
+    searched for the key instead: an object holding ``"@timestamp":`` anywhere passes."""
     if type(source) is bytes:
-        return source.startswith(b"{") and b'"@timestamp":' in source
-    return isinstance(source, dict) and "@timestamp" in source
+        return "" if source.startswith(b"{") and b'"@timestamp":' in source else _TIMESTAMP_MISSING
+    values = _value_count(source.get("@timestamp")) if isinstance(source, dict) else 0
+    if values == 0:
+        return _TIMESTAMP_MISSING
+    return _TIMESTAMP_MULTIPLE if values > 1 else ""
+
+
+def _value_count(value: Any) -> int:
+    """How many values Elasticsearch indexes for a field holding ``value``: none for null, one per
+    array element, nested arrays flattened and their nulls skipped (an object counts as one: the
+    mapping check refuses it as a date)."""
+    if value is None:
+        return 0
+    if type(value) is list:
+        return sum(_value_count(v) for v in value)
+    return 1
+
+
+#: Strings.INVALID_FILENAME_CHARS: what an index, alias or data stream name must not contain, and
+#: how Elasticsearch prints it (sorted, each quoted, joined by commas).
+_INVALID_NAME_CHARS = frozenset('\\/*?"<>| ,')
+_INVALID_NAME_CHARS_TEXT = "[" + ",".join(f"'{c}'" for c in sorted(_INVALID_NAME_CHARS)) + "]"
+#: MetadataCreateIndexService.MAX_INDEX_NAME_BYTES, counted in UTF-8.
+_MAX_INDEX_NAME_BYTES = 255
+
+
+def _name_rule_broken(name: str) -> str:
+    """The first rule of MetadataCreateIndexService.validateIndexOrAliasName that ``name`` breaks, in
+    its words and order ('' for none); "Index names must meet the following criteria" (create index
+    API reference). Colons are refused as in 8.x (deprecated in 7.x). Names starting with '.' pass:
+    hidden and system indices (a data stream's ``.ds-`` backing indices) have them."""
+    if not name:
+        return "must not be empty"
+    if not _INVALID_NAME_CHARS.isdisjoint(name):
+        return f"must not contain the following characters {_INVALID_NAME_CHARS_TEXT}"
+    for char in "#:":
+        if char in name:
+            return f"must not contain '{char}'"
+    if name[0] in "_-+":
+        return "must not start with '_', '-', or '+'"
+    size = len(name.encode("utf-8", "replace"))  # Java's getBytes: a lone surrogate is one '?'
+    if size > _MAX_INDEX_NAME_BYTES:
+        return f"index name is too long, ({size} > {_MAX_INDEX_NAME_BYTES})"
+    if name in (".", ".."):
+        return "must not be '.' or '..'"
+    return ""
+
+
+def _invalid_index_name(name: str) -> dict[str, str] | None:
+    """The error Elasticsearch raises creating index ``name`` (MetadataCreateIndexService.
+    validateIndexName: the rules above, then "must be lowercase"), None for a valid name. An
+    InvalidIndexNameException names its index: ``index`` and ``index_uuid`` '_na_' in the error."""
+    problem = _name_rule_broken(name) or ("must be lowercase" if name.lower() != name else "")
+    if not problem:
+        return None
+    return {"type": "invalid_index_name_exception", "reason": f"Invalid index name [{name}], {problem}",
+            "index_uuid": "_na_", "index": name}
+
+
+def _invalid_stream_name(name: str) -> dict[str, str] | None:
+    """The error Elasticsearch raises creating data stream ``name`` (MetadataCreateDataStreamService:
+    the same rules as an index's, then lowercase, then no backing index prefix), as the
+    IllegalArgumentException it is: "data_stream [<name>] <rule>"; None for a valid name."""
+    problem = _name_rule_broken(name) or ("must be lowercase" if name.lower() != name else "")
+    if not problem and name.startswith(".ds-"):
+        problem = "must not start with '.ds-'"
+    if not problem:
+        return None
+    return {"type": "illegal_argument_exception", "reason": f"data_stream [{name}] {problem}"}
+
+
+def _backing_index_name(stream: str) -> str:
+    """A new data stream's first backing index (DataStream.getDefaultBackingIndexName, generation 1)."""
+    return f".ds-{stream}-{time.strftime('%Y.%m.%d', time.gmtime())}-000001"
 
 
 def _ok_item(index: str, doc_id: str, version: int, result: str, seq_no: int, status: int
