@@ -756,9 +756,31 @@ class ElasticsearchMock(MockApp):
                                "Validation Failed: 1: index patterns are missing;")
         if key == "policy" and not isinstance(body.get("policy"), dict):
             return self._error(400, "x_content_parse_exception", "required [policy] missing")
+        if key == "index_template":
+            clash = self._template_clash(name, body)
+            if clash:
+                return self._error(400, "illegal_argument_exception", clash)
         with self._lock:
             store[name] = body if key == "index_template" else body["policy"]
         return MockResponse.json(200, {"acknowledged": True})
+
+    def _template_clash(self, name: str, body: dict[str, Any]) -> str:
+        """Elasticsearch refuses a composable template whose patterns overlap those of another one of
+        the same priority, the built-in ``logs`` template included (MetadataIndexTemplateService.
+        validateV2TemplateRequest): the one to apply to a new index would be ambiguous. '' if none."""
+        priority = int(body.get("priority") or 0)
+        patterns = [str(p) for p in body.get("index_patterns") or []]
+        others = {"logs": _BUILTIN_LOGS_TEMPLATE, **self.templates}
+        for other, t in others.items():
+            if other == name or int(t.get("priority") or 0) != priority:
+                continue
+            theirs = [str(p) for p in t.get("index_patterns") or []]
+            if any(_globs_overlap(a, b) for a in patterns for b in theirs):
+                return (f"index template [{name}] has index patterns {_list(patterns)} matching "
+                        f"patterns from existing templates [{other}] with patterns ({other} => "
+                        f"{_list(theirs)}) that have the same priority [{priority}], multiple index "
+                        "templates may not match during index creation, please use a different priority")
+        return ""
 
     # ------------------------------------------------------------------ errors
 
@@ -891,6 +913,34 @@ def _invalid_stream_name(name: str) -> dict[str, str] | None:
     if not problem:
         return None
     return {"type": "illegal_argument_exception", "reason": f"data_stream [{name}] {problem}"}
+
+
+def _globs_overlap(a: str, b: str) -> bool:
+    """Whether some name matches both index patterns (``*`` any run of characters, the only wildcard
+    of index patterns): Elasticsearch intersects their automata, this walks both at once."""
+    seen: dict[tuple[int, int], bool] = {}
+
+    def walk(i: int, j: int) -> bool:
+        key = (i, j)
+        if key not in seen:
+            seen[key] = False  # no cycle: every step moves i or j forward
+            if i == len(a) and j == len(b):
+                result = True
+            elif i < len(a) and a[i] == "*":
+                result = walk(i + 1, j) or (j < len(b) and walk(i, j + 1))
+            elif j < len(b) and b[j] == "*":
+                result = walk(i, j + 1) or (i < len(a) and walk(i + 1, j))
+            else:
+                result = i < len(a) and j < len(b) and a[i] == b[j] and walk(i + 1, j + 1)
+            seen[key] = result
+        return seen[key]
+
+    return walk(0, 0)
+
+
+def _list(patterns: list[str]) -> str:
+    """A Java list as Elasticsearch prints it: ``[a, b]``."""
+    return "[" + ", ".join(patterns) + "]"
 
 
 def _backing_index_name(stream: str) -> str:

@@ -227,3 +227,36 @@ def test_the_priority_decides_between_user_templates_and_the_builtin_one(data_st
     assert ("logs-web-default" in app.indices) is not data_stream
     assert _bulk_one(app, "logs-app-default", {"@timestamp": TS, "n": "x"})["status"] == 201
     assert "logs-app-default" in app.data_streams and "logs-app-default" not in app.indices
+
+
+@pytest.mark.parametrize(("first", "second", "clash"), [
+    (["clawd*"], ["clawd-events*"], True),       # the pattern a dated clawd-%Y.%m.%d used to get
+    (["clawd-*.*.*"], ["clawd-events-*"], True),  # clawd-events-2026.11.01 matches both
+    (["clawd-*"], ["other-*"], False),
+    (["a*b"], ["*c"], False),
+    (["a*b"], ["*b"], True),
+])
+def test_templates_of_the_same_priority_must_not_overlap(first: list[str], second: list[str],
+                                                        clash: bool) -> None:
+    """Elasticsearch refuses a second composable template of the same priority whose patterns overlap
+    (MetadataIndexTemplateService: "... that have the same priority [501], multiple index templates
+    may not match during index creation, please use a different priority"); another priority is fine."""
+    app = ElasticsearchMock()
+    assert _request(app, "PUT", "/_index_template/one", {"index_patterns": first, "priority": 501})[0] == 200
+    status, body = _request(app, "PUT", "/_index_template/two", {"index_patterns": second, "priority": 501})
+    if clash:
+        assert status == 400 and body["error"]["type"] == "illegal_argument_exception"
+        assert "same priority [501]" in body["error"]["reason"] and "[one]" in body["error"]["reason"]
+        assert _request(app, "PUT", "/_index_template/two",
+                        {"index_patterns": second, "priority": 502})[0] == 200
+    else:
+        assert status == 200
+    # replacing a template under its own name is no clash
+    assert _request(app, "PUT", "/_index_template/one", {"index_patterns": first, "priority": 501})[0] == 200
+
+
+def test_a_user_template_at_the_builtin_logs_priority_that_overlaps_it_is_refused() -> None:
+    app = ElasticsearchMock()
+    status, body = _request(app, "PUT", "/_index_template/mine",
+                            {"index_patterns": ["logs-mine-*"], "priority": 100})
+    assert status == 400 and "[logs]" in body["error"]["reason"]
