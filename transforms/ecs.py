@@ -471,7 +471,7 @@ def _document(event: dict, form: int) -> dict:
         "code": etype,
         "severity": _SEVERITY_NUMBER[severity],
         "module": "clawdstrike",
-        "dataset": "clawdstrike.security_event",
+        "dataset": "clawdstrike.security",
         "provider": product,
     }
     risk = _RISK_SCORE.get(severity)

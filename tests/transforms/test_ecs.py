@@ -712,3 +712,12 @@ def test_docs_describe_the_implemented_mapping():
     for needle in ("clawdstrike.metadata", "event.severity", "gen_ai", "beta", "intrusion_detection",
                    "index template", "event.outcome"):
         assert needle in text
+
+
+def test_event_dataset_is_the_elasticsearch_outputs_default_data_stream_dataset():
+    """ECS 9.4 ``data_stream.dataset``: "`event.dataset` should have the same value as
+    `data_stream.dataset`"; the documents went to logs-clawdstrike.security-default saying
+    clawdstrike.security_event."""
+    from outputs.elasticsearch import ElasticsearchOutputConfig
+
+    assert to_ecs(audit())["event"]["dataset"] == ElasticsearchOutputConfig().data_stream_dataset
