@@ -131,7 +131,7 @@ class Secret:
                  parts: tuple[str, ...] = ()):
         self._value = value
         self._path = path
-        self._stamp: tuple[int, int] | None = None
+        self._stamp: tuple[int, int, int, int] | None = None
         self._lock = threading.Lock()
         self.source = source
         self.parts = parts
@@ -160,7 +160,9 @@ class Secret:
                 st = os.stat(self._path)
             except OSError as exc:
                 raise ValueError(f"cannot read secret file {self._path}: {exc.strerror}") from None
-            stamp = (st.st_mtime_ns, st.st_size)
+            # The inode and ctime too: a same-size file moved in with its mtime kept (cp -p, rsync
+            # -t, install -p, Kubernetes' symlink swap of a secret volume) changes only those.
+            stamp = (st.st_mtime_ns, st.st_size, st.st_ino, st.st_ctime_ns)
             if stamp != self._stamp:
                 self._value = self._read()
                 self._stamp = stamp

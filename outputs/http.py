@@ -343,7 +343,7 @@ class HttpClient:
         elif config.ca_file:
             self._session.verify = config.ca_file
         else:
-            self._session.verify = True
+            self._session.verify = system_trust_store()
         if config.client_cert:
             self._session.cert = ((config.client_cert, config.client_key) if config.client_key
                                   else config.client_cert)
@@ -392,8 +392,8 @@ class HttpClient:
 
         The caller's ``headers`` win over the configured ones. ``timeout`` replaces both the
         connect and the read timeout. The body of the answer must arrive within the read timeout
-        of its headers (total, not per read: a trickling endpoint cannot hold a request forever)
-        and be at most ``MAX_RESPONSE_BYTES``.
+        of its headers (total, not per read, under gevent: ``_body_deadline``) and be at most
+        ``MAX_RESPONSE_BYTES``; the status line and headers are bounded per read.
         """
         started = time.monotonic()
         problem = ""
@@ -417,7 +417,8 @@ class HttpClient:
         try:
             r = self._send(method, url, body, send_headers, timeouts, proxies)
             try:
-                content = _read_body(r, time.monotonic() + timeouts[1])
+                with _body_deadline(timeouts[1]):
+                    content = _read_body(r, time.monotonic() + timeouts[1])
             finally:
                 r.close()  # back to the pool when fully read; the socket is dropped otherwise
         except _send_errors() as exc:
@@ -579,12 +580,45 @@ def _read_body(r: requests.Response, deadline: float) -> bytes:
 
 
 def _check_proxy(url: str) -> None:
-    """Refuse a proxy URL requests cannot use, naming the problem but never the URL."""
+    """Refuse a proxy URL requests cannot use, naming the problem but never the URL. The scheme is
+    required: urllib3 reads ``squid:3128`` or ``user:pw@proxy:3128`` as a scheme ``squid`` or
+    ``user`` and fails every request with InvalidProxyURL, a transport error retried forever."""
     if not url:
         return
-    scheme = url.split("://", 1)[0].lower() if "://" in url else "http"
+    scheme = url.split("://", 1)[0].lower() if "://" in url else ""
     if scheme not in ("http", "https"):
-        raise ValueError("proxy: expected an http:// or https:// URL")
+        raise ValueError("proxy: expected an http:// or https:// URL (the scheme is required)")
+
+
+def system_trust_store() -> str | bool:
+    """What ``tls_verify`` trusts without a ``ca_file``: the host's store, as the docs promise (an
+    internal CA added with update-ca-certificates), where OpenSSL's default paths name one
+    (``SSL_CERT_FILE``/``SSL_CERT_DIR`` honoured, as by the stdlib's default context). requests'
+    ``verify=True`` would use certifi's copy of Mozilla's bundle instead; that stays the fallback
+    on a host without a store."""
+    import ssl
+
+    paths = ssl.get_default_verify_paths()
+    if paths.cafile and os.path.isfile(paths.cafile):
+        return paths.cafile
+    if paths.capath and os.path.isdir(paths.capath):
+        return paths.capath
+    return True
+
+
+def _body_deadline(seconds: float) -> contextlib.AbstractContextManager[Any]:
+    """A hard deadline on reading an answer's body, under gevent's monkey patching (the agent's
+    case, agent.entry): one ``read1`` can block far past ``_read_body``'s own check while bytes keep
+    trickling in (http.client reads a whole chunk-size line, urllib3 reads on until the gzip
+    decoder yields output), so only a timer outside the read bounds it. Unpatched (a plain thread
+    in a benchmark), the checks between reads are all there is."""
+    from gevent import monkey
+
+    if not monkey.is_module_patched("socket"):
+        return contextlib.nullcontext()
+    import gevent
+
+    return gevent.Timeout(max(0.0, seconds), _BadBody("response body timed out"))
 
 
 #: Bodies at least this large are compressed in gevent's threadpool when zlib does it (~0.4 GB/s: a

@@ -91,6 +91,23 @@ def test_file_secret_is_reread_after_rotation(tmp_path):
     assert s.reveal() == "second-value"
 
 
+
+def test_file_secret_swapped_in_with_the_same_size_and_mtime_is_reread(tmp_path):
+    """``cp -p`` / ``rsync -t`` / ``install -p`` keep the mtime; a same-size token then looked
+    unchanged and the old one was sent until a 401 (which opens the breaker)."""
+    import os
+
+    path = tmp_path / "s"
+    path.write_text("token-one")
+    s = Secret.parse(f"file:{path}")
+    assert s.reveal() == "token-one"
+    st = os.stat(path)
+    new = tmp_path / "s.new"
+    new.write_text("token-two")
+    os.utime(new, ns=(st.st_atime_ns, st.st_mtime_ns))
+    os.replace(new, path)  # same size, same mtime: another inode
+    assert s.reveal() == "token-two"
+
 def test_missing_secret_file_is_a_config_error(tmp_path):
     with pytest.raises(ConfigError, match="cannot read secret file"):
         parse_config(MINIMAL + f"[inputs.h]\ntype = 'http'\nbearer_token = 'file:{tmp_path}/nope'\n")

@@ -468,6 +468,16 @@ def test_tls_with_custom_ca_succeeds(tls_server: MockServer, app: Recorder,
     assert app.requests[-1].body == BODY
 
 
+
+def test_without_ca_file_the_hosts_trust_store_is_used(tls_server: MockServer, tls_files: TlsFiles,  # noqa: F811
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """The docs promise the system store without ``ca_file`` (an internal CA added with
+    update-ca-certificates); requests' ``verify=True`` used certifi's bundle instead. The host's
+    store is OpenSSL's default file, named here by SSL_CERT_FILE as OpenSSL allows."""
+    monkeypatch.setenv("SSL_CERT_FILE", str(tls_files.ca_cert))
+    assert http_mod.system_trust_store() == str(tls_files.ca_cert)
+    assert make_client().request("POST", url_of(tls_server), BODY).status == 200
+
 @pytest.mark.parametrize("which", ["system_store", "unrelated_ca"])
 def test_tls_without_the_ca_fails_cleanly(tls_server: MockServer, tls_files: TlsFiles,  # noqa: F811
                                           which: str) -> None:
@@ -632,6 +642,16 @@ def test_proxy_with_an_unsupported_scheme_is_refused_without_the_url() -> None:
     assert_clean(str(info.value))
 
 
+
+@pytest.mark.parametrize("proxy", ["squid:3128", "localhost:3128", "proxy.corp:3128",
+                                   f"{PROXY_USER}:{PROXY_PASS}@proxy.corp:3128"])
+def test_a_proxy_url_without_its_scheme_is_refused_at_start(proxy: str) -> None:
+    """urllib3 read ``squid:`` or ``user:`` as the scheme: the output opened, and every request then
+    failed with a transport error retried forever instead of a configuration error."""
+    with pytest.raises(ValueError, match="scheme is required") as info:
+        make_client(proxy=Secret(proxy))
+    assert_clean(str(info.value))
+
 # --- failures without an HTTP answer -----------------------------------------------------------
 
 
@@ -689,8 +709,10 @@ def test_connection_reset_is_a_clean_transport_error(server: MockServer) -> None
     send_expecting_error(make_client(headers={"X-Canary": Secret(HEADER_CANARY)}), url_of(server))
 
 
-def trickle_server(headers: bytes, body: bytes, gap: float) -> tuple[int, threading.Event]:
-    """A one-shot raw server: sends ``headers`` at once, then ``body`` a byte every ``gap`` s."""
+def trickle_server(headers: bytes, body: bytes, gap: float,
+                   sent: list[int] | None = None) -> tuple[int, threading.Event]:
+    """A one-shot raw server: sends ``headers`` at once, then ``body`` a byte every ``gap`` s
+    (counting in ``sent`` the body bytes it got out before the client went away)."""
     listener = socket.socket()
     listener.bind(("127.0.0.1", 0))
     listener.listen(1)
@@ -706,6 +728,8 @@ def trickle_server(headers: bytes, body: bytes, gap: float) -> tuple[int, thread
                     if done.is_set():
                         return
                     conn.sendall(body[i:i + 1])
+                    if sent is not None:
+                        sent.append(i + 1)
                     time.sleep(gap)
             except OSError:
                 return
@@ -725,6 +749,45 @@ def test_trickling_body_cannot_hold_a_request_past_the_read_timeout() -> None:
         done.set()
     assert "timed out" in str(err)
 
+
+
+@pytest.mark.parametrize("case", ["chunk-size line", "gzip header"])
+def test_a_body_trickling_inside_one_read_is_cut_at_the_deadline_under_gevent(case: str) -> None:
+    """One ``read1`` can block past the deadline that ``_read_body`` checks between reads, while
+    bytes keep coming: http.client reads a whole chunk-size line, urllib3 reads on until the gzip
+    decoder yields output (a long FCOMMENT). The answer took as long as the server liked (~4 s here
+    against a 0.3 s request_timeout): the client gave up only once the server had sent it all. Run
+    in a monkey-patched process, as the agent is."""
+    if case == "chunk-size line":
+        head = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+        body = b"0" * 30 + b"2\r\nok\r\n0\r\n\r\n"
+        slow_end = 30  # the chunk-size line's zeros: one read1 until they end
+    else:
+        member = gzip.compress(b"ok", mtime=0)
+        with_comment = member[:3] + bytes([member[3] | 0x10]) + member[4:10]  # FCOMMENT flag
+        body = with_comment + b"c" * 30 + b"\0" + member[10:]
+        slow_end = len(with_comment) + 30  # the comment: no output for the decoder
+        head = b"HTTP/1.1 200 OK\r\nContent-Encoding: gzip\r\nContent-Length: %d\r\n\r\n" % len(body)
+    sent: list[int] = []
+    port, done = trickle_server(head, body, gap=0.1, sent=sent)
+    script = (
+        "from gevent import monkey; monkey.patch_all()\n"
+        "from agent.config_types import Duration\n"
+        "from outputs.http import HttpClient, HttpOutputConfig, TransportError\n"
+        "try:\n"
+        "    r = HttpClient(HttpOutputConfig(request_timeout=Duration(0.3))).request(\n"
+        f"        'GET', 'http://127.0.0.1:{port}/')\n"
+        "    print('ANSWER', r.status, r.body)\n"
+        "except TransportError as exc:\n"
+        "    print('ERROR', exc)\n")
+    root = Path(__file__).resolve().parents[2]
+    try:
+        out = subprocess.run([sys.executable, "-c", script], cwd=root, capture_output=True, text=True,
+                             env=dict(os.environ, PYTHONPATH=str(root)), timeout=60)
+    finally:
+        done.set()
+    assert out.stdout.startswith("ERROR") and "timed out" in out.stdout, (out.stdout, out.stderr)
+    assert sent and sent[-1] < slow_end  # cut while the slow part was still trickling
 
 def test_gzip_and_chunked_answers_are_decoded(server: MockServer, app: Recorder) -> None:
     app.respond = lambda req: MockResponse(200, gzip.compress(BODY), {"Content-Encoding": "gzip"})
