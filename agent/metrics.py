@@ -116,9 +116,14 @@ class AgentCollector(Collector):
                                        "Spooled events not yet delivered", labels=["output"])
         lag_seconds = GaugeMetricFamily("clawd_agent_output_lag_seconds",
                                         "Age of the oldest undelivered event", labels=["output"])
+        # Only outputs that deliver (configured and enabled: those with a drain). A cursor stays in
+        # the spool after its output is removed or disabled; its lag would grow for ever and keep a
+        # lag alert firing for an output nobody runs (`clawd-agent cursor delete` removes one).
+        delivering = set(self._drains())
         for name, cur in stats.get("cursors", {}).items():
-            lag_events.add_metric([name], cur.get("lag_events", 0))
-            lag_seconds.add_metric([name], cur.get("lag_seconds", 0))
+            if name in delivering:
+                lag_events.add_metric([name], cur.get("lag_events", 0))
+                lag_seconds.add_metric([name], cur.get("lag_seconds", 0))
         dlq_stored = GaugeMetricFamily("clawd_agent_dlq_events", "Events stored in the DLQ",
                                        labels=["output"])
         for name, n in sorted(stats.get("dlq", {}).items()):

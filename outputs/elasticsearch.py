@@ -385,7 +385,7 @@ class ElasticsearchOutput(HttpOutput):
 
     def _request(self, method: str, path: str, body: bytes | Payload | None = None,
                  headers: dict[str, str] | None = None, *, compress: bool | None = None,
-                 fail_over: bool = True) -> HttpResponse:
+                 fail_over: bool = True, report: bool = True) -> HttpResponse:
         """One request to the first node that answers; ``TransportError`` if none does. A failed
         node is marked down; re-sending to the next node is safe because every write is a
         ``create`` with a fixed ``_id``."""
@@ -396,7 +396,7 @@ class ElasticsearchOutput(HttpOutput):
         for i in order:
             try:
                 resp = client.request(method, self.hosts[i] + path, body, headers,
-                                      compress=compress)
+                                      compress=compress, report=report)
             except TransportError as exc:
                 self._down_until[i] = time.monotonic() + float(self.config.host_down_for)
                 errors.append(f"node {i + 1}/{len(self.hosts)}: {exc}")
@@ -506,7 +506,7 @@ class ElasticsearchOutput(HttpOutput):
         writable), red is not. Without the ``monitor`` privilege (403) health is unknown but the
         node answers, so it does not fail the output."""
         try:
-            resp = self._request("GET", "/_cluster/health", fail_over=False)
+            resp = self._request("GET", "/_cluster/health", fail_over=False, report=False)
         except TransportError as exc:
             return False, f"cluster health: {exc}"
         if resp.status == 403:
@@ -556,7 +556,8 @@ class ElasticsearchOutput(HttpOutput):
 
     def _put(self, what: str, path: str, body: dict[str, Any]) -> str:
         try:
-            resp = self._request("PUT", path, orjson.dumps(body), {"Content-Type": "application/json"})
+            resp = self._request("PUT", path, orjson.dumps(body), {"Content-Type": "application/json"},
+                                 report=False)
         except TransportError as exc:
             return f"{what}: {exc}"
         if resp.status == 200:
@@ -569,14 +570,14 @@ class ElasticsearchOutput(HttpOutput):
         """Whether the ILM policy is there already (an operator's, or put before), after our PUT of it
         failed (e.g. 403: the credential may manage templates but not ILM)."""
         try:
-            return self._request("GET", f"/_ilm/policy/{policy}").status == 200
+            return self._request("GET", f"/_ilm/policy/{policy}", report=False).status == 200
         except TransportError:
             return False
 
     def _bootstrap_write_alias(self) -> str:
         alias = self.config.index
         try:
-            resp = self._request("GET", f"/_alias/{alias}")
+            resp = self._request("GET", f"/_alias/{alias}", report=False)
             if resp.status == 200:
                 return ""
             if resp.status != 404:

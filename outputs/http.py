@@ -384,7 +384,7 @@ class HttpClient:
 
     def request(self, method: str, url: str, body: bytes | Payload | None = None,
                 headers: Mapping[str, str] | None = None, *, compress: bool | None = None,
-                timeout: float | None = None) -> HttpResponse:
+                timeout: float | None = None, report: bool = True) -> HttpResponse:
         """Send one request; raise ``TransportError`` when no HTTP answer came back.
 
         A ``Payload`` body is sent as it is (``compress`` does not apply); raw bytes are compressed
@@ -393,7 +393,9 @@ class HttpClient:
         The caller's ``headers`` win over the configured ones. ``timeout`` replaces both the
         connect and the read timeout. The body of the answer must arrive within the read timeout
         of its headers (total, not per read, under gevent: ``_body_deadline``) and be at most
-        ``MAX_RESPONSE_BYTES``; the status line and headers are bounded per read.
+        ``MAX_RESPONSE_BYTES``; the status line and headers are bounded per read. ``report=False``
+        keeps a request that is not delivery (a health check, the bootstrap) out of the output's
+        request metrics: an ingest-only key's 403 on a cluster health probe is no failed send.
         """
         started = time.monotonic()
         problem = ""
@@ -402,7 +404,7 @@ class HttpClient:
         except ValueError as exc:  # a file: secret that cannot be read now (mid-rotation?)
             problem = f"CredentialError: {exc}"  # Secret's message: the path and the OS reason
         if problem:
-            self._report("error", started)
+            self._report("error", started, report)
             raise TransportError(problem)
         if isinstance(body, Payload):
             if body.gzipped:
@@ -427,9 +429,9 @@ class HttpClient:
         # Raised outside the handler so the TransportError carries no __context__: requests'
         # exceptions hold the URL, and a webhook URL is a secret.
         if error:
-            self._report("error", started)
+            self._report("error", started, report)
             raise TransportError(error, auth_failure=proxy_auth)
-        elapsed = self._report(status_class(r.status_code), started)
+        elapsed = self._report(status_class(r.status_code), started, report)
         return HttpResponse(r.status_code, r.headers, content, elapsed)
 
     def _send(self, method: str, url: str, body: bytes | None, headers: CaseInsensitiveDict[str],
@@ -506,9 +508,9 @@ class HttpClient:
         proxy = self.config.proxy.reveal() if self.config.proxy is not None else ""
         return send_headers, ({"http": proxy, "https": proxy} if proxy else None)
 
-    def _report(self, cls: str, started: float) -> float:
+    def _report(self, cls: str, started: float, report: bool = True) -> float:
         elapsed = time.monotonic() - started
-        if self._on_response is not None:
+        if report and self._on_response is not None:
             self._on_response(cls, elapsed)
         return elapsed
 

@@ -376,9 +376,9 @@ class SplunkHecOutput(HttpOutput):
         return self.client().secrets() + (list(token.parts) if token is not None else [])
 
     def request(self, method: str, url: str, body: bytes | Payload | None = None,
-                headers: dict[str, str] | None = None, *, compress: bool | None = None
-                ) -> HttpResponse:
-        return self.client().request(method, url, body, headers, compress=compress)
+                headers: dict[str, str] | None = None, *, compress: bool | None = None,
+                report: bool = True) -> HttpResponse:
+        return self.client().request(method, url, body, headers, compress=compress, report=report)
 
     # ---------------------------------------------------------------------------- delivery
 
@@ -531,7 +531,7 @@ class SplunkHecOutput(HttpOutput):
         if self.no_ack_id_reason:
             return False, self.no_ack_id_reason
         try:
-            resp = self.request("GET", self.health_url, compress=False)
+            resp = self.request("GET", self.health_url, compress=False, report=False)
         except TransportError as exc:
             return False, f"hec health: {exc}"
         code = parse_hec_answer(resp.body).get("code")

@@ -114,6 +114,22 @@ def test_metrics_expose_every_per_output_figure(spool):
     assert value("clawd_agent_output_healthy") == 1
 
 
+
+def test_lag_is_exported_only_for_outputs_that_deliver(spool):
+    """A removed (or disabled) output's cursor stays in the spool: its lag grew for ever and kept a
+    lag alert firing for an output nobody runs."""
+    fill(spool, 6)
+    spool.ensure_cursor("es", "beginning")
+    spool.ensure_cursor("renamed_away", "beginning")
+    out = Fake("es", cfg(batch_max_events=10))
+    drain = Drain(out, spool, spool.reader())
+    metrics = AgentMetrics(lambda: {}, lambda: {"es": drain}, lambda: spool.stats())
+    run_until(drain, caught_up(spool, "es"))
+    lag = metrics.registry.get_sample_value
+    assert lag("clawd_agent_output_lag_events", {"output": "es"}) == 0
+    assert lag("clawd_agent_output_lag_events", {"output": "renamed_away"}) is None
+    assert lag("clawd_agent_output_lag_seconds", {"output": "renamed_away"}) is None
+
 def test_the_delivery_rate_counts_every_batch_of_the_window(monkeypatch):
     """`status` shows ``rate()``: 100 events/s in batches of one (batch_max_wait is 10 ms, so a
     moderate stream closes a batch per event or two) must read 100/s, not what the last 120 batches

@@ -751,6 +751,25 @@ def test_a_classic_index_template_matches_its_own_indices_only(index: str, patte
     body = index_template_body(cfg)
     assert body["index_patterns"] == [pattern] and body["priority"] == 620
 
+
+def test_health_checks_and_the_bootstrap_are_not_counted_as_delivery_requests() -> None:
+    """Every request fed the output's request metrics: an ingest-only key's 403 on the cluster
+    health probe (which the output rightly treats as healthy) counted one `auth` failure per
+    interval, and the cheap probes filled the send latency histogram."""
+    app = ElasticsearchMock(users={"ingest": PASSWORD}, ingest_only=["ingest"])
+    seen: list[str] = []
+    with MockServer(app) as server:
+        cfg = ElasticsearchOutputConfig(hosts=[server.url], bootstrap=True, username="ingest",
+                                        password=Secret(PASSWORD))
+        cfg.validate()
+        out = ElasticsearchOutput("es", cfg)
+        out.on_response = lambda cls, seconds: seen.append(cls)
+        out.open()  # the bootstrap: 403s for the policy and template
+        assert out.healthcheck()[0] is True  # 403: reachable, health needs `monitor`
+        assert seen == []
+        assert out.send(make_items(2, out=out)).status is Status.DELIVERED
+    assert seen == ["ok"]
+
 def test_healthcheck(mock: tuple[ElasticsearchMock, MockServer]) -> None:
     app, server = mock
     out = output(server.url)

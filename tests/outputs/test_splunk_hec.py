@@ -956,7 +956,8 @@ def test_token_rotation_via_file_after_403(hec: tuple[RecordingHec, MockServer],
 
 def test_header_secrets_from_files_are_re_read_on_refresh(hec: tuple[RecordingHec, MockServer],
                                                           tmp_path: Path) -> None:
-    """A proxy or gateway key in ``headers`` rotates like the token (Output.refresh_credentials)."""
+    """A proxy or gateway key in ``headers`` rotates like the token: a change the file's stamp does
+    not show is picked up by ``Output.refresh_credentials`` (after a 401/403)."""
     app, server = hec
     key_file = tmp_path / "gw.key"
     key_file.write_text("gateway-key-1\n")
@@ -964,10 +965,14 @@ def test_header_secrets_from_files_are_re_read_on_refresh(hec: tuple[RecordingHe
     assert out.send(items(out, 1)).status is Status.DELIVERED
     assert app.requests[-1].headers["X-Gateway-Key"] == "gateway-key-1"
     st = key_file.stat()
-    key_file.write_text("gateway-key-2\n")  # same size, and the old mtime back: only a refresh sees it
+    key_file.write_text("gateway-key-2\n")  # same size, and the old mtime back: the ctime tells
     os.utime(key_file, ns=(st.st_atime_ns, st.st_mtime_ns))
     out.send(items(out, 1))
-    assert app.requests[-1].headers["X-Gateway-Key"] == "gateway-key-1"
+    assert app.requests[-1].headers["X-Gateway-Key"] == "gateway-key-2"
+    secret = out.config.headers["X-Gateway-Key"]
+    secret._value = "stale"  # what a change within one timestamp tick would leave
+    out.send(items(out, 1))
+    assert app.requests[-1].headers["X-Gateway-Key"] == "stale"
     out.refresh_credentials()
     out.send(items(out, 1))
     assert app.requests[-1].headers["X-Gateway-Key"] == "gateway-key-2"
