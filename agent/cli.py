@@ -156,7 +156,7 @@ def check_config(config_path: str) -> None:
 # -- cursors ---------------------------------------------------------------------------------------
 @cli.group()
 def cursor() -> None:
-    """Show or rewind output cursors (replay)."""
+    """Show, rewind (replay) or delete output cursors."""
 
 
 @cursor.command("show")
@@ -205,14 +205,25 @@ def _parse_since(value: str) -> int:
     return int(dt.timestamp() * 1000)
 
 
+def _time_option(_ctx: click.Context, _param: click.Parameter, value: str | None) -> int | None:
+    """``--since``/``--older-than`` as epoch ms, parsed by click so an error names the option."""
+    return None if value is None else _parse_since(value)
+
+
+def _event_id_option(_ctx: click.Context, _param: click.Parameter, value: str | None) -> bytes | None:
+    """``--event-id`` as the spool's 16 bytes, parsed by click so an error names the option."""
+    return None if value is None else _event_id_bytes(value)
+
+
 @cursor.command("rewind")
 @CONFIG_OPTION
 @click.argument("output")
-@click.option("--since", help="Replay events whose time is at or after this (RFC 3339, or an age: 2h).")
-@click.option("--event-id", help="Replay from this event (inclusive).")
+@click.option("--since", "since_ms", callback=_time_option,
+              help="Replay events whose time is at or after this (RFC 3339, or an age: 2h).")
+@click.option("--event-id", callback=_event_id_option, help="Replay from this event (inclusive).")
 @click.option("--count", type=click.IntRange(min=1), help="Replay the last N delivered events.")
 @click.option("--seq", type=click.IntRange(min=0), help="Set the cursor to this sequence number.")
-def cursor_rewind(config_path: str, output: str, since: str | None, event_id: str | None,
+def cursor_rewind(config_path: str, output: str, since_ms: int | None, event_id: bytes | None,
                   count: int | None, seq: int | None) -> None:
     """Move an output's cursor back so its events are delivered again.
 
@@ -222,22 +233,14 @@ def cursor_rewind(config_path: str, output: str, since: str | None, event_id: st
 
     Example: clawd-agent cursor rewind splunk --since 2026-11-26T08:00:00Z
     """
-    chosen = [x for x in (since, event_id, count, seq) if x is not None]
+    chosen = {k: v for k, v in (("since_ms", since_ms), ("event_id", event_id), ("count", count),
+                                ("seq", seq)) if v is not None}
     if len(chosen) != 1:
         raise click.UsageError("give exactly one of --since, --event-id, --count, --seq")
     cfg = _load(config_path)
     with _spool(cfg) as spool:  # a RewindError (unknown output, pruned target) is a clear error too
-        kwargs: dict[str, Any] = {}
-        if since is not None:
-            kwargs["since_ms"] = _parse_since(since)
-        elif event_id is not None:
-            kwargs["event_id"] = _event_id_bytes(event_id)
-        elif count is not None:
-            kwargs["count"] = count
-        else:
-            kwargs["seq"] = seq
-        before = spool.get_cursor(output)
-        after = spool.rewind(output, **kwargs)
+        # both from the rewind's transaction: a drain committing meanwhile cannot skew the summary
+        before, after = spool.rewind(output, **chosen)
     click.echo(_rewind_summary(output, before.seq, after.seq, after.generation))
 
 
@@ -263,6 +266,50 @@ def _event_id_bytes(value: str) -> bytes:
         return uuid.UUID(value).bytes
     except ValueError:
         raise click.BadParameter(f"expected a canonical event id (UUID), got {value!r}") from None
+
+
+@cursor.command("delete")
+@CONFIG_OPTION
+@click.argument("output")
+def cursor_delete(config_path: str, output: str) -> None:
+    """Delete the cursor of an output removed from the config.
+
+    Such a cursor holds back nothing, but it stays in the spool (and in `cursor show`, status and the
+    lag metrics, growing) until deleted. The cursor of a configured output (enabled or not) is
+    refused: its drain would recreate it from start_at (sending events again, or skipping them), and a
+    disabled one would lose its position. So is one the running agent still delivers to (it started
+    while the output was configured, and reads the config only at start): restart it first.
+
+    Example: clawd-agent cursor delete old_splunk
+    """
+    cfg = _load(config_path)
+    if output in cfg.outputs:
+        raise click.ClickException(f"output {output!r} is configured in {config_path}: remove "
+                                   f"[outputs.{output}] first (its drain would recreate the cursor)")
+    with _spool(cfg) as spool:
+        cur = spool.get_cursor(output)
+        if cur is None:
+            known = ", ".join(c.output for c in spool.list_cursors()) or "none"
+            raise click.ClickException(f"no cursor for output {output!r} (known: {known})")
+        if _drained_by_running_agent(spool, output, cfg):
+            raise click.ClickException(f"the running agent still delivers to {output!r} (it started while "
+                                       "the output was configured); restart it, then delete the cursor")
+        spool.delete_cursor(output)
+        dlq_left = output in spool.dlq_outputs()
+    click.echo(f"{output}: cursor deleted (it was at seq {cur.seq}, generation {cur.generation}); "
+               "its lag is no longer exported")
+    if dlq_left:
+        click.echo(f"note: its DLQ entries stay; `clawd-agent dlq purge --output {output}` removes them")
+
+
+def _drained_by_running_agent(spool: Any, output: str, cfg: AgentConfig) -> bool:
+    """The running agent may have started with a config that had ``output`` (the file changed since,
+    and the agent reads it only at start): its heartbeat records each output it drains."""
+    state = spool.get_agent_state()
+    if not _agent_running(state, cfg):
+        return False
+    recorded = spool.read_output_states().get(output)
+    return recorded is not None and recorded.updated_ms >= int((state or {}).get("started_ms") or 0)
 
 
 # -- quarantine ------------------------------------------------------------------------------------
@@ -311,14 +358,14 @@ def quarantine_show(config_path: str, entry_id: int) -> None:
 @quarantine.command("purge")
 @CONFIG_OPTION
 @click.option("--input", "input_name", help="Only this input.")
-@click.option("--older-than", help="Only entries older than this age (e.g. 7d).")
+@click.option("--older-than", "older_ms", callback=_time_option,
+              help="Only entries older than this age (e.g. 7d).")
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
-def quarantine_purge(config_path: str, input_name: str | None, older_than: str | None, yes: bool) -> None:
+def quarantine_purge(config_path: str, input_name: str | None, older_ms: int | None, yes: bool) -> None:
     """Delete quarantined records.
 
     Example: clawd-agent quarantine purge --older-than 7d --yes
     """
-    older_ms = _parse_since(older_than) if older_than else None
     if not yes:
         click.confirm("Delete the matching quarantine entries?", abort=True)
     with _spool(_load(config_path)) as spool:
@@ -417,14 +464,15 @@ def dlq_replay(config_path: str, output_name: str | None, ids: tuple[int, ...], 
                 raise click.ClickException(f"no DLQ entry #{', #'.join(map(str, missing))}")
             _check_entries_of(found, output_name)
             outputs = {e.output for e in found}
-        else:
-            outputs = {e.output for e in spool.dlq_list(output_name, limit=1_000_000)}
+        else:  # the outputs only: loading every entry (bodies included) to learn them costs GBs
+            outputs = spool.dlq_outputs()
+            outputs = outputs if output_name is None else outputs & {output_name}
         unknown = sorted(o for o in outputs if o not in cfg.outputs)
         if unknown:
             raise click.ClickException(f"entries of outputs no longer configured ({', '.join(unknown)}) "
                                        "cannot be replayed; give --output or purge them")
         n = spool.dlq_request_replay(output_name, list(ids) if ids else None)
-        running = _agent_running(spool)
+        running = _agent_running(spool.get_agent_state(), cfg)
     disabled = sorted(o for o in outputs if not cfg.outputs[o].enabled)
     when = "the running agent sends them now" if running else "they are sent when the agent starts"
     click.echo(f"replay requested for {n} DLQ entries; {when}")
@@ -435,19 +483,21 @@ def dlq_replay(config_path: str, output_name: str | None, ids: tuple[int, ...], 
 @dlq.command("purge")
 @CONFIG_OPTION
 @click.option("--output", "output_name", help="Only entries of this output.")
-@click.option("--older-than", help="Only entries older than this (an age: 7d, or an RFC 3339 time).")
+@click.option("--older-than", "older_ms", callback=_time_option,
+              help="Only entries older than this (an age: 7d, or an RFC 3339 time).")
 @click.option("--id", "ids", type=int, multiple=True, help="Only this entry (repeatable).")
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
-def dlq_purge(config_path: str, output_name: str | None, older_than: str | None, ids: tuple[int, ...],
+def dlq_purge(config_path: str, output_name: str | None, older_ms: int | None, ids: tuple[int, ...],
               yes: bool) -> None:
     """Delete DLQ entries for good.
 
     Example: clawd-agent dlq purge --output splunk --older-than 7d --yes
     """
-    older_ms = _parse_since(older_than) if older_than else None
-    if not yes:
-        click.confirm("Delete the matching DLQ entries?", abort=True)
     with _spool(_load(config_path)) as spool:
+        if ids:  # like replay: "purged 0" would hide an --id that is not of --output
+            _check_entries_of([e for e in map(spool.dlq_get, ids) if e is not None], output_name)
+        if not yes:
+            click.confirm("Delete the matching DLQ entries?", abort=True)
         n = spool.dlq_purge(output=output_name, older_than_ms=older_ms, ids=list(ids) if ids else None)
     click.echo(f"purged {n} DLQ entries")
 
@@ -470,14 +520,11 @@ def _dlq_dict(e: Any, replay_requested: bool) -> dict[str, Any]:
             "response_excerpt": e.response_excerpt.decode("utf-8", "backslashreplace")}
 
 
-def _agent_running(spool: Any) -> bool:
-    state = spool.get_agent_state() or {}
-    pid = int(state.get("pid") or 0)
-    if not pid:
-        return False
-    from agent.status import _alive
+def _agent_running(agent_state: dict[str, int] | None, cfg: AgentConfig) -> bool:
+    """The answer `status` gives (pid alive and heartbeat fresh), so the commands never disagree."""
+    from agent.liveness import agent_running
 
-    return _alive(pid)
+    return agent_running(agent_state, cfg.agent.heartbeat_interval)
 
 
 # -- transform -------------------------------------------------------------------------------------

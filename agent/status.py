@@ -12,9 +12,8 @@ import time
 from typing import Any
 
 from agent.config import AgentConfig
+from agent.liveness import agent_running
 from agent.metrics import aggregate_health
-
-STALE_HEARTBEAT_FACTOR = 3
 
 
 def collect_status(config: AgentConfig) -> dict[str, Any]:
@@ -36,8 +35,7 @@ def collect_status(config: AgentConfig) -> dict[str, Any]:
     now_ms = int(time.time() * 1000)
     pid = int(agent_state.get("pid") or 0)
     heartbeat_ms = int(agent_state.get("heartbeat_ms") or 0)
-    running = bool(pid) and _alive(pid) and (
-        now_ms - heartbeat_ms <= STALE_HEARTBEAT_FACTOR * config.agent.heartbeat_interval * 1000 + 1000)
+    running = agent_running(agent_state, config.agent.heartbeat_interval, now_ms)
     recorded_inputs = spool_inputs
     offsets_by_input: dict[str, list[dict[str, Any]]] = {}
     for off in stats.get("input_offsets", []):
@@ -144,16 +142,6 @@ def _file_lag(off: dict[str, Any]) -> dict[str, Any]:
             "lag_bytes": max(0, size - off["offset"]) if size is not None else None}
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def _iso(ms: int | None) -> str | None:
     if not ms:
         return None
@@ -182,9 +170,11 @@ def render_status(st: dict[str, Any]) -> str:
     if not sp.get("exists", True):
         lines.append(f"spool: {sp['path']} does not exist yet (the agent has not run)")
         return "\n".join(lines) + "\n"
-    cap = _human_bytes(sp["max_bytes"]) if sp.get("max_bytes") else "unlimited"
+    # Recorded by the agent when it opens the spool (Spool.record_config): unknown before one ran.
+    recorded = sp.get("durability") is not None
+    cap = _human_bytes(sp["max_bytes"]) if sp.get("max_bytes") else "unlimited" if recorded else "-"
     lines.append(f"spool: {sp['path']}  {sp['rows']} events  {_human_bytes(sp['bytes'])} of {cap}  "
-                 f"durability={sp['durability']}  on_full={sp['on_full']}  "
+                 f"durability={sp['durability'] or '-'}  on_full={sp['on_full'] or '-'}  "
                  f"dropped={sp['dropped_total']}  quarantined={sp['quarantined']}")
     lines.append("")
     lines.append("inputs:")

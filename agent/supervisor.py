@@ -17,6 +17,7 @@ from typing import Any
 
 import gevent
 import gevent.event
+import gevent.lock
 import gevent.pool
 
 from agent.config import AgentConfig
@@ -82,17 +83,15 @@ class Supervisor:
         self._stopping = False
         self._signal = DataSignal()
         self._stats_cache: tuple[float, int, dict[str, Any]] = (-1e9, -1, {})
+        self._stats_lock = gevent.lock.Semaphore()  # concurrent scrapes share one refresh
         self._recorded: dict[str, tuple[int, int]] = {}
 
     # -- start ---------------------------------------------------------------------------------
     def start(self) -> None:
-        from spool.store import Spool
         from spool.writer import SpoolWriter
 
         cfg = self.config
-        os.makedirs(os.path.dirname(os.path.abspath(cfg.spool_path)), exist_ok=True)
-        self.spool = Spool(cfg.spool_path, durability=cfg.spool.durability,
-                           max_bytes=cfg.spool.max_bytes or None, on_full=cfg.spool.on_full)
+        self.spool = self.open_spool()
         self.writer = SpoolWriter(self.spool, max_events=cfg.spool.commit_max_events,
                                   max_delay_s=cfg.spool.commit_max_delay, on_commit=self._signal.notify)
         self.writer.start()
@@ -127,6 +126,22 @@ class Supervisor:
         log.info("agent started", extra={"inputs": sorted(self.inputs), "outputs": sorted(self.drains),
                                          "spool": cfg.spool_path, "pid": os.getpid()})
 
+    def open_spool(self) -> Any:
+        """The spool, with this agent's settings recorded as the running agent's for `status` (which
+        a CLI command opening the spool writable must not do: it may run with an edited config)."""
+        from spool.store import Spool
+
+        cfg = self.config
+        os.makedirs(os.path.dirname(os.path.abspath(cfg.spool_path)), exist_ok=True)
+        spool = Spool(cfg.spool_path, durability=cfg.spool.durability,
+                      max_bytes=cfg.spool.max_bytes or None, on_full=cfg.spool.on_full)
+        try:
+            spool.record_config()
+        except BaseException:
+            spool.close()
+            raise
+        return spool
+
     def _start_drain(self, name: str, out_cfg: Any, stats: Any = None) -> None:
         output = build_output(name, out_cfg)
         drain = Drain(output, self.spool, self.spool.reader(), new_data=self._signal.subscribe(),
@@ -160,17 +175,18 @@ class Supervisor:
 
     # -- metrics / health ----------------------------------------------------------------------
     def spool_stats(self) -> dict[str, Any]:
-        """``Spool.stats()`` (costly on a big spool: a count per cursor) at most once a second, unless
-        new events were spooled since: a scrape right after ingest must not read a snapshot from
-        before it."""
-        now = time.monotonic()
-        taken, last_seq, stats = self._stats_cache
-        age = now - taken
-        seq = self.spool.last_seq()
-        if age > 1.0 or seq != last_seq:
-            stats = self.spool.stats()
-            self._stats_cache = (now, seq, stats)
-        return stats
+        """``Spool.stats()`` at most once a second, unless new events were spooled since: a scrape
+        right after ingest must not read a snapshot from before it. Read in gevent's threadpool on a
+        connection of its own (``offload=True``): the agent ingests and delivers meanwhile (its DLQ
+        and quarantine counts grow with those tables; a scrape's SQLite work once froze the agent)."""
+        with self._stats_lock:
+            now = time.monotonic()
+            taken, last_seq, stats = self._stats_cache
+            seq = self.spool.last_seq()
+            if now - taken > 1.0 or seq != last_seq:
+                stats = self.spool.stats(offload=True)
+                self._stats_cache = (now, seq, stats)
+            return stats
 
     def _start_metrics_server(self) -> None:
         from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest

@@ -25,6 +25,9 @@ MIGRATION_SET = "clawd-spool"
 #: is imported only when a migration is due (~3 MiB of the agent's memory otherwise).
 MIGRATIONS_TABLE = "_sqlite_migrations"
 _MIGRATIONS: list[tuple[str, Callable[[Database], None]]] = []
+#: ``agent_state`` key: retained events with a lower seq may have gaps (seqs no event holds; see
+#: migration 0004); from it up to the last seq every seq is held. Absent before that migration.
+GAPPED_BELOW = "seq_gapped_below"
 
 
 def _migration(name: str) -> Callable[[Callable[[Database], None]], Callable[[Database], None]]:
@@ -135,6 +138,32 @@ def _m0002_delivery_state(db: Database) -> None:
     # such entries, deletes them on success, and clears it on a new permanent failure.
     db.execute("ALTER TABLE dlq ADD COLUMN replay_ms INTEGER")
     db.execute("CREATE INDEX dlq_replay ON dlq(output, id) WHERE replay_ms IS NOT NULL")
+
+
+@_migration("0003_dlq_updated_ms")
+def _m0003_dlq_updated_ms(db: Database) -> None:
+    # dlq.updated_ms: when the entry last failed (stored, or its replay refused again:
+    # Spool.dlq_requeue), so `status` shows the latest reason, not the newest entry's. The index
+    # finds each output's latest in O(log n). NULL on the entries stored before: failed last at
+    # created_ms. Setting that here would rewrite every entry (490,000 of 900 bytes: 4.7 s and
+    # ~450 MiB of WAL); NULL sorts lowest, and they all failed before any entry stored since.
+    db.execute("ALTER TABLE dlq ADD COLUMN updated_ms INTEGER")
+    db.execute("CREATE INDEX dlq_updated ON dlq(output, updated_ms, id)")
+
+
+@_migration("0004_seq_gapped_below")
+def _m0004_seq_gapped_below(db: Database) -> None:
+    # Appends now leave no gap in the event sequence (spool.store._close_seq_gaps), so `stats` counts
+    # rows and lag by subtraction. Before, each ignored event (a duplicate) used up a seq: record the
+    # seq below which a spool written then may have gaps (0: none), counted exactly until pruned.
+    # Only a spool that ever ignored one is counted here (once: 2M events, seconds when not cached).
+    below = 0
+    if db.execute("SELECT value FROM counters WHERE name = 'duplicates_total'").fetchone()[0]:
+        n, first = db.execute("SELECT count(*), min(seq) FROM events").fetchone()
+        row = db.execute("SELECT seq FROM sqlite_sequence WHERE name = 'events'").fetchone()
+        last = row[0] if row else 0
+        below = 0 if n == 0 or n == last - first + 1 else last + 1
+    db.execute("INSERT OR REPLACE INTO agent_state(key, value) VALUES (?, ?)", (GAPPED_BELOW, below))
 
 
 #: The schema version this code writes: the number of migrations in the set.

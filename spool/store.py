@@ -153,6 +153,16 @@ def is_locked(exc: BaseException) -> bool:
     return _sqlite_error(exc, SQLITE_BUSY) or _sqlite_error(exc, sqlite3.SQLITE_LOCKED)
 
 
+#: Primary result codes of a file SQLite could not open or read, as opposed to one it read and
+#: found to be no database (SQLITE_NOTADB) or no spool: a side file it may not create
+#: (SQLITE_READONLY_DIRECTORY, _CANTINIT), a file it may not open, an I/O error.
+_OPEN_ERRORS = (sqlite3.SQLITE_CANTOPEN, sqlite3.SQLITE_READONLY, sqlite3.SQLITE_PERM, sqlite3.SQLITE_IOERR)
+
+
+def _is_open_error(exc: BaseException) -> bool:
+    return any(_sqlite_error(exc, code) for code in _OPEN_ERRORS)
+
+
 def _ro_uri(path: str) -> str:
     return "file:" + urllib.parse.quote(os.path.abspath(path)) + "?mode=ro"
 
@@ -255,6 +265,50 @@ def _first_seq(conn: sqlite3.Connection) -> int | None:
     return row[0]
 
 
+def _close_seq_gaps(conn: sqlite3.Connection, boundary: int, inserted: int) -> None:
+    """Renumber the events of the append transaction in progress to ``boundary + 1`` .. ``boundary
+    + inserted`` when ignored duplicates left gaps: AUTOINCREMENT uses up a seq for every row an
+    INSERT OR IGNORE skips. Without gaps ``stats`` counts rows and lag by subtraction, not by scanning the
+    backlog. Safe: the rows are uncommitted, so no cursor, DLQ entry or reader has seen their seqs.
+    Each row moves down to a seq that is free by then (ascending order)."""
+    if _last_seq(conn) == boundary + inserted:
+        return
+    seqs = [r[0] for r in conn.execute("SELECT seq FROM events WHERE seq > ? ORDER BY seq", (boundary,))]
+    moves = [(new, old) for new, old in zip(itertools.count(boundary + 1), seqs) if new != old]
+    conn.executemany("UPDATE events SET seq = ? WHERE seq = ?", moves)
+    conn.execute("UPDATE sqlite_sequence SET seq = ? WHERE name = 'events'", (boundary + inserted,))
+
+
+def _gapped_below(conn: sqlite3.Connection, last: int) -> int:
+    """``schema.GAPPED_BELOW``: retained events below it may have gaps. A spool not migrated yet (read
+    by `status` before the agent restarted on this version) may have them anywhere."""
+    row = conn.execute("SELECT value FROM agent_state WHERE key = ?", (schema.GAPPED_BELOW,)).fetchone()
+    return int(row[0]) if row else last + 1
+
+
+def _count_after(conn: sqlite3.Connection, seq: int, first: int | None, last: int, gapped_below: int) -> int:
+    """Retained events with a seq above ``seq``, in O(log n): from ``gapped_below`` on every seq up to
+    ``last`` is held (retention and drop_oldest delete only the oldest, appends leave no gap), so
+    those are a subtraction; only older events of a spool written before that are counted."""
+    if first is None:
+        return 0
+    lo = max(seq, first - 1)
+    n = max(0, last - max(lo, gapped_below - 1))
+    if lo < gapped_below - 1:
+        n += conn.execute(
+            "SELECT count(*) FROM events WHERE seq > ? AND seq < ?", (lo, gapped_below)
+        ).fetchone()[0]
+    return n
+
+
+def _oldest_ingested_after(conn: sqlite3.Connection, seq: int) -> int | None:
+    """``ingested_ms`` of the first retained event after ``seq`` (one index lookup)."""
+    row = conn.execute(
+        "SELECT ingested_ms FROM events WHERE seq > ? ORDER BY seq LIMIT 1", (seq,)
+    ).fetchone()
+    return row[0] if row else None
+
+
 class Spool:
     """The spool file. All methods are synchronous; writes are short transactions.
 
@@ -313,6 +367,9 @@ class Spool:
         #: Background checkpoints finished (and the last one's error, if it failed).
         self.background_checkpoints = 0
         self.checkpoint_error = ""
+        #: ``stats(offload=True)``'s read-only connection, used by one thread at a time under its lock.
+        self._stats_conn: sqlite3.Connection | None = None
+        self._stats_lock = gevent.lock.Semaphore()
         if readonly:
             self._conn = self._open_readonly()
         else:
@@ -329,17 +386,24 @@ class Spool:
     def _open_readonly(self) -> sqlite3.Connection:
         if not os.path.exists(self.path):
             raise SpoolError(f"no spool at {self.path}")
-        conn = sqlite3.connect(
-            _ro_uri(self.path),
-            uri=True,
-            isolation_level=None,
-            check_same_thread=False,
-            timeout=self.busy_timeout_ms / 1000,
-        )
+        try:
+            conn = sqlite3.connect(
+                _ro_uri(self.path),
+                uri=True,
+                isolation_level=None,
+                check_same_thread=False,
+                timeout=self.busy_timeout_ms / 1000,
+            )
+        except sqlite3.OperationalError as exc:
+            raise self._cannot_open(exc) from exc
         try:
             names = schema.applied_names(conn)
         except sqlite3.DatabaseError as exc:
             conn.close()
+            if is_locked(exc):
+                raise
+            if _is_open_error(exc):
+                raise self._cannot_open(exc) from exc
             raise SchemaError(f"{self.path} is not a spool: {exc}") from exc
         if not names:
             conn.close()
@@ -347,6 +411,15 @@ class Spool:
         schema.check_known(names, self.path)
         self.schema_version = len(names)
         return conn
+
+    def _cannot_open(self, exc: sqlite3.Error) -> SpoolError:
+        """A spool SQLite could not open or read (permissions, most often), which is no proof that
+        the file is not a spool: with the packaged 0750 state directory, a group member reading it
+        while the agent is stopped cannot create ``-shm`` (SQLITE_READONLY_DIRECTORY)."""
+        return SpoolError(
+            f"cannot open {self.path} read-only: {exc}; check permissions on the directory and its "
+            "-wal/-shm files, or run as root or the clawd-agent user"
+        )
 
     def _open_writable(self) -> sqlite3.Connection:
         conn = sqlite3.connect(
@@ -373,25 +446,23 @@ class Spool:
             conn.execute(f"PRAGMA cache_size = -{CACHE_KIB}")
             conn.execute("PRAGMA temp_store = MEMORY")
             self.schema_version = schema.migrate(conn, self.path)
-            self._conn = conn
-            self._tx(
-                lambda c: c.execute(
-                    "INSERT OR REPLACE INTO agent_state(key, value) VALUES ('spool_config', ?)",
-                    (
-                        orjson.dumps(
-                            {
-                                "durability": self.durability,
-                                "max_bytes": self.max_bytes,
-                                "on_full": self.on_full,
-                            }
-                        ).decode(),
-                    ),
-                )
-            )
         except BaseException:
             conn.close()
             raise
         return conn
+
+    def record_config(self) -> None:
+        """Record this spool's durability, max_bytes and on_full as the running agent's: what
+        ``stats()`` reports on a read-only spool (`status`). Only the agent calls it; a CLI command
+        that opens the spool writable runs with its own config file's settings, maybe edited since."""
+        blob = orjson.dumps(
+            {"durability": self.durability, "max_bytes": self.max_bytes, "on_full": self.on_full}
+        ).decode()
+        self._write(
+            lambda c: c.execute(
+                "INSERT OR REPLACE INTO agent_state(key, value) VALUES ('spool_config', ?)", (blob,)
+            )
+        )
 
     def reader(self) -> SpoolReader:
         """A new read-only connection for one drain greenlet (close it when done)."""
@@ -408,6 +479,9 @@ class Spool:
                     self._ckpt_conn.close()
                 if self._quick is not None:
                     self._quick.close()
+                with self._stats_lock:  # a stats thread in progress finishes first
+                    if self._stats_conn is not None:
+                        self._stats_conn.close()
                 self._conn.close()
 
     def __enter__(self) -> Spool:
@@ -584,6 +658,7 @@ class Spool:
             conn.execute(
                 "UPDATE counters SET value = value + ? WHERE name = 'duplicates_total'", (duplicates,)
             )
+            _close_seq_gaps(conn, boundary, total)
         dropped = self._enforce_size(conn, boundary) if self.max_bytes is not None else 0
         fresh = None
         last = _last_seq(conn)
@@ -783,8 +858,10 @@ class Spool:
         since_ms: int | None = None,
         event_id: bytes | None = None,
         count: int | None = None,
-    ) -> Cursor:
-        """Move an output's cursor so events are sent again; bumps its generation.
+    ) -> tuple[Cursor, Cursor]:
+        """Move an output's cursor so events are sent again; bumps its generation. Returns ``(before,
+        after)``, both read in the rewind's transaction: a cursor read in another one may be stale by
+        then (the running drain commits meanwhile), and a summary built on it misstates the move.
 
         Exactly one of: ``seq`` (cursor = seq: events after it are re-sent; the one way to move it
         forward, skipping), ``since_ms`` (from the first event whose event time is >= since_ms),
@@ -807,7 +884,7 @@ class Spool:
         since_ms: int | None,
         event_id: bytes | None,
         count: int | None,
-    ) -> Cursor:
+    ) -> tuple[Cursor, Cursor]:
         cur = _get_cursor(c, output)
         if cur is None:
             known = [r[0] for r in c.execute("SELECT output FROM cursors ORDER BY output")]
@@ -880,7 +957,7 @@ class Spool:
             "UPDATE cursors SET seq = ?, generation = ?, done = '', updated_ms = ? WHERE output = ?",
             (target, gen, now_ms(), output),
         )
-        return Cursor(target, gen)
+        return cur, Cursor(target, gen)
 
     def set_enabled(self, output: str, enabled: bool) -> bool:
         """Enable or disable a cursor; a disabled one does not hold back retention. ``False`` if unknown."""
@@ -1053,11 +1130,11 @@ class Spool:
                     data = found.get(r.seq, b"")
                     if not data:
                         why = _reason(f"{reason} (event body no longer in the spool)")
-                params.append((output, r.seq, r.event_id, data, why, excerpt, attempts, now))
+                params.append((output, r.seq, r.event_id, data, why, excerpt, attempts, now, now))
             c.executemany(
                 "INSERT INTO dlq(output, seq, event_id, body, reason, response_excerpt, attempts, "
-                "created_ms) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                "created_ms, updated_ms) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 params,
             )
             _upsert_output_state(c, output, now, dlq=len(params), error_ms=now, error=reason)
@@ -1074,6 +1151,10 @@ class Spool:
             ).fetchall()
         )
         return [DlqEntry(*r) for r in rows]
+
+    def dlq_outputs(self) -> set[str]:
+        """The outputs that have DLQ entries, without loading any entry (bodies can be large)."""
+        return {r[0] for r in self._read(lambda c: c.execute("SELECT DISTINCT output FROM dlq").fetchall())}
 
     def dlq_get(self, id: int) -> DlqEntry | None:
         row = self._read(lambda c: c.execute(f"SELECT {_DLQ_COLS} FROM dlq WHERE id = ?", (id,)).fetchone())
@@ -1145,30 +1226,44 @@ class Spool:
         self, ids: Iterable[int], reason: str, response_excerpt: bytes | str | None = None
     ) -> int:
         """A replay failed permanently again: keep the entries with the new reason and excerpt, one
-        more attempt counted, no longer marked for replay. Returns the number updated."""
-        params = [(_reason(reason), _cut(response_excerpt), int(i)) for i in ids]
+        more attempt counted, no longer marked for replay, failed now (``updated_ms``: `status`'s last
+        reason). Returns the number updated."""
+        now = now_ms()
+        params = [(_reason(reason), _cut(response_excerpt), now, int(i)) for i in ids]
         return self._write(
             lambda c: c.executemany(
-                "UPDATE dlq SET reason = ?, response_excerpt = ?, attempts = attempts + 1, replay_ms = NULL "
-                "WHERE id = ?",
+                "UPDATE dlq SET reason = ?, response_excerpt = ?, updated_ms = ?, attempts = attempts + 1, "
+                "replay_ms = NULL WHERE id = ?",
                 params,
             ).rowcount
         )
 
     def dlq_counts(self) -> dict[str, dict[str, Any]]:
-        """Per output: ``count``, ``last_reason``, ``last_created_ms``, ``replay_pending``."""
+        """Per output: ``count``, ``replay_pending``, and of the entry that failed last (stored, or
+        its replay refused again): ``last_reason``, ``last_failed_ms``, ``last_created_ms``."""
 
         def body(c: sqlite3.Connection) -> list[Any]:
-            return c.execute(
-                "SELECT d.output, n, reason, created_ms, p FROM (SELECT output, count(*) AS n, "
-                "max(id) AS last, count(replay_ms) AS p FROM dlq GROUP BY output) AS g "
-                "JOIN dlq AS d ON d.id = g.last "
-                "ORDER BY d.output"
-            ).fetchall()
+            c.execute("BEGIN")  # one consistent snapshot
+            try:
+                # updated_ms is NULL on entries stored before migration 0003: they failed at
+                # created_ms, before any entry stored since (NULL sorts lowest). Without the column (a
+                # read-only spool of an older agent): the newest entry's.
+                if _has_column(c, "dlq", "updated_ms"):
+                    failed, order = "coalesce(updated_ms, created_ms)", "updated_ms DESC, id DESC"
+                else:
+                    failed, order = "created_ms", "id DESC"
+                return c.execute(
+                    f"SELECT g.output, n, reason, {failed}, created_ms, p FROM (SELECT output, "
+                    "count(*) AS n, count(replay_ms) AS p FROM dlq GROUP BY output) AS g "
+                    "JOIN dlq AS d ON d.id = (SELECT id FROM dlq WHERE output = g.output "
+                    f"ORDER BY {order} LIMIT 1) ORDER BY g.output"
+                ).fetchall()
+            finally:
+                c.execute("COMMIT")
 
         return {
-            o: {"count": n, "last_reason": r, "last_created_ms": t, "replay_pending": p}
-            for o, n, r, t, p in self._read(body)
+            o: {"count": n, "last_reason": r, "last_failed_ms": f, "last_created_ms": t, "replay_pending": p}
+            for o, n, r, f, t, p in self._read(body)
         }
 
     # -- output and agent state ----------------------------------------------------------------
@@ -1256,20 +1351,38 @@ class Spool:
     # -- status --------------------------------------------------------------------------------
 
     def stats(
-        self, configured_outputs: Iterable[str] | None = None, *, now: int | None = None
+        self, configured_outputs: Iterable[str] | None = None, *, now: int | None = None,
+        offload: bool = False,
     ) -> dict[str, Any]:
         """Everything ``status`` shows. ``configured_outputs``: when given, cursors not in it are
-        flagged ``configured: False`` (they do not hold back retention)."""
+        flagged ``configured: False`` (they do not hold back retention). ``offload``: read on a
+        connection of its own in gevent's threadpool (the agent's /health and /metrics), so neither
+        the hub nor the spool's lock waits for it: rows and lag are O(log n), but the DLQ and
+        quarantine counts grow with those tables."""
         configured = None if configured_outputs is None else set(configured_outputs)
         t = now_ms() if now is None else now
+        if offload:
+            return self._stats_in_pool(configured, t)
         return self._read(lambda c: self._stats(c, configured, t))
+
+    def _stats_in_pool(self, configured: set[str] | None, t: int) -> dict[str, Any]:
+        with self._stats_lock:  # one thread at a time on the connection
+            if self._closed:
+                raise SpoolError("spool is closed")
+            if self._stats_conn is None:
+                self._stats_conn = sqlite3.connect(
+                    _ro_uri(self.path), uri=True, isolation_level=None, check_same_thread=False,
+                    timeout=self.busy_timeout_ms / 1000,
+                )
+            return _run_in_pool(self._stats, self._stats_conn, configured, t)
 
     def _stats(self, c: sqlite3.Connection, configured: set[str] | None, t: int) -> dict[str, Any]:
         c.execute("BEGIN")  # one consistent snapshot
         try:
             used, wal = self._sizes(c)
-            rows, first = c.execute("SELECT count(*), min(seq) FROM events").fetchone()
-            last = _last_seq(c)
+            first, last = _first_seq(c), _last_seq(c)
+            gapped_below = _gapped_below(c, last)
+            rows = _count_after(c, 0, first, last, gapped_below)
             counters = dict(c.execute("SELECT name, value FROM counters").fetchall())
             cfg_row = c.execute("SELECT value FROM agent_state WHERE key = 'spool_config'").fetchone()
             cfg = orjson.loads(cfg_row[0]) if cfg_row else {}
@@ -1277,9 +1390,8 @@ class Spool:
             for output, seq, gen, enabled, updated in c.execute(
                 "SELECT output, seq, generation, enabled, updated_ms FROM cursors ORDER BY output"
             ).fetchall():
-                lag_events, oldest_ing = c.execute(
-                    "SELECT count(*), min(ingested_ms) FROM events WHERE seq > ?", (seq,)
-                ).fetchone()
+                lag_events = _count_after(c, seq, first, last, gapped_below)
+                oldest_ing = _oldest_ingested_after(c, seq) if lag_events else None
                 cursors[output] = {
                     "seq": seq,
                     "generation": gen,
@@ -1321,6 +1433,11 @@ class Spool:
             "dlq": dlq,
             "input_offsets": offsets,
         }
+
+
+def _has_column(c: sqlite3.Connection, table: str, column: str) -> bool:
+    row = c.execute("SELECT 1 FROM pragma_table_info(?) WHERE name = ?", (table, column)).fetchone()
+    return row is not None
 
 
 def _get_cursor(c: sqlite3.Connection, output: str) -> Cursor | None:

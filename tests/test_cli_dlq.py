@@ -10,6 +10,7 @@ import pytest
 from click.testing import CliRunner
 
 from agent.cli import cli
+from spool.store import Spool
 from tests.cli_spool import spool_with_events
 
 
@@ -141,3 +142,39 @@ def mock_drain(output):
     drain.breaker.state_name, drain.breaker.reason = "closed", ""
     drain.output = output
     return drain
+
+
+def test_replay_all_learns_the_outputs_without_loading_the_entries(setup, tmp_path, monkeypatch):
+    """Entry bodies can add up to GBs: `replay --all` needs only the outputs that have entries (to
+    refuse those no longer configured), and must see all of them however many entries there are."""
+    cfg, spool = setup
+    assert spool.dlq_outputs() == {"es", "splunk"}
+
+    def no_listing(*_args, **_kwargs):
+        raise AssertionError("dlq replay --all loaded the DLQ entries")
+
+    monkeypatch.setattr(Spool, "dlq_list", no_listing)
+    r = run("dlq", "replay", "--all", config=cfg)
+    assert r.exit_code == 0 and "replay requested for 5 DLQ entries" in r.output, r.output
+    toml = tmp_path / "agent.toml"
+    toml.write_text(toml.read_text().replace('[outputs.es]\ntype = "stdout"\n', ""))
+    r = run("dlq", "replay", "--all", config=cfg)
+    assert r.exit_code == 1 and "entries of outputs no longer configured (es)" in r.output, r.output
+    r = run("dlq", "replay", "--output", "splunk", "--all", config=cfg)
+    assert r.exit_code == 0 and "replay requested for 2 DLQ entries" in r.output, r.output
+
+
+def test_purge_of_an_id_of_another_output_says_so(setup):
+    cfg, spool = setup
+    es_id = spool.dlq_list("es")[0].id
+    r = run("dlq", "purge", "--output", "splunk", "--id", str(es_id), "--yes", config=cfg)
+    assert r.exit_code == 1, r.output
+    assert f"DLQ entry #{es_id} belongs to output 'es', not 'splunk'" in r.output
+    assert len(spool.dlq_list()) == 5
+
+
+def test_a_bad_older_than_names_the_option(setup):
+    cfg, spool = setup
+    r = run("dlq", "purge", "--older-than", "last week", "--yes", config=cfg)
+    assert r.exit_code == 2 and "Invalid value for '--older-than':" in r.output, r.output
+    assert len(spool.dlq_list()) == 5

@@ -95,14 +95,17 @@ def test_migration_adds_the_replay_and_done_columns_to_an_existing_spool(tmp_pat
         s.ensure_cursor("f")
         s.dlq_add("f", s.read_after(0, 1), "kept")
     con = sqlite3.connect(path)  # turn it back into a version-1 spool
+    con.execute("DROP INDEX dlq_updated")  # 0003
+    con.execute("ALTER TABLE dlq DROP COLUMN updated_ms")
+    con.execute("DELETE FROM agent_state WHERE key = 'seq_gapped_below'")  # 0004
     con.execute("DROP INDEX dlq_replay")
     con.execute("ALTER TABLE dlq DROP COLUMN replay_ms")
     con.execute("ALTER TABLE cursors DROP COLUMN done")
-    con.execute("DELETE FROM _sqlite_migrations WHERE name = '0002_delivery_state'")
+    con.execute("DELETE FROM _sqlite_migrations WHERE name <> '0001_initial'")
     con.commit()
     con.close()
     with Spool(path) as s:
-        assert s.schema_version == 2
+        assert s.schema_version == 4
         assert [e.reason for e in s.dlq_list("f")] == ["kept"]
         assert s.get_cursor_done("f") == ((0, 0), [])
         assert s.dlq_request_replay("f") == 1 and len(s.dlq_replay_pending("f")) == 1

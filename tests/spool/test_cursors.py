@@ -27,7 +27,7 @@ def test_commit_cursor_cas_loses_to_a_rewind(spool):
     spool.ensure_cursor("o")
     assert spool.commit_cursor("o", 8, 0)
     # the CLI rewinds (generation 0 -> 1) while the drain loop still holds generation 0
-    assert spool.rewind("o", seq=2) == Cursor(2, 1)
+    assert spool.rewind("o", seq=2) == (Cursor(8, 0), Cursor(2, 1))  # (before, after)
     assert spool.commit_cursor("o", 10, 0) is False
     assert spool.get_cursor("o") == Cursor(2, 1)
     assert spool.commit_cursor("o", 10, 1) is True
@@ -48,18 +48,18 @@ def test_rewind_by_event_time(spool):
     fill(spool, 10, ts0=1_000)  # seq 1..10 have ts 1000..1009
     spool.ensure_cursor("o")
     spool.commit_cursor("o", 10, 0)
-    assert spool.rewind("o", since_ms=1_004) == Cursor(4, 1)  # seq 5 (ts 1004) is re-sent
+    assert spool.rewind("o", since_ms=1_004) == (Cursor(10, 0), Cursor(4, 1))  # seq 5 (ts 1004) is re-sent
     # nothing that late: nothing more re-sent, and 5..10, due again since the rewind above, not skipped
-    assert spool.rewind("o", since_ms=5_000) == Cursor(4, 2)
-    assert spool.rewind("o", since_ms=0) == Cursor(0, 3)
+    assert spool.rewind("o", since_ms=5_000) == (Cursor(4, 1), Cursor(4, 2))
+    assert spool.rewind("o", since_ms=0) == (Cursor(4, 2), Cursor(0, 3))
 
 
 def test_rewind_by_event_id_resends_that_event(spool):
     evs = fill(spool, 6)
     spool.ensure_cursor("o")
     spool.commit_cursor("o", 6, 0)
-    cur = spool.rewind("o", event_id=evs[3].event_id)
-    assert cur == Cursor(3, 1)
+    before, cur = spool.rewind("o", event_id=evs[3].event_id)
+    assert (before, cur) == (Cursor(6, 0), Cursor(3, 1))
     assert spool.read_after(cur.seq, 1)[0].event_id == evs[3].event_id
     with pytest.raises(RewindError, match="not in the spool"):
         spool.rewind("o", event_id=b"\x00" * 16)
@@ -69,9 +69,9 @@ def test_rewind_by_count_and_by_seq(spool):
     fill(spool, 10)
     spool.ensure_cursor("o")
     spool.commit_cursor("o", 7, 0)
-    assert spool.rewind("o", count=3) == Cursor(4, 1)
-    assert spool.rewind("o", count=100) == Cursor(0, 2)  # nothing pruned: back to the start
-    assert spool.rewind("o", seq=9) == Cursor(9, 3)
+    assert spool.rewind("o", count=3) == (Cursor(7, 0), Cursor(4, 1))
+    assert spool.rewind("o", count=100) == (Cursor(4, 1), Cursor(0, 2))  # nothing pruned: back to the start
+    assert spool.rewind("o", seq=9) == (Cursor(0, 2), Cursor(9, 3))
     with pytest.raises(RewindError, match="outside"):
         spool.rewind("o", seq=11)
     with pytest.raises(ValueError, match="exactly one"):
@@ -86,11 +86,11 @@ def test_a_rewind_by_time_or_event_id_never_moves_a_lagging_cursor_forward(spool
     evs = fill(spool, 10, ts0=1_000)  # seq 1..10, ts 1000..1009
     spool.ensure_cursor("o")
     spool.commit_cursor("o", 2, 0)
-    assert spool.rewind("o", since_ms=1_005) == Cursor(2, 1)
-    assert spool.rewind("o", since_ms=99_999) == Cursor(2, 2)
-    assert spool.rewind("o", event_id=evs[7].event_id) == Cursor(2, 3)
-    assert spool.rewind("o", event_id=evs[2].event_id) == Cursor(2, 4)  # exactly the next one: same
-    assert spool.rewind("o", seq=9) == Cursor(9, 5)  # an explicit seq may still skip forward
+    assert spool.rewind("o", since_ms=1_005) == (Cursor(2, 0), Cursor(2, 1))
+    assert spool.rewind("o", since_ms=99_999) == (Cursor(2, 1), Cursor(2, 2))
+    assert spool.rewind("o", event_id=evs[7].event_id) == (Cursor(2, 2), Cursor(2, 3))
+    assert spool.rewind("o", event_id=evs[2].event_id)[1] == Cursor(2, 4)  # exactly the next one: same
+    assert spool.rewind("o", seq=9) == (Cursor(2, 4), Cursor(9, 5))  # an explicit seq may skip forward
 
 
 def test_a_clamped_rewind_clears_the_finished_ranges_so_the_requested_events_are_sent_again(spool):
@@ -99,7 +99,7 @@ def test_a_clamped_rewind_clears_the_finished_ranges_so_the_requested_events_are
     evs = fill(spool, 10)
     spool.ensure_cursor("o")
     spool.commit_cursor("o", 2, 0, [(5, 8)])
-    assert spool.rewind("o", event_id=evs[6].event_id) == Cursor(2, 1)
+    assert spool.rewind("o", event_id=evs[6].event_id) == (Cursor(2, 0), Cursor(2, 1))
     assert spool.get_cursor_done("o") == (Cursor(2, 1), [])
 
 
@@ -112,7 +112,7 @@ def test_a_rewind_by_time_of_a_cursor_behind_retention_leaves_it_there(spool):
     spool.set_enabled("o", False)
     assert spool.prune(retention_s=0, enabled_outputs=[], now=10**15) == 10
     fill(spool, 3, ts0=2_000)  # seq 11..13
-    assert spool.rewind("o", since_ms=2_001) == Cursor(2, 1)
+    assert spool.rewind("o", since_ms=2_001) == (Cursor(2, 0), Cursor(2, 1))
 
 
 def test_rewind_below_retention_is_refused_with_the_oldest_point(spool):
@@ -126,8 +126,8 @@ def test_rewind_below_retention_is_refused_with_the_oldest_point(spool):
     with pytest.raises(RewindError, match="oldest retained event is seq 7"):
         spool.rewind("o", event_id=events(1, start=1)[0].event_id)
     assert spool.get_cursor("o") == Cursor(6, 0)  # nothing changed
-    assert spool.rewind("o", seq=6) == Cursor(6, 1)  # the lowest allowed point
-    assert spool.rewind("o", since_ms=1_006) == Cursor(6, 2)
+    assert spool.rewind("o", seq=6) == (Cursor(6, 0), Cursor(6, 1))  # the lowest allowed point
+    assert spool.rewind("o", since_ms=1_006) == (Cursor(6, 1), Cursor(6, 2))
 
 
 def test_enable_disable_list_delete(spool):
@@ -187,7 +187,7 @@ def test_cursor_commits_run_in_the_loop_on_a_connection_that_never_syncs_or_chec
         assert s._quick.execute("PRAGMA busy_timeout").fetchone()[0] == 0  # never waits in the loop
         assert s._conn.execute("PRAGMA synchronous").fetchone()[0] == 2
         assert s.get_cursor("o") == Cursor(2, 0)
-        assert s.rewind("o", seq=1) == Cursor(1, 1)
+        assert s.rewind("o", seq=1) == (Cursor(2, 0), Cursor(1, 1))
         assert s.commit_cursor("o", 3, 0) is False  # still a compare-and-set
     finally:
         s.close()

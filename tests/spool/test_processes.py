@@ -60,7 +60,7 @@ def test_cli_rewind_from_another_process_while_agent_runs(spool_path):
         agent.append(batch(events(5)))
         agent.ensure_cursor("o")
         agent.commit_cursor("o", 5, 0)
-        code = "import sys; from spool import Spool; print(Spool(sys.argv[1]).rewind('o', count=2).seq)"
+        code = "import sys; from spool import Spool; print(Spool(sys.argv[1]).rewind('o', count=2)[1].seq)"
         r = run_py(code, spool_path)
         assert r.returncode == 0, r.stderr
         assert r.stdout.strip() == "3"

@@ -42,7 +42,8 @@ def test_lag_counts_only_retained_rows(spool_path):
 
 
 def test_readonly_stats_report_the_agents_settings(spool_path):
-    Spool(spool_path, max_bytes=9_000_000, on_full="drop_oldest", durability="extra").close()
+    with Spool(spool_path, max_bytes=9_000_000, on_full="drop_oldest", durability="extra") as agent:
+        agent.record_config()  # what the agent (Supervisor.open_spool) does
     with Spool.open_readonly(spool_path) as ro:
         st = ro.stats()
     assert (st["max_bytes"], st["on_full"], st["durability"]) == (9_000_000, "drop_oldest", "extra")
