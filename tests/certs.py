@@ -1,4 +1,5 @@
-"""Throwaway TLS material for tests: a trustme CA, a server certificate and a client certificate.
+"""Throwaway TLS material for tests: a trustme CA, a server certificate and a client certificate
+(and, for negative tests, an unrelated CA and a certificate of the CA for another host name).
 
 Why a fixture module: TLS, mTLS and proxy tests (and the E2E tests of the HTTP outputs) need real
 PEM files on disk, because ``requests``, ``ssl`` and the agent's config take paths. Nothing is
@@ -18,6 +19,7 @@ import pytest
 import trustme
 
 SERVER_NAMES = ("127.0.0.1", "localhost")
+OTHER_HOST = "not-this-host.example"
 
 
 @dataclass(frozen=True)
@@ -31,6 +33,10 @@ class TlsFiles:
     client_key: Path
     client_combined: Path  # client certificate and key in one file
     other_ca_cert: Path  # a second CA that signed nothing here: trusting it must fail
+    # A server chain signed by the trusted CA for another host name (OTHER_HOST): the chain is good,
+    # the name is not this server's, so a client checking the host name must refuse it.
+    other_host_cert: Path
+    other_host_key: Path
 
     def server_context(self, *, require_client_cert: bool = False) -> ssl.SSLContext:
         """A server-side context serving ``server_cert``; with ``require_client_cert`` it demands a
@@ -51,6 +57,7 @@ def make_tls_files(directory: Path) -> TlsFiles:
     client = ca.issue_cert("clawd-agent-test-client@example.org",
                            common_name="clawd-agent test client")
     other = trustme.CA(organization_name="clawd-agent unrelated CA")
+    elsewhere = ca.issue_cert(OTHER_HOST)
 
     def write(name: str, blobs: list[bytes]) -> Path:
         path = directory / name
@@ -68,6 +75,8 @@ def make_tls_files(directory: Path) -> TlsFiles:
                               [client.private_key_pem.bytes()]
                               + [b.bytes() for b in client.cert_chain_pems]),
         other_ca_cert=write("other-ca.pem", [other.cert_pem.bytes()]),
+        other_host_cert=write("other-host.pem", [b.bytes() for b in elsewhere.cert_chain_pems]),
+        other_host_key=write("other-host.key", [elsewhere.private_key_pem.bytes()]),
     )
 
 

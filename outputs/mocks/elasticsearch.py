@@ -57,6 +57,13 @@ Every request to ``_bulk`` and every response the app produces are checked with
 by an injected fault (429, 503, 401, a reset) is checked too (``check_faulted``): its violations are
 recorded, and the fault still answers. The one answer not checked is the 413, which has no body in
 Elasticsearch either.
+
+For leak tests only, ``echo_headers`` (off by default; outputs.mocks.server's "Credential echo")
+makes every error (a request's, a scheduled fault's, and each failed ``_bulk`` item's, its root
+causes included) carry the echoed header values and the credential its ``Authorization`` holds
+(an API key's 'id:key', basic's 'user:password', the bearer token) at the end of its ``reason``
+and of its ``type``, so a client matching types exactly no longer recognizes them. Added after the
+vendor-spec check; statuses stay as they were.
 """
 
 from __future__ import annotations
@@ -161,8 +168,9 @@ class ElasticsearchMock(MockApp):
                  spec_path: str | None = None, keep_sources: bool = True,
                  auto_create_index: bool = True, check_mappings: bool = True,
                  health: str = "green", parse_sources: bool = True,
-                 failure_store: Iterable[str] = ()):
+                 failure_store: Iterable[str] = (), echo_headers: Iterable[str] = ()):
         super().__init__()
+        self.echo_headers = tuple(echo_headers)
         if not parse_sources and check_spec:
             raise ValueError("the vendor-spec check reads every source: parse_sources=False needs "
                              "check_spec=False")
@@ -335,6 +343,46 @@ class ElasticsearchMock(MockApp):
         problems = self.spec.check_request(req.method, req.path, req.query, req.headers, req.body)
         if problems:
             self._record_violation("request (answered by an injected fault)", problems)
+
+    def credentials_in(self, authorization: str) -> list[str]:
+        scheme, _, value = authorization.partition(" ")
+        scheme, value = scheme.lower(), value.strip()
+        if scheme == "apikey":
+            return [_api_key_credential(value)]
+        if scheme == "basic":
+            try:
+                return [base64.b64decode(value, validate=True).decode()]
+            except (binascii.Error, UnicodeDecodeError):
+                return []
+        return [value]
+
+    def echo_response(self, req: MockRequest, resp: MockResponse) -> MockResponse:
+        """Every error of ``resp`` with ``echo_text(req)`` at the end of its type and reason (module
+        docstring): a request's error and its root causes, or each failed item of a ``_bulk``."""
+        if not self.echo_headers or resp.body[:1] != b"{":
+            return resp
+        echo = self.echo_text(req)
+        try:
+            body = orjson.loads(resp.body)
+        except orjson.JSONDecodeError:
+            return resp
+        if not echo or not isinstance(body, dict):
+            return resp
+        errors: list[Any] = []
+        if isinstance(body.get("error"), dict):
+            errors += [body["error"], *(body["error"].get("root_cause") or [])]
+        for item in body.get("items") or []:
+            for result in item.values() if isinstance(item, dict) else ():
+                if isinstance(result, dict) and isinstance(result.get("error"), dict):
+                    errors.append(result["error"])
+        if not errors:
+            return resp
+        for err in errors:
+            if isinstance(err, dict):
+                for key in ("type", "reason"):
+                    if isinstance(err.get(key), str):
+                        err[key] = f"{err[key]} {echo}"
+        return MockResponse(resp.status, orjson.dumps(body), dict(resp.headers))
 
     def fault_response(self, fault: Fault) -> MockResponse:
         kinds = {429: "es_rejected_execution_exception", 503: "unavailable_shards_exception",
@@ -1210,7 +1258,8 @@ def build_app(args: argparse.Namespace) -> ElasticsearchMock:
     ``max_content_length=<bytes>``, ``check_spec=false``, ``keep_sources=false``,
     ``auto_create_index=false``, ``check_mappings=false`` and ``parse_sources=false`` (benchmarks; the
     latter needs ``check_spec=false``), ``health=green|yellow|red``, ``failure_store=<pattern>[,...]``
-    (data streams whose failure store is enabled)."""
+    (data streams whose failure store is enabled), ``echo_headers=Authorization,X-Canary`` (leak
+    tests only: module docstring)."""
     o = args.options
     users = {}
     if o.get("user"):
@@ -1227,4 +1276,5 @@ def build_app(args: argparse.Namespace) -> ElasticsearchMock:
         check_mappings=o.get("check_mappings", "true").lower() != "false",
         health=o.get("health", "green"),
         parse_sources=o.get("parse_sources", "true").lower() != "false",
-        failure_store=[p for p in o.get("failure_store", "").split(",") if p])
+        failure_store=[p for p in o.get("failure_store", "").split(",") if p],
+        echo_headers=[h.strip() for h in o.get("echo_headers", "").split(",") if h.strip()])

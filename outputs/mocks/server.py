@@ -12,6 +12,13 @@ reuse pooled connections as they would against the real service.
 Control endpoints (never subject to faults, not counted in the stats):
 ``POST /_mock/faults`` (a JSON list of Fault dicts, or one dict), ``DELETE /_mock/faults``,
 ``GET /_mock/stats`` (``app.stats()`` plus ``requests_by_status``), ``POST /_mock/reset``.
+
+Credential echo (opt-in, off by default; for leak tests): with ``MockApp.echo_headers`` set (a
+vendor mock's ``echo_headers`` argument, ``--option echo_headers=Authorization,X-Canary`` for
+``python -m outputs.mocks``), the error answers of the app and of scheduled ``status`` faults repeat
+the values of those request headers, and for ``Authorization`` the credential it carries, decoded,
+as ``echo[<value>]`` in their error texts (``echo_response``), as some services and proxies echo a
+request back. A client must redact them wherever it keeps or shows an answer.
 """
 
 from __future__ import annotations
@@ -176,6 +183,9 @@ class MockApp:
     #: vendors whose limit applies to the bytes on the wire.
     max_decoded_body: int | None = None
 
+    #: Request headers whose values error answers repeat (module docstring); empty: no echo.
+    echo_headers: tuple[str, ...] = ()
+
     def __init__(self) -> None:
         self.faults = FaultSchedule()  # replaced by the server's schedule when served
 
@@ -203,6 +213,29 @@ class MockApp:
     def too_large(self, length: int) -> MockResponse:
         """The answer to a body over ``max_body``; vendors override it with their wording."""
         return MockResponse.json(413, {"error": f"content length {length} exceeds {self.max_body}"})
+
+    def echo_text(self, req: MockRequest) -> str:
+        """``echo[<value>]`` for each value of an ``echo_headers`` header of ``req`` and each
+        credential ``credentials_in`` finds in its ``Authorization``; '' when there is none."""
+        values: list[str] = []
+        for name in self.echo_headers:
+            value = req.headers.get(name, "")
+            if value:
+                values.append(value)
+                if name.lower() == "authorization":
+                    values += [c for c in self.credentials_in(value) if c and c != value]
+        return " ".join(f"echo[{v}]" for v in values)
+
+    def credentials_in(self, authorization: str) -> list[str]:
+        """The credentials an ``Authorization`` value carries, as the vendor decodes them (by default
+        the part after the scheme)."""
+        return [authorization.partition(" ")[2].strip()]
+
+    def echo_response(self, req: MockRequest, resp: MockResponse) -> MockResponse:
+        """``resp`` with ``echo_text(req)`` added to its error texts; called by the server for every
+        answer (the app's and scheduled faults') when ``echo_headers`` is set. Vendors override it
+        with their error format; the base echoes nothing."""
+        return resp
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -302,6 +335,8 @@ class _Handler(BaseHTTPRequestHandler):
             resp = app.fault_response(fault)
             if fault.retry_after is not None:
                 resp.headers["Retry-After"] = str(max(0, round(fault.retry_after)))  # delta-seconds
+            if getattr(app, "echo_headers", ()):  # (an app may wrap a MockApp without being one)
+                resp = app.echo_response(req, resp)
             self._respond(resp, count=True)
             return
         if too_large:
@@ -311,6 +346,8 @@ class _Handler(BaseHTTPRequestHandler):
             resp = app.handle(req)
         except Exception as exc:  # a mock bug must show as a 500, not a hung client
             resp = MockResponse.json(500, {"error": f"mock error: {type(exc).__name__}: {exc}"})
+        if getattr(app, "echo_headers", ()):
+            resp = app.echo_response(req, resp)
         self._respond(resp, count=True)
 
     def _control(self, path: str, raw: bytes) -> MockResponse:

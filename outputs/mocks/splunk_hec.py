@@ -40,6 +40,10 @@ Splunk publishes no machine-readable HEC spec, so this follows the documented co
 
 Where the docs are silent the mock makes a choice and says so: an ack query on a channel it does not
 know answers ``false`` for every id (as after an indexer restart); the 413 body is plain text.
+
+For leak tests only, ``echo_headers`` (off by default; outputs.mocks.server's "Credential echo")
+makes every error answer's ``text`` (any code but 0, 17, 24 and 25) end with the echoed header
+values and the token its ``Authorization`` carries; codes and HTTP statuses stay as they were.
 """
 
 from __future__ import annotations
@@ -96,6 +100,8 @@ EVENT_PATHS = frozenset({"/services/collector", "/services/collector/event",
                          "/services/collector/event/1.0"})
 ACK_PATHS = frozenset({"/services/collector/ack", "/services/collector/ack/1.0"})
 HEALTH_PATHS = frozenset({"/services/collector/health", "/services/collector/health/1.0"})
+#: Codes that are no error (success, healthy, capacity warnings with the data taken): never echoed.
+_NOT_ERRORS = frozenset({0, 17, 24, 25})
 CHANNEL_HEADER = "X-Splunk-Request-Channel"
 DEFAULT_TOKEN = "00000000-0000-4000-8000-000000000001"
 
@@ -153,8 +159,10 @@ class SplunkHecApp(MockApp):
 
     def __init__(self, tokens: Iterable[str | HecToken] = (DEFAULT_TOKEN,), *,
                  max_content_length: int = 1_000_000, ack_delay: float = 0.0,
-                 indexes: Iterable[str] | None = None, allow_query_string_auth: bool = False):
+                 indexes: Iterable[str] | None = None, allow_query_string_auth: bool = False,
+                 echo_headers: Iterable[str] = ()):
         super().__init__()
+        self.echo_headers = tuple(echo_headers)
         self._lock = threading.Lock()
         self.tokens: dict[str, HecToken] = {}
         for t in tokens:
@@ -268,6 +276,26 @@ class SplunkHecApp(MockApp):
         self._count("http_413")
         return MockResponse(413, f"Content-Length of {length} too large (maximum is "
                                  f"{self.max_body})".encode(), {"Content-Type": "text/plain"})
+
+    def credentials_in(self, authorization: str) -> list[str]:
+        token = _token_from_header(authorization)
+        return [token] if token else []
+
+    def echo_response(self, req: MockRequest, resp: MockResponse) -> MockResponse:
+        """An error answer's ``text`` with ``echo_text(req)`` added (module docstring)."""
+        if not self.echo_headers or resp.body[:1] != b"{":
+            return resp
+        echo = self.echo_text(req)
+        try:
+            body = json.loads(resp.body)
+        except ValueError:
+            return resp
+        if (not echo or not isinstance(body, dict) or not isinstance(body.get("text"), str)
+                or body.get("code") in _NOT_ERRORS):
+            return resp
+        body["text"] = f"{body['text']} {echo}"
+        return MockResponse(resp.status, json.dumps(body, separators=(",", ":")).encode(),
+                            dict(resp.headers))
 
     def handle(self, req: MockRequest) -> MockResponse:
         path = req.path.rstrip("/") or "/"
@@ -572,16 +600,20 @@ def _bool(value: str) -> bool:
 def build_app(args: argparse.Namespace) -> SplunkHecApp:
     """``python -m outputs.mocks splunk_hec [--token T ...] [--option ack=true] [--option
     ack_delay=0.5] [--option max_content_length=1000000] [--option indexes=main,security]
-    [--option allow_query_string_auth=true] [--option max_idle_time=600]``."""
+    [--option allow_query_string_auth=true] [--option max_idle_time=600]
+    [--option echo_headers=Authorization,X-Canary]`` (the last for leak tests only: module
+    docstring)."""
     opts: dict[str, str] = dict(args.options)
     use_ack = _bool(opts.pop("ack", "false"))
     indexes = opts.pop("indexes", None)
+    echo = opts.pop("echo_headers", "")
     app = SplunkHecApp(
         [HecToken(t, use_ack=use_ack) for t in (args.tokens or [DEFAULT_TOKEN])],
         max_content_length=int(opts.pop("max_content_length", "1000000")),
         ack_delay=float(opts.pop("ack_delay", "0")),
         indexes=[i.strip() for i in indexes.split(",") if i.strip()] if indexes else None,
         allow_query_string_auth=_bool(opts.pop("allow_query_string_auth", "false")),
+        echo_headers=[h.strip() for h in echo.split(",") if h.strip()],
     )
     app.max_idle_time = float(opts.pop("max_idle_time", "600"))
     if opts:

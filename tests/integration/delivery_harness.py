@@ -11,11 +11,13 @@ control endpoints. Either way the agent under test is a real ``python -m agent r
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import os
 import signal
 import socket
 import ssl
+import struct
 import subprocess
 import sys
 import threading
@@ -64,20 +66,46 @@ class Recorder(MockApp):
 
     Why its own fault schedule: the server's faults answer before the app sees the body, so a test
     could not tell which batch got the 429; faults taken here know the request's ids, which lets a
-    test follow one batch through its retries."""
+    test follow one batch through its retries.
+
+    With ``keep_requests`` set, it also keeps every request whole (``seen``: method, path, query,
+    headers, decoded body), those a server fault answered included, and every answer the credential
+    echo changed (``echoed``: path, status, body as sent): for a test that searches all a client sent,
+    and proves the mock did echo."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.arrivals: list[Arrival] = []
         self.app_faults = FaultSchedule()
         self._rec_lock = threading.Lock()
+        self.keep_requests = False
+        self.seen: list[MockRequest] = []
+        self.echoed: list[tuple[str, int, bytes]] = []
+
+    def _keep(self, req: MockRequest) -> None:
+        if self.keep_requests:
+            with self._rec_lock:
+                self.seen.append(req)
+
+    def check_faulted(self, req: MockRequest) -> None:
+        """A request a server fault answers never reaches ``handle``: kept here."""
+        self._keep(req)
+        super().check_faulted(req)
+
+    def echo_response(self, req: MockRequest, resp: MockResponse) -> MockResponse:
+        out = super().echo_response(req, resp)
+        if self.keep_requests and out is not resp:
+            with self._rec_lock:
+                self.echoed.append((req.path, out.status, out.body))
+        return out
 
     def handle(self, req: MockRequest) -> MockResponse:
+        self._keep(req)
         arrival = Arrival(time.monotonic(), req.method, req.path, ids=tuple(self.request_ids(req)),
                           headers={k.lower(): req.headers[k] for k in req.headers})
         fault = self.app_faults.take(req.path, kinds=("status",))
         if fault is not None:
-            self.check_faulted(req)  # the vendor's spec check runs on a faulted request too
+            super().check_faulted(req)  # the vendor's spec check runs on a faulted request too
             resp = self.fault_response(fault)
             if fault.retry_after is not None:
                 resp.headers["Retry-After"] = str(max(0, round(fault.retry_after)))
@@ -99,6 +127,14 @@ class Recorder(MockApp):
     def requests_to(self, path: str) -> list[Arrival]:
         with self._rec_lock:
             return sorted((a for a in self.arrivals if a.path.endswith(path)), key=lambda a: a.at)
+
+    def first_arrivals(self, path: str) -> dict[str, float]:
+        """When each event id first arrived in a request to ``path`` (whatever the answer)."""
+        first: dict[str, float] = {}
+        for a in self.requests_to(path):
+            for i in a.ids:
+                first.setdefault(i, a.at)
+        return first
 
 
 class RecordingElasticsearch(Recorder, ElasticsearchMock):
@@ -178,6 +214,9 @@ class Mock:
     proc: subprocess.Popen[str] | None = None
     tls: TlsFiles | None = None
     mtls: bool = False
+    #: Whether the test's own control requests check the mock's host name (off for a mock serving
+    #: a certificate made for another name on purpose; the chain is still verified).
+    check_hostname: bool = True
     _stderr: list[str] = field(default_factory=list)
 
     # -- control endpoints (work for both kinds) -----------------------------------------------
@@ -206,6 +245,7 @@ class Mock:
         if self.tls is None:
             return None
         ctx = ssl.create_default_context(cafile=str(self.tls.ca_cert))
+        ctx.check_hostname = self.check_hostname
         if self.mtls:
             ctx.load_cert_chain(str(self.tls.client_cert), str(self.tls.client_key))
         return ctx
@@ -286,10 +326,15 @@ def fault(kind: str = "status", **kw: Any) -> dict[str, Any]:
 
 @dataclass
 class HeldConnection:
-    """One connection a ``HungPeer`` accepted: what the client sent; whether the client closed it."""
+    """One connection a ``HungPeer`` accepted: what the client sent; whether the client closed it;
+    when (monotonic clock of the test process) its first bytes came, a whole request had arrived,
+    and it was closed."""
 
     received: bytes = b""
     closed_by_client: bool = False
+    first_at: float | None = None
+    complete_at: float | None = None
+    closed_at: float | None = None
 
     @property
     def complete(self) -> bool:
@@ -348,17 +393,23 @@ class HungPeer:
         while True:
             try:
                 data = sock.recv(65536)
-            except OSError:
-                return
+            except OSError:  # reset: closed too
+                data = b""
+            now = time.monotonic()
             with self._lock:
                 if not data:
                     held.closed_by_client = not self._stopping
+                    held.closed_at = now
                     return
                 held.received += data
+                if held.first_at is None:
+                    held.first_at = now
+                if held.complete_at is None and held.complete:
+                    held.complete_at = now
 
     def snapshot(self) -> list[HeldConnection]:
         with self._lock:
-            return [HeldConnection(h.received, h.closed_by_client) for _, h in self._conns]
+            return [dataclasses.replace(h) for _, h in self._conns]
 
     def stop(self) -> None:
         with self._lock:
@@ -371,6 +422,68 @@ class HungPeer:
             with contextlib.suppress(OSError):
                 sock.shutdown(socket.SHUT_RDWR)
             sock.close()
+
+
+@dataclass(frozen=True)
+class Attempt:
+    """One connection a ``DeadPeer`` took: when it was accepted, and the request line read from it."""
+
+    at: float
+    request_line: str
+
+
+class DeadPeer:
+    """A destination that is down yet observable: it accepts each connection, notes when (monotonic
+    clock of the test process) and the request line the client sent, and resets it (TCP RST) with
+    no answer, so every attempt fails at once as against a crashed service. Unlike a closed port,
+    ``attempts()`` says when each attempt came."""
+
+    def __init__(self) -> None:
+        self._listener = socket.socket()
+        self._listener.bind(("127.0.0.1", 0))
+        self._listener.listen(64)
+        self.port: int = self._listener.getsockname()[1]
+        self._lock = threading.Lock()
+        self._attempts: list[Attempt] = []
+        threading.Thread(target=self._accept, name="dead-peer", daemon=True).start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                sock, _ = self._listener.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._reset, args=(sock, time.monotonic()), daemon=True).start()
+
+    def _reset(self, sock: socket.socket, at: float) -> None:
+        head = b""
+        with contextlib.suppress(OSError):
+            sock.settimeout(10)
+            while b"\r\n" not in head and len(head) < 65536:
+                data = sock.recv(65536)
+                if not data:
+                    break
+                head += data
+        with self._lock:
+            self._attempts.append(Attempt(at, head.split(b"\r\n", 1)[0].decode("latin-1")))
+        with contextlib.suppress(OSError):
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        sock.close()
+
+    def attempts(self, path: str = "") -> list[Attempt]:
+        """The attempts so far (those whose request line names ``path``), in arrival order."""
+        with self._lock:
+            return sorted((a for a in self._attempts if not path or f" {path}" in a.request_line),
+                          key=lambda a: a.at)
+
+    def stop(self) -> None:
+        with contextlib.suppress(OSError):
+            self._listener.shutdown(socket.SHUT_RDWR)
+        self._listener.close()
 
 
 def closed_port() -> int:

@@ -7,6 +7,7 @@ the demo uses), the HEC mock in this process so every stored event can be read b
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pytest
@@ -117,6 +118,35 @@ def test_custom_ca_delivers_and_without_it_nothing_is_lost(tmp_path: Path, tls: 
                    "new handshakes refused with the wrong CA")
         assert not set(more) & (set(hec.app.event_ids()) | set(es.es_docs(ES_STREAM)))
         assert_es_spec_clean(es)
+    finally:
+        hec.stop()
+        es.stop()
+
+
+def test_certificate_of_the_trusted_ca_for_another_host_is_refused(tmp_path: Path, tls: TlsFiles) -> None:
+    """Both mocks present a certificate signed by the CA the agent trusts (ca_file), but made for
+    another host name: a good chain is not enough, the name must be the server's. Both outputs
+    refuse the handshake with a host name error, nothing is delivered, and the events wait in the
+    spool. Seen in order: whichever comes first, a delivery or both refusals, is checked."""
+    elsewhere = dataclasses.replace(tls, server_cert=tls.other_host_cert, server_key=tls.other_host_key)
+    hec, es = _mocks(elsewhere, mtls=False)
+    es.check_hostname = False  # the test's own control requests (the agent's are the subject)
+    try:
+        n = 100
+        (tmp_path / "in").mkdir()
+        ids = write_events(tmp_path / "in" / "audit.jsonl", 0, n)
+        cfg = _config(tmp_path, hec, es, ca_file=str(tls.ca_cert))
+        _run_until(tmp_path, cfg, lambda: _refused_everywhere(cfg, "certificate verify failed", n)
+                   or bool(hec.app.event_ids() or es.es_docs(ES_STREAM)),
+                   "both outputs to refuse the certificate (or a delivery)")
+        assert hec.app.event_ids() == [] and es.es_docs(ES_STREAM) == {}, "another name's server trusted"
+        doc = status(cfg)
+        for name in ("splunk", "es"):
+            out = doc["outputs"][name]
+            assert out["lag_events"] == n and out["delivered_total"] == 0 and out["dlq"] == 0
+            assert "mismatch" in out["last_error"], out["last_error"]  # the name, not the chain
+        assert min(_tls_errors(hec, es)) >= 1
+        assert status(cfg)["outputs"]["splunk"]["lag_events"] == len(ids)  # kept after the stop
     finally:
         hec.stop()
         es.stop()

@@ -226,3 +226,27 @@ def test_runner_prints_listening_line(tmp_path: Path) -> None:
     finally:
         proc.terminate()
         assert proc.wait(timeout=10) == 0
+
+
+def test_an_app_that_wraps_a_mock_app_without_being_one_is_served() -> None:
+    """The server takes any object with a MockApp's shape: bench/delivery.py serves its ``Recorder``
+    around a vendor mock. Reading a MockApp-only attribute (the credential echo's switch) off it
+    dropped every connection without an answer."""
+    inner = EchoApp()
+
+    class Wrapper:
+        max_body = inner.max_body
+        max_decoded_body = inner.max_decoded_body
+        faults = inner.faults
+
+        def handle(self, req: MockRequest) -> MockResponse:
+            return inner.handle(req)
+
+        def stats(self) -> dict[str, int]:
+            return inner.stats()
+
+        def reset(self) -> None:
+            inner.reset()
+
+    with MockServer(Wrapper()) as srv:  # type: ignore[arg-type]
+        assert requests.post(f"{srv.url}/x", data=b"{}", timeout=5).status_code == 200
