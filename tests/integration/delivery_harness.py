@@ -356,20 +356,17 @@ class HeldConnection:
                 and line.endswith((b" HTTP/1.1", b" HTTP/1.0"))]
 
 
-class HungPeer:
-    """A destination that accepts connections and reads whatever is sent but never answers, holding
-    every socket until ``stop``: a service hung after accepting (unlike a closed port, which is
-    refused at once). ``snapshot()`` says what it holds."""
+class _LoopbackPeer:
+    """A raw loopback listener whose accept thread hands each connection, with the time it came
+    (monotonic clock of the test process), to ``_take``: the base of the misbehaving destinations."""
 
-    def __init__(self) -> None:
+    def __init__(self, name: str) -> None:
         self._listener = socket.socket()
         self._listener.bind(("127.0.0.1", 0))
         self._listener.listen(64)
         self.port: int = self._listener.getsockname()[1]
         self._lock = threading.Lock()
-        self._conns: list[tuple[socket.socket, HeldConnection]] = []
-        self._stopping = False
-        threading.Thread(target=self._accept, name="hung-peer", daemon=True).start()
+        threading.Thread(target=self._accept, name=name, daemon=True).start()
 
     @property
     def url(self) -> str:
@@ -381,13 +378,35 @@ class HungPeer:
                 sock, _ = self._listener.accept()
             except OSError:
                 return
-            held = HeldConnection()
-            with self._lock:
-                if self._stopping:
-                    sock.close()
-                    return
-                self._conns.append((sock, held))
-            threading.Thread(target=self._read, args=(sock, held), daemon=True).start()
+            self._take(sock, time.monotonic())
+
+    def _take(self, sock: socket.socket, at: float) -> None:
+        raise NotImplementedError
+
+    def _close_listener(self) -> None:
+        with contextlib.suppress(OSError):
+            self._listener.shutdown(socket.SHUT_RDWR)  # wakes the blocked accept()
+        self._listener.close()
+
+
+class HungPeer(_LoopbackPeer):
+    """A destination that accepts connections and reads whatever is sent but never answers, holding
+    every socket until ``stop``: a service hung after accepting (unlike a closed port, which is
+    refused at once). ``snapshot()`` says what it holds."""
+
+    def __init__(self) -> None:
+        self._conns: list[tuple[socket.socket, HeldConnection]] = []
+        self._stopping = False
+        super().__init__("hung-peer")
+
+    def _take(self, sock: socket.socket, at: float) -> None:
+        held = HeldConnection()
+        with self._lock:
+            if self._stopping:
+                sock.close()
+                return
+            self._conns.append((sock, held))
+        threading.Thread(target=self._read, args=(sock, held), daemon=True).start()
 
     def _read(self, sock: socket.socket, held: HeldConnection) -> None:
         while True:
@@ -415,9 +434,7 @@ class HungPeer:
         with self._lock:
             self._stopping = True
             conns = list(self._conns)
-        with contextlib.suppress(OSError):
-            self._listener.shutdown(socket.SHUT_RDWR)  # wakes the blocked accept()
-        self._listener.close()
+        self._close_listener()
         for sock, _ in conns:
             with contextlib.suppress(OSError):
                 sock.shutdown(socket.SHUT_RDWR)
@@ -432,32 +449,18 @@ class Attempt:
     request_line: str
 
 
-class DeadPeer:
+class DeadPeer(_LoopbackPeer):
     """A destination that is down yet observable: it accepts each connection, notes when (monotonic
     clock of the test process) and the request line the client sent, and resets it (TCP RST) with
     no answer, so every attempt fails at once as against a crashed service. Unlike a closed port,
     ``attempts()`` says when each attempt came."""
 
     def __init__(self) -> None:
-        self._listener = socket.socket()
-        self._listener.bind(("127.0.0.1", 0))
-        self._listener.listen(64)
-        self.port: int = self._listener.getsockname()[1]
-        self._lock = threading.Lock()
         self._attempts: list[Attempt] = []
-        threading.Thread(target=self._accept, name="dead-peer", daemon=True).start()
+        super().__init__("dead-peer")
 
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def _accept(self) -> None:
-        while True:
-            try:
-                sock, _ = self._listener.accept()
-            except OSError:
-                return
-            threading.Thread(target=self._reset, args=(sock, time.monotonic()), daemon=True).start()
+    def _take(self, sock: socket.socket, at: float) -> None:
+        threading.Thread(target=self._reset, args=(sock, at), daemon=True).start()
 
     def _reset(self, sock: socket.socket, at: float) -> None:
         head = b""
@@ -481,9 +484,7 @@ class DeadPeer:
                           key=lambda a: a.at)
 
     def stop(self) -> None:
-        with contextlib.suppress(OSError):
-            self._listener.shutdown(socket.SHUT_RDWR)
-        self._listener.close()
+        self._close_listener()
 
 
 def closed_port() -> int:

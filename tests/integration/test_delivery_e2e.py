@@ -205,6 +205,13 @@ def _during_hold(requests: list[Arrival], throttled: Arrival, retry_after: float
             if throttled.at + IN_FLIGHT < b.at < throttled.at + retry_after]
 
 
+#: The storm tests are about Retry-After, so the rate limit they halve six times has a configured
+#: ceiling. Unlimited, its ceiling is the rate observed when the first 429 came: tens of events a
+#: second for the 50-event batch before the storm, 1/64 of it after six halvings, and the 950 events
+#: after the storm then crawled through the additive recovery (over 120 s once in CI).
+STORM_LIMITS = {"rate_limit_requests": 1000.0, "rate_limit_events": 200_000.0}
+
+
 @pytest.mark.parametrize("concurrency", [1, 4])
 def test_429_storm_honours_retry_after(tmp_path: Path, es: Mock, agents, concurrency: int) -> None:
     """Six bulk requests answered 429 with Retry-After: 2. No batch is sent again sooner than that
@@ -212,7 +219,7 @@ def test_429_storm_honours_retry_after(tmp_path: Path, es: Mock, agents, concurr
     only requests already under way may arrive just after the 429); everything is indexed once."""
     storm, retry_after, tolerance = 6, 2.0, 0.1
     cfg = write_agent_config(tmp_path, {"es": es_output(es, batch_max_events=50,
-                                                        concurrency=concurrency)})
+                                                        concurrency=concurrency, **STORM_LIMITS)})
     _start(agents, cfg, tmp_path)
     src = tmp_path / "in" / "audit.jsonl"
     expected = write_events(src, 0, 50)
@@ -251,7 +258,7 @@ def test_hec_429_storm_honours_retry_after(tmp_path: Path, hec: Mock, agents, co
     storm, retry_after, tolerance = 6, 2.0, 0.1
     cfg = write_agent_config(tmp_path, {"splunk": hec_output(
         hec, HEC_TOKEN, ack=True, ack_poll_interval="200ms", batch_max_events=50,
-        concurrency=concurrency)})
+        concurrency=concurrency, **STORM_LIMITS)})
     _start(agents, cfg, tmp_path)
     src = tmp_path / "in" / "audit.jsonl"
     expected = write_events(src, 0, 50)
