@@ -67,6 +67,16 @@ def make_output(server: MockServer, **over: Any) -> SplunkHecOutput:
     return out
 
 
+def send_once(app: SplunkHecApp, n: int, **over: Any) -> Outcome:
+    """Serve ``app``, send one batch of ``n`` events through an output made with ``over``, close."""
+    with MockServer(app) as server:
+        out = make_output(server, **over)
+        try:
+            return out.send(items(out, n))
+        finally:
+            out.close()
+
+
 def event(i: int = 0, **over: Any) -> dict[str, Any]:
     ev: dict[str, Any] = {
         "event_id": str(uuid.UUID(int=i)), "timestamp": "2026-01-02T03:04:05.678912Z",
@@ -725,12 +735,7 @@ def test_a_2xx_that_is_not_hec_success_is_not_delivered(ack: bool, status: int, 
     were stored nowhere."""
     app = PageProxy([HecToken(TOKEN), HecToken(ACK_TOKEN, use_ack=True)])
     app.status, app.body = status, body
-    with MockServer(app) as server:
-        out = make_output(server, token=ACK_TOKEN if ack else TOKEN, ack=ack)
-        try:
-            outcome = out.send(items(out, 3))
-        finally:
-            out.close()
+    outcome = send_once(app, 3, token=ACK_TOKEN if ack else TOKEN, ack=ack)
     assert app.events == []
     assert outcome.status is Status.RETRY, outcome
     assert "without HEC's answer" in outcome.reason and not outcome.auth_failure
@@ -756,12 +761,7 @@ def test_a_200_carrying_a_hec_error_code_is_not_delivered(code: int) -> None:
     passes HEC's error body on was counted delivered, and the cursor passed events stored nowhere."""
     app = StatusRewriter([HecToken(TOKEN)])
     app.add_code_fault(code)
-    with MockServer(app) as server:
-        out = make_output(server)
-        try:
-            outcome = out.send(items(out, 3))
-        finally:
-            out.close()
+    outcome = send_once(app, 3)
     assert app.events == []
     assert outcome.status is Status.RETRY, outcome
     assert f"code {code} " in outcome.reason
@@ -770,12 +770,7 @@ def test_a_200_carrying_a_hec_error_code_is_not_delivered(code: int) -> None:
 def test_a_wrong_path_to_the_health_endpoint_is_not_delivered() -> None:
     """``path`` set to the health endpoint: HEC answers 200 code 17 "HEC is healthy", stores nothing."""
     app = SplunkHecApp([HecToken(TOKEN)])
-    with MockServer(app) as server:
-        out = make_output(server, path="/services/collector/health")
-        try:
-            outcome = out.send(items(out, 3))
-        finally:
-            out.close()
+    outcome = send_once(app, 3, path="/services/collector/health")
     assert app.events == []
     assert outcome.status is Status.RETRY and "nothing confirms" in outcome.reason
 
@@ -785,12 +780,7 @@ def test_with_acks_a_202_success_body_still_waits_for_the_ack() -> None:
     confirmed; before, it was counted delivered at once, without the ack ack = true asks for."""
     app = StatusRewriter([HecToken(ACK_TOKEN, use_ack=True)], ack_delay=3600)
     app.event_status = 202
-    with MockServer(app) as server:
-        out = make_output(server, token=ACK_TOKEN, ack=True)
-        try:
-            outcome = out.send(items(out, 2))
-        finally:
-            out.close()
+    outcome = send_once(app, 2, token=ACK_TOKEN, ack=True)
     assert outcome.status is Status.RETRY, outcome
     assert "HTTP 202 code 0" in outcome.reason
 
