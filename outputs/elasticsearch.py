@@ -98,7 +98,7 @@ DEFAULT_ILM_POLICY = "clawdstrike-security"
 #: aliases of other outputs (or the same cluster's other agents) share (``ilm_policy_body``).
 DATED_ILM_POLICY = "clawdstrike-security-dated"
 _PREFIX_CACHE_MAX = 1024
-_INDEX_NAME_FORBIDDEN = re.compile(r'[\\/*?"<>| ,#:A-Z]')
+_INDEX_NAME_FORBIDDEN = re.compile(r'[\\/*?"<>| ,#:]')  # upper case: check_index_name
 #: The route values ``encode`` reads (``_route_index``).
 ROUTE_KEYS = ("index", "dataset", "namespace")
 

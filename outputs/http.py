@@ -348,6 +348,10 @@ class HttpClient:
             self._session.cert = ((config.client_cert, config.client_key) if config.client_key
                                   else config.client_cert)
         self._timeout = (float(config.connect_timeout), float(config.request_timeout))
+        from gevent import monkey
+
+        #: Sockets cooperate with gevent (the agent patches before any client exists, agent.entry).
+        self._gevent = monkey.is_module_patched("socket")
 
     def secrets(self) -> list[str]:
         """Current values of this client's secrets, for excerpt redaction: each header value and
@@ -419,7 +423,7 @@ class HttpClient:
         try:
             r = self._send(method, url, body, send_headers, timeouts, proxies)
             try:
-                with _body_deadline(timeouts[1]):
+                with self._body_deadline(timeouts[1]):
                     content = _read_body(r, time.monotonic() + timeouts[1])
             finally:
                 r.close()  # back to the pool when fully read; the socket is dropped otherwise
@@ -507,6 +511,18 @@ class HttpClient:
             send_headers.update(headers)
         proxy = self.config.proxy.reveal() if self.config.proxy is not None else ""
         return send_headers, ({"http": proxy, "https": proxy} if proxy else None)
+
+    def _body_deadline(self, seconds: float) -> contextlib.AbstractContextManager[Any]:
+        """A hard deadline on reading an answer's body, under gevent's monkey patching (the agent's
+        case): one ``read1`` can block far past ``_read_body``'s own check while bytes keep trickling
+        in (http.client reads a whole chunk-size line, urllib3 reads on until the gzip decoder
+        yields output), so only a timer outside the read bounds it. Unpatched (a plain thread in a
+        benchmark), the checks between reads are all there is."""
+        if not self._gevent:
+            return contextlib.nullcontext()
+        import gevent
+
+        return gevent.Timeout(max(0.0, seconds), _BadBody("response body timed out"))
 
     def _report(self, cls: str, started: float, report: bool = True) -> float:
         elapsed = time.monotonic() - started
@@ -606,21 +622,6 @@ def system_trust_store() -> str | bool:
     if paths.capath and os.path.isdir(paths.capath):
         return paths.capath
     return True
-
-
-def _body_deadline(seconds: float) -> contextlib.AbstractContextManager[Any]:
-    """A hard deadline on reading an answer's body, under gevent's monkey patching (the agent's
-    case, agent.entry): one ``read1`` can block far past ``_read_body``'s own check while bytes keep
-    trickling in (http.client reads a whole chunk-size line, urllib3 reads on until the gzip
-    decoder yields output), so only a timer outside the read bounds it. Unpatched (a plain thread
-    in a benchmark), the checks between reads are all there is."""
-    from gevent import monkey
-
-    if not monkey.is_module_patched("socket"):
-        return contextlib.nullcontext()
-    import gevent
-
-    return gevent.Timeout(max(0.0, seconds), _BadBody("response body timed out"))
 
 
 #: Bodies at least this large are compressed in gevent's threadpool when zlib does it (~0.4 GB/s: a
