@@ -142,7 +142,9 @@ def test_delete_refuses_an_output_the_running_agent_still_delivers_to(setup):
     r = delete(cfg, "old")
     assert r.exit_code == 1 and "the running agent still delivers to 'old'" in r.output, r.output
     assert spool.get_cursor("old") is not None
-    time.sleep(0.01)
-    agent_started(ago_ms=0)  # restarted: "old" was recorded by the agent before only
+    recorded = spool.read_output_states()["old"].updated_ms
+    now = int(time.time() * 1000)
+    spool.set_agent_state(pid=os.getpid(), started_ms=recorded + 1, heartbeat_ms=now)  # restarted
+    # ("old" was recorded by the agent before only)
     r = delete(cfg, "old")
     assert r.exit_code == 0 and spool.get_cursor("old") is None, r.output

@@ -345,16 +345,8 @@ class ElasticsearchMock(MockApp):
             self._record_violation("request (answered by an injected fault)", problems)
 
     def credentials_in(self, authorization: str) -> list[str]:
-        scheme, _, value = authorization.partition(" ")
-        scheme, value = scheme.lower(), value.strip()
-        if scheme == "apikey":
-            return [_api_key_credential(value)]
-        if scheme == "basic":
-            try:
-                return [base64.b64decode(value, validate=True).decode()]
-            except (binascii.Error, UnicodeDecodeError):
-                return []
-        return [value]
+        credential = _credential(authorization)[1]
+        return [credential] if credential else []
 
     def echo_response(self, req: MockRequest, resp: MockResponse) -> MockResponse:
         """Every error of ``resp`` with ``echo_text(req)`` at the end of its type and reason (module
@@ -401,20 +393,15 @@ class ElasticsearchMock(MockApp):
         """The principal ('' when security is off), or None for 401."""
         if not (self._api_keys or self._users or self._bearer):
             return ""
-        scheme, _, value = (req.headers.get("Authorization") or "").partition(" ")
-        scheme, value = scheme.lower(), value.strip()
+        scheme, credential = _credential(req.headers.get("Authorization") or "")
         principal = None
         if scheme == "apikey":
-            decoded = _api_key_credential(value)
-            principal = decoded if decoded in self._api_keys else None
+            principal = credential if credential in self._api_keys else None
         elif scheme == "basic":
-            try:
-                user, _, pw = base64.b64decode(value, validate=True).decode().partition(":")
-            except (binascii.Error, UnicodeDecodeError):
-                user, pw = "", None
-            principal = user if user in self._users and self._users[user] == pw else None
+            user, sep, pw = credential.partition(":")
+            principal = user if sep and user in self._users and self._users[user] == pw else None
         elif scheme == "bearer":
-            principal = value if value in self._bearer else None
+            principal = credential if credential in self._bearer else None
         with self._lock:
             self.last_auth = scheme
             if principal is None:
@@ -804,12 +791,12 @@ class ElasticsearchMock(MockApp):
                                "Validation Failed: 1: index patterns are missing;")
         if key == "policy" and not isinstance(body.get("policy"), dict):
             return self._error(400, "x_content_parse_exception", "required [policy] missing")
-        if key == "index_template":
-            clash = self._template_clash(name, body)
-            if clash:
-                return self._error(400, "illegal_argument_exception", clash)
-        with self._lock:
-            store[name] = body if key == "index_template" else body["policy"]
+        with self._lock:  # the clash check and the store as one step: two PUTs may race
+            clash = self._template_clash(name, body) if key == "index_template" else ""
+            if not clash:
+                store[name] = body if key == "index_template" else body["policy"]
+        if clash:
+            return self._error(400, "illegal_argument_exception", clash)
         return MockResponse.json(200, {"acknowledged": True})
 
     def _template_clash(self, name: str, body: dict[str, Any]) -> str:
@@ -867,6 +854,21 @@ def _decode_api_key(value: str) -> str:
     """'id:key' of a configured API key, encoded or already in that form ('' when undecodable). For
     the mock's own configuration only: a request's header goes through ``_api_key_credential``."""
     return value if ":" in value else _api_key_credential(value)
+
+
+def _credential(authorization: str) -> tuple[str, str]:
+    """(scheme in lower case, the credential decoded as Elasticsearch reads it): an API key's
+    'id:key', basic's 'user:password', a bearer token as it is; '' when it does not decode."""
+    scheme, _, value = authorization.partition(" ")
+    scheme, value = scheme.lower(), value.strip()
+    if scheme == "apikey":
+        return scheme, _api_key_credential(value)
+    if scheme == "basic":
+        try:
+            return scheme, base64.b64decode(value, validate=True).decode()
+        except (binascii.Error, UnicodeDecodeError):
+            return scheme, ""
+    return scheme, value
 
 
 def _api_key_credential(value: str) -> str:
@@ -966,22 +968,16 @@ def _invalid_stream_name(name: str) -> dict[str, str] | None:
 def _globs_overlap(a: str, b: str) -> bool:
     """Whether some name matches both index patterns (``*`` any run of characters, the only wildcard
     of index patterns): Elasticsearch intersects their automata, this walks both at once."""
-    seen: dict[tuple[int, int], bool] = {}
 
-    def walk(i: int, j: int) -> bool:
-        key = (i, j)
-        if key not in seen:
-            seen[key] = False  # no cycle: every step moves i or j forward
-            if i == len(a) and j == len(b):
-                result = True
-            elif i < len(a) and a[i] == "*":
-                result = walk(i + 1, j) or (j < len(b) and walk(i, j + 1))
-            elif j < len(b) and b[j] == "*":
-                result = walk(i, j + 1) or (i < len(a) and walk(i + 1, j))
-            else:
-                result = i < len(a) and j < len(b) and a[i] == b[j] and walk(i + 1, j + 1)
-            seen[key] = result
-        return seen[key]
+    @functools.cache
+    def walk(i: int, j: int) -> bool:  # every step moves i or j forward
+        if i == len(a) and j == len(b):
+            return True
+        if i < len(a) and a[i] == "*":
+            return walk(i + 1, j) or (j < len(b) and walk(i, j + 1))
+        if j < len(b) and b[j] == "*":
+            return walk(i, j + 1) or (i < len(a) and walk(i + 1, j))
+        return i < len(a) and j < len(b) and a[i] == b[j] and walk(i + 1, j + 1)
 
     return walk(0, 0)
 

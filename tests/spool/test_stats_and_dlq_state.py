@@ -12,11 +12,12 @@ import sqlite3
 import subprocess
 import sys
 import tempfile
-import time
+import threading
 from pathlib import Path
 
 import gevent
 import orjson
+import pytest
 from click.testing import CliRunner
 
 from agent.cli import cli
@@ -24,6 +25,7 @@ from agent.config import load_config
 from agent.supervisor import Supervisor
 from spool import EncodedEvent, Spool
 from spool import schema as spool_schema
+from spool.store import now_ms
 from spool.types import SpoolRow
 from tests.cli_spool import spool_with_events
 from tests.spool.conftest import batch, event_id, events
@@ -104,14 +106,19 @@ def test_rows_and_lag_match_an_exact_count_through_duplicates_and_pruning(spool_
                 s.commit_cursor(name, rng.randint(s.get_cursor(name).seq, last), 0)
             if step % 7 == 6:
                 s.prune(retention_s=0, enabled_outputs=["a", "b"], now=10**15)  # c is not configured
+            before = now_ms()
             st = s.stats()
+            after = now_ms()
             c = s._conn
             assert st["rows"] == c.execute("SELECT count(*) FROM events").fetchone()[0]
             for name, cur in st["cursors"].items():
                 n, oldest = c.execute("SELECT count(*), min(ingested_ms) FROM events WHERE seq > ?",
                                       (cur["seq"],)).fetchone()
                 assert cur["lag_events"] == n, (step, name)
-                assert (cur["lag_seconds"] > 0) == (oldest is not None)
+                if oldest is None:
+                    assert cur["lag_seconds"] == 0
+                else:  # the age at the instant stats() read the clock
+                    assert (before - oldest) / 1000 <= cur["lag_seconds"] <= (after - oldest) / 1000
 
 
 def test_a_scrape_does_not_hold_the_agents_hub(tmp_path, monkeypatch):
@@ -123,26 +130,25 @@ def test_a_scrape_does_not_hold_the_agents_hub(tmp_path, monkeypatch):
         sup.spool.append(batch(events(3)))
         sup.spool.ensure_cursor("a")
         real = Spool._stats
+        hub_ran = threading.Event()
 
-        def slow(self, *args):
-            time.sleep(0.3)  # SQLite at work, not yielding (a big DLQ, or the old backlog count)
+        def held(self, *args):
+            # SQLite at work, not yielding (a big DLQ, or the old backlog count): it goes on only
+            # once a greenlet has run meanwhile, which it cannot if this runs on the hub's thread
+            assert hub_ran.wait(10), "the hub was held while the stats were read"
             return real(self, *args)
 
-        monkeypatch.setattr(Spool, "_stats", slow)
-        ticks: list[float] = []
+        monkeypatch.setattr(Spool, "_stats", held)
+        import agent.supervisor as supervisor_module
 
-        def ticker() -> None:
-            while True:
-                ticks.append(time.monotonic())
-                gevent.sleep(0.01)
-
-        g = gevent.spawn(ticker)
-        gevent.sleep(0)
+        clock = type("Clock", (), {"monotonic": staticmethod(lambda: 1000.0)})
+        monkeypatch.setattr(supervisor_module, "time", clock)  # both scrapes in one instant
+        g = gevent.spawn(hub_ran.set)
         st = sup.spool_stats()
-        g.kill()
-        assert len(ticks) >= 10, f"the hub was held: {len(ticks)} ticks in 0.3 s"
+        g.join()
         assert st["rows"] == 3 and st["cursors"]["a"]["lag_events"] == 3
-        assert sup.spool_stats() is st  # cached: nothing appended since
+        monkeypatch.setattr(Spool, "_stats", lambda *a: pytest.fail("read again"))
+        assert sup.spool_stats() is st  # cached: nothing appended since, within the second
     finally:
         sup.spool.close()
 
@@ -222,8 +228,12 @@ def test_an_old_spools_dlq_migrates_and_a_refused_replay_becomes_the_last_reason
 # -- the DLQ's last reason -------------------------------------------------------------------------
 
 
-def test_status_shows_a_replay_refused_again_as_the_dlq_last_reason(tmp_path):
+def test_status_shows_a_replay_refused_again_as_the_dlq_last_reason(tmp_path, monkeypatch):
     """dlq_requeue updates an older entry: the last reason was the newest entry's all the same."""
+    import spool.store as store
+
+    clock = iter(range(10**12, 10**12 + 1000))
+    monkeypatch.setattr(store, "now_ms", lambda: next(clock))  # each write a later millisecond
     cfg, spool = spool_with_events(tmp_path, ["a"], range(1_000, 1_003))
     try:
         rows = spool.read_after(0, 3)
@@ -231,7 +241,6 @@ def test_status_shows_a_replay_refused_again_as_the_dlq_last_reason(tmp_path):
         spool.dlq_add("a", rows[1:2], "HTTP 400 second")
         oldest = spool.dlq_list("a")[0]
         assert spool.dlq_request_replay("a", [oldest.id]) == 1
-        time.sleep(0.002)  # a later millisecond than the second entry's
         spool.dlq_requeue([oldest.id], "HTTP 400 refused again on replay")
     finally:
         spool.close()
