@@ -86,10 +86,11 @@ class OutputConfig:
     retry_after_max: Duration = doc("Longest wait honoured from a destination's Retry-After.",
                                     default=Duration(300))
     rate_limit_requests: float = doc("Requests per second at most; 0 means unlimited. Halved on "
-                                     "each throttled answer (429), then recovered step by step.",
-                                     default=0.0)
-    rate_limit_events: float = doc("Events per second at most; 0 means unlimited (adapts like "
-                                   "rate_limit_requests).", default=0.0)
+                                     "each throttled answer (429), then recovered step by step; "
+                                     "with both rates 0, halved from the rate observed, and "
+                                     "unlimited again 10 s after the last 429.", default=0.0)
+    rate_limit_events: float = doc("Events per second at most; 0 means unlimited. When set, it "
+                                   "adapts like rate_limit_requests; 0 never adapts.", default=0.0)
     breaker_failures: int = doc("Consecutive failed attempts that open the circuit breaker (an "
                                 "authentication failure opens it at once); 0 disables it.", default=5)
     breaker_cooldown: Duration = doc("How long an open breaker sends nothing before one probe batch.",
@@ -126,6 +127,16 @@ class OutputConfig:
             raise ValueError("rate_limit_requests/rate_limit_events: expected 0 (unlimited) or more")
         if self.breaker_failures < 0:
             raise ValueError("breaker_failures: expected 0 (disabled) or more")
+        # A zero delay retries a failing destination in a tight loop, as fast as it answers.
+        if self.retry_initial <= 0:
+            raise ValueError("retry_initial: expected more than 0")
+        if self.retry_max < self.retry_initial:
+            raise ValueError("retry_max: expected at least retry_initial")
+        if self.breaker_failures and self.breaker_cooldown <= 0:
+            raise ValueError("breaker_cooldown: expected more than 0 (breaker_failures = 0 "
+                             "disables the breaker)")
+        if self.breaker_failures and self.breaker_cooldown_max < self.breaker_cooldown:
+            raise ValueError("breaker_cooldown_max: expected at least breaker_cooldown")
         if self.healthcheck_interval and self.healthcheck_timeout <= 0:
             raise ValueError("healthcheck_timeout: expected more than 0")
         self.transform_config().validate()

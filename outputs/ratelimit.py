@@ -6,11 +6,21 @@ configured rate in a few dozen requests instead of hammering the destination aga
 The rate never drops below a small floor (1/64 of the ceiling, and at least 0.1 requests/s or
 1 event/s) so delivery always moves.
 
-An unlimited dimension (config 0) that gets throttled starts limiting at half the rate it was
-actually sending at, and becomes unlimited again once it has recovered to that rate. That rate is
-what was reserved in the two seconds up to the latest reservation, over the time from the first of
-those reservations to the throttled answer: a slow request (or a slow 429) is measured over its own
-duration, and an idle pause before it does not count.
+The configured dimensions adapt. When neither is configured (both 0, the default), requests/s
+adapts from the rate it was actually sending at: a throttled answer starts limiting at half of it,
+and the dimension becomes unlimited again once it has recovered to that rate, or once
+``RELEASE_S`` have passed without a throttled answer. That rate is what was reserved in the two
+seconds up to the latest reservation, over the time from the first of those reservations to the
+throttled answer: a slow request (or a slow 429) is measured over its own duration, and an idle
+pause before it does not count.
+
+An unconfigured events/s never adapts, and an observed ceiling is let go after a quiet while,
+because a light stream's observed rate is no measure of what the destination takes. A stream of a
+few events a second that met a 429 used to be held to about one event a second after a few
+halvings: the next full batch (500 events) then waited minutes for its tokens, and the additive
+recovery, a success at a time, crawled (over 120 s for 950 events once in CI). Requests are what a
+throttling destination counts (Elasticsearch's write queue holds bulk requests, HEC's its posts),
+and a request's size is already bounded by the batch limits, so limiting requests limits volume.
 
 A throttled answer halves the rate once per round of requests, as TCP halves its window once per
 round trip: answers to requests sent before the latest decrease took effect were refused at the old
@@ -32,6 +42,8 @@ RECOVER_FRACTION = 0.05
 FLOOR_FRACTION = 1 / 64
 OBSERVE_WINDOW_S = 2.0
 MIN_SPAN_S = 0.1
+#: An observed ceiling (an unconfigured dimension) is let go this long after the latest throttle.
+RELEASE_S = 10.0
 
 
 class AdaptiveBucket:
@@ -47,6 +59,7 @@ class AdaptiveBucket:
         self._tokens = self._burst()
         self._stamp = clock()
         self._sent: deque[tuple[float, int]] = deque()
+        self._throttled_at = 0.0
 
     def _burst(self) -> float:
         return max(1.0, self.rate or 0.0)
@@ -54,6 +67,7 @@ class AdaptiveBucket:
     def reserve(self, n: int) -> float:
         """Take ``n`` units; return the seconds to wait before using them (0 = now)."""
         now = self._clock()
+        self._release_if_quiet(now)
         if self.rate is None:
             self._sent.append((now, n))
             while self._sent and now - self._sent[0][0] > OBSERVE_WINDOW_S:
@@ -77,8 +91,25 @@ class AdaptiveBucket:
         span = max(MIN_SPAN_S, self._clock() - self._sent[0][0])
         return sum(n for _, n in self._sent) / span
 
+    def _release_if_quiet(self, now: float) -> None:
+        """An observed ceiling is a snapshot of a throttled moment: unlimited again after RELEASE_S
+        without a throttled answer (the next throttle observes afresh)."""
+        if (self.rate is not None and not self.configured
+                and now - self._throttled_at >= RELEASE_S):
+            self._unlimit()
+
+    def _unlimit(self) -> None:
+        self.rate = None
+        self._sent.clear()
+
+    def effective(self) -> float | None:
+        """The rate in effect now (None = unlimited)."""
+        self._release_if_quiet(self._clock())
+        return self.rate
+
     def throttled(self) -> None:
         """Multiplicative decrease."""
+        self._throttled_at = self._clock()
         if self.rate is None:
             self._ceiling = max(self.min_rate, self.observed_rate())
             self.rate = self._ceiling
@@ -97,8 +128,7 @@ class AdaptiveBucket:
             if self.configured:
                 self.rate = self.configured
             else:
-                self.rate = None
-                self._sent.clear()
+                self._unlimit()
 
 
 class RateLimiter:
@@ -108,6 +138,9 @@ class RateLimiter:
                  clock: Callable[[], float] = time.monotonic):
         self.requests = AdaptiveBucket(requests_per_s, 0.1, clock)
         self.events = AdaptiveBucket(events_per_s, 1.0, clock)
+        #: The buckets a throttled answer decreases (module docstring): the configured ones, or
+        #: requests/s alone from its observed rate when neither is.
+        self._adapting = [b for b in (self.requests, self.events) if b.configured] or [self.requests]
         self._clock = clock
         #: When the latest decrease took effect (None: never).
         self._decreased_at: float | None = None
@@ -122,13 +155,13 @@ class RateLimiter:
         if sent_at is not None and self._decreased_at is not None and sent_at < self._decreased_at:
             return
         self._decreased_at = self._clock()
-        self.requests.throttled()
-        self.events.throttled()
+        for bucket in self._adapting:
+            bucket.throttled()
 
     def succeeded(self) -> None:
-        self.requests.succeeded()
-        self.events.succeeded()
+        for bucket in self._adapting:
+            bucket.succeeded()
 
     def current(self) -> tuple[float, float]:
         """(requests/s, events/s) in effect; 0 = unlimited."""
-        return self.requests.rate or 0.0, self.events.rate or 0.0
+        return self.requests.effective() or 0.0, self.events.effective() or 0.0

@@ -30,6 +30,8 @@ def test_minimal_config_gets_documented_defaults():
     assert cfg.outputs["o"].batch_max_events == 500
     assert cfg.inputs["a"].max_line_bytes == 1024 * 1024
 
+OUT_P = "[outputs.p]\ntype = 'file'\npath = '/x'\n"
+
 
 @pytest.mark.parametrize(
     ("snippet", "message"),
@@ -40,6 +42,11 @@ def test_minimal_config_gets_documented_defaults():
         ("[agent]\nlabels = 'x'\n", "[agent] labels: expected a table, got a string"),
         ("[outputs.p]\ntype = 'file'\npath = '/x'\nbatch_max_events = 'many'\n",
          "[outputs.p] batch_max_events: expected an integer, got a string"),
+        (OUT_P + "retry_initial = '0s'\n", "retry_initial: expected more than 0"),
+        (OUT_P + "retry_initial = '2m'\n", "retry_max: expected at least retry_initial"),
+        (OUT_P + "breaker_cooldown = 0\n", "breaker_cooldown: expected more than 0"),
+        (OUT_P + "breaker_cooldown_max = '10s'\n",
+         "breaker_cooldown_max: expected at least breaker_cooldown"),
         ("[outputs.p]\ntype = 'nope'\n", "[outputs.p]: unknown type 'nope'"),
         ("[outputs.p]\ntype = 'file'\n", "[outputs.p]: path: required"),
         ("[outputs.o.filter]\nmin_severity = 'Warning'\n", "min_severity: expected one of"),

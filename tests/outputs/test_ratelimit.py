@@ -6,7 +6,7 @@ import pytest
 
 from outputs.base import Outcome
 from outputs.drain import Drain
-from outputs.ratelimit import AdaptiveBucket, RateLimiter
+from outputs.ratelimit import RELEASE_S, AdaptiveBucket, RateLimiter
 from spool.store import Spool
 from tests.outputs.drain_kit import Fake, caught_up, cfg, fill, run_until
 
@@ -111,8 +111,58 @@ def test_one_429_after_a_slow_request_halves_the_rate_it_was_sending_at():
         assert lim.reserve(500) == 0.0
         clock.t += 2.5
     lim.throttled()
-    assert lim.current() == (pytest.approx(0.2), pytest.approx(100))  # half of 0.4 req/s, 200 ev/s
-    assert lim.reserve(500) == pytest.approx(5.0)  # 500 events at 100/s
+    assert lim.current() == (pytest.approx(0.2), 0)  # half of 0.4 req/s; events/s unconfigured
+    assert lim.reserve(500) == pytest.approx(5.0)  # one request at 0.2/s
+
+
+def test_a_light_stream_throttled_still_sends_its_next_full_batch_after_one_request_slot():
+    """Five events a second, then three 429s, then a burst. Events/s is unconfigured, so it is not
+    limited by the light stream's observed rate: the 500-event batch waits for one request slot
+    (1 request/s observed, halved thrice), not 500 s for 500 tokens at the events' floor of 1/s."""
+    clock = Clock()
+    lim = RateLimiter(0, 0, clock=clock)
+    for _ in range(10):
+        assert lim.reserve(5) == 0.0
+        clock.t += 1.0
+    for _ in range(3):
+        lim.throttled()
+    requests, events = lim.current()
+    assert requests == pytest.approx(0.125) and events == 0
+    assert lim.reserve(500) == pytest.approx(8.0)
+
+
+def test_an_observed_ceiling_is_let_go_after_a_quiet_while():
+    """No further 429 for RELEASE_S: the destination has recovered, and unconfigured means
+    unlimited again, however few successes the light stream has had to recover additively."""
+    clock = Clock()
+    lim = RateLimiter(0, 0, clock=clock)
+    for _ in range(10):
+        lim.reserve(5)
+        clock.t += 1.0
+    for _ in range(6):
+        lim.throttled()
+    clock.t += RELEASE_S - 0.5
+    assert lim.current()[0] == pytest.approx(0.1)
+    assert lim.reserve(1) > 0
+    clock.t += 0.5
+    assert lim.current() == (0, 0)
+    assert lim.reserve(500) == 0.0
+    for _ in range(20):  # the next throttle observes afresh: 20 requests in 2 s, halved
+        lim.reserve(50)
+        clock.t += 0.1
+    lim.throttled()
+    assert lim.current()[0] == pytest.approx(5, rel=0.06)
+
+
+def test_configured_rates_adapt_and_are_never_let_go():
+    clock = Clock()
+    lim = RateLimiter(requests_per_s=0, events_per_s=1000, clock=clock)
+    lim.throttled()
+    assert lim.current() == (0, 500)  # the configured dimension alone adapts
+    clock.t += 10 * RELEASE_S
+    assert lim.current() == (0, 500)  # until successes bring it back
+    lim.succeeded()
+    assert lim.current() == (0, 550)
 
 
 def test_concurrent_slow_requests_are_all_counted():
