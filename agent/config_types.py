@@ -170,12 +170,19 @@ class Secret:
 
     def _read(self) -> str:
         """The file's text; a failed read (a directory, no permission, gone since the stat mid-rotation)
-        is the same ValueError as a failed stat, which callers turn into a config or credential error."""
+        is the same ValueError as a failed stat, which callers turn into a config or credential error.
+
+        An empty file is one too: no credential is empty, and a file rewritten in place (``echo
+        new > token`` truncates first) is empty for a moment. Sent, it was a 401 and an open
+        breaker; refused, the send is retried, and the next ``reveal`` reads the file again."""
         assert self._path is not None
         try:
-            return Path(self._path).read_text(encoding="utf-8").strip()
+            text = Path(self._path).read_text(encoding="utf-8").strip()
         except OSError as exc:
             raise ValueError(f"cannot read secret file {self._path}: {exc.strerror}") from None
+        if not text:
+            raise ValueError(f"secret file {self._path} is empty")
+        return text
 
     def refresh(self) -> None:
         """Force a re-read of a file: secret (after an authentication failure)."""

@@ -120,6 +120,13 @@ def test_missing_secret_file_is_a_config_error(tmp_path):
         parse_config(MINIMAL + f"[inputs.h]\ntype = 'http'\nbearer_token = 'file:{tmp_path}/nope'\n")
 
 
+def test_empty_secret_file_is_a_config_error(tmp_path):
+    """An empty credential is never meant: it was sent as such, and every request failed with 401."""
+    (tmp_path / "tok").write_text("\n")
+    with pytest.raises(ConfigError, match=r"secret file .*tok is empty"):
+        parse_config(MINIMAL + f"[inputs.h]\ntype = 'http'\nbearer_token = 'file:{tmp_path}/tok'\n")
+
+
 def test_secret_file_that_exists_but_cannot_be_read_is_a_config_error(tmp_path):
     """stat() succeeds but the read fails (a directory here; a file of mode 0600 owned by another user
     alike): the same ValueError as a missing file, not a bare OSError with a traceback."""

@@ -421,6 +421,24 @@ def test_unreadable_secret_file_is_a_transport_error(server: MockServer, app: Re
     assert client.secrets() == []  # nothing readable, nothing to redact, no exception
 
 
+def test_secret_file_emptied_mid_rotation_is_a_transport_error_not_an_empty_credential(
+        server: MockServer, app: Recorder, tmp_path: Path) -> None:
+    """``echo new > token`` truncates first: read at that moment the file is empty, and an empty
+    Authorization was sent (a 401, then an open breaker). Now the send fails as retryable and the
+    next one reads the file again."""
+    f = tmp_path / "token"
+    f.write_text(TOKEN_CANARY)
+    client = make_client(headers={"Authorization": Secret.parse(f"file:{f}")})
+    f.write_text("")
+    with pytest.raises(TransportError, match=r"CredentialError: secret file .* is empty") as info:
+        client.request("POST", url_of(server), BODY)
+    assert_clean_error(info.value, url_of(server))
+    assert app.requests == []
+    f.write_text("rotated-token\n")
+    client.request("POST", url_of(server), BODY)
+    assert [r.headers["Authorization"] for r in app.requests] == ["rotated-token"]
+
+
 def test_secret_file_that_cannot_be_read_is_a_transport_error(server: MockServer, app: Recorder,
                                                                tmp_path: Path) -> None:
     """The file is there (stat works) but reading it fails: still a retryable TransportError."""
