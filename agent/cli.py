@@ -484,7 +484,8 @@ def dlq_replay(config_path: str, output_name: str | None, ids: tuple[int, ...], 
 @CONFIG_OPTION
 @click.option("--output", "output_name", help="Only entries of this output.")
 @click.option("--older-than", "older_ms", callback=_time_option,
-              help="Only entries older than this (an age: 7d, or an RFC 3339 time).")
+              help="Only entries whose latest failure (stored, or a replay refused again) is "
+                   "older than this (an age: 7d, or an RFC 3339 time).")
 @click.option("--id", "ids", type=int, multiple=True, help="Only this entry (repeatable).")
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
 def dlq_purge(config_path: str, output_name: str | None, older_ms: int | None, ids: tuple[int, ...],

@@ -1185,9 +1185,15 @@ class Spool:
     def dlq_purge(
         self, output: str | None = None, older_than_ms: int | None = None, ids: Sequence[int] | None = None
     ) -> int:
-        """Delete DLQ entries created before ``older_than_ms`` (epoch ms; ``None`` = all), of one output
-        or all, only ``ids`` when given. Returns the number deleted."""
-        clause = _where_ids(_where(("output = ?", output), ("created_ms < ?", older_than_ms)), ids)
+        """Delete DLQ entries that last failed before ``older_than_ms`` (epoch ms; ``None`` = all), of
+        one output or all, only ``ids`` when given. Returns the number deleted.
+
+        Age is from the latest failure, as Logstash's DLQ ages a replay that failed again from its new
+        write: an entry whose replay an operator saw refused an hour ago is not a week old, and was
+        purged with the entries nobody had looked at (``updated_ms`` is NULL on entries stored before
+        migration 0003: they failed at ``created_ms``)."""
+        clause = _where_ids(_where(("output = ?", output),
+                                   ("coalesce(updated_ms, created_ms) < ?", older_than_ms)), ids)
         if clause is None:
             return 0
         where, args = clause

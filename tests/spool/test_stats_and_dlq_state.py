@@ -330,3 +330,25 @@ def test_status_without_recorded_settings_does_not_claim_unlimited(tmp_path):
     spool.close()
     out = CliRunner().invoke(cli, ["status", "-c", cfg]).output
     assert "durability=-  on_full=-" in out and "unlimited" not in out, out
+
+
+def test_purge_by_age_counts_from_the_latest_failure(tmp_path, monkeypatch):
+    """Two entries stored at t=1000 s; one replayed and refused again at t=9000 s. Purging what is
+    older than t=5000 s takes the untouched one only: it was purged by its first failure's age."""
+    import spool.store as store
+
+    now = [1_000_000]
+    monkeypatch.setattr(store, "now_ms", lambda: now[0])
+    _, spool = spool_with_events(tmp_path, ["a"], range(1_000, 1_002))
+    try:
+        rows = spool.read_after(0, 2)
+        spool.dlq_add("a", rows, "HTTP 400 first")
+        kept, _untouched = spool.dlq_list("a")
+        now[0] = 9_000_000
+        spool.dlq_request_replay("a", [kept.id])
+        spool.dlq_requeue([kept.id], "HTTP 400 refused again on replay")
+        assert spool.dlq_purge("a", older_than_ms=5_000_000) == 1
+        assert [e.id for e in spool.dlq_list("a")] == [kept.id]
+        assert spool.dlq_purge("a", older_than_ms=9_000_001) == 1
+    finally:
+        spool.close()
