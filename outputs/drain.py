@@ -73,8 +73,10 @@ OFFLOAD_MIN_ROWS = 512
 #: ... and only while the helper has fewer jobs than this waiting: behind a queue of ingest chunks a
 #: render job would leave this loop waiting for its answer, idle, while rendering it here is sooner.
 OFFLOAD_MAX_QUEUED = 2
-#: Replay batches (of batch_max_events) taken from the DLQ at once.
-REPLAY_BATCHES = 4
+#: The share of an output's send slots a DLQ replay may hold at once (at least one): the rest stay
+#: for live events. A replay of thousands of entries held every slot (it took 4 batches a poll, the
+#: default concurrency), and live alerts waited behind the whole replay.
+REPLAY_SLOT_SHARE = 0.5
 _OWN = object()
 _NO_EPOCH = -1
 
@@ -134,6 +136,7 @@ class Drain:
         self._last_done: list[tuple[int, int]] = []
         self._last_commit = -1
         self._replay_inflight: set[int] = set()
+        self._replay_batches = 0
         self._next_replay_check = 0.0
 
     # -- lifecycle -------------------------------------------------------------------------------
@@ -375,10 +378,15 @@ class Drain:
 
     # -- DLQ replay ------------------------------------------------------------------------------
     def _pick_up_replays(self) -> None:
-        """Send DLQ entries marked by `clawd-agent dlq replay` through the normal delivery path."""
-        limit = REPLAY_BATCHES * self.config.batch_max_events
-        if len(self._replay_inflight) >= limit:
+        """Send DLQ entries marked by `clawd-agent dlq replay` through the normal delivery path, in
+        at most ``REPLAY_SLOT_SHARE`` of the send slots and only into free ones (``spawn`` into a
+        full pool would block this loop, and live batches with it). Entries left over stay marked
+        for the next poll."""
+        slots = min(self._pool.free_count(),
+                    max(1, int(self.concurrency * REPLAY_SLOT_SHARE)) - self._replay_batches)
+        if slots <= 0:
             return
+        limit = slots * self.config.batch_max_events
         pending = self.spool.dlq_replay_pending(self.name, limit + len(self._replay_inflight))
         entries = [e for e in pending if e.id not in self._replay_inflight][:limit]
         if not entries:
@@ -386,6 +394,7 @@ class Drain:
         batches, failed = replay_batches(entries, renderer=self._renderer,
                                          max_events=self.config.batch_max_events,
                                          max_bytes=self.max_bytes)
+        del batches[slots:]  # cut smaller by bytes: the rest go at the next poll
         for reason, dlq_ids in failed.items():
             try:
                 self.spool.dlq_requeue(dlq_ids, reason)
@@ -397,6 +406,7 @@ class Drain:
             batch.epoch = _NO_EPOCH
             assert batch.replay_ids is not None
             self._replay_inflight.update(batch.replay_ids.values())
+            self._replay_batches += 1
             self.stats.in_flight_batches += 1
             self.stats.in_flight += len(batch.items)
             log.info("replaying DLQ entries", extra={"output": self.name, "count": len(batch.items)})
@@ -417,6 +427,7 @@ class Drain:
             self.stats.in_flight -= len(batch.items)
             if batch.replay_ids is not None:
                 self._replay_inflight.difference_update(batch.replay_ids.values())
+                self._replay_batches -= 1
         if finished and batch.epoch == self._generation:
             # Commit before giving up the slot: a batch counts as finished only once the cursor (or
             # its done range) says so, so a crash re-sends at most the batches in flight.

@@ -12,7 +12,7 @@ import pytest
 from outputs.base import Outcome
 from outputs.drain import Drain
 from spool.store import Spool
-from tests.outputs.drain_kit import Fake, caught_up, cfg, fill, run_until, start, stop, wait_until
+from tests.outputs.drain_kit import Fake, Gate, caught_up, cfg, fill, ns, run_until, start, stop, wait_until
 
 
 @pytest.fixture
@@ -178,3 +178,35 @@ def test_a_replay_that_cannot_be_encoded_any_more_survives_a_failed_requeue(spoo
     (kept,) = spool.dlq_list("f")
     assert len(calls) == 2 and kept.reason == "replay: encode failed: ValueError: no CEF mapping"
     assert out.received == [0]
+
+
+def test_a_large_replay_leaves_half_the_send_slots_to_live_events(spool, monkeypatch):
+    """40 DLQ entries to replay, concurrency 4, and the replayed batches held at the destination:
+    replays take two slots and no more, poll after poll, and live events go out through the other
+    two meanwhile. Replays used to take all four, and live alerts waited behind the whole replay."""
+    import outputs.drain as drain_module
+
+    monkeypatch.setattr(drain_module, "REPLAY_POLL_S", 0.0)
+    fill(spool, 40)
+    spool.ensure_cursor("f")
+    spool.dlq_add("f", spool.read_after(0, 40), "HTTP 400 mapping (since fixed)")
+    spool.commit_cursor("f", 40, 0)
+    spool.dlq_request_replay("f")
+    gate = Gate()
+    out = Fake("f", cfg(concurrency=4), rule=lambda b: gate(b) if ns(b)[0] < 40 else None)
+    drain = Drain(out, spool, spool.reader())
+    polls: list[int] = []
+    pick_up = drain._pick_up_replays
+    monkeypatch.setattr(drain, "_pick_up_replays", lambda: polls.append(1) or pick_up())
+    g = start(drain)
+    wait_until(lambda: gate.waiting == 2)
+    fill(spool, 5, start=40)  # live events while the replay holds its slots
+    wait_until(lambda: out.received == [40, 41, 42, 43, 44])
+    seen = len(polls)
+    wait_until(lambda: len(polls) >= seen + 3 or gate.waiting > 2)  # more polls pass by
+    assert gate.waiting == 2  # still two replay batches, never more
+    gate.open()
+    wait_until(lambda: spool.dlq_list("f") == [])
+    stop(drain, g)
+    assert sorted(out.received) == list(range(45))
+    assert drain.stats.replayed == 40 and drain._replay_batches == 0
