@@ -586,6 +586,8 @@ class Drain:
                 else:
                     if due is None:
                         due = now + self.limiter.reserve(n_events)
+                    elif self.limiter.unlimited():
+                        due = now  # the limiter let go of an observed ceiling: its debt is void
                     wait = due - now
                     if wait <= 0:
                         return probe

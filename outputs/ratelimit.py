@@ -162,6 +162,11 @@ class RateLimiter:
         for bucket in self._adapting:
             bucket.succeeded()
 
+    def unlimited(self) -> bool:
+        """No dimension limits now: waits computed before (debts run up at a throttled rate) are
+        void, so a batch still waiting on one may go."""
+        return self.requests.effective() is None and self.events.effective() is None
+
     def current(self) -> tuple[float, float]:
         """(requests/s, events/s) in effect; 0 = unlimited."""
         return self.requests.effective() or 0.0, self.events.effective() or 0.0

@@ -228,3 +228,30 @@ def test_the_drain_halves_once_for_a_burst_of_429s_to_its_requests_in_flight(tmp
     run_until(drain, caught_up(spool, "f"))
     spool.close()
     assert rates[0] == 500  # halved once, not 1000 / 16
+
+
+def test_batches_waiting_on_an_observed_ceiling_go_once_it_is_let_go(tmp_path, monkeypatch):
+    """Five 429s halve an unconfigured output's observed rate to its floor: the batches then owe
+    waits that end ~9 s after this run does. Once the limiter lets go of that ceiling (RELEASE_S,
+    made 0.2 s here), the waits already computed are void: the batches go without serving them."""
+    import time
+
+    import outputs.drain as drain_module
+    import outputs.ratelimit as ratelimit
+
+    monkeypatch.setattr(ratelimit, "RELEASE_S", 0.2)
+    monkeypatch.setattr(drain_module, "IDLE_WAIT_S", 0.05)
+    spool = Spool(str(tmp_path / "s.db"))
+    fill(spool, 30)
+    throttle = [lambda b: Outcome.retry("HTTP 429", retry_after=0.01, throttled=True)] * 5
+    out = Fake("f", cfg(concurrency=1, batch_max_events=5), script=throttle)
+    drain = Drain(out, spool, spool.reader())
+    dues: list[float] = []
+    reserve = drain.limiter.reserve
+    monkeypatch.setattr(drain.limiter, "reserve",
+                        lambda n: dues.append(time.monotonic() + reserve(n)) or dues[-1] - time.monotonic())
+    run_until(drain, caught_up(spool, "f"))
+    finished = time.monotonic()
+    spool.close()
+    assert out.received == list(range(30))
+    assert max(dues) - finished > 5  # the debts ran far past the end: not waited out
