@@ -552,7 +552,13 @@ def _split_events(body: bytes) -> Iterable[tuple[Any, int]]:
 
 
 def _valid_fields(fields: Any) -> bool:
-    """HEC indexed fields: a flat object of scalars or arrays of scalars (no nested objects)."""
+    """HEC indexed fields: a flat object of scalars or arrays of scalars (no nested objects).
+
+    Splunk's own pages show the multi-value form: "Automate indexed field extractions with HTTP
+    Event Collector" (help.splunk.com, a ``wins`` array) and the Edge Processor HEC usage page
+    (``"fields":{"severity":"INFO", "category":["foo","bar"]}``). A nested object is code 15 "Error
+    in handling indexed fields" (the code table; open-telemetry/opentelemetry-collector-contrib#18068
+    drops such events in its HEC receiver for the same reason) **[secondary]** for the code."""
     if not isinstance(fields, dict):
         return False
     scalar = (str, int, float, bool)
