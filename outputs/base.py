@@ -144,7 +144,9 @@ class OutputConfig:
     def check_route(self, values: dict[str, str]) -> None:
         """Raise ``ValueError`` for route values (a routing rule's ``set``, this output's own or one
         redirecting here) this output cannot deliver with, so the rule fails at load rather than each
-        of its events at the destination. Outputs that read no route values accept any."""
+        of its events at the destination. Here: keys this output does not read (an output that reads
+        none, as file and stdout, refuses any: a `set` it would ignore is a mistake to name)."""
+        check_route_keys(values, (), self.type or "this output")
 
     def transform_config(self) -> TransformConfig:
         """The transform keys of this output, as the pipeline builder takes them."""
@@ -155,7 +157,8 @@ def check_route_keys(values: dict[str, str], known: tuple[str, ...], output_type
     """An unknown key in a rule's ``set`` would be ignored without a word (e.g. ``idx``)."""
     for key in values:
         if key not in known:
-            raise ValueError(f"unknown key {key!r} ({output_type} reads: {', '.join(known)})")
+            reads = f"reads: {', '.join(known)}" if known else "reads no route values"
+            raise ValueError(f"unknown key {key!r} ({output_type} {reads})")
 
 
 @dataclass(slots=True)

@@ -3,6 +3,8 @@ another output (bypassing its filter, not delivered here), and a rule pointing n
 
 from __future__ import annotations
 
+import dataclasses
+
 import gevent
 import orjson
 import pytest
@@ -16,15 +18,24 @@ from spool.store import Spool
 from tests.outputs.drain_kit import Fake, caught_up, cfg, fill, make_event, stop, wait_until
 
 
+@dataclasses.dataclass
+class AnyRouteConfig(OutputConfig):
+    """A fake output that reads whatever route keys a rule sets (the routing rules are under test
+    here, not one vendor's keys; the base refuses every key, as file and stdout do)."""
+
+    def check_route(self, values: dict[str, str]) -> None:
+        pass
+
+
 def outputs() -> dict[str, OutputConfig]:
     return {
-        "siem": OutputConfig(type="fake", routes=[
+        "siem": AnyRouteConfig(type="fake", routes=[
             RouteConfig(when=FilterConfig(min_severity="critical"), set={"urgency": "page"}, to="pager"),
             RouteConfig(when=FilterConfig(denied_only=True), set={"index": "blocks"}),
             RouteConfig(when=FilterConfig(min_severity="high"), set={"index": "never-reached"}),
         ]),
-        "pager": OutputConfig(type="fake", filter=FilterConfig(event_types=["nothing-matches"])),
-        "archive": OutputConfig(type="fake"),
+        "pager": AnyRouteConfig(type="fake", filter=FilterConfig(event_types=["nothing-matches"])),
+        "archive": AnyRouteConfig(type="fake"),
     }
 
 
@@ -68,11 +79,11 @@ def test_check_routes_names_the_output_and_the_rule():
 def chain(order: str = "abc") -> dict[str, OutputConfig]:
     """a sends critical events to b, b sends denials to c; c's own filter takes nothing."""
     defs = {
-        "a": OutputConfig(type="fake", routes=[RouteConfig(when=FilterConfig(min_severity="critical"),
-                                                           set={"from": "a"}, to="b")]),
-        "b": OutputConfig(type="fake", routes=[RouteConfig(when=FilterConfig(denied_only=True),
-                                                           set={"from": "b"}, to="c")]),
-        "c": OutputConfig(type="fake", filter=FilterConfig(event_types=["nothing-matches"])),
+        "a": AnyRouteConfig(type="fake", routes=[RouteConfig(when=FilterConfig(min_severity="critical"),
+                                                             set={"from": "a"}, to="b")]),
+        "b": AnyRouteConfig(type="fake", routes=[RouteConfig(when=FilterConfig(denied_only=True),
+                                                             set={"from": "b"}, to="c")]),
+        "c": AnyRouteConfig(type="fake", filter=FilterConfig(event_types=["nothing-matches"])),
     }
     return {n: defs[n] for n in order}
 
@@ -131,7 +142,9 @@ data_dir = "/tmp/x"
 type = "file"
 paths = ["/tmp/x/*.jsonl"]
 [outputs.siem]
-type = "stdout"
+type = "splunk_hec"
+endpoint = "http://127.0.0.1:8088"
+token = "t"
 [[outputs.siem.routes]]
 when = {{ min_severity = "critical" }}
 to = "{to}"
@@ -240,3 +253,14 @@ def test_valid_route_values_load():
                           ("splunk", '{ index = "clawd_blocks", sourcetype = "clawdstrike:block" }', ""),
                           ("splunk", '{ index = "clawd-alerts" }', 'to = "es"')):
         parse_config(VENDOR_TOML.format(src=src, set=set_, to=to), "agent.toml")
+
+
+@pytest.mark.parametrize(("output", "table"), [("file", 'path = "/tmp/x/out.jsonl"'), ("stdout", "")])
+def test_route_values_for_an_output_that_reads_none_are_a_config_error(output, table):
+    """file and stdout read no route values: a rule's `set` reaching them was accepted and ignored."""
+    text = VENDOR_TOML.format(src="es", set='{ index = "alerts" }', to='to = "local"')
+    text += f'[outputs.local]\ntype = "{output}"\n{table}\n'
+    with pytest.raises(ConfigError, match=rf"\[outputs.es\] routes\[0\].set: unknown key 'index' "
+                                          rf"\({output} reads no route values\)"):
+        parse_config(text, "agent.toml")
+    parse_config(text.replace('set = { index = "alerts" }', "set = {}"), "agent.toml")  # `to` alone
