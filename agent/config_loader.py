@@ -172,6 +172,8 @@ def _type_name(hint: Any) -> str:
 def _show_default(value: Any) -> str:
     if value is None:
         return "unset"
+    if isinstance(value, ListenAddress):  # a dataclass, but written as a "host:port" string
+        return repr(str(value))
     if dataclasses.is_dataclass(value):
         return "(table)"
     if isinstance(value, bool):

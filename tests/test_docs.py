@@ -15,6 +15,14 @@ def test_configuration_reference_is_current():
     assert current == render(), "run `python -m agent.config_docs` and commit docs/configuration.md"
 
 
+def test_a_listen_address_default_is_shown_as_it_is_written():
+    """It is a dataclass but written as a "host:port" string: the page said `(table)`, hiding the
+    default and suggesting a TOML table, which the loader refuses."""
+    page = render()
+    assert "| `listen` | host:port | `'127.0.0.1:9464'` |" in page
+    assert "(table)` | Address to bind" not in page
+
+
 def test_every_cli_command_has_help_with_an_example():
     runner = CliRunner()
 
