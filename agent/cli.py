@@ -221,7 +221,9 @@ def _event_id_option(_ctx: click.Context, _param: click.Parameter, value: str | 
 @click.option("--since", "since_ms", callback=_time_option,
               help="Replay events whose time is at or after this (RFC 3339, or an age: 2h).")
 @click.option("--event-id", callback=_event_id_option, help="Replay from this event (inclusive).")
-@click.option("--count", type=click.IntRange(min=1), help="Replay the last N delivered events.")
+@click.option("--count", type=click.IntRange(min=1),
+              help="Move back over the last N events in the spool up to the cursor (events this "
+                   "output's filter or rules skip count too, so fewer may be re-sent).")
 @click.option("--seq", type=click.IntRange(min=0), help="Set the cursor to this sequence number.")
 def cursor_rewind(config_path: str, output: str, since_ms: int | None, event_id: bytes | None,
                   count: int | None, seq: int | None) -> None:

@@ -81,7 +81,8 @@ class OutputConfig:
     batch_max_bytes: Size = doc("Largest request: the sum of the encoded events; 0 uses the output's "
                                 "vendor default. A single larger event is sent alone.", default=Size(0))
     concurrency: int = doc("Batches in flight at once (the cursor still advances in order); 0 uses "
-                           "the output's default (1 for file and stdout, 4 for HTTP outputs).",
+                           "the output's default (1 for file and stdout, 4 for HTTP outputs, 16 for "
+                           "splunk_hec with acks).",
                            default=0)
     retry_after_max: Duration = doc("Longest wait honoured from a destination's Retry-After.",
                                     default=Duration(300))

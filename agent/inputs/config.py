@@ -24,7 +24,9 @@ class FileInputConfig:
     paths: list[str] = doc("Files or globs to tail; symlinks are followed.", default_factory=list)
     format: RecordFormat = doc("Record shape; 'auto' detects it per line.", default="auto")
     start_at: Literal["beginning", "end"] = doc(
-        "Where to start in a file never seen before.", default="beginning")
+        "Where to start in a file never seen before that is there when the agent starts; 'end' "
+        "skips its existing lines. A file that appears later (a rotation, a new match of the glob) "
+        "is always read from its beginning, so no line written to it is lost.", default="beginning")
     max_line_bytes: Size = doc("Longer lines are quarantined.", default=Size(1024 * 1024))
     read_chunk_bytes: Size = doc(
         "Bytes read per system call; also the unit of mapping and of a spool transaction. 256 KiB "
