@@ -185,7 +185,8 @@ class SplunkHecOutputConfig(HttpOutputConfig):
     source: str = doc("Source field.", default="clawd-agent")
     sourcetype: str = doc("Sourcetype; empty picks one per format (clawdstrike:security_event, "
                           "clawdstrike:ecs, clawdstrike:ocsf, cef).", default="")
-    host: str = doc("Host field; empty uses this machine's host name.", default="")
+    host: str = doc("Host field; empty uses the event's host (observer.host_name: [agent] "
+                    "host_name), else this machine's host name.", default="")
     indexed_fields: dict[str, str] = doc("Static indexed fields added to every event.",
                                          default_factory=dict)
     event_fields: list[str] = doc(
@@ -293,7 +294,10 @@ class SplunkHecOutput(HttpOutput):
         ack_path, health_path = collector_paths(config.path)
         self.ack_url = base + (config.ack_path or ack_path)
         self.health_url = base + (config.health_path or health_path)
-        self._host = config.host or socket.gethostname()
+        #: Without a configured ``host``: the event's own (``observer.host_name``, the agent's
+        #: ``[agent] host_name`` when it was spooled), else this machine's name.
+        self._host = config.host
+        self._machine = socket.gethostname()
         self._sourcetype = config.sourcetype or SOURCETYPES[config.format]
         self._static_fields = dict(config.indexed_fields)
         self._getters = [(name, EVENT_FIELDS[name]) for name in config.event_fields]
@@ -316,16 +320,22 @@ class SplunkHecOutput(HttpOutput):
             doc_bytes.decode("utf-8", "replace"))
         ev = item.event or _decode(item.body)
         t = _epoch(ev)
-        out = (b'{"time":' + t + b"," if t else b"{") + self._meta(item.route) + b',"event":' + \
+        out = (b'{"time":' + t + b"," if t else b"{") + self._meta(item.route, ev) + b',"event":' + \
             event_part
         fields = self._fields(ev)
         if fields:
             out += b',"fields":' + orjson.dumps(fields)
         return out + b"}"
 
-    def _meta(self, route: dict[str, str] | None) -> bytes:
+    def _meta(self, route: dict[str, str] | None, ev: dict[str, Any]) -> bytes:
         r = route or {}
-        key = (r.get("host") or self._host, r.get("source") or self.config.source,
+        host = r.get("host") or self._host
+        if not host:
+            obs = ev.get("observer")
+            host = obs.get("host_name") if isinstance(obs, dict) else None
+            if not host or not isinstance(host, str):
+                host = self._machine
+        key = (host, r.get("source") or self.config.source,
                r.get("sourcetype") or self._sourcetype, r.get("index") or self.config.index)
         cached = self._meta_cache.get(key)
         if cached is None:

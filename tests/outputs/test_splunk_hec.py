@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import socket
 import subprocess
 import sys
 import uuid
@@ -209,9 +210,21 @@ def test_envelope_defaults_and_missing_values(hec: tuple[RecordingHec, MockServe
     it = DeliveryItem(1, ev, orjson.dumps(ev))
     env = envelope(out.encode(it))
     assert env["index"] == "security"
-    assert env["host"]  # the machine's host name
+    assert env["host"] == socket.gethostname()  # the event names no host: this machine's
     assert "time" not in env  # no usable timestamp: HEC uses its receive time
     assert "fields" not in env  # neither guard nor agent id present
+
+
+def test_envelope_host_is_the_events_own_without_a_configured_one(
+        hec: tuple[RecordingHec, MockServer]) -> None:
+    """The canonical event carries [agent] host_name (observer.host_name); the envelope's host said
+    the machine's name instead, so Splunk's `host` and the event's disagreed (containers)."""
+    _, server = hec
+    ev = event(0, observer={"product": "hushd", "host_name": "web-7.prod"})
+    env = envelope(make_output(server).encode(DeliveryItem(1, ev, orjson.dumps(ev))))
+    assert env["host"] == "web-7.prod"
+    env = envelope(make_output(server, host="fixed").encode(DeliveryItem(1, ev, orjson.dumps(ev))))
+    assert env["host"] == "fixed"  # the configured one wins, and a route's over both
 
 
 class FakePipeline:
