@@ -629,7 +629,8 @@ def doc_id(item: DeliveryItem) -> str:
 def classify_items(batch: list[DeliveryItem], items: list[Any], secrets: list[str],
                    index_of: Callable[[int], str] | None = None) -> Outcome:
     """Turn the per-item results of a bulk response into one Outcome, counting exactly: delivered
-    (2xx, 409 on create), ``retry_items`` (408, 429, 5xx, 403 ``cluster_block_exception``) and
+    (2xx, 409 on create), ``retry_items`` (408, 429, 5xx, 403 ``cluster_block_exception``, and a
+    result that is not our ``create``'s with a number: it says nothing about the event) and
     ``failed`` (400, 404, any other 4xx, a 403 of another type such as ``security_exception`` on a
     routed event's index) with Elasticsearch's reason (module docstring). A 403 of another type on an
     event the output sends to its own target (no route) means the credential may not write where
@@ -653,8 +654,20 @@ def _classify(batch: list[DeliveryItem], items: list[Any], secrets: list[str],
     samples: list[dict[str, Any]] = []
     forbidden: tuple[int, dict[str, Any]] | None = None  # first 403 on the output's own target
     for i, (item, result) in enumerate(zip(batch, items, strict=True)):
-        op = next(iter(result.values())) if isinstance(result, dict) and result else {}
-        status = op.get("status", 0) if isinstance(op, dict) else 0
+        # Only the result of our own action confirms anything: {"create": {"status": <int>, ...}}.
+        # Another shape (no status, a status that is no number, another action's key: not
+        # Elasticsearch's answer) says nothing about the event, so it is sent again, never
+        # dead-lettered nor counted delivered; before, a missing status read as 0 (the DLQ) and a
+        # string raised out of send().
+        op = result.get("create") if isinstance(result, dict) and len(result) == 1 else None
+        status = op.get("status") if isinstance(op, dict) else None
+        if isinstance(status, float) and status.is_integer():  # JSON does not tell 201 from 201.0
+            status = int(status)
+        if not isinstance(status, int) or isinstance(status, bool) or not 200 <= status < 600:
+            retry.append(item)
+            reasons["unreadable result"] = reasons.get("unreadable result", 0) + 1
+            continue
+        assert op is not None
         if 200 <= status < 300:
             if op.get("failure_store") == "used":
                 stream = index_of(i) if index_of is not None else "its data stream"
@@ -667,9 +680,9 @@ def _classify(batch: list[DeliveryItem], items: list[Any], secrets: list[str],
             continue
         err = op.get("error") if isinstance(op.get("error"), dict) else {}
         label = f"{status} {err.get('type', 'error')}"
-        if status == 429 or status >= 500 or status == 408 or (
+        if status == 429 or status >= 500 or status == 408 or status < 400 or (
                 status == 403 and err.get("type") == "cluster_block_exception"):
-            retry.append(item)
+            retry.append(item)  # (a 3xx for one item is no Elasticsearch answer either)
             throttled = throttled or status == 429
         elif status == 403 and not item.route:
             retry.append(item)

@@ -472,7 +472,15 @@ class SplunkHecOutput(HttpOutput):
             return outcome_for_status(resp, "hec", self.secrets())
         reason = f"hec: HTTP {resp.status} code {code} {HEC_TEXT[code]}"
         ex = excerpt(resp.body, self.secrets())
-        if code in BAD_EVENT_CODES:
+        if 200 <= resp.status < 300 and code not in AUTH_CODES and code not in CONFIG_CODES:
+            # HEC answers success as HTTP 200 with code 0 (24/25): another 2xx, or a 200 carrying an
+            # error code (a gateway that answers 200 and passes HEC's body on), confirms nothing,
+            # not even the prefix a bad-event or busy answer's number names.
+            return Outcome.retry(reason + ": only HTTP 200 with code 0, 24 or 25 means HEC took the "
+                                 "events; retrying", excerpt=ex)
+        if code in BAD_EVENT_CODES and 400 <= resp.status < 500 and resp.status not in (408, 429):
+            # HEC refuses a bad event with HTTP 400; under a status that is not a final refusal
+            # (a 5xx, 408, 429 from something in front) the code says nothing final about an event.
             return self._bad_event(code, answer.get("invalid-event-number"), batch, reason, ex)
         if code in AUTH_CODES:
             return Outcome.retry(reason + " (credentials refused)", auth_failure=True, excerpt=ex)
@@ -487,11 +495,6 @@ class SplunkHecOutput(HttpOutput):
         if code == 27 and self.acks is not None and ch is not None:
             self.acks.replace_channel(ch.guid)  # its pending acks are what is full
             reason += " (new channel)"
-        if 200 <= resp.status < 300:
-            # HEC answers success as HTTP 200 with code 0 (24/25): another 2xx, or a 200 carrying an
-            # error code (a gateway that answers 200 and passes HEC's body on), confirms nothing.
-            return Outcome.retry(reason + ": only HTTP 200 with code 0, 24 or 25 means HEC took the "
-                                 "events; retrying", excerpt=ex)
         # The rest by their HTTP status, as any output's: 8 (500) and 23 (503) retried, 26 and 27
         # (429) throttled, with Retry-After honoured; other codes as their 4xx says.
         outcome = outcome_for_status(resp, "hec", self.secrets())
@@ -804,7 +807,10 @@ class AckTracker:
             if self.disabled_reason:
                 log.info("output %s: ack queries are answered again", out.name)
                 self.disabled_reason = ""
-            acked = [int(k) for k, v in answer["acks"].items() if v is True and k.isdigit()]
+            # isascii: str.isdigit also takes "²" and other scripts' digits, which int() refuses
+            # or reads as another number; the ValueError dropped every true of the answer.
+            acked = [int(k) for k, v in answer["acks"].items()
+                     if v is True and k.isascii() and k.isdigit()]
             asked = set(ids)
             for ack_id in acked:
                 result = ch.waiters.pop(ack_id, None) if ack_id in asked else None
