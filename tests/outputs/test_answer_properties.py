@@ -384,12 +384,13 @@ def hec_confirmed(status: int, body: bytes, batch: list[DeliveryItem], acks: boo
 
 def hec_may_dlq(status: int, body: bytes, batch: list[DeliveryItem], index_of: Any) -> set[int]:
     """Events a POST's answer allows to the DLQ: only under a final status; for a bad-event code
-    with its number, that event (and for code 7, every later one bound for the same index)."""
+    with its number under a 4xx (HEC's refusal), that event (and for code 7, every later one bound
+    for the same index). A 3xx is no HEC answer whatever its body says: the generic mapping's."""
     if not _final(status):
         return set()
     code, number, _ = _hec_answer(body)
     every = set(range(len(batch)))
-    if code in BAD_EVENT_CODES and (n := _index(number, len(batch), 0)) is not None:
+    if status >= 400 and code in BAD_EVENT_CODES and (n := _index(number, len(batch), 0)) is not None:
         bad = {n}
         if code == 7:
             bad |= {j for j in range(n + 1, len(batch)) if index_of(batch[j]) == index_of(batch[n])}
