@@ -374,6 +374,16 @@ class Drain:
             # a backlog renders in the agent it does not, so unpacked batches would fill every send
             # slot (~25 MiB at Elasticsearch's 5 MiB batches).
             self._pack(batch)
+        # Every send slot busy (the pool fills before the window does): wait here, not in spawn,
+        # so a rewind still wins while each batch in flight keeps failing (a poison batch the
+        # operator skips with `cursor rewind --seq`, at concurrency 1 above all). The batch waits
+        # registered and packed; on a rewind the new window drops it, unsent.
+        while self._pool.free_count() <= 0:
+            if self._stopping or (not self._pool.wait_available(timeout=IDLE_WAIT_S)
+                                  and self._cursor_moved()):
+                self.stats.in_flight_batches -= 1
+                self.stats.in_flight -= len(batch.items)
+                raise _Restart  # its rows stay in the spool
         self._pool.spawn(self._deliver, batch)
 
     # -- DLQ replay ------------------------------------------------------------------------------
@@ -462,7 +472,11 @@ class Drain:
     def _deliver_items(self, batch: Batch) -> bool:
         st = self.stats
         queue: deque[list[DeliveryItem]] = deque([batch.items])
-        attempt = 0
+        attempt = 0  # the backoff's count: reset by each answer that settled events
+        #: The sends that carried each event (by id), counted once the batch needed more than one
+        #: (the DLQ records them). The items of one queued list share their history: each list is
+        #: a half or a subset of one sent before.
+        sends: dict[int, int] | None = None
         if self._packer is not None and batch.packed is None:
             self._pack(batch)  # a replayed batch, or a re-entry after an error once unpacked
         while queue:
@@ -481,6 +495,13 @@ class Drain:
             sent_at = time.monotonic()
             outcome = self._attempt(batch, items, batch.packed if items is batch.items else None)
             status = outcome.status
+            carried = 1
+            if sends is not None or status is not Status.DELIVERED:
+                if sends is None:
+                    sends = {}
+                for it in items:
+                    sends[id(it)] = sends.get(id(it), 0) + 1
+                carried = sends[id(items[0])] if items else 1
             if outcome.retry_after is not None and status is not Status.DELIVERED:
                 # Retry-After speaks to the client, not to one request (RFC 9110 §10.2.3): no batch
                 # of this output is sent before it has passed.
@@ -512,7 +533,7 @@ class Drain:
             elif status is Status.PERMANENT:
                 st.note_failure(outcome.reason)
                 failed = outcome.failed or items
-                self._to_dlq(batch, failed, outcome.reason, outcome.excerpt, attempts=attempt + 1)
+                self._to_dlq(batch, failed, outcome.reason, outcome.excerpt, attempts=carried)
                 self._delivered(batch, len(items) - len(failed))
                 attempt = 0
             elif status is Status.PARTIAL:
@@ -522,7 +543,7 @@ class Drain:
                     batch.packed = None
                 if failed:
                     st.note_failure(outcome.reason)
-                    self._to_dlq(batch, failed, outcome.reason, outcome.excerpt, attempts=attempt + 1)
+                    self._to_dlq(batch, failed, outcome.reason, outcome.excerpt, attempts=carried)
                 self._delivered(batch, len(items) - len(failed) - len(again))
                 if again:
                     queue.appendleft(again)
@@ -534,7 +555,7 @@ class Drain:
             else:  # SPLIT: bisect; one event alone is the culprit
                 if len(items) == 1:
                     st.note_failure(outcome.reason)
-                    self._to_dlq(batch, items, outcome.reason, outcome.excerpt, attempts=attempt + 1)
+                    self._to_dlq(batch, items, outcome.reason, outcome.excerpt, attempts=carried)
                 else:
                     if batch.packed is not None:
                         unpack(batch.packed, batch.items)
