@@ -68,6 +68,20 @@ class RecentRows:
         while self._rows > self.max_rows and len(self._runs) > 1:
             self._rows -= len(self._runs.popleft()[1])
 
+    def forget_upto(self, seq: int) -> None:
+        """The spool deleted every event up to ``seq`` (``drop_oldest``, retention): hold none of
+        them, so a reader behind them reads SQLite, which no longer has them, instead of delivering
+        events the spool counted as dropped."""
+        runs = self._runs
+        while runs and runs[0][0] <= seq:
+            first, rows = runs.popleft()
+            self._rows -= len(rows)
+            keep = rows[seq - first + 1:]
+            if keep:
+                runs.appendleft((seq + 1, keep))
+                self._rows += len(keep)
+                break
+
     def after(self, seq: int, limit: int, reader: Any = None) -> list[SpoolRow] | None:
         """Up to ``limit`` rows from ``seq + 1`` on, or None when ``seq + 1`` is not held here (then
         the caller reads SQLite), or ``[]`` when the reader had every row committed so far and an

@@ -345,6 +345,7 @@ class Spool:
         self.readonly = readonly
         #: The rows of the latest appends, for this process's drains (spool.recent).
         self.recent: RecentRows | None = None
+        self._pruned_upto = 0  # the highest seq the latest prune chunk deleted (_prune_chunk)
         self.busy_timeout_ms = busy_timeout_ms
         self._offload = offload and not readonly
         self._lock = gevent.lock.RLock()
@@ -597,6 +598,8 @@ class Spool:
         try:
             results, dropped, fresh, last = self._call(self._tx, lambda conn: self._append_tx(conn, batches))
             if recent is not None:
+                if dropped:
+                    recent.forget_upto(dropped[1])
                 if fresh is not None:
                     recent.add(*fresh)  # committed: the drains may read these rows from memory
                 recent.committed_to(last)
@@ -616,16 +619,17 @@ class Spool:
                 "spool %s over max_bytes=%d: dropped the %d oldest events (delivered or not)",
                 self.path,
                 self.max_bytes,
-                dropped,
+                dropped[0],
             )
         return results
 
     def _append_tx(
         self, conn: sqlite3.Connection, batches: Sequence[IngestBatch]
-    ) -> tuple[list[AppendResult], int, tuple[int, list[SpoolRow]] | None, int]:
-        """The append transaction's body. Returns each batch's result, the events dropped to make room,
-        and (first seq, rows) of the events inserted when their sequence numbers are known for sure
-        (every event inserted, and the sequence moved by exactly their number), else None."""
+    ) -> tuple[list[AppendResult], tuple[int, int] | None, tuple[int, list[SpoolRow]] | None, int]:
+        """The append transaction's body. Returns each batch's result, (how many, up to which seq)
+        of the events dropped to make room (None: none), and (first seq, rows) of the events
+        inserted when their sequence numbers are known for sure (every event inserted, and the
+        sequence moved by exactly their number), else None."""
         now = now_ms()
         recent = self.recent
         boundary = _last_seq(conn)  # size enforcement and the in-memory rows both start from it
@@ -659,7 +663,7 @@ class Spool:
                 "UPDATE counters SET value = value + ? WHERE name = 'duplicates_total'", (duplicates,)
             )
             _close_seq_gaps(conn, boundary, total)
-        dropped = self._enforce_size(conn, boundary) if self.max_bytes is not None else 0
+        dropped = self._enforce_size(conn, boundary) if self.max_bytes is not None else None
         fresh = None
         last = _last_seq(conn)
         if recent is not None and total and not duplicates and last == boundary + total:
@@ -720,34 +724,37 @@ class Spool:
             self.checkpoint_error = f"{type(exc).__name__}: {exc}"
             log.warning("spool %s: background checkpoint failed: %s", self.path, self.checkpoint_error)
 
-    def _enforce_size(self, conn: sqlite3.Connection, boundary: int) -> int:
-        """Called inside the append transaction. ``boundary``: last seq before this transaction."""
+    def _enforce_size(self, conn: sqlite3.Connection, boundary: int) -> tuple[int, int] | None:
+        """Called inside the append transaction. ``boundary``: last seq before this transaction.
+        Returns (events dropped, the highest seq dropped: every retained one below it is gone too),
+        or None when nothing was."""
         assert self.max_bytes is not None
         used, wal = self._sizes(conn)
         if used + wal <= self.max_bytes:
-            return 0
+            return None
         if self.on_full == "block":
             raise SpoolFull(
                 f"spool {self.path} is full: {used + wal} bytes (db {used} + wal {wal}) > max_bytes "
                 f"{self.max_bytes}; batch refused, nothing dropped"
             )
-        dropped = 0
+        dropped = upto = 0
         while used + wal > self.max_bytes:
             # Only rows committed before this transaction; never the batch being appended.
-            n = conn.execute(
-                "DELETE FROM events WHERE seq IN "
-                "(SELECT seq FROM events WHERE seq <= ? ORDER BY seq LIMIT ?)",
+            hi = conn.execute(
+                "SELECT max(seq) FROM (SELECT seq FROM events WHERE seq <= ? ORDER BY seq LIMIT ?)",
                 (boundary, DROP_CHUNK_ROWS),
-            ).rowcount
+            ).fetchone()[0]
+            n = 0 if hi is None else conn.execute("DELETE FROM events WHERE seq <= ?", (hi,)).rowcount
             if n == 0:
                 raise SpoolFull(
                     f"spool {self.path} is full: {used + wal} bytes > max_bytes {self.max_bytes} even after "
                     f"dropping every older event; batch refused"
                 )
             dropped += n
+            upto = hi
             used, wal = self._sizes(conn)
         conn.execute("UPDATE counters SET value = value + ? WHERE name = 'dropped_oldest_total'", (dropped,))
-        return dropped
+        return dropped, upto
 
     # -- reading -------------------------------------------------------------------------------
 
@@ -1004,6 +1011,8 @@ class Spool:
         total = 0
         while True:
             n = self._write(lambda c: self._prune_chunk(c, configured, cutoff, chunk_rows))
+            if n and self.recent is not None:  # committed: readers behind it read SQLite now
+                self.recent.forget_upto(self._pruned_upto)
             total += n
             if n < chunk_rows:
                 break
@@ -1039,6 +1048,7 @@ class Spool:
             return 0
         n = c.execute("DELETE FROM events WHERE seq <= ?", (upto,)).rowcount
         c.execute("UPDATE counters SET value = value + ? WHERE name = 'pruned_total'", (n,))
+        self._pruned_upto = upto
         return n
 
     def vacuum(self, keep_bytes: int = VACUUM_KEEP_BYTES) -> int:

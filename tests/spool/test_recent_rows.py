@@ -31,6 +31,18 @@ def test_after_answers_from_the_run_holding_the_next_seq_and_crosses_into_the_ne
     assert (recent.hits, recent.misses) == (3, 2)
 
 
+def test_rows_the_spool_deleted_are_forgotten_to_the_seq_even_inside_a_run():
+    recent = RecentRows()
+    recent.add(11, _rows(11, 5))  # 11..15
+    recent.add(16, _rows(16, 5))  # 16..20
+    recent.forget_upto(13)  # drop_oldest or retention deleted every event up to 13
+    assert recent.after(10, 100) is None and recent.after(12, 100) is None  # SQLite answers those
+    assert [r.seq for r in recent.after(13, 100)] == list(range(14, 21))
+    assert recent.rows == 7
+    recent.forget_upto(30)
+    assert recent.rows == 0 and recent.after(15, 10) is None
+
+
 def test_after_stops_at_a_gap_between_runs():
     recent = RecentRows()
     recent.add(1, _rows(1, 3))
