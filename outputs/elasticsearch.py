@@ -369,7 +369,9 @@ class ElasticsearchOutput(HttpOutput):
         for v in list(out):  # and the secret half of a base64 'id:key' / 'user:password'
             scheme, _, cred = v.partition(" ")
             if scheme in ("ApiKey", "Basic"):
-                with contextlib.suppress(binascii.Error, UnicodeDecodeError):
+                # ValueError: binascii.Error, UnicodeDecodeError, and the non-ASCII str b64decode
+                # refuses (an api_key that is neither base64 nor 'id:key' raised out of send()).
+                with contextlib.suppress(ValueError):
                     out.append(base64.b64decode(cred).decode().partition(":")[2])
         return [s for s in out if s]
 
@@ -679,7 +681,7 @@ def _classify(batch: list[DeliveryItem], items: list[Any], secrets: list[str],
             dup += 1
             continue
         err = op.get("error") if isinstance(op.get("error"), dict) else {}
-        label = f"{status} {err.get('type', 'error')}"
+        label = f"{status} {_text(err.get('type', 'error'))}"
         if status == 429 or status >= 500 or status == 408 or status < 400 or (
                 status == 403 and err.get("type") == "cluster_block_exception"):
             retry.append(item)  # (a 3xx for one item is no Elasticsearch answer either)
@@ -699,7 +701,8 @@ def _classify(batch: list[DeliveryItem], items: list[Any], secrets: list[str],
     if forbidden is not None:
         i, err = forbidden
         target = index_of(i) if index_of is not None else "the output's target"
-        cause = excerpt(f"{err.get('type', 'error')}: {err.get('reason', '')}".encode(), secrets, limit=200)
+        cause = excerpt(f"{_text(err.get('type', 'error'))}: {_text(err.get('reason', ''))}".encode(),
+                        secrets, limit=200)
         return Outcome.retry(f"bulk: 403 on the output's own target {target}: the credentials may not "
                              f"write there; retrying as an authentication failure ({cause})",
                              auth_failure=True), redirected
@@ -717,8 +720,8 @@ def _classify(batch: list[DeliveryItem], items: list[Any], secrets: list[str],
         reason += f"; {stored}"
     if samples:
         first = samples[0]
-        reason += "; first rejection: " + excerpt(f"{first['type']}: {first['reason']}".encode(),
-                                                  secrets, limit=200)
+        reason += "; first rejection: " + excerpt(
+            f"{_text(first['type'])}: {_text(first['reason'])}".encode(), secrets, limit=200)
     ex = excerpt(orjson.dumps(samples), secrets) if samples else ""
     return (Outcome.partial(reason, failed=failed, retry_items=retry, throttled=throttled, excerpt=ex),
             redirected)
@@ -732,8 +735,21 @@ def _error_cause(body: bytes, secrets: list[str]) -> str:
     except (orjson.JSONDecodeError, AttributeError):
         return ""
     if isinstance(err, dict):
-        return excerpt(f"{err.get('type', '')}: {err.get('reason', '')}".encode(), secrets, limit=200)
-    return excerpt(str(err).encode(), secrets, limit=200) if err else ""
+        return excerpt(f"{_text(err.get('type', ''))}: {_text(err.get('reason', ''))}".encode(),
+                       secrets, limit=200)
+    return excerpt(_text(err).encode(), secrets, limit=200) if err else ""
+
+
+def _text(value: Any) -> str:
+    """A value of Elasticsearch's answer for a reason: a string as it is, anything else as JSON,
+    whose escaping the redaction knows (Python's repr escapes quotes its own way, and a secret in
+    a non-string ``reason`` went through unmasked)."""
+    if isinstance(value, str):
+        return value
+    try:
+        return orjson.dumps(value).decode()
+    except TypeError:
+        return type(value).__name__
 
 
 # ------------------------------------------------------------------------------ bootstrap bodies

@@ -19,10 +19,13 @@ has the table with its citations.
 
 from __future__ import annotations
 
+import codecs
 import contextlib
 import datetime
 import email.utils
 import functools
+import html
+import json
 import logging
 import os
 import re
@@ -199,7 +202,12 @@ def excerpt(body: bytes, secrets: Iterable[str] = (), limit: int = EXCERPT_LIMIT
     ``limit * 4`` bytes are read; a secret cut by that boundary is masked as well."""
     known = [s for s in secrets if s and len(s) >= 4]
     window = limit * 4
-    text = body[:window].decode("utf-8", "replace")
+    if len(body) > window:
+        # Not final: a character the window cut in two is left out, not made a U+FFFD that hid
+        # the secret's start from _mask_cut_secret.
+        text = codecs.getincrementaldecoder("utf-8")("replace").decode(body[:window], final=False)
+    else:
+        text = body.decode("utf-8", "replace")
     if known:
         text = _echoes(tuple(sorted(set(known), key=len, reverse=True))).sub("***", text)
     if len(body) > window:
@@ -211,29 +219,44 @@ def excerpt(body: bytes, secrets: Iterable[str] = (), limit: int = EXCERPT_LIMIT
     return text[:limit] + ("..." if len(text) > limit else "")
 
 
+@functools.lru_cache(maxsize=256)
+def _forms(secret: str) -> tuple[str, ...]:
+    """The forms in which a service may echo ``secret`` back: as it is, JSON-escaped (``\\"``,
+    ``\\/``, and ``\\uXXXX`` with surrogate pairs beyond the BMP, as JSON encoders write them) and
+    percent-encoded (a query string, a form body, a path: ``/`` kept or not) and HTML-escaped (a
+    proxy's or gateway's error page: ``&#x27;`` or ``&#39;``). Not base64 of the bare secret: a
+    header value holding one (``Basic``, ``ApiKey``) is itself among an output's secrets."""
+    escaped = orjson.dumps(secret).decode()[1:-1]
+    ascii_escaped = json.dumps(secret)[1:-1]
+    in_html = html.escape(secret)
+    forms = (secret, escaped, escaped.replace("/", "\\/"), ascii_escaped,
+             ascii_escaped.replace("/", "\\/"), urllib.parse.quote(secret, safe=""),
+             urllib.parse.quote(secret), urllib.parse.quote_plus(secret), in_html,
+             in_html.replace("&#x27;", "&#39;"))
+    return tuple(dict.fromkeys(forms))
+
+
 @functools.lru_cache(maxsize=64)
 def _echoes(secrets: tuple[str, ...]) -> re.Pattern[str]:
-    """Every form in which a service may echo one of ``secrets`` back, any letter case: as it is,
-    JSON-escaped (``\\/``, ``\\uXXXX``, ``\\"``) and percent-encoded (a query string or a form
-    body). Longest first, so a secret containing another is masked whole."""
-    forms: dict[str, None] = {}
-    for s in secrets:
-        escaped = orjson.dumps(s).decode()[1:-1]
-        ascii_escaped = "".join(c if ord(c) < 128 else f"\\u{ord(c):04x}" for c in escaped)
-        for form in (s, escaped, escaped.replace("/", "\\/"), ascii_escaped,
-                     urllib.parse.quote(s, safe=""), urllib.parse.quote_plus(s)):
-            forms[form] = None
+    """Every form (``_forms``) of ``secrets``, any letter case. Longest first, so a secret
+    containing another is masked whole."""
+    forms = {form: None for s in secrets for form in _forms(s)}
     ordered = sorted(forms, key=len, reverse=True)
     return re.compile("|".join(map(re.escape, ordered)), re.IGNORECASE)
 
 
 def _mask_cut_secret(text: str, secrets: list[str]) -> str:
-    """Mask the start of a secret that the excerpt window cut off at its end."""
+    """Mask the start of a secret, in any of its forms and letter case, that the excerpt window cut
+    off at its end: the longest such start of any of them (the first found could be a one-letter
+    start of ``Splunk <token>`` that left 19 characters of the token itself)."""
+    best = 0
     for s in secrets:
-        for k in range(min(len(s) - 1, len(text)), 0, -1):
-            if text.endswith(s[:k]):
-                return text[:-k] + "***"
-    return text
+        for form in _forms(s):
+            for k in range(min(len(form) - 1, len(text)), best, -1):
+                if text[-k:].lower() == form[:k].lower():
+                    best = k
+                    break
+    return text[:-best] + "***" if best else text
 
 
 def _header(headers: Mapping[str, str], name: str) -> str | None:
