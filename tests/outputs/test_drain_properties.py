@@ -34,7 +34,7 @@ import contextlib
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -302,20 +302,22 @@ def play(fake: Fake, drain: Drain, sc: Scenario, model: Model, spool: Spool) -> 
     fake.rule = rule
 
 
+def started(spool: Spool, sc: Scenario, also_skipped: frozenset[int] | set[int] = frozenset()
+            ) -> tuple[Fake, Drain, Model, set[int]]:
+    """The whole backlog spooled, and a scripted drain over it (not running yet): the output, the
+    drain, the model (events the filter skips, and ``also_skipped``) and the kept seqs."""
+    fill_events(spool, sc, 0, sc.n)
+    kept = kept_seqs(sc)
+    model = Model(skipped=set(range(1, sc.n + 1)) - kept | set(also_skipped))
+    fake, drain = scripted(spool, sc, model)
+    return fake, drain, model, kept
+
+
 def scripted(spool: Spool, sc: Scenario, model: Model) -> tuple[Fake, Drain]:
     fake = new_output(sc)
     drain = Drain(fake, spool, spool.reader())
     play(fake, drain, sc, model, spool)
     return fake, drain
-
-
-def run_to_end(drain: Drain, cond: Callable[[], bool], timeout: float = 20.0) -> None:
-    g = start(drain)
-    try:
-        wait_until(lambda: cond() or g.dead, timeout)
-        assert not g.dead, f"the drain died: {g.exception!r}"
-    finally:
-        stop(drain, g)
 
 
 def assert_dlq_is_what_was_refused(spool: Spool, model: Model, crashed: bool = False) -> None:
@@ -397,7 +399,7 @@ def test_a_dlq_entry_counts_the_sends_that_carried_its_event(sc):
     with fresh_spool() as spool:
         fill_events(spool, sc, 0, sc.n)
         fake, drain = scripted(spool, sc, Model())
-        run_to_end(drain, caught_up(spool, NAME))
+        run_until(drain, caught_up(spool, NAME), timeout=20.0)
         carried = Counter(s for attempt in fake.sent for s in seqs(attempt))
         got = {e.seq: e.attempts for e in spool.dlq_list(NAME, limit=100_000)}
         assert got == {s: carried[s] for s in got}
@@ -412,10 +414,7 @@ def test_a_dlq_entry_counts_the_sends_that_carried_its_event(sc):
 def test_a_stop_or_crash_and_restart_loses_nothing_and_re_sends_only_unfinished_batches(
         sc, stop_after, pause_ms, crash):
     with fresh_spool() as spool:
-        fill_events(spool, sc, 0, sc.n)
-        kept = kept_seqs(sc)
-        model = Model(skipped=set(range(1, sc.n + 1)) - kept)
-        first, drain = scripted(spool, sc, model)
+        first, drain, model, kept = started(spool, sc)
         g = start(drain)
         wait_until(lambda: len(first.sent) >= stop_after or caught_up(spool, NAME)() or g.dead, 20)
         if pause_ms:
@@ -435,7 +434,7 @@ def test_a_stop_or_crash_and_restart_loses_nothing_and_re_sends_only_unfinished_
         assert_dlq_is_what_was_refused(spool, model, crashed=crash)
 
         second = new_output(sc)
-        run_to_end(Drain(second, spool, spool.reader()), caught_up(spool, NAME))
+        run_until(Drain(second, spool, spool.reader()), caught_up(spool, NAME), timeout=20.0)
         sent_2 = [s for attempt in second.sent for s in seqs(attempt)]
         accepted_2 = set(seqs(second.received))
 
@@ -462,11 +461,8 @@ def test_a_stop_or_crash_and_restart_loses_nothing_and_re_sends_only_unfinished_
 def test_a_rewind_during_the_run_re_sends_everything_after_the_new_position(
         sc, rewind_after, target, by_count):
     with fresh_spool() as spool:
-        fill_events(spool, sc, 0, sc.n)
-        kept = kept_seqs(sc)
         # rows that cannot be encoded: the rule checks they are stored before a batch past them is sent
-        model = Model(skipped=set(range(1, sc.n + 1)) - kept | sc.bad)
-        fake, drain = scripted(spool, sc, model)
+        fake, drain, model, kept = started(spool, sc, also_skipped=sc.bad)
         g = start(drain)
         try:
             wait_until(lambda: (spool.get_cursor(NAME) is not None
