@@ -146,7 +146,12 @@ class RateLimiter:
         self._decreased_at: float | None = None
 
     def reserve(self, events: int) -> float:
-        return max(self.requests.reserve(1), self.events.reserve(events))
+        """The wait before an attempt of ``events`` events. Only the adapting buckets are asked: the
+        others are unconfigured and stay unlimited, and observing what they send is wasted work."""
+        wait = 0.0
+        for bucket in self._adapting:
+            wait = max(wait, bucket.reserve(1 if bucket is self.requests else events))
+        return wait
 
     def throttled(self, sent_at: float | None = None) -> None:
         """A throttled answer to a request sent at ``sent_at`` (the limiter's clock): halves the rate,
@@ -165,7 +170,7 @@ class RateLimiter:
     def unlimited(self) -> bool:
         """No dimension limits now: waits computed before (debts run up at a throttled rate) are
         void, so a batch still waiting on one may go."""
-        return self.requests.effective() is None and self.events.effective() is None
+        return all(bucket.effective() is None for bucket in self._adapting)
 
     def current(self) -> tuple[float, float]:
         """(requests/s, events/s) in effect; 0 = unlimited."""

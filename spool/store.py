@@ -345,7 +345,6 @@ class Spool:
         self.readonly = readonly
         #: The rows of the latest appends, for this process's drains (spool.recent).
         self.recent: RecentRows | None = None
-        self._pruned_upto = 0  # the highest seq the latest prune chunk deleted (_prune_chunk)
         self.busy_timeout_ms = busy_timeout_ms
         self._offload = offload and not readonly
         self._lock = gevent.lock.RLock()
@@ -1010,9 +1009,9 @@ class Spool:
         cutoff = (now_ms() if now is None else now) - int(retention_s * 1000)
         total = 0
         while True:
-            n = self._write(lambda c: self._prune_chunk(c, configured, cutoff, chunk_rows))
+            n, upto = self._write(lambda c: self._prune_chunk(c, configured, cutoff, chunk_rows))
             if n and self.recent is not None:  # committed: readers behind it read SQLite now
-                self.recent.forget_upto(self._pruned_upto)
+                self.recent.forget_upto(upto)
             total += n
             if n < chunk_rows:
                 break
@@ -1034,7 +1033,8 @@ class Spool:
 
     def _prune_chunk(
         self, c: sqlite3.Connection, configured: list[str] | None, cutoff: int, chunk: int
-    ) -> int:
+    ) -> tuple[int, int]:
+        """One chunk of retention: (events deleted, the highest seq deleted; every one below is gone)."""
         limit = self._delivered_limit(c, configured)
         rows = c.execute(
             "SELECT seq, ingested_ms FROM events WHERE seq <= ? ORDER BY seq LIMIT ?", (limit, chunk)
@@ -1045,11 +1045,10 @@ class Spool:
                 break
             upto = seq
         if upto is None:
-            return 0
+            return 0, 0
         n = c.execute("DELETE FROM events WHERE seq <= ?", (upto,)).rowcount
         c.execute("UPDATE counters SET value = value + ? WHERE name = 'pruned_total'", (n,))
-        self._pruned_upto = upto
-        return n
+        return n, upto
 
     def vacuum(self, keep_bytes: int = VACUUM_KEEP_BYTES) -> int:
         """Return free pages beyond ``keep_bytes`` to the file system (incremental vacuum, at most
