@@ -158,6 +158,13 @@ HEC_MODES = st.sampled_from(["token", "header", "proxy"])
 # ------------------------------------------------------------------------------------ 1. answers
 
 
+def plain_answer(draw: st.DrawFn, shape: str, text: str) -> tuple[int, bytes]:
+    """An answer that is not the vendor's own: a text error ("text") or a proxy's 2xx page."""
+    if shape == "text":
+        return draw(st.sampled_from([400, 401, 502, 503])), text.encode()
+    return draw(st.sampled_from([200, 202])), f"<html>{text}</html>".encode()
+
+
 @st.composite
 def es_answers(draw: st.DrawFn, s: str) -> tuple[int, bytes]:
     text = wrap(draw, encoded(draw, s))
@@ -172,9 +179,7 @@ def es_answers(draw: st.DrawFn, s: str) -> tuple[int, bytes]:
                  {"create": {"status": status, "error": {"type": "mapper_parsing_exception",
                                                          "reason": text}}}]
         return 200, orjson.dumps({"errors": True, "items": items})
-    if shape == "text":
-        return draw(st.sampled_from([400, 401, 502, 503])), text.encode()
-    return draw(st.sampled_from([200, 202])), f"<html>{text}</html>".encode()
+    return plain_answer(draw, shape, text)
 
 
 @SETTINGS
@@ -197,9 +202,7 @@ def hec_answers(draw: st.DrawFn, s: str) -> tuple[int, bytes]:
         if draw(st.booleans()):
             answer["invalid-event-number"] = draw(st.integers(0, 1))
         return status, orjson.dumps(answer)
-    if shape == "text":
-        return draw(st.sampled_from([400, 401, 502, 503])), text.encode()
-    return draw(st.sampled_from([200, 202])), f"<html>{text}</html>".encode()
+    return plain_answer(draw, shape, text)
 
 
 @SETTINGS
