@@ -268,20 +268,23 @@ def _header(headers: Mapping[str, str], name: str) -> str | None:
     return next((v for k, v in headers.items() if k.lower() == lname), None)
 
 
-def outcome_for_status(resp: HttpResponse, what: str, secrets: Iterable[str] = ()) -> Outcome:
+def outcome_for_status(resp: HttpResponse, what: str, secrets: Iterable[str] = (), *,
+                       reason: str | None = None, ex: str | None = None) -> Outcome:
     """The generic Outcome of a non-2xx answer; outputs use it for everything they do not read
-    more precisely (a vendor's per-item or per-code errors)."""
+    more precisely (a vendor's per-item or per-code errors). An output that has read the answer
+    already passes its own ``reason`` (used as it is) and redacted excerpt ``ex``."""
     cls = status_class(resp.status)
     if cls == "ok":
         return Outcome.delivered()
-    reason = f"{what}: HTTP {resp.status}"
-    ex = excerpt(resp.body, secrets)
+    if ex is None:
+        ex = excerpt(resp.body, secrets)
+    if reason is None:
+        reason = f"{what}: HTTP {resp.status}" + (" (credentials refused)" if cls == "auth" else "")
     retry_after = parse_retry_after(_header(resp.headers, "Retry-After"))
     if cls == "throttled":
         return Outcome.retry(reason, retry_after, throttled=True, excerpt=ex)
     if cls == "auth":
-        return Outcome.retry(reason + " (credentials refused)", retry_after, auth_failure=True,
-                             excerpt=ex)
+        return Outcome.retry(reason, retry_after, auth_failure=True, excerpt=ex)
     if cls == "retry":
         return Outcome.retry(reason, retry_after, excerpt=ex)
     if cls == "split":

@@ -497,9 +497,7 @@ class SplunkHecOutput(HttpOutput):
             reason += " (new channel)"
         # The rest by their HTTP status, as any output's: 8 (500) and 23 (503) retried, 26 and 27
         # (429) throttled, with Retry-After honoured; other codes as their 4xx says.
-        outcome = outcome_for_status(resp, "hec", self.secrets())
-        outcome.reason = reason
-        return outcome
+        return outcome_for_status(resp, "hec", reason=reason, ex=ex)
 
     def _busy(self, number: Any, batch: list[DeliveryItem], reason: str,
               retry_after: float | None, ex: str) -> Outcome:
