@@ -69,6 +69,10 @@ class SpoolSection:
         default=Duration(0))
     prune_interval: Duration = doc("How often retention runs.", default=Duration(60))
 
+    def validate(self) -> None:
+        if self.commit_max_events < 1:  # spool.writer.SpoolWriter refuses it when the agent starts
+            raise ValueError("commit_max_events: expected at least 1")
+
 
 @dataclass
 class MetricsSection:
@@ -153,8 +157,8 @@ def _check_transforms(cfg: AgentConfig, source: str) -> None:
 
     try:
         compile_ingest(cfg.privacy, cfg.enrichment)
-    except ConfigError:
-        raise
+    except ConfigError as exc:  # the [enrichment] table file's own error, which names that file
+        raise ConfigError(f"{source}: [enrichment] table: {exc}") from None
     except ValueError as exc:
         raise ConfigError(f"{source}: [privacy]/[enrichment]: {exc}") from None
 
@@ -171,7 +175,7 @@ def _named_tables(tables: Any, kind: str, source: str, types: dict[str, type],
         if not isinstance(table, dict) or "type" not in table:
             raise ConfigError(f"{where}: missing key 'type' (one of: {', '.join(sorted(types))})")
         kind_type = table["type"]
-        if kind_type not in types:
+        if not isinstance(kind_type, str) or kind_type not in types:
             raise ConfigError(f"{where}: unknown type {kind_type!r} (one of: {', '.join(sorted(types))})")
         result[name] = load_section(types[kind_type], table, where, env)
     return result

@@ -8,6 +8,7 @@ unknown key or a wrong type is reported the same way everywhere (hushd silently 
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import types
 import typing
@@ -113,7 +114,13 @@ def _convert(hint: Any, value: Any, where: str, env: dict[str, str], field: Any)
     if hint is float:
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise ConfigError(f"{where}: expected a number, got {_tname(value)}")
-        return float(value)
+        try:
+            number = float(value)
+        except OverflowError:
+            number = math.inf
+        if not math.isfinite(number):
+            raise ConfigError(f"{where}: expected a finite number, got {value!r}")
+        return number
     if hint is str:
         if not isinstance(value, str):
             raise ConfigError(f"{where}: expected a string, got {_tname(value)}")

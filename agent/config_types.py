@@ -6,12 +6,14 @@ pulling in the whole configuration machinery.
 
 from __future__ import annotations
 
+import math
 import os
 import re
 import threading
 import urllib.parse
 from collections.abc import Mapping
 from dataclasses import dataclass
+from fractions import Fraction
 from pathlib import Path
 
 _SIZE_UNITS = {
@@ -26,6 +28,8 @@ _SIZE_UNITS = {
     "tib": 1024**4,
 }
 _DURATION_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+#: SQLite's largest integer; the spool records its max_bytes with orjson, which refuses more than 64 bits.
+MAX_SIZE = 2**63 - 1
 _SIZE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([a-zA-Z]*)\s*$")
 _DURATION_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)\s*$")
 # ${NAME}, or $${NAME} for a literal "${NAME}".
@@ -83,14 +87,20 @@ class Size(int):
     def parse(cls, value: object) -> Size:
         if isinstance(value, bool):
             raise ValueError(f"expected a size like 1048576 or '1MiB', got {value!r}")
+        n: int | None = None
         if isinstance(value, int):
             if value < 0:
                 raise ValueError(f"expected a non-negative size, got {value}")
-            return cls(value)
-        if isinstance(value, str):
+            n = value
+        elif isinstance(value, str):
             m = _SIZE_RE.match(value)
             if m and m.group(2).lower() in _SIZE_UNITS:
-                return cls(int(float(m.group(1)) * _SIZE_UNITS[m.group(2).lower()]))
+                # Fraction, not float: exact, and no OverflowError for a number of 400 digits.
+                n = int(Fraction(m.group(1)) * _SIZE_UNITS[m.group(2).lower()])
+        if n is not None:
+            if n > MAX_SIZE:
+                raise ValueError(f"expected a size of at most {MAX_SIZE} bytes, got {value!r}")
+            return cls(n)
         raise ValueError(f"expected a size like 1048576 or '1MiB', got {value!r}")
 
 
@@ -101,14 +111,24 @@ class Duration(float):
     def parse(cls, value: object) -> Duration:
         if isinstance(value, bool):
             raise ValueError(f"expected a duration like 5 or '250ms', got {value!r}")
+        seconds: float | None = None
         if isinstance(value, int | float):
             if value < 0:
                 raise ValueError(f"expected a non-negative duration, got {value}")
-            return cls(float(value))
-        if isinstance(value, str):
+            try:
+                seconds = float(value)
+            except OverflowError:  # an integer of more than 308 digits
+                seconds = math.inf
+        elif isinstance(value, str):
             m = _DURATION_RE.match(value)
             if m:
-                return cls(float(m.group(1)) * _DURATION_UNITS[m.group(2)])
+                seconds = float(m.group(1)) * _DURATION_UNITS[m.group(2)]
+        if seconds is not None:
+            # Every duration is a sleep, a deadline or a cutoff: gevent.sleep(nan) blocks the hub for
+            # good, and int(inf * 1000) (Spool.prune's cutoff) raises OverflowError.
+            if not math.isfinite(seconds):
+                raise ValueError(f"expected a finite duration, got {value!r}")
+            return cls(seconds)
         raise ValueError(f"expected a duration like 5, '250ms', '10m' or '1h', got {value!r}")
 
 

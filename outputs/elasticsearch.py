@@ -148,7 +148,11 @@ class ElasticsearchOutputConfig(HttpOutputConfig):
         if bool(self.hosts) == bool(self.cloud_id):
             raise ValueError("set exactly one of hosts or cloud_id")
         for h in self.hosts:
-            u = urllib.parse.urlsplit(h)
+            try:
+                u = urllib.parse.urlsplit(h)
+                _ = u.port  # ValueError when not a number in 0..65535
+            except ValueError:
+                raise ValueError("hosts: expected http(s)://host[:port] URLs") from None
             if u.scheme not in ("http", "https") or not u.hostname:
                 raise ValueError("hosts: expected http(s)://host[:port] URLs")
             if u.username or u.password:

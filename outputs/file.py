@@ -33,6 +33,12 @@ class FileOutputConfig(OutputConfig):
             raise ValueError("path: required")
         if self.max_files < 0:
             raise ValueError("max_files: expected 0 or more")
+        try:
+            bits = int(self.mode, 8)
+        except ValueError:
+            raise ValueError(f"mode: expected an octal string such as '0640', got {self.mode!r}") from None
+        if not 0 <= bits <= 0o777:
+            raise ValueError(f"mode: out of range: {self.mode}")
 
 
 class FileOutput(Output):

@@ -212,7 +212,11 @@ class SplunkHecOutputConfig(HttpOutputConfig):
 
     def validate(self) -> None:
         super().validate()
-        u = urllib.parse.urlsplit(self.endpoint)
+        try:
+            u = urllib.parse.urlsplit(self.endpoint)
+            _ = u.port  # ValueError when not a number in 0..65535
+        except ValueError:
+            raise ValueError("endpoint: expected an http(s)://host[:port] URL") from None
         if u.scheme not in ("http", "https") or not u.hostname:
             raise ValueError("endpoint: expected an http(s)://host[:port] URL")
         if u.username or u.password or u.query:

@@ -209,6 +209,12 @@ class TransformConfig:
                                default_factory=RedactConfig)
 
     def validate(self) -> None:
+        from transforms.redact import compile_redactor
+
         if self.include_raw and self.format == "cef":
             raise ValueError("include_raw: not available with format 'cef' (CEF has no producer key for "
                              "a raw event; rawEvent is set by ArcSight itself)")
+        try:  # as [privacy] is at load: a rule naming a fixed-format field fails the drain at start
+            compile_redactor(self.redact)
+        except ValueError as exc:
+            raise ValueError(f"redact: {exc}") from None
