@@ -200,6 +200,8 @@ class Secret:
             text = Path(self._path).read_text(encoding="utf-8").strip()
         except OSError as exc:
             raise ValueError(f"cannot read secret file {self._path}: {exc.strerror}") from None
+        except UnicodeDecodeError:  # its message quotes a byte of the secret
+            raise ValueError(f"secret file {self._path} is not UTF-8 text") from None
         if not text:
             raise ValueError(f"secret file {self._path} is empty")
         return text

@@ -104,6 +104,31 @@ class HttpOutputConfig(OutputConfig):
         for key in ("connect_timeout", "request_timeout"):  # urllib3 refuses 0 on every request
             if getattr(self, key) <= 0:
                 raise ValueError(f"{key}: expected more than 0")
+        for name, value in self.headers.items():
+            _check_header(name, value)
+
+
+#: What requests accepts (``requests._internal_utils._HEADER_VALIDATORS_STR``, RFC 9110 §5): a name
+#: without ``:`` or whitespace first, a value without CR/LF that does not start with whitespace.
+#: Checked at load: refused at send, a header was an error on every request, retried forever.
+_HEADER_NAME = re.compile(r"^[^:\s][^:\r\n]*\Z")
+_HEADER_VALUE = re.compile(r"^\S[^\r\n]*\Z|^\Z")
+
+
+def _check_header(name: str, value: Secret) -> None:
+    """A configured header that no request could carry is a config error. The value is a secret: the
+    message says what is wrong with it, never what it is (requests' own error quotes it)."""
+    if not _HEADER_NAME.match(name) or not name.isascii():  # http.client sends names as ASCII
+        raise ValueError(f"headers: {name!r} is not a valid header name")
+    text = value.reveal()
+    if not _HEADER_VALUE.match(text):
+        raise ValueError(f"headers.{name}: the value starts with whitespace or holds a line break "
+                         "(not shown: header values are secrets)")
+    try:
+        text.encode("latin-1")  # what http.client sends header values as
+    except UnicodeEncodeError:
+        raise ValueError(f"headers.{name}: the value has characters HTTP headers cannot carry "
+                         "(only Latin-1; not shown: header values are secrets)") from None
 
 
 class TransportError(Exception):

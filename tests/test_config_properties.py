@@ -951,3 +951,40 @@ def test_an_unreadable_enrichment_table_error_names_agent_toml_and_the_key(table
     read: ...", naming neither the agent.toml that points there nor the key ([enrichment] table)."""
     with pytest.raises(ConfigError, match=r"^agent.toml: \[enrichment\] table"):
         parse_config(MINIMAL + f"[enrichment]\ntable = '{table}'\n", "agent.toml", {})
+
+
+def test_a_secret_file_that_is_not_utf8_is_an_error_that_quotes_none_of_it(tmp_path: Path) -> None:
+    """The codec's own message ("can't decode byte 0xe9 in position 6") quoted a byte of the secret
+    and where it sits; the error now says only that the file is not UTF-8 text."""
+    secret = tmp_path / "token"
+    secret.write_bytes(b"s3cret\xe9tail")
+    snippet = (f"[outputs.h]\ntype = 'splunk_hec'\nendpoint = 'https://splunk:8088'\n"
+               f"token = 'file:{secret}'\n")
+    with pytest.raises(ConfigError) as err:
+        parse_config(MINIMAL + snippet, "agent.toml", {})
+    msg = str(err.value)
+    assert "token" in msg and "not UTF-8" in msg, msg
+    assert "0xe9" not in msg and "position" not in msg, msg
+
+
+@pytest.mark.parametrize(("header", "problem"), [
+    ('{X-Tenant = "ok\\r\\nX-Injected: 1"}', "line break"),  # a TOML basic string: CR LF
+    ("{X-Tenant = ' leading-space'}", "whitespace"),
+    ("{X-Tenant = 'caf\u20ac'}", "Latin-1"),
+    ("{'X Tenant:' = 'v'}", "header name"),
+    ("{'X-T\u00e9nant' = 'v'}", "header name"),
+])
+def test_a_header_no_request_could_carry_is_a_config_error_that_hides_its_value(
+        header: str, problem: str) -> None:
+    """requests (a CR/LF, leading whitespace, a colon in the name) or http.client (a value beyond
+    Latin-1, a name beyond ASCII) refused such a header on every request, retried forever, and
+    requests' message quotes the value, a secret. Now a load error that names the header, not its
+    value."""
+    snippet = (f"[outputs.h]\ntype = 'splunk_hec'\nendpoint = 'https://splunk:8088'\ntoken = 't'\n"
+               f"headers = {header}\n")
+    with pytest.raises(ConfigError) as err:
+        parse_config(MINIMAL + snippet, "agent.toml", {})
+    msg = str(err.value)
+    assert "[outputs.h]" in msg and "headers" in msg and problem in msg, msg
+    for secret in ("X-Injected", "leading-space", "caf\u20ac"):
+        assert secret not in msg, msg
