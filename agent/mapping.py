@@ -597,7 +597,7 @@ def _map_hushd(r: dict, ctx: MappingContext, kind: str = "hushd_audit") -> tuple
     if type(msg) is str and msg:
         decision["reason"] = msg
     ph = metadata.get("policy_hash")
-    if ph is not None:
+    if type(ph) is str:  # anything else is dropped (_policy_hash), and may not even be hashable
         ph = _POLICY_HASHES.get(ph) or _policy_hash(ph)
         if ph is not None:
             decision["policy_hash"] = ph

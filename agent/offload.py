@@ -3,8 +3,11 @@
 Why a process: the agent's hot paths are pure Python (mapping a line to its canonical event, ~10 µs;
 rendering an event to ECS/OCSF/CEF and an output's envelope, ~15 µs), and Python threads share one
 interpreter lock. A second interpreter is the only way to use the second core. The helper runs the
-agent's own code with the agent's own config file, so its answers are the bytes the agent would have
-computed itself (tests compare them).
+agent's own code with the agent's own config, so its answers are the bytes the agent would have
+computed itself (tests compare them). The config is the one the agent loaded, handed over as the
+first frame on the helper's stdin, not the file: the helper starts on first use, and again after each
+retirement or crash, by when agent.toml may have been edited for the next restart or a ``file:``
+hash salt rotated, while the agent keeps what it loaded.
 
 Jobs (``kind``):
 - ``"map"``: ``(source, input_kind, max_line_bytes, [(start, end, data, overlong, length), ...])``, or
@@ -67,8 +70,10 @@ class OffloadHelper:
     ``fallback()`` computes the same answer in the agent; it runs only for jobs a dead helper left
     unanswered, or while no helper can be started."""
 
-    def __init__(self, config_path: str):
+    def __init__(self, config_path: str, config: Any = None):
         self.config_path = config_path
+        #: The agent's config as the helper gets it (``config_frame``); None: the helper loads the file.
+        self._config_frame = config_frame(config) if config is not None else None
         self._proc: Any = None
         self._jobs: deque[_Job] = deque()
         self._write_lock: Any = None
@@ -108,12 +113,20 @@ class OffloadHelper:
 
         from agent.spawn import spawn
 
+        argv = [sys.executable, "-m", "agent.offload", "--config", self.config_path]
+        if self._config_frame is not None:
+            argv.append("--config-on-stdin")
         try:
-            self._proc = spawn([sys.executable, "-m", "agent.offload", "--config", self.config_path])
+            self._proc = spawn(argv)
         except OSError as exc:
             self._note_failure(f"cannot start: {exc.strerror}")
             return False
         _widen_pipes(self._proc)
+        if self._config_frame is not None:
+            # A few KiB into an empty pipe: no wait. A helper already gone is seen by its reader.
+            with contextlib.suppress(OSError):
+                self._proc.stdin.write(self._config_frame)
+                self._proc.stdin.flush()
         self._ready_event = gevent.event.Event()
         gevent.spawn(self._read_answers, self._proc)
         return True
@@ -136,14 +149,19 @@ class OffloadHelper:
                   why, delay)
 
     def _lost(self, proc: Any, why: str) -> None:
-        """The helper is gone: every job it had not answered is computed here, in order."""
-        if self._proc is proc:
-            self._proc = None
-            self.restarts += 1
-            if not self._closed:
-                self._note_failure(why)
+        """The helper is gone: every job it had not answered is computed here, in order.
+
+        Only the current helper has jobs waiting. One that is not current any more (retired, or
+        closed) had none when it was let go: the jobs waiting now are its successor's, or ``close``
+        computes them, so its end (noticed late, on a busy loop) changes nothing else."""
         with contextlib.suppress(Exception):
             proc.kill()
+        if self._proc is not proc:
+            return
+        self._proc = None
+        self.restarts += 1
+        if not self._closed:
+            self._note_failure(why)
         self._answer_locally()
 
     def _answer_locally(self) -> None:
@@ -275,22 +293,64 @@ def _run_here(job: _Job) -> None:
         job.result.set_exception(exc)
 
 
-def build_offload(enabled: bool, config_source: str) -> OffloadHelper | None:
-    """A helper when asked for and the config is a real file the helper can load."""
+def build_offload(enabled: bool, config_source: str, config: Any = None) -> OffloadHelper | None:
+    """A helper when asked for and the config is a real file; ``config``: the agent's loaded config,
+    which the helper then gets instead of reading the file again."""
     if enabled and Path(config_source).is_file():
-        return OffloadHelper(str(Path(config_source).resolve()))
+        return OffloadHelper(str(Path(config_source).resolve()), config)
     return None
+
+
+def _literal_secret(value: str | None, source: str, parts: tuple[str, ...]) -> Any:
+    from agent.config_types import Secret
+
+    return Secret(value, source=source, parts=parts)
+
+
+class _ConfigPickler(pickle.Pickler):
+    """Pickles a ``Secret`` as the value this process holds now, a literal (no file to re-read)."""
+
+    def reducer_override(self, obj: Any) -> Any:
+        from agent.config_types import Secret
+
+        if type(obj) is Secret:
+            return _literal_secret, (obj._value, obj.source, obj.parts)
+        return NotImplemented
+
+
+def config_frame(config: Any) -> bytes:
+    """The agent's config, as it runs with it, framed for the helper's stdin: each ``Secret`` as the
+    value the agent holds (a literal: the helper must not read a rotated ``file:`` salt the agent's
+    redactor never saw), the host name the agent resolved, and the rules of an ``[enrichment] table``
+    file as read now, with the agent's own enricher (inline rules, then the table's: the same order)."""
+    import copy
+    import dataclasses
+    import io
+
+    snapshot = copy.copy(config)
+    snapshot.agent = dataclasses.replace(config.agent, host_name=config.agent.resolved_host_name())
+    enrichment = config.enrichment
+    if enrichment.table:
+        from transforms.enrich import load_table
+
+        snapshot.enrichment = dataclasses.replace(
+            enrichment, table="", rules=[*enrichment.rules, *load_table(enrichment.table)])
+    buf = io.BytesIO()
+    _ConfigPickler(buf, protocol=5).dump(snapshot)
+    return _LEN.pack(buf.tell()) + buf.getvalue()
 
 
 # -- the helper process ---------------------------------------------------------------------------
 class _Jobs:
     """The helper's job handlers, built from the agent's config (its mapping context at once, each
-    output's renderer in ``warm_up`` or on first use)."""
+    output's renderer in ``warm_up`` or on first use): the agent's own (``config_frame``), or a path."""
 
-    def __init__(self, config_path: str):
-        from agent.config import load_config
+    def __init__(self, config: Any):
+        if isinstance(config, str):
+            from agent.config import load_config
 
-        self.config = load_config(config_path)
+            config = load_config(config)
+        self.config = config
         self._context = self.config.mapping_context()
         self._renderers: dict[str, Any] = {}
 
@@ -336,11 +396,17 @@ class _Jobs:
         return self._renderer(name).render(rows)
 
 
-def _serve(config_path: str) -> int:
-    jobs = _Jobs(config_path)
+def _serve(config_path: str, config_on_stdin: bool = False) -> int:
+    stdin, out_fd = sys.stdin.buffer, sys.stdout.fileno()
+    config: Any = config_path
+    if config_on_stdin:  # the agent's config comes first (config_frame)
+        head = stdin.read(4)
+        if len(head) < 4:
+            return 0
+        config = pickle.loads(stdin.read(_LEN.unpack(head)[0]))
+    jobs = _Jobs(config)
     jobs.warm_up()
     handlers = {"map": jobs.map, "render": jobs.render}
-    stdin, out_fd = sys.stdin.buffer, sys.stdout.fileno()
     hello = pickle.dumps(_HELLO, protocol=5)
     _write_all(out_fd, (_LEN.pack(len(hello)), hello))  # every frame by one path, unbuffered
     # Answers are written by a thread of their own (a pipe write runs without the interpreter lock):
@@ -431,4 +497,7 @@ if __name__ == "__main__":
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the agent decides when this helper stops
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--config", required=True)
-    sys.exit(_serve(ap.parse_args().config))
+    ap.add_argument("--config-on-stdin", action="store_true",
+                    help="read the agent's config from the first frame on stdin, not the file")
+    args = ap.parse_args()
+    sys.exit(_serve(args.config, args.config_on_stdin))

@@ -97,7 +97,7 @@ class Supervisor:
         self.writer.start()
         from agent.offload import build_offload
 
-        self.offload = build_offload(cfg.agent.offload, cfg.source)
+        self.offload = build_offload(cfg.agent.offload, cfg.source, cfg)
         ensure_cursors(self.spool, cfg.outputs)
         for name, out_cfg in cfg.outputs.items():
             self.spool.set_enabled(name, out_cfg.enabled)
