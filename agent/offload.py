@@ -50,6 +50,10 @@ _HELLO = (0, True, "ready")
 RESTART_BACKOFF_S = (0.5, 2.0, 10.0, 30.0)
 #: A helper that got no job for this long is stopped (``retire_if_idle``, from the supervisor).
 IDLE_RETIRE_S = 30.0
+#: A helper that has answered nothing for this long while jobs wait for it is taken for hung (a
+#: deadlock, a stopped process) and killed, so its jobs are computed in the agent (``kill_if_stuck``,
+#: from the supervisor). A job takes ~20-60 ms; seconds on a loaded host.
+STUCK_S = 30.0
 
 
 class _Job:
@@ -85,6 +89,8 @@ class OffloadHelper:
         self.jobs_done = 0
         self._next_id = 0
         self._last_submit = 0.0
+        #: When the helper last answered, or got a job with none waiting: what ``kill_if_stuck`` reads.
+        self._progress_at = 0.0
         #: The helper that said it is ready (config loaded, modules imported): jobs go only to it.
         self._ready_proc: Any = None
         self._ready_event: Any = None
@@ -185,6 +191,7 @@ class OffloadHelper:
                 if len(payload) < n:
                     raise EOFError("helper exited mid-answer")
                 job_id, ok, answer = pickle.loads(payload)
+                self._progress_at = time.monotonic()
                 job = self._jobs.popleft()
                 if job_id != job.id:  # never hand one job's answer to another
                     self._jobs.appendleft(job)
@@ -221,6 +228,8 @@ class OffloadHelper:
             # for: this job is computed here, so a burst that starts the helper is not delayed by it.
             if self._ensure_started() and self._ready_proc is self._proc:
                 proc = self._proc
+                if not self._jobs:
+                    self._progress_at = time.monotonic()
                 self._jobs.append(job)
                 try:
                     # The parts as they are, not a joined copy of the job (~0.3-1 MiB): the buffered
@@ -255,6 +264,21 @@ class OffloadHelper:
         with contextlib.suppress(Exception):
             proc.stdin.close()
         log.info("offload helper idle for %.0fs: stopped until it is needed again", idle_s)
+        return True
+
+    def kill_if_stuck(self, stuck_s: float) -> bool:
+        """Kill the helper when jobs have waited ``stuck_s`` with no answer from it: it is alive
+        (its pipe open) but hung, and every input that gave it a chunk waits for that chunk. Its
+        jobs are computed here at once (``_lost``: counted as a restart, with back-off), so a hang
+        costs ``stuck_s`` of delay, not the input; not on its reader's EOF, which a child holding the
+        pipe could keep from coming. An answer still in the pipe meets no job of its id (ids are
+        never reused) and ends that reader."""
+        proc = self._proc
+        if proc is None or not self._jobs or time.monotonic() - self._progress_at < stuck_s:
+            return False
+        log.error("offload helper (pid %s) answered nothing for %.0fs with %d jobs waiting: killing it "
+                  "and computing them in the agent", proc.pid, stuck_s, len(self._jobs))
+        self._lost(proc, f"answered nothing for {stuck_s:.0f}s")
         return True
 
     def close(self) -> None:

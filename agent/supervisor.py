@@ -25,7 +25,7 @@ from agent.gc_tuning import settle_collector
 from agent.gil_tuning import shorten_switch_interval
 from agent.listen import AgentWSGIServer
 from agent.metrics import AgentMetrics, health_document, output_extra
-from agent.offload import IDLE_RETIRE_S
+from agent.offload import IDLE_RETIRE_S, STUCK_S
 from outputs.drain import Drain
 from outputs.registry import build_output
 from outputs.render import build_output_pipeline
@@ -220,6 +220,7 @@ class Supervisor:
             self._record_state_logged()
             if self.offload is not None:
                 self.offload.retire_if_idle(IDLE_RETIRE_S)
+                self.offload.kill_if_stuck(STUCK_S)
 
     def _record_state_logged(self) -> None:
         """``record_state``, logging a failure instead of raising: neither the heartbeat loop nor a

@@ -784,3 +784,79 @@ def test_a_policy_hash_that_is_not_a_string_is_ignored_not_an_internal_error(val
                                    context=mapping_mod.MappingContext(), kind=None, max_line_bytes=BIG)
     assert quarantine == []
     assert len(events) == 1 and "policy_hash" not in orjson.loads(events[0].body)["decision"]
+
+
+def test_a_hung_helper_is_killed_and_its_jobs_computed_in_the_agent(
+        env: Env, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A helper alive but hung (SIGSTOP here; a deadlock alike) answered nothing, and every input that
+    had handed it a chunk waited for that chunk forever (a tail's ``pending.get()`` has no timeout).
+    ``kill_if_stuck`` (the supervisor's heartbeat) kills it once jobs have waited ``STUCK_S`` without an
+    answer, and the jobs are computed here, each once. The clock is the module's, moved by hand."""
+    now = [1000.0]
+    monkeypatch.setattr("agent.offload.time.monotonic", lambda: now[0])
+    helper = OffloadHelper(env.light_path)
+    pm, counting = _process_mapper(helper, env.light_context)
+    try:
+        assert helper.start(timeout=60)
+        proc = helper._proc
+        assert not helper.kill_if_stuck(30), "no job waits: nothing is stuck"
+        os.kill(proc.pid, signal.SIGSTOP)
+        chunk = CHUNKS[2]
+        pendings = [pm.submit(chunk, source=f"s{i}", kind=None, max_line_bytes=BIG) for i in range(2)]
+        now[0] += 29.0
+        assert not helper.kill_if_stuck(30) and proc.returncode is None, "killed before STUCK_S"
+        now[0] += 2.0
+        assert helper.kill_if_stuck(30)
+        got = [_plain(p.get(timeout=60)) for p in pendings]
+        assert got == [_plain(_inline(env.light_context, chunk, f"s{i}", None, BIG)) for i in range(2)]
+        assert sum(counting.calls.values()) == 2 and max(counting.calls.values()) == 1
+        assert proc.wait(timeout=30) == -signal.SIGKILL
+        assert helper.restarts == 1 and not helper.running
+    finally:
+        if proc.returncode is None:
+            os.kill(proc.pid, signal.SIGCONT)
+        helper.close()
+
+
+class _HoldUntil:
+    """Unpickles, in the helper, to a wait for ``path`` to exist: the helper is busy with this job
+    until the test lets it go (its answer is then an error, and the job is computed in the agent)."""
+
+    def __init__(self, path: Path):
+        self.path = path
+
+    def __reduce__(self) -> tuple:
+        import subprocess
+
+        return (subprocess.call, (["sh", "-c", f'while [ ! -e "{self.path}" ]; do sleep 0.02; done'],))
+
+
+def test_a_helper_that_keeps_answering_is_not_stuck(env: Env, monkeypatch: pytest.MonkeyPatch,
+                                                    tmp_path: Path) -> None:
+    """The wait is counted from the helper's last answer (or from a job that found none waiting), not
+    from the oldest job: a helper that answered 20 s ago and is on its next job is not killed at 45 s
+    after that job was sent, and is once 30 s pass with no answer."""
+    now = [1000.0]
+    monkeypatch.setattr("agent.offload.time.monotonic", lambda: now[0])
+    helper = OffloadHelper(env.light_path)
+    fallbacks: list[str] = []
+    try:
+        assert helper.start(timeout=60)
+        proc = helper._proc
+        first, second = (helper.submit("map", ("hold", None, BIG, _HoldUntil(tmp_path / name)),
+                                       lambda name=name: fallbacks.append(name) or ([], []))
+                         for name in ("first", "second"))
+        now[0] += 25.0
+        (tmp_path / "first").touch()
+        first.get(timeout=60)  # answered at t+25; the second job is still held
+        assert fallbacks == ["first"] and helper.queued == 1
+        now[0] += 20.0  # t+45: the second job was sent 45 s ago, the last answer came 20 s ago
+        assert not helper.kill_if_stuck(30) and proc.returncode is None
+        now[0] += 10.0  # t+55: 30 s without an answer
+        assert helper.kill_if_stuck(30)
+        assert second.get(timeout=60) == ([], []) and fallbacks == ["first", "second"]
+        assert proc.wait(timeout=30) == -signal.SIGKILL and helper.restarts == 1
+    finally:
+        (tmp_path / "first").touch()
+        (tmp_path / "second").touch()
+        helper.close()
