@@ -79,7 +79,13 @@ class Renderer:
                     rejected.append((DeliveryItem(seq, {}, body, event_id), "spool row is not valid JSON"))
                     continue
                 if select is not None:
-                    route = select(event)
+                    try:
+                        route = select(event)
+                    except Exception as exc:  # JSON, but not an event the filter can read
+                        rejected.append((DeliveryItem(seq, {}, body, event_id),
+                                         f"spool row is not a valid event: {type(exc).__name__}: "
+                                         f"{str(exc)[:200]}"))
+                        continue
                     if route is not_here:
                         if not keep_unrouted:
                             filtered += 1
