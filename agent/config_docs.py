@@ -34,7 +34,8 @@ that names it, and `$${NAME}` stands for a literal `${NAME}`. A variable in a UR
 the `@`) holds the name or password as it is and is percent-encoded there. Credential keys (marked
 *secret*) also accept `file:/path` (the path may use `${ENV_VAR}` too), re-read when the file
 changes, so a rotated credential needs no restart; their values, and the variables expanded into
-them, never appear in logs, errors, status or metrics. Sizes are integers or strings such as
+them, never appear in logs, errors, status or metrics. A credential that is empty (an empty literal,
+a variable set to nothing, an empty file) is an error: leave the key out to leave it unset. Sizes are integers or strings such as
 `"100MiB"`; durations are seconds or strings such as `"250ms"`, `"10m"`, `"24h"`.
 """
 

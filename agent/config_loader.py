@@ -76,9 +76,19 @@ def _convert(hint: Any, value: Any, where: str, env: dict[str, str], field: Any)
             raise ConfigError(f"{where}: expected a string (literal, '${{ENV}}' or 'file:/path'), "
                               f"got {_tname(value)}")
         try:
-            return Secret.parse(value, env)
+            secret = Secret.parse(value, env)
         except ValueError as exc:
             raise ConfigError(f"{where}: {exc}") from None
+        if field is not None and field.metadata.get("secret") and not secret.reveal():
+            # As an empty file: secret is: no credential is empty, and one that is would still be
+            # "set": a listener's bearer_token would take `Bearer ` with nothing after it, an HMAC
+            # key would be known to all, a token would earn a 401 on every request.
+            names = secret.source[len("env:"):]
+            why = ("empty" if secret.source == "literal" else f"the variable {names} is set but empty"
+                   if "," not in names else f"the variables {names} are set but empty")
+            raise ConfigError(f"{where}: {why}: a credential cannot be empty (remove the key to "
+                              "leave it unset)")
+        return secret
     if isinstance(value, str):
         value = _expand_env(value, where, env)
     if origin is Literal:

@@ -675,8 +675,8 @@ def test_a_duplicated_output_name_is_an_error(name: str, form: str) -> None:
 @given(states=st.fixed_dictionaries({v: st.sampled_from(["set", "set", "unset", "empty"]) for v in ENV_VARS}))
 def test_env_in_a_secret_set_unset_or_empty(states: dict[str, str]) -> None:
     """Set: the secret is the value (in its place in the string). Unset: an error naming the variable
-    and the key. Empty: not specified by the docs; it may load, or be refused as an error naming the
-    key (an empty HMAC key is, by the redaction), never anything else."""
+    and the key. Empty: a credential that is nothing but it is an error naming the key (docs); one
+    with more around it (``Bearer ${API_TOKEN}``) loads."""
     env = {v: {"set": ENV[v], "empty": ""}[s] for v, s in states.items() if s != "unset"}
     result = outcome(BASES["rich"], env)
     unset = [v for v, s in states.items() if s == "unset"]
@@ -988,3 +988,27 @@ def test_a_header_no_request_could_carry_is_a_config_error_that_hides_its_value(
     assert "[outputs.h]" in msg and "headers" in msg and problem in msg, msg
     for secret in ("X-Injected", "leading-space", "caf\u20ac"):
         assert secret not in msg, msg
+
+
+@pytest.mark.parametrize(("snippet", "key"), [
+    ("[outputs.h]\ntype = 'splunk_hec'\nendpoint = 'https://splunk:8088'\ntoken = '${T}'\n", "token"),
+    ("[outputs.h]\ntype = 'splunk_hec'\nendpoint = 'https://splunk:8088'\ntoken = ''\n", "token"),
+    ("[outputs.e]\ntype = 'elasticsearch'\nhosts = ['https://es:9200']\napi_key = '${T}'\n", "api_key"),
+    ("[outputs.e]\ntype = 'elasticsearch'\nhosts = ['https://es:9200']\nusername = 'u'\n"
+     "password = '${T}'\n", "password"),
+    ("[inputs.hook]\ntype = 'http'\nlisten = '127.0.0.1:0'\nbearer_token = '${T}'\n", "bearer_token"),
+    ("[inputs.hook]\ntype = 'http'\nlisten = '127.0.0.1:0'\ncertification_secret = '${T}${U}'\n",
+     "certification_secret"),
+])
+def test_an_empty_credential_is_a_config_error(snippet: str, key: str) -> None:
+    """As an empty ``file:`` secret already was. An empty one loaded as "set": the HTTP listener then
+    took ``Authorization: Bearer `` with nothing after it, signatures were HMACs under an empty key
+    anyone can compute, and a token earned a 401 on every request."""
+    with pytest.raises(ConfigError) as err:
+        parse_config(MINIMAL + snippet, "agent.toml", {"T": "", "U": ""})
+    msg = str(err.value)
+    assert f"] {key}: " in msg and "cannot be empty" in msg, msg
+    if "${T}${U}" in snippet:
+        assert "variables T,U are set but empty" in msg, msg
+    elif "${T}" in snippet:
+        assert "variable T is set but empty" in msg, msg
