@@ -35,13 +35,17 @@ class AgentSection:
     labels: dict[str, str] = doc("Labels put on every event.", default_factory=dict)
     log_level: Literal["debug", "info", "warning", "error"] = doc("Log level.", default="info")
     log_format: Literal["json", "text"] = doc("Structured JSON logs or plain text.", default="json")
-    heartbeat_interval: Duration = doc("How often the agent records its state for `status`.",
+    heartbeat_interval: Duration = doc("How often the agent records its state for `status` (more than 0).",
                                        default=Duration(2))
     shutdown_timeout: Duration = doc("How long shutdown waits for in-flight deliveries.",
                                      default=Duration(10))
     offload: bool = doc("Run the CPU-heavy steps (mapping tailed lines, rendering events for outputs "
                         "that send only encoded bytes) in one helper process, on a second core. "
                         "Off: everything runs in the agent's own loop.", default=True)
+
+    def validate(self) -> None:
+        if self.heartbeat_interval <= 0:  # the heartbeat loop would write the spool back to back
+            raise ValueError("heartbeat_interval: expected more than 0")
 
     def resolved_host_name(self) -> str:
         return self.host_name or socket.gethostname()
@@ -67,11 +71,13 @@ class SpoolSection:
         "what arrives while the previous commit runs (its fsync), so a linger only adds latency: "
         "20 ms of it cost ~55 ms at the median from line to spool at 2,000 events/s.",
         default=Duration(0))
-    prune_interval: Duration = doc("How often retention runs.", default=Duration(60))
+    prune_interval: Duration = doc("How often retention runs (more than 0).", default=Duration(60))
 
     def validate(self) -> None:
         if self.commit_max_events < 1:  # spool.writer.SpoolWriter refuses it when the agent starts
             raise ValueError("commit_max_events: expected at least 1")
+        if self.prune_interval <= 0:  # the retention loop would run back to back
+            raise ValueError("prune_interval: expected more than 0")
 
 
 @dataclass

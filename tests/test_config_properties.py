@@ -1012,3 +1012,11 @@ def test_an_empty_credential_is_a_config_error(snippet: str, key: str) -> None:
         assert "variables T,U are set but empty" in msg, msg
     elif "${T}" in snippet:
         assert "variable T is set but empty" in msg, msg
+
+
+@pytest.mark.parametrize("snippet", ["[agent]\nheartbeat_interval = 0\n", "[spool]\nprune_interval = '0s'\n"])
+def test_an_interval_of_a_periodic_loop_must_be_more_than_zero(snippet: str) -> None:
+    """The heartbeat and retention loops sleep their interval between rounds: at 0 they ran back to
+    back, the heartbeat writing the spool's agent state as fast as the loop could."""
+    with pytest.raises(ConfigError, match=r"(heartbeat|prune)_interval: expected more than 0"):
+        parse_config(MINIMAL + snippet, "agent.toml", {})
