@@ -177,7 +177,8 @@ def _named_tables(tables: Any, kind: str, source: str, types: dict[str, type],
     for name, table in tables.items():
         where = f"{source}: [{kind}.{name}]"
         if not name.replace("_", "").replace("-", "").isalnum():
-            raise ConfigError(f"{where}: names may use letters, digits, '_' and '-' only")
+            raise ConfigError(f"{where}: names may use letters, digits, '_' and '-' only, with at "
+                              "least one letter or digit")
         if not isinstance(table, dict) or "type" not in table:
             raise ConfigError(f"{where}: missing key 'type' (one of: {', '.join(sorted(types))})")
         kind_type = table["type"]
