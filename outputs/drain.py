@@ -40,7 +40,7 @@ import gevent.pool
 
 from outputs.base import DeliveryItem, Outcome, Output, Status
 from outputs.batcher import Batch, Batcher
-from outputs.breaker import HALF_OPEN, Breaker
+from outputs.breaker import Breaker
 from outputs.health import HealthMonitor
 from outputs.inflight import CommitWindow
 from outputs.packing import Packed, pack, unpack
@@ -513,11 +513,11 @@ class Drain:
                 st.note_failure(outcome.reason)
                 if outcome.auth_failure:
                     self._refresh_due = True
-                    self.breaker.failure(outcome.reason, auth=True)
+                    self.breaker.failure(outcome.reason, auth=True, probe=probe)
                 elif outcome.throttled:
                     self.breaker.success()  # up and answering: the limiter handles throttling
                 else:
-                    self.breaker.failure(outcome.reason)
+                    self.breaker.failure(outcome.reason, probe=probe)
                 attempt += 1
                 if not self._retry_wait(batch, attempt, outcome, len(items)):
                     return False
@@ -575,35 +575,36 @@ class Drain:
         except Exception as exc:  # unpacked, the batch still goes: send() builds its own body
             log.warning("could not pack a batch", extra={"output": self.name, "error": describe_error(exc)})
 
-    def _await_turn(self, batch: Batch, n_events: int) -> bool | None:
-        """Wait for the breaker, a running Retry-After and the rate limiter. Returns whether this
-        attempt is the breaker's half-open probe, or None when the batch must stop (stopping, or
-        abandoned by a rewind).
+    def _await_turn(self, batch: Batch, n_events: int) -> int | None:
+        """Wait for the breaker, a running Retry-After and the rate limiter. Returns the breaker's
+        ``probe_id`` when this attempt is its half-open probe (0 when not), or None when the batch
+        must stop (stopping, or abandoned by a rewind).
 
         The limiter's wait comes last, and after it everything is checked again: another batch's
         answer may have opened the breaker (an auth failure) or set a Retry-After meanwhile, and
         after a 429 halves the rate these waits are the long ones. Its tokens are taken once."""
         breaker = self.breaker
-        probe = False
+        probe = 0
         due: float | None = None  # when the tokens reserved from the rate limiter are due
         while True:
             if self._stopping or (batch.epoch != _NO_EPOCH and batch.epoch != self._generation):
                 if probe:
-                    breaker.probe_abandoned()
+                    breaker.probe_abandoned(probe)
                 return None
-            if probe and breaker.state != HALF_OPEN:
-                probe = False  # closed meanwhile (send as any other), or opened again (wait)
+            if probe and breaker.probe_id != probe:
+                probe = 0  # closed meanwhile (send as any other), or opened again (wait)
             if probe:
                 wait = 0.0
             else:
-                wait, probe = breaker.allow()
+                wait, is_probe = breaker.allow()
+                probe = breaker.probe_id if is_probe else 0
             if wait <= 0:
                 now = time.monotonic()
                 wait = self._hold_until - now  # a Retry-After still running
                 if wait > 0:
                     if probe:
-                        breaker.probe_abandoned()
-                        probe = False
+                        breaker.probe_abandoned(probe)
+                        probe = 0
                 else:
                     if due is None:
                         due = now + self.limiter.reserve(n_events)
@@ -614,7 +615,7 @@ class Drain:
                         return probe
             if self._sleep(min(wait, IDLE_WAIT_S)):
                 if probe:
-                    breaker.probe_abandoned()
+                    breaker.probe_abandoned(probe)
                 return None
 
     def _attempt(self, batch: Batch, items: list[DeliveryItem], packed: Packed | None = None) -> Outcome:

@@ -56,7 +56,7 @@ def test_a_failed_probe_reopens_with_a_doubled_cooldown_up_to_the_cap():
     for _ in range(3):
         clock.t += b.cooldown
         assert b.allow() == (0, True)
-        b.failure("still down")
+        b.failure("still down", probe=b.probe_id)
         cooldowns.append(b.cooldown)
     assert cooldowns == [20, 25, 25]
     clock.t += 25
