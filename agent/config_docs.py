@@ -35,8 +35,9 @@ the `@`) holds the name or password as it is and is percent-encoded there. Crede
 *secret*) also accept `file:/path` (the path may use `${ENV_VAR}` too), re-read when the file
 changes, so a rotated credential needs no restart; their values, and the variables expanded into
 them, never appear in logs, errors, status or metrics. A credential that is empty (an empty literal,
-a variable set to nothing, an empty file) is an error: leave the key out to leave it unset. Sizes are integers or strings such as
-`"100MiB"`; durations are seconds or strings such as `"250ms"`, `"10m"`, `"24h"`.
+a variable set to nothing, an empty file) is an error: leave the key out to leave it unset. Sizes
+are integers or strings such as `"100MiB"`; durations are seconds or strings such as `"250ms"`,
+`"10m"`, `"24h"`.
 """
 
 
