@@ -58,4 +58,10 @@ def trusted_offset(fd: int, size: int, offset: int, marker: bytes | None, marker
         return True
     if marker_len <= 0 or marker is None:
         return False  # an offset without a marker cannot be checked
+    # Every offset the tailer stores is just past a newline, but for the end of an unterminated last
+    # line taken as a line when a rotated or deleted file was closed. A file that reuses that inode and
+    # merely starts with those bytes (as every JSON line starts with '{"') must not be read from there:
+    # its first line would be cut and its event lost.
+    if os.pread(fd, 1, offset - 1) != b"\n":
+        return False
     return marker_matches(fd, marker, marker_len)

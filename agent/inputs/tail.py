@@ -431,6 +431,11 @@ class TailInput:
             # remember the skip point so a restart does not read the skipped history
             self._commit_offset_only(key, path, offset, marker, marker_len)
             return offset, marker, marker_len
+        if self.config.start_at == "end":
+            # Remember the file as seen (offset 0 is always trusted): without a stored offset, a restart
+            # would take a file seen empty (logrotate `create`) or holding half a line for one never
+            # seen, and skip what was written to it while the agent was down.
+            self._commit_offset_only(key, path, 0, None, 0)
         return 0, None, 0
 
     def _last_line_end(self, fd: int, size: int) -> int:
