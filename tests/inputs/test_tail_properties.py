@@ -509,7 +509,7 @@ class TailMachine(RuleBasedStateMachine):
 
 
 TailMachine.TestCase.settings = settings(
-    max_examples=40,
+    max_examples=35,
     stateful_step_count=25,
     deadline=None,
     database=None,  # nothing written into the repository
