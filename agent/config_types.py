@@ -132,6 +132,18 @@ class Duration(float):
         raise ValueError(f"expected a duration like 5, '250ms', '10m' or '1h', got {value!r}")
 
 
+def parse_file_mode(value: str, example: str) -> int:
+    """An octal permission string (``'0640'``) as its bits; a ValueError naming ``mode`` otherwise
+    (checked at load: ``os.open``/``chmod`` would refuse it at every attempt)."""
+    try:
+        bits = int(value, 8)
+    except ValueError:
+        raise ValueError(f"mode: expected an octal string such as '{example}', got {value!r}") from None
+    if not 0 <= bits <= 0o777:
+        raise ValueError(f"mode: out of range: {value}")
+    return bits
+
+
 class Secret:
     """A credential that never shows itself in repr, logs, status or errors.
 

@@ -12,7 +12,7 @@ import os
 from dataclasses import dataclass
 
 from agent.config_loader import doc
-from agent.config_types import Size
+from agent.config_types import Size, parse_file_mode
 from outputs.base import DeliveryItem, Outcome, Output, OutputConfig
 
 
@@ -33,12 +33,7 @@ class FileOutputConfig(OutputConfig):
             raise ValueError("path: required")
         if self.max_files < 0:
             raise ValueError("max_files: expected 0 or more")
-        try:
-            bits = int(self.mode, 8)
-        except ValueError:
-            raise ValueError(f"mode: expected an octal string such as '0640', got {self.mode!r}") from None
-        if not 0 <= bits <= 0o777:
-            raise ValueError(f"mode: out of range: {self.mode}")
+        parse_file_mode(self.mode, "0640")
 
 
 class FileOutput(Output):

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from typing import Any, Literal, TypeVar
 
 from agent.config_loader import doc, load_section, secret_field
-from agent.config_types import Duration, ListenAddress, Secret, Size
+from agent.config_types import Duration, ListenAddress, Secret, Size, parse_file_mode
 
 C = TypeVar("C")
 
@@ -67,12 +67,7 @@ class UnixInputConfig:
         return int(self.mode, 8)
 
     def validate(self) -> None:
-        try:
-            bits = int(self.mode, 8)
-        except ValueError:
-            raise ValueError(f"mode: expected an octal string such as '0660', got {self.mode!r}") from None
-        if not 0 <= bits <= 0o777:
-            raise ValueError(f"mode: out of range: {self.mode}")
+        parse_file_mode(self.mode, "0660")
         if self.max_line_bytes < 1 or self.max_connections < 1 or self.read_chunk_bytes < 1:
             raise ValueError("max_line_bytes, max_connections and read_chunk_bytes must be at least 1")
 
