@@ -4,8 +4,11 @@ a drain until a condition holds. Shared by tests/outputs/test_drain_*.py, test_r
 
 from __future__ import annotations
 
+import contextlib
+import tempfile
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import gevent
@@ -18,6 +21,18 @@ from spool.store import Spool
 from spool.types import EncodedEvent, IngestBatch
 
 Script = Callable[[list[DeliveryItem]], Outcome | None]
+
+
+@contextlib.contextmanager
+def fresh_spool() -> Iterator[Spool]:
+    """A spool in a temporary directory of its own: for property tests, whose many examples share
+    one test function (and so one tmp_path)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        spool = Spool(str(Path(tmp) / "spool.db"))
+        try:
+            yield spool
+        finally:
+            spool.close()
 
 
 def make_event(i: int, severity: str = "info", allowed: bool = True, **extra: Any) -> dict[str, Any]:

@@ -41,12 +41,10 @@ from __future__ import annotations
 
 import contextlib
 import math
-import tempfile
 import types
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import gevent
@@ -77,7 +75,7 @@ from outputs.http import Payload
 from outputs.inflight import CommitWindow
 from spool.store import Spool
 from spool.types import EncodedEvent, IngestBatch
-from tests.outputs.drain_kit import cfg, fill, make_event, start, stop, wait_until
+from tests.outputs.drain_kit import cfg, fill, fresh_spool, make_event, start, stop, wait_until
 
 #: The fix proposed for the defect at the end names the half-open probe (``Breaker.probe_id``, passed
 #: back to ``failure`` and ``probe_abandoned``), as the drain then does; with it the machine of part 3
@@ -111,16 +109,6 @@ def fake_time(clock: Clock) -> Iterator[None]:
         yield
     finally:
         outputs.batcher.time, outputs.drain.time = saved
-
-
-@contextlib.contextmanager
-def fresh_spool() -> Iterator[Spool]:
-    with tempfile.TemporaryDirectory() as tmp:
-        spool = Spool(str(Path(tmp) / "spool.db"))
-        try:
-            yield spool
-        finally:
-            spool.close()
 
 
 # ============================================================================ 1. the Batcher alone

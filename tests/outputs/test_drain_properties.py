@@ -30,13 +30,9 @@ At the end: deterministic reproductions of the defects found on the way (each fa
 
 from __future__ import annotations
 
-import contextlib
-import tempfile
 import time
 from collections import Counter
-from collections.abc import Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import gevent
@@ -48,7 +44,18 @@ from hypothesis import strategies as st
 from outputs.base import DeliveryItem, FilterConfig, Outcome
 from outputs.drain import Drain
 from spool.store import Spool
-from tests.outputs.drain_kit import Fake, caught_up, cfg, fill, ns, run_until, start, stop, wait_until
+from tests.outputs.drain_kit import (
+    Fake,
+    caught_up,
+    cfg,
+    fill,
+    fresh_spool,
+    ns,
+    run_until,
+    start,
+    stop,
+    wait_until,
+)
 from tests.outputs.test_drain_packing import PackingFake
 
 NAME = "f"
@@ -149,16 +156,6 @@ def encode_failed(spool: Spool) -> Counter[int]:
 def refused(spool: Spool) -> list[int]:
     """The DLQ entries of events the output refused (not those it could not encode)."""
     return [e.seq for e in spool.dlq_list(NAME, limit=100_000) if not e.reason.startswith("encode failed")]
-
-
-@contextlib.contextmanager
-def fresh_spool() -> Iterator[Spool]:
-    with tempfile.TemporaryDirectory() as tmp:
-        spool = Spool(str(Path(tmp) / "spool.db"))
-        try:
-            yield spool
-        finally:
-            spool.close()
 
 
 def seqs(numbers: list[int]) -> list[int]:

@@ -45,13 +45,10 @@ from __future__ import annotations
 import itertools
 import json
 import re
-import tempfile
 import uuid
 from collections import Counter
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import gevent
@@ -70,7 +67,7 @@ from outputs.render import Renderer
 from outputs.routing import NOT_HERE, check_routes, compile_selector
 from spool.store import Spool
 from spool.types import EncodedEvent, IngestBatch
-from tests.outputs.drain_kit import Fake, caught_up, run_until, stop, wait_until
+from tests.outputs.drain_kit import Fake, caught_up, fresh_spool, run_until, stop, wait_until
 
 SETTINGS = dict(deadline=None, database=None, derandomize=True,
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
@@ -495,16 +492,6 @@ def test_agent_toml_severity_routes_reach_the_hec_envelope(system: dict[str, MOu
 # ------------------------------------------------------------------------------------ 5. drains
 
 
-@contextmanager
-def temp_spool() -> Iterator[Spool]:
-    with tempfile.TemporaryDirectory() as d:
-        spool = Spool(str(Path(d) / "s.db"))
-        try:
-            yield spool
-        finally:
-            spool.close()
-
-
 def fill_events(spool: Spool, evs: list[dict[str, Any]]) -> None:
     spool.append(IngestBatch("t", [EncodedEvent(uuid.UUID(int=i + 1).bytes, 1_700_000_000_000 + i,
                                                 orjson.dumps({**ev, "n": i})) for i, ev in enumerate(evs)]))
@@ -548,7 +535,7 @@ def test_drains_deliver_each_routed_event_once_where_its_rule_says(sc: tuple) ->
         for name, route in model_deliveries(system, ev).items():
             expected[name].append((i, route))
     enabled = [n for n, c in outs.items() if c.enabled]
-    with temp_spool() as spool:
+    with fresh_spool() as spool:
         fill_events(spool, evs)
         fakes = {n: Recorder(n, outs[n]) for n in enabled}
         drains = {n: Drain(fakes[n], spool, spool.reader(), selector=compile_selector(n, outs))
@@ -595,7 +582,7 @@ def test_a_row_that_is_json_but_not_an_event_does_not_kill_a_filtering_drain(bod
     restarts onto the same row forever: the output was wedged. Without a filter the same row is
     forwarded, and a row that is not JSON at all goes to the DLQ (docs §3): so must this one, and
     the events after it must still be delivered."""
-    with temp_spool() as spool:
+    with fresh_spool() as spool:
         spool.append(IngestBatch("t", [
             EncodedEvent(uuid.UUID(int=1).bytes, 1, body),
             EncodedEvent(uuid.UUID(int=2).bytes, 2, orjson.dumps(
