@@ -439,10 +439,15 @@ class TailInput:
         return 0, None, 0
 
     def _last_line_end(self, fd: int, size: int) -> int:
+        """Where ``start_at = "end"`` starts: just past the last newline. A file with none at all holds
+        one line being written, not an existing one: from 0 (skipped to its end, the line's rest was
+        quarantined as a line of its own once written)."""
         window = min(size, self.config.max_line_bytes + 1)
         tail = os.pread(fd, window, size - window)
         nl = tail.rfind(b"\n")
-        return size if nl < 0 else size - window + nl + 1
+        if nl < 0:
+            return 0 if window == size else size
+        return size - window + nl + 1
 
     def _commit_offset_only(self, key: str, path: str, offset: int, marker: bytes, marker_len: int) -> None:
         batch = IngestBatch(self.name, [], [InputOffset(key, path, offset, marker, marker_len)], [])

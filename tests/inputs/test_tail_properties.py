@@ -610,3 +610,26 @@ def test_a_new_file_on_a_reused_inode_is_not_resumed_past_the_flushed_half_line_
             assert [q.excerpt for q in spool.quarantine_list()] == [half]  # no piece of the new line
         finally:
             second.stop()
+
+
+def test_start_at_end_reads_a_file_whose_only_line_is_still_being_written() -> None:
+    """``start_at = "end"`` skips a file's existing lines; a file holding only the start of its first
+    line (hushd opening a fresh log) has none. It was skipped to its end, and once the line was
+    finished its rest was quarantined as a line of its own ("invalid JSON") and the event lost."""
+    with _spooled() as (d, spool, writer):
+        path = os.path.join(d, "audit.log")
+        cfg = {"paths": [path], "scan_interval": 0.03, "watch": False, "start_at": "end"}
+        line = AUDIT_LINES[0]
+        with open(path, "wb") as fh:
+            fh.write(line[:20])
+        tail = TailInput(NAME, cfg, writer, spool)
+        tail.start()
+        try:
+            wait_until(lambda: len(tail.readers) == 1, what="the file open")
+            with open(path, "ab") as fh:
+                fh.write(line[20:] + AUDIT_LINES[1])
+            _at_end(tail, path)
+            assert _ids(spool) == [json.loads(x)["id"] for x in AUDIT_LINES[:2]]
+            assert spool.quarantine_list() == []
+        finally:
+            tail.stop()
