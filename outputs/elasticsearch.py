@@ -60,7 +60,6 @@ import logging
 import re
 import threading
 import time
-import urllib.parse
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -82,6 +81,7 @@ from outputs.http import (
     outcome_for_status,
     outcome_for_transport,
     reveal_or_empty,
+    split_http_url,
 )
 
 log = logging.getLogger("clawd_agent.outputs.elasticsearch")
@@ -148,13 +148,7 @@ class ElasticsearchOutputConfig(HttpOutputConfig):
         if bool(self.hosts) == bool(self.cloud_id):
             raise ValueError("set exactly one of hosts or cloud_id")
         for h in self.hosts:
-            try:
-                u = urllib.parse.urlsplit(h)
-                _ = u.port  # ValueError when not a number in 0..65535
-            except ValueError:
-                raise ValueError("hosts: expected http(s)://host[:port] URLs") from None
-            if u.scheme not in ("http", "https") or not u.hostname:
-                raise ValueError("hosts: expected http(s)://host[:port] URLs")
+            u = split_http_url(h, "hosts: expected http(s)://host[:port] URLs")
             if u.username or u.password:
                 raise ValueError("hosts: put credentials in username/password or api_key, not the URL")
         if self.cloud_id:

@@ -115,6 +115,19 @@ _HEADER_NAME = re.compile(r"^[^:\s][^:\r\n]*\Z")
 _HEADER_VALUE = re.compile(r"^\S[^\r\n]*\Z|^\Z")
 
 
+def split_http_url(url: str, what: str) -> urllib.parse.SplitResult:
+    """``url`` split, when it is ``http(s)://host[:port]`` with a port in range; else a ValueError
+    ``what`` names (urlsplit raises one for a bad IPv6 literal, ``.port`` for a bad port)."""
+    try:
+        u = urllib.parse.urlsplit(url)
+        u.port  # noqa: B018 (read for its ValueError)
+    except ValueError:
+        raise ValueError(what) from None
+    if u.scheme not in ("http", "https") or not u.hostname:
+        raise ValueError(what)
+    return u
+
+
 def _check_header(name: str, value: Secret) -> None:
     """A configured header that no request could carry is a config error. The value is a secret: the
     message says what is wrong with it, never what it is (requests' own error quotes it)."""

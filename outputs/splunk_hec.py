@@ -66,7 +66,6 @@ from __future__ import annotations
 import itertools
 import logging
 import socket
-import urllib.parse
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -88,6 +87,7 @@ from outputs.http import (
     outcome_for_status,
     outcome_for_transport,
     parse_retry_after,
+    split_http_url,
 )
 
 if TYPE_CHECKING:  # gevent is imported by the ack tracker, which only the agent builds (not its helper)
@@ -212,13 +212,7 @@ class SplunkHecOutputConfig(HttpOutputConfig):
 
     def validate(self) -> None:
         super().validate()
-        try:
-            u = urllib.parse.urlsplit(self.endpoint)
-            _ = u.port  # ValueError when not a number in 0..65535
-        except ValueError:
-            raise ValueError("endpoint: expected an http(s)://host[:port] URL") from None
-        if u.scheme not in ("http", "https") or not u.hostname:
-            raise ValueError("endpoint: expected an http(s)://host[:port] URL")
+        u = split_http_url(self.endpoint, "endpoint: expected an http(s)://host[:port] URL")
         if u.username or u.password or u.query:
             raise ValueError("endpoint: put the token in `token`, not in the URL")
         if not self.path.startswith("/"):
