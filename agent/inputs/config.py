@@ -22,6 +22,12 @@ class FileInputConfig:
 
     type: Literal["file"] = doc("Input type.", default="file")
     paths: list[str] = doc("Files or globs to tail; symlinks are followed.", default_factory=list)
+    exclude: list[str] = doc(
+        "Globs of files not to tail although `paths` matches them, e.g. `[\"*.gz\", \"*.[0-9]\"]` "
+        "when `paths` is a directory glob: a copytruncate rotation's copy is a new file and would be "
+        "read again (its events are dropped as duplicates, its bad lines quarantined twice), and a "
+        "compressed one quarantined line by line. A pattern without `/` matches the file's name, one "
+        "with `/` its whole path; `*` does not cross `/` in either.", default_factory=list)
     format: RecordFormat = doc("Record shape; 'auto' detects it per line.", default="auto")
     start_at: Literal["beginning", "end"] = doc(
         "Where to start in a file never seen before that is there when the agent starts; 'end' "
@@ -43,6 +49,8 @@ class FileInputConfig:
     def validate(self) -> None:
         if not self.paths:
             raise ValueError("paths: at least one file or glob is required")
+        if any(not p for p in self.exclude):
+            raise ValueError("exclude: a pattern cannot be empty")
         if self.max_line_bytes < 1 or self.read_chunk_bytes < 1:
             raise ValueError("max_line_bytes and read_chunk_bytes must be at least 1")
         if self.scan_interval <= 0:

@@ -28,6 +28,7 @@ import os
 import stat
 import time
 from collections import deque
+from collections.abc import Callable
 from typing import Any
 
 import gevent
@@ -226,6 +227,23 @@ class _FileReader:
         }
 
 
+def exclusion(patterns: list[str]) -> Callable[[str], bool]:
+    """``exclude`` as a test of a path: a pattern without ``/`` against the file's name, one with
+    ``/`` against the absolute path component by component (``*`` stays within a component, as in
+    the ``paths`` globs)."""
+    names = [p for p in patterns if "/" not in p]
+    whole = [os.path.abspath(p).split("/") for p in patterns if "/" in p]
+
+    def excluded(path: str) -> bool:
+        name = os.path.basename(path)
+        if any(fnmatch.fnmatchcase(name, p) for p in names):
+            return True
+        parts = os.path.abspath(path).split("/")
+        return any(len(w) == len(parts) and all(map(fnmatch.fnmatchcase, parts, w)) for w in whole)
+
+    return excluded
+
+
 class TailInput:
     """Tail the files matching ``config.paths`` into the spool.
 
@@ -253,6 +271,7 @@ class TailInput:
         self._watcher: Any = None
         self._initial_scan_done = False
         self._abs_patterns = [os.path.abspath(p) for p in self.config.paths]
+        self._excluded = exclusion(self.config.exclude)
         self._paths_cache: tuple[dict[str, _FileReader], dict[str, _FileReader]] | None = None
         self.scans = 0
 
@@ -318,7 +337,8 @@ class TailInput:
             self._scan_wake.set()
 
     def _matches(self, path: str) -> bool:
-        return any(fnmatch.fnmatchcase(path, pat) for pat in self._abs_patterns)
+        return any(fnmatch.fnmatchcase(path, pat) for pat in self._abs_patterns) and \
+            not self._excluded(path)
 
     def _watched(self) -> frozenset[str]:
         return self._watcher.directories if self._watcher is not None else frozenset()
@@ -355,6 +375,8 @@ class TailInput:
         found: dict[str, str] = {}
         for pattern in self.config.paths:
             for path in sorted(glob.glob(pattern)):
+                if self._excluded(path):
+                    continue
                 try:
                     st = os.stat(path)  # follows symlinks: the identity is the target's
                 except OSError:
@@ -461,6 +483,7 @@ class TailInput:
             "name": self.name,
             "type": "file",
             "paths": list(self.config.paths),
+            "exclude": list(self.config.exclude),
             "stats": self.stats.as_dict(),
             "last_event_ms": self.stats.last_event_ms,
             "files": [r.status() for r in sorted(self.readers.values(), key=lambda r: r.path)],

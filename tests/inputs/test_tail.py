@@ -131,6 +131,39 @@ def test_copytruncate_restarts_at_zero(env):
     assert t.status()["files"][0]["resets"] >= 1
 
 
+def test_exclude_keeps_rotated_copies_out_of_a_directory_glob(env):
+    """A copytruncate rotation leaves a copy (audit.jsonl.1) and logrotate's compress a .gz beside the
+    live file; with ``paths`` a directory glob, ``exclude`` keeps both from being read again."""
+    top, spool, _w, make = env
+    d = top / "logs"
+    d.mkdir()
+    (d / "audit.jsonl").write_bytes(b"".join(AUDIT_LINES[:2]))
+    (d / "audit.jsonl.1").write_bytes(b"".join(AUDIT_LINES[:2]) + b"not json\n")
+    (d / "audit.jsonl.2.gz").write_bytes(b"\x1f\x8b\x08\x00garbage\n")
+    (d / "other.jsonl").write_bytes(AUDIT_LINES[5])
+    t = make([str(d / "*")], exclude=["*.gz", "*.[0-9]", str(d / "oth*.jsonl")])
+    wait_until(lambda: len(event_ids(spool)) == 2)
+    scans = t.scans
+    with open(d / "audit.jsonl", "ab") as fh:
+        fh.write(AUDIT_LINES[2])
+    wait_until(lambda: len(event_ids(spool)) == 3 and t.scans > scans + 1)
+    assert event_ids(spool) == source_ids(AUDIT_LINES[:3])
+    assert [f["path"] for f in t.status()["files"]] == [str(d / "audit.jsonl")]
+    assert t.stats.quarantined == 0 and t.stats.duplicates == 0
+    assert len(offsets(spool)) == 1
+
+
+def test_exclusion_matches_names_or_whole_paths_within_components(tmp_path):
+    from agent.inputs.tail import exclusion
+
+    excluded = exclusion(["*.gz", f"{tmp_path}/old/*"])
+    assert excluded(f"{tmp_path}/a.jsonl.gz")
+    assert excluded(f"{tmp_path}/old/a.jsonl")
+    assert not excluded(f"{tmp_path}/old/deeper/a.jsonl")  # `*` stays within one component
+    assert not excluded(f"{tmp_path}/a.jsonl")
+    assert not excluded(f"{tmp_path}/gz/a.jsonl")
+
+
 def test_rewrite_in_place_openclaw_is_deduplicated(env):
     d, spool, _w, make = env
     f = d / "audit.jsonl"
@@ -400,3 +433,10 @@ def test_pipelined_chunks_never_commit_an_offset_past_a_refused_batch(env):
     assert during == [line_id(x) for x in lines[: len(during)]]  # a prefix, nothing skipped
     assert event_ids(spool) == [line_id(x) for x in lines]  # file order: k was not overtaken by k+1
     assert t.stats.duplicates == 0 and t.stats.spool_full == 2
+
+
+def test_an_empty_exclude_pattern_is_refused_at_load():
+    from agent.inputs.config import FileInputConfig, input_config
+
+    with pytest.raises(ValueError, match="exclude: a pattern cannot be empty"):
+        input_config(FileInputConfig, {"paths": ["/x"], "exclude": ["*.gz", ""]}, "tail")
