@@ -175,6 +175,7 @@ class ElasticsearchMock(MockApp):
             raise ValueError("the vendor-spec check reads every source: parse_sources=False needs "
                              "check_spec=False")
         self.max_body = max_content_length
+        self.limit_decoded_only = True  # http.max_content_length: the decompressed body (docstring)
         self._api_keys = {_decode_api_key(k) for k in api_keys}
         self._users = dict(users or {})
         self._bearer = set(bearer_tokens)
@@ -434,6 +435,10 @@ class ElasticsearchMock(MockApp):
                 lean_actions = _lean_actions(req.body)
         except ValueError as exc:
             return self._error(400, "x_content_parse_exception", str(exc))
+        invalid = _validation_errors(actions if lines is not None else lean_actions)
+        if invalid:  # BulkRequest.validate: every action's, before any runs
+            return self._error(400, "action_request_validation_exception", "Validation Failed: " + "".join(
+                f"{k}: {problem};" for k, problem in enumerate(invalid, 1)))
         with self._lock:
             if lines is not None:
                 items = [{kind: self._apply(kind, meta, source, path_index)}
@@ -482,7 +487,7 @@ class ElasticsearchMock(MockApp):
                     if idx is None and type(target) is str and target in data_streams:
                         idx = streams[target] = self._stream_write_index(target)
                     # _timestamp_problem of the source line (the key found), read in place ('{' is 123)
-                    if (idx is not None and type(doc_id) is str and doc_id not in idx.docs
+                    if (idx is not None and type(doc_id) is str and doc_id and doc_id not in idx.docs
                             and body[start] == 123 and find(b'"@timestamp":', start, end) >= 0):
                         idx.docs[doc_id] = None
                         version = idx.versions[doc_id] = idx.versions.get(doc_id, 0) + 1
@@ -501,6 +506,9 @@ class ElasticsearchMock(MockApp):
 
     def _apply(self, kind: str, meta: dict[str, Any], source: Any, path_index: str | None
                ) -> dict[str, Any]:
+        if meta.get("_id") == "" and kind in ("index", "create"):  # IndexRequest.process, per item
+            return self._item_error(meta.get("_index") or path_index, "", 400, "illegal_argument_exception",
+                                    "if _id is specified it must not be empty")
         result = self._apply_action(kind, meta, source, path_index)
         if result.get("status") != 400 or kind != "create" or "error" not in result:
             return result
@@ -604,6 +612,7 @@ class ElasticsearchMock(MockApp):
             if not exists:
                 return self._ok(idx, doc_id, "not_found", 404)
             del idx.docs[doc_id]
+            idx.versions[doc_id] += 1  # "deletes included" (delete API): a re-create goes on from it
             self.counters["deleted"] += 1
             return self._ok(idx, doc_id, "deleted", 200)
         if kind == "create" and exists:
@@ -1076,6 +1085,27 @@ def _lean_actions(body: bytes) -> list[tuple[str, dict[str, Any], int, int]]:
             source, at = True, start
     if source:
         raise ValueError(f"line [{_line_number(body, at)}]: {kind} without a source line")
+    return out
+
+
+#: IndexRequest.MAX_DOCUMENT_ID_LENGTH_IN_BYTES: "_id is limited to 512 bytes in size and larger values
+#: will be rejected" (the _id field, Elasticsearch reference).
+_MAX_ID_BYTES = 512
+
+
+def _validation_errors(actions: Iterable[tuple[Any, ...]]) -> list[str]:
+    """What BulkRequest.validate finds in the actions ((kind, metadata, ...) each), in its words: a
+    delete or update needs an ``_id`` (Delete/UpdateRequest.validate, "id is missing"), and no
+    ``_id`` may exceed 512 UTF-8 bytes (IndexRequest.validate). Any of them fails the whole request."""
+    out = []
+    for kind, meta, *_ in actions:
+        doc_id = meta.get("_id")
+        if kind in ("delete", "update") and (doc_id is None or doc_id == ""):
+            out.append("id is missing")
+        elif type(doc_id) is str and len(doc_id) * 4 > _MAX_ID_BYTES:  # cheap test first
+            size = len(doc_id.encode("utf-8", "replace"))
+            if size > _MAX_ID_BYTES:
+                out.append(f"id [{doc_id}] is too long, must be no longer than 512 bytes but was: {size}")
     return out
 
 

@@ -183,6 +183,11 @@ class MockApp:
     #: vendors whose limit applies to the bytes on the wire.
     max_decoded_body: int | None = None
 
+    #: Whether ``max_body`` applies to the decoded body alone (Elasticsearch's
+    #: ``http.max_content_length``): a gzip body is then read whatever its size on the wire (up to
+    #: ``DRAIN_LIMIT``) and refused only when it decodes to more.
+    limit_decoded_only: bool = False
+
     #: Request headers whose values error answers repeat (module docstring); empty: no echo.
     echo_headers: tuple[str, ...] = ()
 
@@ -256,6 +261,11 @@ class _Handler(BaseHTTPRequestHandler):
     do_POST = do_PUT = do_DELETE = do_HEAD = do_PATCH = do_GET
 
     def _read_body(self) -> bytes | None:
+        app = self.server.mock_app
+        limit = app.max_body
+        if (getattr(app, "limit_decoded_only", False)
+                and self.headers.get("Content-Encoding", "").strip().lower() == "gzip"):
+            limit = max(limit, DRAIN_LIMIT)  # checked once decoded (_dispatch)
         if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
             chunks = []
             total = 0
@@ -267,12 +277,12 @@ class _Handler(BaseHTTPRequestHandler):
                         pass
                     return b"".join(chunks)
                 total += size
-                if total > self.server.mock_app.max_body:
+                if total > limit:
                     return None
                 chunks.append(self.rfile.read(size))
                 self.rfile.readline(3)
         length = int(self.headers.get("Content-Length") or 0)
-        if length > self.server.mock_app.max_body:
+        if length > limit:
             # Drain it (bounded) so the client finishes sending and reads the 413, as it would
             # from a real service, instead of seeing a broken pipe.
             left = min(length, DRAIN_LIMIT)
@@ -290,8 +300,22 @@ class _Handler(BaseHTTPRequestHandler):
         split = urlsplit(self.path)
         path = split.path
         query = dict(parse_qsl(split.query, keep_blank_values=True))
-        declared = int(self.headers.get("Content-Length") or 0)
-        raw = self._read_body()
+        declared_text = (self.headers.get("Content-Length") or "0").strip()
+        if not declared_text.isdigit() or not declared_text.isascii():
+            # RFC 9112 §6.3: an invalid Content-Length is unrecoverable framing; the server answers
+            # 400 and closes (reading "until the client closes" hung the request).
+            self.close_connection = True
+            self._respond(MockResponse(400, b"invalid Content-Length", {"Content-Type": "text/plain"}),
+                          count=True)
+            return
+        declared = int(declared_text)
+        try:
+            raw = self._read_body()
+        except ValueError:  # a chunk size that is not hex: the same framing error
+            self.close_connection = True
+            self._respond(MockResponse(400, b"invalid chunked body", {"Content-Type": "text/plain"}),
+                          count=True)
+            return
         if raw is None:  # over the limit: answer without reading it all, then drop the connection
             self.close_connection = True
             self._respond(app.too_large(declared), count=True)

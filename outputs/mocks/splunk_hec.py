@@ -428,6 +428,8 @@ class SplunkHecApp(MockApp):
             if ch is not None:
                 ch.last_used = now
             for ack_id in ids:
+                if out.get(str(ack_id)):
+                    continue  # asked twice: its true is in this answer already (reported once)
                 ready = ch.pending.get(ack_id) if ch is not None else None
                 done = ch is not None and ready is not None and ready <= now
                 if done and ch is not None:

@@ -76,6 +76,22 @@ def test_body_over_max_is_413_on_wire_and_decoded(server: MockServer) -> None:
     assert requests.post(server.url + "/", data=b"x" * 1000).status_code == 200
 
 
+@pytest.mark.parametrize("framing", [b"Content-Length: -5\r\n", b"Content-Length: 1x\r\n",
+                                     b"Transfer-Encoding: chunked\r\n\r\nzz\r\nab"])
+def test_invalid_framing_is_400_and_closed_not_hung(server: MockServer, framing: bytes) -> None:
+    """A negative or non-numeric Content-Length, or a chunk size that is not hex, is a framing error
+    (RFC 9112 §6.3): 400 and the connection closed, never a read until the client hangs up."""
+    host, port = server.url.split("//")[1].split(":")
+    with socket.create_connection((host, int(port)), timeout=10) as sock:
+        head = b"POST /x HTTP/1.1\r\nHost: x\r\n" + framing
+        sock.sendall(head if b"chunked" in framing else head + b"\r\nabc")
+        answer = b""
+        while chunk := sock.recv(4096):  # the server closes: recv returns b"" (never a timeout)
+            answer += chunk
+    assert answer.startswith(b"HTTP/1.1 400 ")
+    assert server.app.seen == []
+
+
 def test_status_fault_with_retry_after_then_normal(server: MockServer) -> None:
     server.faults.add(Fault("status", status=429, retry_after=7, count=2))
     first = requests.get(server.url + "/x")
