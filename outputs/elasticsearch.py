@@ -77,6 +77,7 @@ from outputs.http import (
     HttpResponse,
     Payload,
     TransportError,
+    check_credential,
     excerpt,
     outcome_for_status,
     outcome_for_transport,
@@ -159,6 +160,10 @@ class ElasticsearchOutputConfig(HttpOutputConfig):
             raise ValueError("set only one of api_key, username/password, bearer_token")
         if (self.password is None) != (not self.username):
             raise ValueError("username and password go together")
+        if self.api_key is not None:
+            check_credential("api_key", api_key_header(self.api_key.reveal()))
+        if self.bearer_token is not None:
+            check_credential("bearer_token", "Bearer " + self.bearer_token.reveal())
         if not self.index:
             check_data_stream_part("dataset", self.data_stream_dataset)
             check_data_stream_part("namespace", self.data_stream_namespace)

@@ -59,6 +59,10 @@ from outputs.base import Outcome, Output, OutputConfig
 USER_AGENT = f"clawd-agent/{__version__}"
 #: Distinct request URLs whose prepared form is kept per client (an output uses a handful).
 MAX_PREPARED_URLS = 64
+#: Distinct credential values (header values, proxy URLs) of recent requests that ``secrets()`` keeps
+#: naming after they changed: an answer read after a ``file:`` secret was rotated may echo the value
+#: its request carried, and the excerpt must mask that one too.
+RECENT_CREDENTIALS = 16
 EXCERPT_LIMIT = 300
 #: Largest response body read; a bigger one is abandoned as a transport error (a misbehaving or
 #: hostile endpoint must not exhaust memory; Elasticsearch bulk answers are a few MB at most).
@@ -126,6 +130,21 @@ def split_http_url(url: str, what: str) -> urllib.parse.SplitResult:
     if u.scheme not in ("http", "https") or not u.hostname:
         raise ValueError(what)
     return u
+
+
+def check_credential(key: str, header_value: str) -> None:
+    """An output's own credential, as the header value it is sent in (``Splunk <token>``, ``Bearer
+    <token>``), must be one a request can carry, as a configured header's must (``_check_header``):
+    refused at send, it failed every request, retried forever. Checked at load; the message names
+    the key, never the value."""
+    if not _HEADER_VALUE.match(header_value):
+        raise ValueError(f"{key}: the value starts with whitespace or holds a line break "
+                         "(not shown: it is a secret)")
+    try:
+        header_value.encode("latin-1")
+    except UnicodeEncodeError:
+        raise ValueError(f"{key}: the value has characters HTTP headers cannot carry (only Latin-1; a "
+                         "byte order mark counts; not shown: it is a secret)") from None
 
 
 def _check_header(name: str, value: Secret) -> None:
@@ -399,6 +418,10 @@ class HttpClient:
         # Accept-Encoding, Connection) with this agent's User-Agent.
         self._base_headers = {**self._session.headers, "User-Agent": USER_AGENT}
         self._urls: dict[str, tuple[str, str | None]] = {}  # URL as given -> _prepare_url's answer
+        #: Credential values recent requests carried (ordered sets, oldest first): ``secrets()``
+        #: names them even after their ``file:`` changed (a rotation while a request was in flight).
+        self._carried: dict[str, None] = {}
+        self._carried_proxies: dict[str, None] = {}
         if not config.tls_verify:
             self._session.verify = False
             # An explicit choice (documented as lab-only); urllib3 would warn on every request,
@@ -420,7 +443,8 @@ class HttpClient:
     def secrets(self) -> list[str]:
         """Current values of this client's secrets, for excerpt redaction: each header value and
         its credential part (after an auth scheme word), the proxy URL and its user:password, and
-        the value of each ``${ENV}`` expanded into one of them."""
+        the value of each ``${ENV}`` expanded into one of them; also the values the last
+        ``RECENT_CREDENTIALS`` requests carried (a ``file:`` secret rotated in flight)."""
         out: list[str] = []
         for secret in (*self.config.headers.values(), self.config.proxy):
             if secret is not None:
@@ -429,12 +453,13 @@ class HttpClient:
         if self._auth is not None:
             with contextlib.suppress(ValueError):  # unreadable now: nothing of it can be echoed
                 values += list(self._auth().values())
+        values += self._carried  # what recent requests carried: an answer echoes its own request's
         for value in values:
             out.append(value)
             _, _, cred = value.partition(" ")
             out.append(cred.strip())
-        proxy = reveal_or_empty(self.config.proxy) if self.config.proxy is not None else ""
-        if proxy:
+        current = reveal_or_empty(self.config.proxy) if self.config.proxy is not None else ""
+        for proxy in dict.fromkeys(p for p in (current, *self._carried_proxies) if p):
             out.append(proxy)
             parts = urllib.parse.urlsplit(proxy if "://" in proxy else f"http://{proxy}")
             if parts.password:
@@ -567,13 +592,20 @@ class HttpClient:
         from requests.structures import CaseInsensitiveDict
 
         send_headers: CaseInsensitiveDict[str] = CaseInsensitiveDict(self._base_headers)
-        for k, v in self.config.headers.items():
-            send_headers[k] = v.reveal()
+        carried = [v.reveal() for v in self.config.headers.values()]
+        for k, value in zip(self.config.headers, carried, strict=True):
+            send_headers[k] = value
         if self._auth is not None:
-            send_headers.update(self._auth())
+            auth = self._auth()
+            send_headers.update(auth)
+            carried += auth.values()
         if headers:
             send_headers.update(headers)
         proxy = self.config.proxy.reveal() if self.config.proxy is not None else ""
+        for value in carried:
+            _remember(self._carried, value)
+        if proxy:
+            _remember(self._carried_proxies, proxy)
         return send_headers, ({"http": proxy, "https": proxy} if proxy else None)
 
     def _body_deadline(self, seconds: float) -> contextlib.AbstractContextManager[Any]:
@@ -634,6 +666,14 @@ class HttpOutput(Output):
 
     def packer(self) -> Callable[[list[bytes]], Payload]:
         return self.client().payload
+
+
+def _remember(recent: dict[str, None], value: str) -> None:
+    """Add ``value`` to an ordered set of at most ``RECENT_CREDENTIALS`` values, newest last."""
+    recent.pop(value, None)
+    recent[value] = None
+    if len(recent) > RECENT_CREDENTIALS:
+        del recent[next(iter(recent))]
 
 
 def reveal_or_empty(secret: Secret) -> str:

@@ -83,6 +83,7 @@ from outputs.http import (
     HttpResponse,
     Payload,
     TransportError,
+    check_credential,
     excerpt,
     outcome_for_status,
     outcome_for_transport,
@@ -223,6 +224,7 @@ class SplunkHecOutputConfig(HttpOutputConfig):
                 raise ValueError(f"{key}: expected an absolute path like /services/collector/ack")
         if self.token is None:
             raise ValueError("token: required")
+        check_credential("token", "Splunk " + self.token.reveal())
         unknown = [f for f in self.event_fields if f not in EVENT_FIELDS]
         if unknown:
             raise ValueError(f"event_fields: unknown {unknown[0]!r} (known: {', '.join(EVENT_FIELDS)})")
