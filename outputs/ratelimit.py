@@ -4,7 +4,7 @@ A throttled answer (HTTP 429, ``Outcome.throttled``) halves the effective rate; 
 attempt adds back a twentieth of the ceiling, so after a storm the output climbs back to its
 configured rate in a few dozen requests instead of hammering the destination again (TCP's AIMD).
 The rate never drops below a small floor (1/64 of the ceiling, and at least 0.1 requests/s or
-1 event/s) so delivery always moves.
+1 event/s, but never above a configured rate: 0.05 requests/s stays 0.05) so delivery always moves.
 
 The configured dimensions adapt. When neither is configured (both 0, the default), requests/s
 adapts from the rate it was actually sending at: a throttled answer starts limiting at half of it,
@@ -109,15 +109,27 @@ class AdaptiveBucket:
 
     def throttled(self) -> None:
         """Multiplicative decrease."""
+        # A ceiling already let go is let go here too, whether or not anything read the rate since
+        # (status, the metrics scrape): this answer observes afresh.
+        self._release_if_quiet(self._clock())
         self._throttled_at = self._clock()
         if self.rate is None:
             self._ceiling = max(self.min_rate, self.observed_rate())
             self.rate = self._ceiling
             self._tokens = 0.0
             self._stamp = self._clock()
-        floor = max(self.min_rate, self._ceiling * FLOOR_FRACTION)
+        # The absolute minimum keeps delivery moving, but never lifts a configured rate below it.
+        floor = min(self._ceiling, max(self.min_rate, self._ceiling * FLOOR_FRACTION))
         self.rate = max(floor, self.rate / 2)
         self._tokens = min(self._tokens, self._burst())
+
+    def settle(self, n: int, wait: float) -> None:
+        """The ``n`` units just reserved go in ``wait`` seconds, later than this bucket's own wait when
+        the other dimension holds them. The bucket must not refill meanwhile as if they had gone at
+        its own time: when they go it holds at most what a full bucket leaves beside them (nothing
+        beside more than a burst). No change when ``wait`` was its own."""
+        if self.rate is not None:
+            self._tokens = min(self._tokens, max(0.0, self._burst() - n) - self.rate * wait)
 
     def succeeded(self) -> None:
         """Additive increase, up to the configured rate (or back to unlimited)."""
@@ -148,9 +160,12 @@ class RateLimiter:
     def reserve(self, events: int) -> float:
         """The wait before an attempt of ``events`` events. Only the adapting buckets are asked: the
         others are unconfigured and stay unlimited, and observing what they send is wasted work."""
-        wait = 0.0
-        for bucket in self._adapting:
-            wait = max(wait, bucket.reserve(1 if bucket is self.requests else events))
+        sizes = [(bucket, 1 if bucket is self.requests else events) for bucket in self._adapting]
+        wait = max(bucket.reserve(n) for bucket, n in sizes)
+        # the attempt goes when both waits have passed: a bucket whose own wait was shorter must not
+        # count it sent earlier (and refill meanwhile), or two bursts go at once
+        for bucket, n in sizes:
+            bucket.settle(n, wait)
         return wait
 
     def throttled(self, sent_at: float | None = None) -> None:
