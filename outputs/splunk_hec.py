@@ -450,8 +450,13 @@ class SplunkHecOutput(HttpOutput):
 
     def _accepted(self, answer: dict[str, Any], ch: AckChannel | None
                   ) -> Outcome | tuple[int, gevent.event.AsyncResult]:
-        if self.acks is None or ch is None:
+        if ch is None:  # ack = false: HEC's 200 code 0 is the delivery
             return Outcome.delivered()
+        if self.acks is None:
+            # ack = true (the request went on an ack channel) but the output was closed while the
+            # POST was under way: nothing will read this request's ack, and HEC's 200 only says the
+            # request was taken, not indexed. Not delivered: re-sent by the next run.
+            return Outcome.retry("hec: output closing before the ack arrived")
         ack_id = answer.get("ackId")
         if not isinstance(ack_id, int) or isinstance(ack_id, bool):
             # The token does not use indexer acknowledgement: HEC took the data, but its 200 only
