@@ -167,6 +167,12 @@ def output_healthy(drain: Any) -> bool:
     return bool(st.healthy and drain.breaker.state_name != "open" and st.health_ok is not False)
 
 
+def significant(rate: float, digits: int = 4) -> float:
+    """``rate`` to ``digits`` significant digits: a limit of 0.0002/s rounded to 3 decimals read as
+    0, which `status` shows as unlimited."""
+    return float(f"{rate:.{digits}g}")
+
+
 def output_extra(drain: Any) -> dict[str, Any]:
     """What the running agent records per output for `status` (``output_state.extra``)."""
     st = drain.stats
@@ -177,7 +183,7 @@ def output_extra(drain: Any) -> dict[str, Any]:
         "in_flight_batches": st.in_flight_batches, "in_flight_events": st.in_flight,
         "breaker": drain.breaker.state_name, "breaker_reason": drain.breaker.reason,
         "health_ok": st.health_ok, "health_reason": st.health_reason,
-        "rate_limit_requests": round(req_rate, 3), "rate_limit_events": round(ev_rate, 3),
+        "rate_limit_requests": significant(req_rate), "rate_limit_events": significant(ev_rate),
         "destination": {counter: counts for counter, (_help, _label, counts)
                         in drain.output.destination_counters().items() if counts},
     }

@@ -56,7 +56,7 @@ from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
 
-from agent.metrics import AgentCollector, output_extra
+from agent.metrics import AgentCollector, output_extra, significant
 from outputs.base import Outcome, Output
 from outputs.breaker import CLOSED
 from outputs.drain import Drain
@@ -637,8 +637,8 @@ def test_in_the_drain_429s_halve_the_rate_other_answers_recover_it_and_status_sh
     assert math.isclose(shown[0], expect[0], rel_tol=1e-9) and math.isclose(shown[1], expect[1],
                                                                             rel_tol=1e-9), (used, shown)
     extra = output_extra(drain)
-    assert (extra["rate_limit_requests"], extra["rate_limit_events"]) == (round(shown[0], 3),
-                                                                          round(shown[1], 3))
+    assert (extra["rate_limit_requests"], extra["rate_limit_events"]) == (significant(shown[0]),
+                                                                          significant(shown[1]))
     collector = AgentCollector(lambda: {}, lambda: {NAME: drain}, lambda: {})
     gauges = {f.name: [s.value for s in f.samples] for f in collector.collect()
               if f.name.startswith("clawd_agent_output_rate_limit")}
@@ -698,3 +698,11 @@ def test_reading_the_rate_in_effect_does_not_change_what_a_late_429_does() -> No
         return limiter.reserve(1), limiter.reserve(1)
 
     assert late_429(read=False) == late_429(read=True)
+
+
+def test_status_shows_a_very_low_limit_as_itself_not_as_unlimited() -> None:
+    """`status` reads 0 as "unlimited": a configured 0.0002 requests/s must not round to it."""
+    drain = Drain(LimitScripted(NAME, cfg(rate_limit_requests=0.0002, rate_limit_events=0.00037), []),
+                  None, None)
+    extra = output_extra(drain)
+    assert (extra["rate_limit_requests"], extra["rate_limit_events"]) == (0.0002, 0.00037)
