@@ -29,7 +29,8 @@ halve it four times (100 requests/s to 6.25), and recovery then took ~19 more su
 
 Buckets use the "debt" form: a reservation always succeeds and returns how long to wait before
 sending, so a batch larger than the bucket's burst never deadlocks, and concurrent senders queue up
-fairly behind each other's debt.
+fairly behind each other's debt: first come, first served, also when recovery raised the rate after
+an earlier attempt's wait was given.
 """
 
 from __future__ import annotations
@@ -60,6 +61,8 @@ class AdaptiveBucket:
         self._stamp = clock()
         self._sent: deque[tuple[float, int]] = deque()
         self._throttled_at = 0.0
+        #: How often the bucket went unlimited (debts reserved before are void).
+        self.unlimits = 0
 
     def _burst(self) -> float:
         return max(1.0, self.rate or 0.0)
@@ -101,6 +104,7 @@ class AdaptiveBucket:
     def _unlimit(self) -> None:
         self.rate = None
         self._sent.clear()
+        self.unlimits += 1
 
     def effective(self) -> float | None:
         """The rate in effect now (None = unlimited)."""
@@ -156,12 +160,26 @@ class RateLimiter:
         self._clock = clock
         #: When the latest decrease took effect (None: never).
         self._decreased_at: float | None = None
+        #: When the latest reserved attempt is due (``reserve``: first come, first served), and the
+        #: buckets' ``unlimits`` then.
+        self._last_due = 0.0
+        self._due_unlimits = 0
 
     def reserve(self, events: int) -> float:
         """The wait before an attempt of ``events`` events. Only the adapting buckets are asked: the
         others are unconfigured and stay unlimited, and observing what they send is wasted work."""
         sizes = [(bucket, 1 if bucket is self.requests else events) for bucket in self._adapting]
         wait = max(bucket.reserve(n) for bucket, n in sizes)
+        now = self._clock()
+        unlimits = sum(bucket.unlimits for bucket, _ in sizes)
+        if unlimits != self._due_unlimits:  # unlimited since: earlier debts are void (``unlimited``)
+            self._last_due, self._due_unlimits = 0.0, unlimits
+        if wait > 0 or self._last_due > now:
+            # First come, first served: an attempt never goes before one reserved earlier. The
+            # earlier one's wait was computed at the rate then; once recovery raised the rate, a
+            # later reservation's own wait is shorter and it overtook the batch queued ahead.
+            wait = max(wait, self._last_due - now)
+            self._last_due = now + wait
         # the attempt goes when both waits have passed: a bucket whose own wait was shorter must not
         # count it sent earlier (and refill meanwhile), or two bursts go at once
         for bucket, n in sizes:

@@ -255,3 +255,21 @@ def test_batches_waiting_on_an_observed_ceiling_go_once_it_is_let_go(tmp_path, m
     spool.close()
     assert out.received == list(range(30))
     assert max(dues) - finished > 5  # the debts ran far past the end: not waited out
+
+
+def test_an_attempt_never_goes_before_one_reserved_earlier_when_recovery_raised_the_rate() -> None:
+    """First come, first served: A's wait was given at a throttled rate; after recovery raised the
+    rate, B's own wait is shorter, but B must not overtake A (the module docstring's promise)."""
+    clock = Clock()
+    lim = RateLimiter(requests_per_s=8.0, clock=clock)
+    for _ in range(3):
+        lim.throttled()  # 8 -> 1/s
+    assert lim.reserve(1) == pytest.approx(0.0)  # what the bucket held
+    a_due = clock.t + lim.reserve(1)  # at 1/s: a second
+    assert a_due == pytest.approx(clock.t + 1.0)
+    for _ in range(20):
+        lim.succeeded()  # back to 8/s
+    assert lim.current()[0] == 8.0
+    clock.t += 0.1
+    b_due = lim.reserve(1)
+    assert clock.t + b_due >= a_due - 1e-9, "B overtook A"
