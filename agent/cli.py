@@ -82,6 +82,12 @@ def _spool_errors(path: str) -> Iterator[None]:
         raise
     except sqlite3.DatabaseError as exc:
         raise click.ClickException(f"{path} is not a usable spool: {exc}") from None
+    except UnicodeDecodeError as exc:
+        # SQLite refused a corrupt schema ("malformed database schema ...") in a message quoting the
+        # corrupt bytes, which CPython's sqlite3 cannot decode: the DatabaseError arrives as this.
+        # (The spool decodes nothing itself: a column it cannot decode is an OperationalError.)
+        detail = exc.object.decode("utf-8", "backslashreplace") if isinstance(exc.object, bytes) else exc
+        raise click.ClickException(f"{path} is not a usable spool: {detail}") from None
     except OverflowError:  # only the driver binds our numbers: an id, --limit, --count or --seq
         raise click.BadParameter(f"a number above {SQLITE_INT_MAX}, the largest the spool holds") from None
 
@@ -330,6 +336,8 @@ def quarantine_list(config_path: str, input_name: str | None, limit: int, as_jso
 
     Example: clawd-agent quarantine list --input hushd_audit
     """
+    from agent.status import printable
+
     with _spool(_load(config_path), readonly=True) as spool:
         entries = spool.quarantine_list(limit=limit, input=input_name)
     if as_json:
@@ -339,7 +347,7 @@ def quarantine_list(config_path: str, input_name: str | None, limit: int, as_jso
         click.echo("quarantine is empty")
     for e in entries:
         where = f"{e.source}@{e.offset}" if e.offset is not None else e.source
-        click.echo(f"#{e.id}  {_iso_ms(e.created_ms)}  {e.input}  {where}  {e.reason}")
+        click.echo(printable(f"#{e.id}  {_iso_ms(e.created_ms)}  {e.input}  {where}  {e.reason}"))
 
 
 @quarantine.command("show")
@@ -403,6 +411,8 @@ def dlq_list(config_path: str, output_name: str | None, limit: int, as_json: boo
 
     Example: clawd-agent dlq list --output splunk
     """
+    from agent.status import printable
+
     with _spool(_load(config_path), readonly=True) as spool:
         entries = spool.dlq_list(output_name, limit)
         pending = spool.dlq_replay_ids(output_name)
@@ -413,8 +423,8 @@ def dlq_list(config_path: str, output_name: str | None, limit: int, as_json: boo
         click.echo("the DLQ is empty")
     for e in entries:
         mark = "  (replay requested)" if e.id in pending else ""
-        click.echo(f"#{e.id}  {_iso_ms(e.created_ms)}  {e.output}  seq {e.seq}  "
-                   f"attempts {e.attempts}{mark}  {e.reason}")
+        click.echo(printable(f"#{e.id}  {_iso_ms(e.created_ms)}  {e.output}  seq {e.seq}  "
+                             f"attempts {e.attempts}{mark}  {e.reason}"))
 
 
 @dlq.command("show")

@@ -8,12 +8,25 @@ the same command answers while the agent runs, after it stopped, and after it cr
 from __future__ import annotations
 
 import os
+import re
 import time
 from typing import Any
 
 from agent.config import AgentConfig
 from agent.liveness import agent_running
 from agent.metrics import aggregate_health
+
+#: C0/C1 controls, line/paragraph separators and bidi overrides (the set outputs.http.excerpt turns
+#: into spaces): what a DLQ reason, a destination's words or a tailed file's name may hold, and a
+#: terminal must not get raw.
+_UNPRINTABLE = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
+
+
+def printable(text: str) -> str:
+    """``text`` for one line of a terminal: each of those characters as its escape (``\\n``,
+    ``\\x1b``, ``\\u202e``), so data can neither break the line nor drive the terminal (clear the
+    screen, set its title, reorder the text), and the operator still sees that it was there."""
+    return _UNPRINTABLE.sub(lambda m: m.group().encode("unicode_escape").decode("ascii"), text)
 
 
 def collect_status(config: AgentConfig) -> dict[str, Any]:
@@ -160,7 +173,7 @@ def _human_bytes(n: int | None) -> str:
 
 
 def render_status(st: dict[str, Any]) -> str:
-    """The human view: one screen, most important first."""
+    """The human view: one screen, most important first; each line ``printable``."""
     a, sp = st["agent"], st["spool"]
     lines = []
     state = f"running (pid {a['pid']})" if a["running"] else "not running"
@@ -169,7 +182,7 @@ def render_status(st: dict[str, Any]) -> str:
         lines.append(f"  started {a.get('started') or '-'}   last heartbeat {a['last_heartbeat']}")
     if not sp.get("exists", True):
         lines.append(f"spool: {sp['path']} does not exist yet (the agent has not run)")
-        return "\n".join(lines) + "\n"
+        return "".join(printable(line) + "\n" for line in lines)
     # Recorded by the agent when it opens the spool (Spool.record_config): unknown before one ran.
     recorded = sp.get("durability") is not None
     cap = _human_bytes(sp["max_bytes"]) if sp.get("max_bytes") else "unlimited" if recorded else "-"
@@ -208,4 +221,4 @@ def render_status(st: dict[str, Any]) -> str:
                          for n, d in st["orphan_dlq"].items())
         lines.append(f"  DLQ entries of outputs no longer configured: {dlqs}; "
                      "`clawd-agent dlq purge --output NAME` removes them")
-    return "\n".join(lines) + "\n"
+    return "".join(printable(line) + "\n" for line in lines)
