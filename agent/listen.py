@@ -24,10 +24,23 @@ from gevent import pywsgi
 
 
 class _GracefulHandler(pywsgi.WSGIHandler):
-    """Marks its connection idle while it waits for the next request line, and takes no further
-    request once its server is stopping."""
+    """Marks its connection idle while it waits for the next request line, takes no further
+    request once its server is stopping, and answers HEAD without a body."""
 
     server: AgentWSGIServer
+
+    def process_result(self) -> None:
+        """pywsgi sends whatever the application returns, HEAD or not; an answer to HEAD has no
+        content (RFC 9110 §9.3.2), and a client reads none: on a keep-alive connection the body's
+        bytes would be taken as the start of the next answer. The headers (Content-Length
+        included) are those a GET gets."""
+        if self.command != "HEAD":
+            super().process_result()
+            return
+        for _ in self.result:
+            pass
+        if self.status and not self.headers_sent:
+            self.write(b"")
 
     def read_requestline(self) -> str:
         server = self.server

@@ -176,7 +176,7 @@ class LineSplitter:
                 break
             start = self.buf_start + cut
             if nl - cut > self.max:
-                out.append(Line(start, self.buf_start + nl + 1, bytes(buf[cut:cut + EXCERPT_MAX]),
+                out.append(Line(start, self.buf_start + nl + 1, bytes(buf[cut:min(nl, cut + EXCERPT_MAX)]),
                                 overlong=True, length=nl - cut))
             else:
                 out.append(Line(start, self.buf_start + nl + 1, bytes(buf[cut:nl])))

@@ -171,7 +171,14 @@ class HttpInput:
         chunks = []
         total = 0
         while True:
-            chunk = stream.read(min(65536, limit + 1 - total))
+            try:
+                chunk = stream.read(min(65536, limit + 1 - total))
+            except OSError as exc:
+                # The client's error, not ours: broken chunked framing (pywsgi's _InvalidClientInput,
+                # an IOError) or the connection closed before the body ended. Where a next request
+                # would start is unknown, so the connection ends with the answer (as pywsgi's own 400).
+                raise _Reply("400 Bad Request", {"error": f"unreadable body: {exc}"},
+                             [("Connection", "close")]) from None
             if not chunk:
                 break
             chunks.append(chunk)
@@ -217,6 +224,8 @@ class HttpInput:
                     out.append((start, None, line, f"invalid JSON: {e}"))
             return out
         if isinstance(value, list):
+            if not value:  # no record at all: the body is what is quarantined (and answered 400)
+                return [(0, None, body, "empty JSON array: no record")]
             return [(0, v, orjson.dumps(v), None) for v in value]
         return [(0, value, body, None)]
 

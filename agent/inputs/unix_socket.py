@@ -70,6 +70,20 @@ def _remove_stale(path: str) -> None:
         probe.close()
 
 
+def _end_reads(conn: socket.socket) -> None:
+    """Shut down ``conn`` for reading so that its reader gets what the client had sent, then end of
+    file. Not gevent's ``socket.shutdown``: that also cancels a ``recv`` waiting in another greenlet
+    (it raises "File descriptor was closed in another greenlet"), and the bytes already in the
+    kernel's buffer, which the client's writes had delivered, were never read. The shutdown is done
+    on a duplicate of the descriptor (the same open socket), so the hub wakes the reader as readable."""
+    with contextlib.suppress(OSError):
+        dup = _stdsocket.socket(fileno=os.dup(conn.fileno()))
+        try:
+            dup.shutdown(_stdsocket.SHUT_RD)
+        finally:
+            dup.close()
+
+
 class UnixSocketInput:
     """``UnixSocketInput(name, config, writer, spool=None, context=None)``; ``config`` is a
     ``UnixInputConfig`` (or a plain table with its keys)."""
@@ -117,9 +131,10 @@ class UnixSocketInput:
         log.info("%s: listening on %s (mode %o)", self.name, path, self.config.mode_bits)
 
     def _spawn(self, fn: Any, *args: Any) -> Any:
+        # gevent's StreamServer calls spawn(_handle_and_close_when_done, handle, close, (conn, address))
         if len(self._group) >= self.config.max_connections:
             log.warning("%s: %d connections open; refusing one more", self.name, len(self._group))
-            args[0].close()
+            args[-1][0].close()
             return None
         return self._group.spawn(fn, *args)
 
@@ -130,8 +145,7 @@ class UnixSocketInput:
         # A client that keeps its connection open (hushd streams into one) would hold the stop for
         # the whole timeout: its reads end now, and each handler commits what it had received.
         for conn in list(self._conns):
-            with contextlib.suppress(OSError):
-                conn.shutdown(socket.SHUT_RD)
+            _end_reads(conn)
         self._group.join(timeout)
         self._group.kill(block=True)
         with contextlib.suppress(OSError):
@@ -143,6 +157,8 @@ class UnixSocketInput:
         self.connections += 1
         self.connections_total += 1
         self._conns.add(conn)
+        if self._stop.is_set():  # accepted before stop() but only running now: stop() did not see it
+            _end_reads(conn)
         splitter = LineSplitter(self.config.max_line_bytes, 0)
         try:
             while True:  # until end of file: the client's close, or stop() ending the reads

@@ -68,7 +68,8 @@ def test_unix_mode_group_and_stale_socket(env):
     st = os.lstat(path)
     assert stat.S_ISSOCK(st.st_mode) and stat.S_IMODE(st.st_mode) == 0o640 and st.st_gid == gid
     _send(path, AUDIT_LINES[0] + AUDIT_LINES[1])
-    wait_until(lambda: len(event_ids(spool)) == 2)
+    # the rows are visible once committed, the counter once the writer's answer reached the handler
+    wait_until(lambda: len(event_ids(spool)) == 2 and inp.status()["stats"]["ingested"] >= 2)
     assert inp.status()["stats"]["ingested"] == 2
     with pytest.raises(RuntimeError, match="in use"):
         UnixSocketInput("unix2", {"path": str(path)}, writer).start()
