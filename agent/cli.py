@@ -470,11 +470,7 @@ def dlq_replay(config_path: str, output_name: str | None, ids: tuple[int, ...], 
                                    f"{', '.join(cfg.outputs)}); its entries cannot be replayed")
     with _spool(cfg) as spool:
         if ids:
-            found = [e for e in (spool.dlq_get(i) for i in ids) if e is not None]
-            missing = sorted(set(ids) - {e.id for e in found})
-            if missing:
-                raise click.ClickException(f"no DLQ entry #{', #'.join(map(str, missing))}")
-            _check_entries_of(found, output_name)
+            found = _entries_of(spool, ids, output_name)
             outputs = {e.output for e in found}
         else:  # the outputs only: loading every entry (bodies included) to learn them costs GBs
             outputs = spool.dlq_outputs()
@@ -507,12 +503,22 @@ def dlq_purge(config_path: str, output_name: str | None, older_ms: int | None, i
     Example: clawd-agent dlq purge --output splunk --older-than 7d --yes
     """
     with _spool(_load(config_path)) as spool:
-        if ids:  # like replay: "purged 0" would hide an --id that is not of --output
-            _check_entries_of([e for e in map(spool.dlq_get, ids) if e is not None], output_name)
+        if ids:  # like replay: "purged 0" would hide an --id that is not there or not of --output
+            _entries_of(spool, ids, output_name)
         if not yes:
             click.confirm("Delete the matching DLQ entries?", abort=True)
         n = spool.dlq_purge(output=output_name, older_than_ms=older_ms, ids=list(ids) if ids else None)
     click.echo(f"purged {n} DLQ entries")
+
+
+def _entries_of(spool: Any, ids: tuple[int, ...], output_name: str | None) -> list[Any]:
+    """The DLQ entries ``--id`` names; an error for one that is not there or not of ``--output``."""
+    found = [e for e in map(spool.dlq_get, ids) if e is not None]
+    missing = sorted(set(ids) - {e.id for e in found})
+    if missing:
+        raise click.ClickException(f"no DLQ entry #{', #'.join(map(str, missing))}")
+    _check_entries_of(found, output_name)
+    return found
 
 
 def _check_entries_of(entries: list[Any], output: str | None) -> None:

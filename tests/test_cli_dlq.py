@@ -173,6 +173,15 @@ def test_purge_of_an_id_of_another_output_says_so(setup):
     assert len(spool.dlq_list()) == 5
 
 
+def test_purge_of_an_id_that_is_not_there_says_so_and_purges_nothing(setup):
+    """As replay does: "purged 0" and exit 0 hid a mistyped --id."""
+    cfg, spool = setup
+    real = spool.dlq_list()[0].id
+    r = run("dlq", "purge", "--id", str(real), "--id", "999999", "--yes", config=cfg)
+    assert r.exit_code == 1 and "no DLQ entry #999999" in r.output, r.output
+    assert len(spool.dlq_list()) == 5
+
+
 def test_a_bad_older_than_names_the_option(setup):
     cfg, spool = setup
     r = run("dlq", "purge", "--older-than", "last week", "--yes", config=cfg)

@@ -438,6 +438,9 @@ class CliMachine(RuleBasedStateMachine):
                 *(["--yes"] if confirm == "--yes" else [])]
         r = self.run(*args, input=None if confirm == "--yes" else confirm)
         found = [self.dlq[i] for i in ids if i in self.dlq]
+        missing = sorted({i for i in ids if i not in self.dlq})
+        if missing:  # as replay: a mistyped --id is an error, not "purged 0"
+            return self.error(r, 1, f"no DLQ entry #{', #'.join(map(str, missing))}")
         other = [e for e in found if output is not None and e.output != output]
         if other:
             return self.error(r, 1, f"DLQ entry #{other[0].id} belongs to output {other[0].output!r}")
