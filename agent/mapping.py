@@ -146,10 +146,19 @@ def derive_event_id(kind: str, source_id: str) -> str:
     return str(uuid.uuid5(EVENT_ID_NAMESPACE, f"{kind}:{source_id}"))
 
 
+# re.ASCII: ``\d`` would match any Unicode decimal digit (fullwidth, Arabic-Indic...), which int() reads
+# but the canonical text (kept as given for UTC) must not hold.
 _RFC3339_RE = re.compile(
-    r"^(\d{4})-(\d{2})-(\d{2})[Tt ](\d{2}):(\d{2}):(\d{2})(?:\.(\d+))?(?:([Zz])|([+-])(\d{2}):?(\d{2}))$"
+    r"^(\d{4})-(\d{2})-(\d{2})[Tt ](\d{2}):(\d{2}):(\d{2})(?:\.(\d+))?(?:([Zz])|([+-])(\d{2}):?(\d{2}))$",
+    re.ASCII,
 )
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def _utc_text(dt: datetime) -> str:
+    """``YYYY-MM-DDTHH:MM:SS`` with a 4-digit year (``strftime("%Y")`` writes year 999 as "999")."""
+    return f"{dt.year:04d}-{dt.month:02d}-{dt.day:02d}T{dt.hour:02d}:{dt.minute:02d}:{dt.second:02d}"
+
 # fullmatch: the pattern's ``$`` would also accept a trailing newline, which the general parser drops;
 # with match() a "...Z\n" value came back with or without its newline depending on the date cache.
 _TS_CANONICAL = re.compile(TIMESTAMP_PATTERN).fullmatch
@@ -201,6 +210,10 @@ def normalize_timestamp(value: Any, *, field_name: str = "timestamp") -> str:
         if m is None:
             raise MappingError(f"{field_name}: expected an RFC 3339 timestamp, got {value!r}")
         y, mo, d, h, mi, s, frac, z, sign, oh, om = m.groups()
+        if s > "60":  # two ASCII digits: 60 is a leap second, 61..99 no time at all
+            raise MappingError(f"{field_name}: invalid date/time {value!r}: second must be in 0..60")
+        if z is None and (oh > "23" or om > "59"):
+            raise MappingError(f"{field_name}: invalid date/time {value!r}: offset must be within 23:59")
         try:
             dt = datetime(int(y), int(mo), int(d), int(h), int(mi), min(int(s), 59))
             if z is None:
@@ -210,7 +223,7 @@ def normalize_timestamp(value: Any, *, field_name: str = "timestamp") -> str:
             raise MappingError(f"{field_name}: invalid date/time {value!r}: {exc}") from None
         # Already UTC: keep the text (uppercase T/Z, a leap second :60 as given, at most 9 digits), exactly
         # as the canonical fast path above would, so the result never depends on the date cache.
-        base = f"{y}-{mo}-{d}T{h}:{mi}:{s}" if z is not None else dt.strftime("%Y-%m-%dT%H:%M:%S")
+        base = f"{y}-{mo}-{d}T{h}:{mi}:{s}" if z is not None else _utc_text(dt)
         if len(_VALID_DATES) > 4096:
             _VALID_DATES.clear()
         _VALID_DATES.add(f"{y}-{mo}-{d}")  # the datetime() above accepted this date
@@ -222,7 +235,7 @@ def normalize_timestamp(value: Any, *, field_name: str = "timestamp") -> str:
             dt = _EPOCH + timedelta(milliseconds=value)
         except OverflowError:
             raise MappingError(f"{field_name}: epoch milliseconds out of range: {value}") from None
-        return f"{dt.strftime('%Y-%m-%dT%H:%M:%S')}.{value % 1000:03d}Z"
+        return f"{_utc_text(dt)}.{value % 1000:03d}Z"
     if type(value) is float and value.is_integer():
         return normalize_timestamp(int(value), field_name=field_name)
     if value is None:
@@ -263,6 +276,12 @@ def _ip(host: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
     return None
 
 
+def _is_port(text: str) -> bool:
+    """1-5 ASCII digits up to 65535 (``isdigit`` alone also accepts "²", which int() refuses, and
+    other scripts' digits, which are no port in a host:port target)."""
+    return text.isascii() and text.isdigit() and int(text) <= 65535
+
+
 def parse_egress_target(target: str) -> tuple[str, int | None]:
     """Split an egress target into (host, port): ``host``, ``host:port``, ``[v6]:port``, ``[v6]``, bare
     IPv6 and IPv4. Brackets are stripped; a port that is not 0..65535 digits is not a port."""
@@ -272,14 +291,14 @@ def parse_egress_target(target: str) -> tuple[str, int | None]:
         if end > 0:
             host = t[1:end]
             rest = t[end + 1:]
-            if rest.startswith(":") and rest[1:].isdigit() and int(rest[1:]) <= 65535:
+            if rest.startswith(":") and _is_port(rest[1:]):
                 return host, int(rest[1:])
             return host, None
         return t, None
     colons = t.count(":")
     if colons == 1:
         host, _, port = t.partition(":")
-        if port.isdigit() and int(port) <= 65535 and host:
+        if _is_port(port) and host:
             return host, int(port)
         return t, None
     return t, None  # bare host, IPv4, or bare IPv6 (2+ colons: no port can be told apart)
@@ -703,8 +722,9 @@ def _map_security_event_v1(r: dict, ctx: MappingContext) -> dict:
         resource, indicator = _resource(action, _str(res_in.get("path")) or rname, metadata)
     else:
         rtype = res_in.get("type")
-        resource = {"type": rtype if rtype in _CATEGORY_FOR_RESOURCE else "configuration",
-                    "name": rname or action}
+        if type(rtype) is not str or rtype not in _CATEGORY_FOR_RESOURCE:  # a list is not even hashable
+            rtype = "configuration"
+        resource = {"type": rtype, "name": rname or action}
         if _str(res_in.get("path")):
             resource["path"] = res_in["path"]
 
@@ -1034,7 +1054,7 @@ def detect_kind(record: dict) -> str:
         return "adapter_audit"
     if "type" in record and record.get("decision") in ("allowed", "denied"):
         return "openclaw_audit"
-    keys = sorted(str(k) for k in record)
+    keys = sorted(k if k.isprintable() else repr(k)[1:-1] for k in map(str, record))  # one line
     shown = ", ".join(keys[:12]) + (", ..." if len(keys) > 12 else "")
     raise MappingError(f"unknown record shape (keys: {shown})")
 
@@ -1132,4 +1152,13 @@ def encode_line(line: bytes, context: MappingContext, kind: str | None) -> tuple
     ts = out["timestamp"]
     if ms is None or ts is not ev["timestamp"]:
         ms = timestamp_to_ms(ts)
-    return raw, ms, encode_event(out)
+    return raw, ms, encode_record_event(out)
+
+
+def encode_record_event(ev: dict) -> bytes:
+    """``encode_event`` of a mapped event, or ``MappingError``: orjson decodes objects nested up to
+    1,024 levels but encodes only 254, so a record's deep metadata maps and then cannot be encoded."""
+    try:
+        return encode_event(ev)
+    except TypeError as exc:  # orjson.JSONEncodeError
+        raise MappingError(f"metadata: the event cannot be encoded: {exc}") from None

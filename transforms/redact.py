@@ -59,8 +59,12 @@ _SECRET_REGEXES: tuple[str, ...] = (
     r"[A-Za-z][A-Za-z0-9+.\-]{0,30}://[^/\s:@]{1,256}:(?P<secret>[^/\s@]{1,256})@",
     r"(?i)\bbearer\s+(?P<secret>[A-Za-z0-9\-._~+/]{8,}=*)",
     # A UUID after the key is an identifier (hushd's policy actor "api_key:<key id>"), not the secret.
-    r"(?i)" + _CREDENTIAL_WORD + r"[\"']?\s{0,8}[:=]\s{0,8}[\"']?(?:(?:bearer|basic|token|digest)\s+)?"
-    r"(?![0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}(?![0-9a-z]))(?P<secret>[^\s\"',;&]+)",
+    # The quotes may be JSON-escaped (\"key\": \"value\"): a JSON document in a string, as the raw line of a
+    # quarantined record holds it; the value then ends before the escaped quote.
+    r"(?i)" + _CREDENTIAL_WORD + r"(?:\\?[\"'])?\s{0,8}[:=]\s{0,8}(?:\\?[\"'])?"
+    r"(?:(?:bearer|basic|token|digest)\s+)?"
+    r"(?![0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}(?![0-9a-z]))"
+    r"(?P<secret>(?:[^\s\"',;&\\]|\\(?![\"']))+)",
 )
 #: A metadata key naming a credential: its whole (string) value is masked by the ``secrets`` pattern.
 CREDENTIAL_KEY = re.compile(r"(?i)" + _CREDENTIAL_WORD + r"$")

@@ -9,12 +9,13 @@ crash at any instant neither lose nor duplicate an event.
 from __future__ import annotations
 
 import logging
+import re
 import time
 from dataclasses import dataclass, fields
 from typing import TYPE_CHECKING, Any
 
-from agent.event import encode_event, timestamp_to_ms
-from agent.mapping import MappingContext, MappingError, encode_line, map_record
+from agent.event import timestamp_to_ms
+from agent.mapping import MappingContext, MappingError, encode_line, encode_record_event, map_record
 from spool.types import EXCERPT_MAX, AppendResult, EncodedEvent, IngestBatch, QuarantineRecord, SpoolFull
 
 if TYPE_CHECKING:  # the offload helper maps lines with this module and never imports gevent
@@ -59,13 +60,23 @@ class InputStats:
 # Lines -> batch
 # --------------------------------------------------------------------------------------------------
 
-def excerpt(data: bytes, context: MappingContext | None = None) -> bytes:
+# The run of characters a cut left at the end of a line's head: a secret's start (every built-in secret
+# pattern stops at whitespace, quotes, commas, semicolons and ampersands).
+_CUT_TAIL = re.compile(rb"[^\s\"',;&]+\Z")
+
+
+def excerpt(data: bytes, context: MappingContext | None = None, *, cut: bool = False) -> bytes:
     """The bounded excerpt quarantined with a bad record; with a context whose ingest transform
-    redacts (``[privacy]``), its value patterns are masked first: the spool never holds a secret."""
+    redacts (``[privacy]``), its value patterns are masked first: the spool never holds a secret.
+
+    ``cut``: ``data`` is only the head of a longer line (an overlong one). A secret the cut went
+    through may be too short for its pattern, so with redaction on, the head's last word goes too."""
     post = context.postprocess if context is not None else None
     redact = getattr(post, "redact_bytes", None)
     if redact is not None:
         data = redact(data)
+        if cut:
+            data = _CUT_TAIL.sub(b"", data)
     return bytes(data[:EXCERPT_MAX])
 
 
@@ -82,7 +93,7 @@ def encode(ev: dict) -> EncodedEvent:
     """A mapped event as the spool stores it (16-byte id, event time in ms, canonical bytes)."""
     # event_id is a validated canonical UUID string: its 32 hex digits are the 16 bytes
     return _new_encoded(EncodedEvent, (bytes.fromhex(ev["event_id"].replace("-", "")),
-                                       timestamp_to_ms(ev["timestamp"]), encode_event(ev)))
+                                       timestamp_to_ms(ev["timestamp"]), encode_record_event(ev)))
 
 
 def kind_of(fmt: str) -> str | None:
@@ -243,7 +254,7 @@ def map_lines(lines: list[Line], *, source: str, context: MappingContext, kind: 
         if line.overlong:
             quarantine.append(QuarantineRecord(
                 source, line.start, f"line of {line.length} bytes exceeds max_line_bytes ({max_line_bytes})",
-                excerpt(line.data, context)))
+                excerpt(line.data, context, cut=True)))
             continue
         data = line.data
         # only an empty line or one that starts with whitespace can be blank: skip strip()'s copy otherwise
