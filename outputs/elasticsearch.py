@@ -53,7 +53,6 @@ optional ``label:`` then base64 of ``host[:port]$es_uuid$kibana_uuid``; Elastics
 from __future__ import annotations
 
 import base64
-import binascii
 import contextlib
 import itertools
 import logging
@@ -100,6 +99,14 @@ DEFAULT_ILM_POLICY = "clawdstrike-security"
 DATED_ILM_POLICY = "clawdstrike-security-dated"
 _PREFIX_CACHE_MAX = 1024
 _INDEX_NAME_FORBIDDEN = re.compile(r'[\\/*?"<>| ,#:]')  # upper case: check_index_name
+#: What the host and the Elasticsearch id of a Cloud ID may hold: dot-separated host name labels.
+_CLOUD_HOST = re.compile(r"[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*\Z")
+#: A data stream's backing indices are named ``.ds-<name>-<yyyy.MM.dd>-<generation>``
+#: (DataStream.getDefaultBackingIndexName), and must be index names of at most 255 bytes too.
+_BACKING_INDEX_EXTRA = len(".ds-") + len("-2026.01.01-000001")
+#: Characters the bootstrap's template and policy names must not hold: Elasticsearch's (no space,
+#: ',', '#', '*'...) and what would change the request's URL path ('/', '?', '#', '%').
+_RESOURCE_NAME_FORBIDDEN = re.compile(r'[\\/*?"<>| ,#%\x00-\x1f\x7f]')
 #: The route values ``encode`` reads (``_route_index``).
 ROUTE_KEYS = ("index", "dataset", "namespace")
 
@@ -167,16 +174,22 @@ class ElasticsearchOutputConfig(HttpOutputConfig):
         if not self.index:
             check_data_stream_part("dataset", self.data_stream_dataset)
             check_data_stream_part("namespace", self.data_stream_namespace)
+            check_data_stream_name(route_target(self, {}))
         check_index_name(route_target(self, {}))
+        if self.bootstrap:
+            check_resource_name("template_name", self.template_name)
+            if self.ilm_policy:
+                check_resource_name("ilm_policy", self.ilm_policy)
 
     def check_route(self, values: dict[str, str]) -> None:
         """The index a rule's values name (as ``ElasticsearchOutput._route_index`` builds it) must be
         one Elasticsearch accepts: otherwise every event of the rule is refused with a 400."""
         check_route_keys(values, ROUTE_KEYS, "elasticsearch")
-        if not values.get("index"):
-            for key in ("dataset", "namespace"):
-                if values.get(key):
-                    check_data_stream_part(key, values[key])
+        if not values.get("index") and (values.get("dataset") or values.get("namespace")):
+            # The part the rule leaves out is the output's own, unchecked when it writes to an index.
+            check_data_stream_part("dataset", values.get("dataset") or self.data_stream_dataset)
+            check_data_stream_part("namespace", values.get("namespace") or self.data_stream_namespace)
+            check_data_stream_name(route_target(self, values))
         check_index_name(route_target(self, values))
 
 
@@ -221,6 +234,26 @@ def check_data_stream_part(what: str, value: str) -> None:
         raise ValueError(f"data stream {what} {value[:40]!r}... is longer than 100 characters")
 
 
+def check_data_stream_name(name: str) -> None:
+    """``ValueError`` for a data stream name whose backing indices Elasticsearch cannot create: the
+    first is ``.ds-<name>-<yyyy.MM.dd>-000001``, an index name of at most 255 bytes like any other."""
+    check_index_name(name)
+    limit = 255 - _BACKING_INDEX_EXTRA
+    if len(name.encode("utf-8")) > limit:
+        raise ValueError(f"invalid data stream name {name[:40]!r}...: longer than {limit} bytes (its "
+                         "backing indices, .ds-<name>-<date>-000001, must fit in 255)")
+
+
+def check_resource_name(what: str, name: str) -> None:
+    """``ValueError`` for a bootstrapped template or ILM policy name that Elasticsearch refuses or that
+    would not reach it as written: it goes into the request's path unescaped, where ``#`` starts a
+    fragment (never sent) and ``?`` a query, so ``PUT _ilm/policy/pol#1`` put ``pol`` while the
+    template named ``pol#1``, a policy that does not exist (ILM's ERROR step)."""
+    if not name or _RESOURCE_NAME_FORBIDDEN.search(name) or name.startswith("_") or name in (".", ".."):
+        raise ValueError(f"{what}: invalid name {name!r} (not empty; no spaces or \\/*?\"<>|,#%; not "
+                         "starting with _, not . or ..)")
+
+
 def data_stream_name(dataset: str, namespace: str) -> str:
     """Elastic's data stream naming scheme: ``<type>-<dataset>-<namespace>`` with type ``logs``."""
     return f"logs-{dataset}-{namespace}"
@@ -232,7 +265,7 @@ def decode_cloud_id(cloud_id: str) -> str:
     try:
         decoded = base64.b64decode(encoded + "=" * (-len(encoded) % 4), altchars=b"-_", validate=False)
         text = decoded.decode("utf-8")
-    except (binascii.Error, UnicodeDecodeError):
+    except ValueError:  # binascii.Error, UnicodeDecodeError, and b64decode's own for a non-ASCII str
         raise ValueError("cloud_id: not a valid Elastic Cloud ID (base64 did not decode)") from None
     parts = text.split("$")
     if len(parts) < 2 or not parts[0] or not parts[1]:
@@ -243,8 +276,13 @@ def decode_cloud_id(cloud_id: str) -> str:
         host, _, port = host.partition(":")
     if ":" in es_uuid:  # some IDs carry the port on the component instead
         es_uuid, _, port = es_uuid.partition(":")
-    if not port.isdigit():
+    if not (port.isascii() and port.isdigit() and 0 < int(port) < 65536):
         raise ValueError("cloud_id: not a valid Elastic Cloud ID (bad port)")
+    # Both become the URL's host: anything but host name labels (a '@', '/', '?', an empty label)
+    # would name another host, or none.
+    if not _CLOUD_HOST.match(host) or not _CLOUD_HOST.match(es_uuid):
+        raise ValueError("cloud_id: not a valid Elastic Cloud ID (expected a host name and an "
+                         "Elasticsearch id in host$es_uuid$kibana_uuid)")
     return f"https://{es_uuid}.{host}:{port}"
 
 
@@ -838,6 +876,11 @@ def index_template_body(config: ElasticsearchOutputConfig) -> dict[str, Any]:
     }
     if config.index:
         body["index_patterns"] = [template_pattern(config.index)]
+        if not config.ilm_policy and not _dated(config):
+            # No rollover alias is made without a policy: the first event creates the plain index
+            # <index>, which <index>-* does not match (an alias an administrator made still
+            # writes to <index>-NNNNNN).
+            body["index_patterns"].insert(0, config.index)
         if config.ilm_policy and not _dated(config):
             settings["index.lifecycle.rollover_alias"] = config.index
     else:

@@ -887,4 +887,5 @@ def _epoch(ev: dict[str, Any]) -> bytes:
         ms = timestamp_to_ms(ts)
     except ValueError:
         return b""
-    return b"%d.%03d" % divmod(ms, 1000)
+    # Before 1970 too: -1 ms is "-0.001", where divmod's floor gave (-1, 999), "-1.999".
+    return (b"-" if ms < 0 else b"") + b"%d.%03d" % divmod(abs(ms), 1000)
