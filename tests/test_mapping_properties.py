@@ -1034,3 +1034,23 @@ def test_defect_json_escaped_credential_assignment_survives_in_a_quarantine_exce
     assert b"Zq81xv0TT3kq" not in q.excerpt
     ev = parse_line(orjson.dumps(audit_record(message='{"api_key": "Zq81xv0TT3kq"}')), context=PRIVATE_CTX)
     assert "Zq81xv0TT3kq" not in ev["decision"]["reason"]  # (the mapped event was always masked)
+
+
+def test_a_mapping_bug_quoting_a_secret_is_masked_in_the_reason_and_absent_from_the_log(
+        monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    """The catch-all for mapping bugs quoted the exception's message, which may hold the record's
+    values, unmasked into the quarantine reason, and its traceback into the log."""
+    import agent.inputs.base as base
+
+    token = "ghp_" + "A1b2C3d4E5" * 3 + "F6g7H8"
+
+    def buggy(data: bytes, context: object, kind: object) -> object:
+        raise KeyError(f"field value {token}")
+
+    monkeypatch.setattr(base, "encode_line", buggy)
+    line = orjson.dumps(audit_record())
+    with caplog.at_level("DEBUG"):
+        _, (q,) = map_lines([Line(0, len(line) + 1, line)], source="p", context=PRIVATE_CTX, kind=None,
+                            max_line_bytes=1 << 20)
+    assert q.reason.startswith("internal mapping error: KeyError") and token not in q.reason
+    assert token[:12] not in caplog.text and "KeyError" in caplog.text

@@ -80,6 +80,17 @@ def excerpt(data: bytes, context: MappingContext | None = None, *, cut: bool = F
     return bytes(data[:EXCERPT_MAX])
 
 
+def _raised_at(exc: BaseException) -> str:
+    """Where ``exc`` was raised, as ``file:line in function`` (no message, no values)."""
+    tb = exc.__traceback__
+    while tb is not None and tb.tb_next is not None:
+        tb = tb.tb_next
+    if tb is None:
+        return "?"
+    code = tb.tb_frame.f_code
+    return f"{code.co_filename}:{tb.tb_lineno} in {code.co_name}"
+
+
 def quarantine_reason(reason: str, context: MappingContext | None) -> str:
     """A mapping error names the bad value: mask it like the excerpt."""
     redact = getattr(context.postprocess if context is not None else None, "redact_text", None)
@@ -267,9 +278,13 @@ def map_lines(lines: list[Line], *, source: str, context: MappingContext, kind: 
             quarantine.append(QuarantineRecord(source, line.start, quarantine_reason(exc.reason, context),
                                                excerpt(data, context)))
         except Exception as exc:  # a mapping bug must not stop the input: keep the line for a replay
-            log.exception("mapping failed on %s at offset %d", source, line.start)
+            # The message may quote the record's values (a secret): the log names the bug's place,
+            # the quarantine reason is masked like any mapping error's.
+            log.error("mapping failed on %s at offset %d: %s at %s", source, line.start,
+                      type(exc).__name__, _raised_at(exc))
             quarantine.append(QuarantineRecord(
-                source, line.start, f"internal mapping error: {type(exc).__name__}: {exc}"[:300],
+                source, line.start,
+                quarantine_reason(f"internal mapping error: {type(exc).__name__}: {exc}", context)[:300],
                 excerpt(data, context)))
     return events, quarantine
 
