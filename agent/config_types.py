@@ -6,15 +6,18 @@ pulling in the whole configuration machinery.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import re
 import threading
 import urllib.parse
+import weakref
 from collections.abc import Mapping
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
+from typing import ClassVar
 
 _SIZE_UNITS = {
     "": 1,
@@ -157,7 +160,10 @@ class Secret:
     mask each of them where a service echoes only that piece.
     """
 
-    __slots__ = ("_lock", "_path", "_stamp", "_value", "parts", "source")
+    __slots__ = ("__weakref__", "_lock", "_path", "_seen", "_stamp", "_value", "parts", "source")
+
+    #: Every Secret alive in this process, for ``known_values`` (the log mask).
+    _live: ClassVar[weakref.WeakSet[Secret]] = weakref.WeakSet()
 
     def __init__(self, value: str | None = None, *, path: str | None = None, source: str = "literal",
                  parts: tuple[str, ...] = ()):
@@ -167,6 +173,9 @@ class Secret:
         self._lock = threading.Lock()
         self.source = source
         self.parts = parts
+        #: Values a ``file:`` secret held before its latest rotation (newest first, a few).
+        self._seen: tuple[str, ...] = ()
+        Secret._live.add(self)
 
     @classmethod
     def parse(cls, raw: str, env: Mapping[str, str] | None = None) -> Secret:
@@ -196,7 +205,10 @@ class Secret:
             # -t, install -p, Kubernetes' symlink swap of a secret volume) changes only those.
             stamp = (st.st_mtime_ns, st.st_size, st.st_ino, st.st_ctime_ns)
             if stamp != self._stamp:
-                self._value = self._read()
+                value = self._read()
+                if self._value and value != self._value:
+                    self._seen = (self._value, *self._seen)[:3]
+                self._value = value
                 self._stamp = stamp
             return self._value or ""
 
@@ -217,6 +229,35 @@ class Secret:
         if not text:
             raise ValueError(f"secret file {self._path} is empty")
         return text
+
+    @classmethod
+    def known_values(cls) -> list[str]:
+        """Every value a live Secret holds or held (a rotated file's last few), its ``${ENV}``
+        parts, the credential after a scheme word (``Bearer x``) and a URL's password: what the log
+        mask hides (``agent.logs``). No file is read: only values already revealed."""
+        for _ in range(3):  # another thread may create a Secret while this one iterates
+            try:
+                secrets = list(cls._live)
+                break
+            except RuntimeError:
+                continue
+        else:
+            return []
+        out: list[str] = []
+        for secret in secrets:
+            for value in (secret._value, *secret._seen, *secret.parts):
+                if not value:
+                    continue
+                out.append(value)
+                scheme, _, credential = value.partition(" ")
+                if credential and scheme.isalpha():
+                    out.append(credential.strip())
+                if "://" in value:
+                    with contextlib.suppress(ValueError):
+                        password = urllib.parse.urlsplit(value).password
+                        if password:
+                            out += [password, urllib.parse.unquote(password)]
+        return out
 
     def refresh(self) -> None:
         """Force a re-read of a file: secret (after an authentication failure)."""

@@ -24,8 +24,6 @@ import contextlib
 import datetime
 import email.utils
 import functools
-import html
-import json
 import logging
 import os
 import re
@@ -54,6 +52,7 @@ if TYPE_CHECKING:
 from agent import __version__
 from agent.config_loader import doc, secret_field
 from agent.config_types import Duration, Secret
+from agent.secret_forms import forms, mask_known
 from outputs.base import Outcome, Output, OutputConfig
 
 USER_AGENT = f"clawd-agent/{__version__}"
@@ -266,7 +265,7 @@ def excerpt(body: bytes, secrets: Iterable[str] = (), limit: int = EXCERPT_LIMIT
     else:
         text = body.decode("utf-8", "replace")
     if known:
-        text = _echoes(tuple(sorted(set(known), key=len, reverse=True))).sub("***", text)
+        text = mask_known(text, known)
     if len(body) > window:
         text = _mask_cut_secret(text, known)
     text = _ASSIGNMENT.sub(lambda m: m.group(1) + m.group(2) + (m.group(3) or "") + m.group(4) + "***",
@@ -276,39 +275,13 @@ def excerpt(body: bytes, secrets: Iterable[str] = (), limit: int = EXCERPT_LIMIT
     return text[:limit] + ("..." if len(text) > limit else "")
 
 
-@functools.lru_cache(maxsize=256)
-def _forms(secret: str) -> tuple[str, ...]:
-    """The forms in which a service may echo ``secret`` back: as it is, JSON-escaped (``\\"``,
-    ``\\/``, and ``\\uXXXX`` with surrogate pairs beyond the BMP, as JSON encoders write them) and
-    percent-encoded (a query string, a form body, a path: ``/`` kept or not) and HTML-escaped (a
-    proxy's or gateway's error page: ``&#x27;`` or ``&#39;``). Not base64 of the bare secret: a
-    header value holding one (``Basic``, ``ApiKey``) is itself among an output's secrets."""
-    escaped = orjson.dumps(secret).decode()[1:-1]
-    ascii_escaped = json.dumps(secret)[1:-1]
-    in_html = html.escape(secret)
-    forms = (secret, escaped, escaped.replace("/", "\\/"), ascii_escaped,
-             ascii_escaped.replace("/", "\\/"), urllib.parse.quote(secret, safe=""),
-             urllib.parse.quote(secret), urllib.parse.quote_plus(secret), in_html,
-             in_html.replace("&#x27;", "&#39;"))
-    return tuple(dict.fromkeys(forms))
-
-
-@functools.lru_cache(maxsize=64)
-def _echoes(secrets: tuple[str, ...]) -> re.Pattern[str]:
-    """Every form (``_forms``) of ``secrets``, any letter case. Longest first, so a secret
-    containing another is masked whole."""
-    forms = {form: None for s in secrets for form in _forms(s)}
-    ordered = sorted(forms, key=len, reverse=True)
-    return re.compile("|".join(map(re.escape, ordered)), re.IGNORECASE)
-
-
 def _mask_cut_secret(text: str, secrets: list[str]) -> str:
     """Mask the start of a secret, in any of its forms and letter case, that the excerpt window cut
     off at its end: the longest such start of any of them (the first found could be a one-letter
     start of ``Splunk <token>`` that left 19 characters of the token itself)."""
     best = 0
     for s in secrets:
-        for form in _forms(s):
+        for form in forms(s):
             for k in range(min(len(form) - 1, len(text)), best, -1):
                 if text[-k:].lower() == form[:k].lower():
                     best = k

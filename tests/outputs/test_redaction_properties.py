@@ -5,8 +5,8 @@ base64) are configured as an output's credentials; random answers echo them back
 go through the output's real ``send`` with its HTTP request replaced by a fake (as
 tests/outputs/test_answer_properties.py does). The Outcome's ``reason`` and ``excerpt`` (what status,
 logs and the DLQ show) must never hold a secret in a form ``excerpt`` claims to mask
-(``_forms``: as it is in any letter case, JSON-escaped with ``\\/`` and ``\\uXXXX``, percent-encoded,
-HTML-escaped), nor the start of one cut at the window's end.
+(``agent.secret_forms.forms``: as it is in any letter case, JSON-escaped with ``\\/`` and
+``\\uXXXX``, percent-encoded, HTML-escaped), nor the start of one cut at the window's end.
 
 The ``test_defect_*`` tests at the end pin the defects found here (each failed before its fix).
 """
@@ -53,7 +53,7 @@ SECRETS = st.text(SECRET_CHARS, min_size=8, max_size=40).filter(lambda s: s == s
 
 
 def claimed_forms(s: str) -> list[str]:
-    """Every form of ``s`` that ``excerpt`` claims to mask (outputs/http.py ``_forms``)."""
+    """Every form of ``s`` that ``excerpt`` claims to mask (``agent.secret_forms.forms``)."""
     escaped = orjson.dumps(s).decode()[1:-1]
     forms = [s, s.upper(), s.lower(), escaped, escaped.replace("/", "\\/"), json.dumps(s)[1:-1],
              urllib.parse.quote(s, safe=""), urllib.parse.quote(s), urllib.parse.quote_plus(s),
