@@ -735,12 +735,15 @@ class AckTracker:
         for ch in list(self.known.values()):
             self._resolve_all(ch, Outcome.retry("hec: output closing before the ack arrived"))
 
-    def next_interval(self, progressed: bool) -> float:
+    def next_interval(self, progressed: bool | None) -> float:
         """The wait before the next round: back to ``ack_poll_interval`` after a round that got an
-        ack, doubled (up to ``ack_poll_max_interval``) after one that got none."""
+        ack, doubled (up to ``ack_poll_max_interval``) after one that got none, the same after one
+        that asked nothing (None: every channel with waiters had a POST under way)."""
         cfg = self.output.config
         if progressed:
             self.interval = float(cfg.ack_poll_interval)
+        elif progressed is None:
+            pass
         else:
             self.interval = min(self.interval * 2, float(cfg.ack_poll_max_interval))
         return self.interval
@@ -764,14 +767,17 @@ class AckTracker:
                 progressed = False
             self.next_interval(progressed)
 
-    def poll_once(self) -> bool:
+    def poll_once(self) -> bool | None:
         """One round: query the pending ids of every idle channel, live or retired (a channel with
         a POST under way waits for the next round), the channels at once: with as many channels as
         send slots that is up to 16 small queries a round, and one after another they made the round
-        (so every waiting batch's slot) as long as their sum. True when any ack came back."""
+        (so every waiting batch's slot) as long as their sum. True when any ack came back, None
+        when no channel could be asked."""
         import gevent
 
         channels = [ch for ch in list(self.known.values()) if not ch.busy and ch.waiters]
+        if not channels:
+            return None
         for ch in channels:
             ch.busy = True
         if len(channels) == 1:
@@ -815,12 +821,14 @@ class AckTracker:
             acked = [int(k) for k, v in answer["acks"].items()
                      if v is True and k.isascii() and k.isdigit()]
             asked = set(ids)
+            confirmed = False
             for ack_id in acked:
                 result = ch.waiters.pop(ack_id, None) if ack_id in asked else None
                 if result is not None:
                     result.set(Outcome.delivered())
+                    confirmed = True
             self._forget_if_done(ch)
-            return bool(acked)
+            return confirmed  # a true for an id not asked confirms nothing: no progress
         code = answer.get("code")
         if resp.status == 400 and code == 14:
             self._ack_disabled()

@@ -129,6 +129,7 @@ class FakeHec:
         self.ack_faults: list[str] = []  # one-shot answers of the next ack queries
         self.omit = False  # leave pending ids out of ack answers (instead of false)
         self.round_trues = 0
+        self.round_queries = 0  # ack queries in the round that just ran (0: every channel was busy)
         self.code14 = False
         self.violations: list[str] = []
 
@@ -210,6 +211,7 @@ class FakeHec:
         return _json(403, {"text": "Invalid token", "code": 4})
 
     def ack(self, guid: str, ids: list[int]) -> HttpResponse:
+        self.round_queries += 1
         who = f"ack query on {guid[:8]} for {ids}"
         if guid in self.posting or guid in self.querying:
             self.violations.append(f"{who} while another request holds the channel")
@@ -322,8 +324,11 @@ class AckMachine(RuleBasedStateMachine):
             _real_sleep(seconds, ref)
             return
         trues = self.hec.round_trues  # type: ignore[union-attr]  # (the round that just ran)
-        # back to the first interval after an idle poller or a round with an ack, else doubled
-        expected = INITIAL if self.expect_initial or trues else min(self.sleeps[-1] * 2, MAXIMUM)
+        queried = self.hec.round_queries  # type: ignore[union-attr]
+        # back to the first interval after an idle poller or a round with an ack; the same after a
+        # round that queried nothing (every channel busy with a POST); else doubled
+        expected = (INITIAL if self.expect_initial or trues
+                    else self.sleeps[-1] if not queried else min(self.sleeps[-1] * 2, MAXIMUM))
         if seconds != expected:
             self.hec.violations.append(  # type: ignore[union-attr]
                 f"round {self.rounds + 1} waits {seconds}s, expected {expected}s (previous "
@@ -336,7 +341,7 @@ class AckMachine(RuleBasedStateMachine):
         self.tick.clear()
         self.parked = False
         self.rounds += 1
-        self.hec.round_trues = 0  # type: ignore[union-attr]
+        self.hec.round_trues = self.hec.round_queries = 0  # type: ignore[union-attr]
 
     def teardown(self) -> None:
         try:
@@ -588,6 +593,29 @@ def test_ack_queries_are_chunked() -> None:
             if i % 3 == 0:
                 assert result.get().status is Status.DELIVERED
         assert sorted(ch.waiters) == [i for i in range(n) if i % 3]
+    finally:
+        out.close()
+
+
+def test_a_true_for_an_id_not_asked_is_no_progress_and_a_round_that_asks_nothing_keeps_the_wait(
+        ) -> None:
+    """Only a confirmed waiter resets the poll back-off: a ``true`` for an id the query did not name
+    confirms nothing. A round in which every channel with waiters has a POST under way asks nothing,
+    and neither resets nor doubles the wait."""
+    out = make_output(NOWHERE, token=ACK_TOKEN, ack=True, channels=1, concurrency=1,
+                      ack_poll_interval="1s", ack_poll_max_interval="8s")
+    assert out.acks is not None
+    tracker = out.acks
+    try:
+        ch = tracker.live[0]
+        waiter = gevent.event.AsyncResult()
+        ch.waiters[5] = waiter
+        out.request = lambda *a, **kw: _json(200, {"acks": {"5": False, "6": True}})  # type: ignore
+        assert tracker.poll_once() is False and not waiter.ready()
+        assert tracker.next_interval(False) == 2.0
+        ch.busy = True  # a POST holds the only channel with a waiter
+        assert tracker.poll_once() is None
+        assert tracker.next_interval(None) == 2.0
     finally:
         out.close()
 
