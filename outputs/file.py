@@ -46,6 +46,7 @@ class FileOutput(Output):
         super().__init__(name, config)
         self._fd: int | None = None
         self._size = 0
+        self._dir_dirty = False  # a file created or renamed since the directory's last fsync
 
     def open(self) -> None:
         os.makedirs(os.path.dirname(os.path.abspath(self.config.path)), exist_ok=True)
@@ -78,27 +79,70 @@ class FileOutput(Output):
             return
 
     def _reopen(self) -> None:
-        if self._fd is not None:
-            os.close(self._fd)
-        self._fd = os.open(self.config.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC,
-                           int(self.config.mode, 8))
-        self._size = os.fstat(self._fd).st_size
+        # Forget the descriptor before closing it: if the open below fails, a closed (and perhaps
+        # reused) descriptor must not stay in self._fd for the next write or close.
+        fd, self._fd = self._fd, None
+        if fd is not None:
+            os.close(fd)
+        path, mode = self.config.path, int(self.config.mode, 8)
+        flags = os.O_WRONLY | os.O_APPEND | os.O_CLOEXEC
+        try:
+            fd = os.open(path, flags | os.O_CREAT | os.O_EXCL, mode)
+            created = True
+        except FileExistsError:
+            fd = os.open(path, flags | os.O_CREAT, mode)
+            created = False
+        try:
+            if created:
+                os.fchmod(fd, mode)  # the configured mode, not cut by the umask
+                self._dir_dirty = True
+            self._size = os.fstat(fd).st_size
+        except OSError:
+            os.close(fd)
+            raise
+        self._fd = fd
+
+    def _same_file(self) -> bool:
+        """Whether ``path`` still names the open file: not removed, renamed or replaced by someone
+        else (logrotate, an operator, a removed directory), whose writes would go to an unlinked or
+        renamed inode."""
+        assert self._fd is not None
+        try:
+            return os.path.samestat(os.stat(self.config.path), os.fstat(self._fd))
+        except FileNotFoundError:
+            return False
+
+    def _sync_dir(self) -> None:
+        """fsync the directory after a file was created or renamed there: without it the entry (and
+        with it the fsync'ed lines) may be gone after a power loss."""
+        fd = os.open(os.path.dirname(os.path.abspath(self.config.path)), os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        self._dir_dirty = False
 
     def _rotate(self) -> None:
         path, keep = self.config.path, self.config.max_files
         if keep == 0:
             os.truncate(path, 0)
         else:
-            for i in range(keep - 1, 0, -1):
-                if os.path.exists(f"{path}.{i}"):
-                    os.replace(f"{path}.{i}", f"{path}.{i + 1}")
+            # Shift up to the first free number only: after a rotation that failed at its last
+            # rename (path -> .1) the retry must not shift the already shifted files once more,
+            # which dropped one more of them than max_files allows.
+            free = next((i for i in range(1, keep) if not os.path.exists(f"{path}.{i}")), keep)
+            for i in range(free - 1, 0, -1):
+                os.replace(f"{path}.{i}", f"{path}.{i + 1}")
             os.replace(path, f"{path}.1")
+            self._dir_dirty = True
         self._reopen()
 
     def send(self, batch: list[DeliveryItem], packed: None = None) -> Outcome:
         """``packed`` is never given: this output has no ``packer()``, its items keep their bytes."""
         data = b"".join((item.data or item.body) + b"\n" for item in batch)
         try:
+            if self._fd is not None and not self._same_file():
+                self.close()
             if self._fd is None:
                 self.open()
             limit = self.config.max_bytes
@@ -112,6 +156,8 @@ class FileOutput(Output):
             self._size += len(data)
             if self.config.fsync:
                 os.fsync(self._fd)
+                if self._dir_dirty:
+                    self._sync_dir()
         except OSError as exc:
             # Disk full, permissions, a vanished directory: all may heal; the spool keeps the batch.
             self.close()
@@ -119,6 +165,6 @@ class FileOutput(Output):
         return Outcome.delivered()
 
     def close(self) -> None:
-        if self._fd is not None:
-            os.close(self._fd)
-            self._fd = None
+        fd, self._fd = self._fd, None
+        if fd is not None:
+            os.close(fd)

@@ -20,15 +20,30 @@ class StdoutOutput(Output):
     send_reads_events = False
     type_name = "stdout"
 
+    def __init__(self, name: str, config: StdoutOutputConfig):
+        super().__init__(name, config)
+        #: the rest of a line a failed write stopped in: written first by the next attempt, so the
+        #: torn line is completed (its event is in the retried batch again) instead of continued
+        self._rest = b""
+
     def send(self, batch: list[DeliveryItem], packed: None = None) -> Outcome:
         """``packed`` is never given: this output has no ``packer()``, its items keep their bytes."""
         data = b"".join((item.data or item.body) + b"\n" for item in batch)
+        todo = self._rest + data
+        done = 0
         try:
             fd = sys.stdout.fileno()
             sys.stdout.flush()
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view):]
+            view = memoryview(todo)
+            while done < len(todo):
+                done += os.write(fd, view[done:])
         except (OSError, ValueError) as exc:
+            if done and todo[done - 1:done] != b"\n":
+                self._rest = todo[done:todo.index(b"\n", done) + 1]
+            elif done >= len(self._rest):
+                self._rest = b""
+            else:
+                self._rest = self._rest[done:]
             return Outcome.retry(f"stdout write failed: {exc}")
+        self._rest = b""
         return Outcome.delivered()
