@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from agent.config_loader import doc
 from agent.config_types import Size, parse_file_mode
 from outputs.base import DeliveryItem, Outcome, Output, OutputConfig
+from spool.store import run_in_pool
 
 
 @dataclass
@@ -141,28 +142,35 @@ class FileOutput(Output):
         """``packed`` is never given: this output has no ``packer()``, its items keep their bytes."""
         data = b"".join((item.data or item.body) + b"\n" for item in batch)
         try:
-            if self._fd is not None and not self._same_file():
-                self.close()
-            if self._fd is None:
-                self.open()
-            limit = self.config.max_bytes
-            if limit and self._size and self._size + len(data) > limit:
-                self._rotate()
-            assert self._fd is not None
-            view = memoryview(data)
-            while view:
-                written = os.write(self._fd, view)
-                view = view[written:]
-            self._size += len(data)
-            if self.config.fsync:
-                os.fsync(self._fd)
-                if self._dir_dirty:
-                    self._sync_dir()
+            # In a thread: a write or fsync that blocks (a slow disk, a full one's retries) must not
+            # stop the loop, and with it every other output and input.
+            run_in_pool(self._append, data)
         except OSError as exc:
             # Disk full, permissions, a vanished directory: all may heal; the spool keeps the batch.
             self.close()
             return Outcome.retry(f"write failed: {exc.strerror or exc}")
         return Outcome.delivered()
+
+    def _append(self, data: bytes) -> None:
+        """Write ``data`` at the end of the file (rotating first when it would grow past
+        ``max_bytes``), fsync'ed as configured."""
+        if self._fd is not None and not self._same_file():
+            self.close()
+        if self._fd is None:
+            self.open()
+        limit = self.config.max_bytes
+        if limit and self._size and self._size + len(data) > limit:
+            self._rotate()
+        assert self._fd is not None
+        view = memoryview(data)
+        while view:
+            written = os.write(self._fd, view)
+            view = view[written:]
+        self._size += len(data)
+        if self.config.fsync:
+            os.fsync(self._fd)
+            if self._dir_dirty:
+                self._sync_dir()
 
     def close(self) -> None:
         fd, self._fd = self._fd, None

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 from agent.config_loader import doc
 from outputs.base import DeliveryItem, Outcome, Output, OutputConfig
+from spool.store import run_in_pool
 
 
 @dataclass
@@ -30,14 +31,19 @@ class StdoutOutput(Output):
         """``packed`` is never given: this output has no ``packer()``, its items keep their bytes."""
         data = b"".join((item.data or item.body) + b"\n" for item in batch)
         todo = self._rest + data
-        done = 0
-        try:
+        written = [0]
+
+        def write() -> None:  # in a thread: a reader of stdout that stalls must not stop the loop
             fd = sys.stdout.fileno()
             sys.stdout.flush()
             view = memoryview(todo)
-            while done < len(todo):
-                done += os.write(fd, view[done:])
+            while written[0] < len(todo):
+                written[0] += os.write(fd, view[written[0]:])
+
+        try:
+            run_in_pool(write)
         except (OSError, ValueError) as exc:
+            done = written[0]
             if done and todo[done - 1:done] != b"\n":
                 self._rest = todo[done:todo.index(b"\n", done) + 1]
             elif done >= len(self._rest):

@@ -186,9 +186,10 @@ def _capture(fn: Callable[..., T], args: tuple[Any, ...]) -> tuple[bool, Any]:
         return False, exc
 
 
-def _run_in_pool(fn: Callable[..., T], *args: Any) -> T:
-    """Run ``fn`` in gevent's threadpool; never return (even when killed) while the thread still runs,
-    because the caller's lock protects a connection that the thread is using."""
+def run_in_pool(fn: Callable[..., T], *args: Any) -> T:
+    """Run ``fn`` in gevent's threadpool (the hub goes on meanwhile: an fsync, a blocked pipe); never
+    return (even when killed) while the thread still runs, because the caller's lock protects a
+    connection (a descriptor) that the thread is using."""
     res = gevent.get_hub().threadpool.spawn(_capture, fn, args)
     try:
         ok, value = res.get()
@@ -499,7 +500,7 @@ class Spool:
             raise SpoolError(f"{self.path} is open read-only")
         with self._lock:
             if self._offload and write:
-                return _run_in_pool(fn, *args)
+                return run_in_pool(fn, *args)
             return fn(*args)
 
     def _tx(self, body: Callable[[sqlite3.Connection], T], conn: sqlite3.Connection | None = None) -> T:
@@ -1389,7 +1390,7 @@ class Spool:
                     _ro_uri(self.path), uri=True, isolation_level=None, check_same_thread=False,
                     timeout=self.busy_timeout_ms / 1000,
                 )
-            return _run_in_pool(self._stats, self._stats_conn, configured, t)
+            return run_in_pool(self._stats, self._stats_conn, configured, t)
 
     def _stats(self, c: sqlite3.Connection, configured: set[str] | None, t: int) -> dict[str, Any]:
         c.execute("BEGIN")  # one consistent snapshot
