@@ -42,6 +42,11 @@ class Batch:
     #: While every attempt is of the whole batch: its request body (outputs.packing.Packed), and the
     #: items' data is empty. None otherwise.
     packed: Any = None
+    #: The parts of the batch still to settle, first to send first (the whole batch, then bisection
+    #: halves and per-item retries), once its delivery started: a re-entry after an internal error
+    #: (the spool refusing a DLQ write) resumes there instead of sending, and settling, the parts
+    #: already delivered or dead-lettered again. None before the first attempt.
+    parts: Any = None
 
 
 class Batcher:

@@ -471,13 +471,18 @@ class Drain:
 
     def _deliver_items(self, batch: Batch) -> bool:
         st = self.stats
-        queue: deque[list[DeliveryItem]] = deque([batch.items])
+        # On the batch, and a part leaves it only once settled (delivered, or stored in the DLQ): a
+        # re-entry after an error resumes with the part whose settling failed, so nothing already
+        # delivered is sent (and counted) again and nothing already in the DLQ is stored twice.
+        if batch.parts is None:
+            batch.parts = deque([batch.items])
+        queue: deque[list[DeliveryItem]] = batch.parts
         attempt = 0  # the backoff's count: reset by each answer that settled events
         #: The sends that carried each event (by id), counted once the batch needed more than one
         #: (the DLQ records them). The items of one queued list share their history: each list is
         #: a half or a subset of one sent before.
         sends: dict[int, int] | None = None
-        if self._packer is not None and batch.packed is None:
+        if self._packer is not None and batch.packed is None and queue and queue[0] is batch.items:
             self._pack(batch)  # a replayed batch, or a re-entry after an error once unpacked
         while queue:
             items = queue[0]
@@ -526,14 +531,17 @@ class Drain:
             self.breaker.success()
             if not outcome.throttled:
                 self.limiter.succeeded()
-            queue.popleft()
+            # Each branch takes the part off the queue only once its DLQ write (which may raise)
+            # is stored: see above.
             if status is Status.DELIVERED:
+                queue.popleft()
                 self._delivered(batch, len(items))
                 attempt = 0
             elif status is Status.PERMANENT:
                 st.note_failure(outcome.reason)
                 failed = outcome.failed or items
                 self._to_dlq(batch, failed, outcome.reason, outcome.excerpt, attempts=carried)
+                queue.popleft()
                 self._delivered(batch, len(items) - len(failed))
                 attempt = 0
             elif status is Status.PARTIAL:
@@ -544,6 +552,7 @@ class Drain:
                 if failed:
                     st.note_failure(outcome.reason)
                     self._to_dlq(batch, failed, outcome.reason, outcome.excerpt, attempts=carried)
+                queue.popleft()
                 self._delivered(batch, len(items) - len(failed) - len(again))
                 if again:
                     queue.appendleft(again)
@@ -556,10 +565,12 @@ class Drain:
                 if len(items) == 1:
                     st.note_failure(outcome.reason)
                     self._to_dlq(batch, items, outcome.reason, outcome.excerpt, attempts=carried)
+                    queue.popleft()
                 else:
                     if batch.packed is not None:
                         unpack(batch.packed, batch.items)
                         batch.packed = None
+                    queue.popleft()
                     mid = len(items) // 2
                     queue.appendleft(items[mid:])
                     queue.appendleft(items[:mid])
