@@ -309,7 +309,10 @@ def outcome_for_status(resp: HttpResponse, what: str, secrets: Iterable[str] = (
     if ex is None:
         ex = excerpt(resp.body, secrets)
     if reason is None:
-        reason = f"{what}: HTTP {resp.status}" + (" (credentials refused)" if cls == "auth" else "")
+        reason = f"{what}: HTTP {resp.status}" + {
+            "auth": " (credentials refused)",
+            # a 413 often has no body (Elasticsearch's has none): say what it means, as HEC's does
+            "split": " (request body larger than the destination accepts)"}.get(cls, "")
     retry_after = parse_retry_after(_header(resp.headers, "Retry-After"))
     if cls == "throttled":
         return Outcome.retry(reason, retry_after, throttled=True, excerpt=ex)

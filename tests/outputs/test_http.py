@@ -1166,3 +1166,14 @@ def test_greenlets_share_one_client_under_gevent_patching() -> None:
                          text=True, timeout=120)
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.splitlines() == ["[200] [10000]", "ReadTimeout: timed out"]
+
+
+def test_a_413_without_a_body_says_what_it_means() -> None:
+    """Elasticsearch answers 413 with no body: the DLQ entry of the event refused alone must still
+    tell the operator why."""
+    from outputs.base import Status
+    from outputs.http import HttpResponse, outcome_for_status
+
+    outcome = outcome_for_status(HttpResponse(413, {}, b"", 0.001), "bulk")
+    assert outcome.status is Status.SPLIT
+    assert outcome.reason == "bulk: HTTP 413 (request body larger than the destination accepts)"
