@@ -244,6 +244,10 @@ def exclusion(patterns: list[str]) -> Callable[[str], bool]:
     return excluded
 
 
+#: live readers by path, rotated ones by path, every rotated one (``TailInput._reader_paths``)
+_ReaderPaths = tuple[dict[str, _FileReader], dict[str, _FileReader], list[_FileReader]]
+
+
 class TailInput:
     """Tail the files matching ``config.paths`` into the spool.
 
@@ -272,7 +276,11 @@ class TailInput:
         self._initial_scan_done = False
         self._abs_patterns = [os.path.abspath(p) for p in self.config.paths]
         self._excluded = exclusion(self.config.exclude)
-        self._paths_cache: tuple[dict[str, _FileReader], dict[str, _FileReader]] | None = None
+        self._paths_cache: _ReaderPaths | None = None
+        # What the last scan asked the watcher to watch: a watched directory that went is reported
+        # after the watcher dropped it, and its change must still cause the scan that watches the
+        # directory now at its path
+        self._wanted_dirs: set[str] = set()
         self.scans = 0
 
     # -- lifecycle ------------------------------------------------------------------------------
@@ -315,23 +323,29 @@ class TailInput:
     def _on_fs_change(self, changes: dict[str, bool]) -> None:
         """What watchdog saw, ``{path: structural}`` (agent.inputs.watch). A write to a file we read
         wakes just its reader: a glob scan (a listdir and a stat per match) on every append cost more
-        than reading the line. A scan runs when a path our globs match, a watched directory or a file
-        we read came, went or moved, or was written without having a reader yet. Writes to other files
-        in a watched directory (the agent's own spool, say) wake only the readers of rotated files,
-        which drain late writes to a file no longer at its path. The periodic scan stays the truth."""
-        live, rotated = self._reader_paths()
+        than reading the line. A scan runs when a path our globs match, a directory we watch (or
+        watched until it went) or a file we read came, went or moved, or was written without having a
+        reader yet. Writes to other files in a watched directory (the agent's own spool, say) wake only
+        the readers of rotated files, which drain late writes to a file no longer at its path; so does
+        a write to a path that names both a live reader and a rotated one (the kernel names a write to
+        a deleted file by its old name, which a new file may have now). The periodic scan stays the
+        truth."""
+        live, rotated, draining = self._reader_paths()
         scan = False
         for path, structural in changes.items():
             reader = live.get(path)
             if structural:
                 scan = scan or reader is not None or path in rotated or self._matches(path) or \
-                    path in self._watched()
+                    path in self._watched() or path in self._wanted_dirs
             elif reader is not None:
                 reader.wake.set()
+                if path in rotated:
+                    for r in draining:
+                        r.wake.set()
             elif self._matches(path):
                 scan = True
             else:
-                for r in rotated.values():
+                for r in draining:
                     r.wake.set()
         if scan:
             self._scan_wake.set()
@@ -343,9 +357,10 @@ class TailInput:
     def _watched(self) -> frozenset[str]:
         return self._watcher.directories if self._watcher is not None else frozenset()
 
-    def _reader_paths(self) -> tuple[dict[str, _FileReader], dict[str, _FileReader]]:
+    def _reader_paths(self) -> _ReaderPaths:
         """Open readers by absolute and real path (a symlink's target is what inotify names): live
-        ones, and rotated ones still draining. Cached until the next scan changes the readers."""
+        ones, and rotated ones still draining; and every rotated one (two may have had one path, a
+        file rotated twice). Cached until the next scan changes the readers."""
         if self._paths_cache is None:
             live: dict[str, _FileReader] = {}
             rotated: dict[str, _FileReader] = {}
@@ -356,7 +371,8 @@ class TailInput:
                 into[os.path.abspath(r.path)] = r
                 with contextlib.suppress(OSError):
                     into[os.path.realpath(r.path)] = r
-            self._paths_cache = (live, rotated)
+            draining = [r for r in self.readers.values() if not r.closed and r.gone_at is not None]
+            self._paths_cache = (live, rotated, draining)
         return self._paths_cache
 
     def _watch_dirs(self) -> set[str]:
@@ -413,7 +429,8 @@ class TailInput:
         self._initial_scan_done = True
         self._paths_cache = None  # readers came, went or rotated while this scan yielded
         if self._watcher is not None:
-            self._watcher.set_directories(self._watch_dirs())
+            self._wanted_dirs = self._watch_dirs()
+            self._watcher.set_directories(self._wanted_dirs)
 
     def _open(self, key: str, path: str) -> None:
         try:

@@ -33,6 +33,7 @@ import importlib
 import importlib.util
 import logging
 import os
+import stat
 import sys
 import threading
 import types
@@ -334,8 +335,12 @@ class _InotifyWatches:
             self.events_seen += 1
             if mask & self._overflow:
                 log.warning("inotify queue overflowed; the tailer scans every watched directory")
-                for names in dirs.values():
+                # The lost events may include a watch's IN_IGNORED (its directory deleted or replaced
+                # meanwhile): drop every watch; the scan this causes watches the directories again.
+                for wd, names in list(dirs.items()):
                     changes.update(dict.fromkeys(names, True))
+                    self._forget(wd)
+                    self._api.inotify_rm_watch(self.fd, wd)
                 continue
             names = dirs.get(wd)
             if names is None:
@@ -435,16 +440,32 @@ class _ObserverWatches:
         self._async.close()
 
 
+def _identity(directory: str) -> tuple[int, int] | None:
+    """(st_dev, st_ino) of the directory at ``directory`` (symlinks followed), None if there is none."""
+    try:
+        st = os.stat(directory)
+    except OSError:
+        return None
+    return (st.st_dev, st.st_ino) if stat.S_ISDIR(st.st_mode) else None
+
+
 class DirectoryWatcher:
     """Calls ``on_change(changes)`` in the gevent hub with what changed in the watched directories since
     the last call: ``{path: structural}``, where structural means the path came, went or moved (a glob
     may match other files now) and not structural means only its content or open state changed (its
     reader, if any, has more to read). The caller decides what each needs, so an append wakes one
     reader instead of re-scanning globs. Create, use and close it from the gevent thread that owns the
-    tailer. ``backend`` is ``"inotify"`` (Linux: read by the loop) or ``"watchdog"`` (Observer threads)."""
+    tailer. ``backend`` is ``"inotify"`` (Linux: read by the loop) or ``"watchdog"`` (Observer threads).
+
+    A watched directory deleted while a file in it is still open (a draining reader's, a writer's)
+    sends no ``IN_DELETE_SELF`` until the last one is closed: the kernel reports only its files'
+    ``IN_DELETE``. A change reported in a watched directory that is no longer the one at its path
+    (``(st_dev, st_ino)`` as when it was watched) therefore reports the directory too, as structural."""
 
     def __init__(self, on_change: Callable[[dict[str, bool]], None]) -> None:
         self._on_change = on_change
+        # watched directory -> its identity when watched; None: watch it again at the next scan
+        self._ids: dict[str, tuple[int, int] | None] = {}
         self.wakeups = 0          # callbacks run (for tests and stats)
         api = _inotify_api() if INOTIFY else None
         self._watches: _InotifyWatches | _ObserverWatches | None = None
@@ -459,6 +480,17 @@ class DirectoryWatcher:
             self.backend = "watchdog"
 
     def _deliver(self, changes: dict[str, bool]) -> None:
+        ids = self._ids
+        parents = set()
+        for path, structural in changes.items():
+            if structural:
+                parents.add(os.path.dirname(path))
+                if path in ids:  # a watched directory itself went or moved: the next scan watches
+                    ids[path] = None  # what is at the path now (watchdog stops its emitter)
+        for d in parents:
+            if ids.get(d) is not None and _identity(d) != ids[d]:
+                ids[d] = None  # deleted or replaced, and its watch not dropped (see the class)
+                changes[d] = True
         self.wakeups += 1
         self._on_change(changes)
 
@@ -472,19 +504,29 @@ class DirectoryWatcher:
 
     def set_directories(self, wanted: set[str]) -> None:
         """Watch exactly the existing directories of ``wanted`` (missing ones are retried by the caller's
-        next scan; with inotify, so is a watched directory that was deleted or renamed: its watch is
-        dropped, and the directory now at its path, if any, is watched)."""
+        next scan; so is a watched directory that was deleted, renamed or replaced: its watch is
+        dropped, and the directory now at its path, if any, is watched). Each watched directory's
+        identity is checked here, as the event that would have dropped its watch may never come:
+        the kernel sends none while a file in it is open, an overflowed queue loses it, and
+        watchdog's Observer stops the directory's emitter without telling us."""
         watches = self._watches
         if watches is None:
             return
+        ids = self._ids
+        for d in watches.directories:
+            ident = _identity(d)
+            if d not in wanted or ident is None or ident != ids.get(d):
+                watches.remove(d)
+        for d in set(ids) - watches.directories:
+            del ids[d]
         have = watches.directories
-        for d in have - wanted:
-            watches.remove(d)
         for d in wanted - have:
-            if not os.path.isdir(d):
+            ident = _identity(d)
+            if ident is None:
                 continue
             try:
                 watches.add(d)
+                ids[d] = ident
             except OSError as exc:
                 log.warning("cannot watch %s (%s); the stat scan still covers it", d, exc)
 
