@@ -122,6 +122,10 @@ _DLQ_COLS = "id, output, seq, event_id, body, reason, response_excerpt, attempts
 _Q_COLS = 'id, input, source, "offset", reason, excerpt, created_ms'
 
 
+#: agent_state key: the highest DLQ id ever handed out (``Spool.dlq_add`` never reuses one).
+DLQ_LAST_ID = "dlq_last_id"
+
+
 def now_ms() -> int:
     return time.time_ns() // 1_000_000
 
@@ -1133,20 +1137,29 @@ class Spool:
                 part = missing[i:i + 500]
                 found.update(c.execute(
                     f"SELECT seq, body FROM events WHERE seq IN ({','.join('?' * len(part))})", part))
+            # Ids are never handed out again (as AUTOINCREMENT would, which the table lacks): a drain
+            # replaying an entry the operator purged meanwhile deletes (dlq_done) or rewrites
+            # (dlq_requeue) it by id when the replay ends, and must not hit a newer entry.
+            last = c.execute(
+                "SELECT max(coalesce((SELECT max(id) FROM dlq), 0), "
+                "coalesce((SELECT value FROM agent_state WHERE key = ?), 0))", (DLQ_LAST_ID,)
+            ).fetchone()[0]
             params = []
-            for r in rows:
+            for k, r in enumerate(rows, start=last + 1):
                 data, why = r.body, reason
                 if not data:
                     data = found.get(r.seq, b"")
                     if not data:
                         why = _reason(f"{reason} (event body no longer in the spool)")
-                params.append((output, r.seq, r.event_id, data, why, excerpt, attempts, now, now))
+                params.append((k, output, r.seq, r.event_id, data, why, excerpt, attempts, now, now))
             c.executemany(
-                "INSERT INTO dlq(output, seq, event_id, body, reason, response_excerpt, attempts, "
+                "INSERT INTO dlq(id, output, seq, event_id, body, reason, response_excerpt, attempts, "
                 "created_ms, updated_ms) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 params,
             )
+            c.execute("INSERT OR REPLACE INTO agent_state(key, value) VALUES (?, ?)",
+                      (DLQ_LAST_ID, last + len(params)))
             _upsert_output_state(c, output, now, dlq=len(params), error_ms=now, error=reason)
             return len(params)
 
