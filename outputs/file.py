@@ -14,7 +14,6 @@ from dataclasses import dataclass
 from agent.config_loader import doc
 from agent.config_types import Size, parse_file_mode
 from outputs.base import DeliveryItem, Outcome, Output, OutputConfig
-from spool.store import run_in_pool
 
 
 @dataclass
@@ -144,6 +143,7 @@ class FileOutput(Output):
         try:
             # In a thread: a write or fsync that blocks (a slow disk, a full one's retries) must not
             # stop the loop, and with it every other output and input.
+            from spool.store import run_in_pool  # here: the mapping helper imports this module
             run_in_pool(self._append, data)
         except OSError as exc:
             # Disk full, permissions, a vanished directory: all may heal; the spool keeps the batch.

@@ -8,7 +8,6 @@ from dataclasses import dataclass
 
 from agent.config_loader import doc
 from outputs.base import DeliveryItem, Outcome, Output, OutputConfig
-from spool.store import run_in_pool
 
 
 @dataclass
@@ -41,6 +40,7 @@ class StdoutOutput(Output):
                 written[0] += os.write(fd, view[written[0]:])
 
         try:
+            from spool.store import run_in_pool  # here: the mapping helper imports this module
             run_in_pool(write)
         except (OSError, ValueError) as exc:
             done = written[0]
