@@ -152,3 +152,34 @@ def run_until(drain: Drain, cond: Callable[[], bool], timeout: float = 10.0) -> 
 
 def caught_up(spool: Spool, name: str) -> Callable[[], bool]:
     return lambda: (spool.get_cursor(name) or (-1, 0))[0] == spool.last_seq()
+
+
+class Clock:
+    """A monotonic clock the test moves by hand."""
+
+    def __init__(self, t: float = 1000.0) -> None:
+        self.t = t
+
+    def __call__(self) -> float:
+        return self.t
+
+
+def reference_cut(sizes: list[int], max_events: int, max_bytes: int) -> list[list[int]]:
+    """docs/outputs.md §2, written out: positions of the events of each batch, in order. A batch
+    closes when it holds ``max_events`` events, or when the next event would push its bytes past
+    ``max_bytes`` (then that event starts the next batch); one event larger than the limit goes alone."""
+    batches: list[list[int]] = []
+    cur: list[int] = []
+    total = 0
+    for i, size in enumerate(sizes):
+        if cur and total + size > max_bytes:
+            batches.append(cur)
+            cur, total = [], 0
+        cur.append(i)
+        total += size
+        if len(cur) == max_events or total >= max_bytes:
+            batches.append(cur)
+            cur, total = [], 0
+    if cur:
+        batches.append(cur)
+    return batches

@@ -75,7 +75,17 @@ from outputs.http import Payload
 from outputs.inflight import CommitWindow
 from spool.store import Spool
 from spool.types import EncodedEvent, IngestBatch
-from tests.outputs.drain_kit import cfg, fill, fresh_spool, make_event, start, stop, wait_until
+from tests.outputs.drain_kit import (
+    Clock,
+    cfg,
+    fill,
+    fresh_spool,
+    make_event,
+    reference_cut,
+    start,
+    stop,
+    wait_until,
+)
 
 #: The fix proposed for the defect at the end names the half-open probe (``Breaker.probe_id``, passed
 #: back to ``failure`` and ``probe_abandoned``), as the drain then does; with it the machine of part 3
@@ -86,15 +96,6 @@ SETTINGS = dict(deadline=None, database=None, suppress_health_check=[HealthCheck
                 phases=[p for p in Phase if p is not Phase.explain])
 NAME = "f"
 
-
-class Clock:
-    """A monotonic clock the test moves by hand."""
-
-    def __init__(self, t: float = 1000.0) -> None:
-        self.t = t
-
-    def __call__(self) -> float:
-        return self.t
 
 
 @contextlib.contextmanager
@@ -112,27 +113,6 @@ def fake_time(clock: Clock) -> Iterator[None]:
 
 
 # ============================================================================ 1. the Batcher alone
-
-
-def reference_cut(sizes: list[int], max_events: int, max_bytes: int) -> list[list[int]]:
-    """docs/outputs.md §2, written out: positions of the events of each batch, in order. A batch
-    closes when it holds ``max_events`` events, or when the next event would push its bytes past
-    ``max_bytes`` (then that event starts the next batch); one event larger than the limit goes alone."""
-    batches: list[list[int]] = []
-    cur: list[int] = []
-    total = 0
-    for i, size in enumerate(sizes):
-        if cur and total + size > max_bytes:
-            batches.append(cur)
-            cur, total = [], 0
-        cur.append(i)
-        total += size
-        if len(cur) == max_events or total >= max_bytes:
-            batches.append(cur)
-            cur, total = [], 0
-    if cur:
-        batches.append(cur)
-    return batches
 
 
 # one step: an event (seq gap before it: rows skipped by this output, its encoded size, seconds of

@@ -10,19 +10,11 @@ from outputs.base import Outcome
 from outputs.breaker import CLOSED, HALF_OPEN, OPEN, PROBE_POLL_S, Breaker
 from outputs.drain import Drain
 from spool.store import Spool
-from tests.outputs.drain_kit import Fake, caught_up, cfg, fill, start, stop, wait_until
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.t = 0.0
-
-    def __call__(self) -> float:
-        return self.t
+from tests.outputs.drain_kit import Clock, Fake, caught_up, cfg, fill, start, stop, wait_until
 
 
 def test_opens_after_n_consecutive_failures_and_a_success_resets_the_count():
-    b = Breaker(3, 10, 80, Clock())
+    b = Breaker(3, 10, 80, Clock(0.0))
     b.failure("503")
     b.failure("503")
     b.success()
@@ -34,7 +26,7 @@ def test_opens_after_n_consecutive_failures_and_a_success_resets_the_count():
 
 
 def test_open_waits_the_cooldown_then_lets_exactly_one_probe_through():
-    clock = Clock()
+    clock = Clock(0.0)
     b = Breaker(1, 10, 80, clock)
     b.failure("reset")
     assert b.allow() == (10, False)
@@ -49,7 +41,7 @@ def test_open_waits_the_cooldown_then_lets_exactly_one_probe_through():
 
 
 def test_a_failed_probe_reopens_with_a_doubled_cooldown_up_to_the_cap():
-    clock = Clock()
+    clock = Clock(0.0)
     b = Breaker(1, 10, 25, clock)
     b.failure("x")
     cooldowns = []
@@ -66,17 +58,17 @@ def test_a_failed_probe_reopens_with_a_doubled_cooldown_up_to_the_cap():
 
 
 def test_auth_failure_opens_at_once_and_zero_disables_the_breaker():
-    b = Breaker(5, 10, 80, Clock())
+    b = Breaker(5, 10, 80, Clock(0.0))
     b.failure("401", auth=True)
     assert b.state == OPEN
-    off = Breaker(0, 10, 80, Clock())
+    off = Breaker(0, 10, 80, Clock(0.0))
     for _ in range(100):
         off.failure("503", auth=True)
     assert off.state == CLOSED and off.allow() == (0, False)
 
 
 def test_an_abandoned_probe_lets_another_sender_probe():
-    clock = Clock()
+    clock = Clock(0.0)
     b = Breaker(1, 1, 1, clock)
     b.failure("x")
     clock.t = 1
@@ -94,7 +86,7 @@ def spool(tmp_path):
 
 def test_drain_sends_nothing_while_open_then_probes_and_recovers(spool):
     fill(spool, 20)
-    clock = Clock()
+    clock = Clock(0.0)
     down = [lambda b: Outcome.retry("connection refused")] * 3
     out = Fake("f", cfg(concurrency=2, breaker_failures=3, breaker_cooldown=30), script=down)
     drain = Drain(out, spool, spool.reader())
@@ -113,7 +105,7 @@ def test_drain_sends_nothing_while_open_then_probes_and_recovers(spool):
 
 def test_drain_auth_failure_opens_the_breaker_and_refreshes_before_the_probe(spool):
     fill(spool, 3)
-    clock = Clock()
+    clock = Clock(0.0)
     out = Fake("f", cfg(), script=[lambda b: Outcome.retry("HTTP 403", auth_failure=True)])
     drain = Drain(out, spool, spool.reader())
     drain.breaker = Breaker(5, 60, 60, clock)

@@ -8,15 +8,7 @@ from outputs.base import Outcome
 from outputs.drain import Drain
 from outputs.ratelimit import RELEASE_S, AdaptiveBucket, RateLimiter
 from spool.store import Spool
-from tests.outputs.drain_kit import Fake, caught_up, cfg, fill, run_until
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.t = 1000.0
-
-    def __call__(self) -> float:
-        return self.t
+from tests.outputs.drain_kit import Clock, Fake, caught_up, cfg, fill, run_until
 
 
 def test_bucket_paces_requests_at_the_configured_rate():

@@ -69,7 +69,7 @@ from outputs.ratelimit import (
     AdaptiveBucket,
     RateLimiter,
 )
-from tests.outputs.drain_kit import Fake, caught_up, cfg, fill, fresh_spool, run_until
+from tests.outputs.drain_kit import Clock, Fake, caught_up, cfg, fill, fresh_spool, run_until
 
 # no explain phase: it re-runs the machines' steps many times over on a failure
 SETTINGS: dict[str, Any] = dict(deadline=None, database=None, derandomize=True,
@@ -79,15 +79,6 @@ SETTINGS: dict[str, Any] = dict(deadline=None, database=None, derandomize=True,
 MIN_REQUESTS, MIN_EVENTS = 0.1, 1.0
 NAME = "f"
 
-
-class Clock:
-    """A monotonic clock the test moves by hand."""
-
-    def __init__(self, t: float = 1000.0) -> None:
-        self.t = t
-
-    def __call__(self) -> float:
-        return self.t
 
 
 def slack(*values: float) -> float:

@@ -67,7 +67,7 @@ from outputs.mocks.splunk_hec import HecToken, SplunkHecApp
 from outputs.splunk_hec import SplunkHecOutput, SplunkHecOutputConfig
 from spool.store import Spool
 from spool.types import EncodedEvent, IngestBatch
-from tests.outputs.drain_kit import fresh_spool, wait_until
+from tests.outputs.drain_kit import fresh_spool, reference_cut, wait_until
 
 SETTINGS = dict(deadline=None, database=None, derandomize=True,
                 suppress_health_check=[HealthCheck.too_slow])
@@ -352,26 +352,6 @@ def single_measure(sc: Scenario, data: bytes) -> int:
     if sc.vendor == "es" or sc.compression == "none":
         return len(data)
     return len(gzip_bytes([data], 1))
-
-
-def reference_cut(sizes: list[int], max_events: int, max_bytes: int) -> list[list[int]]:
-    """docs/outputs.md §2: a batch closes at ``max_events`` events, or before the event that would push
-    the sum of encoded bytes past ``max_bytes`` (an event larger than that goes alone)."""
-    batches: list[list[int]] = []
-    cur: list[int] = []
-    total = 0
-    for i, size in enumerate(sizes):
-        if cur and total + size > max_bytes:
-            batches.append(cur)
-            cur, total = [], 0
-        cur.append(i)
-        total += size
-        if len(cur) >= max_events or total >= max_bytes:
-            batches.append(cur)
-            cur, total = [], 0
-    if cur:
-        batches.append(cur)
-    return batches
 
 
 def check(run: Run) -> None:
