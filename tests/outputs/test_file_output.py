@@ -53,41 +53,44 @@ def test_a_torn_last_line_from_a_crash_is_cut_on_open(tmp_path):
     assert lines[2].startswith(b'{"n":3') and len(lines) == 3
 
 
-def test_a_stalled_stdout_reader_does_not_stop_the_loop(monkeypatch):
-    """stdout is a pipe nobody reads: the write blocks, in a thread; the loop (every other output
-    and input) goes on, and the batch is delivered once the reader drains the pipe."""
+def test_stdout_and_file_writes_run_off_the_loop_thread(tmp_path, monkeypatch):
+    """A stalled reader of stdout (a pipe nobody drains) or a slow disk blocks ``write``/``fsync``:
+    both outputs make those calls in gevent's threadpool, never in the loop's thread, so every other
+    output and input goes on meanwhile."""
     import io
     import sys
 
-    import gevent
+    from gevent import monkey
 
     from outputs.stdout import StdoutOutput, StdoutOutputConfig
 
+    get_ident = monkey.get_original("threading", "get_ident")
+    loop_thread = get_ident()
+    real_write, real_fsync = os.write, os.fsync
+    calls: list[tuple[str, bool]] = []
+
+    def write(fd, data):
+        calls.append(("write", get_ident() == loop_thread))
+        return real_write(fd, data)
+
+    def fsync(fd):
+        calls.append(("fsync", get_ident() == loop_thread))
+        return real_fsync(fd)
+
     read_end, write_end = os.pipe()
     monkeypatch.setattr(sys, "stdout", io.TextIOWrapper(io.FileIO(write_end, "w", closefd=False)))
-    out = StdoutOutput("out", StdoutOutputConfig())
-    batch = [DeliveryItem(i, {}, b"x" * 4096) for i in range(64)]  # 256 KiB: beyond a pipe's 64 KiB
-    got: list[bytes] = []
-    ticked = []
-
-    def rescue() -> None:  # a real thread: if the write blocks the loop, unblock it after a while
-        import time
-        deadline = time.monotonic() + 20
-        while not ticked and time.monotonic() < deadline:
-            time.sleep(0.05)
-        while not ticked and sum(map(len, got)) < 64 * 4097:
-            got.append(os.read(read_end, 1 << 20))
-
-    rescuer = gevent.get_hub().threadpool.spawn(rescue)
-    sending = gevent.spawn(out.send, batch)
-    for _ in range(5):  # the loop runs while the write is blocked
-        gevent.sleep(0.01)
-        assert not sending.ready(), "the write blocked the loop until something read the pipe"
-    ticked.append(True)
-    rescuer.get()
-    while not sending.ready() or sum(map(len, got)) < 64 * 4097:
-        got.append(gevent.get_hub().threadpool.apply(os.read, (read_end, 1 << 16)))
-    assert sending.get().status is Status.DELIVERED
-    assert b"".join(got) == b"".join(b"x" * 4096 + b"\n" for _ in range(64))
-    os.close(read_end)
-    os.close(write_end)
+    monkeypatch.setattr(os, "write", write)
+    monkeypatch.setattr(os, "fsync", fsync)
+    try:
+        assert StdoutOutput("out", StdoutOutputConfig()).send(items(0, 3)).status is Status.DELIVERED
+        out = FileOutput("f", FileOutputConfig(path=str(tmp_path / "e.jsonl")))
+        assert out.send(items(3, 3)).status is Status.DELIVERED
+        out.close()
+    finally:
+        monkeypatch.undo()
+        got = os.read(read_end, 1 << 16)
+        os.close(read_end)
+        os.close(write_end)
+    assert got.count(b"\n") == 3
+    assert {name for name, _ in calls} == {"write", "fsync"}
+    assert not any(in_loop for _, in_loop in calls), calls
