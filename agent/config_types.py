@@ -230,6 +230,16 @@ class Secret:
             raise ValueError(f"secret file {self._path} is empty")
         return text
 
+    def held(self) -> tuple[str, ...]:
+        """The current value ("" while the file cannot be read) and the values a ``file:`` secret
+        held before its latest rotations, newest first: what a destination may echo back (the answer
+        to a request sent just before a rotation carries the old value), for redaction only."""
+        try:
+            current = self.reveal()
+        except ValueError:
+            current = ""
+        return (current, *self._seen)
+
     @classmethod
     def known_values(cls) -> list[str]:
         """Every value a live Secret holds or held (a rotated file's last few), its ``${ENV}``

@@ -80,7 +80,6 @@ from outputs.http import (
     excerpt,
     outcome_for_status,
     outcome_for_transport,
-    reveal_or_empty,
     split_http_url,
 )
 
@@ -405,8 +404,11 @@ class ElasticsearchOutput(HttpOutput):
         out = self.client().secrets()
         for s in (self.config.api_key, self.config.password, self.config.bearer_token):
             if s is not None:
-                out.append(reveal_or_empty(s))
+                held = s.held()  # the value, and a rotated file:'s earlier ones (an answer in flight)
+                out += held
                 out += s.parts  # each ${ENV} value in it: echoed alone, it is still a secret
+                if s is self.config.api_key:  # an earlier key's header, for its secret half below
+                    out += [api_key_header(v) for v in held[1:]]
         for v in list(out):  # and the secret half of a base64 'id:key' / 'user:password'
             scheme, _, cred = v.partition(" ")
             if scheme in ("ApiKey", "Basic"):

@@ -58,10 +58,6 @@ from outputs.base import Outcome, Output, OutputConfig
 USER_AGENT = f"clawd-agent/{__version__}"
 #: Distinct request URLs whose prepared form is kept per client (an output uses a handful).
 MAX_PREPARED_URLS = 64
-#: Distinct credential values (header values, proxy URLs) of recent requests that ``secrets()`` keeps
-#: naming after they changed: an answer read after a ``file:`` secret was rotated may echo the value
-#: its request carried, and the excerpt must mask that one too.
-RECENT_CREDENTIALS = 16
 EXCERPT_LIMIT = 300
 #: Largest response body read; a bigger one is abandoned as a transport error (a misbehaving or
 #: hostile endpoint must not exhaust memory; Elasticsearch bulk answers are a few MB at most).
@@ -394,10 +390,6 @@ class HttpClient:
         # Accept-Encoding, Connection) with this agent's User-Agent.
         self._base_headers = {**self._session.headers, "User-Agent": USER_AGENT}
         self._urls: dict[str, tuple[str, str | None]] = {}  # URL as given -> _prepare_url's answer
-        #: Credential values recent requests carried (ordered sets, oldest first): ``secrets()``
-        #: names them even after their ``file:`` changed (a rotation while a request was in flight).
-        self._carried: dict[str, None] = {}
-        self._carried_proxies: dict[str, None] = {}
         if not config.tls_verify:
             self._session.verify = False
             # An explicit choice (documented as lab-only); urllib3 would warn on every request,
@@ -419,23 +411,23 @@ class HttpClient:
     def secrets(self) -> list[str]:
         """Current values of this client's secrets, for excerpt redaction: each header value and
         its credential part (after an auth scheme word), the proxy URL and its user:password, and
-        the value of each ``${ENV}`` expanded into one of them; also the values the last
-        ``RECENT_CREDENTIALS`` requests carried (a ``file:`` secret rotated in flight)."""
+        the value of each ``${ENV}`` expanded into one of them; a ``file:`` secret's values from
+        before its latest rotations too (``Secret.held``: the answer to a request sent just before
+        a rotation echoes the old one)."""
         out: list[str] = []
         for secret in (*self.config.headers.values(), self.config.proxy):
             if secret is not None:
                 out += secret.parts
-        values = [reveal_or_empty(v) for v in self.config.headers.values()]
+        values = [v for secret in self.config.headers.values() for v in secret.held() if v]
         if self._auth is not None:
             with contextlib.suppress(ValueError):  # unreadable now: nothing of it can be echoed
                 values += list(self._auth().values())
-        values += self._carried  # what recent requests carried: an answer echoes its own request's
         for value in values:
             out.append(value)
             _, _, cred = value.partition(" ")
             out.append(cred.strip())
-        current = reveal_or_empty(self.config.proxy) if self.config.proxy is not None else ""
-        for proxy in dict.fromkeys(p for p in (current, *self._carried_proxies) if p):
+        proxies = self.config.proxy.held() if self.config.proxy is not None else ()
+        for proxy in dict.fromkeys(p for p in proxies if p):
             out.append(proxy)
             parts = urllib.parse.urlsplit(proxy if "://" in proxy else f"http://{proxy}")
             if parts.password:
@@ -568,20 +560,13 @@ class HttpClient:
         from requests.structures import CaseInsensitiveDict
 
         send_headers: CaseInsensitiveDict[str] = CaseInsensitiveDict(self._base_headers)
-        carried = [v.reveal() for v in self.config.headers.values()]
-        for k, value in zip(self.config.headers, carried, strict=True):
-            send_headers[k] = value
+        for k, v in self.config.headers.items():
+            send_headers[k] = v.reveal()
         if self._auth is not None:
-            auth = self._auth()
-            send_headers.update(auth)
-            carried += auth.values()
+            send_headers.update(self._auth())
         if headers:
             send_headers.update(headers)
         proxy = self.config.proxy.reveal() if self.config.proxy is not None else ""
-        for value in carried:
-            _remember(self._carried, value)
-        if proxy:
-            _remember(self._carried_proxies, proxy)
         return send_headers, ({"http": proxy, "https": proxy} if proxy else None)
 
     def _body_deadline(self, seconds: float) -> contextlib.AbstractContextManager[Any]:
@@ -642,22 +627,6 @@ class HttpOutput(Output):
 
     def packer(self) -> Callable[[list[bytes]], Payload]:
         return self.client().payload
-
-
-def _remember(recent: dict[str, None], value: str) -> None:
-    """Add ``value`` to an ordered set of at most ``RECENT_CREDENTIALS`` values, newest last."""
-    recent.pop(value, None)
-    recent[value] = None
-    if len(recent) > RECENT_CREDENTIALS:
-        del recent[next(iter(recent))]
-
-
-def reveal_or_empty(secret: Secret) -> str:
-    """A secret's value, or "" while its file cannot be read (nothing to redact then)."""
-    try:
-        return secret.reveal()
-    except ValueError:
-        return ""
 
 
 def _read_body(r: requests.Response, deadline: float) -> bytes:

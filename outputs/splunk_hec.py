@@ -383,7 +383,8 @@ class SplunkHecOutput(HttpOutput):
         """The token (and every header and proxy credential, and each ${ENV} value expanded into
         one of them), for redaction."""
         token = self.config.token
-        return self.client().secrets() + (list(token.parts) if token is not None else [])
+        out = self.client().secrets()  # (reads the token: its held values are up to date)
+        return out + ([*token.parts, *token.held()[1:]] if token is not None else [])
 
     def request(self, method: str, url: str, body: bytes | Payload | None = None,
                 headers: dict[str, str] | None = None, *, compress: bool | None = None,
