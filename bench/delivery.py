@@ -124,6 +124,7 @@ class Recorder:
         self.record_ids = record_ids
         self.max_body = inner.max_body
         self.max_decoded_body = inner.max_decoded_body
+        self.limit_decoded_only = inner.limit_decoded_only
         self._lock = threading.Lock()
         self._serial = threading.Lock()  # HEC with acks: count the events each request stored
         self.requests = 0

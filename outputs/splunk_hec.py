@@ -743,9 +743,7 @@ class AckTracker:
         cfg = self.output.config
         if progressed:
             self.interval = float(cfg.ack_poll_interval)
-        elif progressed is None:
-            pass
-        else:
+        elif progressed is not None:
             self.interval = min(self.interval * 2, float(cfg.ack_poll_max_interval))
         return self.interval
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import re
 import time
+import traceback
 from dataclasses import dataclass, fields
 from typing import TYPE_CHECKING, Any
 
@@ -82,13 +83,8 @@ def excerpt(data: bytes, context: MappingContext | None = None, *, cut: bool = F
 
 def _raised_at(exc: BaseException) -> str:
     """Where ``exc`` was raised, as ``file:line in function`` (no message, no values)."""
-    tb = exc.__traceback__
-    while tb is not None and tb.tb_next is not None:
-        tb = tb.tb_next
-    if tb is None:
-        return "?"
-    code = tb.tb_frame.f_code
-    return f"{code.co_filename}:{tb.tb_lineno} in {code.co_name}"
+    frames = traceback.extract_tb(exc.__traceback__)
+    return f"{frames[-1].filename}:{frames[-1].lineno} in {frames[-1].name}" if frames else "?"
 
 
 def quarantine_reason(reason: str, context: MappingContext | None) -> str:

@@ -277,9 +277,9 @@ class TailInput:
         self._abs_patterns = [os.path.abspath(p) for p in self.config.paths]
         self._excluded = exclusion(self.config.exclude)
         self._paths_cache: _ReaderPaths | None = None
-        # What the last scan asked the watcher to watch: a watched directory that went is reported
-        # after the watcher dropped it, and its change must still cause the scan that watches the
-        # directory now at its path
+        # What the last scan asked the watcher to watch (what it watches is the existing ones): a
+        # watched directory that went is reported after the watcher dropped it, and its change must
+        # still cause the scan that watches the directory now at its path
         self._wanted_dirs: set[str] = set()
         self.scans = 0
 
@@ -336,7 +336,7 @@ class TailInput:
             reader = live.get(path)
             if structural:
                 scan = scan or reader is not None or path in rotated or self._matches(path) or \
-                    path in self._watched() or path in self._wanted_dirs
+                    path in self._wanted_dirs
             elif reader is not None:
                 reader.wake.set()
                 if path in rotated:
@@ -353,9 +353,6 @@ class TailInput:
     def _matches(self, path: str) -> bool:
         return any(fnmatch.fnmatchcase(path, pat) for pat in self._abs_patterns) and \
             not self._excluded(path)
-
-    def _watched(self) -> frozenset[str]:
-        return self._watcher.directories if self._watcher is not None else frozenset()
 
     def _reader_paths(self) -> _ReaderPaths:
         """Open readers by absolute and real path (a symlink's target is what inotify names): live

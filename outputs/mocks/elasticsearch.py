@@ -162,6 +162,8 @@ class ElasticsearchMock(MockApp):
     credentials (any form) that may not manage templates, ILM policies or indices.
     ``failure_store``: data stream name patterns whose failure store is enabled (module docstring)."""
 
+    limit_decoded_only = True  # http.max_content_length: the decompressed body (docstring)
+
     def __init__(self, *, api_keys: Iterable[str] = (), users: Mapping[str, str] | None = None,
                  bearer_tokens: Iterable[str] = (), ingest_only: Iterable[str] = (),
                  max_content_length: int = DEFAULT_MAX_CONTENT_LENGTH, check_spec: bool = True,
@@ -175,7 +177,6 @@ class ElasticsearchMock(MockApp):
             raise ValueError("the vendor-spec check reads every source: parse_sources=False needs "
                              "check_spec=False")
         self.max_body = max_content_length
-        self.limit_decoded_only = True  # http.max_content_length: the decompressed body (docstring)
         self._api_keys = {_decode_api_key(k) for k in api_keys}
         self._users = dict(users or {})
         self._bearer = set(bearer_tokens)

@@ -73,6 +73,7 @@ def test_a_write_to_a_symlink_target_wakes_the_symlinks_reader(tail):
 def test_files_that_come_go_or_move_cause_a_scan(tail, change):
     t, d, _spool = tail
     t._watcher = type("W", (), {"directories": frozenset({str(d)})})()  # what set_directories chose
+    t._wanted_dirs = {str(d)}  # from what the scan asked it (TailInput.scan)
     try:
         _quiet(t)
         t._on_fs_change({str(d / k) if k else str(d): v for k, v in change.items()})
