@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import tempfile
 import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import gevent
@@ -20,6 +23,18 @@ def open_spool(tmp_path: Path, **kw) -> tuple[Spool, SpoolWriter]:
     spool = Spool(str(tmp_path / "spool.db"), durability="normal", **kw)
     writer = SpoolWriter(spool).start()
     return spool, writer
+
+
+@contextlib.contextmanager
+def spooled(prefix: str = "spool-") -> Iterator[tuple[str, Spool, SpoolWriter]]:
+    """A temporary directory with a real spool and its started writer, all gone afterwards."""
+    with tempfile.TemporaryDirectory(prefix=prefix) as d:
+        spool, writer = open_spool(Path(d))
+        try:
+            yield d, spool, writer
+        finally:
+            writer.stop()
+            spool.close()
 
 
 def wait_until(cond, timeout: float = 20.0, what: str = "condition") -> None:

@@ -51,13 +51,10 @@ its unfinished line.
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import itertools
 import json
 import os
-import shutil
-import tempfile
 import uuid
 from collections import Counter
 from collections.abc import Iterator
@@ -76,7 +73,7 @@ from agent.inputs.unix_socket import UnixSocketInput
 from spool.store import Spool
 from spool.types import EXCERPT_MAX
 from spool.writer import SpoolWriter
-from tests.inputs.helpers import audit_line, wait_until
+from tests.inputs.helpers import audit_line, spooled, wait_until
 
 # No shrinking: an example costs real sockets and spool commits, and shrinking one failure ran for
 # minutes (past pytest's timeout); a failure is reported as found, and the deterministic tests at the
@@ -90,20 +87,6 @@ _ids = itertools.count(1_000_000)  # fresh record ids across every example of th
 
 # ----------------------------------------------------------------------------------------- fixtures
 
-@contextlib.contextmanager
-def spooled() -> Iterator[Env]:
-    """A temporary directory with a real spool and its writer (one per test, shared by its examples)."""
-    d = tempfile.mkdtemp(prefix="listen-")
-    spool = Spool(os.path.join(d, "spool.db"), durability="normal")
-    writer = SpoolWriter(spool).start()
-    try:
-        yield d, spool, writer
-    finally:
-        writer.stop()
-        spool.close()
-        shutil.rmtree(d, ignore_errors=True)
-
-
 Env = tuple[str, Spool, SpoolWriter]
 
 
@@ -111,7 +94,7 @@ Env = tuple[str, Spool, SpoolWriter]
 def shared() -> Iterator[Env]:
     """One spool for all the examples of the property tests (a new one costs ~0.1 s): each example
     looks only at what it added (``Mark``)."""
-    with spooled() as env:
+    with spooled("listen-") as env:
         yield env
 
 
@@ -747,7 +730,7 @@ def test_http_requests_in_any_split(shared: Env, data: st.DataObject, limit: int
 
 @pytest.fixture
 def env() -> Iterator[Env]:
-    with spooled() as x:
+    with spooled("listen-") as x:
         yield x
 
 

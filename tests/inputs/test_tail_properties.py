@@ -51,7 +51,6 @@ lines lost to logrotate's own copytruncate window (writes between the copy and t
 
 from __future__ import annotations
 
-import contextlib
 import fnmatch
 import json
 import os
@@ -59,7 +58,6 @@ import shutil
 import tempfile
 import uuid
 from collections import Counter
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any, BinaryIO
 
@@ -72,7 +70,7 @@ from agent.inputs.tail import TailInput
 from spool.store import Spool
 from spool.types import EXCERPT_MAX, IngestBatch
 from spool.writer import SpoolWriter
-from tests.inputs.helpers import AUDIT_LINES, wait_until
+from tests.inputs.helpers import AUDIT_LINES, spooled, wait_until
 
 NAME = "tail"
 LONG_WAIT = 3600.0  # rotate_wait: a rotated file stays open until a rule lets it close
@@ -521,19 +519,6 @@ TestTailStateMachine = TailMachine.TestCase
 # -- defects found by the machine, reproduced deterministically ---------------------------------------
 
 
-@contextlib.contextmanager
-def _spooled() -> Iterator[tuple[str, Spool, SpoolWriter]]:
-    """A temporary directory with a spool and its writer."""
-    with tempfile.TemporaryDirectory(prefix="tail-def-") as d:
-        spool = Spool(os.path.join(d, "spool.db"), durability="normal")
-        writer = SpoolWriter(spool).start()
-        try:
-            yield d, spool, writer
-        finally:
-            writer.stop()
-            spool.close()
-
-
 def _ids(spool: Spool) -> list[str]:
     return [str(uuid.UUID(bytes=r.event_id)) for r in spool.read_after(0, 1000)]
 
@@ -550,7 +535,7 @@ def test_start_at_end_restart_reads_lines_written_while_down_to_a_file_it_had_se
     its beginning, so no line written to it is lost". A file the agent had open while it was still
     empty (as logrotate ``create`` leaves it) got no stored offset, so after a restart it was taken for
     a file never seen and the lines written to it while the agent was down were skipped."""
-    with _spooled() as (d, spool, writer):
+    with spooled("tail-def-") as (d, spool, writer):
         path = os.path.join(d, "audit.log")
         cfg = {"paths": [path], "scan_interval": 0.03, "watch": False, "start_at": "end"}
         with open(path, "wb") as fh:
@@ -583,7 +568,7 @@ def test_a_new_file_on_a_reused_inode_is_not_resumed_past_the_flushed_half_line_
     file was read from the middle of its first line, whose event was lost and whose rest was
     quarantined. The reuse is made certain here by storing the old row under the new file's key."""
     half = AUDIT_LINES[1][:20]
-    with _spooled() as (d, spool, writer):
+    with spooled("tail-def-") as (d, spool, writer):
         path = os.path.join(d, "audit.log")
         cfg = {"paths": [path], "scan_interval": 0.03, "watch": False, "rotate_wait": 0.05}
         with open(path, "wb") as fh:
@@ -616,7 +601,7 @@ def test_start_at_end_reads_a_file_whose_only_line_is_still_being_written() -> N
     """``start_at = "end"`` skips a file's existing lines; a file holding only the start of its first
     line (hushd opening a fresh log) has none. It was skipped to its end, and once the line was
     finished its rest was quarantined as a line of its own ("invalid JSON") and the event lost."""
-    with _spooled() as (d, spool, writer):
+    with spooled("tail-def-") as (d, spool, writer):
         path = os.path.join(d, "audit.log")
         cfg = {"paths": [path], "scan_interval": 0.03, "watch": False, "start_at": "end"}
         line = AUDIT_LINES[0]
