@@ -169,6 +169,16 @@ def test_both_limits_hold_at_once_at_the_times_attempts_are_sent(
 # ============================================================================ 3. configured rates, AIMD
 
 
+
+def sent_time(when: str, sent_times: list[float], now: float) -> float | None:
+    """When the request a 429 answers went: none given, now, or the earliest or latest attempt."""
+    if when == "none":
+        return None
+    picked = {"now": now, "earliest": min(sent_times, default=None),
+              "latest": max(sent_times, default=None)}[when]
+    return now if picked is None else picked
+
+
 class ConfiguredModel:
     """docs §4 for one configured dimension."""
 
@@ -219,11 +229,7 @@ class ConfiguredLimiterMachine(RuleBasedStateMachine):
     @rule(when=st.sampled_from(["none", "now", "earliest", "latest"]))
     def throttled(self, when: str) -> None:
         """A 429 to a request sent at ``when`` (None: the limiter always halves)."""
-        sent_at: float | None = {"none": None, "now": self.clock.t,
-                                 "earliest": min(self.sent_times, default=None),
-                                 "latest": max(self.sent_times, default=None)}[when]
-        if when != "none" and sent_at is None:
-            sent_at = self.clock.t
+        sent_at = sent_time(when, self.sent_times, self.clock.t)
         self.limiter.throttled(sent_at)
         # docs §4: once per round of requests: an answer to a request sent before the latest
         # decrease says nothing about the new rate
@@ -356,11 +362,7 @@ class ObservedLimiterMachine(RuleBasedStateMachine):
 
     @rule(when=st.sampled_from(["none", "now", "earliest", "latest"]))
     def throttled(self, when: str) -> None:
-        sent_at: float | None = {"none": None, "now": self.clock.t,
-                                 "earliest": min(self.sent_times, default=None),
-                                 "latest": max(self.sent_times, default=None)}[when]
-        if when != "none" and sent_at is None:
-            sent_at = self.clock.t
+        sent_at = sent_time(when, self.sent_times, self.clock.t)
         self.read.throttled(sent_at)
         self.unread.throttled(sent_at)
         self.model.throttled(self.clock.t, sent_at)
