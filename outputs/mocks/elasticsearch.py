@@ -6,7 +6,9 @@ operation description in ../shared/vendor-specs/elasticsearch):
 
 - NDJSON bodies (gzip too), ``index``/``create``/``update``/``delete``, one result per action in order,
   HTTP 200 with ``errors: true`` when items fail, the final newline required.
-- ``create`` of an existing ``_id``: per-item 409 ``version_conflict_engine_exception``.
+- ``create`` of an existing ``_id``: per-item 409 ``version_conflict_engine_exception``, once the
+  document has mapped (a document that does not map is its 400 first, as Elasticsearch parses
+  before its engine looks the id up).
 - Templates: a new index or data stream gets the matching composable template of the highest
   priority, Elasticsearch's built-in ``logs`` template (``logs-*-*``, data stream, priority 100)
   included: a user template must outrank it to make such a name a classic index.
@@ -617,6 +619,13 @@ class ElasticsearchMock(MockApp):
             self.counters["deleted"] += 1
             return self._ok(idx, doc_id, "deleted", 200)
         if kind == "create" and exists:
+            # Elasticsearch parses the document against the mapping before the engine sees the id
+            # (IndexShard.applyIndexOperation: prepareIndex, then Engine.index), so a document that
+            # does not map is a 400 even when its _id exists, and one that maps still updates the
+            # dynamic mapping before its 409.
+            problem = self._map(idx, source) if self.check_mappings else ""
+            if problem:
+                return self._item_error(idx.name, doc_id, 400, "document_parsing_exception", problem, idx)
             self.counters["conflicts"] += 1
             return self._item_error(idx.name, doc_id, 409, "version_conflict_engine_exception",
                                     f"[{doc_id}]: version conflict, document already exists "

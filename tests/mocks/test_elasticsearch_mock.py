@@ -55,6 +55,23 @@ def results(r: requests.Response) -> list[tuple[str, int, str | None]]:
     return out
 
 
+def test_a_duplicate_create_that_does_not_map_is_a_400_and_one_that_maps_updates_the_mapping(
+        es: tuple[ElasticsearchMock, MockServer]) -> None:
+    """Elasticsearch parses a document against the mapping before the engine finds its _id taken
+    (IndexShard.applyIndexOperation: prepareIndex, then Engine.index): a duplicate create whose
+    document does not map is refused for that (400), and one that maps still leaves its dynamic
+    mapping update behind its 409."""
+    app, server = es
+    r = bulk(server, ndjson(create("a"), doc(n=1), create("b"), doc()))
+    assert results(r) == [("create", 201, None), ("create", 201, None)]
+    r = bulk(server, ndjson(create("a"), doc(n="x"), create("b"), doc(m=5)))
+    assert results(r) == [("create", 400, "document_parsing_exception"),
+                          ("create", 409, "version_conflict_engine_exception")]
+    r = bulk(server, ndjson(create("c"), doc(m="not a number")))
+    assert results(r) == [("create", 400, "document_parsing_exception")]
+    assert app.count(DS) == 2
+
+
 def test_the_vendor_spec_is_present_and_checked(es: tuple[ElasticsearchMock, MockServer]) -> None:
     app, _ = es
     assert (VENDOR_SPECS / es_spec.SPEC_RELATIVE.relative_to("vendor-specs")).is_file()

@@ -518,6 +518,18 @@ class EsModel:
         if n is not None:
             self.n_type.setdefault(target, "long" if isinstance(n, int) else "keyword")
 
+    def duplicate_create(self, a: Action) -> tuple[set[int], str | None, str | None]:
+        """Elasticsearch parses the document before the engine finds the conflict
+        (IndexShard.applyIndexOperation: prepareIndex, then Engine.index): a document that does not
+        map is a 400, one that maps a 409 whose dynamic mapping update stays."""
+        assert a.source is not None
+        if not self.fits(a.target, a.source):
+            return {400}, "document_parsing_exception", None
+        n = a.source.get("n")
+        if n is not None:
+            self.n_type.setdefault(a.target, "long" if isinstance(n, int) else "keyword")
+        return {409}, "version_conflict_engine_exception", None
+
     def expect(self, a: Action) -> tuple[set[int], str | None, str | None]:
         """({acceptable statuses}, error type or None for a success, result for a success); applies
         the action to the model when it succeeds (the caller fixes up auto ids)."""
@@ -531,9 +543,7 @@ class EsModel:
             if a.source.get("@timestamp") is None:  # missing or null: no value
                 return {400}, "document_parsing_exception", None
             if a.doc_id in docs:
-                # Elasticsearch parses the document before the engine finds the conflict, so a
-                # mapping error would be its 400; the mock checks the conflict first (the report).
-                return ({409} if self.fits(a.target, a.source) else {400, 409}), "*", None
+                return self.duplicate_create(a)
             if not self.fits(a.target, a.source):
                 return {400}, "document_parsing_exception", None
             return {201}, None, "created"
@@ -560,7 +570,7 @@ class EsModel:
         assert a.source is not None
         self.indices.add(a.target)  # auto-created by the write
         if a.kind == "create" and a.doc_id in docs:
-            return ({409} if self.fits(a.target, a.source) else {400, 409}), "*", None
+            return self.duplicate_create(a)
         if not self.fits(a.target, a.source):
             return {400}, "document_parsing_exception", None
         return ({200}, None, "updated") if a.doc_id in docs else ({201}, None, "created")
