@@ -137,6 +137,9 @@ class Drain:
         self._last_commit = -1
         self._replay_inflight: set[int] = set()
         self._replay_batches = 0
+        #: The batches counted in ``stats.in_flight*``, by id: each is taken back when its send ends,
+        #: or by ``run`` when its greenlet was killed before it started (see ``_uncount``).
+        self._counted: dict[int, Batch] = {}
         self._next_replay_check = 0.0
 
     # -- lifecycle -------------------------------------------------------------------------------
@@ -176,6 +179,10 @@ class Drain:
             self._stopping = True
             self._stop.set()
             self._pool.kill(block=True, timeout=2)
+            # A batch greenlet killed before it started never ran _deliver's finally; the stats
+            # outlive this drain (the supervisor hands them to the one it restarts after a crash).
+            for batch in list(self._counted.values()):
+                self._uncount(batch)
             gevent.killall(helpers, block=True, timeout=2)
             output.close()
 
@@ -367,8 +374,7 @@ class Drain:
             self._commit_due.set()
             return
         self._window.register(batch)
-        self.stats.in_flight_batches += 1
-        self.stats.in_flight += len(batch.items)
+        self._count(batch)
         if self._packer is not None:
             # Here, not in the batch's greenlet: that one runs only when this loop yields, and while
             # a backlog renders in the agent it does not, so unpacked batches would fill every send
@@ -381,8 +387,7 @@ class Drain:
         while self._pool.free_count() <= 0:
             if self._stopping or (not self._pool.wait_available(timeout=IDLE_WAIT_S)
                                   and self._cursor_moved()):
-                self.stats.in_flight_batches -= 1
-                self.stats.in_flight -= len(batch.items)
+                self._uncount(batch)
                 raise _Restart  # its rows stay in the spool
         self._pool.spawn(self._deliver, batch)
 
@@ -417,12 +422,24 @@ class Drain:
             assert batch.replay_ids is not None
             self._replay_inflight.update(batch.replay_ids.values())
             self._replay_batches += 1
-            self.stats.in_flight_batches += 1
-            self.stats.in_flight += len(batch.items)
+            self._count(batch)
             log.info("replaying DLQ entries", extra={"output": self.name, "count": len(batch.items)})
             self._pool.spawn(self._deliver, batch)
 
     # -- delivery of one batch -------------------------------------------------------------------
+    def _count(self, batch: Batch) -> None:
+        """``batch`` is in flight (``stats.in_flight_batches``, ``stats.in_flight``)."""
+        self._counted[id(batch)] = batch
+        self.stats.in_flight_batches += 1
+        self.stats.in_flight += len(batch.items)
+
+    def _uncount(self, batch: Batch) -> None:
+        """``batch`` is no longer in flight; once only, whoever comes first: its greenlet's
+        ``finally``, or ``run``'s for a greenlet killed before it ever ran."""
+        if self._counted.pop(id(batch), None) is not None:
+            self.stats.in_flight_batches -= 1
+            self.stats.in_flight -= len(batch.items)
+
     def _deliver(self, batch: Batch) -> None:
         """Send one batch until every event in it was delivered or put in the DLQ (then it counts as
         finished for the ordered commit), or until stopped / abandoned (then it is not: re-sent)."""
@@ -433,8 +450,7 @@ class Drain:
                 self.spool.dlq_done(batch.replay_ids.values())
                 self.stats.replayed += len(batch.replay_ids)
         finally:
-            self.stats.in_flight_batches -= 1
-            self.stats.in_flight -= len(batch.items)
+            self._uncount(batch)
             if batch.replay_ids is not None:
                 self._replay_inflight.difference_update(batch.replay_ids.values())
                 self._replay_batches -= 1
