@@ -34,6 +34,12 @@ def forms(secret: str) -> tuple[str, ...]:
              ascii_escaped.replace("/", "\\/"), urllib.parse.quote(secret, safe=""),
              urllib.parse.quote(secret), urllib.parse.quote_plus(secret), in_html,
              in_html.replace("&#x27;", "&#39;"))
+    # Letter case is matched ignoring it (``echoes``), one letter for one letter; a service that
+    # upper- or lower-cases a secret can change its length ("ß" upper-cases to "SS", "İ" lower-cases
+    # to two characters): those spellings are forms of their own.
+    for cased in (secret.upper(), secret.lower()):
+        if len(cased) != len(secret):
+            found += forms(cased)
     return tuple(dict.fromkeys(found))
 
 

@@ -103,26 +103,44 @@ class HttpOutputConfig(OutputConfig):
         for key in ("connect_timeout", "request_timeout"):  # urllib3 refuses 0 on every request
             if getattr(self, key) <= 0:
                 raise ValueError(f"{key}: expected more than 0")
+        names: dict[str, str] = {}
         for name, value in self.headers.items():
             _check_header(name, value)
+            other = names.setdefault(name.lower(), name)
+            if other != name:  # one would replace the other in the request: silently never sent
+                raise ValueError(f"headers: {other!r} and {name!r} are the same header (names are "
+                                 "case-insensitive); give it once")
 
 
-#: What requests accepts (``requests._internal_utils._HEADER_VALIDATORS_STR``, RFC 9110 §5): a name
-#: without ``:`` or whitespace first, a value without CR/LF that does not start with whitespace.
-#: Checked at load: refused at send, a header was an error on every request, retried forever.
-_HEADER_NAME = re.compile(r"^[^:\s][^:\r\n]*\Z")
-_HEADER_VALUE = re.compile(r"^\S[^\r\n]*\Z|^\Z")
+#: What a server reads as it was written (RFC 9110 §5): a name is a token (§5.1, §5.6.2: a name with a
+#: space, a tab or a delimiter in it is a line RFC 9112 §5.1 has servers answer 400), a value has no
+#: white space at its ends (§5.5: a server strips it, and reads another credential) and no control
+#: character but HTAB inside (§5.5: NUL is refused or read as a space; requests checks CR/LF only).
+#: Checked at load: refused at send, a header was an error on every request, retried forever; sent,
+#: every request was refused or unauthorized.
+_HEADER_NAME = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+\Z")
+_HEADER_VALUE = re.compile(r"^(?:[^\s\x00-\x1f\x7f](?:[^\x00-\x08\x0a-\x1f\x7f]*[^\s\x00-\x1f\x7f])?)?\Z")
+#: Headers that frame the body: the client sets them from the body it sends and ``compression``;
+#: configured, they contradicted it (Transfer-Encoding beside Content-Length, a length on a GET
+#: without a body, a raw body labelled gzip).
+_FRAMING_HEADERS = frozenset({"content-length", "transfer-encoding", "content-encoding"})
 
 
 def split_http_url(url: str, what: str) -> urllib.parse.SplitResult:
-    """``url`` split, when it is ``http(s)://host[:port]`` with a port in range; else a ValueError
-    ``what`` names (urlsplit raises one for a bad IPv6 literal, ``.port`` for a bad port)."""
+    """``url`` split, when it is ``http(s)://host[:port]`` (a path may follow: a proxy's prefix) with a
+    port from 1 to 65535; else a ValueError ``what`` names (urlsplit raises one for a bad IPv6
+    literal, ``.port`` for a bad port). The outputs append their paths to it, so a ``?`` or ``#``
+    (which would carry those paths into a query or a fragment: every request to "/") is refused, and
+    so is white space or a control character (urlsplit drops tabs and line breaks; requests does
+    not, and refused the URL on every request); port 0 was refused by every connect."""
+    if "?" in url or "#" in url or any(ch.isspace() or ch < " " or ch == "\x7f" for ch in url):
+        raise ValueError(what)
     try:
         u = urllib.parse.urlsplit(url)
-        u.port  # noqa: B018 (read for its ValueError)
+        port = u.port
     except ValueError:
         raise ValueError(what) from None
-    if u.scheme not in ("http", "https") or not u.hostname:
+    if u.scheme not in ("http", "https") or not u.hostname or port == 0:
         raise ValueError(what)
     return u
 
@@ -133,8 +151,8 @@ def check_credential(key: str, header_value: str) -> None:
     refused at send, it failed every request, retried forever. Checked at load; the message names
     the key, never the value."""
     if not _HEADER_VALUE.match(header_value):
-        raise ValueError(f"{key}: the value starts with whitespace or holds a line break "
-                         "(not shown: it is a secret)")
+        raise ValueError(f"{key}: the value starts or ends with whitespace or holds a line break or "
+                         "another control character (not shown: it is a secret)")
     try:
         header_value.encode("latin-1")
     except UnicodeEncodeError:
@@ -145,12 +163,16 @@ def check_credential(key: str, header_value: str) -> None:
 def _check_header(name: str, value: Secret) -> None:
     """A configured header that no request could carry is a config error. The value is a secret: the
     message says what is wrong with it, never what it is (requests' own error quotes it)."""
-    if not _HEADER_NAME.match(name) or not name.isascii():  # http.client sends names as ASCII
-        raise ValueError(f"headers: {name!r} is not a valid header name")
+    if not _HEADER_NAME.match(name):  # (ASCII: http.client sends names as ASCII)
+        raise ValueError(f"headers: {name!r} is not a valid header name (letters, digits and "
+                         "!#$%&'*+-.^_`|~ only)")
+    if name.lower() in _FRAMING_HEADERS:
+        raise ValueError(f"headers: {name!r} is set by the output from the body it sends "
+                         "(Content-Encoding by `compression`)")
     text = value.reveal()
     if not _HEADER_VALUE.match(text):
-        raise ValueError(f"headers.{name}: the value starts with whitespace or holds a line break "
-                         "(not shown: header values are secrets)")
+        raise ValueError(f"headers.{name}: the value starts or ends with whitespace or holds a line "
+                         "break or another control character (not shown: header values are secrets)")
     try:
         text.encode("latin-1")  # what http.client sends header values as
     except UnicodeEncodeError:
