@@ -709,6 +709,7 @@ class Drain:
         rows = [SpoolRow(i.seq, i.event_id, 0, i.body) for i in items]
         self.spool.dlq_add(self.name, rows, reason, excerpt or None, attempts)
         self.stats.dlq += len(items)
+        self.stats.note_error(reason)
         if batch is not None:
             batch.dlq += len(items)
         log.error("events sent to the DLQ", extra={"output": self.name, "count": len(items),

@@ -94,9 +94,14 @@ class OutputStats:
 
     def note_failure(self, reason: str) -> None:
         self.failed_attempts += 1
+        self.note_error(reason)
+        self.healthy = False
+
+    def note_error(self, reason: str) -> None:
+        """The latest thing that went wrong: a failed attempt, or events put in the DLQ (which the
+        spool also records as the output's last error, so /health and ``status`` say the same)."""
         self.last_error = reason
         self.last_error_ms = int(time.time() * 1000)
-        self.healthy = False
 
     def note_response(self, status_class: str, seconds: float) -> None:
         """The ``on_response`` callback of an output's HttpClient: one finished HTTP request."""

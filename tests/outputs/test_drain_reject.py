@@ -91,7 +91,7 @@ def test_a_failed_dlq_write_of_a_rejected_event_is_retried_and_the_drain_keeps_r
     drain = Drain(out, spool, spool.reader())
     run_until(drain, caught_up(spool, "f"))
     assert len(calls) == 2 and dlq_seqs(spool) == [BAD_SEQ]  # stored once, on the second try
-    assert drain.stats.last_error == "internal error: OperationalError"
+    assert drain.stats.failed_attempts == 1  # the refused write, noted as a failure
     assert sorted(out.received) == [n for n in range(30) if n != 2]
 
 
@@ -171,3 +171,16 @@ def test_the_dlq_write_happens_once_per_chunk_not_per_event(spool):
 
     run_until(Drain(EveryFourth("f", cfg(batch_max_events=5)), spool, spool.reader()), caught_up(spool, "f"))
     assert calls == [10]
+
+
+def test_the_last_error_of_a_rejected_event_is_the_same_in_health_and_status(spool):
+    """A DLQ write with no failed attempt before it (an event no transform can render) is the
+    output's last error for /health (the drain's stats) as it is for `status` (the spool's record)."""
+    fill(spool, 10)
+    out = Rejecting("f", cfg(batch_max_events=5, concurrency=1))
+    drain = Drain(out, spool, spool.reader())
+    run_until(drain, caught_up(spool, "f"))
+    (entry,) = spool.dlq_list("f")
+    assert entry.reason.startswith("encode failed")
+    assert drain.stats.last_error == entry.reason == spool.read_output_states()["f"].last_error
+    assert drain.stats.last_error_ms is not None and drain.stats.failed_attempts == 0
