@@ -249,7 +249,27 @@ def parse_retry_after(value: str | None, now: float | None = None) -> float | No
         return None
     if when.tzinfo is None:  # asctime and "-0000" dates: an HTTP-date is always UTC (RFC 9110 §5.6.7)
         when = when.replace(tzinfo=datetime.UTC)
-    return max(0.0, when.timestamp() - (time.time() if now is None else now))
+    now = time.time() if now is None else now
+    two_digits = _RFC850_YEAR.match(value)
+    if two_digits:
+        # RFC 9110 §5.6.7: a two-digit year that "appears to be more than 50 years in the future"
+        # is the most recent past year with those digits: the year of those digits within 50 of
+        # this one (email.utils pivots at 69 instead, whatever the year now).
+        this_year = datetime.datetime.fromtimestamp(now, datetime.UTC).year
+        year = this_year - this_year % 100 + int(two_digits[1])
+        if year > this_year + 50:
+            year -= 100
+        elif year <= this_year - 50:
+            year += 100
+        try:
+            when = when.replace(year=year)
+        except ValueError:  # 29 February of a year without one
+            return None
+    return max(0.0, when.timestamp() - now)
+
+
+#: rfc850-date (RFC 9110 §5.6.7): ``Sunday, 06-Nov-94 08:49:37 GMT``: its two-digit year.
+_RFC850_YEAR = re.compile(r"[A-Za-z]+, *\d{1,2}-[A-Za-z]{3}-(\d{2}) ")
 
 
 _KEYS = (r"proxy-authorization|authorization|x-api-key|api[-_]?key|access[-_]?key|access[-_]?token|"

@@ -907,6 +907,20 @@ def test_parse_retry_after_dates_without_zone_are_utc(value: str,
         time.tzset()
 
 
+@pytest.mark.parametrize(("value", "year"), [
+    ("Thursday, 01-Jan-70 00:00:00 GMT", 2070),  # 47 years ahead of 2023: not "more than 50"
+    ("Friday, 01-Jan-73 00:00:00 GMT", 2073),  # 50 years ahead: still the future
+    ("Saturday, 01-Jan-74 00:00:00 GMT", 1974),  # 51 years ahead: the most recent past 74
+    ("Sunday, 06-Nov-94 08:49:37 GMT", 1994),
+    ("Tuesday, 14-Nov-23 22:14:20 GMT", 2023),
+])
+def test_an_rfc850_two_digit_year_is_read_as_rfc_9110_says(value: str, year: int) -> None:
+    """RFC 9110 §5.6.7: a two-digit year that appears more than 50 years in the future is the most
+    recent past year with those digits (email.utils pivots at 69: 1970 for "70")."""
+    when = datetime.strptime(value.split(", ")[1], "%d-%b-%y %H:%M:%S GMT").replace(year=year, tzinfo=UTC)
+    assert parse_retry_after(value, now=NOW) == pytest.approx(max(0.0, when.timestamp() - NOW))
+
+
 @given(st.text(max_size=60))
 def test_parse_retry_after_never_raises_or_goes_negative(value: str) -> None:
     got = parse_retry_after(value, now=NOW)

@@ -377,8 +377,10 @@ DATE_FORMS: dict[str, Callable[[datetime.datetime], str]] = {
 @given(form=st.sampled_from(sorted(DATE_FORMS)), now=NOW_RANGE, data=st.data())
 def test_retry_after_http_dates(form: str, now: int, data: st.DataObject) -> None:
     """A date gives the seconds from ``now`` to it, 0 when it is past. rfc850's two-digit years are
-    drawn from 2000-2068, where the RFC 9110 §5.6.7 rule and the parser's pivot agree."""
-    low, high = (2000, 2068) if form == "rfc850" else (1970, 9998)
+    drawn within 49 years of ``now``'s, where RFC 9110 §5.6.7 makes them that very year (a year
+    more than 50 ahead is the most recent past one with its digits)."""
+    this_year = datetime.datetime.fromtimestamp(now, UTC).year
+    low, high = (max(1, this_year - 49), this_year + 49) if form == "rfc850" else (1970, 9998)
     when = data.draw(st.datetimes(datetime.datetime(low, 1, 1), datetime.datetime(high, 12, 31))).replace(
         microsecond=0, tzinfo=UTC)
     value = DATE_FORMS[form](when)
