@@ -80,6 +80,11 @@ class Recorder(MockApp):
         with self._lock:
             return len({id(t) for t in self.threads})
 
+    def clear(self) -> None:
+        with self._lock:
+            self.requests.clear()
+            self.threads.clear()
+
 
 def assert_clean(text: str, *also: str) -> None:
     """No canary, and none of the given URL parts (host, port, path), in an error text."""

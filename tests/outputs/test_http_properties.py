@@ -108,8 +108,9 @@ from outputs.http import (
     parse_retry_after,
     status_class,
 )
-from outputs.mocks.server import Fault, MockApp, MockRequest, MockResponse, MockServer
+from outputs.mocks.server import Fault, MockRequest, MockResponse, MockServer
 from outputs.splunk_hec import SplunkHecOutput, SplunkHecOutputConfig
+from tests.outputs.test_http import Recorder as HttpRecorder
 
 #: No explain phase: it re-ran a failing loopback example a hundred times (tens of seconds).
 SETTINGS: dict[str, Any] = dict(deadline=None, database=None, derandomize=True,
@@ -201,32 +202,19 @@ class RawServer:
         self.sock.close()
 
 
-class Recorder(MockApp):
-    """Records every request and the handler thread (one per connection) it came in on; answers
-    with ``respond``."""
+class Recorder(HttpRecorder):
+    """test_http's recorder, answering a plain ``ok`` unless told otherwise (``respond``)."""
 
     def __init__(self) -> None:
-        super().__init__()
-        self.requests: list[MockRequest] = []
-        self.threads: list[threading.Thread] = []
-        self.respond: Callable[[MockRequest], MockResponse] = lambda req: MockResponse(200, b"ok")
-        self._lock = threading.Lock()
-
-    def handle(self, req: MockRequest) -> MockResponse:
-        with self._lock:
-            self.requests.append(req)
-            self.threads.append(threading.current_thread())
-        return self.respond(req)
+        super().__init__(answer_ok)
 
     def clear(self) -> None:
-        with self._lock:
-            self.requests.clear()
-            self.threads.clear()
-        self.respond = lambda req: MockResponse(200, b"ok")
+        super().clear()
+        self.respond = answer_ok
 
-    def connections(self) -> int:
-        with self._lock:
-            return len({id(t) for t in self.threads})
+
+def answer_ok(req: MockRequest) -> MockResponse:
+    return MockResponse(200, b"ok")
 
 
 @pytest.fixture(scope="module")
