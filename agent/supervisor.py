@@ -81,6 +81,9 @@ class Supervisor:
         self._loops = gevent.pool.Group()
         self._stopped = gevent.event.Event()
         self._stopping = False
+        #: Set while ``start()`` runs: a shutdown requested meanwhile waits for it, then stops all it started.
+        self._starting: gevent.event.Event | None = None
+        self._starter: Any = None
         self._signal = DataSignal()
         self._stats_cache: tuple[float, int, dict[str, Any]] = (-1e9, -1, {})
         self._stats_lock = gevent.lock.Semaphore()  # concurrent scrapes share one refresh
@@ -88,6 +91,16 @@ class Supervisor:
 
     # -- start ---------------------------------------------------------------------------------
     def start(self) -> None:
+        if self._stopping:
+            raise RuntimeError("the agent was shut down; it cannot start again")
+        self._starting = gevent.event.Event()
+        self._starter = gevent.getcurrent()  # a shutdown from start's own greenlet must not wait for it
+        try:
+            self._start()
+        finally:
+            self._starting.set()
+
+    def _start(self) -> None:
         from spool.writer import SpoolWriter
 
         cfg = self.config
@@ -156,8 +169,10 @@ class Supervisor:
         log.critical("output loop crashed; restarting it", extra={"output": name,
                                                                   "error": repr(g.exception)})
         self.exit_code = 2
+        old = self.drains.get(name)
+        if old is not None:
+            old.reader.close()  # its greenlet is dead; the restarted drain opens a connection of its own
         if not self._stopping:
-            old = self.drains.get(name)
             gevent.spawn_later(1.0, self._restart_drain, name, out_cfg, old.stats if old else None)
 
     def _restart_drain(self, name: str, out_cfg: Any, stats: Any) -> None:
@@ -288,16 +303,26 @@ class Supervisor:
             self._stopped.set()
 
     def _shut_down(self) -> None:
+        if self._starting is not None and self._starter is not gevent.getcurrent():
+            self._starting.wait()  # a start in progress finishes first: then everything it started stops
+        if self.spool is None:  # never started (or its spool did not open): nothing to stop
+            return
         for inp in self.inputs.values():
             try:
                 inp.stop()
             except Exception:
                 log.exception("input stop failed")
-        self.writer.stop()
+        if self.writer is not None:
+            self.writer.stop()
         for drain in self.drains.values():
             drain.stop()
         self._drain_group.join(timeout=self.config.agent.shutdown_timeout)
         self._drain_group.kill(block=True, timeout=2)
+        for drain in self.drains.values():
+            try:
+                drain.reader.close()  # Spool.reader(): "close it when done"
+            except Exception:
+                log.exception("closing an output's spool reader failed")
         if self.offload is not None:
             self.offload.close()
         self._loops.kill(block=True, timeout=2)
