@@ -45,10 +45,11 @@ def check_mitre_ids(framework: str, tactic_id: str, technique_id: str) -> None:
     AML.TA0005 / AML.T0051 for ATLAS): a typo in a user table must not reach a SIEM."""
     if framework not in _TACTIC:
         raise ValueError(f"framework: expected 'attack' or 'atlas', got {framework!r}")
-    if not _TACTIC[framework].match(tactic_id):
+    # fullmatch, not match: ``$`` also matches before a final newline, so "TA0006\n" passed
+    if not _TACTIC[framework].fullmatch(tactic_id):
         shape = "TAxxxx" if framework == "attack" else "AML.TAxxxx"
         raise ValueError(f"tactic.id: expected a MITRE {framework} tactic id ({shape}), got {tactic_id!r}")
-    if not _TECHNIQUE[framework].match(technique_id):
+    if not _TECHNIQUE[framework].fullmatch(technique_id):
         shape = "Txxxx or Txxxx.yyy" if framework == "attack" else "AML.Txxxx or AML.Txxxx.yyy"
         raise ValueError(f"technique.id: expected a MITRE {framework} technique id ({shape}), "
                          f"got {technique_id!r}")
@@ -61,6 +62,8 @@ def load_table(path: str | Path) -> list[MitreRule]:
         doc = tomllib.loads(path.read_text(encoding="utf-8"))
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read: {exc.strerror}") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not UTF-8 (byte {exc.start}): a TOML file is UTF-8") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: invalid TOML: {exc}") from None
     unknown = set(doc) - {"rule", "version"}
