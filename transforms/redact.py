@@ -448,7 +448,9 @@ class Redactor:
                 return False
             if self._keys and not (v.keys() <= self._clean_keys):
                 for k in v:
-                    if k not in self._clean_keys and self._credential_key(k):
+                    # only a non-empty string under a credential-named key is masked (the value
+                    # rules): {"api_key": null} needs no copy of the event
+                    if k not in self._clean_keys and self._credential_key(k) and type(v[k]) is str and v[k]:
                         return True
             for x in v.values():
                 tx = type(x)
@@ -535,6 +537,8 @@ class Redactor:
         for container, key, path, value in _nodes(out, ()):
             if any(path[:len(s)] == s for s in skip):
                 continue  # inside a node this rule already took as a whole
+            if path in PROTECTED:
+                continue  # `*`/`**` skip fixed-format fields: a drop must not take `mitre` as a whole
             if _match(rule.segs, path):
                 targets.append((container, key, path, value))
                 if type(value) in (dict, list):

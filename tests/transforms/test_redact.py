@@ -135,6 +135,14 @@ def test_look_alikes_are_left_alone(text):
     assert compile_redactor(SECRETS)(ev) is ev
 
 
+@pytest.mark.parametrize("value", [None, "", 0, True, ["x"], {"inner": "x"}])
+def test_a_credential_named_key_without_a_string_to_mask_leaves_the_event_as_it_is(value):
+    """Only a non-empty string under a credential-named key is masked, so any other value is no
+    reason to copy the event (the hot path's promise: the same object when nothing changes)."""
+    ev = event_with(api_key=value)
+    assert compile_redactor(SECRETS)(ev) is ev
+
+
 def test_values_of_credential_named_keys_are_masked():
     out = run(SECRETS, event_with(api_key="plain-value", headers={"Authorization": "Basic dXNlcjpwYXNz"},
                                   tokens_used="12"))
