@@ -355,7 +355,7 @@ def _gen_object(lines: list[str], var: str, checks: tuple[_Check, ...], consts: 
         kind = c.kind
         if kind == STRING:
             if c.regex is not None:
-                consts[f"R{i}"] = c.regex.match
+                consts[f"R{i}"] = c.regex.fullmatch  # not match: `$` matches before a final newline
                 lines.append(f"{body}if not isinstance({v}, str) or R{i}({v}) is None: F(P{i}, E{i}, {v})")
             else:
                 lines.append(f"{body}if type({v}) is not str or not {v}: F(P{i}, E{i}, {v})")
@@ -397,7 +397,7 @@ def _gen_fast(lines: list[str], var: str, checks: tuple[_Check, ...], consts: di
             get, body = f"{var}[{c.name!r}]", ind + "    "
         kind = c.kind
         if kind == STRING and c.regex is not None:
-            consts[f"R{i}"] = c.regex.match
+            consts[f"R{i}"] = c.regex.fullmatch  # not match: `$` matches before a final newline
             lines.append(f"{body}if R{i}({get}) is None: raise X")  # TypeError on non-str
         elif kind == STRING:
             lines.append(f"{body}v = {get}")
@@ -519,7 +519,7 @@ def timestamp_to_ms(ts: str) -> int:
             # 1..9 fraction digits (isdecimal: what int() accepts); the first three are the milliseconds
             if ts[19] == "." and n < 31 and frac.isdecimal():
                 return (base + sec) * 1000 + int(frac[:3] if n > 23 else frac.ljust(3, "0"))
-    m = _TS_RE.match(ts)
+    m = _TS_RE.fullmatch(ts)  # not match: `$` matches before a final newline
     if m is None:
         raise EventValidationError(f"timestamp: expected an RFC 3339 UTC timestamp ending in Z, got {ts!r}")
     y, mo, d, h, mi, s, frac = m.groups()

@@ -172,6 +172,27 @@ def test_validation_errors_name_path_expected_and_found(mutate, message):
     assert str(exc.value).startswith(message), str(exc.value)
 
 
+@pytest.mark.parametrize("path", [("event_id",), ("timestamp",), ("mitre", "tactic", "id")])
+def test_a_pattern_field_with_a_trailing_newline_is_invalid(path):
+    """The schema's patterns end in ``$``, which in Python (not in JSON Schema's ECMA-262) also
+    matches before a final newline: such a value must not pass as the field's format."""
+    ev = good_event()
+    ev["mitre"] = {"framework": "attack", "tactic": {"id": "TA0006", "name": "Credential Access"},
+                   "technique": {"id": "T1552", "name": "Unsecured Credentials"}}
+    validate_event(ev)
+    node = ev
+    for key in path[:-1]:
+        node = node[key]
+    node[path[-1]] += "\n"
+    with pytest.raises(EventValidationError, match=rf"^{'.'.join(path)}: "):
+        validate_event(ev)
+
+
+def test_a_timestamp_with_a_trailing_newline_has_no_epoch_ms():
+    with pytest.raises(EventValidationError, match=r"^timestamp: "):
+        timestamp_to_ms("2026-11-28T08:00:00.123Z\n")
+
+
 def test_invariant_indicator_only_when_blocked():
     ev = good_event()
     ev["decision"]["allowed"] = True
