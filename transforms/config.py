@@ -140,6 +140,9 @@ class MitreRule:
     def validate(self) -> None:
         from transforms.enrich import check_mitre_ids
 
+        if not self.decision:  # it matched every state, plain allows included: not what [] reads as
+            raise ValueError("decision: give at least one of blocked, warned, allowed, none "
+                             "(leave it out for blocked and warned)")
         check_mitre_ids(self.framework, self.tactic.id, self.technique.id)
 
 

@@ -75,7 +75,8 @@ def load_table(path: str | Path) -> list[MitreRule]:
     out = []
     for i, table in enumerate(rules):
         name = table.get("name", "") if isinstance(table, dict) else ""
-        out.append(load_section(MitreRule, table, f"{path}: rule[{i}]{f' ({name})' if name else ''}", {}))
+        # ${ENV} expands as in agent.toml's own [[enrichment.rules]] (it used to say "not set" even when set)
+        out.append(load_section(MitreRule, table, f"{path}: rule[{i}]{f' ({name})' if name else ''}"))
     return out
 
 

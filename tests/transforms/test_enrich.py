@@ -198,6 +198,22 @@ technique = { id = "T1005", name = "Data from Local System" }
     assert enricher(parse_line(LINES[2], context=CTX))["mitre"]["technique"]["id"] == "T1552.004"  # default
 
 
+def test_a_user_table_file_expands_the_environment_as_agent_toml_does(tmp_path, monkeypatch):
+    monkeypatch.setenv("CLAWD_TEST_SECRET_DIR", "/etc")
+    table = tmp_path / "mine.toml"
+    table.write_text("""
+[[rule]]
+path = ["${CLAWD_TEST_SECRET_DIR}/shadow"]
+tactic = { id = "TA0009", name = "Collection" }
+technique = { id = "T1005", name = "Data from Local System" }
+""")
+    (rule,) = load_table(table)
+    assert rule.path == ["/etc/shadow"]
+    monkeypatch.delenv("CLAWD_TEST_SECRET_DIR")
+    with pytest.raises(ConfigError, match="CLAWD_TEST_SECRET_DIR"):
+        load_table(table)
+
+
 @pytest.mark.parametrize(("body", "message"), [
     ('[[rule]]\nname = "x"\ntactic = { id = "TA06", name = "t" }\ntechnique = { id = "T1005", name = "n" }',
      r"rule\[0\] \(x\).*tactic.id: expected a MITRE attack tactic id"),
@@ -206,6 +222,8 @@ technique = { id = "T1005", name = "Data from Local System" }
     ('[[rule]]\ncolour = "red"', r"unknown key 'colour'"),
     ('[[rule]]\ntactic = { id = "TA0006" }\ntechnique = { id = "T1005", name = "n" }', r"id and name"),
     ('rules = []', r"unknown top-level key 'rules'"),
+    ('[[rule]]\ndecision = []\ntactic = { id = "TA0006", name = "t" }\n'
+     'technique = { id = "T1005", name = "n" }', r"decision: give at least one of"),
     ('[[rule', r"invalid TOML"),
 ])
 def test_table_errors_name_the_file_and_rule(tmp_path, body, message):
