@@ -140,10 +140,15 @@ class SpoolWriter:
         return group
 
     def _run(self) -> None:
+        group: list[tuple[IngestBatch | None, gevent.event.AsyncResult]] = []
         try:
             while self._wait_for_group():
-                self._commit(self._take_group())
+                group = self._take_group()
+                self._commit(group)
         finally:
+            for _, result in group:  # a group this greenlet died in: nobody may wait for it forever
+                if not result.ready():
+                    result.set_exception(SpoolError("spool writer stopped"))
             while self._pending:
                 _, result = self._pending.popleft()
                 result.set_exception(SpoolError("spool writer stopped"))
@@ -181,4 +186,7 @@ class SpoolWriter:
         self.batches_committed += batches
         self.events_committed += events
         if events and self._on_commit is not None:
-            self._on_commit()
+            try:
+                self._on_commit()
+            except Exception:  # a wake-up hook must not kill the writer (its group would wait forever)
+                log.exception("spool writer: on_commit hook failed")

@@ -83,7 +83,11 @@ class _FileReader:
     # -- loop ---------------------------------------------------------------------------------
 
     def run(self) -> None:
-        # After a crash, resume from what the spool has (the in-memory state may be ahead).
+        # After a crash, resume from what the spool has (the in-memory state may be ahead): the batch
+        # still in flight decides the offset, and the chunks read after it are dropped, to be read
+        # again from there. Committed first, they would store an offset past lines not in the spool.
+        self._mapping.clear()
+        self._wait_commit()
         self.splitter.reset(self.offset)
         while not self.tail._stop.is_set():
             self.poll()
