@@ -85,6 +85,9 @@ class SpoolWriter:
         """Return once every batch queued before this call is committed (or failed)."""
         if self._greenlet is None or self._greenlet.dead:
             return
+        if self._stopping:  # stop() commits everything pending before the greenlet ends
+            self._greenlet.join()
+            return
         self._enqueue(None).get()
 
     def stop(self) -> None:

@@ -91,6 +91,22 @@ def test_flush_and_stop_commit_pending_batches(spool_path):
     s.close()
 
 
+def test_a_flush_while_the_writer_stops_returns_once_the_pending_batches_committed(spool_path):
+    s = GatedSpool(spool_path)
+    w = SpoolWriter(s).start()
+    writes = [gevent.spawn(w.write, batch(events(2), input=f"in{i}")) for i in range(3)]
+    gevent.sleep(0.01)  # the first group waits at the gate
+    stopping = gevent.spawn(w.stop)
+    gevent.sleep(0.01)
+    flushing = gevent.spawn(w.flush)
+    gevent.sleep(0.01)
+    assert not flushing.ready()  # waits: the batches queued before it are not committed yet
+    s.gate.set()
+    gevent.joinall([*writes, stopping, flushing], raise_error=True)
+    assert len(s.read_after(0, 100)) == 6
+    s.close()
+
+
 def test_linger_merges_batches_that_arrive_within_max_delay(spool_path):
     s = Spool(spool_path, offload=False)
     w = SpoolWriter(s, max_events=1000, max_delay_s=0.2).start()
