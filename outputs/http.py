@@ -147,9 +147,9 @@ def split_http_url(url: str, what: str) -> urllib.parse.SplitResult:
 
 def check_credential(key: str, header_value: str) -> None:
     """An output's own credential, as the header value it is sent in (``Splunk <token>``, ``Bearer
-    <token>``), must be one a request can carry, as a configured header's must (``_check_header``):
-    refused at send, it failed every request, retried forever. Checked at load; the message names
-    the key, never the value."""
+    <token>``), or a configured header's value (``_check_header``), must be one a request can carry
+    (http.client sends header values as Latin-1): refused at send, it failed every request, retried
+    forever. Checked at load; the message names the key, never the value."""
     if not _HEADER_VALUE.match(header_value):
         raise ValueError(f"{key}: the value starts or ends with whitespace or holds a line break or "
                          "another control character (not shown: it is a secret)")
@@ -169,15 +169,7 @@ def _check_header(name: str, value: Secret) -> None:
     if name.lower() in _FRAMING_HEADERS:
         raise ValueError(f"headers: {name!r} is set by the output from the body it sends "
                          "(Content-Encoding by `compression`)")
-    text = value.reveal()
-    if not _HEADER_VALUE.match(text):
-        raise ValueError(f"headers.{name}: the value starts or ends with whitespace or holds a line "
-                         "break or another control character (not shown: header values are secrets)")
-    try:
-        text.encode("latin-1")  # what http.client sends header values as
-    except UnicodeEncodeError:
-        raise ValueError(f"headers.{name}: the value has characters HTTP headers cannot carry "
-                         "(only Latin-1; not shown: header values are secrets)") from None
+    check_credential(f"headers.{name}", value.reveal())  # every header value is a secret
 
 
 class TransportError(Exception):
