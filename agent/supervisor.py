@@ -81,9 +81,9 @@ class Supervisor:
         self._loops = gevent.pool.Group()
         self._stopped = gevent.event.Event()
         self._stopping = False
-        #: Set while ``start()`` runs: a shutdown requested meanwhile waits for it, then stops all it started.
-        self._starting: gevent.event.Event | None = None
-        self._starter: Any = None
+        #: Clear while ``start()`` runs: a shutdown meanwhile waits for it, then stops all it started.
+        self._not_starting = gevent.event.Event()
+        self._not_starting.set()
         self._signal = DataSignal()
         self._stats_cache: tuple[float, int, dict[str, Any]] = (-1e9, -1, {})
         self._stats_lock = gevent.lock.Semaphore()  # concurrent scrapes share one refresh
@@ -93,12 +93,11 @@ class Supervisor:
     def start(self) -> None:
         if self._stopping:
             raise RuntimeError("the agent was shut down; it cannot start again")
-        self._starting = gevent.event.Event()
-        self._starter = gevent.getcurrent()  # a shutdown from start's own greenlet must not wait for it
+        self._not_starting.clear()
         try:
             self._start()
         finally:
-            self._starting.set()
+            self._not_starting.set()
 
     def _start(self) -> None:
         from spool.writer import SpoolWriter
@@ -303,8 +302,7 @@ class Supervisor:
             self._stopped.set()
 
     def _shut_down(self) -> None:
-        if self._starting is not None and self._starter is not gevent.getcurrent():
-            self._starting.wait()  # a start in progress finishes first: then everything it started stops
+        self._not_starting.wait()  # a start in progress finishes first: then everything it started stops
         if self.spool is None:  # never started (or its spool did not open): nothing to stop
             return
         for inp in self.inputs.values():
