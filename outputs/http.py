@@ -405,6 +405,7 @@ class HttpClient:
             if path and not os.path.isfile(path):
                 raise ValueError(f"{key}: no such file {path}")
         _check_key_unencrypted(config.client_key or config.client_cert)
+        _check_tls_files(config)
         if config.proxy is not None:
             _check_proxy(config.proxy.reveal())
         self.config = config
@@ -683,12 +684,63 @@ def _read_body(r: requests.Response, deadline: float) -> bytes:
 def _check_proxy(url: str) -> None:
     """Refuse a proxy URL requests cannot use, naming the problem but never the URL. The scheme is
     required: urllib3 reads ``squid:3128`` or ``user:pw@proxy:3128`` as a scheme ``squid`` or
-    ``user`` and fails every request with InvalidProxyURL, a transport error retried forever."""
+    ``user`` and fails every request with InvalidProxyURL, a transport error retried forever. So
+    would a URL urllib3 cannot parse (a port out of range or not a number, an unencoded ``#`` or
+    ``?``, a bad IPv6 literal), one without a host, port 0, and credentials outside Latin-1 (requests
+    encodes ``Proxy-Authorization``'s Basic credentials as Latin-1: a UnicodeEncodeError at every
+    send, as for a header value ``check_credential`` refuses)."""
     if not url:
         return
     scheme = url.split("://", 1)[0].lower() if "://" in url else ""
     if scheme not in ("http", "https"):
         raise ValueError("proxy: expected an http:// or https:// URL (the scheme is required)")
+    from urllib3.util import parse_url
+
+    try:
+        parsed = parse_url(url)
+    except ValueError:  # LocationParseError
+        parsed = None
+    if parsed is None or not parsed.host or parsed.port == 0:
+        raise ValueError("proxy: expected http(s)://[user:password@]host:port with a port from 1 to "
+                         "65535 and reserved characters of the user name and password percent-encoded "
+                         "(not shown: it is a secret)")
+    for part in (parsed.auth or "").split(":", 1):
+        try:
+            urllib.parse.unquote(part).encode("latin-1")
+        except UnicodeEncodeError:
+            raise ValueError("proxy: the user name or password has characters a Proxy-Authorization "
+                             "header cannot carry (only Latin-1; not shown: it is a secret)") from None
+
+
+def _check_tls_files(config: HttpOutputConfig) -> None:
+    """Refuse a ``ca_file`` with no CA certificate in it, or a ``client_cert`` (with ``client_key``)
+    that is not a PEM certificate with its unencrypted, matching key: requests loads them at every
+    new connection, so each request failed as a retryable transport error ("SSLError: [SSL] PEM
+    lib", "UnicodeDecodeError"), forever, naming neither the setting nor the file. Loaded here the
+    way urllib3 loads them (``ssl``), once, when the output opens. Call after
+    ``_check_key_unencrypted`` (an encrypted key would make OpenSSL ask for a passphrase)."""
+    import ssl
+
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    if config.tls_verify and config.ca_file:  # tls_verify = false wins over ca_file: not read then
+        try:
+            ctx.load_verify_locations(cafile=config.ca_file)
+        except (ssl.SSLError, OSError, ValueError) as exc:
+            raise ValueError(f"ca_file: {config.ca_file} holds no usable PEM CA certificate "
+                             f"({_tls_file_reason(exc)})") from None
+    if config.client_cert:
+        files = config.client_cert + (f" with client_key {config.client_key}" if config.client_key else "")
+        try:
+            ctx.load_cert_chain(config.client_cert, config.client_key or None, password=lambda: b"")
+        except (ssl.SSLError, OSError, ValueError) as exc:
+            raise ValueError(f"client_cert: {files}: expected a PEM certificate and its unencrypted "
+                             f"private key, matching ({_tls_file_reason(exc)})") from None
+
+
+def _tls_file_reason(exc: BaseException) -> str:
+    """OpenSSL's reason for a file it could not load, without the "(_ssl.c:NNN)" suffix."""
+    text = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
+    return _clean_reason(str(text)) or type(exc).__name__
 
 
 def system_trust_store() -> str | bool:
