@@ -34,7 +34,9 @@ class AgentSection:
     tenant_id: str | None = doc("Tenant or organisation id put on every event.", default=None)
     labels: dict[str, str] = doc("Labels put on every event.", default_factory=dict)
     log_level: Literal["debug", "info", "warning", "error"] = doc("Log level.", default="info")
-    log_format: Literal["json", "text"] = doc("Structured JSON logs or plain text.", default="json")
+    log_format: Literal["json", "text"] = doc(
+        "Structured JSON logs (an object per line) or plain text (a line per record, line breaks escaped; "
+        "a traceback follows on indented lines). Credentials are masked in both.", default="json")
     heartbeat_interval: Duration = doc("How often the agent records its state for `status` (more than 0).",
                                        default=Duration(2))
     shutdown_timeout: Duration = doc("How long shutdown waits for in-flight deliveries.",
