@@ -429,6 +429,11 @@ def _serve(config_path: str, config_on_stdin: bool = False) -> int:
             return 0
         config = pickle.loads(stdin.read(_LEN.unpack(head)[0]))
     jobs = _Jobs(config)
+    # Its log lines share the agent's stderr: the agent's format and level, and its secret mask
+    # (without this, Python's last-resort handler wrote warnings as bare, unmasked text).
+    from agent.logs import setup_logging
+
+    setup_logging(jobs.config.agent.log_level, jobs.config.agent.log_format)
     jobs.warm_up()
     handlers = {"map": jobs.map, "render": jobs.render}
     hello = pickle.dumps(_HELLO, protocol=5)

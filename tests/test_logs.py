@@ -59,3 +59,67 @@ def test_short_values_and_text_without_secrets_are_left_alone() -> None:
     line = TextFormatter().format(record("abc is not masked: too short to tell from text"))
     assert line.endswith("abc is not masked: too short to tell from text")
     assert keep.reveal() == "abc"
+
+
+class _LogsInTheHelper:
+    """Unpickles, in the offload helper, to a warning that quotes ``text``: a job's own log line."""
+
+    def __init__(self, text: str):
+        self.text = text
+
+    def __reduce__(self) -> tuple:
+        return (logging.warning, ("answer echoed %s", self.text))
+
+
+@pytest.mark.parametrize("fmt", ["json", "text"])
+def test_the_offload_helper_logs_as_the_agent_does_masked(tmp_path: Path, fmt: str) -> None:
+    """The helper's log lines share the agent's stderr: they were Python's bare last-resort text,
+    unmasked; they are now the agent's format with its mask (the helper holds the config's secrets)."""
+    import pickle
+    import subprocess
+
+    from agent.config import load_config
+    from agent.offload import _HELLO, _LEN, config_frame
+    from tests.shared_paths import ROOT
+
+    token = "helper-canary-7f3a9"
+    cfg_path = tmp_path / "agent.toml"
+    cfg_path.write_text(f"""
+[agent]
+log_format = "{fmt}"
+log_level = "info"
+
+[inputs.t]
+type = "file"
+paths = ["/nonexistent/*.jsonl"]
+
+[outputs.hec]
+type = "splunk_hec"
+endpoint = "http://127.0.0.1:9"
+token = "{token}"
+enabled = false
+""")
+    proc = subprocess.Popen([sys.executable, "-m", "agent.offload", "--config", str(cfg_path),
+                             "--config-on-stdin"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, cwd=ROOT)
+    proc.stdin.write(config_frame(load_config(str(cfg_path))))
+    proc.stdin.flush()
+    (n,) = _LEN.unpack(proc.stdout.read(4))
+    assert pickle.loads(proc.stdout.read(n)) == _HELLO
+    job = pickle.dumps((1, "map", _LogsInTheHelper(f"Splunk {token}")), protocol=5)
+    proc.stdin.write(_LEN.pack(len(job)) + job)
+    proc.stdin.close()  # the helper answers the job (a failure: no such payload), then exits
+    (n,) = _LEN.unpack(proc.stdout.read(4))
+    job_id, ok, _ = pickle.loads(proc.stdout.read(n))
+    assert (job_id, ok) == (1, False)
+    assert proc.wait(timeout=30) == 0
+    err = proc.stderr.read().decode()
+    assert token not in err, err
+    lines = err.splitlines()
+    assert len(lines) == 1, err
+    if fmt == "json":
+        entry = json.loads(lines[0])
+        assert (entry["level"], entry["logger"]) == ("warning", "root")
+        assert entry["msg"] == "answer echoed Splunk ***"
+    else:
+        assert lines[0] == "warning root: answer echoed Splunk ***"
