@@ -715,6 +715,11 @@ class AckTracker:
         try:
             return result.get(timeout=timeout)
         except gevent.Timeout:
+            if result.ready():
+                # The poller resolved it in the turn of the hub in which the timeout came due (a
+                # busy loop runs both): its answer stands. A ``true`` is reported once, so
+                # re-sending now would index the batch twice although HEC acknowledged it.
+                return result.get(block=False)
             if ch.waiters.get(ack_id) is result:  # (never another request's entry)
                 del ch.waiters[ack_id]
             self._forget_if_done(ch)
