@@ -322,14 +322,14 @@ def mutated_records(draw: st.DrawFn) -> tuple[str, dict]:
         paths = _paths(rec)
         if op == "top" or not paths:
             key = draw(st.sampled_from(TOP_KEYS + ["timestamp", "target", "metadata", "severity"] * 4))
-            rec[key] = draw(value_for(key))
+            rec[key] = copy.deepcopy(draw(value_for(key)))  # (st.just({}) is one object: never mutate it)
             continue
         path = draw(st.sampled_from(paths))
         holder = _container(rec, path)
         if op == "delete":
             del holder[path[-1]]
         else:
-            holder[path[-1]] = draw(value_for(path[-1]))
+            holder[path[-1]] = copy.deepcopy(draw(value_for(path[-1])))
     return kind, rec
 
 
