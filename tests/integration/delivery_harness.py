@@ -162,7 +162,7 @@ class RecordingHec(Recorder, SplunkHecApp):
     def request_ids(self, req: MockRequest) -> list[str]:
         if not req.path.startswith("/services/collector/event"):
             return []
-        return [i for i in (_hec_event_id(e) for e in _concatenated(req.body)) if i]
+        return [i for i in (_hec_event_id(e) for e in concatenated_json(req.body)) if i]
 
     def event_ids(self) -> list[str]:
         """The event id of every stored (indexed) event, duplicates included."""
@@ -180,7 +180,8 @@ class RecordingHec(Recorder, SplunkHecApp):
                 and (a.headers.get("x-splunk-request-channel", ""), a.answer.get("ackId")) not in acked]
 
 
-def _concatenated(body: bytes) -> Iterable[Any]:
+def concatenated_json(body: bytes) -> Iterable[Any]:
+    """The JSON values of a HEC body of concatenated events, up to the first that does not parse."""
     decoder = json.JSONDecoder()
     text = body.decode("utf-8", "replace")
     pos = 0

@@ -63,7 +63,7 @@ import threading
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -85,6 +85,7 @@ from outputs.mocks.splunk_hec import HecToken, SplunkHecApp
 from outputs.splunk_hec import SplunkHecOutput, SplunkHecOutputConfig
 from spool.store import Spool
 from spool.types import EncodedEvent, IngestBatch
+from tests.integration.delivery_harness import concatenated_json
 from tests.outputs.drain_kit import caught_up, fresh_spool, wait_until
 
 pytestmark = pytest.mark.integration
@@ -215,27 +216,11 @@ class Hec(Recording, SplunkHecApp):
     def request_ids(self, req: MockRequest) -> tuple[str, ...]:
         if not req.path.startswith(HEC_EVENT):
             return ()
-        return tuple(_event_id(v) for v in _concatenated(req.body))
+        return tuple(_event_id(v) for v in concatenated_json(req.body))
 
     def stored_ids(self) -> list[str]:
         with self._lock:
             return [_event_id(e) for e in self.events]
-
-
-def _concatenated(body: bytes) -> Iterator[Any]:
-    text = body.decode("utf-8", "replace")
-    decoder = json.JSONDecoder()
-    pos = 0
-    while True:
-        while pos < len(text) and text[pos] in " \t\r\n":
-            pos += 1
-        if pos >= len(text):
-            return
-        try:
-            value, pos = decoder.raw_decode(text, pos)
-        except json.JSONDecodeError:
-            return
-        yield value
 
 
 def _event_id(envelope: Any) -> str:
