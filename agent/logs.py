@@ -26,6 +26,8 @@ from agent.config_types import Secret
 from agent.secret_forms import echoes, known
 
 _STD = set(logging.LogRecord("", 0, "", 0, "", (), None).__dict__) | {"message", "asctime", "taskName"}
+#: The fields JsonFormatter writes itself.
+_OWN = frozenset({"ts", "level", "logger", "msg", "exc"})
 #: orjson writes ints in [-2**63, 2**64) only; nesting deeper than this is written as text.
 _INT_MIN, _INT_END, _MAX_DEPTH = -(2**63), 2**64, 32
 
@@ -96,11 +98,12 @@ class JsonFormatter(logging.Formatter):
             "logger": record.name,
             "msg": _message(record),
         }
-        for key, value in record.__dict__.items():
-            if key not in _STD and not key.startswith("_"):
-                entry[key] = value
         if record.exc_info:
             entry["exc"] = self.formatException(record.exc_info)
+        for key, value in record.__dict__.items():
+            if key not in _STD and not key.startswith("_"):
+                # An extra named as a field of the line's own (``level``, ``ts``...) never replaces it.
+                entry[f"extra.{key}" if key in _OWN else key] = value
         return orjson.dumps(_plain(entry, mask)).decode()
 
 

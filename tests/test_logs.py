@@ -123,3 +123,15 @@ enabled = false
         assert entry["msg"] == "answer echoed Splunk ***"
     else:
         assert lines[0] == "warning root: answer echoed Splunk ***"
+
+
+def test_an_extra_named_as_a_field_of_the_line_never_replaces_it() -> None:
+    """``extra={"level": ...}`` replaced the record's level in the JSON line (a SIEM reading the
+    agent's logs would see an error as "debug"); it is kept beside it instead."""
+    r = record("boom", exc=True, level="debug", ts="then", logger="other")
+    r.__dict__["exc"] = "e"  # (record's own exc= is the traceback switch)
+    entry = json.loads(JsonFormatter().format(r))
+    assert (entry["level"], entry["logger"], entry["msg"]) == ("warning", "clawd_agent.test", "boom")
+    assert entry["ts"] != "then" and "Traceback" in entry["exc"]
+    assert (entry["extra.level"], entry["extra.ts"], entry["extra.logger"], entry["extra.exc"]) == (
+        "debug", "then", "other", "e")

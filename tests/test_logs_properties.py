@@ -58,7 +58,7 @@ from agent.secret_forms import MIN_SECRET_CHARS, forms
 SETTINGS = {"deadline": None, "database": None, "derandomize": True, "report_multiple_bugs": False,
             "suppress_health_check": [HealthCheck.too_slow, HealthCheck.data_too_large]}
 LOGGER = "clawd_agent.test_logs_properties"
-#: The fields JsonFormatter writes itself; an extra of the same name would replace one (see report).
+#: The fields JsonFormatter writes itself (an extra of the same name goes in as "extra.<name>": test_logs.py).
 OWN_FIELDS = {"ts", "level", "logger", "msg", "exc"}
 STD_ATTRS = set(logging.LogRecord("", 0, "", 0, "", (), None).__dict__) | {"message", "asctime", "taskName"}
 LEVELS = [logging.DEBUG, logging.INFO, logging.WARNING, logging.ERROR, logging.CRITICAL]
