@@ -419,14 +419,17 @@ class ElasticsearchOutput(HttpOutput):
         return [s for s in out if s]
 
     def _order(self) -> list[int]:
-        """Host indexes to try: round robin from the next one, nodes marked down last."""
+        """Host indexes to try: the nodes not marked down in round robin, then those marked down
+        (in round robin too). The rotation runs over the live nodes themselves: rotating over every
+        node and moving the ones marked down to the back gave a down node's turns to the live node
+        after it (with one of three nodes down, one survivor took 2/3 of the requests)."""
         n = len(self.hosts)
         with self._lock:
-            start = next(self._rr) % n
-        order = [(start + k) % n for k in range(n)]
+            turn = next(self._rr)
         now = time.monotonic()
-        return [i for i in order if self._down_until[i] <= now] + \
-               [i for i in order if self._down_until[i] > now]
+        live = [i for i in range(n) if self._down_until[i] <= now]
+        down = [i for i in range(n) if self._down_until[i] > now]
+        return [*_rotated(live, turn), *_rotated(down, turn)]
 
     def _request(self, method: str, path: str, body: bytes | Payload | None = None,
                  headers: dict[str, str] | None = None, *, compress: bool | None = None,
@@ -443,6 +446,8 @@ class ElasticsearchOutput(HttpOutput):
                 resp = client.request(method, self.hosts[i] + path, body, headers,
                                       compress=compress, report=report)
             except TransportError as exc:
+                if exc.before_sending:  # (a credential that cannot be read): no node failed
+                    raise
                 self._down_until[i] = time.monotonic() + float(self.config.host_down_for)
                 errors.append(f"node {i + 1}/{len(self.hosts)}: {exc}")
                 auth_failure = auth_failure or exc.auth_failure
@@ -631,6 +636,14 @@ class ElasticsearchOutput(HttpOutput):
             return f"write alias check: {exc}"
         return self._put("first rollover index", f"/{alias}-000001",
                          {"aliases": {alias: {"is_write_index": True}}})
+
+
+def _rotated(nodes: list[int], turn: int) -> list[int]:
+    """``nodes`` starting at the ``turn``-th (modulo their number)."""
+    if not nodes:
+        return nodes
+    k = turn % len(nodes)
+    return nodes[k:] + nodes[:k]
 
 
 def _event_of(item: DeliveryItem) -> dict[str, Any]:

@@ -177,11 +177,14 @@ class TransportError(Exception):
 
     ``str()`` is safe to log: the error class and the OS reason, never the URL. ``auth_failure``: the
     proxy refused its credentials on the ``CONNECT`` of an https:// request (the 407 an http:// one
-    gets as an answer), so the output reports an authentication failure alike."""
+    gets as an answer), so the output reports an authentication failure alike. ``before_sending``:
+    nothing went to the network (a ``file:`` credential could not be read), so it says nothing
+    about the host (an output with several nodes must not mark one down for it)."""
 
-    def __init__(self, message: str, *, auth_failure: bool = False):
+    def __init__(self, message: str, *, auth_failure: bool = False, before_sending: bool = False):
         super().__init__(message)
         self.auth_failure = auth_failure
+        self.before_sending = before_sending
 
 
 @dataclass(frozen=True, slots=True)
@@ -501,7 +504,7 @@ class HttpClient:
             problem = f"CredentialError: {exc}"  # Secret's message: the path and the OS reason
         if problem:
             self._report("error", started, report)
-            raise TransportError(problem)
+            raise TransportError(problem, before_sending=True)
         if isinstance(body, Payload):
             if body.gzipped:
                 send_headers["Content-Encoding"] = "gzip"
