@@ -414,6 +414,8 @@ class TailInput:
                     log.info("%s: %s renamed to %s", self.name, reader.path, path)
                     reader.path = path
                 reader.gone_at = None
+        if not self._initial_scan_done:
+            self._resume_renamed(found)
         now = time.monotonic()
         for key, reader in list(self.readers.items()):
             if reader.closed:
@@ -433,7 +435,34 @@ class TailInput:
             self._wanted_dirs = self._watch_dirs()
             self._watcher.set_directories(self._wanted_dirs)
 
-    def _open(self, key: str, path: str) -> None:
+    def _resume_renamed(self, found: dict[str, str]) -> None:
+        """At start: a file this input was reading when the agent last stopped, no longer under
+        ``paths`` because it was renamed (logrotate's ``audit.jsonl`` -> ``audit.jsonl.1``) before
+        its reader drained it (the agent died), is looked for by its identity in the directory it
+        was in, and read on from its stored offset like a rotated file: drained, then closed after
+        ``rotate_wait``. Only a stored offset the file still vouches for (``trusted_offset``: its
+        first bytes, a line end) is taken; anything else in the directory is left alone."""
+        wanted: dict[str, set[str]] = {}
+        for key, stored in self._stored.items():
+            if key not in found and key not in self.readers and stored.path:
+                wanted.setdefault(os.path.dirname(os.path.abspath(stored.path)), set()).add(key)
+        for directory, keys in wanted.items():
+            try:
+                names = sorted(os.listdir(directory))
+            except OSError:
+                continue
+            for name in names:
+                path = os.path.join(directory, name)
+                try:
+                    st = os.stat(path)
+                except OSError:
+                    continue
+                key = file_key(st)
+                if key in keys and stat.S_ISREG(st.st_mode) and key not in self.readers:
+                    keys.discard(key)
+                    self._open(key, path, renamed=True)
+
+    def _open(self, key: str, path: str, *, renamed: bool = False) -> None:
         try:
             fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
         except OSError as exc:
@@ -445,15 +474,27 @@ class TailInput:
             if file_key(st) != key:  # replaced between stat and open: the next scan sees the new one
                 os.close(fd)
                 return
+            if renamed:  # (``_resume_renamed``) only from a stored offset the file vouches for
+                stored = self._stored.get(key)
+                if stored is None or stored.offset >= st.st_size or not trusted_offset(
+                        fd, st.st_size, stored.offset, stored.marker, stored.marker_len):
+                    os.close(fd)
+                    return
             offset, marker, marker_len = self._start_position(key, path, fd, st.st_size)
         except BaseException:
             os.close(fd)
             raise
         reader = _FileReader(self, key, path, fd, offset, marker, marker_len)
         reader.size = st.st_size
+        if renamed:
+            reader.gone_at = time.monotonic()  # not under ``paths``: drained, then closed
         self.readers[key] = reader
         self._paths_cache = None
-        log.info("%s: reading %s (%s) from offset %d", self.name, path, key, offset)
+        if renamed:
+            log.info("%s: reading %s (%s) from offset %d: renamed out of paths while the agent was "
+                     "down; draining it", self.name, path, key, offset)
+        else:
+            log.info("%s: reading %s (%s) from offset %d", self.name, path, key, offset)
         reader.greenlet = spawn_supervised(self._group, reader.run, what=f"{self.name} reader {path}",
                                            stats=self.stats, stop=self._stop)
 

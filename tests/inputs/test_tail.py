@@ -115,6 +115,49 @@ def test_rename_rotation_drains_old_and_reads_new(env):
     assert t.stats.duplicates == 0
 
 
+def test_a_file_renamed_out_of_paths_while_the_agent_was_down_is_read_on_from_its_offset(env):
+    """logrotate renamed the file (to a name ``paths`` does not match) after the agent stopped or
+    died and before it had read the last lines: the next start finds the file by its identity in
+    the directory it was in and reads on from the stored offset (they used to be lost), then closes
+    it after rotate_wait. Other files of the directory are left alone."""
+    d, spool, _w, make = env
+    f = d / "audit.jsonl"
+    f.write_bytes(b"".join(AUDIT_LINES[:3]))
+    t = make([str(f)])
+    wait_until(lambda: len(event_ids(spool)) == 3)
+    t.stop()
+    with open(f, "ab") as fh:  # written while the agent is down, then rotated away
+        fh.write(b"".join(AUDIT_LINES[3:5]))
+    os.rename(f, d / "audit.jsonl.1")
+    f.write_bytes(b"".join(AUDIT_LINES[5:7]))  # the new file at the path
+    (d / "unrelated.jsonl").write_bytes(b"".join(AUDIT_LINES[7:9]))  # never under paths, never read
+    t2 = make([str(f)])
+    wait_until(lambda: len(event_ids(spool)) == 7)
+    assert sorted(event_ids(spool)) == sorted(source_ids(AUDIT_LINES[:7]))
+    wait_until(lambda: len(t2.readers) == 1, what="the renamed file closed after rotate_wait")
+    assert t2.stats.duplicates == 0 and t2.stats.ingested == 4
+    assert len(event_ids(spool)) == 7
+
+
+def test_a_renamed_file_that_no_longer_vouches_for_its_offset_is_not_read(env):
+    """The same search at start takes only a stored offset the file still vouches for: a file at
+    that inode whose first bytes changed (rewritten, or the inode reused) is not read at all."""
+    d, spool, _w, make = env
+    f = d / "audit.jsonl"
+    f.write_bytes(AUDIT_LINES[0] + AUDIT_LINES[1])
+    t = make([str(f)])
+    wait_until(lambda: len(event_ids(spool)) == 2)
+    t.stop()
+    os.rename(f, d / "audit.jsonl.1")
+    with open(d / "audit.jsonl.1", "r+b") as fh:  # same inode, other first bytes, longer
+        fh.write(b"".join(AUDIT_LINES[5:10]))
+    f.write_bytes(AUDIT_LINES[2])
+    t2 = make([str(f)])
+    wait_until(lambda: len(event_ids(spool)) == 3)
+    assert sorted(event_ids(spool)) == sorted(source_ids(AUDIT_LINES[:3]))
+    assert list(t2.readers) and all(r.path == str(f) for r in t2.readers.values())
+
+
 def test_copytruncate_restarts_at_zero(env):
     d, spool, _w, make = env
     f = d / "audit.jsonl"

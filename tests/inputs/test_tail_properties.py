@@ -65,7 +65,7 @@ from hypothesis import HealthCheck, event, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
-from agent.inputs.file_identity import file_key
+from agent.inputs.file_identity import file_key, trusted_offset
 from agent.inputs.tail import TailInput
 from spool.store import Spool
 from spool.types import EXCERPT_MAX, IngestBatch
@@ -411,6 +411,20 @@ class TailMachine(RuleBasedStateMachine):
                                      "start_at": self.start_at},
                               self.writer, self.spool)
         stored = self.spool.get_offsets(NAME)
+        for f in self.files:
+            if not f.tracked and f.path is not None and f.key in stored:
+                # renamed out of ``paths`` while stopped: read on from its stored offset if the file
+                # still vouches for it (file_identity.trusted_offset, tested on its own) and holds more
+                off = stored[f.key]
+                fd = os.open(f.path, os.O_RDONLY)
+                try:
+                    resumed = off.offset < len(f.data) and trusted_offset(
+                        fd, len(f.data), off.offset, off.marker, off.marker_len)
+                finally:
+                    os.close(fd)
+                if resumed:
+                    event("a file renamed out of paths while stopped is read on at start")
+                    f.tracked = True
         self.tail.start()
         for f in self.files:
             if f.tracked:

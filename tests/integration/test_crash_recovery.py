@@ -8,6 +8,7 @@ one batch of duplicates per crash (the cursor moves only after the batch was wri
 from __future__ import annotations
 
 import random
+import sqlite3
 import time
 import uuid
 from collections import Counter
@@ -87,3 +88,34 @@ def test_sigkill_during_delivery_loses_nothing(tmp_path):
     wait_for(lambda: len(set(output_ids(out))) >= total, 120, "every event delivered")
     assert agent.stop() == 0
     _check(tmp_path, [line_id(i) for i in range(total)], kills)
+
+
+def _spooled(spool) -> int:
+    """Events in the spool, 0 until the agent has created its tables."""
+    try:
+        return len(spool_ids(spool))
+    except sqlite3.OperationalError:
+        return 0
+
+
+def test_sigkill_right_after_a_rotation_out_of_paths_loses_nothing(tmp_path):
+    """logrotate renames the file to a name ``paths`` does not match, and the agent is killed
+    before it drained the old file: the next start finds the file by its identity in its directory
+    and reads it on from the stored offset (docs/inputs.md "After a crash during rotation"). Before,
+    the lines it had not read were lost (4,980 of 30,000 spooled in the run that found it)."""
+    cfg = write_config(tmp_path)
+    total = 60_000
+    src = tmp_path / "in" / "audit.jsonl"
+    agent = Agent(cfg, tmp_path / "agent.log").start()
+    src.write_bytes(b"".join(audit_line(i) for i in range(total)))
+    spool = tmp_path / "state" / "spool.db"
+    wait_for(lambda: _spooled(spool) > 0, 60, "ingest to start")
+    src.rename(tmp_path / "in" / "audit.jsonl.1")
+    agent.kill()
+    at_kill = _spooled(spool)
+    assert at_kill < total, "the premise: the agent died before it had read the whole file"
+    agent = Agent(cfg, tmp_path / "agent.log").start()
+    wait_for(lambda: len(set(output_ids(tmp_path / "out" / "events.jsonl"))) >= total, 120,
+             f"every event delivered ({at_kill} were spooled at the kill)")
+    assert agent.stop() == 0
+    _check(tmp_path, [line_id(i) for i in range(total)], 1)
