@@ -460,7 +460,8 @@ class TailInput:
                 key = file_key(st)
                 if key in keys and stat.S_ISREG(st.st_mode) and key not in self.readers:
                     keys.discard(key)
-                    self._open(key, path, renamed=True)
+                    if self._stored[key].offset < st.st_size:  # (else read to its end: nothing to do)
+                        self._open(key, path, renamed=True)
 
     def _open(self, key: str, path: str, *, renamed: bool = False) -> None:
         try:
@@ -475,12 +476,13 @@ class TailInput:
                 os.close(fd)
                 return
             if renamed:  # (``_resume_renamed``) only from a stored offset the file vouches for
-                stored = self._stored.get(key)
-                if stored is None or stored.offset >= st.st_size or not trusted_offset(
-                        fd, st.st_size, stored.offset, stored.marker, stored.marker_len):
+                stored = self._stored.pop(key)
+                if not trusted_offset(fd, st.st_size, stored.offset, stored.marker, stored.marker_len):
                     os.close(fd)
                     return
-            offset, marker, marker_len = self._start_position(key, path, fd, st.st_size)
+                offset, marker, marker_len = stored.offset, stored.marker, stored.marker_len
+            else:
+                offset, marker, marker_len = self._start_position(key, path, fd, st.st_size)
         except BaseException:
             os.close(fd)
             raise
@@ -490,11 +492,8 @@ class TailInput:
             reader.gone_at = time.monotonic()  # not under ``paths``: drained, then closed
         self.readers[key] = reader
         self._paths_cache = None
-        if renamed:
-            log.info("%s: reading %s (%s) from offset %d: renamed out of paths while the agent was "
-                     "down; draining it", self.name, path, key, offset)
-        else:
-            log.info("%s: reading %s (%s) from offset %d", self.name, path, key, offset)
+        log.info("%s: reading %s (%s) from offset %d%s", self.name, path, key, offset,
+                 ": renamed out of paths while the agent was down; draining it" if renamed else "")
         reader.greenlet = spawn_supervised(self._group, reader.run, what=f"{self.name} reader {path}",
                                            stats=self.stats, stop=self._stop)
 
