@@ -25,6 +25,7 @@ A transport must never drop an event because the host is called ``café``.
 from __future__ import annotations
 
 import re
+from datetime import date
 
 __all__ = [
     "FACILITY_LOG_AUDIT",
@@ -67,10 +68,13 @@ def _header_field(value: str, limit: int) -> str:
     return text
 
 
+# re.ASCII: RFC 3339 DIGIT is %x30-39; a Unicode \d lets Arabic-Indic or full-width digits into the header.
 _TS_RE = re.compile(
     r"(\d{4}-(?:0[1-9]|1[0-2])-(?:0[1-9]|[12]\d|3[01])T(?:[01]\d|2[0-3]):[0-5]\d:)([0-5]\d|60)(?:\.(\d{1,9}))?"
-    r"(Z|[+-](?:[01]\d|2[0-3]):[0-5]\d)"
+    r"(Z|[+-](?:[01]\d|2[0-3]):[0-5]\d)",
+    re.ASCII,
 )
+_VALID_DAYS: set[str] = set()  # "YYYY-MM-DD" already checked against the calendar (bounded below)
 
 
 def _timestamp(ts: str) -> str:
@@ -81,6 +85,15 @@ def _timestamp(ts: str) -> str:
     m = _TS_RE.fullmatch(ts)
     if m is None:
         raise ValueError(f"timestamp: expected an RFC 3339 timestamp (upper-case T and Z), got {ts!r}")
+    day = ts[:10]
+    if day not in _VALID_DAYS:
+        try:  # RFC 3339 §5.7: the day must exist in that month and year (no Feb 30, no Feb 29 in 2025)
+            date.fromisoformat(day)
+        except ValueError:
+            raise ValueError(f"timestamp: no such date {day!r} in {ts!r}") from None
+        if len(_VALID_DAYS) > 4096:
+            _VALID_DAYS.clear()
+        _VALID_DAYS.add(day)
     head, sec, frac, zone = m.groups()
     if sec == "60":
         return f"{head}59.999999{zone}"
