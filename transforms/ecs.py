@@ -648,9 +648,16 @@ def _observer(product: Any, version: Any, host_name: Any) -> tuple[dict[str, str
     return obs, host
 
 
+def _cacheable(key: tuple) -> bool:
+    """Only strings and None key a block cache: 1, 1.0 and True are one dict key in Python, but the
+    values the block holds encode differently ("id":1 / 1.0 / true)."""
+    return all(v is None or type(v) is str for v in key)
+
+
 def _observer_cached(key: tuple) -> tuple[tuple[Any, Any], tuple[Any, Any]]:
     obs, host = _observer(*key)
-    return put_bounded(_OBSERVER_CACHE, key, ((obs, host), (_fragment(obs), _frag_or_none(host))), _CACHE_MAX)
+    forms = ((obs, host), (_fragment(obs), _frag_or_none(host)))
+    return put_bounded(_OBSERVER_CACHE, key, forms, _CACHE_MAX) if _cacheable(key) else forms
 
 
 def _rule(guard: Any, ruleset: Any) -> dict[str, str]:
@@ -685,7 +692,8 @@ def _session(sid: Any, run_id: Any, environment: Any, user_id: Any, tenant: Any
 
 def _session_cached(key: tuple) -> tuple[tuple[Any, Any, Any], tuple[Any, Any, Any]]:
     parts = _session(*key)
-    return put_bounded(_SESSION_CACHE, key, (parts, tuple(_frag_or_none(p) for p in parts)), _CACHE_MAX)
+    forms = (parts, tuple(_frag_or_none(p) for p in parts))
+    return put_bounded(_SESSION_CACHE, key, forms, _CACHE_MAX) if _cacheable(key) else forms
 
 
 def _labels_cached(labels: dict) -> tuple[Any, Any]:
@@ -813,7 +821,7 @@ def _templated(event: dict) -> bytes | None:
         holes = (_dumps(_timestamp_ms(ts)),
                  _metadata_hole(metadata) if metadata else None,
                  _dumps(source, option=_SORT),
-                 _dumps(event["event_id"]),
+                 _dumps(event["event_id"], option=_SORT),  # sorted as the general path: an odd id
                  h_reason,
                  _dumps(_file(path)) if path is not None else None,  # in sorted order
                  h_message,
