@@ -212,6 +212,14 @@ class Secret:
                 self._stamp = stamp
             return self._value or ""
 
+    def frozen(self) -> Secret:
+        """A literal copy of the value held now, under the same source label: for a key that must stay
+        the same while the process runs (a hash salt: one pseudonym per value for the whole run, in
+        every redactor built from it, whenever it is built). Itself when it is no ``file:`` secret."""
+        if self._path is None:
+            return self
+        return Secret(self.reveal(), source=self.source, parts=self.parts)
+
     def _read(self) -> str:
         """The file's text; a failed read (a directory, no permission, gone since the stat mid-rotation)
         is the same ValueError as a failed stat, which callers turn into a config or credential error.

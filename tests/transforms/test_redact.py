@@ -385,3 +385,37 @@ def test_quarantined_lines_and_reasons_are_masked_too():
     plain = MappingContext()  # no [privacy]: the excerpt is the line as it was
     _, q = map_lines(lines[:1], source="f", context=plain, kind=None, max_line_bytes=10_000)
     assert q[0].excerpt == not_a_record
+
+
+def test_a_file_hash_salt_is_read_once_so_pseudonyms_stay_one_per_value_for_the_run(tmp_path) -> None:
+    """A ``file:`` secret is re-read when its file changes (credentials rotate without a restart),
+    and a hash salt was one too: a redactor built after a rotation (an output's drain restarted after
+    a crash, the helper's renderers) keyed its HMAC with the new salt while the others kept the one
+    they had built with, so one output sent two pseudonyms of the same value in one run. A hash salt
+    is read once, at load: the one the run started with, everywhere (docs/transforms.md)."""
+    from agent.config import load_config
+    from outputs.render import build_output_pipeline
+    from tests.integration.harness import write_config
+
+    salt = tmp_path / "salt"
+    salt.write_text("pepper")
+    path = write_config(tmp_path, extra=f"""
+[privacy]
+rules = [{{path = "agent.id", style = "hash", hash_salt = "file:{salt}"}}]
+""", output_extra=f"""
+[outputs.archive.redact]
+hash_salt = "file:{salt}"
+rules = [{{path = "resource.path", style = "hash"}}]
+""")
+    cfg = load_config(str(path))
+
+    def pseudonyms() -> tuple[str, str]:
+        ingested = cfg.mapping_context().postprocess(ssh_block())  # [privacy], as at ingest
+        pipeline = build_output_pipeline(cfg.outputs["archive"])  # as a (re)started drain builds it
+        sent = orjson.loads(pipeline.render(ssh_block(), encode_event(ssh_block())))
+        return ingested["agent"]["id"], sent["resource"]["path"]
+
+    before = pseudonyms()
+    salt.write_text("rotated")
+    assert pseudonyms() == before
+    assert before[0].startswith("hmac-sha256:") and before[1].startswith("hmac-sha256:")
