@@ -16,6 +16,12 @@ would find those rows in SQLite and read them back, the very cost this module sa
 Elasticsearch benchmark 12% of the transactions, 22% of the rows. So a reader that has every row this
 process committed (``committed``) while an append is under way (``appending``) is told there is
 nothing yet; the append's commit wakes the drains, and they read its rows from here.
+
+The same window exists for deletions (``drop_oldest``, retention): between their COMMIT and
+``forget_upto`` back in the loop, the rows they deleted are still here. So the transaction itself
+sets ``deleted_upto`` before its COMMIT (an int, set in SQLite's thread, read once by ``after``):
+rows up to it are never answered from here, and a reader behind them reads SQLite. A transaction
+rolled back after setting it costs those readers a read of SQLite, nothing else.
 """
 
 from __future__ import annotations
@@ -35,8 +41,8 @@ MAX_ROWS = 3000
 class RecentRows:
     """Consecutive runs of committed rows, oldest first; ``after(seq, limit)`` like a read."""
 
-    __slots__ = ("_positions", "_rows", "_runs", "appending", "committed", "hits", "max_rows", "misses",
-                 "waits")
+    __slots__ = ("_positions", "_rows", "_runs", "appending", "committed", "deleted_upto", "hits",
+                 "max_rows", "misses", "waits")
 
     def __init__(self, max_rows: int = MAX_ROWS, committed: int = 0):
         self._runs: deque[tuple[int, list[SpoolRow]]] = deque()  # (first seq, rows)
@@ -53,6 +59,9 @@ class RecentRows:
         self.appending = 0
         #: Reads answered "nothing yet" because they had every committed row and an append was running.
         self.waits = 0
+        #: Every event up to this seq is deleted, or about to be: set by the deleting transaction
+        #: before its COMMIT, so no read from here returns them meanwhile (``forget_upto`` frees them).
+        self.deleted_upto = 0
 
     def committed_to(self, last_seq: int) -> None:
         """An append committed and the spool's last seq is now ``last_seq`` (its rows, if publishable,
@@ -94,7 +103,8 @@ class RecentRows:
             self._drop_read()
         want = seq + 1
         out: list[SpoolRow] | None = None
-        for first, rows in self._runs:
+        runs = self._runs if want > self.deleted_upto else ()  # deleted, or being deleted: SQLite
+        for first, rows in runs:
             if out is None:
                 if not first <= want < first + len(rows):
                     continue

@@ -758,6 +758,7 @@ class Spool:
             upto = hi
             used, wal = self._sizes(conn)
         conn.execute("UPDATE counters SET value = value + ? WHERE name = 'dropped_oldest_total'", (dropped,))
+        self._deleting_upto(upto)
         return dropped, upto
 
     # -- reading -------------------------------------------------------------------------------
@@ -1053,7 +1054,17 @@ class Spool:
             return 0, 0
         n = c.execute("DELETE FROM events WHERE seq <= ?", (upto,)).rowcount
         c.execute("UPDATE counters SET value = value + ? WHERE name = 'pruned_total'", (n,))
+        self._deleting_upto(upto)
         return n, upto
+
+    def _deleting_upto(self, seq: int) -> None:
+        """Called in a deleting transaction (in SQLite's thread with ``offload``), before its COMMIT:
+        from now on no drain read is answered from memory with rows up to ``seq`` (spool.recent).
+        ``forget_upto``, back in the loop once the commit returned, comes too late for a drain that
+        reads meanwhile: it would get events the file no longer has."""
+        recent = self.recent
+        if recent is not None and seq > recent.deleted_upto:
+            recent.deleted_upto = seq
 
     def vacuum(self, keep_bytes: int = VACUUM_KEEP_BYTES) -> int:
         """Return free pages beyond ``keep_bytes`` to the file system (incremental vacuum, at most
