@@ -1257,10 +1257,17 @@ class Spool:
         return [DlqEntry(*r) for r in rows]
 
     def dlq_replay_ids(self, output: str | None = None) -> set[int]:
-        """Ids of the entries waiting for a replay (for `dlq list`)."""
+        """Ids of the entries waiting for a replay (for `dlq list`). Empty on a read-only spool of an
+        agent older than migration 0002 (no ``replay_ms``: nothing could be marked)."""
         where, args = _where(("output = ?", output))
         where += (" AND " if where else " WHERE ") + "replay_ms IS NOT NULL"
-        return {r[0] for r in self._read(lambda c: c.execute("SELECT id FROM dlq" + where, args).fetchall())}
+
+        def body(c: sqlite3.Connection) -> list[Any]:
+            if not _has_column(c, "dlq", "replay_ms"):
+                return []
+            return c.execute("SELECT id FROM dlq" + where, args).fetchall()
+
+        return {r[0] for r in self._read(body)}
 
     def dlq_requeue(
         self, ids: Iterable[int], reason: str, response_excerpt: bytes | str | None = None
@@ -1287,14 +1294,16 @@ class Spool:
             try:
                 # updated_ms is NULL on entries stored before migration 0003: they failed at
                 # created_ms, before any entry stored since (NULL sorts lowest). Without the column (a
-                # read-only spool of an older agent): the newest entry's.
+                # read-only spool of an older agent, not migrated yet): the newest entry's.
                 if _has_column(c, "dlq", "updated_ms"):
                     failed, order = "coalesce(updated_ms, created_ms)", "updated_ms DESC, id DESC"
                 else:
                     failed, order = "created_ms", "id DESC"
+                # replay_ms came with migration 0002: before it no entry could be marked.
+                pending = "count(replay_ms)" if _has_column(c, "dlq", "replay_ms") else "0"
                 return c.execute(
                     f"SELECT g.output, n, reason, {failed}, created_ms, p FROM (SELECT output, "
-                    "count(*) AS n, count(replay_ms) AS p FROM dlq GROUP BY output) AS g "
+                    f"count(*) AS n, {pending} AS p FROM dlq GROUP BY output) AS g "
                     "JOIN dlq AS d ON d.id = (SELECT id FROM dlq WHERE output = g.output "
                     f"ORDER BY {order} LIMIT 1) ORDER BY g.output"
                 ).fetchall()
