@@ -40,6 +40,7 @@ from tests.integration.harness import ROOT, Agent, audit_line, line_id, wait_for
 ES_STREAM = "logs-clawdstrike.security-default"
 BULK = "/_bulk"
 HEC_EVENT = "/services/collector/event"
+HEC_ACK = "/services/collector/ack"
 
 
 # ---------------------------------------------------------------------------------------- mocks
@@ -47,82 +48,148 @@ HEC_EVENT = "/services/collector/event"
 
 @dataclass
 class Arrival:
-    """One request as the mock saw it arrive (monotonic clock of the test process)."""
+    """One request as the mock saw it (monotonic clock of the test process), recorded when it arrived
+    and completed when it was answered."""
 
     at: float
     method: str
     path: str
+    #: The status answered: 0 while the request is being answered, and for good when a server
+    #: ``reset`` fault dropped it (no answer).
     status: int = 0
     ids: tuple[str, ...] = ()
     retry_after: str | None = None
     headers: dict[str, str] = field(default_factory=dict)
-    #: The JSON answer (dict) when the response was a JSON object of a few KiB at most.
+    #: The JSON answer (dict) as sent, the credential echo included, when the response was a JSON
+    #: object of at most the recorder's ``answer_limit`` bytes.
     answer: dict[str, Any] = field(default_factory=dict)
+    #: When the answer was ready, just before the server wrote it (0.0: not answered, or dropped).
+    answered: float = 0.0
+    #: The delay of the ``slow`` fault from ``app_faults`` that held the answer back (0.0: none).
+    slowed: float = 0.0
+    #: The ackIds a HEC ack query asked about.
+    acks_asked: tuple[int, ...] = ()
+
+    @property
+    def channel(self) -> str:
+        """The HEC channel the request named (its ``X-Splunk-Request-Channel`` header)."""
+        return self.headers.get("x-splunk-request-channel", "")
 
 
 class Recorder(MockApp):
-    """Mixin for a vendor mock: records every request (arrival time, the event ids it carried, the
-    status answered) and can answer ``status`` faults itself from ``app_faults``.
+    """Mixin for a vendor mock: records every request the app sees (``arrivals``: arrival and answer
+    times, the event ids it carried, the status and answer sent), and answers ``status`` and ``slow``
+    faults itself from ``app_faults``.
 
     Why its own fault schedule: the server's faults answer before the app sees the body, so a test
-    could not tell which batch got the 429; faults taken here know the request's ids, which lets a
-    test follow one batch through its retries.
+    could not tell which batch got the 429, nor which request a ``slow`` fault held back; faults
+    taken here know the request. A server fault's request is recorded too (``check_faulted``): with
+    the fault's status, or status 0 when a ``reset`` dropped it.
+
+    ``answer_limit`` bounds the answers parsed (a bulk answer of thousands of items is skipped: the
+    throughput tests need none); None parses every one.
 
     With ``keep_requests`` set, it also keeps every request whole (``seen``: method, path, query,
     headers, decoded body), those a server fault answered included, and every answer the credential
     echo changed (``echoed``: path, status, body as sent): for a test that searches all a client sent,
     and proves the mock did echo."""
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, answer_limit: int | None = 4096, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.arrivals: list[Arrival] = []
         self.app_faults = FaultSchedule()
+        self.answer_limit = answer_limit
         self._rec_lock = threading.Lock()
         self.keep_requests = False
         self.seen: list[MockRequest] = []
         self.echoed: list[tuple[str, int, bytes]] = []
+        # per server thread: the request being answered and its record; the record of a request a
+        # server fault took, until that fault's answer is made
+        self._current = threading.local()
 
     def _keep(self, req: MockRequest) -> None:
         if self.keep_requests:
             with self._rec_lock:
                 self.seen.append(req)
 
+    def _arrive(self, req: MockRequest) -> Arrival:
+        arrival = Arrival(time.monotonic(), req.method, req.path, ids=tuple(self.request_ids(req)),
+                          headers={k.lower(): req.headers[k] for k in req.headers},
+                          acks_asked=self.request_acks(req))
+        with self._rec_lock:
+            self.arrivals.append(arrival)
+        self._current.req, self._current.arrival = req, arrival
+        return arrival
+
+    def _answered(self, arrival: Arrival, resp: MockResponse) -> None:
+        arrival.status = resp.status
+        arrival.retry_after = resp.headers.get("Retry-After")
+        arrival.answer = self._parse(resp.body)
+        arrival.answered = time.monotonic()
+
+    def _parse(self, body: bytes) -> dict[str, Any]:
+        if body[:1] == b"{" and (self.answer_limit is None or len(body) <= self.answer_limit):
+            with contextlib.suppress(ValueError):
+                return json.loads(body)
+        return {}
+
     def check_faulted(self, req: MockRequest) -> None:
-        """A request a server fault answers never reaches ``handle``: kept here."""
+        """A request a server fault answers or drops never reaches ``handle``: recorded here (its
+        answer by ``fault_response``; a reset makes none)."""
         self._keep(req)
+        self._current.faulted = self._arrive(req)
         super().check_faulted(req)
+
+    def fault_response(self, fault: Fault) -> MockResponse:
+        resp = super().fault_response(fault)
+        if fault.retry_after is not None:
+            resp.headers["Retry-After"] = str(max(0, round(fault.retry_after)))  # as the server does
+        faulted = getattr(self._current, "faulted", None)
+        if faulted is not None:  # the server's fault answers the request check_faulted recorded
+            self._current.faulted = None
+            self._answered(faulted, resp)
+        return resp
 
     def echo_response(self, req: MockRequest, resp: MockResponse) -> MockResponse:
         out = super().echo_response(req, resp)
-        if self.keep_requests and out is not resp:
-            with self._rec_lock:
-                self.echoed.append((req.path, out.status, out.body))
+        if out is not resp:
+            if getattr(self._current, "req", None) is req:
+                self._current.arrival.answer = self._parse(out.body)
+            if self.keep_requests:
+                with self._rec_lock:
+                    self.echoed.append((req.path, out.status, out.body))
         return out
 
     def handle(self, req: MockRequest) -> MockResponse:
         self._keep(req)
-        arrival = Arrival(time.monotonic(), req.method, req.path, ids=tuple(self.request_ids(req)),
-                          headers={k.lower(): req.headers[k] for k in req.headers})
-        fault = self.app_faults.take(req.path, kinds=("status",))
+        self._current.faulted = None
+        arrival = self._arrive(req)
+        fault = self.app_faults.take(req.path, kinds=("status", "slow"))
+        if fault is not None and fault.kind == "slow":
+            arrival.slowed = fault.delay
+            time.sleep(fault.delay)
+            fault = None
         if fault is not None:
             super().check_faulted(req)  # the vendor's spec check runs on a faulted request too
             resp = self.fault_response(fault)
-            if fault.retry_after is not None:
-                resp.headers["Retry-After"] = str(max(0, round(fault.retry_after)))
         else:
             resp = super().handle(req)  # type: ignore[safe-super]
-        arrival.status = resp.status
-        arrival.retry_after = resp.headers.get("Retry-After")
-        if resp.body[:1] == b"{" and len(resp.body) <= 4096:
-            with contextlib.suppress(ValueError):
-                arrival.answer = json.loads(resp.body)
-        with self._rec_lock:
-            self.arrivals.append(arrival)
+        self._answered(arrival, resp)
         return resp
 
     def request_ids(self, req: MockRequest) -> list[str]:
         """The event ids a request carries (vendor-specific; none by default)."""
         return []
+
+    def request_acks(self, req: MockRequest) -> tuple[int, ...]:
+        """The ackIds a request asks about (vendor-specific; none by default)."""
+        return ()
+
+    def requests(self, prefix: str = "") -> list[Arrival]:
+        """The requests to a path starting with ``prefix`` (all by default) in arrival order, those
+        being answered and those a server fault answered or dropped included."""
+        with self._rec_lock:
+            return sorted((a for a in self.arrivals if a.path.startswith(prefix)), key=lambda a: a.at)
 
     def requests_to(self, path: str) -> list[Arrival]:
         with self._rec_lock:
@@ -157,12 +224,20 @@ class RecordingElasticsearch(Recorder, ElasticsearchMock):
 
 
 class RecordingHec(Recorder, SplunkHecApp):
-    """The Splunk HEC mock, recording the canonical ``event_id`` of every event sent."""
+    """The Splunk HEC mock, recording the canonical ``event_id`` of every event sent and the ackIds
+    of every ack query."""
 
     def request_ids(self, req: MockRequest) -> list[str]:
-        if not req.path.startswith("/services/collector/event"):
+        if not req.path.startswith(HEC_EVENT):
             return []
         return [i for i in (_hec_event_id(e) for e in concatenated_json(req.body)) if i]
+
+    def request_acks(self, req: MockRequest) -> tuple[int, ...]:
+        if not req.path.startswith(HEC_ACK):
+            return ()
+        with contextlib.suppress(ValueError, KeyError, TypeError):
+            return tuple(json.loads(req.body)["acks"])
+        return ()
 
     def event_ids(self) -> list[str]:
         """The event id of every stored (indexed) event, duplicates included."""
@@ -173,11 +248,11 @@ class RecordingHec(Recorder, SplunkHecApp):
     def unacked_posts(self) -> list[Arrival]:
         """Accepted event posts whose ackId was never reported true to an ack query (the client
         gave up on them, or the ack was lost)."""
-        acked = {(a.headers.get("x-splunk-request-channel", ""), int(k))
-                 for a in self.requests_to("/services/collector/ack") if a.status == 200
+        acked = {(a.channel, int(k))
+                 for a in self.requests_to(HEC_ACK) if a.status == 200
                  for k, ok in (a.answer.get("acks") or {}).items() if ok is True}
         return [a for a in self.requests_to(HEC_EVENT) if a.status == 200
-                and (a.headers.get("x-splunk-request-channel", ""), a.answer.get("ackId")) not in acked]
+                and (a.channel, a.answer.get("ackId")) not in acked]
 
 
 def concatenated_json(body: bytes) -> Iterable[Any]:

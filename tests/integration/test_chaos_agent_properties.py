@@ -57,33 +57,31 @@ from __future__ import annotations
 import contextlib
 import json
 import tempfile
-import threading
 import time
 import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
-from outputs.mocks.server import Fault, MockRequest, MockResponse
-from outputs.mocks.splunk_hec import HecToken
+from outputs.mocks.server import Fault
 from tests.integration.delivery_harness import (
     BULK,
     ES_STREAM,
     HEC_EVENT,
+    Arrival,
     DeliveryAgent,
     Mock,
-    RecordingElasticsearch,
-    RecordingHec,
     assert_es_spec_clean,
     closed_port,
     dlq_list,
+    es_app,
     es_output,
+    hec_app,
     hec_output,
     run_cli,
     scrape,
@@ -116,59 +114,18 @@ RUN_HEADER = "X-Run"
 MASKED_ECHO = b"echo[***]"
 
 
-# ------------------------------------------------------------------------------ timed records
+# ------------------------------------------------------------------------------ records
 
 
-@dataclass
-class Rec:
-    """One request as a mock handled it (monotonic clock of this process)."""
-
-    received: float
-    answered: float
-    path: str
-    ids: tuple[str, ...]
-    status: int
-    retry_after: str | None
-    answer: Any
-    channel: str
-    run: str  # which agent process sent it (its X-Run header)
+def answered(mock: Mock, path: str) -> list[Arrival]:
+    """The requests to ``path`` (a prefix) the mock's app has answered, in arrival order: the
+    recorder's arrivals but those a server ``reset`` dropped and those still being answered."""
+    return [a for a in mock.app.requests(path) if a.answered]
 
 
-class Timed:
-    """Mixin over a ``Recorder`` mock: keeps, for every request the app answered, when it was
-    received and when its answer was ready (just before the server writes it), and the answer."""
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.recs: list[Rec] = []
-        self._timed_lock = threading.Lock()
-
-    def handle(self, req: MockRequest) -> MockResponse:
-        received = time.monotonic()
-        resp: MockResponse = super().handle(req)  # type: ignore[misc]
-        answered = time.monotonic()
-        answer = None
-        if resp.body[:1] == b"{":
-            with contextlib.suppress(ValueError):
-                answer = json.loads(resp.body)
-        rec = Rec(received, answered, req.path, tuple(self.request_ids(req)),  # type: ignore[attr-defined]
-                  resp.status, resp.headers.get("Retry-After"), answer,
-                  req.headers.get("X-Splunk-Request-Channel", ""), req.headers.get(RUN_HEADER, ""))
-        with self._timed_lock:
-            self.recs.append(rec)
-        return resp
-
-    def to(self, path: str) -> list[Rec]:
-        with self._timed_lock:
-            return sorted((r for r in self.recs if r.path.startswith(path)), key=lambda r: r.received)
-
-
-class TimedEs(Timed, RecordingElasticsearch):
-    pass
-
-
-class TimedHec(Timed, RecordingHec):
-    pass
+def _run_of(a: Arrival) -> str:
+    """Which agent process sent the request (its ``X-Run`` header)."""
+    return a.headers.get(RUN_HEADER.lower(), "")
 
 
 # ------------------------------------------------------------------------------ scenarios
@@ -256,8 +213,9 @@ class Run:
 
 def _start_mocks(sc: Scenario, token: str, es_key: str) -> tuple[Mock, Mock]:
     # echo: error answers carry the credential, which the agent must redact
-    hec = start_thread_mock(TimedHec([HecToken(token, use_ack=True)], echo_headers=ECHO), "splunk_hec")
-    es = start_thread_mock(TimedEs(api_keys=[es_key], echo_headers=ECHO), "elasticsearch")
+    # (every answer parsed: the checks read bulk answers of up to 60 items)
+    hec = start_thread_mock(hec_app([token], ack=True, echo_headers=ECHO, answer_limit=None), "splunk_hec")
+    es = start_thread_mock(es_app(api_keys=[es_key], echo_headers=ECHO, answer_limit=None), "elasticsearch")
     for f in sc.es_faults:
         (es.app.app_faults if f.kind == "status" else es.server.faults).add(f)
     for status_, count, after in sc.es_items:
@@ -276,13 +234,13 @@ def _start_mocks(sc: Scenario, token: str, es_key: str) -> tuple[Mock, Mock]:
 
 def _batches(hec: Mock, es: Mock) -> int:
     """Batch requests the mocks answered so far (both outputs)."""
-    return len(es.app.to(BULK)) + len(hec.app.to(HEC_EVENT))
+    return len(answered(es, BULK)) + len(answered(hec, HEC_EVENT))
 
 
 def _all_sent(hec: Mock, es: Mock, written: list[str]) -> bool:
     """Whether each mock has received every written event at least once (nothing left to wait for)."""
     want = set(written)
-    return all(want <= {i for r in m.app.to(p) for i in r.ids} for m, p in ((es, BULK), (hec, HEC_EVENT)))
+    return all(want <= {i for r in answered(m, p) for i in r.ids} for m, p in ((es, BULK), (hec, HEC_EVENT)))
 
 
 def _drive(sc: Scenario, tmp: Path, cfg: Path, env: dict[str, str], hec: Mock, es: Mock,
@@ -327,38 +285,38 @@ def _drive(sc: Scenario, tmp: Path, cfg: Path, env: dict[str, str], hec: Mock, e
 # ------------------------------------------------------------------------------ checks
 
 
-def _acked(hec: Mock) -> list[Rec]:
+def _acked(hec: Mock) -> list[Arrival]:
     """The event POSTs whose ackId an ack query reported true on their channel: the latest POST on
     that channel with that ackId answered before the query came (ackIds restart at 0 after an
     indexer restart), once per true."""
-    posts = [p for p in hec.app.to(HEC_EVENT) if p.status == 200 and isinstance(p.answer, dict)
+    posts = [p for p in answered(hec, HEC_EVENT) if p.status == 200 and isinstance(p.answer, dict)
              and isinstance(p.answer.get("ackId"), int)]
-    out: list[Rec] = []
-    for q in hec.app.to(HEC_ACK):
+    out: list[Arrival] = []
+    for q in answered(hec, HEC_ACK):
         if q.status != 200 or not isinstance(q.answer, dict):
             continue
         for ack_id, ok in (q.answer.get("acks") or {}).items():
             if ok is True:
                 holders = [p for p in posts if p.channel == q.channel and p.answer["ackId"] == int(ack_id)
-                           and p.answered < q.received]
+                           and p.answered < q.at]
                 assert holders, f"the mock reported true for ackId {ack_id} no POST on its channel got"
                 out.append(max(holders, key=lambda p: p.answered))
     return out
 
 
-def _single_413(reqs: list[Rec]) -> set[str]:
+def _single_413(reqs: list[Arrival]) -> set[str]:
     """The lone events answered 413: the DLQ's (docs/outputs.md §2)."""
     return {r.ids[0] for r in reqs if r.status == 413 and len(r.ids) == 1}
 
 
-def _created_at(bulks: list[Rec]) -> dict[str, float]:
+def _created_at(bulks: list[Arrival]) -> dict[str, float]:
     """When the mock first stored each event (the arrival of the bulk request that created it)."""
     out: dict[str, float] = {}
     for r in bulks:
         if r.status == 200 and isinstance(r.answer, dict):
             for i, item in zip(r.ids, r.answer.get("items", []), strict=False):
                 if item.get("create", {}).get("status") == 201:
-                    out.setdefault(i, r.received)
+                    out.setdefault(i, r.at)
     return out
 
 
@@ -372,7 +330,7 @@ def _check_dlq(got: set[str], always: set[str], lone_413: set[str], kills: list[
         assert got == always | lone_413, (sorted(got - always - lone_413), sorted((always | lone_413) - got))
 
 
-def _check_retry_after(reqs: list[Rec], name: str, concurrency: int) -> None:
+def _check_retry_after(reqs: list[Arrival], name: str, concurrency: int) -> None:
     """Property 4, for each 429 or 503 with Retry-After, among the requests of the process it was
     answered to (a new process knows nothing of an earlier one's pause). When the client reads the
     answer the slot that sent it is idle, so at most the ``concurrency - 1`` other slots can have a
@@ -382,10 +340,10 @@ def _check_retry_after(reqs: list[Rec], name: str, concurrency: int) -> None:
     and answered after it: no wall-clock allowance."""
     for t in (r for r in reqs if r.status in (429, 503) and r.retry_after is not None):
         end = t.answered + float(t.retry_after)
-        mine = [b for b in reqs if b.run == t.run and b is not t]
-        busy = [b for b in mine if b.received < t.answered < b.answered]
-        early = [(round(b.received - t.answered, 4), b.status) for b in mine
-                 if t.answered < b.received < end]
+        mine = [b for b in reqs if _run_of(b) == _run_of(t) and b is not t]
+        busy = [b for b in mine if b.at < t.answered < b.answered]
+        early = [(round(b.at - t.answered, 4), b.status) for b in mine
+                 if t.answered < b.at < end]
         assert len(early) <= max(0, concurrency - 1 - len(busy)), (
             f"{name}: requests {early} (s after the answer {t.status}) during its Retry-After; "
             f"{len(busy)} of {concurrency} slots were waiting for an answer then")
@@ -459,7 +417,7 @@ def run_and_check(sc: Scenario) -> None:
     assert {str(uuid.UUID(bytes=b)) for b in stored} == ids
 
     # 2. Elasticsearch
-    bulks = es.app.to(BULK)
+    bulks = answered(es, BULK)
     docs = set(es.app.docs(ES_STREAM))
     es_dlq_ids = {e["event_id"] for e in es_dlq}
     rejected = {line_id(i) for i in sc.rejected}
@@ -483,7 +441,7 @@ def run_and_check(sc: Scenario) -> None:
     assert_es_spec_clean(es)
 
     # 3. HEC with acks
-    posts = hec.app.to(HEC_EVENT)
+    posts = answered(hec, HEC_EVENT)
     copies = Counter(hec.app.event_ids())
     hec_dlq_ids = {e["event_id"] for e in hec_dlq}
     assert not ids - set(copies) - hec_dlq_ids, f"{len(ids - set(copies) - hec_dlq_ids)} lost for splunk"

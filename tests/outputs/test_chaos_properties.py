@@ -56,10 +56,7 @@ turn of the hub in which the batch's ack timeout came due, was thrown away and t
 
 from __future__ import annotations
 
-import contextlib
-import json
 import logging
-import threading
 import time
 import uuid
 from collections import Counter
@@ -79,13 +76,13 @@ from outputs.base import DeliveryItem, Outcome, Status
 from outputs.drain import Drain
 from outputs.elasticsearch import ElasticsearchOutput, ElasticsearchOutputConfig
 from outputs.http import parse_retry_after, status_class
-from outputs.mocks.elasticsearch import ElasticsearchMock, ItemFault
-from outputs.mocks.server import Fault, FaultSchedule, MockRequest, MockResponse, MockServer
-from outputs.mocks.splunk_hec import HecToken, SplunkHecApp
+from outputs.mocks.elasticsearch import ItemFault
+from outputs.mocks.server import Fault, MockServer
+from outputs.mocks.splunk_hec import HecToken
 from outputs.splunk_hec import SplunkHecOutput, SplunkHecOutputConfig
 from spool.store import Spool
 from spool.types import EncodedEvent, IngestBatch
-from tests.integration.delivery_harness import concatenated_json
+from tests.integration.delivery_harness import Arrival, RecordingElasticsearch, RecordingHec
 from tests.outputs.drain_kit import caught_up, fresh_spool, wait_until
 
 pytestmark = pytest.mark.integration
@@ -108,124 +105,6 @@ BAD_EVENT_CODES = {6, 12, 13, 15}
 HEC_TAKEN = {0, 24, 25}
 POISON_PAD = 3000  # a poison HEC event is over the mock's max_event_size (code 6)
 HEC_MAX_EVENT = 2000
-
-
-# ------------------------------------------------------------------------------ recording mocks
-
-
-@dataclass
-class Seen:
-    """One request as the mock saw it: monotonic times, the event ids it carried (in order)."""
-
-    received: float
-    path: str
-    ids: tuple[str, ...]
-    channel: str = ""
-    status: int = 0  # 0: reset, no answer
-    answer: Any = None
-    answered: float = 0.0
-    retry_after: str | None = None
-    slowed: float = 0.0
-    acks_asked: tuple[int, ...] = ()
-
-
-class Recording:
-    """Mixin for a vendor mock: records every request (those a server ``reset`` fault drops too,
-    via ``check_faulted``) and takes ``status`` and ``slow`` faults from its own ``app_faults``, so
-    a record knows which request got which fault and when its answer was written."""
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.app_faults = FaultSchedule()
-        self.seen: list[Seen] = []
-        self.echoes = 0
-        self._rec_lock = threading.Lock()
-        self._current = threading.local()  # the record of the request this server thread answers
-
-    def request_ids(self, req: MockRequest) -> tuple[str, ...]:
-        return ()
-
-    def _record(self, req: MockRequest) -> Seen:
-        acks: tuple[int, ...] = ()
-        if req.path.startswith(HEC_ACK):
-            with contextlib.suppress(ValueError, KeyError, TypeError):
-                acks = tuple(json.loads(req.body)["acks"])
-        rec = Seen(time.monotonic(), req.path, self.request_ids(req),
-                   req.headers.get("X-Splunk-Request-Channel", ""), acks_asked=acks)
-        with self._rec_lock:
-            self.seen.append(rec)
-        return rec
-
-    def check_faulted(self, req: MockRequest) -> None:  # a server fault (only resets here)
-        self._current.rec = self._record(req)
-        super().check_faulted(req)  # type: ignore[misc]
-
-    def handle(self, req: MockRequest) -> MockResponse:
-        rec = self._current.rec = self._record(req)
-        fault = self.app_faults.take(req.path, kinds=("status", "slow"))
-        if fault is not None and fault.kind == "slow":
-            rec.slowed = fault.delay
-            time.sleep(fault.delay)
-            fault = None
-        if fault is not None:
-            super().check_faulted(req)  # type: ignore[misc]
-            resp = self.fault_response(fault)  # type: ignore[attr-defined]
-            if fault.retry_after is not None:
-                resp.headers["Retry-After"] = str(round(fault.retry_after))
-        else:
-            resp = super().handle(req)  # type: ignore[misc]
-        rec.status = resp.status
-        rec.retry_after = resp.headers.get("Retry-After")
-        if resp.body[:1] == b"{":
-            with contextlib.suppress(ValueError):
-                rec.answer = json.loads(resp.body)
-        rec.answered = time.monotonic()
-        return resp
-
-    def echo_response(self, req: MockRequest, resp: MockResponse) -> MockResponse:
-        """(Called by the server after ``handle``, in the same thread.) The record keeps the answer as
-        sent, with the echo."""
-        out = super().echo_response(req, resp)  # type: ignore[misc]
-        if out is not resp:
-            self.echoes += 1
-            rec = getattr(self._current, "rec", None)
-            if rec is not None and rec.path == req.path:
-                with contextlib.suppress(ValueError):
-                    rec.answer = json.loads(out.body)
-        return out
-
-    def to(self, path: str) -> list[Seen]:
-        with self._rec_lock:
-            return sorted((s for s in self.seen if s.path.startswith(path)), key=lambda s: s.received)
-
-
-class Es(Recording, ElasticsearchMock):
-    def request_ids(self, req: MockRequest) -> tuple[str, ...]:
-        if not req.path.endswith(BULK):
-            return ()
-        ids = []
-        for line in req.body.split(b"\n")[0::2]:
-            with contextlib.suppress(orjson.JSONDecodeError):
-                action = orjson.loads(line)
-                if isinstance(action, dict) and action:
-                    ids.append(str(next(iter(action.values())).get("_id")))
-        return tuple(ids)
-
-
-class Hec(Recording, SplunkHecApp):
-    def request_ids(self, req: MockRequest) -> tuple[str, ...]:
-        if not req.path.startswith(HEC_EVENT):
-            return ()
-        return tuple(_event_id(v) for v in concatenated_json(req.body))
-
-    def stored_ids(self) -> list[str]:
-        with self._lock:
-            return [_event_id(e) for e in self.events]
-
-
-def _event_id(envelope: Any) -> str:
-    ev = envelope.get("event") if isinstance(envelope, dict) else None
-    return str(ev.get("event_id", "")) if isinstance(ev, dict) else ""
 
 
 # ------------------------------------------------------------------------------ scenarios
@@ -387,8 +266,8 @@ def log_text(caplog: pytest.LogCaptureFixture) -> str:
     return "\n".join(fmt.format(r) for r in caplog.records)
 
 
-def check_common(spool: Spool, run: Run, sent: list[Seen], delivered: set[str], expected_dlq: set[str],
-                 canaries: list[str], logs: str, everything: list[Seen]) -> None:
+def check_common(spool: Spool, run: Run, sent: list[Arrival], delivered: set[str], expected_dlq: set[str],
+                 canaries: list[str], logs: str, everything: list[Arrival]) -> None:
     """Properties 1, 4, 5 and 6 (module docstring), for either output: ``sent`` are the requests
     that carry events, ``everything`` all the requests the mock saw."""
     st_ = run.drain.stats
@@ -427,7 +306,7 @@ def check_common(spool: Spool, run: Run, sent: list[Seen], delivered: set[str], 
         if pause is None or not (held.status == 429 or held.status >= 500):
             continue  # (Retry-After is honoured on a retried answer; a 413 is split at once)
         end = held.answered + min(pause, RETRY_AFTER_MAX)
-        early = [round(s.received - held.answered, 4) for s in sent if held.answered < s.received < end]
+        early = [round(s.at - held.answered, 4) for s in sent if held.answered < s.at < end]
         assert not early, f"requests {early} s after a Retry-After answer, before its pause ended"
     # 6. canaries
     views = [logs, str(st_.last_error), *(f"{o.reason}\n{o.excerpt}" for o in run.outcomes),
@@ -440,7 +319,7 @@ def check_common(spool: Spool, run: Run, sent: list[Seen], delivered: set[str], 
 # ------------------------------------------------------------------------------ Elasticsearch
 
 
-def es_expected_dlq(bulks: list[Seen]) -> set[str]:
+def es_expected_dlq(bulks: list[Arrival]) -> set[str]:
     """The events a final refusal named: an item 4xx other than 408/409/429 and 403 (these
     scenarios route nothing: a 403 is retried), or a single event answered 413."""
     out: set[str] = set()
@@ -462,7 +341,7 @@ def test_elasticsearch_under_random_faults(sc: Scenario, caplog: pytest.LogCaptu
     caplog.set_level(logging.DEBUG)
     caplog.clear()
     api_key = f"cnryid:{sc.canary}"
-    app = Es(api_keys=[api_key], echo_headers=ECHO if sc.echo else ())
+    app = RecordingElasticsearch(api_keys=[api_key], echo_headers=ECHO if sc.echo else (), answer_limit=None)
     app.add_item_fault(ItemFault(status=400, type="mapper_parsing_exception", field="poison", count=-1,
                                  reason="failed to parse field [poison]"))
     for f in sc.extra:
@@ -477,16 +356,16 @@ def test_elasticsearch_under_random_faults(sc: Scenario, caplog: pytest.LogCaptu
                                                        "hosts": [server.url], "api_key": api_key},
                            "agent.toml: [outputs.siem]", {})
         run = run_drain(spool, ElasticsearchOutput(NAME, cfg), sc, lambda _d: [])
-        bulks = app.to(BULK)
+        bulks = app.requests(BULK)
         stored = set(app.docs(DS))
         expected = es_expected_dlq(bulks)
         assert run.poison <= expected  # the mock refused every poison event
         check_common(spool, run, bulks, stored, expected, [sc.canary, api_key], log_text(caplog),
-                     app.to("/"))
+                     app.requests("/"))
         check_es(spool, run, bulks, stored, app.stats())
 
 
-def check_es(spool: Spool, run: Run, bulks: list[Seen], stored: set[str], stats: dict[str, Any]) -> None:
+def check_es(spool: Spool, run: Run, bulks: list[Arrival], stored: set[str], stats: dict[str, Any]) -> None:
     """Property 2."""
     # never delivered and dead-lettered both, unless a request the client gave up on (slower than its
     # timeout) stored the event before the client learnt of it
@@ -504,12 +383,12 @@ def check_es(spool: Spool, run: Run, bulks: list[Seen], stored: set[str], stats:
 RETRIED = (401, 408, 429, 500, 503)
 
 
-def halves(s: Seen) -> tuple[str, ...]:
+def halves(s: Arrival) -> tuple[str, ...]:
     """What follows a 413 or a bisection: the first half, or nothing for one event (the DLQ)."""
     return s.ids[: len(s.ids) // 2] if len(s.ids) > 1 else ()
 
 
-def es_next(s: Seen) -> tuple[str, ...] | None:
+def es_next(s: Arrival) -> tuple[str, ...] | None:
     """The events of ``s`` its answer makes the client send next (docs/outputs/elasticsearch.md):
     all of them after a retried status or no answer, the first half after a 413, the items
     retried alone after a partial answer, none after a final one."""
@@ -528,7 +407,7 @@ def es_next(s: Seen) -> tuple[str, ...] | None:
                  if r["status"] in (403, 408, 429) or r["status"] >= 500)
 
 
-def check_next(reqs: list[Seen], expect: Callable[[Seen], tuple[str, ...] | None]) -> None:
+def check_next(reqs: list[Arrival], expect: Callable[[Arrival], tuple[str, ...] | None]) -> None:
     """For each request, the next one that carries any of its events carries exactly
     ``expect(request)`` (``()``: none of them is ever sent again; None: not judged)."""
     for k, s in enumerate(reqs):
@@ -544,17 +423,17 @@ def check_next(reqs: list[Seen], expect: Callable[[Seen], tuple[str, ...] | None
 # ------------------------------------------------------------------------------ Splunk HEC
 
 
-def hec_number(s: Seen) -> int | None:
+def hec_number(s: Arrival) -> int | None:
     n = s.answer.get("invalid-event-number") if isinstance(s.answer, dict) else None
     return n if isinstance(n, int) and not isinstance(n, bool) and 0 <= n <= len(s.ids) else None
 
 
-def hec_code_of(s: Seen) -> int | None:
+def hec_code_of(s: Arrival) -> int | None:
     code = s.answer.get("code") if isinstance(s.answer, dict) else None
     return code if isinstance(code, int) else None
 
 
-def hec_stored_by(s: Seen) -> tuple[str, ...]:
+def hec_stored_by(s: Arrival) -> tuple[str, ...]:
     """The events the mock stored from this POST, read from its answer: all of them for 200 code
     0/24/25, the events before ``invalid-event-number`` for a bad event or a busy answer."""
     code, n = hec_code_of(s), hec_number(s)
@@ -565,7 +444,7 @@ def hec_stored_by(s: Seen) -> tuple[str, ...]:
     return ()
 
 
-def hec_next(s: Seen, ack: bool) -> tuple[str, ...] | None:
+def hec_next(s: Arrival, ack: bool) -> tuple[str, ...] | None:
     """The events of ``s`` its answer makes the client send next (docs/outputs/splunk_hec.md, "HEC
     answers and what the output does"); None for a POST given an ackId (that depends on the ack)."""
     code, n = hec_code_of(s), hec_number(s)
@@ -586,7 +465,7 @@ def hec_next(s: Seen, ack: bool) -> tuple[str, ...] | None:
     return None
 
 
-def hec_expected_dlq(posts: list[Seen]) -> set[str]:
+def hec_expected_dlq(posts: list[Arrival]) -> set[str]:
     """The events a final refusal named: a bad-event code under a 4xx (its ``invalid-event-number``,
     or the one event of a request without one), or a single event answered 413."""
     out: set[str] = set()
@@ -602,31 +481,32 @@ def hec_expected_dlq(posts: list[Seen]) -> set[str]:
     return out
 
 
-def acked_posts(app: Hec) -> list[Seen]:
+def acked_posts(app: RecordingHec) -> list[Arrival]:
     """The POSTs whose ackId an ack query reported true on their channel: the latest POST on that
     channel with that ackId answered before the query arrived (ackIds start again at 0 after a
     restart of the mock)."""
-    posts = [s for s in app.to(HEC_EVENT) if s.status == 200 and isinstance(s.answer, dict)
+    posts = [s for s in app.requests(HEC_EVENT) if s.status == 200 and isinstance(s.answer, dict)
              and isinstance(s.answer.get("ackId"), int)]
-    out: list[Seen] = []
-    for q in app.to(HEC_ACK):
+    out: list[Arrival] = []
+    for q in app.requests(HEC_ACK):
         if q.status != 200 or not isinstance(q.answer, dict):
             continue
         for ack_id, ok in (q.answer.get("acks") or {}).items():
             if ok is not True:
                 continue
             holders = [p for p in posts if p.channel == q.channel and p.answer["ackId"] == int(ack_id)
-                       and p.answered < q.received]
+                       and p.answered < q.at]
             assert holders, f"the mock reported true for ackId {ack_id} no POST on its channel got"
             out.append(max(holders, key=lambda p: p.answered))
     return out
 
 
-def hec_side(app: Hec, sc: Scenario, done: Callable[[], bool]) -> Callable[[Drain], list[gevent.Greenlet]]:
+def hec_side(app: RecordingHec, sc: Scenario, done: Callable[[], bool]
+             ) -> Callable[[Drain], list[gevent.Greenlet]]:
     """Greenlets that restart the mock or lose its acks once it answered k event POSTs."""
 
     def after(k: int, action: Callable[[], Any]) -> None:
-        wait_until(lambda: len([s for s in app.to(HEC_EVENT) if s.status]) >= k or done(), timeout=60)
+        wait_until(lambda: len([s for s in app.requests(HEC_EVENT) if s.status]) >= k or done(), timeout=60)
         action()
 
     def side(_drain: Drain) -> list[gevent.Greenlet]:
@@ -644,7 +524,8 @@ def hec_side(app: Hec, sc: Scenario, done: Callable[[], bool]) -> Callable[[Drai
 def run_hec(sc: Scenario, caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.DEBUG)
     caplog.clear()
-    app = Hec([HecToken(sc.canary, use_ack=sc.ack)], echo_headers=ECHO if sc.echo else ())
+    app = RecordingHec([HecToken(sc.canary, use_ack=sc.ack)], echo_headers=ECHO if sc.echo else (),
+                       answer_limit=None)
     app.max_event_size = HEC_MAX_EVENT
     for x in sc.extra:
         if x[0] == "code":
@@ -667,12 +548,12 @@ def run_hec(sc: Scenario, caplog: pytest.LogCaptureFixture) -> None:
                  "ack_timeout": ACK_TIMEOUT}
         cfg = load_section(SplunkHecOutputConfig, table, "agent.toml: [outputs.siem]", {})
         run = run_drain(spool, SplunkHecOutput(NAME, cfg), sc, hec_side(app, sc, caught_up(spool, NAME)))
-        posts = app.to(HEC_EVENT)
-        copies = Counter(app.stored_ids())
+        posts = app.requests(HEC_EVENT)
+        copies = Counter(app.event_ids())
         expected = hec_expected_dlq(posts)
         assert run.poison <= expected  # the mock refused every poison event
         check_common(spool, run, posts, set(copies), expected, [sc.canary], log_text(caplog),
-                     app.to("/"))
+                     app.requests("/"))
         in_dlq = set(dlq_ids(spool))
         assert set(copies) <= run.kept and not set(copies) & run.poison
         if sc.ack:
@@ -715,7 +596,7 @@ def test_defect_an_ack_read_as_its_timeout_fires_is_not_thrown_away() -> None:
     timeout is then raised into the waiting send anyway, which answers "ack timeout" and the batch
     is sent and indexed again. docs/outputs/splunk_hec.md: only a batch "not acknowledged within"
     ``ack_timeout`` is re-sent. Failed until ``AckTracker.wait`` returned a result already there."""
-    app = Hec([HecToken("tok-chaos", use_ack=True)])
+    app = RecordingHec([HecToken("tok-chaos", use_ack=True)], answer_limit=None)
     with MockServer(app) as server:
         cfg = load_section(SplunkHecOutputConfig, {
             "type": "splunk_hec", "endpoint": server.url, "token": "tok-chaos", "ack": True,
@@ -735,6 +616,7 @@ def test_defect_an_ack_read_as_its_timeout_fires_is_not_thrown_away() -> None:
             outcome = send.get(timeout=10)
         finally:
             out.close()
-    trues = [q for q in app.to(HEC_ACK) if q.status == 200 and True in (q.answer.get("acks") or {}).values()]
+    trues = [q for q in app.requests(HEC_ACK)
+             if q.status == 200 and True in (q.answer.get("acks") or {}).values()]
     assert trues, "the poller did not read the ack"  # (the premise: HEC reported it true, and forgot it)
     assert outcome.status is Status.DELIVERED, outcome.reason
