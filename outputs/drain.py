@@ -374,7 +374,6 @@ class Drain:
             self._commit_due.set()
             return
         self._window.register(batch)
-        self._count(batch)
         if self._packer is not None:
             # Here, not in the batch's greenlet: that one runs only when this loop yields, and while
             # a backlog renders in the agent it does not, so unpacked batches would fill every send
@@ -383,12 +382,14 @@ class Drain:
         # Every send slot busy (the pool fills before the window does): wait here, not in spawn,
         # so a rewind still wins while each batch in flight keeps failing (a poison batch the
         # operator skips with `cursor rewind --seq`, at concurrency 1 above all). The batch waits
-        # registered and packed; on a rewind the new window drops it, unsent.
+        # registered and packed; on a rewind the new window drops it, unsent. It counts as in
+        # flight (``stats.in_flight*``: "being sent") once it has its send slot, not while it waits
+        # for one: at most ``concurrency`` batches are in flight (docs/outputs.md §2).
         while self._pool.free_count() <= 0:
             if self._stopping or (not self._pool.wait_available(timeout=IDLE_WAIT_S)
                                   and self._cursor_moved()):
-                self._uncount(batch)
                 raise _Restart  # its rows stay in the spool
+        self._count(batch)
         self._pool.spawn(self._deliver, batch)
 
     # -- DLQ replay ------------------------------------------------------------------------------
@@ -559,6 +560,7 @@ class Drain:
                 self._to_dlq(batch, failed, outcome.reason, outcome.excerpt, attempts=carried)
                 queue.popleft()
                 self._delivered(batch, len(items) - len(failed))
+                st.healthy = False  # events went to the DLQ: not succeeded, delivered ones or not
                 attempt = 0
             elif status is Status.PARTIAL:
                 failed, again = outcome.failed, outcome.retry_items
@@ -570,6 +572,11 @@ class Drain:
                     self._to_dlq(batch, failed, outcome.reason, outcome.excerpt, attempts=carried)
                 queue.popleft()
                 self._delivered(batch, len(items) - len(failed) - len(again))
+                if failed or outcome.throttled:
+                    # docs/outputs.md §7: an attempt some of whose events went to the DLQ, or were
+                    # throttled (Elasticsearch's item 429s), is not a success however
+                    # many others were delivered: unhealthy until the next success.
+                    st.healthy = False
                 if again:
                     queue.appendleft(again)
                     attempt += 1
