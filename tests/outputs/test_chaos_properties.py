@@ -82,7 +82,15 @@ from outputs.mocks.splunk_hec import HecToken
 from outputs.splunk_hec import SplunkHecOutput, SplunkHecOutputConfig
 from spool.store import Spool
 from spool.types import EncodedEvent, IngestBatch
-from tests.integration.delivery_harness import Arrival, RecordingElasticsearch, RecordingHec
+from tests.integration.delivery_harness import (
+    BULK,
+    HEC_ACK,
+    HEC_EVENT,
+    Arrival,
+    RecordingElasticsearch,
+    RecordingHec,
+)
+from tests.integration.delivery_harness import ES_STREAM as DS
 from tests.outputs.drain_kit import caught_up, fresh_spool, wait_until
 
 pytestmark = pytest.mark.integration
@@ -90,10 +98,6 @@ pytestmark = pytest.mark.integration
 SETTINGS = dict(deadline=None, database=None,
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
 NAME = "siem"
-BULK = "/_bulk"
-HEC_EVENT = "/services/collector/event"
-HEC_ACK = "/services/collector/ack"
-DS = "logs-clawdstrike.security-default"
 #: The client's read timeout; a "slow" fault either stays well under it or well over it.
 REQUEST_TIMEOUT = 0.5
 SLOW_DELAYS = (0.01, 0.8)

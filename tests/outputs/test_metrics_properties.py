@@ -105,18 +105,22 @@ from outputs.mocks.server import Fault, MockServer
 from outputs.mocks.splunk_hec import HecToken
 from outputs.registry import build_output
 from spool.types import EncodedEvent, IngestBatch
-from tests.integration.delivery_harness import Arrival, RecordingElasticsearch, RecordingHec
+from tests.integration.delivery_harness import (
+    BULK,
+    HEC_ACK,
+    HEC_EVENT,
+    Arrival,
+    RecordingElasticsearch,
+    RecordingHec,
+)
+from tests.integration.delivery_harness import ES_STREAM as DS
 from tests.outputs.drain_kit import Fake, Gate, cfg, fill, fresh_spool, start, stop, wait_until
 
 pytestmark = pytest.mark.integration
 
 SETTINGS = dict(deadline=None, database=None,
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
-BULK = "/_bulk"
 ES_HEALTH = "/_cluster/health"
-HEC_EVENT = "/services/collector/event"
-HEC_ACK = "/services/collector/ack"
-DS = "logs-clawdstrike.security-default"
 ENV_NAME = "CLAWD_METRICS_TEST_CANARY"
 RATE = 5000
 #: Every Retry-After the mocks send (1 s) is capped to this.
@@ -484,11 +488,10 @@ def es_scenarios(draw: st.DrawFn) -> Scenario:
     return Scenario(**kw, extra=tuple(draw(st.lists(item, max_size=3))))
 
 
-def run_es(sc: Scenario) -> None:
-    api_key = f"cnryid:{sc.canary}"
-    app = RecordingElasticsearch(api_keys=[api_key], echo_headers=("Authorization", "X-Relay"),
-                                 answer_limit=None)
-    app.keep_requests = True
+@contextmanager
+def es_scenario(sc: Scenario, app: RecordingElasticsearch) -> Iterator[tuple[Any, Any, Drain, Scrapes]]:
+    """The Elasticsearch mock of ``sc`` (the poison field refused 400, ``sc.extra`` item faults,
+    ``sc.faults``: resets by the server, the others by the app) served to a running agent."""
     app.add_item_fault(ItemFault(status=400, type="mapper_parsing_exception", field="poison", count=-1,
                                  reason="failed to parse field [poison]"))
     for f in sc.extra:
@@ -497,25 +500,33 @@ def run_es(sc: Scenario) -> None:
         for f in sc.faults:
             (server.faults if f.kind == "reset" else app.app_faults).add(f)
         with agent(sc, server.url, "elasticsearch") as (sup, config, drain):
-            scrapes = Scrapes(sup.metrics.registry)
-            r = run(sup, config, drain, scrapes)
-            bulks = app.requests(BULK)
-            everything = app.requests("/")
-            assert all(a.path.startswith((BULK, ES_HEALTH)) for a in everything), \
-                {a.path for a in everything}
-            dlq_rows = len(sup.spool.dlq_list(sc.name, limit=100_000))
-            check_common(r, sc, len(set(app.docs(DS))), dlq_rows, bulks, bulks, body_bytes(app, BULK),
-                         [sc.canary, api_key, sc.canary.upper()])
-            s = r.final
-            assert value(s, "clawd_agent_output_retries_total", sc.name) == sum(
-                1 for a in bulks if es_retried_whole(a) or es_retried_items(a))
-            assert value(s, "clawd_agent_output_failures_total", sc.name) == sum(
-                1 for a in bulks if es_retried_whole(a) or es_dlq_items(a))
-            results = series(s, "clawd_agent_output_batch_duration_seconds_count", sc.name)
-            assert results.get((("result", "delivered"),), 0) == sum(
-                1 for a in bulks if a.status == 200 and not a.answer.get("errors"))
-            assert results.get((("result", "retry"),), 0) == sum(1 for a in bulks if es_retried_whole(a))
-            assert results.get((("result", "split"),), 0) == sum(1 for a in bulks if a.status == 413)
+            yield sup, config, drain, Scrapes(sup.metrics.registry)
+
+
+def run_es(sc: Scenario) -> None:
+    api_key = f"cnryid:{sc.canary}"
+    app = RecordingElasticsearch(api_keys=[api_key], echo_headers=("Authorization", "X-Relay"),
+                                 answer_limit=None)
+    app.keep_requests = True
+    with es_scenario(sc, app) as (sup, config, drain, scrapes):
+        r = run(sup, config, drain, scrapes)
+        bulks = app.requests(BULK)
+        everything = app.requests("/")
+        assert all(a.path.startswith((BULK, ES_HEALTH)) for a in everything), \
+            {a.path for a in everything}
+        dlq_rows = len(sup.spool.dlq_list(sc.name, limit=100_000))
+        check_common(r, sc, len(set(app.docs(DS))), dlq_rows, bulks, bulks, body_bytes(app, BULK),
+                     [sc.canary, api_key, sc.canary.upper()])
+        s = r.final
+        assert value(s, "clawd_agent_output_retries_total", sc.name) == sum(
+            1 for a in bulks if es_retried_whole(a) or es_retried_items(a))
+        assert value(s, "clawd_agent_output_failures_total", sc.name) == sum(
+            1 for a in bulks if es_retried_whole(a) or es_dlq_items(a))
+        results = series(s, "clawd_agent_output_batch_duration_seconds_count", sc.name)
+        assert results.get((("result", "delivered"),), 0) == sum(
+            1 for a in bulks if a.status == 200 and not a.answer.get("errors"))
+        assert results.get((("result", "retry"),), 0) == sum(1 for a in bulks if es_retried_whole(a))
+        assert results.get((("result", "split"),), 0) == sum(1 for a in bulks if a.status == 413)
 
 
 @settings(max_examples=10, **SETTINGS)
@@ -577,45 +588,38 @@ def breaker_scenarios(draw: st.DrawFn) -> Scenario:
 def run_breaker(sc: Scenario) -> None:
     """Property 3 and the healthy gauge, one attempt at a time (module docstring)."""
     app = RecordingElasticsearch(api_keys=[f"cnryid:{sc.canary}"], answer_limit=None)
-    app.add_item_fault(ItemFault(status=400, type="mapper_parsing_exception", field="poison", count=-1))
-    for f in sc.extra:
-        app.add_item_fault(f)
-    with MockServer(app) as server:
-        for f in sc.faults:
-            (server.faults if f.kind == "reset" else app.app_faults).add(f)
-        with agent(sc, server.url, "elasticsearch") as (sup, config, drain):
-            scrapes = Scrapes(sup.metrics.registry)
-            after: dict[int, Samples] = {}  # attempt number -> scrape once its retried answer was acted on
-            retry_wait = drain._retry_wait
+    with es_scenario(sc, app) as (sup, config, drain, scrapes):
+        after: dict[int, Samples] = {}  # attempt number -> scrape once its retried answer was acted on
+        retry_wait = drain._retry_wait
 
-            def scraped_retry_wait(batch: Any, attempt: int, outcome: Outcome, n: int) -> bool:
-                after[drain.stats.batches - 1] = scrapes.take()
-                return retry_wait(batch, attempt, outcome, n)
+        def scraped_retry_wait(batch: Any, attempt: int, outcome: Outcome, n: int) -> bool:
+            after[drain.stats.batches - 1] = scrapes.take()
+            return retry_wait(batch, attempt, outcome, n)
 
-            drain._retry_wait = scraped_retry_wait  # type: ignore[method-assign]
-            r = run(sup, config, drain, scrapes)
-            bulks = app.requests(BULK)
-            assert len(r.outcomes) == len(bulks)
-            model = Model(sc.breaker_failures)
-            name = sc.name
-            for k, a in enumerate(bulks):
-                pre = r.at_attempt[k]  # taken as attempt k returned, before its answer was acted on
-                want = 0 if model.state == "closed" else 1
-                assert value(pre, "clawd_agent_output_breaker_state", name) == want, (k, a.status, model)
-                if model.last_ok is not None:
-                    assert value(pre, "clawd_agent_output_healthy", name) == int(model.last_ok), \
-                        (k, bulks[k - 1].status, bulks[k - 1].answer, model)
-                model.answer(a)
-                if k in after:
-                    gauge = 2 if model.state == "open" else 0
-                    assert value(after[k], "clawd_agent_output_breaker_state", name) == gauge, (k, a.status)
-                    if model.last_ok is not None:
-                        healthy = model.last_ok and model.state != "open"
-                        assert value(after[k], "clawd_agent_output_healthy", name) == int(healthy), \
-                            (k, a.status, a.answer, model)
+        drain._retry_wait = scraped_retry_wait  # type: ignore[method-assign]
+        r = run(sup, config, drain, scrapes)
+        bulks = app.requests(BULK)
+        assert len(r.outcomes) == len(bulks)
+        model = Model(sc.breaker_failures)
+        name = sc.name
+        for k, a in enumerate(bulks):
+            pre = r.at_attempt[k]  # taken as attempt k returned, before its answer was acted on
+            want = 0 if model.state == "closed" else 1
+            assert value(pre, "clawd_agent_output_breaker_state", name) == want, (k, a.status, model)
             if model.last_ok is not None:
-                assert value(r.final, "clawd_agent_output_healthy", name) == int(model.last_ok), \
-                    (bulks[-1].status, bulks[-1].answer)
+                assert value(pre, "clawd_agent_output_healthy", name) == int(model.last_ok), \
+                    (k, bulks[k - 1].status, bulks[k - 1].answer, model)
+            model.answer(a)
+            if k in after:
+                gauge = 2 if model.state == "open" else 0
+                assert value(after[k], "clawd_agent_output_breaker_state", name) == gauge, (k, a.status)
+                if model.last_ok is not None:
+                    healthy = model.last_ok and model.state != "open"
+                    assert value(after[k], "clawd_agent_output_healthy", name) == int(healthy), \
+                        (k, a.status, a.answer, model)
+        if model.last_ok is not None:
+            assert value(r.final, "clawd_agent_output_healthy", name) == int(model.last_ok), \
+                (bulks[-1].status, bulks[-1].answer)
 
 
 # No shrinking: an example runs a real drain and mock, and shrinking one took minutes.
