@@ -694,13 +694,8 @@ def test_in_flight_gauges_stay_within_the_send_slots(sc: Scenario) -> None:
     """The in-flight gauges, in every scrape taken during a run under faults (module docstring's
     runs), never show more than ``concurrency`` batches of at most ``batch_max_events``."""
     app = RecordingElasticsearch(api_keys=[f"cnryid:{sc.canary}"], answer_limit=None)
-    for f in sc.extra:
-        app.add_item_fault(f)
-    with MockServer(app) as server:
-        for f in sc.faults:
-            (server.faults if f.kind == "reset" else app.app_faults).add(f)
-        with agent(sc, server.url, "elasticsearch") as (sup, config, drain):
-            r = run(sup, config, drain, Scrapes(sup.metrics.registry))
+    with es_scenario(sc, app) as (sup, config, drain, scrapes):
+        r = run(sup, config, drain, scrapes)
     check_in_flight(r.scrapes, sc)
 
 
