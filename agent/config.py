@@ -6,6 +6,7 @@ string and credentials may be ``file:/path`` references (see ``agent.config_type
 
 from __future__ import annotations
 
+import os
 import socket
 import tomllib
 from dataclasses import dataclass, field
@@ -155,7 +156,36 @@ def parse_config(text: str, source: str = "agent.toml", env: dict[str, str] | No
         check_routes(cfg.outputs)
     except ValueError as exc:
         raise ConfigError(f"{source}: {exc}") from None
+    _check_listeners(cfg, source)
     return cfg
+
+
+_WILDCARD = {"0.0.0.0", "::", ""}
+
+
+def _check_listeners(cfg: AgentConfig, source: str) -> None:
+    """Two listeners of this agent on one address: the second bind fails when the agent starts (a
+    Unix socket path a first input already accepts on, a TCP address already bound), so `run` died
+    of a traceback that check-config had not announced. Port 0 picks a free port for each bind, and
+    a disabled metrics server binds nothing."""
+    unix: dict[str, str] = {}
+    tcp: list[tuple[str, int, str]] = []
+    if cfg.metrics.enabled and cfg.metrics.listen.port:
+        tcp.append((cfg.metrics.listen.host, cfg.metrics.listen.port, "[metrics] listen"))
+    for name, inp in cfg.inputs.items():
+        where = f"[inputs.{name}] " + ("path" if inp.type == "unix" else "listen")
+        if inp.type == "unix":
+            other = unix.setdefault(os.path.normpath(os.path.abspath(inp.path)), where)
+        elif inp.type == "http" and inp.listen.port:
+            host, port = inp.listen.host, inp.listen.port
+            # a wildcard address takes the port on every address: binding it and a specific one fails
+            other = next((w for h, p, w in tcp if p == port and (h == host or _WILDCARD & {h, host})), where)
+            tcp.append((host, port, where))
+        else:
+            continue
+        if other != where:
+            raise ConfigError(f"{source}: {where}: the same address as {other}; two listeners cannot "
+                              "share one")
 
 
 def _check_transforms(cfg: AgentConfig, source: str) -> None:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import grp
 import logging
+import os
 
 import pytest
 
@@ -159,6 +161,7 @@ def test_docs_example_config_is_valid(tmp_path):
     secret.write_text("s3cret")
     text = (Path(__file__).parent.parent / "docs" / "examples" / "agent.toml").read_text()
     text = text.replace("/etc/clawd-agent/secrets/certification-hmac", str(secret))
+    text = text.replace('group = "clawd"', f'group = "{grp.getgrgid(os.getgid()).gr_name}"')  # this host's
     cfg = parse_config(text, "docs/examples/agent.toml", env={"CLAWD_WEBHOOK_TOKEN": "t"})
     assert set(cfg.inputs) == {"hushd_audit", "openclaw", "hushd_webhook", "local"}
     assert cfg.outputs["denials"].filter.denied_only is True

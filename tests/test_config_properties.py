@@ -39,9 +39,11 @@ import copy
 import dataclasses
 import datetime as dt
 import functools
+import grp
 import itertools
 import json
 import math
+import os
 import re
 import tempfile
 import typing
@@ -62,6 +64,8 @@ from transforms.config import EnrichmentConfig, PrivacyConfig
 
 ROOT = Path(__file__).resolve().parent.parent
 CANARY = "xyzzyCANARY"
+#: A group this host has, for the unix sockets' `group` (resolved at load).
+HOST_GROUP = grp.getgrgid(os.getgid()).gr_name
 SETTINGS = settings(max_examples=30, deadline=None, database=None, derandomize=True,
                     suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
 ENV_VARS = ("WEBHOOK_TOKEN", "HEC_TOKEN", "PROXY_PASS", "API_TOKEN", "SALT", "ES_BEARER")
@@ -110,7 +114,7 @@ def rich_doc(secrets: Path) -> dict[str, Any]:
             "tail": {"type": "file", "paths": ["/var/log/hushd/audit*.jsonl"], "format": "auto",
                      "start_at": "end", "max_line_bytes": "1MiB", "read_chunk_bytes": "256KiB",
                      "rotate_wait": "5s", "scan_interval": 1, "watch": True},
-            "sock": {"type": "unix", "path": "/run/x.sock", "mode": "0660", "group": "clawd",
+            "sock": {"type": "unix", "path": "/run/x.sock", "mode": "0660", "group": HOST_GROUP,
                      "max_connections": 256},
             "hook": {"type": "http", "listen": "127.0.0.1:8471", "bearer_token": "${WEBHOOK_TOKEN}",
                      "certification_secret": f"file:{secrets}/hmac", "require_signature": True,
@@ -182,6 +186,7 @@ def base_documents(secrets_dir: Path) -> dict[str, dict[str, Any]]:
     example = example.replace("/etc/clawd-agent/secrets/certification-hmac",
                               str(secrets_dir / "certification-hmac"))
     example = example.replace("${CLAWD_WEBHOOK_TOKEN}", "${WEBHOOK_TOKEN}")
+    example = example.replace('group = "clawd"', f'group = "{HOST_GROUP}"')  # one this host has
     docs = {"packaging": tomllib.loads((ROOT / "packaging" / "agent.toml").read_text()),
             "example": tomllib.loads(example)}
     for doc in docs.values():  # as in rich_doc: the shipped MITRE table is loaded only when asked

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import grp
+import os
 from dataclasses import dataclass
 from typing import Any, Literal, TypeVar
 
@@ -9,6 +11,9 @@ from agent.config_loader import doc, load_section, secret_field
 from agent.config_types import Duration, ListenAddress, Secret, Size, parse_file_mode
 
 C = TypeVar("C")
+
+#: The longest AF_UNIX socket path on Linux (sun_path is 108 bytes, its NUL included).
+UNIX_PATH_MAX = 107
 
 RecordFormat = Literal[
     "auto", "hushd_audit", "hushd_security_event", "hushd_certification_webhook", "adapter_audit",
@@ -62,9 +67,11 @@ class UnixInputConfig:
     """Newline-delimited JSON on a local Unix stream socket."""
 
     type: Literal["unix"] = doc("Input type.", default="unix")
-    path: str = doc("Socket path.", default="/run/clawd-agent/events.sock")
+    path: str = doc("Socket path (at most 95 bytes; one path per input, as for every listener's "
+                    "address).", default="/run/clawd-agent/events.sock")
     mode: str = doc("Socket file mode, octal.", default="0660")
-    group: str | None = doc("Group owning the socket (name or gid).", default=None)
+    group: str | None = doc("Group owning the socket (name or gid; a name must exist on the host when "
+                            "the config is loaded).", default=None)
     format: RecordFormat = doc("Record shape; 'auto' detects it per line.", default="auto")
     max_line_bytes: Size = doc("Longer lines are quarantined.", default=Size(1024 * 1024))
     max_connections: int = doc("Concurrent client connections accepted.", default=256)
@@ -75,7 +82,21 @@ class UnixInputConfig:
         return int(self.mode, 8)
 
     def validate(self) -> None:
+        if not self.path:
+            raise ValueError("path: required")
+        # Bound as "<path>.<pid>.tmp" (agent.inputs.unix_socket), then renamed: that name must fit
+        # the 107 bytes of an AF_UNIX address, with a pid of up to 7 digits (pid_max is 2**22 at most).
+        longest = UNIX_PATH_MAX - len(".4194304.tmp")
+        if len(os.fsencode(self.path)) > longest:
+            raise ValueError(f"path: at most {longest} bytes (the socket is bound under a temporary name "
+                             f"{len('.4194304.tmp')} bytes longer, and a Unix socket address holds "
+                             f"{UNIX_PATH_MAX})")
         parse_file_mode(self.mode, "0660")
+        if self.group is not None and not str(self.group).isdigit():
+            try:  # the socket is chowned to it at start: an unknown name is refused here, by its key
+                grp.getgrnam(str(self.group))
+            except KeyError:
+                raise ValueError(f"group: no group {self.group!r} on this host") from None
         if self.max_line_bytes < 1 or self.max_connections < 1 or self.read_chunk_bytes < 1:
             raise ValueError("max_line_bytes, max_connections and read_chunk_bytes must be at least 1")
 
