@@ -174,7 +174,13 @@ class ElasticsearchOutputConfig(HttpOutputConfig):
             check_data_stream_part("dataset", self.data_stream_dataset)
             check_data_stream_part("namespace", self.data_stream_namespace)
             check_data_stream_name(route_target(self, {}))
-        check_index_name(route_target(self, {}))
+        check_index_name(route_target(self, {}), dated=target_is_index(self, {}))
+        if self.index and self.bootstrap and self.ilm_policy and not _dated(self) and \
+                len(self.index.encode("utf-8")) > 255 - len("-000001"):
+            # A rollover alias: the bootstrap creates its first index, <index>-000001.
+            raise ValueError(f"invalid index name {self.index[:40]!r}...: longer than 248 bytes; as a "
+                             "rollover alias (bootstrap with an ILM policy) its first index, "
+                             "<index>-000001, must fit in 255 bytes")
         if self.bootstrap:
             check_resource_name("template_name", self.template_name)
             if self.ilm_policy:
@@ -189,7 +195,7 @@ class ElasticsearchOutputConfig(HttpOutputConfig):
             check_data_stream_part("dataset", values.get("dataset") or self.data_stream_dataset)
             check_data_stream_part("namespace", values.get("namespace") or self.data_stream_namespace)
             check_data_stream_name(route_target(self, values))
-        check_index_name(route_target(self, values))
+        check_index_name(route_target(self, values), dated=target_is_index(self, values))
 
 
 def route_target(config: ElasticsearchOutputConfig, route: dict[str, str]) -> str:
@@ -204,13 +210,24 @@ def route_target(config: ElasticsearchOutputConfig, route: dict[str, str]) -> st
     return config.index or data_stream_name(config.data_stream_dataset, config.data_stream_namespace)
 
 
-def check_index_name(target: str) -> None:
-    """``ValueError`` for an index name Elasticsearch refuses (``%Y %m %d`` expanded first). The
+def target_is_index(config: ElasticsearchOutputConfig, route: dict[str, str]) -> bool:
+    """Whether ``route_target`` names an index (whose ``%Y %m %d`` expand) rather than a data stream
+    (``logs-<dataset>-<namespace>``, taken as written)."""
+    if route.get("index"):
+        return True
+    if route.get("dataset") or route.get("namespace"):
+        return False
+    return bool(config.index)
+
+
+def check_index_name(target: str, dated: bool = True) -> None:
+    """``ValueError`` for an index name Elasticsearch refuses (``%Y %m %d`` expanded first when
+    ``dated``: only an index name takes them; a data stream name is checked as written). The
     create-index API's rules (elastic.co/guide/en/elasticsearch/reference/current/
     indices-create-index.html, "Index names must meet the following criteria"): lowercase only; none
     of ``\\ / * ? " < > |``, space, comma, ``#`` (nor ``:``, deprecated since 7.0); not starting
     with ``-``, ``_`` or ``+``; not ``.`` or ``..``; at most 255 bytes."""
-    probe = target.replace("%Y", "2026").replace("%m", "01").replace("%d", "01")
+    probe = target.replace("%Y", "2026").replace("%m", "01").replace("%d", "01") if dated else target
     if probe != probe.lower():
         raise ValueError(f"invalid index name {target!r}: must be lowercase")
     if _INDEX_NAME_FORBIDDEN.search(probe) or probe.startswith(("-", "_", "+")) or probe in (".", ".."):
@@ -236,7 +253,7 @@ def check_data_stream_part(what: str, value: str) -> None:
 def check_data_stream_name(name: str) -> None:
     """``ValueError`` for a data stream name whose backing indices Elasticsearch cannot create: the
     first is ``.ds-<name>-<yyyy.MM.dd>-000001``, an index name of at most 255 bytes like any other."""
-    check_index_name(name)
+    check_index_name(name, dated=False)
     limit = 255 - _BACKING_INDEX_EXTRA
     if len(name.encode("utf-8")) > limit:
         raise ValueError(f"invalid data stream name {name[:40]!r}...: longer than {limit} bytes (its "
@@ -362,7 +379,7 @@ class ElasticsearchOutput(HttpOutput):
 
     def _route_index(self, item: DeliveryItem, route: dict[str, str]) -> str:
         index = route_target(self.config, route)
-        if "%" in index:
+        if "%" in index and target_is_index(self.config, route):
             ts = str(_event_of(item).get("timestamp", "")) or time.strftime("%Y-%m-%dT",
                                                                                 time.gmtime())
             index = index.replace("%Y", ts[0:4]).replace("%m", ts[5:7]).replace("%d", ts[8:10])
