@@ -10,9 +10,10 @@ into a temporary directory and onto loopback, then mutated to valid-but-unusual 
 1. differential: ``check-config`` (CliRunner) exits 0 iff the agent starts the way ``run`` starts it
    (``Supervisor(load_config(path)).start()``, then ``shutdown()``); when check-config refuses, ``run``
    refuses at load with the same message (so it names the same key). Mutations that only the host's
-   state at start can refuse (a ``data_dir`` that is a file, a port another process holds) are outside check-config's documented scope (docs/configuration.md: it "validates a
-   file"; the CLI help: unknown keys, wrong types, unset ${ENV}, unreadable ``file:`` secrets): for
-   those only the start is checked to refuse, so the model stays honest. Failures documented to
+   state at start can refuse (a ``data_dir`` that is a file, a port another process holds) are
+   outside check-config's documented scope (docs/configuration.md: it "validates a file"; the CLI
+   help: unknown keys, wrong types, unset ${ENV}, unreadable ``file:`` secrets): for those only the
+   start is checked to refuse, so the model stays honest. Failures documented to
    happen when an output opens (a missing ``ca_file``, a proxy URL without a scheme:
    docs/outputs/http.md) let the start succeed, and check-config accept, by design.
 2. check-config has no side effect: no file or directory under the example's directory is created,
