@@ -110,7 +110,7 @@ class AgentCollector(Collector):
         yield GaugeMetricFamily("clawd_agent_spool_bytes", "Spool size on disk (database + WAL)",
                                 value=stats.get("bytes", 0))
         yield CounterMetricFamily("clawd_agent_spool_events_dropped",
-                                  "Undelivered events dropped by on_full = drop_oldest",
+                                  "Oldest events dropped by on_full = drop_oldest, delivered or not",
                                   value=stats.get("dropped_oldest_total", 0))
         lag_events = GaugeMetricFamily("clawd_agent_output_lag_events",
                                        "Spooled events not yet delivered", labels=["output"])

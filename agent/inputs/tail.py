@@ -199,6 +199,13 @@ class _FileReader:
     def _maybe_close(self) -> None:
         if self.gone_at is None or self.tail._stop.is_set():
             return
+        # The size poll() read may be old: waiting for the spool (_settle: a full spool retries for
+        # seconds) lets the writer append more before the rename. Close only at the file's real end.
+        with contextlib.suppress(OSError):
+            size = os.fstat(self.fd).st_size
+            if size > self.size:
+                self.size = size
+                self.last_growth = time.monotonic()
         idle_since = max(self.gone_at, self.last_growth)
         if time.monotonic() - idle_since < self.tail.config.rotate_wait:
             return
