@@ -332,21 +332,22 @@ def _check_dlq(got: set[str], always: set[str], lone_413: set[str], kills: list[
 
 def _check_retry_after(reqs: list[Arrival], name: str, concurrency: int) -> None:
     """Property 4, for each 429 or 503 with Retry-After, among the requests of the process it was
-    answered to (a new process knows nothing of an earlier one's pause). When the client reads the
-    answer the slot that sent it is idle, so at most the ``concurrency - 1`` other slots can have a
-    request under way that the mock receives later; a slot whose request the mock was still
-    answering then holds none. So the batch requests received from that answer to the end of its
-    Retry-After number at most ``concurrency - 1`` minus the requests received before the answer
-    and answered after it: no wall-clock allowance."""
+    answered to (a new process knows nothing of an earlier one's pause). The slot that sent it is
+    idle until the client has read the answer; each of the ``concurrency - 1`` others can have sent
+    one request by then that the mock receives after the answer was written. That includes a slot
+    whose request the mock was still answering: under load the client reads the 503 a few
+    milliseconds late, and that slot may have had its own answer and sent again meanwhile (seen in
+    CI: 12.7 ms). So the batch requests received from that answer to the end of its Retry-After
+    number at most ``concurrency - 1``: a count, no wall-clock allowance (a client that ignored the
+    pause would send for the whole of it)."""
     for t in (r for r in reqs if r.status in (429, 503) and r.retry_after is not None):
         end = t.answered + float(t.retry_after)
         mine = [b for b in reqs if _run_of(b) == _run_of(t) and b is not t]
-        busy = [b for b in mine if b.at < t.answered < b.answered]
         early = [(round(b.at - t.answered, 4), b.status) for b in mine
                  if t.answered < b.at < end]
-        assert len(early) <= max(0, concurrency - 1 - len(busy)), (
-            f"{name}: requests {early} (s after the answer {t.status}) during its Retry-After; "
-            f"{len(busy)} of {concurrency} slots were waiting for an answer then")
+        assert len(early) <= concurrency - 1, (
+            f"{name}: requests {early} (s after the answer {t.status}) during its Retry-After, "
+            f"more than the {concurrency - 1} other send slots could have had under way")
 
 
 def _settled(cfg: Path, env: dict[str, str], n: int) -> bool:
