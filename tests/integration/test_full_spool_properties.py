@@ -481,27 +481,23 @@ def test_defect_a_rotated_file_paused_on_a_full_spool_is_closed_before_its_end()
         tail = run.sup.inputs["audit"]
         ids: list[str] = []
         k = 0
-        # Fill the spool through this file until its reader is refused and pauses.
-        while tail.stats.spool_full == 0:
+        def append(n: int) -> None:
+            nonlocal k
             chunk = b""
-            for _ in range(20):
+            for _ in range(n):
                 k += 1
                 eid, data = line("r", k, 1000)
                 ids.append(eid)
                 chunk += data
             with open(first, "ab") as f:
                 f.write(chunk)
+
+        # Fill the spool through this file until its reader is refused and pauses.
+        while tail.stats.spool_full == 0:
+            append(20)
             gevent.sleep(0.02)
         reader = next(r for r in tail.readers.values() if r.path == str(first))
-        # More lines while it waits, then the rotation (logrotate's rename out of ``paths``).
-        chunk = b""
-        for _ in range(30):
-            k += 1
-            eid, data = line("r", k, 1000)
-            ids.append(eid)
-            chunk += data
-        with open(first, "ab") as f:
-            f.write(chunk)
+        append(30)  # more lines while it waits, then the rotation (logrotate's rename out of ``paths``)
         size = first.stat().st_size
         os.rename(first, run.root / "in" / "a.jsonl.1")
         wait_until(lambda: reader.gone_at is not None, "the scan to see the rotation")
