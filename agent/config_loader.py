@@ -30,10 +30,12 @@ def doc(text: str, **kw: Any) -> Any:
     return dataclasses.field(default=kw.get("default"), metadata={"doc": text})
 
 
-def secret_field(text: str) -> Any:
+def secret_field(text: str, *, read_once: bool = False) -> Any:
     """A credential field: literal (``${ENV}`` expanded anywhere in it) or ``file:/path``; never
-    printed."""
-    return dataclasses.field(default=None, metadata={"doc": text, "secret": True})
+    printed. A ``file:`` one is re-read when its file changes (a rotated credential needs no
+    restart), unless ``read_once``: then the value read at load is kept for the whole run (a key
+    every part of the run must share, such as a hash salt: ``Secret.frozen``)."""
+    return dataclasses.field(default=None, metadata={"doc": text, "secret": True, "read_once": read_once})
 
 
 def load_section(cls: type[T], table: Any, where: str, env: dict[str, str] | None = None) -> T:
@@ -88,7 +90,7 @@ def _convert(hint: Any, value: Any, where: str, env: dict[str, str], field: Any)
                    if "," not in names else f"the variables {names} are set but empty")
             raise ConfigError(f"{where}: {why}: a credential cannot be empty (remove the key to "
                               "leave it unset)")
-        return secret
+        return secret.frozen() if field is not None and field.metadata.get("read_once") else secret
     if isinstance(value, str):
         value = _expand_env(value, where, env)
     if origin is Literal:

@@ -559,8 +559,7 @@ class Drain:
                 failed = outcome.failed or items
                 self._to_dlq(batch, failed, outcome.reason, outcome.excerpt, attempts=carried)
                 queue.popleft()
-                self._delivered(batch, len(items) - len(failed))
-                st.healthy = False  # events went to the DLQ: not succeeded, delivered ones or not
+                self._delivered(batch, len(items) - len(failed), attempt_ok=False)
                 attempt = 0
             elif status is Status.PARTIAL:
                 failed, again = outcome.failed, outcome.retry_items
@@ -571,12 +570,8 @@ class Drain:
                     st.note_failure(outcome.reason)
                     self._to_dlq(batch, failed, outcome.reason, outcome.excerpt, attempts=carried)
                 queue.popleft()
-                self._delivered(batch, len(items) - len(failed) - len(again))
-                if failed or outcome.throttled:
-                    # docs/outputs.md §7: an attempt some of whose events went to the DLQ, or were
-                    # throttled (Elasticsearch's item 429s), is not a success however
-                    # many others were delivered: unhealthy until the next success.
-                    st.healthy = False
+                self._delivered(batch, len(items) - len(failed) - len(again),
+                                attempt_ok=not (failed or outcome.throttled))
                 if again:
                     queue.appendleft(again)
                     attempt += 1
@@ -677,10 +672,9 @@ class Drain:
                            "events": n_events, "retry_in_s": round(delay, 3)})
         return not self._sleep(delay)
 
-    def _delivered(self, batch: Batch, n: int) -> None:
-        if n > 0:
-            batch.delivered += n
-            self.stats.note_delivered(n)
+    def _delivered(self, batch: Batch, n: int, *, attempt_ok: bool = True) -> None:
+        batch.delivered += n
+        self.stats.note_delivered(n, attempt_ok=attempt_ok)
 
     def _backoff(self, attempt: int, retry_after: float | None) -> float:
         """Full jitter (uniform in [0, min(retry_max, retry_initial * 2^(attempt-1))]), but never

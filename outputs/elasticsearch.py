@@ -173,14 +173,14 @@ class ElasticsearchOutputConfig(HttpOutputConfig):
         if not self.index:
             check_data_stream_part("dataset", self.data_stream_dataset)
             check_data_stream_part("namespace", self.data_stream_namespace)
-            check_data_stream_name(route_target(self, {}))
-        check_index_name(route_target(self, {}), dated=target_is_index(self, {}))
-        if self.index and self.bootstrap and self.ilm_policy and not _dated(self) and \
-                len(self.index.encode("utf-8")) > 255 - len("-000001"):
-            # A rollover alias: the bootstrap creates its first index, <index>-000001.
-            raise ValueError(f"invalid index name {self.index[:40]!r}...: longer than 248 bytes; as a "
-                             "rollover alias (bootstrap with an ILM policy) its first index, "
-                             "<index>-000001, must fit in 255 bytes")
+            check_data_stream_name(route_target(self, {})[0])
+        check_index_name(*route_target(self, {}))
+        if self.bootstrap and rollover_alias(self):
+            try:  # the bootstrap creates the alias's first index: that name must be one too
+                check_index_name(first_rollover_index(self.index), dated=False)
+            except ValueError as exc:
+                raise ValueError(f"index: as a rollover alias (bootstrap with an ILM policy) its first "
+                                 f"index cannot be created: {exc}") from None
         if self.bootstrap:
             check_resource_name("template_name", self.template_name)
             if self.ilm_policy:
@@ -194,30 +194,33 @@ class ElasticsearchOutputConfig(HttpOutputConfig):
             # The part the rule leaves out is the output's own, unchecked when it writes to an index.
             check_data_stream_part("dataset", values.get("dataset") or self.data_stream_dataset)
             check_data_stream_part("namespace", values.get("namespace") or self.data_stream_namespace)
-            check_data_stream_name(route_target(self, values))
-        check_index_name(route_target(self, values), dated=target_is_index(self, values))
+            check_data_stream_name(route_target(self, values)[0])
+        check_index_name(*route_target(self, values))
 
 
-def route_target(config: ElasticsearchOutputConfig, route: dict[str, str]) -> str:
-    """The index or data stream an event with these route values goes to, before ``%Y %m %d`` are
-    filled in: the route's ``index``, else a data stream named from its ``dataset``/``namespace``
-    (the config's for the one not set), else the output's own target."""
+def route_target(config: ElasticsearchOutputConfig, route: dict[str, str]) -> tuple[str, bool]:
+    """The index or data stream an event with these route values goes to, and whether it is an
+    index: the route's ``index``, else a data stream named from its ``dataset``/``namespace`` (the
+    config's for the one not set), else the output's own target. Only an index name expands
+    ``%Y %m %d``; a data stream's is taken as written."""
     if route.get("index"):
-        return route["index"]
+        return route["index"], True
     if route.get("dataset") or route.get("namespace"):
         return data_stream_name(route.get("dataset") or config.data_stream_dataset,
-                                route.get("namespace") or config.data_stream_namespace)
-    return config.index or data_stream_name(config.data_stream_dataset, config.data_stream_namespace)
+                                route.get("namespace") or config.data_stream_namespace), False
+    if config.index:
+        return config.index, True
+    return data_stream_name(config.data_stream_dataset, config.data_stream_namespace), False
 
 
-def target_is_index(config: ElasticsearchOutputConfig, route: dict[str, str]) -> bool:
-    """Whether ``route_target`` names an index (whose ``%Y %m %d`` expand) rather than a data stream
-    (``logs-<dataset>-<namespace>``, taken as written)."""
-    if route.get("index"):
-        return True
-    if route.get("dataset") or route.get("namespace"):
-        return False
-    return bool(config.index)
+def rollover_alias(config: ElasticsearchOutputConfig) -> bool:
+    """Whether ``index`` is an ILM rollover write alias (not dated, with a policy): the bootstrap
+    creates its first index, ``first_rollover_index``."""
+    return bool(config.index) and bool(config.ilm_policy) and not _dated(config)
+
+
+def first_rollover_index(alias: str) -> str:
+    return f"{alias}-000001"
 
 
 def check_index_name(target: str, dated: bool = True) -> None:
@@ -323,7 +326,7 @@ class ElasticsearchOutput(HttpOutput):
         self._down_until = [0.0] * len(self.hosts)
         self._rr = itertools.count()
         self._lock = threading.Lock()
-        target = route_target(config, {})
+        target = route_target(config, {})[0]
         self._target = target
         self._dated = _dated(config)
         self._prefix = self._action_prefix(target)
@@ -378,8 +381,8 @@ class ElasticsearchOutput(HttpOutput):
         return prefix
 
     def _route_index(self, item: DeliveryItem, route: dict[str, str]) -> str:
-        index = route_target(self.config, route)
-        if "%" in index and target_is_index(self.config, route):
+        index, is_index = route_target(self.config, route)
+        if "%" in index and is_index:
             ts = str(_event_of(item).get("timestamp", "")) or time.strftime("%Y-%m-%dT",
                                                                                 time.gmtime())
             index = index.replace("%Y", ts[0:4]).replace("%m", ts[5:7]).replace("%d", ts[8:10])
@@ -613,7 +616,7 @@ class ElasticsearchOutput(HttpOutput):
             warnings.append(f"index template not put: its ILM policy {policy!r} could not be put "
                             "nor found, and indices would sit in ILM's ERROR step under it; the "
                             "cluster's own templates and lifecycle apply")
-        if self.config.index and self.config.ilm_policy and not self._dated:
+        if rollover_alias(self.config):
             w = self._bootstrap_write_alias()
             if w:
                 warnings.append(w)
@@ -651,7 +654,7 @@ class ElasticsearchOutput(HttpOutput):
                 return f"write alias check: HTTP {resp.status}"
         except TransportError as exc:
             return f"write alias check: {exc}"
-        return self._put("first rollover index", f"/{alias}-000001",
+        return self._put("first rollover index", f"/{first_rollover_index(alias)}",
                          {"aliases": {alias: {"is_write_index": True}}})
 
 

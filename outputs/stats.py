@@ -81,11 +81,18 @@ class OutputStats:
     #: the last second or two of the minute ``rate()`` divides by).
     _recent: deque[list[int]] = field(default_factory=lambda: deque(maxlen=RATE_SECONDS))
 
-    def note_delivered(self, n: int) -> None:
+    def note_delivered(self, n: int, *, attempt_ok: bool = True) -> None:
+        """``n`` events of an attempt delivered. ``attempt_ok`` False: the same answer refused or
+        throttled others (docs/outputs.md §7: such an attempt is not a success, however many it
+        delivered), so the output is unhealthy until the next success."""
+        if not attempt_ok:
+            self.healthy = False
+        if n <= 0:
+            return
         now = time.time()
         self.delivered += n
         self.last_success_ms = int(now * 1000)
-        self.healthy = True
+        self.healthy = attempt_ok
         second = int(now)
         if self._recent and self._recent[-1][0] == second:
             self._recent[-1][1] += n

@@ -48,7 +48,7 @@ class RedactRule:
     hash_salt: Secret | None = secret_field(
         "style `hash`: HMAC key (*secret*, read once at start); falls back to the section's `hash_salt`. "
         "Without a key a hash of a short value (an e-mail, an IP) could be brute-forced, so `hash` "
-        "requires one.")
+        "requires one.", read_once=True)
 
     def validate(self) -> None:
         if not self.path and not self.pattern:
@@ -64,8 +64,6 @@ class RedactRule:
             raise ValueError("keep_first/keep_last: expected 0 or more")
         if not self.replacement and self.style != "hash":
             raise ValueError("replacement: must not be empty (a masked field must stay non-empty)")
-        if self.hash_salt is not None:
-            self.hash_salt = self.hash_salt.frozen()  # read once: see RedactConfig.validate
 
 
 @dataclass
@@ -78,7 +76,8 @@ class RedactConfig:
                                   default_factory=list)
     hash_salt: Secret | None = secret_field(
         "Default HMAC key for rules with style `hash` (*secret*; read once, at start: one pseudonym per "
-        "value for the whole run).")
+        "value for the whole run). A redactor built later in the run (a restarted drain, the offload "
+        "helper's renderers) then keys its pseudonyms as the others do.", read_once=True)
 
     def validate(self) -> None:
         for name in self.builtin:
@@ -88,11 +87,6 @@ class RedactConfig:
         for i, rule in enumerate(self.rules):
             if rule.style == "hash" and rule.hash_salt is None and self.hash_salt is None:
                 raise ValueError(f"rules[{i}]: style 'hash' needs hash_salt (in the rule or the section)")
-        # A hash salt is read once, at load, unlike a credential: a redactor built after a rotation
-        # (a drain restarted, the offload helper's renderers) would otherwise key its pseudonyms with
-        # another salt than the rest of the run's.
-        if self.hash_salt is not None:
-            self.hash_salt = self.hash_salt.frozen()
 
     @property
     def empty(self) -> bool:

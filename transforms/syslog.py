@@ -27,6 +27,8 @@ from __future__ import annotations
 import re
 from datetime import date
 
+from agent.caches import put_bounded
+
 __all__ = [
     "FACILITY_LOG_AUDIT",
     "SEVERITY_TO_SYSLOG",
@@ -74,7 +76,7 @@ _TS_RE = re.compile(
     r"(Z|[+-](?:[01]\d|2[0-3]):[0-5]\d)",
     re.ASCII,
 )
-_VALID_DAYS: set[str] = set()  # "YYYY-MM-DD" already checked against the calendar (bounded below)
+_VALID_DAYS: dict[str, bool] = {}  # "YYYY-MM-DD" already checked against the calendar
 
 
 def _timestamp(ts: str) -> str:
@@ -91,9 +93,7 @@ def _timestamp(ts: str) -> str:
             date.fromisoformat(day)
         except ValueError:
             raise ValueError(f"timestamp: no such date {day!r} in {ts!r}") from None
-        if len(_VALID_DAYS) > 4096:
-            _VALID_DAYS.clear()
-        _VALID_DAYS.add(day)
+        put_bounded(_VALID_DAYS, day, True, 4096)
     head, sec, frac, zone = m.groups()
     if sec == "60":
         return f"{head}59.999999{zone}"

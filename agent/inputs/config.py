@@ -14,6 +14,21 @@ C = TypeVar("C")
 
 #: The longest AF_UNIX socket path on Linux (sun_path is 108 bytes, its NUL included).
 UNIX_PATH_MAX = 107
+#: The largest pid Linux hands out (``pid_max`` is at most 2**22).
+PID_MAX = 4194304
+
+
+def unix_bind_name(path: str, pid: int) -> str:
+    """The temporary name the Unix socket input binds before renaming it to ``path`` (so a client
+    never finds the path bound but not yet listening, nor with the wrong mode or group)."""
+    return f"{path}.{pid}.tmp"
+
+
+def unix_socket_gid(group: str | int) -> int:
+    """The gid of a Unix socket's ``group`` (a name or a number); KeyError for an unknown name."""
+    if isinstance(group, int) or str(group).isdigit():
+        return int(group)
+    return grp.getgrnam(str(group)).gr_gid
 
 RecordFormat = Literal[
     "auto", "hushd_audit", "hushd_security_event", "hushd_certification_webhook", "adapter_audit",
@@ -84,17 +99,16 @@ class UnixInputConfig:
     def validate(self) -> None:
         if not self.path:
             raise ValueError("path: required")
-        # Bound as "<path>.<pid>.tmp" (agent.inputs.unix_socket), then renamed: that name must fit
-        # the 107 bytes of an AF_UNIX address, with a pid of up to 7 digits (pid_max is 2**22 at most).
-        longest = UNIX_PATH_MAX - len(".4194304.tmp")
-        if len(os.fsencode(self.path)) > longest:
-            raise ValueError(f"path: at most {longest} bytes (the socket is bound under a temporary name "
-                             f"{len('.4194304.tmp')} bytes longer, and a Unix socket address holds "
+        # The socket is first bound under its temporary name: that must fit an AF_UNIX address.
+        extra = len(unix_bind_name("", PID_MAX))
+        if len(os.fsencode(self.path)) + extra > UNIX_PATH_MAX:
+            raise ValueError(f"path: at most {UNIX_PATH_MAX - extra} bytes (the socket is bound under a "
+                             f"temporary name {extra} bytes longer, and a Unix socket address holds "
                              f"{UNIX_PATH_MAX})")
         parse_file_mode(self.mode, "0660")
-        if self.group is not None and not str(self.group).isdigit():
+        if self.group is not None:
             try:  # the socket is chowned to it at start: an unknown name is refused here, by its key
-                grp.getgrnam(str(self.group))
+                unix_socket_gid(self.group)
             except KeyError:
                 raise ValueError(f"group: no group {self.group!r} on this host") from None
         if self.max_line_bytes < 1 or self.max_connections < 1 or self.read_chunk_bytes < 1:

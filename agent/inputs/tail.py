@@ -459,6 +459,8 @@ class TailInput:
             except OSError:
                 continue
             for name in names:
+                if not keys:  # every file looked for here is found
+                    break
                 path = os.path.join(directory, name)
                 try:
                     st = os.stat(path)

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import grp
 import logging
 import os
 import socket as _stdsocket
@@ -35,17 +34,11 @@ from agent.inputs.base import (
     now_ms,
     write_with_retry,
 )
-from agent.inputs.config import UnixInputConfig, input_config
+from agent.inputs.config import UnixInputConfig, input_config, unix_bind_name, unix_socket_gid
 from agent.mapping import MappingContext
 from spool.types import IngestBatch
 
 log = logging.getLogger(__name__)
-
-
-def _gid(group: str | int) -> int:
-    if isinstance(group, int) or str(group).isdigit():
-        return int(group)
-    return grp.getgrnam(str(group)).gr_gid
 
 
 def _remove_stale(path: str) -> None:
@@ -109,7 +102,7 @@ class UnixSocketInput:
         path = self.config.path
         os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
         _remove_stale(path)
-        tmp = f"{path}.{os.getpid()}.tmp"
+        tmp = unix_bind_name(path, os.getpid())
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -117,7 +110,7 @@ class UnixSocketInput:
             sock.bind(tmp)
             os.chmod(tmp, self.config.mode_bits)
             if self.config.group is not None:
-                os.chown(tmp, -1, _gid(self.config.group))
+                os.chown(tmp, -1, unix_socket_gid(self.config.group))
             sock.listen(128)
             os.rename(tmp, path)
         except BaseException:
