@@ -9,7 +9,8 @@ Sources (text read from the RFCs; ABNF from RFC 5424 §6):
 - RFC 5424 §6.2.3: TIMESTAMP is RFC 3339 with upper-case ``T`` and ``Z``, ``TIME-SECFRAC = "." 1*6DIGIT``,
   and "Leap seconds MUST NOT be used".
 - RFC 5424 §6.3: ``SD-ELEMENT = "[" SD-ID *(SP SD-PARAM) "]"``, ``SD-NAME = 1*32PRINTUSASCII`` except ``=``,
-  SP, ``]``, ``"``; inside PARAM-VALUE ``"``, ``\\`` and ``]`` MUST be escaped with a backslash.
+  SP, ``]``, ``"``; inside PARAM-VALUE ``"``, ``\\`` and ``]`` MUST be escaped with a backslash; §6.3.2:
+  "The same SD-ID MUST NOT exist more than once in a message."
 - RFC 5424 §6.4: ``MSG = MSG-ANY / MSG-UTF8``, ``MSG-UTF8 = BOM UTF-8-STRING``. We send MSG-ANY, without
   the BOM, on purpose: CEF consumers (ArcSight's syslog connector, liblognorm/rsyslog, syslog-ng) look for
   ``CEF:`` right after the header, and the CEF standard already fixes the encoding as UTF-8; a BOM in front
@@ -101,12 +102,19 @@ def _timestamp(ts: str) -> str:
 
 
 _SD_NAME = r"[!#-<>-\\^-~]{1,32}"  # PRINTUSASCII except '=' (61), ']' (93), '"' (34); SP is not in it
-_SD_RE = re.compile(rf'(?:\[{_SD_NAME}(?: {_SD_NAME}="(?:[^"\\\]]|\\["\\\]])*")*\])+', re.DOTALL)
+_SD_ELEMENT = rf'\[({_SD_NAME})(?: {_SD_NAME}="(?:[^"\\\]]|\\["\\\]])*")*\]'
+_SD_RE = re.compile(rf"(?:{_SD_ELEMENT})+", re.DOTALL)
+_SD_ELEMENT_RE = re.compile(_SD_ELEMENT, re.DOTALL)
 
 
 def _check_sd(sd: str) -> str:
-    if sd != "-" and _SD_RE.fullmatch(sd) is None:
+    if sd == "-":
+        return sd
+    if _SD_RE.fullmatch(sd) is None:
         raise ValueError(f"structured_data: expected '-' or RFC 5424 SD-ELEMENTs, got {sd!r}")
+    ids = _SD_ELEMENT_RE.findall(sd)
+    if len(ids) != len(set(ids)):
+        raise ValueError(f"structured_data: an SD-ID appears twice (RFC 5424 §6.3.2), got {sd!r}")
     return sd
 
 

@@ -159,7 +159,8 @@ def test_pri_is_facility_times_8_plus_severity(facility, severity, pri):
                                              ({"timestamp": "2026-02-07 09:30:12Z"}, "timestamp"),
                                              ({"timestamp": "2026-02-07t09:30:12z"}, "timestamp"),
                                              ({"structured_data": "[bad"}, "structured_data"),
-                                             ({"structured_data": '[id a="x"y"]'}, "structured_data")])
+                                             ({"structured_data": '[id a="x"y"]'}, "structured_data"),
+                                             ({"structured_data": '[a x="1"][b][a y="2"]'}, "SD-ID appears")])
 def test_invalid_arguments_raise(kw, message):
     args = {"timestamp": "-", "hostname": "h", "app_name": "a", "severity": 6, **kw}
     with pytest.raises(ValueError, match=message):
@@ -204,6 +205,10 @@ def test_structured_data_element_escaping_round_trips():
     assert parse_rfc5424(frame).structured_data == sd
     with pytest.raises(ValueError):
         format_sd_element("bad id", [])
+    two = sd + format_sd_element("meta", [("sequenceId", "1")])  # distinct SD-IDs; a param name may repeat
+    frame = frame_rfc5424("m", timestamp="-", hostname="h", app_name="a", severity=6,
+                          structured_data=two + r'[x@1 a="\]" a="2"]')
+    assert parse_rfc5424(frame).structured_data.startswith(two)
 
 
 @pytest.mark.parametrize(("canonical", "syslog"), [("critical", 2), ("high", 3), ("medium", 4),
