@@ -162,7 +162,7 @@ def _utc_text(dt: datetime) -> str:
 # fullmatch: the pattern's ``$`` would also accept a trailing newline, which the general parser drops;
 # with match() a "...Z\n" value came back with or without its newline depending on the date cache.
 _TS_CANONICAL = re.compile(TIMESTAMP_PATTERN).fullmatch
-_VALID_DATES: set[str] = set()  # "YYYY-MM-DD" prefixes already proven valid by datetime()
+_VALID_DATES: dict[str, bool] = {}  # "YYYY-MM-DD" prefixes already proven valid by datetime()
 # "YYYY-MM-DDTHH:MM:SS" prefixes of timestamps that matched TIMESTAMP_PATTERN on a valid date: with one
 # of them, a value is canonical exactly when the rest is ``Z`` or ``.`` + 1..9 ASCII digits + ``Z`` (the
 # pattern's fixed-width head is that prefix), which costs a set lookup and a few character tests instead
@@ -224,9 +224,7 @@ def normalize_timestamp(value: Any, *, field_name: str = "timestamp") -> str:
         # Already UTC: keep the text (uppercase T/Z, a leap second :60 as given, at most 9 digits), exactly
         # as the canonical fast path above would, so the result never depends on the date cache.
         base = f"{y}-{mo}-{d}T{h}:{mi}:{s}" if z is not None else _utc_text(dt)
-        if len(_VALID_DATES) > 4096:
-            _VALID_DATES.clear()
-        _VALID_DATES.add(f"{y}-{mo}-{d}")  # the datetime() above accepted this date
+        put_bounded(_VALID_DATES, f"{y}-{mo}-{d}", True, 4097)  # the datetime() above accepted this date
         if frac:
             return f"{base}.{frac[:9]}Z"
         return base + "Z"
