@@ -66,8 +66,9 @@ class SpoolSection:
     on_full: Literal["block", "drop_oldest"] = doc(
         "'block' pauses inputs (they keep their offsets); 'drop_oldest' deletes the oldest events, "
         "counted and logged.", default="block")
-    retention: Duration = doc("Delivered events are kept this long for replay (cursor rewind).",
-                              default=Duration(24 * 3600))
+    retention: Duration = doc(
+        "Delivered events are kept this long for replay (cursor rewind), or until the spool reaches "
+        "max_bytes: then the oldest delivered ones make room for new events.", default=Duration(24 * 3600))
     commit_max_events: int = doc("Group commit: most events per transaction.", default=10000)
     commit_max_delay: Duration = doc(
         "Group commit: longest wait to fill a transaction. 0 commits at once; groups still form from "

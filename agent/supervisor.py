@@ -113,6 +113,7 @@ class Supervisor:
         ensure_cursors(self.spool, cfg.outputs)
         for name, out_cfg in cfg.outputs.items():
             self.spool.set_enabled(name, out_cfg.enabled)
+        self.spool.set_retention_outputs(self._enabled_outputs())
         self.metrics = AgentMetrics(lambda: self.inputs, lambda: self.drains, self.spool_stats)
         for name, out_cfg in cfg.outputs.items():
             if out_cfg.enabled:
@@ -260,11 +261,14 @@ class Supervisor:
                 delivered=now_counts[0] - last[0], failed=now_counts[1] - last[1], extra=output_extra(drain))
             self._recorded[name] = now_counts
 
+    def _enabled_outputs(self) -> list[str]:
+        """What retention, and a full spool making room, count as delivered: what all of these have."""
+        return [n for n, c in self.config.outputs.items() if c.enabled]
+
     def _prune_loop(self) -> None:
         while not self._stopping:
             gevent.sleep(self.config.spool.prune_interval)
-            enabled = [n for n, c in self.config.outputs.items() if c.enabled]
-            removed = self.spool.prune(self.config.spool.retention, enabled)
+            removed = self.spool.prune(self.config.spool.retention, self._enabled_outputs())
             if removed:
                 log.info("retention pruned delivered events", extra={"rows": removed})
 

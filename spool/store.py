@@ -16,7 +16,7 @@ import sqlite3
 import time
 import urllib.parse
 from collections.abc import Callable, Iterable, Sequence
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 import gevent
 import gevent.lock
@@ -208,6 +208,16 @@ def run_in_pool(fn: Callable[..., T], *args: Any) -> T:
     return value
 
 
+class RoomMade(NamedTuple):
+    """What an append deleted to fit ``max_bytes``: delivered events (``evicted``, before their
+    retention), undelivered ones (``dropped``, ``on_full = "drop_oldest"`` only), and the highest seq
+    deleted (every retained one below it is gone too)."""
+
+    evicted: int
+    dropped: int
+    upto: int
+
+
 class SpoolReader:
     """A read-only connection of its own, for one output's drain greenlet (or the CLI)."""
 
@@ -347,6 +357,12 @@ class Spool:
         self.durability = durability
         self.max_bytes = max_bytes
         self.on_full = on_full
+        #: The outputs whose cursors say what is delivered when a full spool makes room (the enabled,
+        #: configured ones: ``set_retention_outputs``); ``None`` = every enabled cursor row, as ``prune``.
+        self.retention_outputs: list[str] | None = None
+        #: Delivered events deleted before their retention to make room, since this object opened.
+        self.evicted_early = 0
+        self._evicting = False  # the last append made room by evicting (its warning is out)
         self.readonly = readonly
         #: The rows of the latest appends, for this process's drains (spool.recent).
         self.recent: RecentRows | None = None
@@ -603,7 +619,7 @@ class Spool:
             results, dropped, fresh, last = self._call(self._tx, lambda conn: self._append_tx(conn, batches))
             if recent is not None:
                 if dropped:
-                    recent.forget_upto(dropped[1])
+                    recent.forget_upto(dropped.upto)
                 if fresh is not None:
                     recent.add(*fresh)  # committed: the drains may read these rows from memory
                 recent.committed_to(last)
@@ -619,19 +635,36 @@ class Spool:
             if self._wal_since_checkpoint >= self._checkpoint_bytes:
                 self._start_checkpoint()
         if dropped:
+            self._log_room_made(dropped)
+        else:
+            self._evicting = False
+        return results
+
+    def _log_room_made(self, made: RoomMade) -> None:
+        if made.evicted:
+            # Once per episode: a spool that stays full evicts on most appends.
+            if self.evicted_early == 0 or not self._evicting:
+                log.warning(
+                    "spool %s reached max_bytes=%d: deleting delivered events before their retention "
+                    "to make room (the replay window shrinks; nothing undelivered is lost)",
+                    self.path,
+                    self.max_bytes,
+                )
+            self._evicting = True
+            self.evicted_early += made.evicted
+        if made.dropped:
             log.warning(
-                "spool %s over max_bytes=%d: dropped the %d oldest events (delivered or not)",
+                "spool %s over max_bytes=%d: dropped the %d oldest undelivered events",
                 self.path,
                 self.max_bytes,
-                dropped[0],
+                made.dropped,
             )
-        return results
 
     def _append_tx(
         self, conn: sqlite3.Connection, batches: Sequence[IngestBatch]
-    ) -> tuple[list[AppendResult], tuple[int, int] | None, tuple[int, list[SpoolRow]] | None, int]:
-        """The append transaction's body. Returns each batch's result, (how many, up to which seq)
-        of the events dropped to make room (None: none), and (first seq, rows) of the events
+    ) -> tuple[list[AppendResult], RoomMade | None, tuple[int, list[SpoolRow]] | None, int]:
+        """The append transaction's body. Returns each batch's result, the events deleted to make
+        room (None: none), and (first seq, rows) of the events
         inserted when their sequence numbers are known for sure (every event inserted, and the
         sequence moved by exactly their number), else None."""
         now = now_ms()
@@ -728,38 +761,76 @@ class Spool:
             self.checkpoint_error = f"{type(exc).__name__}: {exc}"
             log.warning("spool %s: background checkpoint failed: %s", self.path, self.checkpoint_error)
 
-    def _enforce_size(self, conn: sqlite3.Connection, boundary: int) -> tuple[int, int] | None:
+    def _enforce_size(self, conn: sqlite3.Connection, boundary: int) -> RoomMade | None:
         """Called inside the append transaction. ``boundary``: last seq before this transaction.
-        Returns (events dropped, the highest seq dropped: every retained one below it is gone too),
-        or None when nothing was."""
+        Returns the events deleted to make room, or None when nothing was.
+
+        Delivered events go first, whatever ``on_full`` says: retention keeps them for replay, and a
+        replay window is no reason to stop ingest. Before, a spool filled with delivered events refused
+        every append until they aged past ``retention`` (24 h by default; at 2,000 events/s the default
+        2 GiB fills in ~17 minutes), while every output was caught up."""
         assert self.max_bytes is not None
         used, wal = self._sizes(conn)
         if used + wal <= self.max_bytes:
             return None
+        evicted, upto, used, wal = self._delete_oldest(conn, min(boundary, self._evictable(conn)), used, wal)
+        if evicted:
+            conn.execute("UPDATE counters SET value = value + ? WHERE name = 'pruned_total'", (evicted,))
+            self._deleting_upto(upto)
+        if used + wal <= self.max_bytes:
+            return RoomMade(evicted, 0, upto)
         if self.on_full == "block":
             raise SpoolFull(
                 f"spool {self.path} is full: {used + wal} bytes (db {used} + wal {wal}) > max_bytes "
                 f"{self.max_bytes}; batch refused, nothing dropped"
             )
-        dropped = upto = 0
+        # Only rows committed before this transaction; never the batch being appended.
+        dropped, upto_dropped, used, wal = self._delete_oldest(conn, boundary, used, wal)
+        if used + wal > self.max_bytes:
+            raise SpoolFull(
+                f"spool {self.path} is full: {used + wal} bytes > max_bytes {self.max_bytes} even after "
+                f"dropping every older event; batch refused"
+            )
+        conn.execute("UPDATE counters SET value = value + ? WHERE name = 'dropped_oldest_total'", (dropped,))
+        self._deleting_upto(upto_dropped)
+        return RoomMade(evicted, dropped, max(upto, upto_dropped))
+
+    def _evictable(self, conn: sqlite3.Connection) -> int:
+        """The highest seq every output delivered, for making room: 0 (nothing) when no output is
+        enabled, where ``prune`` counts every event as delivered (they wait there for an output that
+        is enabled later; retention deletes them, a full spool does not)."""
+        names = self.retention_outputs
+        if names is None:
+            if conn.execute("SELECT 1 FROM cursors WHERE enabled LIMIT 1").fetchone() is None:
+                return 0
+        elif not names:
+            return 0
+        return self._delivered_limit(conn, names)
+
+    def _delete_oldest(
+        self, conn: sqlite3.Connection, limit: int, used: int, wal: int
+    ) -> tuple[int, int, int, int]:
+        """Delete the oldest events with ``seq <= limit``, ``DROP_CHUNK_ROWS`` at a time, until the spool
+        fits ``max_bytes`` or none is left. Returns (deleted, highest seq deleted, used, wal)."""
+        assert self.max_bytes is not None
+        deleted = upto = 0
         while used + wal > self.max_bytes:
-            # Only rows committed before this transaction; never the batch being appended.
             hi = conn.execute(
                 "SELECT max(seq) FROM (SELECT seq FROM events WHERE seq <= ? ORDER BY seq LIMIT ?)",
-                (boundary, DROP_CHUNK_ROWS),
+                (limit, DROP_CHUNK_ROWS),
             ).fetchone()[0]
             n = 0 if hi is None else conn.execute("DELETE FROM events WHERE seq <= ?", (hi,)).rowcount
             if n == 0:
-                raise SpoolFull(
-                    f"spool {self.path} is full: {used + wal} bytes > max_bytes {self.max_bytes} even after "
-                    f"dropping every older event; batch refused"
-                )
-            dropped += n
+                break
+            deleted += n
             upto = hi
             used, wal = self._sizes(conn)
-        conn.execute("UPDATE counters SET value = value + ? WHERE name = 'dropped_oldest_total'", (dropped,))
-        self._deleting_upto(upto)
-        return dropped, upto
+        return deleted, upto, used, wal
+
+    def set_retention_outputs(self, names: Iterable[str] | None) -> None:
+        """The enabled, configured outputs (as ``prune``'s ``enabled_outputs``): a full spool deletes
+        only what all of them delivered before it refuses or drops anything."""
+        self.retention_outputs = None if names is None else sorted(set(names))
 
     # -- reading -------------------------------------------------------------------------------
 

@@ -112,7 +112,7 @@ def free_port() -> int:
 
 
 @contextmanager
-def agent(max_bytes: int, on_full: str) -> Iterator[Run]:
+def agent(max_bytes: int, on_full: str, retention: str = "0s") -> Iterator[Run]:
     """A running agent. ``read_chunk_bytes`` is cut to 32 KiB: a chunk is one spool transaction, and
     under ``block`` a batch that does not fit into the empty spool (~0.35 MiB of pages plus a WAL file
     that stays at its size after a checkpoint) is retried for ever; the default 256 KiB chunk does not
@@ -140,7 +140,7 @@ retry_after = "2s"
     path = write_config(root, inputs=inputs)
     text = path.read_text().replace('shutdown_timeout = "5s"', 'shutdown_timeout = "20s"\noffload = false')
     text = text.replace('durability = "full"', f'durability = "off"\nmax_bytes = {max_bytes}\n'
-                        f'on_full = "{on_full}"\nretention = "0s"\nprune_interval = "50ms"')
+                        f'on_full = "{on_full}"\nretention = "{retention}"\nprune_interval = "50ms"')
     text = text.replace("batch_max_events = 200", "batch_max_events = 50\nfsync = false")
     path.write_text(text)
     sup = Supervisor(load_config(str(path)))
@@ -507,3 +507,27 @@ def test_defect_a_rotated_file_paused_on_a_full_spool_is_closed_before_its_end()
         wait_until(lambda: reader.closed, "the rotated file to be closed")
         assert reader.offset == size, f"closed at offset {reader.offset} of {size}: lines lost"
         wait_until(drained(run, set(ids)), "every line of the rotated file delivered", timeout=10)
+
+
+def test_defect_a_spool_full_of_delivered_events_stopped_ingest_for_the_retention() -> None:
+    """Found by the 3,000,000-event benchmark run: with the default 24 h retention, a spool filled with
+    events every output had delivered refused every append (the inputs paused) until they aged past
+    the retention, while the output was caught up (docs/spool.md "Size limit and disk full": delivered
+    events make room first, whatever ``on_full``)."""
+    with agent(900_000, "block", retention="24h") as run:
+        path = run.root / "in" / "a.jsonl"
+        ids: list[str] = []
+        for k in range(60):  # ~3 MB of lines through a 0.9 MB spool, the output up all along
+            chunk = b""
+            for i in range(25):
+                eid, data = line("d", k * 25 + i, 2000)
+                ids.append(eid)
+                chunk += data
+            with open(path, "ab") as f:
+                f.write(chunk)
+            gevent.sleep(0.02)
+        wait_until(drained(run, set(ids)), "every line delivered")
+        st_ = run.sup.spool.stats()
+        assert st_["pruned_total"] > 0 and st_["dropped_oldest_total"] == 0
+        assert run.sup.spool.evicted_early == st_["pruned_total"]  # retention itself deleted nothing
+

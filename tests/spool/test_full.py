@@ -36,6 +36,71 @@ def test_drop_oldest_drops_counts_and_warns(spool_path, caplog):
         assert any("dropped the" in r.getMessage() and r.levelno == logging.WARNING for r in caplog.records)
 
 
+def _deliver(s: Spool, output: str, seq: int) -> None:
+    cur = s.ensure_cursor(output)
+    assert s.commit_cursor(output, seq, cur.generation)
+
+
+def _fill(s: Spool, appends: int) -> None:
+    """Appends of 100 KB: each transaction's WAL (inserts, and deletions to make room) stays well
+    below the 3 MB limit it counts towards."""
+    for _ in range(appends):
+        assert s.append(batch(events(100, size=1000))) == AppendResult(100, 0)
+
+
+@pytest.mark.parametrize("on_full", ["block", "drop_oldest"])
+def test_a_full_spool_of_delivered_events_makes_room_before_retention(spool_path, on_full, caplog):
+    """Retention keeps delivered events for replay; it must not stop ingest. A spool full of them
+    refused every append for up to ``retention`` (24 h by default) while the outputs were caught up."""
+    with Spool(spool_path, max_bytes=3_000_000, on_full=on_full) as s:
+        _fill(s, 15)
+        _deliver(s, "a", s.last_seq())
+        _deliver(s, "b", 1200)  # the lowest cursor decides what is delivered
+        s.set_retention_outputs(["a", "b"])
+        caplog.set_level(logging.WARNING, logger="clawd.spool")
+        _fill(s, 10)
+        st = s.stats()
+        assert st["db_bytes"] <= 3_000_000
+        assert st["dropped_oldest_total"] == 0  # nothing undelivered went
+        evicted = st["pruned_total"]
+        assert 0 < evicted <= 1200 and st["first_seq"] == evicted + 1
+        assert st["rows"] + evicted == 2500
+        assert s.evicted_early == evicted
+        warned = [r.getMessage() for r in caplog.records if "before their retention" in r.getMessage()]
+        assert len(warned) == 1  # once while the spool stays full, not once per append
+
+
+def test_block_refuses_once_only_undelivered_events_fill_the_spool(spool_path):
+    with Spool(spool_path, max_bytes=3_000_000) as s:
+        _fill(s, 15)
+        _deliver(s, "a", 500)
+        s.set_retention_outputs(["a"])
+        with pytest.raises(SpoolFull, match="nothing dropped"):
+            _fill(s, 20)
+        st = s.stats()
+        assert st["first_seq"] == 501 and st["pruned_total"] == 500  # every delivered one, no more
+        assert st["dropped_oldest_total"] == 0
+
+
+@pytest.mark.parametrize("outputs", [[], ["a", "missing"], None])
+def test_only_what_every_enabled_output_delivered_makes_room(spool_path, outputs):
+    """No enabled output (events wait for one), or an enabled output without a cursor: nothing was
+    delivered. With ``None`` the enabled cursors decide, and a disabled one holds back nothing."""
+    with Spool(spool_path, max_bytes=3_000_000) as s:
+        _fill(s, 15)
+        _deliver(s, "a", s.last_seq())
+        _deliver(s, "off", 0)
+        s.set_enabled("off", False)
+        s.set_retention_outputs(outputs)
+        if outputs is None:
+            _fill(s, 10)
+            assert s.stats()["pruned_total"] > 0
+        else:
+            with pytest.raises(SpoolFull):
+                _fill(s, 10)
+            assert s.stats()["pruned_total"] == 0 and s.stats()["first_seq"] == 1
+
+
 def test_drop_oldest_refuses_a_batch_bigger_than_the_limit(spool_path):
     with Spool(spool_path, max_bytes=1_500_000, on_full="drop_oldest") as s:
         s.append(batch(events(10, size=1000)))

@@ -252,6 +252,10 @@ class SpoolMachine(RuleBasedStateMachine):
         # process's readers then read those rows from SQLite)
         target = Spool(self.path, offload=False, max_bytes=self.max_bytes, on_full=self.on_full) \
             if other == 0 else self.spool
+        # A full spool deletes what every enabled output delivered first (whatever on_full says; no
+        # enabled output: nothing), then, with drop_oldest only, undelivered events.
+        enabled = [c.seq for c in self.cursors.values() if c.enabled]
+        delivered = min([self.last, *enabled]) if enabled else 0
         try:
             got = target.append_many(ingest) if many or len(ingest) > 1 else [target.append(ingest[0])]
         except SpoolFull:
@@ -269,15 +273,22 @@ class SpoolMachine(RuleBasedStateMachine):
         self.ever.update((e.seq, e) for e in fresh)
         self.quarantine += quarantine
         self.offsets.update(offsets)
-        # on_full = "drop_oldest": the oldest events committed before this transaction may go, and
-        # only those (docs/spool.md "Size limit and disk full"); "block" and no limit drop nothing.
+        # Over max_bytes the oldest events committed before this transaction may go, and only those
+        # (docs/spool.md "Size limit and disk full"): delivered ones in any mode, undelivered ones with
+        # on_full = "drop_oldest" only; no limit deletes nothing.
         first = self.spool.first_seq()
-        dropped = [e for e in self.events if first is None or e.seq < first]
-        if dropped:
-            assert self.on_full == "drop_oldest" and dropped[-1].seq <= boundary, (dropped, boundary)
-            del self.events[:len(dropped)]
+        gone = [e for e in self.events if first is None or e.seq < first]
+        if gone:
+            assert self.max_bytes is not None and gone[-1].seq <= boundary, (gone, boundary)
+            evicted = [e for e in gone if e.seq <= delivered]
+            dropped = gone[len(evicted):]
+            assert not dropped or self.on_full == "drop_oldest", (dropped, delivered)
+            del self.events[:len(gone)]
+            self.pruned_total += len(evicted)
             self.dropped_total += len(dropped)
-            event("append dropped the oldest events")
+            event("append deleted delivered events" if evicted else "append dropped the oldest events")
+            if dropped:
+                event("append dropped undelivered events")
         if dups_total:
             event("append ignored duplicates")
 
