@@ -542,9 +542,13 @@ def http_requests(draw: Any, limit: int, token: str | None, paths: list[str],
             size = draw(st.sampled_from([None, None, None, "at", "over"]))
             want = limit + (size == "over")
             if size is not None and len(req.body) <= want < 10_000:  # exactly the limit, or 1 byte more
+                unpadded = req.body
                 req.body += b"\n" * (want - len(req.body))  # blank lines: the records stay the same
-                if len(records) == 1 and records[0][0] == 0 and not req.body.lstrip().startswith(b"["):
-                    records = [(0, req.body, records[0][2])]  # one record: its raw bytes are the body
+                if len(records) == 1 and records[0][0] == 0 and (
+                        records[0][1] == unpadded or not req.body.lstrip().startswith(b"[")):
+                    # one record whose raw bytes are the body (a single value, or an empty JSON array
+                    # quarantined whole): they are the padded body now
+                    records = [(0, req.body, records[0][2])]
             req.framing = ("length" if not req.body else
                            draw(st.sampled_from(["length", "length", "chunked"])))
             if not req.body and draw(st.booleans()):
