@@ -73,6 +73,7 @@ PRUNE_CHUNK_ROWS = 5000
 VACUUM_KEEP_BYTES = 16 * 1024 * 1024  # free pages kept for reuse after a prune; the rest is returned
 VACUUM_CHUNK_PAGES = 2048
 DROP_CHUNK_ROWS = 1000
+EVICTION_LOG_INTERVAL_S = 60.0
 SQLITE_FULL = 13
 SQLITE_BUSY = 5
 
@@ -362,7 +363,8 @@ class Spool:
         self.retention_outputs: list[str] | None = None
         #: Delivered events deleted before their retention to make room, since this object opened.
         self.evicted_early = 0
-        self._evicting = False  # the last append made room by evicting (its warning is out)
+        self._evicted_unlogged = 0
+        self._evicted_logged_at: float | None = None
         self.readonly = readonly
         #: The rows of the latest appends, for this process's drains (spool.recent).
         self.recent: RecentRows | None = None
@@ -382,6 +384,10 @@ class Spool:
         self._wal_since_checkpoint = 0
         #: The file's page size, once read (``_sizes``).
         self._page_size: int | None = None
+        #: ``journal_size_limit``: the WAL file is cut back to this when SQLite restarts it.
+        self._wal_limit: int | None = None
+        #: The last refused append found the WAL file over ``_wal_limit`` (``_truncate_wal``).
+        self._wal_over = False
         #: The background checkpoint's connection, and the checkpoint running now (at most one).
         self._ckpt_conn: sqlite3.Connection | None = None
         self._ckpt_pending: Any = None
@@ -464,6 +470,7 @@ class Spool:
                 ckpt_pages *= FALLBACK_CHECKPOINT_FACTOR
             conn.execute(f"PRAGMA wal_autocheckpoint = {ckpt_pages}")
             conn.execute(f"PRAGMA journal_size_limit = {wal_limit}")
+            self._wal_limit = wal_limit
             conn.execute(f"PRAGMA cache_size = -{CACHE_KIB}")
             conn.execute("PRAGMA temp_store = MEMORY")
             self.schema_version = schema.migrate(conn, self.path)
@@ -616,7 +623,13 @@ class Spool:
         if recent is not None:
             recent.appending += 1
         try:
-            results, dropped, fresh, last = self._call(self._tx, lambda conn: self._append_tx(conn, batches))
+            try:
+                results, dropped, fresh, last = self._call(
+                    self._tx, lambda conn: self._append_tx(conn, batches))
+            except SpoolFull:
+                if self._wal_over:
+                    self._truncate_wal()
+                raise
             if recent is not None:
                 if dropped:
                     recent.forget_upto(dropped.upto)
@@ -636,22 +649,24 @@ class Spool:
                 self._start_checkpoint()
         if dropped:
             self._log_room_made(dropped)
-        else:
-            self._evicting = False
         return results
 
     def _log_room_made(self, made: RoomMade) -> None:
         if made.evicted:
-            # Once per episode: a spool that stays full evicts on most appends.
-            if self.evicted_early == 0 or not self._evicting:
+            self.evicted_early += made.evicted
+            self._evicted_unlogged += made.evicted
+            # A spool that stays full makes room every few appends: one line a minute says it.
+            now = time.monotonic()
+            if self._evicted_logged_at is None or now - self._evicted_logged_at >= EVICTION_LOG_INTERVAL_S:
                 log.warning(
-                    "spool %s reached max_bytes=%d: deleting delivered events before their retention "
+                    "spool %s reached max_bytes=%d: deleted %d delivered events before their retention "
                     "to make room (the replay window shrinks; nothing undelivered is lost)",
                     self.path,
                     self.max_bytes,
+                    self._evicted_unlogged,
                 )
-            self._evicting = True
-            self.evicted_early += made.evicted
+                self._evicted_logged_at = now
+                self._evicted_unlogged = 0
         if made.dropped:
             log.warning(
                 "spool %s over max_bytes=%d: dropped the %d oldest undelivered events",
@@ -768,24 +783,32 @@ class Spool:
         Delivered events go first, whatever ``on_full`` says: retention keeps them for replay, and a
         replay window is no reason to stop ingest. Before, a spool filled with delivered events refused
         every append until they aged past ``retention`` (24 h by default; at 2,000 events/s the default
-        2 GiB fills in ~17 minutes), while every output was caught up."""
+        2 GiB fills in ~17 minutes), while every output was caught up.
+
+        The WAL file is measured once, before any deletion: deleting writes pages to the WAL too (all
+        the freed ones where SQLite zeroes deleted content, Debian's default), so a loop that measured
+        it again after each chunk never got below the limit, deleted every event it was allowed to,
+        and left a WAL of the spool's size (the 3,000,000-event benchmark run: 2 GiB, then every
+        append refused)."""
         assert self.max_bytes is not None
         used, wal = self._sizes(conn)
+        self._wal_over = False
         if used + wal <= self.max_bytes:
             return None
-        evicted, upto, used, wal = self._delete_oldest(conn, min(boundary, self._evictable(conn)), used, wal)
+        evicted, upto, used = self._delete_oldest(conn, min(boundary, self._evictable(conn)), used, wal)
         if evicted:
             conn.execute("UPDATE counters SET value = value + ? WHERE name = 'pruned_total'", (evicted,))
             self._deleting_upto(upto)
         if used + wal <= self.max_bytes:
             return RoomMade(evicted, 0, upto)
+        self._wal_over = self._wal_limit is not None and wal > self._wal_limit
         if self.on_full == "block":
             raise SpoolFull(
                 f"spool {self.path} is full: {used + wal} bytes (db {used} + wal {wal}) > max_bytes "
                 f"{self.max_bytes}; batch refused, nothing dropped"
             )
         # Only rows committed before this transaction; never the batch being appended.
-        dropped, upto_dropped, used, wal = self._delete_oldest(conn, boundary, used, wal)
+        dropped, upto_dropped, used = self._delete_oldest(conn, boundary, used, wal)
         if used + wal > self.max_bytes:
             raise SpoolFull(
                 f"spool {self.path} is full: {used + wal} bytes > max_bytes {self.max_bytes} even after "
@@ -809,9 +832,10 @@ class Spool:
 
     def _delete_oldest(
         self, conn: sqlite3.Connection, limit: int, used: int, wal: int
-    ) -> tuple[int, int, int, int]:
-        """Delete the oldest events with ``seq <= limit``, ``DROP_CHUNK_ROWS`` at a time, until the spool
-        fits ``max_bytes`` or none is left. Returns (deleted, highest seq deleted, used, wal)."""
+    ) -> tuple[int, int, int]:
+        """Delete the oldest events with ``seq <= limit``, ``DROP_CHUNK_ROWS`` at a time, until the used
+        pages and ``wal`` (the WAL file before the deletions) fit ``max_bytes``, or none is left.
+        Returns (deleted, highest seq deleted, used bytes)."""
         assert self.max_bytes is not None
         deleted = upto = 0
         while used + wal > self.max_bytes:
@@ -824,8 +848,26 @@ class Spool:
                 break
             deleted += n
             upto = hi
-            used, wal = self._sizes(conn)
-        return deleted, upto, used, wal
+            used = self._sizes(conn)[0]
+        return deleted, upto, used
+
+    def _truncate_wal(self) -> None:
+        """A refused append found the WAL file over ``journal_size_limit`` (a large transaction, or a
+        checkpoint held back by a reader): copy it into the database and truncate it to zero bytes.
+        SQLite cuts the file back only when a write restarts the log, and a spool full because of its
+        WAL refuses every write, so without this nothing ever did. Waits for readers at most
+        ``RESTART_WAIT_MS``; the inputs retry either way."""
+        def checkpoint(conn: sqlite3.Connection) -> None:
+            conn.execute(f"PRAGMA busy_timeout = {RESTART_WAIT_MS}")
+            try:
+                conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+            finally:
+                conn.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout_ms)}")
+
+        try:
+            self._call(checkpoint, self._conn)
+        except sqlite3.Error as exc:
+            log.warning("spool %s: checkpoint of an oversized WAL failed: %s", self.path, exc)
 
     def set_retention_outputs(self, names: Iterable[str] | None) -> None:
         """The enabled, configured outputs (as ``prune``'s ``enabled_outputs``): a full spool deletes
