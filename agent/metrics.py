@@ -110,8 +110,13 @@ class AgentCollector(Collector):
         yield GaugeMetricFamily("clawd_agent_spool_bytes", "Spool size on disk (database + WAL)",
                                 value=stats.get("bytes", 0))
         yield CounterMetricFamily("clawd_agent_spool_events_dropped",
-                                  "Oldest events dropped by on_full = drop_oldest, delivered or not",
+                                  "Events not yet delivered that on_full = drop_oldest deleted at max_bytes "
+                                  "(delivered ones make room first)",
                                   value=stats.get("dropped_oldest_total", 0))
+        yield CounterMetricFamily("clawd_agent_spool_events_evicted",
+                                  "Delivered events deleted before their retention to make room at "
+                                  "max_bytes, since the agent started (the replay window shrank)",
+                                  value=stats.get("evicted_early", 0))
         lag_events = GaugeMetricFamily("clawd_agent_output_lag_events",
                                        "Spooled events not yet delivered", labels=["output"])
         lag_seconds = GaugeMetricFamily("clawd_agent_output_lag_seconds",

@@ -200,6 +200,8 @@ class Supervisor:
             seq = self.spool.last_seq()
             if now - taken > 1.0 or seq != last_seq:
                 stats = self.spool.stats(offload=True)
+                # This process's count, not the file's; only an append evicts, and it moves last_seq.
+                stats["evicted_early"] = self.spool.evicted_early
                 self._stats_cache = (now, seq, stats)
             return stats
 

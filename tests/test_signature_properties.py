@@ -36,8 +36,8 @@ from hypothesis import strategies as st
 
 from agent.inputs.http_listener import HttpInput
 from agent.signature import SIGNATURE_HEADER, SignatureError, verify_certification_signature
-from tests.inputs.helpers import event_ids, open_spool
-from tests.inputs.test_unix_http import AUDIT_LINES, _cert_body, _post
+from tests.inputs.helpers import AUDIT_LINES, event_ids, http_post, open_spool
+from tests.inputs.test_unix_http import _cert_body
 
 SETTINGS = settings(max_examples=200, derandomize=True, deadline=None, database=None,
                     suppress_health_check=[HealthCheck.too_slow])
@@ -260,7 +260,7 @@ def test_unsigned_certification_webhooks_are_refused_however_wrapped(
     reaches the spool. Fixed: ``_looks_certification`` looked only at a body that was one JSON object,
     so the same record in an array or an NDJSON body was taken unsigned; each record is now looked at."""
     inp, spool = listener
-    status, _headers, answer = _post(inp.address, "/cert", WRAPPINGS[wrapping])
+    status, _headers, answer = http_post(inp.address, "/cert", WRAPPINGS[wrapping])
     assert (status, answer.get("error", "")[:19]) == (401, "signature rejected:")
     assert event_ids(spool) == []  # type: ignore[arg-type]
 
@@ -270,6 +270,6 @@ def test_signed_certification_webhooks_and_unsigned_audit_posts_are_accepted(
     """The other side of the property above: hushd's signed webhook and its unsigned audit_forward."""
     inp, spool = listener
     sig = "sha256=" + hexdigest(CERT, SECRET.encode())
-    assert _post(inp.address, "/cert", CERT, {SIGNATURE_HEADER: sig})[0] == 200
-    assert _post(inp.address, "/audit", AUDIT_LINES[0])[0] == 200
+    assert http_post(inp.address, "/cert", CERT, {SIGNATURE_HEADER: sig})[0] == 200
+    assert http_post(inp.address, "/audit", AUDIT_LINES[0])[0] == 200
     assert len(event_ids(spool)) == 2  # type: ignore[arg-type]

@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import gevent
+from gevent import socket as gsocket
 
 from spool.store import Spool
 from spool.writer import SpoolWriter
@@ -74,3 +75,32 @@ def audit_line(i: int, **extra) -> bytes:
 
 def line_id(line: bytes) -> str:
     return json.loads(line)["id"]
+
+
+def http_post(addr, path: str, body: bytes, headers=None, *, content_length=True, chunked=False):
+    """One POST on a new gevent connection (``Connection: close``): (status, lower-cased headers,
+    the JSON answer or None)."""
+    s = gsocket.create_connection(addr)
+    hdrs = {"Host": "127.0.0.1", "Content-Type": "application/json", "Connection": "close", **(headers or {})}
+    if chunked:
+        hdrs["Transfer-Encoding"] = "chunked"
+        payload = b"".join(b"%x\r\n%s\r\n" % (len(body[i:i + 4096]), body[i:i + 4096])
+                           for i in range(0, len(body), 4096)) + b"0\r\n\r\n"
+    else:
+        if content_length:
+            hdrs["Content-Length"] = str(len(body))
+        payload = body
+    head = f"POST {path} HTTP/1.1\r\n" + "".join(f"{k}: {v}\r\n" for k, v in hdrs.items()) + "\r\n"
+    s.sendall(head.encode() + payload)
+    resp = b""
+    while True:
+        chunk = s.recv(65536)
+        if not chunk:
+            break
+        resp += chunk
+    s.close()
+    head, _, rbody = resp.partition(b"\r\n\r\n")
+    lines = head.decode().split("\r\n")
+    status = int(lines[0].split()[1])
+    rh = {k.lower(): v for k, _, v in (x.partition(": ") for x in lines[1:])}
+    return status, rh, (json.loads(rbody) if rbody else None)

@@ -24,6 +24,7 @@ from tests.inputs.helpers import (
     FIXTURES,
     audit_line,
     event_ids,
+    http_post,
     line_id,
     open_spool,
     source_ids,
@@ -135,33 +136,6 @@ def test_unix_many_concurrent_clients(env):
 
 # -- HTTP ----------------------------------------------------------------------------------------
 
-def _post(addr, path, body: bytes, headers=None, *, content_length=True, chunked=False):
-    s = socket.create_connection(addr)
-    hdrs = {"Host": "127.0.0.1", "Content-Type": "application/json", "Connection": "close", **(headers or {})}
-    if chunked:
-        hdrs["Transfer-Encoding"] = "chunked"
-        payload = b"".join(b"%x\r\n%s\r\n" % (len(body[i:i + 4096]), body[i:i + 4096])
-                           for i in range(0, len(body), 4096)) + b"0\r\n\r\n"
-    else:
-        if content_length:
-            hdrs["Content-Length"] = str(len(body))
-        payload = body
-    head = f"POST {path} HTTP/1.1\r\n" + "".join(f"{k}: {v}\r\n" for k, v in hdrs.items()) + "\r\n"
-    s.sendall(head.encode() + payload)
-    resp = b""
-    while True:
-        chunk = s.recv(65536)
-        if not chunk:
-            break
-        resp += chunk
-    s.close()
-    head, _, rbody = resp.partition(b"\r\n\r\n")
-    lines = head.decode().split("\r\n")
-    status = int(lines[0].split()[1])
-    rh = {k.lower(): v for k, _, v in (x.partition(": ") for x in lines[1:])}
-    return status, rh, (json.loads(rbody) if rbody else None)
-
-
 def _get(addr, path):
     s = socket.create_connection(addr)
     s.sendall(f"GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode())
@@ -189,7 +163,7 @@ def test_http_200_only_after_commit(env):
         return res
 
     writer.write = write
-    status, _h, body = _post(inp.address, "/audit-webhook", AUDIT_LINES[0].strip())
+    status, _h, body = http_post(inp.address, "/audit-webhook", AUDIT_LINES[0].strip())
     # the row is in the spool by the time the response arrives
     assert status == 200 and body == {"accepted": 1, "duplicates": 0, "quarantined": 0}
     assert event_ids(spool) == [line_id(AUDIT_LINES[0])] and seen["after_commit"] == 1
@@ -212,7 +186,7 @@ def test_http_connections_answer_without_nagle_delay(env, monkeypatch):
         return handle(self)
 
     monkeypatch.setattr(pywsgi.WSGIHandler, "handle", recording_handle)
-    status, _h, _body = _post(inp.address, "/audit-webhook", AUDIT_LINES[0].strip())
+    status, _h, _body = http_post(inp.address, "/audit-webhook", AUDIT_LINES[0].strip())
     assert status == 200
     assert flags and all(flags)
 
@@ -222,8 +196,8 @@ def test_http_status_is_stored_as_json_after_requests(env):
     heartbeat and at shutdown: integer keys made both raise, so the agent could not stop."""
     _d, spool, writer, add = env
     inp = http(add, writer)
-    assert _post(inp.address, "/audit-webhook", AUDIT_LINES[0].strip())[0] == 200
-    assert _post(inp.address, "/audit-webhook", b"not json")[0] == 400
+    assert http_post(inp.address, "/audit-webhook", AUDIT_LINES[0].strip())[0] == 200
+    assert http_post(inp.address, "/audit-webhook", b"not json")[0] == 400
     spool.set_input_stats({"http": inp.status()})
     assert spool.get_input_stats()["http"]["responses"] == {"200": 1, "400": 1}
 
@@ -281,7 +255,7 @@ def test_http_stop_closes_idle_keepalive_connections_and_finishes_requests(env):
 def test_http_ndjson_body(env):
     _d, spool, writer, add = env
     inp = http(add, writer)
-    status, _h, body = _post(inp.address, "/x", b"".join(AUDIT_LINES[:3]))
+    status, _h, body = http_post(inp.address, "/x", b"".join(AUDIT_LINES[:3]))
     assert status == 200 and body["accepted"] == 3
     assert event_ids(spool) == source_ids(AUDIT_LINES[:3])
 
@@ -289,10 +263,10 @@ def test_http_ndjson_body(env):
 def test_http_bearer_token(env):
     _d, spool, writer, add = env
     inp = http(add, writer, bearer_token="s3cret-token")
-    assert _post(inp.address, "/a", AUDIT_LINES[0])[0] == 401
-    assert _post(inp.address, "/a", AUDIT_LINES[0], {"Authorization": "Bearer wrong"})[0] == 401
+    assert http_post(inp.address, "/a", AUDIT_LINES[0])[0] == 401
+    assert http_post(inp.address, "/a", AUDIT_LINES[0], {"Authorization": "Bearer wrong"})[0] == 401
     assert event_ids(spool) == []
-    assert _post(inp.address, "/a", AUDIT_LINES[0], {"Authorization": "Bearer s3cret-token"})[0] == 200
+    assert http_post(inp.address, "/a", AUDIT_LINES[0], {"Authorization": "Bearer s3cret-token"})[0] == 200
     assert len(event_ids(spool)) == 1
 
 
@@ -300,21 +274,21 @@ def test_http_413_by_content_length_and_by_streamed_body(env):
     _d, spool, writer, add = env
     inp = http(add, writer, max_body_bytes=1000)
     big = b'{"x":"' + b"a" * 5000 + b'"}'
-    status, _h, body = _post(inp.address, "/a", big)
+    status, _h, body = http_post(inp.address, "/a", big)
     assert status == 413 and "max_body_bytes" in body["error"]
     # no Content-Length: the limit is enforced while reading
-    status, _h, body = _post(inp.address, "/a", big, chunked=True)
+    status, _h, body = http_post(inp.address, "/a", big, chunked=True)
     assert status == 413
     assert event_ids(spool) == []
-    assert _post(inp.address, "/a", AUDIT_LINES[0], chunked=True)[0] == 200
+    assert http_post(inp.address, "/a", AUDIT_LINES[0], chunked=True)[0] == 200
 
 
 def test_http_400_invalid_body_is_quarantined(env):
     _d, spool, writer, add = env
     inp = http(add, writer)
-    status, _h, body = _post(inp.address, "/hook", b"{not json")
+    status, _h, body = http_post(inp.address, "/hook", b"{not json")
     assert status == 400 and body["error"].startswith("invalid JSON")
-    status, _h, body = _post(inp.address, "/hook", b'{"hello": 1}')
+    status, _h, body = http_post(inp.address, "/hook", b'{"hello": 1}')
     assert status == 400 and "unknown record shape" in body["error"]
     q = spool.quarantine_list()
     assert len(q) == 2 and {e.source for e in q} == {"http:/hook"}
@@ -329,7 +303,7 @@ def test_http_quarantine_excerpt_is_masked_by_privacy(env):
     context = parse_config('[inputs.h]\ntype = "http"\n[outputs.o]\ntype = "stdout"\n').mapping_context()
     inp = add(HttpInput("http", {"listen": "127.0.0.1:0"}, writer, None, context))
     secret = "AKIA" + "Z7Q3R5T1W9Y2U4I6"
-    status, _h, _b = _post(inp.address, "/hook", b'{"hello": "' + secret.encode() + b'"}')
+    status, _h, _b = http_post(inp.address, "/hook", b'{"hello": "' + secret.encode() + b'"}')
     assert status == 400
     (q,) = spool.quarantine_list()
     assert secret.encode() not in q.excerpt and secret not in q.reason
@@ -348,16 +322,17 @@ def test_http_certification_signature_ok_missing_bad(env):
     inp = http(add, writer, certification_secret="whsec")
     body = _cert_body()
     sig = "sha256=" + hmac.new(b"whsec", body, hashlib.sha256).hexdigest()
-    status, _h, rbody = _post(inp.address, "/cert", body)
+    status, _h, rbody = http_post(inp.address, "/cert", body)
     assert status == 401 and "signature" in rbody["error"]
-    status, _h, rbody = _post(inp.address, "/cert", body, {"x-clawdstrike-signature": "sha256=" + "0" * 64})
+    wrong = {"x-clawdstrike-signature": "sha256=" + "0" * 64}
+    status, _h, rbody = http_post(inp.address, "/cert", body, wrong)
     assert status == 401
     assert event_ids(spool) == [] and len(spool.quarantine_list()) == 2
     assert all(e.reason.startswith("signature rejected") for e in spool.quarantine_list())
-    status, _h, rbody = _post(inp.address, "/cert", body, {"x-clawdstrike-signature": sig})
+    status, _h, rbody = http_post(inp.address, "/cert", body, {"x-clawdstrike-signature": sig})
     assert status == 200 and rbody["accepted"] == 1
     # an unsigned audit_forward POST is still accepted: hushd never signs those
-    assert _post(inp.address, "/audit", AUDIT_LINES[0])[0] == 200
+    assert http_post(inp.address, "/audit", AUDIT_LINES[0])[0] == 200
 
 
 def test_http_503_when_spool_full(env):
@@ -368,7 +343,7 @@ def test_http_503_when_spool_full(env):
         raise SpoolFull("test")
 
     writer.write = full
-    status, headers, body = _post(inp.address, "/a", AUDIT_LINES[0])
+    status, headers, body = http_post(inp.address, "/a", AUDIT_LINES[0])
     assert status == 503 and headers["retry-after"] == "7" and "spool full" in body["error"]
 
 
@@ -379,7 +354,7 @@ def test_http_replay_of_captured_hushd_webhooks_matches_file_ids(env):
     for r in reqs:
         body = json.dumps(r["body"], separators=(",", ":")).encode()
         headers = {k: v for k, v in r["headers"].items() if k not in ("host", "content-length")}
-        status, _h, rbody = _post(inp.address, r["path"], body, headers)
+        status, _h, rbody = http_post(inp.address, r["path"], body, headers)
         assert status == 200, rbody
     file_ids = [parse_line(x, context=MappingContext())["event_id"] for x in AUDIT_LINES]
     assert event_ids(spool) == file_ids

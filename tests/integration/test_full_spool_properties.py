@@ -52,11 +52,13 @@ import orjson
 from gevent import socket as gsocket
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
+from prometheus_client.exposition import generate_latest
 
 from agent.config import load_config
 from agent.supervisor import Supervisor
 from spool.store import Spool, wal_limits
 from spool.types import EncodedEvent, IngestBatch, InputOffset, SpoolFull
+from tests.inputs.helpers import http_post
 from tests.integration.harness import complete_lines, write_config
 
 SETTINGS = dict(deadline=None, database=None, derandomize=True,
@@ -174,21 +176,8 @@ def spool_full_count(run: Run) -> int:
 
 def post(run: Run, body: bytes) -> tuple[int, dict[str, str]]:
     """One POST over a gevent socket (the server runs on this hub): (status, headers)."""
-    s = gsocket.create_connection(("127.0.0.1", run.port))
-    try:
-        s.sendall(b"POST /audit HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-                  b"Connection: close\r\nContent-Length: %d\r\n\r\n" % len(body) + body)
-        data = b""
-        while True:
-            chunk = s.recv(65536)
-            if not chunk:
-                break
-            data += chunk
-    finally:
-        s.close()
-    head = data.split(b"\r\n\r\n", 1)[0].decode().split("\r\n")
-    headers = {k.strip().lower(): v.strip() for k, v in (h.split(":", 1) for h in head[1:])}
-    return int(head[0].split()[1]), headers
+    status, headers, _answer = http_post(("127.0.0.1", run.port), "/audit", body)
+    return status, headers
 
 
 def send_unix(run: Run, data: bytes) -> None:
@@ -533,4 +522,7 @@ def test_defect_a_spool_full_of_delivered_events_stopped_ingest_for_the_retentio
         st_ = run.sup.spool.stats()
         assert st_["pruned_total"] > 0 and st_["dropped_oldest_total"] == 0
         assert run.sup.spool.evicted_early == st_["pruned_total"]  # retention itself deleted nothing
+        assert run.sup.metrics is not None
+        scraped = generate_latest(run.sup.metrics.registry).decode()
+        assert f"clawd_agent_spool_events_evicted_total {float(st_['pruned_total'])}" in scraped
 
