@@ -296,6 +296,12 @@ class Output:
         data."""
         return None
 
+    def pack_stream(self) -> Any:
+        """For an output with a ``packer`` whose body can be built as a batch fills: a new
+        outputs.packing.PackStream for one batch (the drain's batcher feeds it each item as it
+        comes), or None (the default): the drain packs each batch as it dispatches it."""
+        return None
+
     def request_body(self, batch: list[DeliveryItem], packed: Any = None) -> Any:
         """For an output with a ``packer``: the body of one attempt, ``packed`` as the drain gave it,
         else made from the items' data (encoding an item that has none)."""

@@ -14,6 +14,7 @@ then answers 413 (``Outcome.split``) and the framework puts just that event in t
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -52,9 +53,14 @@ class Batch:
 class Batcher:
     """Accumulates encoded items; ``add`` returns the batches that adding one item closed."""
 
-    __slots__ = ("_items", "_lo", "_nbytes", "max_bytes", "max_events", "opened_at")
+    __slots__ = ("_items", "_lo", "_nbytes", "_open_stream", "_stream", "max_bytes", "max_events",
+                 "opened_at")
 
-    def __init__(self, max_events: int, max_bytes: int, after_seq: int):
+    def __init__(self, max_events: int, max_bytes: int, after_seq: int,
+                 open_stream: Callable[[], Any] | None = None):
+        """``open_stream`` (``Output.pack_stream``): called as each batch opens; a stream it returns
+        takes every item of that batch as it is added (its data compressed and dropped from the
+        item) and becomes the closed batch's ``packed`` body (outputs.packing)."""
         if max_events < 1 or max_bytes < 1:
             raise ValueError("batch limits must be at least 1")
         self.max_events = max_events
@@ -62,6 +68,8 @@ class Batcher:
         self._lo = after_seq + 1
         self._items: list[DeliveryItem] = []
         self._nbytes = 0
+        self._open_stream = open_stream
+        self._stream: Any = None
         #: ``time.monotonic()`` when the pending batch got its first item (None: no items pending).
         self.opened_at: float | None = None
 
@@ -82,8 +90,12 @@ class Batcher:
             closed = [self._close(item.seq - 1)]  # would overflow: ship what we have first
         if not self._items:
             self.opened_at = time.monotonic()
+            if self._open_stream is not None:
+                self._stream = self._open_stream()
         self._items.append(item)
         self._nbytes += size
+        if self._stream is not None:
+            self._stream.add(item)
         if len(self._items) >= self.max_events or self._nbytes >= self.max_bytes:
             full = self._close(item.seq)
             if closed is None:
@@ -108,9 +120,13 @@ class Batcher:
         self._nbytes = 0
         self._lo = after_seq + 1
         self.opened_at = None
+        self._stream = None
 
     def _close(self, hi: int) -> Batch:
         batch = Batch(self._items, self._lo, hi, self._nbytes)
+        if self._stream is not None:
+            batch.packed = self._stream.finish()
+            self._stream = None
         self._items = []
         self._nbytes = 0
         self._lo = hi + 1

@@ -481,6 +481,15 @@ class HttpClient:
             return Payload(compress_off_loop(body, self.config.compression_level), True)
         return Payload(body if isinstance(body, bytes) else b"".join(body), False)
 
+    def gzip_stream(self) -> GzipStream | None:
+        """A ``GzipStream`` at the config's level when ``payload`` would gzip in the caller (ISA-L);
+        None otherwise: zlib compresses a large body in the threadpool (``compress_off_loop``), and an
+        uncompressed body is one join."""
+        level = self.config.compression_level
+        if self.config.compression == "gzip" and compresses_inline(level):
+            return GzipStream(level)
+        return None
+
     def request(self, method: str, url: str, body: bytes | Payload | None = None,
                 headers: Mapping[str, str] | None = None, *, compress: bool | None = None,
                 timeout: float | None = None, report: bool = True) -> HttpResponse:
@@ -666,6 +675,14 @@ class HttpOutput(Output):
     def packer(self) -> Callable[[list[bytes]], Payload]:
         return self.client().payload
 
+    def pack_stream(self) -> Any:
+        gzip = self.client().gzip_stream()
+        if gzip is None:
+            return None
+        from outputs.packing import PackStream  # outputs.packing imports this module
+
+        return PackStream(gzip)
+
 
 def _read_body(r: requests.Response, deadline: float) -> bytes:
     """The whole (decoded) body, or ``_BadBody`` past ``deadline`` or ``MAX_RESPONSE_BYTES``.
@@ -786,7 +803,7 @@ GZIP_GROUP_BYTES = 256 * 1024
 def compress_off_loop(data: bytes | Sequence[bytes], level: int = 1) -> bytes:
     """``gzip_bytes(data, level)``, in gevent's threadpool when zlib compresses a large body
     (``OFFLOAD_BYTES``), in the caller otherwise."""
-    if _isal_zlib is not None and level <= ISAL_MAX_LEVEL:
+    if compresses_inline(level):
         return gzip_bytes(data, level)
     size = len(data) if isinstance(data, bytes) else sum(map(len, data))
     if size < OFFLOAD_BYTES:
@@ -794,6 +811,11 @@ def compress_off_loop(data: bytes | Sequence[bytes], level: int = 1) -> bytes:
     import gevent
 
     return gevent.get_hub().threadpool.apply(gzip_bytes, (data, level))
+
+
+def compresses_inline(level: int) -> bool:
+    """True when gzip at ``level`` is ISA-L's, fast enough to run in the caller (``OFFLOAD_BYTES``)."""
+    return _isal_zlib is not None and level <= ISAL_MAX_LEVEL
 
 
 def gzip_bytes(data: bytes | Sequence[bytes], level: int = 1, *, codec: Any = None) -> bytes:
@@ -804,24 +826,50 @@ def gzip_bytes(data: bytes | Sequence[bytes], level: int = 1, *, codec: Any = No
     ``codec`` forces one module (tests).
 
     ``data`` may be the body's parts in order (a batch's encoded events): they are compressed
-    ``GZIP_GROUP_BYTES`` at a time, so the uncompressed body (megabytes, once per request in flight)
-    never exists joined."""
-    mod = codec or (_isal_zlib if _isal_zlib is not None and level <= ISAL_MAX_LEVEL else zlib)
-    c = mod.compressobj(level, mod.DEFLATED, 31)
+    ``GZIP_GROUP_BYTES`` at a time (``GzipStream``), so the uncompressed body (megabytes, once per
+    request in flight) never exists joined."""
     if isinstance(data, bytes):
+        mod = codec or _deflater(level)
+        c = mod.compressobj(level, mod.DEFLATED, 31)
         return c.compress(data) + c.flush()
-    out: list[bytes] = []
-    group: list[bytes] = []
-    size = 0
+    stream = GzipStream(level, codec=codec)
     for part in data:
-        group.append(part)
-        size += len(part)
-        if size >= GZIP_GROUP_BYTES:
-            out.append(c.compress(b"".join(group)))
-            group, size = [], 0
-    out.append(c.compress(b"".join(group)))
-    out.append(c.flush())
-    return b"".join(out)
+        stream.add(part)
+    return stream.finish()
+
+
+def _deflater(level: int) -> Any:
+    return _isal_zlib if compresses_inline(level) else zlib
+
+
+class GzipStream:
+    """A gzip body made from its parts as they come, ``GZIP_GROUP_BYTES`` of them compressed at a time
+    (the same bytes as ``gzip_bytes`` of the list): a batch still filling keeps its events compressed
+    (outputs.packing.PackStream) instead of holding megabytes of them until it closes."""
+
+    __slots__ = ("_c", "_group", "_out", "_size")
+
+    def __init__(self, level: int = 1, *, codec: Any = None):
+        mod = codec or _deflater(level)
+        self._c = mod.compressobj(level, mod.DEFLATED, 31)
+        self._group: list[bytes] = []
+        self._size = 0
+        self._out: list[bytes] = []
+
+    def add(self, part: bytes) -> None:
+        self._group.append(part)
+        self._size += len(part)
+        if self._size >= GZIP_GROUP_BYTES:
+            self._out.append(self._c.compress(b"".join(self._group)))
+            self._group, self._size = [], 0
+
+    def finish(self) -> bytes:
+        """The whole gzip member; the stream is spent."""
+        out = self._out
+        out.append(self._c.compress(b"".join(self._group)))
+        out.append(self._c.flush())
+        self._group, self._out = [], []
+        return b"".join(out)
 
 
 def gunzip_bytes(data: bytes) -> bytes:

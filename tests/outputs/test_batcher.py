@@ -70,3 +70,44 @@ def test_age_is_measured_from_the_first_pending_event():
 def test_limits_must_be_positive():
     with pytest.raises(ValueError):
         Batcher(max_events=0, max_bytes=1, after_seq=0)
+
+
+class RecordingStream:
+    """A pack stream that records the items it was fed."""
+
+    def __init__(self) -> None:
+        self.items: list[int] = []
+        self.finished = False
+
+    def add(self, it: DeliveryItem) -> None:
+        self.items.append(it.seq)
+
+    def finish(self) -> str:
+        self.finished = True
+        return f"body of {self.items}"
+
+
+def test_each_batch_gets_its_own_stream_fed_in_order():
+    streams: list[RecordingStream] = []
+
+    def open_stream() -> RecordingStream:
+        streams.append(RecordingStream())
+        return streams[-1]
+
+    b = Batcher(max_events=100, max_bytes=25, after_seq=0, open_stream=open_stream)
+    assert b.add(item(1), 10) is None and b.add(item(2), 10) is None
+    (first,) = b.add(item(3), 10)  # would overflow: [1, 2] closes, 3 opens the next batch
+    assert seqs(first) == [1, 2] and first.packed == "body of [1, 2]"
+    assert [s.items for s in streams] == [[1, 2], [3]] and not streams[1].finished
+    b.reset(5)  # a rewind: the open batch and its stream are dropped
+    b.add(item(6), 10)
+    last = b.close(6)
+    assert seqs(last) == [6] and last.packed == "body of [6]" and len(streams) == 3
+    assert b.close(6) is None  # nothing read since: no batch, no stream opened
+
+
+def test_without_a_stream_batches_are_not_packed():
+    b = Batcher(max_events=2, max_bytes=100, after_seq=0)
+    b.add(DeliveryItem(1, {}, b"", b"", b"one"), 3)
+    (full,) = b.add(DeliveryItem(2, {}, b"", b"", b"two"), 3)
+    assert full.packed is None and [i.data for i in full.items] == [b"one", b"two"]

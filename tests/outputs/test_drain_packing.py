@@ -8,10 +8,11 @@ import orjson
 import pytest
 
 import outputs.drain
+import outputs.http
 from outputs.base import DeliveryItem, Outcome
 from outputs.drain import Drain
-from outputs.http import Payload, gunzip_bytes, gzip_bytes
-from outputs.packing import pack, unpack
+from outputs.http import GzipStream, Payload, gunzip_bytes, gzip_bytes
+from outputs.packing import PackStream, pack, unpack
 from spool.store import Spool
 from tests.outputs.drain_kit import Fake, caught_up, cfg, fill, run_until
 
@@ -55,6 +56,23 @@ class PackingFake(Fake):
         return self.answer(batch, numbers)
 
 
+class StreamingFake(PackingFake):
+    """As ES and HEC with gzip by ISA-L: each batch's body is built as it fills (``pack_stream``)."""
+
+    def __init__(self, *a, **kw):
+        super().__init__(*a, **kw)
+        self.streams = 0
+
+    def pack_stream(self):
+        self.streams += 1
+        return PackStream(GzipStream(1))
+
+
+@pytest.fixture(params=[PackingFake, StreamingFake], ids=["packed-at-dispatch", "packed-while-filling"])
+def fake(request):
+    return request.param
+
+
 @pytest.fixture
 def unpacks(monkeypatch):
     calls: list[int] = []
@@ -88,9 +106,9 @@ def test_an_uncompressed_body_unpacks_to_the_same_bytes():
     assert [i.data for i in items] == want
 
 
-def test_a_delivered_batch_is_sent_packed_and_never_unpacked(spool, unpacks):
+def test_a_delivered_batch_is_sent_packed_and_never_unpacked(spool, unpacks, fake):
     fill(spool, 12)
-    out = PackingFake("f", cfg(batch_max_events=5))
+    out = fake("f", cfg(batch_max_events=5))
     drain = Drain(out, spool, spool.reader())
     run_until(drain, caught_up(spool, "f"))
     assert out.bodies == [[0, 1, 2, 3, 4], [5, 6, 7, 8, 9], [10, 11]]
@@ -99,10 +117,10 @@ def test_a_delivered_batch_is_sent_packed_and_never_unpacked(spool, unpacks):
     assert unpacks == []
 
 
-def test_a_retried_whole_batch_re_sends_the_same_body(spool, unpacks):
+def test_a_retried_whole_batch_re_sends_the_same_body(spool, unpacks, fake):
     fill(spool, 4)
     retry = lambda batch: Outcome.retry("HTTP 503")  # noqa: E731
-    out = PackingFake("f", cfg(batch_max_events=4), script=[retry, retry])
+    out = fake("f", cfg(batch_max_events=4), script=[retry, retry])
     drain = Drain(out, spool, spool.reader())
     run_until(drain, caught_up(spool, "f"))
     assert out.bodies == [[0, 1, 2, 3]] * 3
@@ -110,14 +128,14 @@ def test_a_retried_whole_batch_re_sends_the_same_body(spool, unpacks):
     assert unpacks == [] and out.received == [0, 1, 2, 3]
 
 
-def test_a_per_item_retry_gets_its_items_exact_bytes_back(spool, unpacks):
+def test_a_per_item_retry_gets_its_items_exact_bytes_back(spool, unpacks, fake):
     fill(spool, 10)
 
     def partial(batch):
         return Outcome.partial("2 rejected (429)", failed=[batch[2]], retry_items=[batch[7], batch[8]],
                                throttled=True)
 
-    out = PackingFake("f", cfg(batch_max_events=10), script=[partial])
+    out = fake("f", cfg(batch_max_events=10), script=[partial])
     drain = Drain(out, spool, spool.reader())
     run_until(drain, caught_up(spool, "f"))
     assert out.bodies == [list(range(10)), [7, 8]]
@@ -126,9 +144,9 @@ def test_a_per_item_retry_gets_its_items_exact_bytes_back(spool, unpacks):
     assert drain.stats.delivered == 9 and drain.stats.dlq == 1
 
 
-def test_a_split_batch_is_bisected_with_exact_bytes(spool, unpacks):
+def test_a_split_batch_is_bisected_with_exact_bytes(spool, unpacks, fake):
     fill(spool, 8)
-    out = PackingFake("f", cfg(batch_max_events=8))
+    out = fake("f", cfg(batch_max_events=8))
     # what the wire body held, decoded from the body itself: a packed first attempt has no item data
     out.rule = lambda batch: Outcome.split("HTTP 413") if 5 in out.bodies[-1] else None
     drain = Drain(out, spool, spool.reader())
@@ -139,13 +157,13 @@ def test_a_split_batch_is_bisected_with_exact_bytes(spool, unpacks):
     assert sorted(out.received) == [0, 1, 2, 3, 4, 6, 7] and drain.stats.dlq == 1
 
 
-def test_an_output_that_raises_gets_the_same_body_again(spool, unpacks):
+def test_an_output_that_raises_gets_the_same_body_again(spool, unpacks, fake):
     fill(spool, 3)
 
     def boom(batch):
         raise RuntimeError("output bug")
 
-    out = PackingFake("f", cfg(batch_max_events=3), script=[boom])
+    out = fake("f", cfg(batch_max_events=3), script=[boom])
     drain = Drain(out, spool, spool.reader())
     run_until(drain, caught_up(spool, "f"))
     assert out.bodies == [[0, 1, 2], [0, 1, 2]]
@@ -153,7 +171,8 @@ def test_an_output_that_raises_gets_the_same_body_again(spool, unpacks):
     assert unpacks == []
 
 
-def test_after_an_internal_error_the_batch_starts_over_from_its_packed_body(spool, unpacks, monkeypatch):
+def test_after_an_internal_error_the_batch_starts_over_from_its_packed_body(
+    spool, unpacks, monkeypatch, fake):
     """The spool refusing a DLQ write restarts the batch's delivery (``_deliver_guarded``): the body
     kept on the batch is what goes out again, since its items' bytes were dropped."""
     fill(spool, 4)
@@ -167,7 +186,7 @@ def test_after_an_internal_error_the_batch_starts_over_from_its_packed_body(spoo
 
     monkeypatch.setattr(spool, "dlq_add", dlq_add_once_refused)
     partial = lambda batch: Outcome.partial("1 mapping error", failed=[batch[1]], retry_items=[])  # noqa: E731
-    out = PackingFake("f", cfg(batch_max_events=4), script=[partial, partial])
+    out = fake("f", cfg(batch_max_events=4), script=[partial, partial])
     drain = Drain(out, spool, spool.reader())
     run_until(drain, caught_up(spool, "f"))
     assert refusals and out.bodies == [[0, 1, 2, 3], [0, 1, 2, 3]]
@@ -211,3 +230,46 @@ def test_a_batch_that_cannot_be_packed_is_sent_unpacked(spool):
     drain = Drain(out, spool, spool.reader())
     run_until(drain, caught_up(spool, "f"))
     assert out.bodies == [[0, 1, 2], [3, 4, 5]] and out.payloads == [None, None]
+
+
+def test_a_stream_packs_exactly_what_pack_does():
+    """The body built item by item as a batch fills is byte for byte the one ``pack`` builds from the
+    closed batch: the same gzip groups, so a receiver cannot tell them apart."""
+    items = [DeliveryItem(i, {}, b"", b"", line(i) * (3000 * (i % 5)), None) for i in range(60)]
+    want = [i.data for i in items]
+    copies = [DeliveryItem(i.seq, {}, b"", b"", i.data, None) for i in items]
+    stream = PackStream(GzipStream(1))
+    for it in items:
+        stream.add(it)
+    assert not any(i.data for i in items)  # dropped as each was added
+    streamed = stream.finish()
+    packed = pack(copies, lambda parts: Payload(gzip_bytes(parts, 1), True))
+    assert streamed.payload.data == packed.payload.data and streamed.lengths == packed.lengths
+    assert sum(map(len, want)) > 2 * outputs.http.GZIP_GROUP_BYTES  # several groups were compressed
+    unpack(streamed, items)
+    assert [i.data for i in items] == want
+
+
+def test_the_open_batch_holds_its_events_compressed(spool):
+    """A drain catching up fills its batch over several reads: with a stream, the events waiting in
+    the open batch have no encoded bytes of their own, and the batch goes out with the body the
+    stream built (one stream per batch, nothing packed again at dispatch)."""
+    from tests.outputs.drain_kit import Gate, start, stop, wait_until
+
+    fill(spool, 30)
+    gate = Gate()
+    out = StreamingFake("f", cfg(batch_max_events=100, batch_max_wait=60.0), rule=gate)
+    drain = Drain(out, spool, spool.reader())
+    g = start(drain)
+    try:
+        wait_until(lambda: drain._batcher.pending == 30)
+        assert not any(i.data for i in drain._batcher._items)
+        assert out.streams == 1
+        fill(spool, 70, start=30)  # the batch fills up and closes: 100 events
+        gate.open()
+        wait_until(caught_up(spool, "f"))
+    finally:
+        gate.open()
+        stop(drain, g)
+    assert out.bodies == [list(range(100))] and out.payloads[0] is not None
+    assert out.data_in_flight == [False]
