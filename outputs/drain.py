@@ -59,13 +59,15 @@ IDLE_POLL_S = 0.05
 IDLE_WAIT_S = 1.0
 #: How often the drain looks for DLQ entries marked for replay.
 REPLAY_POLL_S = 1.0
-#: Rows read from the spool at once: a batch of up to batch_max_events, within these bounds (a batch
-#: may span chunks). The rows, what they render to and the helper's share are all in memory at once:
-#: 5,000 rows cost ~28 MiB more than 2,000 (agent + helper) on a backlog drain, for ~10% more speed
-#: where delivery alone already runs at twice the rate ingest can feed it; 1,500 cost 3.5 MiB less than
-#: 2,000 (backlog drain 94 against 98 MiB), at no loss of speed measurable on this VM.
-READ_CHUNK = 1000
-READ_CHUNK_MAX = 1500
+#: Rows read from the spool at once (a batch may span chunks). The rows, what they render to and the
+#: helper's share are all in memory at once: 5,000 rows cost ~28 MiB more than 2,000 (agent + helper)
+#: on a backlog drain, for ~10% more speed where delivery alone already runs at twice the rate ingest
+#: can feed it; 1,500 cost 3.5 MiB less than 2,000 (backlog drain 94 against 98 MiB). While ingest
+#: runs at full speed, each stall of the output (the ES mock's id table growing, in bench/delivery.py)
+#: leaves a backlog the drain catches up from in whole chunks beside ingest's own buffers, and the
+#: agent's heap grew at each: over 3,000,000 events its peak RSS was 75.5-75.9 MiB with 1,500 rows,
+#: 71.6-72.0 with 1,000 and 70.7-70.8 with 750 (2 runs each; the helper's 28.2-28.6, 27.5 and 27.4).
+READ_CHUNK = 750
 #: With the offload helper: the share of each chunk rendered there (the rest renders here meanwhile;
 #: the helper also maps ingest), and the smallest chunk worth splitting.
 OFFLOAD_SHARE = 0.5
@@ -116,7 +118,7 @@ class Drain:
         self.concurrency = output.send_slots
         self.max_bytes = int(cfg.batch_max_bytes or output.default_batch_max_bytes)
         self._window_size = self.concurrency + 2  # in flight, plus batches read ahead
-        self._chunk = min(READ_CHUNK_MAX, max(READ_CHUNK, cfg.batch_max_events))
+        self._chunk = READ_CHUNK
         self.breaker = Breaker(cfg.breaker_failures, cfg.breaker_cooldown, cfg.breaker_cooldown_max)
         self.limiter = RateLimiter(cfg.rate_limit_requests, cfg.rate_limit_events)
         self._stopping = False
@@ -248,7 +250,8 @@ class Drain:
             cursor, done = state
         self._generation = cursor.generation
         self._window = CommitWindow(cursor.seq, done)
-        self._batcher = Batcher(self.config.batch_max_events, self.max_bytes, cursor.seq)
+        self._batcher = Batcher(self.config.batch_max_events, self.max_bytes, cursor.seq,
+                                self.output.pack_stream if self._packer is not None else None)
         self._read_pos = cursor.seq
         self._last_commit = cursor.seq
         self._last_done = list(done)
@@ -599,7 +602,7 @@ class Drain:
         so a re-entry of ``_deliver_items`` after an error finds it."""
         assert self._packer is not None
         try:
-            if batch.items:
+            if batch.items and batch.packed is None:  # not already packed as it filled (Batcher)
                 batch.packed = pack(batch.items, self._packer)
         except Exception as exc:  # unpacked, the batch still goes: send() builds its own body
             log.warning("could not pack a batch", extra={"output": self.name, "error": describe_error(exc)})
