@@ -241,3 +241,18 @@ def test_rows_another_writer_appended_are_read_once_no_append_runs(spool_path):
         mine.append(batch(events(2)))
         assert [r.seq for r in reader.read_after(5, 1500)] == [6, 7]
         reader.close()
+
+
+def test_a_drain_reader_keeps_a_small_page_cache(spool_path):
+    """A drain's connection loses its cache at every commit of the appends: SQLite's 2 MB default only
+    filled during catch-up reads, at the agent's memory peak (spool.store.READER_CACHE_KIB)."""
+    from spool.store import READER_CACHE_KIB
+
+    s = Spool(spool_path)
+    try:
+        reader = s.reader()
+        assert reader._conn.execute("PRAGMA cache_size").fetchone()[0] == -READER_CACHE_KIB
+        assert READER_CACHE_KIB < 2000  # below SQLite's default (-2000 KiB)
+        reader.close()
+    finally:
+        s.close()
