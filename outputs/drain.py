@@ -118,7 +118,6 @@ class Drain:
         self.concurrency = output.send_slots
         self.max_bytes = int(cfg.batch_max_bytes or output.default_batch_max_bytes)
         self._window_size = self.concurrency + 2  # in flight, plus batches read ahead
-        self._chunk = READ_CHUNK
         self.breaker = Breaker(cfg.breaker_failures, cfg.breaker_cooldown, cfg.breaker_cooldown_max)
         self.limiter = RateLimiter(cfg.rate_limit_requests, cfg.rate_limit_events)
         self._stopping = False
@@ -222,7 +221,7 @@ class Drain:
             if new_data is not None:
                 new_data.clear()
             try:
-                rows = self.reader.read_after(self._read_pos, self._chunk)
+                rows = self.reader.read_after(self._read_pos, READ_CHUNK)
                 if rows:
                     self._consume(rows)
                     self._flush_if_aged()

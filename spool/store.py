@@ -394,8 +394,6 @@ class Spool:
         self._page_size: int | None = None
         #: ``journal_size_limit``: the WAL file is cut back to this when SQLite restarts it.
         self._wal_limit: int | None = None
-        #: The last refused append found the WAL file over ``_wal_limit`` (``_truncate_wal``).
-        self._wal_over = False
         #: The background checkpoint's connection, and the checkpoint running now (at most one).
         self._ckpt_conn: sqlite3.Connection | None = None
         self._ckpt_pending: Any = None
@@ -635,7 +633,7 @@ class Spool:
                 results, dropped, fresh, last = self._call(
                     self._tx, lambda conn: self._append_tx(conn, batches))
             except SpoolFull:
-                if self._wal_over:
+                if self._wal_limit is not None and self._wal_file_bytes() > self._wal_limit:
                     self._truncate_wal()
                 raise
             if recent is not None:
@@ -742,11 +740,13 @@ class Spool:
             self._page_size = conn.execute("PRAGMA page_size").fetchone()[0]
         pages = conn.execute("PRAGMA page_count").fetchone()[0]
         free = conn.execute("PRAGMA freelist_count").fetchone()[0]
+        return (pages - free) * self._page_size, self._wal_file_bytes()
+
+    def _wal_file_bytes(self) -> int:
         try:
-            wal = os.path.getsize(self.path + "-wal")
+            return os.path.getsize(self.path + "-wal")
         except OSError:
-            wal = 0
-        return (pages - free) * self._page_size, wal
+            return 0
 
     def _start_checkpoint(self) -> None:
         """Checkpoint the WAL in a thread of its own (gevent's threadpool), beside the appends: done in
@@ -800,7 +800,6 @@ class Spool:
         append refused)."""
         assert self.max_bytes is not None
         used, wal = self._sizes(conn)
-        self._wal_over = False
         if used + wal <= self.max_bytes:
             return None
         evicted, upto, used = self._delete_oldest(conn, min(boundary, self._evictable(conn)), used, wal)
@@ -809,7 +808,6 @@ class Spool:
             self._deleting_upto(upto)
         if used + wal <= self.max_bytes:
             return RoomMade(evicted, 0, upto)
-        self._wal_over = self._wal_limit is not None and wal > self._wal_limit
         if self.on_full == "block":
             raise SpoolFull(
                 f"spool {self.path} is full: {used + wal} bytes (db {used} + wal {wal}) > max_bytes "

@@ -140,6 +140,18 @@ def stop(drain: Drain, g: gevent.Greenlet) -> None:
     assert g.dead
 
 
+@contextlib.contextmanager
+def gated(drain: Drain, gate: Gate) -> Iterator[Drain]:
+    """Run ``drain`` while the body looks at it with every send held at ``gate``; on the way out (an
+    assertion failed too) the gate opens, so the drain can stop."""
+    g = start(drain)
+    try:
+        yield drain
+    finally:
+        gate.open()
+        stop(drain, g)
+
+
 def run_until(drain: Drain, cond: Callable[[], bool], timeout: float = 10.0) -> None:
     """Run ``drain`` until ``cond()``; a drain that dies meanwhile fails at once, with its error."""
     g = start(drain)

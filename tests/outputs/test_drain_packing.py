@@ -14,7 +14,7 @@ from outputs.drain import Drain
 from outputs.http import GzipStream, Payload, gunzip_bytes, gzip_bytes
 from outputs.packing import PackStream, pack, unpack
 from spool.store import Spool
-from tests.outputs.drain_kit import Fake, caught_up, cfg, fill, run_until
+from tests.outputs.drain_kit import Fake, Gate, caught_up, cfg, fill, gated, run_until, wait_until
 
 
 @pytest.fixture
@@ -197,23 +197,16 @@ def test_after_an_internal_error_the_batch_starts_over_from_its_packed_body(
 def test_batches_waiting_for_a_send_slot_are_packed_already(spool):
     """Packing happens as a batch is dispatched, not when its greenlet first runs: with every send
     slot taken, the batches registered behind them hold no encoded events either."""
-    from tests.outputs.drain_kit import Gate, start, stop, wait_until
-
     fill(spool, 40)
     gate = Gate()
     out = PackingFake("f", cfg(batch_max_events=5, concurrency=2), rule=gate)
-    drain = Drain(out, spool, spool.reader())
-    g = start(drain)
-    try:
+    with gated(Drain(out, spool, spool.reader()), gate) as drain:
         wait_until(lambda: gate.waiting == 2 and len(drain._window) == 3)
         waiting = list(drain._window._open)  # 2 sending, 1 waiting for a slot
         assert all(b.packed is not None for b in waiting)
         assert not any(i.data for b in waiting for i in b.items)
         gate.open()
         wait_until(caught_up(spool, "f"))
-    finally:
-        gate.open()
-        stop(drain, g)
     assert sorted(out.received) == list(range(40))
 
 
@@ -254,22 +247,15 @@ def test_the_open_batch_holds_its_events_compressed(spool):
     """A drain catching up fills its batch over several reads: with a stream, the events waiting in
     the open batch have no encoded bytes of their own, and the batch goes out with the body the
     stream built (one stream per batch, nothing packed again at dispatch)."""
-    from tests.outputs.drain_kit import Gate, start, stop, wait_until
-
     fill(spool, 30)
     gate = Gate()
     out = StreamingFake("f", cfg(batch_max_events=100, batch_max_wait=60.0), rule=gate)
-    drain = Drain(out, spool, spool.reader())
-    g = start(drain)
-    try:
+    with gated(Drain(out, spool, spool.reader()), gate) as drain:
         wait_until(lambda: drain._batcher.pending == 30)
         assert not any(i.data for i in drain._batcher._items)
         assert out.streams == 1
         fill(spool, 70, start=30)  # the batch fills up and closes: 100 events
         gate.open()
         wait_until(caught_up(spool, "f"))
-    finally:
-        gate.open()
-        stop(drain, g)
     assert out.bodies == [list(range(100))] and out.payloads[0] is not None
     assert out.data_in_flight == [False]
